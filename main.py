@@ -1,0 +1,4 @@
+"""Start MedViewer: the same entry point as the `medviewer` console script."""
+from medviewer.cli import main
+
+raise SystemExit(main())
