@@ -1,0 +1,119 @@
+"""`medviewer` entry point: the viewer by default, sub-commands for headless work.
+
+    medviewer [PATH]             open the viewer (the built-in demo study when no PATH)
+    medviewer scan DIR [--json]  index a folder / DICOMDIR and list patients, studies, series
+    medviewer info FILE          header summary and every element of one DICOM file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from medviewer import __version__
+
+SUBCOMMANDS = ("scan", "info")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        parser = _subcommand_parser()
+        ns = parser.parse_args(args)
+        return ns.func(ns)
+    ns = _gui_parser().parse_args(args)
+    from medviewer.ui.app import run  # Qt is imported only when the window is wanted
+
+    return run(ns.path)
+
+
+def _gui_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="medviewer",
+        description="DICOM review, annotation and model-assisted analysis. "
+        f"Sub-commands: {', '.join(SUBCOMMANDS)} (medviewer scan --help).",
+    )
+    p.add_argument("path", nargs="?", help="folder, DICOMDIR or file to open (default: demo study)")
+    p.add_argument("--version", action="version", version=f"medviewer {__version__}")
+    return p
+
+
+def _subcommand_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medviewer")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("scan", help="index a folder, DICOMDIR or files")
+    s.add_argument("path", nargs="+", help="folder(s), DICOMDIR or files")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--files", action="store_true", help="with --json: list every file")
+    s.add_argument("--no-cache", action="store_true", help="ignore and do not update the cache")
+    s.set_defaults(func=_cmd_scan)
+    i = sub.add_parser("info", help="header summary and all elements of one DICOM file")
+    i.add_argument("file")
+    i.set_defaults(func=_cmd_info)
+    return p
+
+
+def _cmd_scan(ns: argparse.Namespace) -> int:
+    from medviewer.core.dicom import scan
+
+    result = scan(ns.path if len(ns.path) > 1 else ns.path[0], cache=not ns.no_cache)
+    if ns.json:
+        print(json.dumps(_scan_as_dict(result, ns.files), indent=2))
+    else:
+        _print_scan(result)
+    return 0
+
+
+def _scan_as_dict(result, with_files: bool) -> dict:
+    out = asdict(result)
+    for patient in out["patients"]:
+        for study in patient["studies"]:
+            for series in study["series"]:
+                instances = series.pop("instances")
+                series["image_count"] = sum(max(1, i["number_of_frames"]) for i in instances)
+                if with_files:
+                    series["files"] = [i["path"] for i in instances]
+    return out
+
+
+def _print_scan(result) -> None:
+    for p in result.patients:
+        print(f"{p.name or '(no name)'}  [{p.patient_id}]  {p.sex} {p.birth_date}".rstrip())
+        for st in p.studies:
+            print(f"  study {st.date} {st.description}  ({st.study_instance_uid})")
+            for s in st.series:
+                stack = f" stack {s.stack_index + 1}/{s.stack_count}" if s.stack_count > 1 else ""
+                print(f"    #{s.series_number if s.series_number is not None else '-'} "
+                      f"{s.modality:3} {s.image_count:5d} images  {s.description}{stack}")
+    for prob in result.problems:
+        print(f"unreadable: {prob.path}: {prob.reason}")
+    print(f"{result.files_seen} files, {len(result.all_series())} series, "
+          f"{len(result.problems)} unreadable, {result.files_skipped} not DICOM"
+          + (" (cancelled)" if result.cancelled else ""))
+
+
+def _cmd_info(ns: argparse.Namespace) -> int:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(ns.file, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        print(f"{ns.file}: not readable as DICOM: {exc}", file=sys.stderr)
+        return 1
+    meta = getattr(ds, "file_meta", None)
+    ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    print(f"File:             {ns.file}")
+    print(f"Transfer syntax:  {ts.name if ts else '(none)'}")
+    for key in ("PatientName", "PatientID", "StudyDate", "Modality", "SeriesDescription",
+                "SeriesNumber", "InstanceNumber", "Rows", "Columns", "NumberOfFrames",
+                "PixelSpacing", "SliceThickness", "ImagePositionPatient",
+                "ImageOrientationPatient", "PhotometricInterpretation"):
+        if key in ds:
+            print(f"{key + ':':18}{ds.data_element(key).repval}")
+    print()
+    print(ds)
+    return 0
