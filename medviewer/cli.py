@@ -106,14 +106,14 @@ def _cmd_info(ns: argparse.Namespace) -> int:
         return 1
     meta = getattr(ds, "file_meta", None)
     ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-    print(f"File:             {ns.file}")
-    print(f"Transfer syntax:  {ts.name if ts else '(none)'}")
+    print(f"{'File:':27}{ns.file}")
+    print(f"{'Transfer syntax:':27}{ts.name if ts else '(none)'}")
     for key in ("PatientName", "PatientID", "StudyDate", "Modality", "SeriesDescription",
                 "SeriesNumber", "InstanceNumber", "Rows", "Columns", "NumberOfFrames",
                 "PixelSpacing", "SliceThickness", "ImagePositionPatient",
                 "ImageOrientationPatient", "PhotometricInterpretation"):
         if key in ds:
-            print(f"{key + ':':18}{ds.data_element(key).repval}")
+            print(f"{key + ':':27}{ds.data_element(key).repval}")
     print()
     print(ds)
     return 0

@@ -84,7 +84,9 @@ class PlaneView:
     def to_voxel(self, k: int, row: int, col: int) -> tuple[int, int, int]:
         """Voxel index (column, row, slice) of the plane pixel (row, col) on image k."""
         _, nr, nc = self.shape
-        plane_idx = (k, nr - 1 - row if self.flips[0] else row, nc - 1 - col if self.flips[1] else col)
+        row = nr - 1 - row if self.flips[0] else row
+        col = nc - 1 - col if self.flips[1] else col
+        plane_idx = (k, row, col)
         vox = [0, 0, 0]  # slice, row, column
         for plane_axis, array_axis in enumerate(self.axes):
             vox[array_axis] = plane_idx[plane_axis]
