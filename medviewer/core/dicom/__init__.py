@@ -9,15 +9,17 @@
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.index import scan
 from medviewer.core.dicom.model import FileProblem, Instance, Patient, ScanResult, Series, Study
-from medviewer.core.dicom.volume import Volume, load_series
+from medviewer.core.dicom.volume import LoadCancelled, SeriesLoader, Volume, load_series
 
 __all__ = [
     "DicomError",
     "FileProblem",
+    "LoadCancelled",
     "Instance",
     "Patient",
     "ScanResult",
     "Series",
+    "SeriesLoader",
     "Study",
     "Volume",
     "load_series",

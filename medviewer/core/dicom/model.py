@@ -32,9 +32,13 @@ class Instance:
     samples_per_pixel: int = 1
     bits_allocated: int = 0
     pixel_representation: int = 0
-    # Byte offset of the Pixel Data value in the file for native (uncompressed) syntaxes,
-    # or of the first fragment item for encapsulated ones; None when unknown.
+    # Byte offset of the Pixel Data value in the file: for native (uncompressed) syntaxes the
+    # first pixel byte; for encapsulated ones the Basic Offset Table item (the loader also
+    # accepts the first fragment item). None when unknown.
     pixel_data_offset: int | None = None
+    rescale_slope: float | None = None  # RescaleSlope, None when absent
+    rescale_intercept: float | None = None  # RescaleIntercept, None when absent
+    temporal_position: int | None = None  # TemporalPositionIdentifier, for 4D ordering
 
 
 @dataclass

@@ -1,0 +1,219 @@
+"""load_series / SeriesLoader: geometry, modality values, colour, codecs and failures."""
+
+from __future__ import annotations
+
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.pixels import apply_color_lut, apply_modality_lut
+from pydicom.uid import JPEG2000Lossless, RLELossless
+
+from medviewer.core import synthetic as syn
+from medviewer.core.dicom.errors import DicomError
+from medviewer.core.dicom.volume import LoadCancelled, SeriesLoader, load_series
+
+TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def _ct(shape=(6, 16, 20), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(-1000, 2000, shape).astype(np.int16)
+
+
+def _reference(path: Path) -> np.ndarray:
+    """pydicom's own decode with the Modality LUT, the baseline every file must match."""
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array
+    if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
+        return apply_color_lut(arr, ds)
+    if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
+        arr = apply_modality_lut(arr, ds)
+    return np.asarray(arr)
+
+
+def _decodable_test_files() -> list[Path]:
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in sorted(TEST_FILES.glob("*.dcm")):
+            try:
+                ds = pydicom.dcmread(path)
+                _ = ds.pixel_array
+            except Exception:
+                continue
+            if int(ds.get("BitsAllocated", 8)) <= 8 or int(ds.get("SamplesPerPixel", 1)) == 1:
+                out.append(path)
+    return out
+
+
+@pytest.mark.parametrize("path", _decodable_test_files(), ids=lambda p: p.name)
+def test_bundled_files_match_pydicom(path: Path) -> None:
+    volume = load_series(path)
+    ref = _reference(path)
+    if volume.is_colour and ref.dtype == np.uint16:  # 16-bit palettes scale to 8 bit
+        ref = ref >> 8
+    assert volume.voxels.size == ref.size
+    np.testing.assert_allclose(volume.voxels.reshape(-1), ref.reshape(-1).astype(float))
+    assert volume.voxels.dtype != np.float64
+
+
+def test_bundled_codecs_are_covered() -> None:
+    names = {p.name for p in _decodable_test_files()}
+    for name in ("MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "JPEG2000.dcm",
+                 "MR_small_jpeg_ls_lossless.dcm", "JPGExtended.dcm", "SC_rgb_jpeg_gdcm.dcm",
+                 "image_dfl.dcm", "MR_small_bigendian.dcm", "examples_palette.dcm"):
+        assert name in names
+
+
+def test_shuffled_names_sort_by_position(tmp_path: Path) -> None:
+    voxels = _ct()
+    syn.write_series(tmp_path, voxels, spacing=(2.5, 0.7, 0.7), origin=(-10, -20, 30),
+                     shuffle_names=True)
+    volume = load_series(tmp_path)
+    np.testing.assert_array_equal(volume.voxels, voxels)
+    assert volume.voxels.dtype == np.int16
+    assert volume.spacing == pytest.approx((2.5, 0.7, 0.7))
+
+
+def test_oblique_affine_maps_voxels_to_each_slice_position(tmp_path: Path) -> None:
+    voxels = _ct((5, 8, 10))
+    iop = syn.oblique(25.0)
+    syn.write_series(tmp_path, voxels, spacing=(3.0, 0.5, 0.8), orientation=iop,
+                     origin=(5, 6, 7), shuffle_names=True)
+    volume = load_series(tmp_path)
+    np.testing.assert_array_equal(volume.voxels, voxels)
+    a = volume.affine
+    np.testing.assert_allclose(a[:3, 0], np.array(iop[:3]) * 0.8, atol=1e-6)
+    np.testing.assert_allclose(a[:3, 1], np.array(iop[3:]) * 0.5, atol=1e-6)
+    for k, source in enumerate(volume.sources):
+        ipp = [float(v) for v in pydicom.dcmread(source.path).ImagePositionPatient]
+        np.testing.assert_allclose(a @ [0, 0, k, 1], [*ipp, 1.0], atol=1e-4)
+
+
+def test_missing_slice_keeps_true_positions_and_warns(tmp_path: Path) -> None:
+    voxels = _ct((8, 8, 8))
+    syn.write_series(tmp_path, voxels, spacing=(2.0, 1.0, 1.0), skip_slices=[4])
+    volume = load_series(tmp_path)
+    np.testing.assert_array_equal(volume.voxels, np.delete(voxels, 4, axis=0))
+    assert volume.spacing[0] == pytest.approx(2.0)
+    assert any("gap" in w for w in volume.warnings)
+
+
+def test_monochrome1_keeps_values(tmp_path: Path) -> None:
+    voxels = np.random.default_rng(1).integers(0, 4000, (3, 8, 8)).astype(np.uint16)
+    syn.write_series(tmp_path, voxels, modality="DX", photometric="MONOCHROME1")
+    volume = load_series(tmp_path)
+    assert volume.photometric == "MONOCHROME1"
+    np.testing.assert_array_equal(volume.voxels, voxels)
+
+
+@pytest.mark.parametrize("enhanced", [True, False])
+def test_multiframe_geometry(tmp_path: Path, enhanced: bool) -> None:
+    voxels = _ct((5, 8, 12))
+    path = syn.write_multiframe(tmp_path, voxels, spacing=(1.5, 0.6, 0.6), origin=(0, 0, -40),
+                                enhanced=enhanced, shuffle_frames=enhanced)
+    volume = load_series(path)
+    np.testing.assert_array_equal(volume.voxels, voxels)
+    assert volume.spacing == pytest.approx((1.5, 0.6, 0.6))
+    np.testing.assert_allclose(volume.affine[:3, 3], [0, 0, -40], atol=1e-6)
+
+
+def test_rle_and_jpeg2000_series(tmp_path: Path) -> None:
+    voxels = _ct((4, 64, 64))
+    for syntax in (RLELossless, JPEG2000Lossless):
+        folder = tmp_path / syntax.name.replace(" ", "_")
+        syn.write_series(folder, voxels, transfer_syntax=syntax)
+        np.testing.assert_array_equal(load_series(folder).voxels, voxels)
+
+
+def test_repeated_positions_load_as_4d(tmp_path: Path) -> None:
+    voxels = np.random.default_rng(2).integers(0, 900, (3, 4, 8, 8)).astype(np.int16)
+    paths = syn.write_4d(tmp_path, voxels)
+    volume = load_series(list(reversed(paths)))
+    assert volume.is_4d
+    np.testing.assert_array_equal(volume.voxels, voxels)
+    assert len(volume.sources) == 4
+
+
+def test_colour_rgb_ybr_and_palette(tmp_path: Path) -> None:
+    rgb = np.random.default_rng(3).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+    for planar in (0, 1):
+        path = syn.write_rgb(tmp_path / f"p{planar}", rgb, planar_configuration=planar)
+        volume = load_series(path)
+        assert volume.is_colour and volume.voxels.dtype == np.uint8
+        np.testing.assert_array_equal(volume.voxels, rgb)
+    ybr = load_series(syn.write_rgb(tmp_path / "ybr", rgb, photometric="YBR_FULL"))
+    assert np.abs(ybr.voxels.astype(int) - rgb).max() <= 2
+    palette = syn.write_palette(tmp_path / "pal")
+    volume = load_series(palette)
+    assert volume.photometric == "RGB" and volume.voxels.shape[-1] == 3
+    np.testing.assert_array_equal(volume.voxels[0], _reference(palette) >> 8)
+
+
+def test_broken_files_raise_dicom_error_with_path(tmp_path: Path) -> None:
+    broken = syn.write_broken(tmp_path)
+    for kind in ("truncated", "corrupt", "undecodable"):
+        with pytest.raises(DicomError) as info:
+            load_series(broken[kind])
+        assert info.value.path == str(broken[kind]) and info.value.reason
+
+
+def test_non_dicom_files_in_a_folder_are_skipped(tmp_path: Path) -> None:
+    voxels = _ct((3, 8, 8))
+    syn.write_series(tmp_path, voxels)
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    (tmp_path / "thumbs.db").write_bytes(b"\x00" * 300)
+    np.testing.assert_array_equal(load_series(tmp_path).voxels, voxels)
+
+
+def test_read_slice_progress_and_cancel(tmp_path: Path) -> None:
+    voxels = _ct((5, 8, 8))
+    syn.write_series(tmp_path, voxels, shuffle_names=True)
+    loader = SeriesLoader(tmp_path)
+    assert loader.shape == voxels.shape
+    np.testing.assert_array_equal(loader.read_slice(3), voxels[3])
+    calls: list[tuple[int, int]] = []
+    loader.load(progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (5, 5)
+    with pytest.raises(LoadCancelled):
+        SeriesLoader(tmp_path).load(cancel=lambda: True)
+
+
+def test_rescale_dtypes_and_no_float64_copies(tmp_path: Path) -> None:
+    voxels = _ct((20, 64, 64))
+    syn.write_series(tmp_path / "ct", voxels)
+    tracemalloc.start()
+    volume = load_series(tmp_path / "ct")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert volume.voxels.dtype == np.int16
+    assert peak <= 1.5 * voxels.nbytes + 200_000
+    mr = np.random.default_rng(4).integers(0, 200, (3, 8, 8))
+    syn.write_series(tmp_path / "mr", mr, modality="MR")
+    assert load_series(tmp_path / "mr").voxels.dtype == np.uint8
+    pet = np.random.default_rng(5).random((3, 8, 8)) * 10
+    syn.write_series(tmp_path / "pt", pet, modality="PT", rescale=(0.001, 0.0))
+    loaded = load_series(tmp_path / "pt").voxels
+    assert loaded.dtype == np.float32
+    np.testing.assert_allclose(loaded, pet, atol=0.002)
+
+
+def test_scanned_series_fast_path_reads_rescale_from_the_header(tmp_path: Path) -> None:
+    """A Series from the scanner carries no rescale: the loader walks the header bytes."""
+    import dataclasses
+
+    from medviewer.core.dicom.model import Series
+    from medviewer.core.dicom.volume import _read_instance
+
+    voxels = _ct((4, 8, 8))
+    paths = syn.write_series(tmp_path, voxels, shuffle_names=True)
+    scanned = [dataclasses.replace(_read_instance(str(p))) for p in paths]
+    assert not hasattr(scanned[0], "rescale_slope")
+    series = Series("1.2.3", instances=scanned[::-1])
+    volume = load_series(series)
+    np.testing.assert_array_equal(volume.voxels, voxels)
+    assert volume.series is series
