@@ -1,0 +1,293 @@
+"""The open study's state: one object that owns it, emits events, and every view subscribes to.
+
+`StudyDocument` holds the volume (or the first-slice preview shown while it decodes), the
+crosshair (the voxel the reader is looking at: the acquired slice is its slice index), the time
+point of a 4D series, the window and the layout. Views never keep a copy of any of it: a second
+view is a second subscriber. It has no widget, so its logic is testable without a screen.
+
+Planes: 'stack' is the series as acquired (its slice index is the document's slice index);
+'axial', 'coronal' and 'sagittal' are the MPR planes cut from the same voxels along their own
+axes (`core.geometry.plane_view`, numpy views: no copies, true spacing kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from medviewer.core import geometry
+from medviewer.core.dicom.model import Series
+from medviewer.core.dicom.volume import SliceSource, Volume
+from medviewer.core.display import CT_PRESETS, Window, default_window
+
+STACK = "stack"
+LAYOUTS = ("1x1", "mpr")
+
+
+def full_range_window(voxels: np.ndarray) -> Window:
+    """A window spanning the value range (sampled: a 300-slice CT must not stall the GUI)."""
+    step = max(1, int(round((voxels.size / 2_000_000) ** (1 / 3))))
+    sample = voxels[(slice(None, None, step),) * min(voxels.ndim, 3)]
+    lo, hi = float(np.min(sample)), float(np.max(sample))
+    return Window((lo + hi) / 2, max(hi - lo, 1.0), "Full range")
+
+
+def _spatial_shape(volume: Volume) -> tuple[int, int, int]:
+    """(slices, rows, columns) of one time point."""
+    shape = volume.voxels.shape[:-1] if volume.is_colour else volume.voxels.shape
+    return tuple(shape[-3:]) if len(shape) >= 3 else (1, *shape[-2:])
+
+
+class StudyDocument(QObject):
+    """State of the open study. Signals say what changed; views read the rest from here."""
+
+    sigVolumeChanged = Signal()
+    sigSliceChanged = Signal(int)  # acquired-stack slice index
+    sigTimeChanged = Signal(int)
+    sigWindowChanged = Signal(object)  # Window
+    sigCrosshairChanged = Signal(object)  # (column, row, slice) voxel
+    sigLayoutChanged = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.volume: Volume | None = None
+        self.series: Series | None = None
+        self.preview: np.ndarray | None = None  # first slice while the volume decodes
+        self._preview_source: SliceSource | None = None
+        self._preview_count = 0
+        self.crosshair: tuple[int, int, int] = (0, 0, 0)  # (column, row, slice)
+        self.time_index = 0
+        self.window = Window(40, 400)
+        self.layout = "1x1"
+        self._planes: dict[str, geometry.PlaneView] = {}
+        self._shape = (0, 0, 0)
+        self._set_geometry(np.eye(4), self._shape)
+
+    # ----------------------------------------------------------------- loading
+    def set_preview(self, slice_2d: np.ndarray, series: Series | None, window: Window,
+                    slice_index: int, slice_count: int, *,
+                    affine: np.ndarray | None = None, source: SliceSource | None = None) -> None:
+        """Show one decoded slice before the volume is ready (first image on screen fast)."""
+        self.volume, self.series, self.preview = None, series, np.asarray(slice_2d)
+        self._preview_source, self._preview_count = source, max(1, int(slice_count))
+        k = int(np.clip(slice_index, 0, self._preview_count - 1))
+        rows, cols = self.preview.shape[:2]
+        self._set_geometry(self._preview_affine(series, affine), (self._preview_count, rows, cols))
+        self.crosshair, self.time_index, self.window = (cols // 2, rows // 2, k), 0, window
+        self.sigVolumeChanged.emit()
+
+    def set_volume(self, volume: Volume, *, window: Window | None = None) -> None:
+        """Replace what is shown; keeps the slice the reader was on when it is a preview's."""
+        was_preview = self.preview is not None and self.volume is None
+        k = self.crosshair[2] if was_preview else None
+        self.volume, self.preview = volume, None
+        self.series = volume.series or self.series
+        shape = _spatial_shape(volume)
+        self._set_geometry(np.asarray(volume.affine, float), shape)
+        if k is None:
+            k = shape[0] // 2
+        self.crosshair = (shape[2] // 2, shape[1] // 2, int(np.clip(k, 0, shape[0] - 1)))
+        self.time_index = 0
+        if window is None and not was_preview:
+            window = default_window(volume, volume.windows)
+        self.window = window or self.window
+        self.sigVolumeChanged.emit()
+
+    def _set_geometry(self, affine: np.ndarray, shape: tuple[int, int, int]) -> None:
+        self._affine, self._shape, self._planes = affine, shape, {}
+        self._stack_plane = geometry.acquisition_plane(affine)
+
+    @staticmethod
+    def _preview_affine(series: Series | None, affine: np.ndarray | None) -> np.ndarray:
+        """The preview's affine: given, or pixel spacing from the header so the aspect is right."""
+        if affine is not None:
+            return np.asarray(affine, float)
+        a = np.eye(4)
+        inst = series.instances[0] if series and series.instances else None
+        if inst and inst.pixel_spacing:
+            a[0, 0], a[1, 1] = inst.pixel_spacing[1], inst.pixel_spacing[0]
+        return a
+
+    # ----------------------------------------------------------------- geometry
+    @property
+    def has_image(self) -> bool:
+        return self.volume is not None or self.preview is not None
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self._affine
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(slices, rows, columns) of the acquired stack."""
+        return self._shape
+
+    @property
+    def has_orientation(self) -> bool:
+        """False for images without patient geometry (secondary capture, ultrasound): their
+        affine is the bare pixel grid at the origin, and edge letters would be invented."""
+        a = self._affine
+        return not (np.allclose(a[:3, 3], 0) and np.allclose(a[:3, :3], np.diag(np.diag(a)[:3])))
+
+    @property
+    def is_colour(self) -> bool:
+        return self.volume is not None and self.volume.is_colour
+
+    @property
+    def time_count(self) -> int:
+        return self.volume.voxels.shape[0] if self.volume is not None and self.volume.is_4d else 1
+
+    def plane(self, name: str = STACK) -> geometry.PlaneView:
+        """Geometry of a display plane ('stack' = the plane the series was acquired in)."""
+        if name == STACK:
+            name = self._stack_plane
+        if name not in self._planes:
+            self._planes[name] = geometry.plane_view(self._shape, self._affine, name)
+        return self._planes[name]
+
+    def plane_index(self, name: str = STACK) -> int:
+        """Which image of `name` the crosshair is on."""
+        return self.plane(name).from_voxel(*self.crosshair)[0]
+
+    def frame(self, name: str = STACK, k: int | None = None) -> np.ndarray | None:
+        """Image k (default: current) of a plane in modality units; None if not decoded yet."""
+        plane = self.plane(name)
+        k = self.plane_index(name) if k is None else k
+        if self.volume is None:
+            ok = self.preview is not None and plane.axes[0] == 0 and k == self.crosshair[2]
+            return plane.image(self.preview[None], 0) if ok else None
+        voxels = self.time_point_voxels()
+        return plane.image(voxels, k)
+
+    def time_point_voxels(self) -> np.ndarray:
+        """The current time point's voxels as (slices, rows, columns[, 3]): no copy."""
+        voxels = self.volume.voxels[self.time_index] if self.volume.is_4d else self.volume.voxels
+        return voxels[None] if voxels.ndim == 2 + (1 if self.is_colour else 0) else voxels
+
+    # ----------------------------------------------------------------- navigation
+    @property
+    def slice_index(self) -> int:
+        return self.crosshair[2]
+
+    @property
+    def slice_count(self) -> int:
+        return self._shape[0]
+
+    def set_slice(self, k: int) -> None:
+        """Go to acquired slice k (clamped). A preview has only its one slice to show."""
+        if self.volume is None:
+            return
+        k = int(np.clip(k, 0, max(self.slice_count - 1, 0)))
+        if k != self.crosshair[2]:
+            self.crosshair = (self.crosshair[0], self.crosshair[1], k)
+            self.sigSliceChanged.emit(k)
+            self.sigCrosshairChanged.emit(self.crosshair)
+
+    def step(self, n: int) -> None:
+        self.set_slice(self.slice_index + n)
+
+    def set_plane_slice(self, name: str, k: int) -> None:
+        """Go to image k of any plane: moves the crosshair along that plane's normal."""
+        plane = self.plane(name)
+        _, r, c = plane.from_voxel(*self.crosshair)
+        k = int(np.clip(k, 0, plane.count - 1))
+        self.set_crosshair(plane.to_voxel(k, r, c))
+
+    def set_crosshair(self, voxel: tuple[int, int, int]) -> None:
+        """Point at voxel (column, row, slice), clamped; the acquired slice follows."""
+        if self.volume is None:
+            return
+        limits = (self._shape[2], self._shape[1], self._shape[0])
+        new = tuple(int(np.clip(v, 0, n - 1)) for v, n in zip(voxel, limits, strict=True))
+        if new == self.crosshair:
+            return
+        old_k, self.crosshair = self.crosshair[2], new
+        if new[2] != old_k:
+            self.sigSliceChanged.emit(new[2])
+        self.sigCrosshairChanged.emit(new)
+
+    def set_time(self, t: int) -> None:
+        t = int(np.clip(t, 0, self.time_count - 1))
+        if t != self.time_index:
+            self.time_index = t
+            self.sigTimeChanged.emit(t)
+
+    def set_layout(self, layout: str) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+        if layout != self.layout:
+            self.layout = layout
+            self.sigLayoutChanged.emit(layout)
+
+    # ----------------------------------------------------------------- window
+    def set_window(self, window: Window) -> None:
+        window = replace(window, width=max(float(window.width), 1.0))
+        if window != self.window:
+            self.window = window
+            self.sigWindowChanged.emit(window)
+
+    def presets(self) -> dict[str, Window]:
+        """Header windows (with their explanations) first, then CT presets for CT only."""
+        found: dict[str, Window] = {}
+        windows = self.volume.windows if self.volume is not None else []
+        for i, w in enumerate(windows):
+            found[f"Header {i + 1}: {w.explanation}" if w.explanation else f"Header {i + 1}"] = w
+        if self.modality == "CT":
+            found.update({name.capitalize(): w for name, w in CT_PRESETS.items()})
+        if self.volume is not None:
+            found["Full range"] = full_range_window(self.volume.voxels)
+        return found
+
+    def apply_preset(self, name: str) -> Window:
+        """Apply a preset by its label in `presets()` or a CT preset name ('lung')."""
+        presets = self.presets()
+        window = presets.get(name) or CT_PRESETS.get(name.lower())
+        if window is None:
+            raise KeyError(f"no window preset {name!r}; known: {', '.join(presets)}")
+        self.set_window(window)
+        return window
+
+    # ----------------------------------------------------------------- readout
+    @property
+    def modality(self) -> str:
+        if self.volume is not None and self.volume.modality:
+            return self.volume.modality
+        return self.series.modality if self.series else ""
+
+    @property
+    def units(self) -> str:
+        return "HU" if self.modality == "CT" else ""
+
+    @property
+    def invert(self) -> bool:
+        """MONOCHROME1 shows low values bright; inverted for display only."""
+        return self.volume is not None and self.volume.photometric == "MONOCHROME1"
+
+    def current_source(self) -> SliceSource | None:
+        """The file (and frame) of the acquired slice on screen, for the tag panel."""
+        if self.volume is None:
+            return self._preview_source
+        sources = self.volume.sources
+        return sources[self.slice_index] if self.slice_index < len(sources) else None
+
+    def value_at(self, col: int, row: int) -> float | tuple | None:
+        """Modality value (RGB triple for colour) of voxel (col, row) on the current slice."""
+        return self.voxel_value(col, row, self.slice_index)
+
+    def voxel_value(self, col: int, row: int, slice_: int) -> float | tuple | None:
+        """Modality value of voxel (column, row, slice) at the current time point."""
+        n_slices, n_rows, n_cols = self._shape
+        if not (0 <= col < n_cols and 0 <= row < n_rows and 0 <= slice_ < n_slices):
+            return None
+        if self.volume is None:
+            ok = self.preview is not None and slice_ == self.crosshair[2]
+            value = self.preview[int(row), int(col)] if ok else None
+        else:
+            value = self.time_point_voxels()[int(slice_), int(row), int(col)]
+        if value is None:
+            return None
+        if np.ndim(value):
+            return tuple(int(v) for v in value)
+        return float(value)

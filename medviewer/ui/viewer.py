@@ -1,0 +1,229 @@
+"""The image panel the main window embeds: toolbar, view area, slice and time sliders, cine.
+
+`ViewerPanel` binds widgets to a `StudyDocument` and holds no image state of its own: the
+sliders, preset list and views all follow the document's signals, and every control only calls
+a document or view method. Cine is a QTimer that steps the slice (or the time point of a 4D
+series) at the chosen rate, wrapping at the end.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QLabel,
+    QSlider,
+    QSpinBox,
+    QStackedWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medviewer.ui.document import StudyDocument
+from medviewer.ui.mpr_view import MprView
+from medviewer.ui.slice_view import SliceView
+
+TOOL_LABELS = {"navigate": "Navigate", "window": "W/L", "distance": "Distance",
+               "rect": "Rect ROI", "ellipse": "Ellipse ROI"}
+CUSTOM_WINDOW = "W/L: custom"
+
+
+class ViewerPanel(QWidget):
+    """Toolbar + one SliceView (1x1) or three (MPR) + slice/time sliders, for one document."""
+
+    sigStatusMessage = Signal(str)
+
+    def __init__(self, document: StudyDocument | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document or StudyDocument(self)
+        self.tool = "navigate"
+        self.cine_timer = QTimer(self)
+        self.cine_timer.timeout.connect(self.cine_tick)
+        self.single_view = SliceView(self.document)
+        self.single_view.sigCursorInfo.connect(self.sigStatusMessage)
+        self.mpr_view: MprView | None = None  # built on first use
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.single_view)
+        self._build_toolbar()
+        self._build_sliders()
+        self._build_layout()
+        self._connect_document()
+        self._on_volume_changed()
+
+    # ----------------------------------------------------------------- construction
+    def _build_toolbar(self) -> None:
+        self.toolbar = QToolBar("Viewer")
+        group = QActionGroup(self)
+        self.tool_actions: dict[str, QAction] = {}
+        for tool, text in TOOL_LABELS.items():
+            action = QAction(text, self, checkable=True)
+            action.triggered.connect(lambda _=False, t=tool: self.set_tool(t))
+            group.addAction(action)
+            self.toolbar.addAction(action)
+            self.tool_actions[tool] = action
+        self.tool_actions["navigate"].setChecked(True)
+        self.toolbar.addSeparator()
+        self.preset_combo = QComboBox()
+        self.preset_combo.setMinimumContentsLength(18)
+        self.preset_combo.setToolTip("Window/level presets: the header's, then CT presets")
+        self.preset_combo.activated.connect(self._on_preset_chosen)
+        self.toolbar.addWidget(self.preset_combo)
+        self.layout_combo = QComboBox()
+        self.layout_combo.addItems(["1x1", "MPR"])
+        self.layout_combo.activated.connect(
+            lambda i: self.document.set_layout(("1x1", "mpr")[i]))
+        self.toolbar.addWidget(self.layout_combo)
+        self.toolbar.addAction("Fit", self.fit).setToolTip("Whole image in view (F)")
+        self.toolbar.addAction("1:1", self.actual_size).setToolTip("One screen pixel per pixel")
+        self.toolbar.addSeparator()
+        self.cine_action = QAction("Cine ▶", self, checkable=True)
+        self.cine_action.toggled.connect(self.set_cine)
+        self.toolbar.addAction(self.cine_action)
+        self.fps_spin = QSpinBox(minimum=1, maximum=60, value=10, suffix=" fps")
+        self.fps_spin.valueChanged.connect(self._on_fps_changed)
+        self.toolbar.addWidget(self.fps_spin)
+
+    def _build_sliders(self) -> None:
+        self.slice_slider = QSlider(Qt.Orientation.Horizontal)
+        self.slice_slider.valueChanged.connect(self.document.set_slice)
+        self.slice_label = QLabel()
+        self.time_slider = QSlider(Qt.Orientation.Horizontal)
+        self.time_slider.valueChanged.connect(self.document.set_time)
+        self.time_label = QLabel()
+
+    def _build_layout(self) -> None:
+        sliders = QGridLayout()
+        sliders.addWidget(QLabel("Slice"), 0, 0)
+        sliders.addWidget(self.slice_slider, 0, 1)
+        sliders.addWidget(self.slice_label, 0, 2)
+        self.time_row = (QLabel("Time"), self.time_slider, self.time_label)
+        for col, widget in enumerate(self.time_row):
+            sliders.addWidget(widget, 1, col)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.toolbar)
+        layout.addWidget(self.stack, 1)
+        layout.addLayout(sliders)
+
+    def _connect_document(self) -> None:
+        doc = self.document
+        doc.sigVolumeChanged.connect(self._on_volume_changed)
+        doc.sigSliceChanged.connect(self._sync_slice_slider)
+        doc.sigTimeChanged.connect(self._sync_time_slider)
+        doc.sigWindowChanged.connect(self._sync_preset_combo)
+        doc.sigLayoutChanged.connect(self._on_layout_changed)
+
+    # ----------------------------------------------------------------- document -> widgets
+    def _on_volume_changed(self) -> None:
+        doc = self.document
+        self.slice_slider.setEnabled(doc.volume is not None)
+        self.slice_slider.blockSignals(True)
+        self.slice_slider.setRange(0, max(doc.slice_count - 1, 0))
+        self.slice_slider.blockSignals(False)
+        self._sync_slice_slider(doc.slice_index)
+        self.time_slider.blockSignals(True)
+        self.time_slider.setRange(0, doc.time_count - 1)
+        self.time_slider.blockSignals(False)
+        for widget in self.time_row:
+            widget.setVisible(doc.time_count > 1)
+        self._sync_time_slider(doc.time_index)
+        self._fill_presets()
+
+    def _sync_slice_slider(self, k: int) -> None:
+        self.slice_slider.blockSignals(True)
+        self.slice_slider.setValue(k)
+        self.slice_slider.blockSignals(False)
+        self.slice_label.setText(f"{k + 1} / {self.document.slice_count}")
+
+    def _sync_time_slider(self, t: int) -> None:
+        self.time_slider.blockSignals(True)
+        self.time_slider.setValue(t)
+        self.time_slider.blockSignals(False)
+        self.time_label.setText(f"{t + 1} / {self.document.time_count}")
+
+    def _fill_presets(self) -> None:
+        self.preset_combo.clear()
+        self.preset_combo.addItem(CUSTOM_WINDOW)
+        for name, window in self.document.presets().items():
+            self.preset_combo.addItem(f"{name}  (W {window.width:g} / L {window.center:g})", name)
+            tip = window.explanation or name
+            self.preset_combo.setItemData(self.preset_combo.count() - 1, tip,
+                                          Qt.ItemDataRole.ToolTipRole)
+        self._sync_preset_combo(self.document.window)
+
+    def _sync_preset_combo(self, window: object) -> None:
+        presets = self.document.presets() if self.document.volume is not None else {}
+        for i in range(1, self.preset_combo.count()):
+            found = presets.get(self.preset_combo.itemData(i))
+            if found and (found.center, found.width) == (window.center, window.width):
+                self.preset_combo.setCurrentIndex(i)
+                return
+        self.preset_combo.setCurrentIndex(0)
+
+    def _on_layout_changed(self, layout: str) -> None:
+        if layout == "mpr" and self.mpr_view is None:
+            self.mpr_view = MprView(self.document)
+            self.mpr_view.sigCursorInfo.connect(self.sigStatusMessage)
+            self.stack.addWidget(self.mpr_view)
+            for view in self.mpr_view.slice_views():
+                view.tool = self.tool
+        self.stack.setCurrentWidget(self.mpr_view if layout == "mpr" else self.single_view)
+        self.layout_combo.setCurrentIndex(1 if layout == "mpr" else 0)
+        self.fit()
+
+    # ----------------------------------------------------------------- widgets -> actions
+    def views(self) -> list[SliceView]:
+        """The SliceViews on screen now."""
+        if self.document.layout == "mpr" and self.mpr_view is not None:
+            return self.mpr_view.slice_views()
+        return [self.single_view]
+
+    def set_tool(self, tool: str) -> None:
+        """Navigate / W-L / distance / rectangle / ellipse for every view."""
+        self.tool = tool
+        self.tool_actions[tool].setChecked(True)
+        extra = self.mpr_view.slice_views() if self.mpr_view else []
+        for view in [self.single_view, *extra]:
+            view.tool = tool
+        self.sigStatusMessage.emit(f"Tool: {TOOL_LABELS[tool]}")
+
+    def _on_preset_chosen(self, index: int) -> None:
+        name = self.preset_combo.itemData(index)
+        if name:
+            window = self.document.apply_preset(name)
+            self.sigStatusMessage.emit(f"Window {name}: W {window.width:g} L {window.center:g}")
+
+    def fit(self) -> None:
+        for view in self.views():
+            view.fit()
+
+    def actual_size(self) -> None:
+        for view in self.views():
+            view.actual_size()
+
+    def set_cine(self, playing: bool) -> None:
+        """Start or stop cine at the spin box's rate."""
+        if playing and self.document.volume is not None:
+            self.cine_timer.start(int(round(1000 / self.fps_spin.value())))
+        else:
+            self.cine_timer.stop()
+        self.cine_action.blockSignals(True)
+        self.cine_action.setChecked(self.cine_timer.isActive())
+        self.cine_action.blockSignals(False)
+
+    def _on_fps_changed(self, fps: int) -> None:
+        if self.cine_timer.isActive():
+            self.cine_timer.start(int(round(1000 / fps)))
+
+    def cine_tick(self) -> None:
+        """Next frame, wrapping: the time point for a 4D series, else the slice."""
+        doc = self.document
+        if doc.time_count > 1:
+            doc.set_time((doc.time_index + 1) % doc.time_count)
+        elif doc.slice_count > 1:
+            doc.set_slice((doc.slice_index + 1) % doc.slice_count)
