@@ -203,7 +203,7 @@ def test_rescale_dtypes_and_no_float64_copies(tmp_path: Path) -> None:
 
 
 def test_scanned_series_fast_path_reads_rescale_from_the_header(tmp_path: Path) -> None:
-    """A Series from the scanner carries no rescale: the loader walks the header bytes."""
+    """An Instance without rescale facts (None): the loader walks the header bytes for them."""
     import dataclasses
 
     from medviewer.core.dicom.model import Series
@@ -211,8 +211,8 @@ def test_scanned_series_fast_path_reads_rescale_from_the_header(tmp_path: Path) 
 
     voxels = _ct((4, 8, 8))
     paths = syn.write_series(tmp_path, voxels, shuffle_names=True)
-    scanned = [dataclasses.replace(_read_instance(str(p))) for p in paths]
-    assert not hasattr(scanned[0], "rescale_slope")
+    scanned = [dataclasses.replace(_read_instance(str(p)), rescale_slope=None,
+                                   rescale_intercept=None) for p in paths]
     series = Series("1.2.3", instances=scanned[::-1])
     volume = load_series(series)
     np.testing.assert_array_equal(volume.voxels, voxels)

@@ -338,10 +338,9 @@ def _instance_from_dataset(path: str, ds: Dataset, offset: int | None) -> Instan
         samples_per_pixel=int(ds.get("SamplesPerPixel") or 1),
         bits_allocated=int(ds.get("BitsAllocated") or 0),
         pixel_representation=int(ds.get("PixelRepresentation") or 0), pixel_data_offset=offset)
-    # Facts the scanned model does not carry yet; the fast path reads them from here.
-    inst.rescale_slope = _number(ds.get("RescaleSlope"), float)  # type: ignore[attr-defined]
-    inst.rescale_intercept = _number(ds.get("RescaleIntercept"), float)  # type: ignore
-    inst.temporal_position = _number(ds.get("TemporalPositionIdentifier"), int)  # type: ignore
+    inst.rescale_slope = _number(ds.get("RescaleSlope"), float)
+    inst.rescale_intercept = _number(ds.get("RescaleIntercept"), float)
+    inst.temporal_position = _number(ds.get("TemporalPositionIdentifier"), int)
     return inst
 
 
@@ -372,16 +371,18 @@ def _reference_header(inst: Instance) -> Dataset:
 
 def _header_extras(inst: Instance) -> tuple[float | None, float | None, int | None]:
     """(RescaleSlope, RescaleIntercept, TemporalPositionIdentifier), cheapest source first."""
-    if hasattr(inst, "rescale_slope"):
-        return (inst.rescale_slope, getattr(inst, "rescale_intercept", None),
-                getattr(inst, "temporal_position", None))
+    known = (inst.rescale_slope, inst.rescale_intercept, inst.temporal_position)
+    if any(v is not None for v in known):  # the scanner read them (None may mean "absent")
+        return known
     if inst.transfer_syntax_uid not in _NO_WALK:
         explicit = inst.transfer_syntax_uid != "1.2.840.10008.1.2"
         found = px.header_numbers(inst.path, explicit, set(_EXTRA_TAGS))
         if found is not None:
             return tuple(found.get(tag) for tag in _EXTRA_TAGS)  # type: ignore[return-value]
     fresh = _read_instance(inst.path)
-    return _header_extras(fresh) if fresh is not None else (None, None, None)
+    if fresh is None:
+        return None, None, None
+    return fresh.rescale_slope, fresh.rescale_intercept, fresh.temporal_position
 
 
 _EXTRA_TAGS = (px.RESCALE_SLOPE, px.RESCALE_INTERCEPT, px.TEMPORAL_POSITION)

@@ -1,0 +1,258 @@
+"""The application shell: open, browse, select, load, remember, drop, fail gracefully."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPalette
+from PySide6.QtWidgets import QApplication
+
+from medviewer.core.dicom.model import Instance, Series
+from medviewer.ui import main_window as main_window_mod
+from medviewer.ui.app import apply_dark_theme
+
+SCAN_MS = 5000
+
+
+def _open(window, qtbot, path) -> object:
+    with qtbot.waitSignal(window.scan_finished, timeout=SCAN_MS) as blocker:
+        window.open_path(path)
+    return blocker.args[0]
+
+
+def _series_by_modality(result, modality: str) -> Series:
+    return next(s for s in result.all_series() if s.modality == modality)
+
+
+def test_open_folder_lists_patients_and_series(make_main_window, qtbot, dicom_folder):
+    window = make_main_window()
+    result = _open(window, qtbot, dicom_folder)
+    tree = window.browser.tree
+    names = sorted(tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount()))
+    assert [n for n in names if not n.startswith("Problems")] == [
+        "DOE JANE (F)", "ROE RICHARD (F)"]
+    assert len(window.browser.series_items()) == 3 == len(result.all_series())
+    images = sorted(int(i.text(3)) for i in window.browser.series_items().values())
+    assert images == [3, 4, 6]
+    assert "2 patient(s), 3 series" in window.status_label.text()
+    qtbot.waitUntil(lambda: not window.busy)
+    assert window.progress_bar.isHidden() and window.cancel_button.isHidden()
+
+
+def test_corrupt_file_listed_under_problems(make_main_window, qtbot, dicom_folder):
+    window = make_main_window()
+    result = _open(window, qtbot, dicom_folder)
+    assert [Path(p.path).name for p in result.problems] == ["broken.dcm"]
+    tree = window.browser.tree
+    problems = tree.topLevelItem(tree.topLevelItemCount() - 1)
+    assert problems.text(0) == "Problems (1)"
+    child = problems.child(0)
+    assert "broken.dcm" in child.text(0)
+    assert result.problems[0].reason and result.problems[0].reason in child.toolTip(0)
+
+
+def test_selecting_a_series_previews_then_loads(make_main_window, qtbot, dicom_folder):
+    window = make_main_window()
+    result = _open(window, qtbot, dicom_folder)
+    ct = max((s for s in result.all_series() if s.modality == "CT"), key=lambda s: s.image_count)
+    with qtbot.waitSignal(window.volume_loaded, timeout=SCAN_MS) as blocker:
+        assert window.browser.select_series(ct.key)
+    volume = blocker.args[0]
+    assert volume.voxels.shape == (6, 32, 32)
+    if window.document is not None:
+        assert window.document.volume is volume
+    qtbot.waitUntil(lambda: bool(window.tags.find_rows("PatientName")), timeout=3000)
+    assert Path(window.tags.path).parent == dicom_folder / "a"
+
+
+def test_newer_selection_replaces_older_load(make_main_window, qtbot, dicom_folder):
+    window = make_main_window()
+    result = _open(window, qtbot, dicom_folder)
+    ct, mr = _series_by_modality(result, "CT"), _series_by_modality(result, "MR")
+    loaded = []
+    window.volume_loaded.connect(loaded.append)
+    with qtbot.waitSignal(window.volume_loaded, timeout=SCAN_MS,
+                          check_params_cb=lambda v: v.modality == "MR"):
+        window.open_series(ct)
+        window.open_series(mr)
+    qtbot.waitUntil(lambda: not window.busy, timeout=SCAN_MS)
+    assert [v.modality for v in loaded] == ["MR"]  # the older load never reaches the screen
+    assert window.current_series.key == mr.key
+
+
+def test_broken_series_goes_to_status_bar(make_main_window, qtbot, tmp_path):
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f")
+    series = Series("9.9", modality="CT", instances=[Instance(path=str(bad), rows=8, columns=8)])
+    window = make_main_window()
+    with qtbot.waitSignal(window.load_failed, timeout=SCAN_MS):
+        window.open_series(series)
+    assert window.status_label.text().startswith("Could not load series")
+    assert window.last_error == window.status_label.text()
+    assert window.current_series is None  # the reader may try again
+    qtbot.waitUntil(lambda: window.progress_bar.isHidden())
+
+
+def test_unexpected_error_in_a_slot_is_shown_not_raised(make_main_window, qtbot,
+                                                        dicom_folder, monkeypatch):
+    window = make_main_window()
+
+    def explode(result):
+        raise RuntimeError("tree exploded")
+
+    monkeypatch.setattr(window.browser, "set_scan", explode)
+    window.open_path(dicom_folder)
+    qtbot.waitUntil(lambda: "tree exploded" in window.status_label.text(), timeout=SCAN_MS)
+    assert "tree exploded" in window.last_error
+
+
+def _slow_scan(ctx, paths, cache=True):
+    """Stands in for a scan of a huge folder: reports progress until cancelled."""
+    for done in range(10_000):
+        if ctx.is_cancelled():
+            break
+        ctx.progress(done, 10_000)
+        threading.Event().wait(0.005)
+    raise RuntimeError("cancelled scans must not report errors")
+
+
+def test_cancel_button_stops_a_scan(make_main_window, qtbot, monkeypatch, tmp_path):
+    monkeypatch.setattr(main_window_mod, "scan_task", _slow_scan)
+    window = make_main_window()
+    window.show()
+    window.open_path(tmp_path)
+    qtbot.waitUntil(lambda: window.progress_bar.maximum() == 10_000, timeout=2000)
+    assert window.cancel_button.isVisible()
+    qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.busy, timeout=2000)
+    assert window.status_label.text() == "Scan cancelled"
+    assert window.progress_bar.isHidden() and window.last_error == ""
+
+
+def test_close_cancels_and_waits_for_workers(make_main_window, qtbot, monkeypatch, tmp_path):
+    monkeypatch.setattr(main_window_mod, "scan_task", _slow_scan)
+    window = make_main_window()
+    window.open_path(tmp_path)
+    qtbot.waitUntil(lambda: window.pool.active == 1, timeout=2000)
+    worker = next(iter(window.tasks.tasks.values()))
+    window.close()
+    assert worker.done.is_set() and worker.is_cancelled
+
+
+def test_recent_items_updated_and_persisted(make_main_window, qtbot, tmp_path, temp_settings):
+    window = make_main_window()
+    folders = [tmp_path / f"f{i}" for i in range(12)]
+    for folder in folders:
+        folder.mkdir()
+        _open(window, qtbot, folder)
+    _open(window, qtbot, folders[3])  # reopening moves it to the top, no duplicate
+    expected = [str(folders[3])] + [str(f) for f in reversed(folders) if f != folders[3]][:9]
+    assert window.recent_items() == expected
+    assert window.settings.value(main_window_mod.LAST_FOLDER_KEY) == str(folders[3])
+    window.close()
+    again = make_main_window(settings=temp_settings())
+    assert again.recent_items() == expected
+    assert [a.text() for a in again.recent_menu.actions()] == expected
+
+
+def test_window_layout_is_remembered(make_main_window, qtbot, temp_settings):
+    window = make_main_window()
+    window.show()
+    window.tags_dock.hide()
+    window.resize(720, 530)
+    window.close()
+    again = make_main_window(settings=temp_settings())
+    again.show()
+    assert again.tags_dock.isHidden() and not again.browser_dock.isHidden()
+    assert (again.width(), again.height()) == (720, 530)
+    again.reset_layout()
+    assert not again.tags_dock.isHidden()
+
+
+def _drag_and_drop(window, urls: list[QUrl]) -> tuple[bool, bool]:
+    """Drag enter then drop, as the platform sends them; returns whether each was accepted."""
+    mime = QMimeData()
+    mime.setUrls(urls)
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(QPointF(50, 50), *args)
+    QApplication.sendEvent(window, enter)
+    if not enter.isAccepted():
+        return False, False
+    drop = QDropEvent(QPointF(50, 50), *args)
+    QApplication.sendEvent(window, drop)
+    return True, drop.isAccepted()
+
+
+def test_dropping_a_folder_opens_it(make_main_window, qtbot, dicom_folder):
+    window = make_main_window()
+    window.show()
+    with qtbot.waitSignal(window.scan_finished, timeout=SCAN_MS) as blocker:
+        assert _drag_and_drop(window, [QUrl.fromLocalFile(str(dicom_folder))]) == (True, True)
+    assert len(blocker.args[0].all_series()) == 3
+    assert window.recent_items()[0] == str(dicom_folder)
+
+
+def test_dropping_a_web_link_is_refused(make_main_window):
+    window = make_main_window()
+    window.show()
+    assert _drag_and_drop(window, [QUrl("https://example.org/a.dcm")]) == (False, False)
+    assert not window.busy and window.recent_items() == []
+
+
+def test_layout_menu_switches_document_layout(make_main_window):
+    window = make_main_window()
+    if window.document is None:
+        pytest.skip("image viewer not available")
+    window.layout_actions["mpr"].trigger()
+    assert window.document.layout == "mpr"
+    window.layout_actions["1x1"].trigger()
+    assert window.document.layout == "1x1" and window.layout_actions["1x1"].isChecked()
+
+
+def test_dark_theme_survives_a_missing_style_sheet(qapp, tmp_path):
+    saved = (qapp.style().name(), qapp.palette(), qapp.styleSheet())
+    try:
+        apply_dark_theme(qapp, resources=tmp_path / "nowhere")
+        assert qapp.palette().color(QPalette.ColorRole.Window).lightness() < 60
+        assert qapp.styleSheet() == saved[2]  # unchanged, and no exception
+        apply_dark_theme(qapp)  # the real sheet is found next to the package
+        assert "QTreeView" in qapp.styleSheet()
+    finally:  # other tests render pixels: leave the application as it was
+        qapp.setStyle(saved[0])
+        qapp.setPalette(saved[1])
+        qapp.setStyleSheet(saved[2])
+
+
+def test_tag_panel_follows_the_slice_on_screen(make_main_window, qtbot, dicom_folder):
+    window = make_main_window()
+    if window.document is None:
+        pytest.skip("image viewer not available")
+    ct = _series_by_modality(_open(window, qtbot, dicom_folder), "CT")
+    with qtbot.waitSignal(window.volume_loaded, timeout=SCAN_MS) as blocker:
+        window.open_series(ct)
+    sources = blocker.args[0].sources
+    window.document.set_slice(0)
+    qtbot.waitUntil(lambda: window.tags.shown_path == sources[0].path, timeout=2000)
+    window.document.set_slice(len(sources) - 1)
+    qtbot.waitUntil(lambda: window.tags.shown_path == sources[-1].path, timeout=2000)
+    (number,) = window.tags.find_rows("InstanceNumber")
+    value = window.tags.proxy.index(number.row(), 3, number.parent()).data()
+    assert value == str(pydicom.dcmread(sources[-1].path, stop_before_pixels=True).InstanceNumber)
+
+
+def test_demo_study_opens_its_main_series(make_main_window, qtbot, tmp_path, monkeypatch):
+    """The first start: the demo study is generated in a worker, scanned and its CT shown."""
+    monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path / "data"))
+    window = make_main_window()
+    with qtbot.waitSignal(window.volume_loaded, timeout=30_000) as blocker:
+        window.open_demo()
+        assert window.busy  # generation runs in the background, the window stays live
+    volume = blocker.args[0]
+    largest = max(window.scan_result.all_series(), key=lambda s: s.image_count)
+    assert volume.series.key == largest.key and volume.voxels.shape[0] == largest.image_count
+    assert (tmp_path / "data").is_dir()
