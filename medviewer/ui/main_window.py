@@ -129,7 +129,7 @@ class MainWindow(QMainWindow):
             self.tags.set_document(self.document)
         self.tags_dock = self._dock("DICOM Tags", "tagsDock", self.tags)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tags_dock)
-        self.resizeDocks([self.browser_dock, self.tags_dock], [440, 440],
+        self.resizeDocks([self.browser_dock, self.tags_dock], [360, 360],
                          Qt.Orientation.Horizontal)
 
     def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:

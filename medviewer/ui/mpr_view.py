@@ -10,15 +10,19 @@ they subscribe to it, not because this widget tells them to.
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QWidget
 
 from medviewer.core.geometry import PLANES
 from medviewer.ui.document import StudyDocument
 from medviewer.ui.slice_view import SliceView
 
+# (row, column, row span) of each plane: axial large on the left, coronal and sagittal stacked
+# on the right, so every image gets more screen than three narrow panes in a row.
+GRID = {"axial": (0, 0, 2), "coronal": (0, 1, 1), "sagittal": (1, 1, 1)}
+
 
 class MprView(QWidget):
-    """Three linked planes side by side."""
+    """Three linked planes: axial on the left, coronal above sagittal on the right."""
 
     sigCursorInfo = Signal(str)
 
@@ -26,17 +30,18 @@ class MprView(QWidget):
         super().__init__(parent)
         self.document = document
         self.views: dict[str, SliceView] = {}
-        layout = QHBoxLayout(self)
+        layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         for plane in PLANES:
             view = SliceView(document, plane, self)
-            view.crosshair_enabled = True
+            view.set_crosshair_enabled(True)
             view.sigCursorInfo.connect(self.sigCursorInfo)
             self.views[plane] = view
-            layout.addWidget(view, 1)
-        for view in self.views.values():
-            view.refresh()
+            row, col, span = GRID[plane]
+            layout.addWidget(view, row, col, span, 1)
+        layout.setColumnStretch(0, 1)
+        layout.setColumnStretch(1, 1)
 
     def slice_views(self) -> list[SliceView]:
         return list(self.views.values())

@@ -72,6 +72,7 @@ class SliceView(QWidget):
         self.crosshair_enabled = False  # MPR: left click/drag points the crosshair
         self._rendered_key: tuple | None = None
         self._rendered_crosshair: tuple | None = None
+        self._title = ""  # modality and series description, top left
         self._wl_speed = 1.0
         self._drag_start_window: Window | None = None
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -203,6 +204,11 @@ class SliceView(QWidget):
             return None
         return image if image.shape[-1] == 3 else image[..., 0]
 
+    def set_crosshair_enabled(self, on: bool) -> None:
+        """MPR views show the crosshair and let a left click point it."""
+        self.crosshair_enabled = on
+        self._update_crosshair()
+
     def _update_crosshair(self) -> None:
         show = self.crosshair_enabled and self.document.volume is not None
         for line in self.crosshair_lines:
@@ -218,7 +224,7 @@ class SliceView(QWidget):
         series = doc.series
         title = (doc.volume.description if doc.volume else "") or (series.description
                                                                    if series else "")
-        o["top_left"].setText(f"{doc.modality}  {title}".strip())
+        self._title = f"{doc.modality}  {title}".strip()
         lines = [f"{self.plane.name.capitalize()}  {self.slice_index + 1} / {self.plane.count}"]
         if doc.time_count > 1:
             lines.append(f"Time {doc.time_index + 1} / {doc.time_count}")
@@ -246,6 +252,9 @@ class SliceView(QWidget):
         w, h, m = self.width(), self.height(), 6
         for name, label in self.overlays.items():
             fx, fy = OVERLAY_PLACES[name]
+            if name == "top_left":  # the title is elided rather than cover the top letter
+                label.setText(label.fontMetrics().elidedText(
+                    self._title, Qt.TextElideMode.ElideRight, max(60, w // 2 - 16)))
             label.adjustSize()
             label.move(int(m + fx * (w - label.width() - 2 * m)),
                        int(m + fy * (h - label.height() - 2 * m)))

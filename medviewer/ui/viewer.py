@@ -66,26 +66,29 @@ class ViewerPanel(QWidget):
             self.toolbar.addAction(action)
             self.tool_actions[tool] = action
         self.tool_actions["navigate"].setChecked(True)
-        self.toolbar.addSeparator()
+        # Display controls on a second row, so that nothing hides behind the overflow arrow
+        # when the docks leave the image panel narrow.
+        self.display_toolbar = QToolBar("Display")
+        bar = self.display_toolbar
         self.preset_combo = QComboBox()
-        self.preset_combo.setMinimumContentsLength(18)
+        self.preset_combo.setMinimumContentsLength(14)
         self.preset_combo.setToolTip("Window/level presets: the header's, then CT presets")
         self.preset_combo.activated.connect(self._on_preset_chosen)
-        self.toolbar.addWidget(self.preset_combo)
+        bar.addWidget(self.preset_combo)
         self.layout_combo = QComboBox()
         self.layout_combo.addItems(["1x1", "MPR"])
         self.layout_combo.activated.connect(
             lambda i: self.document.set_layout(("1x1", "mpr")[i]))
-        self.toolbar.addWidget(self.layout_combo)
-        self.toolbar.addAction("Fit", self.fit).setToolTip("Whole image in view (F)")
-        self.toolbar.addAction("1:1", self.actual_size).setToolTip("One screen pixel per pixel")
-        self.toolbar.addSeparator()
+        bar.addWidget(self.layout_combo)
+        bar.addAction("Fit", self.fit).setToolTip("Whole image in view (F)")
+        bar.addAction("1:1", self.actual_size).setToolTip("One screen pixel per pixel")
+        bar.addSeparator()
         self.cine_action = QAction("Cine ▶", self, checkable=True)
         self.cine_action.toggled.connect(self.set_cine)
-        self.toolbar.addAction(self.cine_action)
+        bar.addAction(self.cine_action)
         self.fps_spin = QSpinBox(minimum=1, maximum=60, value=10, suffix=" fps")
         self.fps_spin.valueChanged.connect(self._on_fps_changed)
-        self.toolbar.addWidget(self.fps_spin)
+        bar.addWidget(self.fps_spin)
 
     def _build_sliders(self) -> None:
         self.slice_slider = QSlider(Qt.Orientation.Horizontal)
@@ -107,6 +110,7 @@ class ViewerPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addWidget(self.toolbar)
+        layout.addWidget(self.display_toolbar)
         layout.addWidget(self.stack, 1)
         layout.addLayout(sliders)
 

@@ -67,6 +67,16 @@ def bright_extent(widget) -> tuple[int, int]:
     return int(cols.max() - cols.min() + 1), int(rows.max() - rows.min() + 1)
 
 
+def test_crosshair_is_drawn_as_soon_as_mpr_opens(mpr):
+    col, row, slc = mpr.document.crosshair
+    for view in mpr.views.values():
+        vline, hline = view.crosshair_lines
+        assert vline.isVisible() and hline.isVisible()
+    axial = mpr.views["axial"]
+    assert axial.crosshair_lines[0].value() == pytest.approx((col + 0.5) * COL_MM)
+    assert axial.crosshair_lines[1].value() == pytest.approx((row + 0.5) * ROW_MM)
+
+
 def test_click_in_axial_moves_the_other_views(mpr):
     axial, coronal, sagittal = (mpr.views[p] for p in ("axial", "coronal", "sagittal"))
     click(axial, 12.5, 30.5)
