@@ -26,14 +26,17 @@ CT_SERIES_SPACING = (5.0, 5.5, 5.5)
 
 @pytest.fixture(scope="session", autouse=True)
 def _user_data_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory):
-    """No test (nor an app it starts) writes the demo study into the real user data folder."""
-    previous = os.environ.get("MEDVIEWER_DATA_DIR")
-    os.environ["MEDVIEWER_DATA_DIR"] = str(tmp_path_factory.mktemp("user-data"))
+    """No test (nor an app it starts) writes into the real user data or cache folders."""
+    names = ("MEDVIEWER_DATA_DIR", "MEDVIEWER_CACHE_DIR")
+    previous = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))
     yield
-    if previous is None:
-        os.environ.pop("MEDVIEWER_DATA_DIR", None)
-    else:
-        os.environ["MEDVIEWER_DATA_DIR"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
