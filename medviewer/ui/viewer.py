@@ -142,7 +142,8 @@ class ViewerPanel(QWidget):
         self.slice_slider.blockSignals(True)
         self.slice_slider.setValue(k)
         self.slice_slider.blockSignals(False)
-        self.slice_label.setText(f"{k + 1} / {self.document.slice_count}")
+        count = self.document.slice_count
+        self.slice_label.setText(f"{k + 1} / {count}" if count else "")
 
     def _sync_time_slider(self, t: int) -> None:
         self.time_slider.blockSignals(True)
