@@ -24,6 +24,7 @@ from medviewer.core.display import CT_PRESETS, Window, default_window
 
 STACK = "stack"
 LAYOUTS = ("1x1", "mpr")
+_OPPOSITE = str.maketrans("HFAPRL", "FHPALR")
 
 
 def full_range_window(voxels: np.ndarray) -> Window:
@@ -57,6 +58,8 @@ class StudyDocument(QObject):
         self.preview: np.ndarray | None = None  # first slice while the volume decodes
         self._preview_source: SliceSource | None = None
         self._preview_count = 0
+        self._preview_geometry = False
+        self._preview_orientation: tuple[str, str] | None = None
         self.crosshair: tuple[int, int, int] = (0, 0, 0)  # (column, row, slice)
         self.time_index = 0
         self.window = Window(40, 400)
@@ -68,10 +71,19 @@ class StudyDocument(QObject):
     # ----------------------------------------------------------------- loading
     def set_preview(self, slice_2d: np.ndarray, series: Series | None, window: Window,
                     slice_index: int, slice_count: int, *,
-                    affine: np.ndarray | None = None, source: SliceSource | None = None) -> None:
-        """Show one decoded slice before the volume is ready (first image on screen fast)."""
+                    affine: np.ndarray | None = None, source: SliceSource | None = None,
+                    has_geometry: bool | None = None,
+                    patient_orientation: tuple[str, str] | None = None) -> None:
+        """Show one decoded slice before the volume is ready (first image on screen fast).
+
+        `has_geometry` defaults to whether the series' first image has position and
+        orientation."""
         self.volume, self.series, self.preview = None, series, np.asarray(slice_2d)
         self._preview_source, self._preview_count = source, max(1, int(slice_count))
+        if has_geometry is None:
+            first = series.instances[0] if series and series.instances else None
+            has_geometry = bool(first and first.position and first.orientation)
+        self._preview_geometry, self._preview_orientation = has_geometry, patient_orientation
         k = int(np.clip(slice_index, 0, self._preview_count - 1))
         rows, cols = self.preview.shape[:2]
         self._set_geometry(self._preview_affine(series, affine), (self._preview_count, rows, cols))
@@ -125,11 +137,33 @@ class StudyDocument(QObject):
         return self._shape
 
     @property
-    def has_orientation(self) -> bool:
-        """False for images without patient geometry (secondary capture, ultrasound): their
-        affine is the bare pixel grid at the origin, and edge letters would be invented."""
-        a = self._affine
-        return not (np.allclose(a[:3, 3], 0) and np.allclose(a[:3, :3], np.diag(np.diag(a)[:3])))
+    def has_geometry(self) -> bool:
+        """True when the images carry patient position and orientation. Projection images
+        (DX, CR, US, SC) do not: their affine is the bare pixel grid, so plane names,
+        positions in mm and letters from the affine would be invented."""
+        if self.volume is not None:
+            return self.volume.has_geometry
+        return self.preview is not None and self._preview_geometry
+
+    @property
+    def patient_orientation(self) -> tuple[str, str] | None:
+        """PatientOrientation of a projection image: (right edge, bottom edge) directions."""
+        if self.volume is not None:
+            return self.volume.patient_orientation
+        return self._preview_orientation if self.preview is not None else None
+
+    def edge_labels(self, name: str = STACK) -> dict[str, str]:
+        """Orientation letters of a plane's edges: from the affine when the images have
+        geometry, else from PatientOrientation on the image as stored, else none."""
+        plane = self.plane(name)
+        if self.has_geometry:
+            return plane.edge_labels()
+        stored = plane.axes == (0, 1, 2) and plane.flips == (False, False)
+        if self.patient_orientation is None or not stored:
+            return {}
+        right, bottom = self.patient_orientation
+        return {"left": right.translate(_OPPOSITE), "right": right,
+                "top": bottom.translate(_OPPOSITE), "bottom": bottom}
 
     @property
     def is_colour(self) -> bool:

@@ -236,9 +236,10 @@ class MainWindow(QMainWindow):
         if self.document is not None:
             self.document.set_preview(preview.slice, preview.series, preview.window,
                                       preview.index, preview.count,
-                                      affine=preview.affine, source=preview.source)
-        if preview.source is not None:
-            self.tags.show_file(preview.source.path)
+                                      affine=preview.affine, source=preview.source,
+                                      has_geometry=preview.has_geometry,
+                                      patient_orientation=preview.patient_orientation)
+        self.tags.show_file(preview.source.path)
 
     @guarded
     def _on_volume(self, volume: Any) -> None:

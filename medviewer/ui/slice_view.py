@@ -225,21 +225,29 @@ class SliceView(QWidget):
         title = (doc.volume.description if doc.volume else "") or (series.description
                                                                    if series else "")
         self._title = f"{doc.modality}  {title}".strip()
-        lines = [f"{self.plane.name.capitalize()}  {self.slice_index + 1} / {self.plane.count}"]
-        if doc.time_count > 1:
-            lines.append(f"Time {doc.time_index + 1} / {doc.time_count}")
-        lines.append(f"Pos {self._slice_position_mm():.1f} mm")
-        if doc.volume is None:
-            lines.append("loading…")
-        o["top_right"].setText("\n".join(lines))
+        o["top_right"].setText("\n".join(self._slice_lines()))
         w = doc.window
         o["bottom_left"].setText(f"W {w.width:.0f}  L {w.center:.0f}\nZoom {self.zoom():.2f}x")
         row_mm, col_mm = self.spacing
         o["bottom_right"].setText(f"{col_mm:.2f} x {row_mm:.2f} mm")
-        known = doc.has_orientation
-        for edge, text in self.plane.edge_labels().items():
-            o[edge].setText(text if known else "")
+        letters = doc.edge_labels(self.plane_name)
+        for edge in ("left", "right", "top", "bottom"):
+            o[edge].setText(letters.get(edge, ""))
         self._place_overlays()
+
+    def _slice_lines(self) -> list[str]:
+        """Top right: plane, image, time and position; a projection image (no geometry) is
+        "Image k / n" with no position, never an invented "Axial" at "Pos 0.0 mm"."""
+        doc, n, k = self.document, self.plane.count, self.slice_index + 1
+        located = doc.has_geometry
+        lines = [f"{self.plane.name.capitalize()}  {k} / {n}" if located else f"Image {k} / {n}"]
+        if doc.time_count > 1:
+            lines.append(f"Time {doc.time_index + 1} / {doc.time_count}")
+        if located:
+            lines.append(f"Pos {self._slice_position_mm():.1f} mm")
+        if doc.volume is None:
+            lines.append("loading…")
+        return lines
 
     def _slice_position_mm(self) -> float:
         """Position of this image along its plane normal, as the scanner's table would read."""

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import QWidget
 
 from medviewer.core.dicom.model import ScanResult, Series
 from medviewer.core.dicom.volume import SliceSource, Volume
-from medviewer.core.display import Window
+from medviewer.core.display import Window, default_window
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +265,10 @@ class Preview:
     window: Window
     index: int
     count: int
-    affine: np.ndarray | None = None
-    source: SliceSource | None = None
+    affine: np.ndarray
+    source: SliceSource
+    has_geometry: bool = True
+    patient_orientation: tuple[str, str] | None = None
 
 
 def scan_task(ctx: TaskContext, paths: Any, cache: bool | str | Path = True) -> ScanResult:
@@ -280,11 +282,12 @@ def load_series_task(ctx: TaskContext, series: Series) -> Volume:
     from medviewer.core.dicom.volume import SeriesLoader
 
     loader = SeriesLoader(series)
-    count = int(loader.slice_count)
+    count = loader.slice_count
     k = count // 2
     frame = loader.read_slice(k)
-    ctx.partial(Preview(frame, series, preview_window(frame, _header_windows(loader)), k, count,
-                        affine=getattr(loader, "affine", None), source=_source_of(loader, k)))
+    ctx.partial(Preview(frame, series, preview_window(frame, loader.windows), k, count,
+                        loader.affine, loader.source(k), loader.has_geometry,
+                        loader.patient_orientation))
     return loader.load(progress=ctx.progress, cancel=ctx.is_cancelled)
 
 
@@ -295,35 +298,6 @@ def demo_task(ctx: TaskContext) -> str:
     return str(ensure_demo_study())
 
 
-def preview_window(frame: np.ndarray, windows: list[Window] | None = None) -> Window:
-    """The header's first window, else the core's default, else a 1-99 percentile window."""
-    if windows:
-        return windows[0]
-    try:
-        from medviewer.core.display import default_window
-
-        return default_window(frame, [])
-    except Exception:  # the core may not offer it yet: the preview must still show
-        lo, hi = (float(v) for v in np.percentile(frame, [1, 99]))
-        return Window((lo + hi) / 2, max(hi - lo, 1.0))
-
-
-def _header_windows(loader: Any) -> list[Window]:
-    """The windows the header lists, so the preview opens in the window the volume will."""
-    try:
-        from medviewer.core.display import windows_from_dataset
-
-        return list(windows_from_dataset(loader.reference))
-    except Exception:  # no header windows is normal: the preview picks its own
-        return []
-
-
-def _source_of(loader: Any, k: int) -> SliceSource | None:
-    """The file and frame of acquired slice k (first time point), for the tag panel."""
-    try:
-        if hasattr(loader, "source"):
-            return loader.source(k)
-        frame = loader.frames[loader.grid[0][k]]
-        return SliceSource(frame.instance.path, frame.frame, frame.instance.sop_instance_uid)
-    except (AttributeError, IndexError, TypeError):
-        return None
+def preview_window(frame: np.ndarray, windows: list[Window]) -> Window:
+    """The header's first window, else the core's default for this slice."""
+    return windows[0] if windows else default_window(frame, [])

@@ -32,6 +32,8 @@ def _reference(path: Path) -> np.ndarray:
         return apply_color_lut(arr, ds)
     if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
         arr = apply_modality_lut(arr, ds)
+    if "DoseGridScaling" in ds:  # RT Dose: stored values x scaling = Gy
+        arr = arr * float(ds.DoseGridScaling)
     return np.asarray(arr)
 
 
@@ -57,7 +59,8 @@ def test_bundled_files_match_pydicom(path: Path) -> None:
     if volume.is_colour and ref.dtype == np.uint16:  # 16-bit palettes scale to 8 bit
         ref = ref >> 8
     assert volume.voxels.size == ref.size
-    np.testing.assert_allclose(volume.voxels.reshape(-1), ref.reshape(-1).astype(float))
+    np.testing.assert_allclose(volume.voxels.reshape(-1), ref.reshape(-1).astype(float),
+                               rtol=1e-6)
     assert volume.voxels.dtype != np.float64
 
 
@@ -120,6 +123,7 @@ def test_multiframe_geometry(tmp_path: Path, enhanced: bool) -> None:
     np.testing.assert_array_equal(volume.voxels, voxels)
     assert volume.spacing == pytest.approx((1.5, 0.6, 0.6))
     np.testing.assert_allclose(volume.affine[:3, 3], [0, 0, -40], atol=1e-6)
+    assert volume.has_geometry
 
 
 def test_rle_and_jpeg2000_series(tmp_path: Path) -> None:
@@ -202,18 +206,120 @@ def test_rescale_dtypes_and_no_float64_copies(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded, pet, atol=0.002)
 
 
-def test_scanned_series_fast_path_reads_rescale_from_the_header(tmp_path: Path) -> None:
-    """An Instance without rescale facts (None): the loader walks the header bytes for them."""
+def test_scanned_series_uses_the_scanners_rescale(tmp_path: Path) -> None:
+    """The fast path trusts the Instance's rescale facts: no second header read."""
     import dataclasses
 
+    from medviewer.core.dicom.headers import read_instance
     from medviewer.core.dicom.model import Series
-    from medviewer.core.dicom.volume import _read_instance
 
     voxels = _ct((4, 8, 8))
     paths = syn.write_series(tmp_path, voxels, shuffle_names=True)
-    scanned = [dataclasses.replace(_read_instance(str(p)), rescale_slope=None,
-                                   rescale_intercept=None) for p in paths]
+    scanned = [read_instance(p) for p in paths]
+    assert scanned[0].rescale_intercept is not None
     series = Series("1.2.3", instances=scanned[::-1])
     volume = load_series(series)
     np.testing.assert_array_equal(volume.voxels, voxels)
     assert volume.series is series
+    shifted = [dataclasses.replace(i, rescale_intercept=i.rescale_intercept + 10) for i in scanned]
+    np.testing.assert_array_equal(load_series(Series("1.2.3", instances=shifted)).voxels,
+                                  voxels + 10)
+
+
+# -- files without File Meta, enhanced windows, RT Dose, projection images ----------------------
+
+
+def _strip_meta(src: Path, dst: Path, encoding: str) -> Path:
+    """Rewrite a file as an old PACS export would: no preamble, no File Meta header."""
+    ds = pydicom.dcmread(src)
+    stored = ds.pixel_array
+    ds.file_meta, ds.preamble = pydicom.dataset.FileMetaDataset(), None
+    if encoding == "big":
+        ds.PixelData = stored.astype(stored.dtype.newbyteorder(">")).tobytes()
+    pydicom.dcmwrite(dst, ds, implicit_vr=encoding == "implicit",
+                     little_endian=encoding != "big", force_encoding=True)
+    assert dst.read_bytes()[128:132] != b"DICM"
+    return dst
+
+
+@pytest.mark.parametrize("encoding", ["implicit", "explicit", "big"])
+def test_files_without_file_meta_load(tmp_path: Path, encoding: str) -> None:
+    voxels = _ct((3, 8, 10))
+    paths = syn.write_series(tmp_path / "src", voxels)
+    folder = tmp_path / encoding
+    folder.mkdir()
+    for p in paths:
+        _strip_meta(p, folder / p.name, encoding)
+    (folder / "notes.txt").write_text("not DICOM")
+    (folder / "scan.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    volume = load_series(folder)
+    np.testing.assert_array_equal(volume.voxels, voxels)
+    assert volume.has_geometry and volume.spacing == pytest.approx((1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(load_series(folder / paths[1].name).voxels, voxels[1:2])
+
+
+def test_non_dicom_and_non_image_single_files_raise(tmp_path: Path) -> None:
+    text, png = tmp_path / "notes.txt", tmp_path / "scan.png"
+    text.write_text("not DICOM at all, just a note\n" * 20)
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    for path in (text, png):
+        with pytest.raises(DicomError, match="not a DICOM file"):
+            load_series(path)
+    plan_without_meta = TEST_FILES / "ExplVR_LitEndNoMeta.dcm"  # an RT Plan: DICOM, no image
+    with pytest.raises(DicomError, match="holds no image"):
+        load_series(plan_without_meta)
+
+
+def test_enhanced_windows_come_from_the_functional_groups(tmp_path: Path) -> None:
+    windows = [(40.0, 400.0, "SOFT TISSUE"), (-600.0, 1500.0, "LUNG")]
+    path = syn.write_multiframe(tmp_path, _ct((3, 8, 8)), windows=windows, enhanced=True)
+    ds = pydicom.dcmread(path)
+    assert "WindowCenter" not in ds and "FrameVOILUTSequence" in \
+        ds.SharedFunctionalGroupsSequence[0]
+    volume = load_series(path)
+    assert [(w.center, w.width, w.explanation) for w in volume.windows] == windows
+
+
+def test_rt_dose_is_in_gray_as_float32() -> None:
+    for name in ("rtdose.dcm", "rtdose_1frame.dcm"):
+        ds = pydicom.dcmread(TEST_FILES / name)
+        volume = load_series(TEST_FILES / name)
+        assert volume.modality == "RTDOSE" and volume.voxels.dtype == np.float32
+        gray = ds.pixel_array.astype(float) * float(ds.DoseGridScaling)
+        np.testing.assert_allclose(volume.voxels.reshape(gray.shape), gray, rtol=1e-6)
+        assert volume.voxels.max() < ds.pixel_array.max()  # scaled, not raw counts
+
+
+def test_chest_xray_has_no_geometry_but_patient_orientation(tmp_path: Path) -> None:
+    path, truth = syn.write_chest_xray(tmp_path, size=64)
+    ds = pydicom.dcmread(path)
+    assert "ImagePositionPatient" not in ds and list(ds.PatientOrientation) == ["L", "F"]
+    volume = load_series(path)
+    assert not volume.has_geometry and volume.patient_orientation == ("L", "F")
+    assert volume.modality == "DX" and volume.voxels.shape == (1, 64, 64)
+    spacing = truth["pixel_spacing_mm"]
+    assert volume.spacing[1:] == pytest.approx((spacing, spacing))
+    assert not any("ImagerPixelSpacing" in w for w in volume.warnings)
+    ct = syn.write_series(tmp_path / "ct", _ct((2, 8, 8)))
+    located = load_series(ct[0])
+    assert located.has_geometry and located.patient_orientation is None
+
+
+def test_detector_spacing_is_used_with_a_caveat_and_pixel_spacing_wins(tmp_path: Path) -> None:
+    path, _ = syn.write_chest_xray(tmp_path, size=32)
+    ds = pydicom.dcmread(path)
+    ds.ImagerPixelSpacing, ds.PixelSpacing = [0.2, 0.25], [0.18, 0.225]
+    ds.PatientOrientation = ["P", "FR"]
+    ds.save_as(tmp_path / "both.dcm")
+    both = load_series(tmp_path / "both.dcm")
+    assert both.spacing[1:] == pytest.approx((0.18, 0.225))
+    assert both.patient_orientation == ("P", "FR")
+    assert not any("magnification" in w for w in both.warnings)
+    del ds.PixelSpacing
+    ds.PatientOrientation = ["X", "F"]  # not patient letters: no orientation claimed
+    ds.save_as(tmp_path / "detector.dcm")
+    detector = load_series(tmp_path / "detector.dcm")
+    assert detector.spacing[1:] == pytest.approx((0.2, 0.25))
+    assert "Spacing is at the detector (ImagerPixelSpacing): measurements are not corrected " \
+        "for magnification." in detector.warnings
+    assert detector.patient_orientation is None and not detector.has_geometry

@@ -14,7 +14,9 @@ from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from medviewer.core.dicom.volume import SliceSource, Volume
+from medviewer.core import synthetic as syn
+from medviewer.core.dicom.model import Instance, Series
+from medviewer.core.dicom.volume import SliceSource, Volume, load_series
 from medviewer.core.display import CT_PRESETS, Window
 from medviewer.ui.document import StudyDocument
 from medviewer.ui.slice_view import SliceView
@@ -174,12 +176,13 @@ def test_monochrome1_is_inverted_for_display_only(make_view):
 def test_colour_volume_shows_rgb_and_reads_triples(make_view):
     rgb = np.zeros((2, ROWS, COLS, 3), np.uint8)
     rgb[..., 0], rgb[1, 5, 6] = 200, (10, 20, 30)
-    view = make_view(make_volume(photometric="RGB").__class__(
-        voxels=rgb, affine=np.eye(4), photometric="RGB", modality="XC"))
+    view = make_view(Volume(voxels=rgb, affine=np.eye(4), photometric="RGB", modality="XC",
+                            has_geometry=False))
     view.document.set_slice(1)
     assert view.displayed.shape == (ROWS, COLS, 3)
     assert view.document.value_at(6, 5) == (10, 20, 30)
     assert view.overlays["left"].text() == ""  # no patient geometry: no invented letters
+    assert "Image 2 / 2" in view.overlays["top_right"].text()
 
 
 def test_cursor_readout_names_voxel_value_and_lps(make_view):
@@ -318,3 +321,43 @@ def test_document_logic_without_views():
         doc.apply_preset("no such preset")
     with pytest.raises(ValueError):
         doc.set_layout("4x4")
+
+
+def edge_letters(view: SliceView) -> dict[str, str]:
+    return {e: view.overlays[e].text() for e in ("left", "right", "top", "bottom")}
+
+
+def test_projection_letters_come_from_patient_orientation(make_view):
+    """A chest film ('L', 'F'): the right edge is the patient's left, the bottom the feet."""
+    film = make_volume(modality="DX", has_geometry=False, patient_orientation=("L", "F"))
+    view = make_view(film)
+    assert edge_letters(view) == {"left": "R", "right": "L", "top": "H", "bottom": "F"}
+    corner = view.overlays["top_right"].text()
+    assert "Image 7 / 12" in corner and "Axial" not in corner and "Pos" not in corner
+    lateral = make_view(make_volume(has_geometry=False, patient_orientation=("P", "FR")))
+    assert edge_letters(lateral) == {"left": "A", "right": "P", "top": "HL", "bottom": "FR"}
+    unknown = make_view(make_volume(has_geometry=False))
+    assert set(edge_letters(unknown).values()) == {""}
+    assert "Axial  7 / 12" in make_view().overlays["top_right"].text()
+
+
+def test_loaded_chest_xray_reads_as_a_film(make_view, tmp_path):
+    path, _ = syn.write_chest_xray(tmp_path, size=64)
+    view = make_view(load_series(path))
+    assert edge_letters(view) == {"left": "R", "right": "L", "top": "H", "bottom": "F"}
+    assert view.overlays["top_right"].text() == "Image 1 / 1"
+
+
+def test_preview_geometry_comes_from_the_series_first_instance(qtbot):
+    volume, doc = make_volume(), StudyDocument()
+    view = SliceView(doc)
+    qtbot.addWidget(view)
+    located = Series("1.2", instances=[Instance("/a.dcm", position=(0.0, 0.0, 0.0),
+                                                orientation=(1, 0, 0, 0, 1, 0))])
+    doc.set_preview(volume.voxels[7], located, WINDOW, 7, SLICES, affine=volume.affine)
+    assert doc.has_geometry and edge_letters(view)["right"] == "L"
+    assert "Pos" in view.overlays["top_right"].text()
+    film = Series("1.3", instances=[Instance("/b.dcm")])
+    doc.set_preview(volume.voxels[7], film, WINDOW, 0, 1, affine=volume.affine)
+    assert not doc.has_geometry and set(edge_letters(view).values()) == {""}
+    assert view.overlays["top_right"].text().startswith("Image 1 / 1")

@@ -1,0 +1,377 @@
+"""Planning a load from headers: which files, in which order, with which geometry.
+
+    collect(source) -> (series, instances, notes)     # files of a folder / list / Series
+    reference_header(instance) -> Dataset              # the header the whole series shares
+    expand_frames(instances, ref) -> [Frame]           # one per 2D image, multi-frame expanded
+    arrange(frames, ref) -> (grid[time][slice], affine, notes)
+    has_geometry(frames), patient_orientation(ref), spacing_notes(instances, ref)
+    header_windows(ref), voi_lut(ref), is_dose(ref)
+
+Nothing here decodes pixels; `volume.SeriesLoader` reads them in the planned order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from medviewer.core.dicom import headers
+from medviewer.core.dicom import pixels as px
+from medviewer.core.dicom.errors import DicomError
+from medviewer.core.dicom.model import Instance, Series
+from medviewer.core.display import Window, windows_from_dataset
+
+RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"  # RT Dose Storage
+PATIENT_LETTERS = set("APRLHF")
+
+
+@dataclass
+class Frame:
+    """One 2D image of the series: a file, or one frame of a multi-frame file."""
+
+    instance: Instance
+    frame: int
+    position: np.ndarray | None  # ImagePositionPatient of this frame
+    orientation: np.ndarray  # 6 direction cosines
+    pixel_spacing: tuple[float, float]  # (row spacing, column spacing)
+    rescale: px.Rescale
+    order: tuple  # (temporal position, acquisition time, instance number, frame) for 4D
+    located: bool = False  # position and orientation came from the header, not defaults
+
+
+def collect(source: Series | str | Path | Sequence[str | Path]
+             ) -> tuple[Series | None, list[Instance], list[str]]:
+    if isinstance(source, Series):
+        if not source.instances:
+            raise DicomError(None, "The series holds no images.")
+        return source, list(source.instances), []
+    paths, chosen = _expand_paths(source)
+    instances, notes = [], []
+    for path in paths:
+        try:
+            inst = _image_instance(path, must_be_image=chosen and len(paths) == 1)
+        except DicomError as exc:
+            if chosen:
+                raise
+            notes.append(f"{Path(path).name} skipped: {exc.reason}")
+            continue
+        if inst is not None:
+            instances.append(inst)
+    if not instances:
+        raise DicomError(str(source) if isinstance(source, str | Path) else None,
+                         "No DICOM images were found here.")
+    return None, *_largest_stack(instances, notes)
+
+
+def _expand_paths(source: str | Path | Sequence[str | Path]) -> tuple[list[str], bool]:
+    """(files, chosen): chosen files raise on errors, files found in a folder are skipped."""
+    if isinstance(source, str | Path):
+        root = Path(source)
+        if root.is_dir():
+            return sorted(str(p) for p in root.rglob("*") if p.is_file()), False
+        if not root.exists():
+            raise DicomError(root, "The file or folder does not exist.")
+        return [str(root)], True
+    return [str(p) for p in source], True
+
+
+def _image_instance(path: str, *, must_be_image: bool) -> Instance | None:
+    """The scanner's facts of one file; None for non-DICOM and non-image files (reports,
+    plans), which raise instead when the reader chose that one file to open."""
+    try:
+        inst = headers.read_instance(path)
+    except OSError as exc:
+        raise DicomError(path, f"The file cannot be read ({exc.strerror or exc}).") from exc
+    if inst is None:
+        if must_be_image:
+            raise DicomError(path, "This is not a DICOM file.")
+        return None
+    if not (inst.rows and inst.columns):
+        if must_be_image:
+            raise DicomError(path, "This DICOM file holds no image (it is a report, plan or "
+                                   "other non-image object).")
+        return None
+    return inst
+
+
+def _floats(value: object, n: int) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _number(value: object, kind: type) -> float | int | None:
+    try:
+        return kind(float(value)) if value not in (None, "") else None  # type: ignore
+    except (TypeError, ValueError):
+        return None
+
+
+def _largest_stack(instances: list[Instance], notes: list[str]
+                   ) -> tuple[list[Instance], list[str]]:
+    """A folder may hold several series: load the largest stack and say what was left out."""
+    groups: dict[tuple, list[Instance]] = {}
+    for inst in instances:
+        iop = tuple(round(v, 3) for v in inst.orientation) if inst.orientation else None
+        groups.setdefault((inst.sop_class_uid, iop, inst.rows, inst.columns), []).append(inst)
+    best = max(groups.values(), key=len)
+    if len(groups) > 1:
+        notes.append(f"{len(instances) - len(best)} images of other series or stacks here were "
+                     "not loaded; open them from the study browser.")
+    return best, notes
+
+
+def reference_header(inst: Instance) -> Dataset:
+    """The header (no pixels) of one file, read once for the facts an Instance does not hold."""
+    return px.read_dataset(inst.path, header_only=True)
+
+
+def _rescale(slope: object, intercept: object, dose: float | None = None) -> px.Rescale:
+    """Modality rescale; an RT Dose's DoseGridScaling multiplies it so voxels read in Gy."""
+    s, i = _number(slope, float), _number(intercept, float)
+    s, i = 1.0 if s is None else s, 0.0 if i is None else i
+    return px.Rescale(s * dose, i * dose) if dose else px.Rescale(s, i)
+
+
+def is_dose(ref: Dataset) -> bool:
+    """RT Dose: stored values times DoseGridScaling are the dose (PS3.3 C.8.8.3)."""
+    return ref.get("SOPClassUID") == RT_DOSE or ref.get("Modality") == "RTDOSE"
+
+
+def _dose_scaling(ds: Dataset) -> float | None:
+    return _number(ds.get("DoseGridScaling"), float) if is_dose(ds) else None
+
+
+def expand_frames(instances: list[Instance], ref: Dataset) -> list[Frame]:
+    """One Frame per 2D image: single-frame files from the scanner's facts, multi-frame files
+    (and enhanced ones) from their functional groups."""
+    frames: list[Frame] = []
+    fallback = _spacing_of(ref) or detector_spacing(ref) or (1.0, 1.0)
+    syntax = str(ref.file_meta.get("TransferSyntaxUID", ""))
+    enhanced, dose = "PerFrameFunctionalGroupsSequence" in ref, is_dose(ref)
+    for inst in instances:
+        if not inst.transfer_syntax_uid and syntax:  # no File Meta: inferred when read
+            inst = replace(inst, transfer_syntax_uid=syntax)
+        own = inst.path == instances[0].path  # else its own header, read only when needed
+        if inst.number_of_frames > 1 or enhanced:
+            frames += _multiframe(inst, ref if own else reference_header(inst), fallback)
+        else:
+            scaling = _dose_scaling(ref if own else reference_header(inst)) if dose else None
+            frames.append(_single_frame(inst, fallback, scaling))
+    return frames
+
+
+def _single_frame(inst: Instance, fallback: tuple[float, float], dose: float | None) -> Frame:
+    position = np.array(inst.position, float) if inst.position else None
+    order = (inst.temporal_position or 0, inst.acquisition_time, inst.instance_number or 0, 0)
+    return Frame(inst, 0, position, _orientation(inst.orientation),
+                 inst.pixel_spacing or fallback,
+                 _rescale(inst.rescale_slope, inst.rescale_intercept, dose), order,
+                 located=position is not None and inst.orientation is not None)
+
+
+def _orientation(value: Sequence[float] | None) -> np.ndarray:
+    return np.array(value if value else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), float)
+
+
+def _group_value(groups: list[Dataset | None], sequence: str, keyword: str) -> object:
+    """A functional group value: per-frame first, then shared (PS3.3 C.7.6.16)."""
+    for group in groups:
+        if group is not None and sequence in group and len(group[sequence].value):
+            item = group[sequence].value[0]
+            if keyword in item:
+                return item[keyword].value
+    return None
+
+
+def _frame_groups(ds: Dataset, k: int) -> list[Dataset | None]:
+    """[per-frame item k, shared item] of an enhanced file (None where absent)."""
+    shared = ds.get("SharedFunctionalGroupsSequence") or [None]
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    return [per_frame[k] if k < len(per_frame) else None, shared[0]]
+
+
+def _multiframe(inst: Instance, ds: Dataset, fallback: tuple[float, float]) -> list[Frame]:
+    """Frames of a classic (one position + offsets) or enhanced (per-frame groups) file."""
+    offsets = _frame_offsets(ds, inst.number_of_frames)
+    dose = _dose_scaling(ds)
+    return [_frame_of(inst, ds, k, offsets, fallback, dose) for k in range(inst.number_of_frames)]
+
+
+def _frame_of(inst: Instance, ds: Dataset, k: int, offsets: np.ndarray | None,
+              fallback: tuple[float, float], dose: float | None) -> Frame:
+    """Frame k: functional groups first, then the file's own attributes, then defaults."""
+    groups = _frame_groups(ds, k)
+    iop = _floats(_group_value(groups, "PlaneOrientationSequence",
+                               "ImageOrientationPatient"), 6) or inst.orientation
+    cosines = _orientation(iop)
+    ipp = _floats(_group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3)
+    if ipp is None and inst.position and offsets is not None:
+        ipp = tuple(np.array(inst.position) + offsets[k] * np.cross(cosines[:3], cosines[3:]))
+    spacing = _floats(_group_value(groups, "PixelMeasuresSequence", "PixelSpacing"), 2)
+    transform = "PixelValueTransformationSequence"
+    rescale = _rescale(_group_value(groups, transform, "RescaleSlope") or ds.get("RescaleSlope"),
+                       _group_value(groups, transform, "RescaleIntercept")
+                       or ds.get("RescaleIntercept"), dose)
+    temporal = _number(_group_value(groups, "FrameContentSequence", "TemporalPositionIndex"), int)
+    return Frame(inst, k, None if ipp is None else np.array(ipp, float), cosines,
+                 spacing or inst.pixel_spacing or fallback, rescale,
+                 (temporal or 0, "", inst.instance_number or 0, k),
+                 located=ipp is not None and iop is not None)
+
+
+def _frame_offsets(ds: Dataset, count: int) -> np.ndarray | None:
+    """Classic multi-frame: distance of each frame from the file's position along the normal."""
+    grid = ds.get("GridFrameOffsetVector")  # RT dose, some NM
+    if grid is not None and len(grid) == count:
+        return np.array([float(v) for v in grid])
+    step = _number(ds.get("SpacingBetweenSlices"), float) or _number(ds.get("SliceThickness"),
+                                                                      float)
+    return None if not step else np.arange(count) * step
+
+
+def arrange(frames: list[Frame], ref: Dataset) -> tuple[list[list[int]], np.ndarray, list[str]]:
+    """Grid [time][slice] of frame indices sorted along the slice normal, the affine, notes."""
+    iop = frames[0].orientation
+    normal = np.cross(iop[:3], iop[3:])
+    if any(f.position is None for f in frames):
+        grid = [sorted(range(len(frames)), key=lambda i: frames[i].order)]
+        step = normal * _nominal_step(frames[0].instance, ref)
+        origin = frames[grid[0][0]].position
+        notes = [] if len(frames) == 1 else [
+            "The images carry no slice positions: they are ordered by instance number."]
+        return grid, _affine(frames[grid[0][0]], step, origin), notes
+    depth = np.array([float(f.position @ normal) for f in frames])
+    grid, notes = _split_time(frames, depth)
+    positions = np.array([frames[i].position for i in grid[0]])
+    step, more = _slice_step(positions, normal, _nominal_step(frames[0].instance, ref))
+    return grid, _affine(frames[grid[0][0]], step, positions[0]), notes + more
+
+
+def _split_time(frames: list[Frame], depth: np.ndarray) -> tuple[list[list[int]], list[str]]:
+    """One row per time point when every position repeats equally often (dynamic, DWI)."""
+    order = sorted(range(len(frames)), key=lambda i: (depth[i], frames[i].order))
+    tolerance = 1e-3 * max(1.0, float(np.ptp(depth)) / max(1, len(frames)))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and abs(depth[i] - depth[groups[-1][0]]) <= tolerance:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    counts = {len(g) for g in groups}
+    if counts == {1}:
+        return [[g[0] for g in groups]], []
+    if len(counts) > 1:
+        return [order], [f"Slice positions repeat unevenly ({min(counts)} to {max(counts)} "
+                         "images per position): shown as one stack in position order."]
+    for g in groups:
+        g.sort(key=lambda i: frames[i].order)
+    return [[g[t] for g in groups] for t in range(counts.pop())], []
+
+
+def _nominal_step(inst: Instance, ref: Dataset) -> float:
+    return (_number(ref.get("SpacingBetweenSlices"), float) or inst.slice_thickness or 1.0)
+
+
+def _slice_step(positions: np.ndarray, normal: np.ndarray, nominal: float
+                ) -> tuple[np.ndarray, list[str]]:
+    """The typical step between neighbouring slices (median: robust to a missing slice)."""
+    if len(positions) < 2:
+        return normal * nominal, []
+    diffs = np.diff(positions, axis=0)
+    along = diffs @ normal
+    median = float(np.median(along))
+    typical = np.abs(along - median) <= 0.1 * abs(median)
+    step = diffs[typical].mean(axis=0)
+    notes = [f"Slice gap after slice {k + 1}: {d:.2f} mm instead of {median:.2f} mm "
+             f"(about {round(d / median) - 1} slice(s) missing)."
+             for k, d in enumerate(along) if d > 1.5 * median]
+    if not notes and not typical.all():
+        notes.append("Slice spacing is uneven: distances are approximate along the slices.")
+    return step, notes
+
+
+def _affine(first: Frame, step: np.ndarray, origin: np.ndarray | None) -> np.ndarray:
+    row_spacing, col_spacing = first.pixel_spacing
+    affine = np.eye(4)
+    affine[:3, 0] = first.orientation[:3] * col_spacing
+    affine[:3, 1] = first.orientation[3:] * row_spacing
+    affine[:3, 2] = step
+    affine[:3, 3] = origin if origin is not None else 0.0
+    return affine
+
+
+# -- what the view needs to be honest about ------------------------------------------------
+
+
+def has_geometry(frames: list[Frame]) -> bool:
+    """True when every image has a patient position and orientation (IPP/IOP or functional
+    groups): only then do edge letters and millimetre positions mean anything."""
+    return all(f.located for f in frames)
+
+
+def patient_orientation(ref: Dataset) -> tuple[str, str] | None:
+    """PatientOrientation (0020,0020) of a projection image: the patient directions of the
+    row (towards the right edge) and column (towards the bottom) directions, e.g. ('L', 'F')."""
+    value = ref.get("PatientOrientation")
+    letters = [str(v).strip().upper() for v in (value if isinstance(value, Sequence)
+                                                 and not isinstance(value, str) else [value])]
+    if len(letters) != 2 or not all(s and set(s) <= PATIENT_LETTERS for s in letters):
+        return None
+    return letters[0], letters[1]
+
+
+def _spacing_of(ds: Dataset) -> tuple[float, float] | None:
+    """PixelSpacing at the top level or in the functional groups (patient-plane spacing)."""
+    return _floats(ds.get("PixelSpacing"), 2) or _floats(
+        _group_value(_frame_groups(ds, 0), "PixelMeasuresSequence", "PixelSpacing"), 2)
+
+
+def detector_spacing(ref: Dataset) -> tuple[float, float] | None:
+    """ImagerPixelSpacing of a projection image (spacing at the detector plane)."""
+    return _floats(ref.get("ImagerPixelSpacing"), 2)
+
+
+def spacing_notes(instances: list[Instance], ref: Dataset) -> list[str]:
+    """The caveat a radiologist expects when distances are measured at the detector."""
+    if instances[0].pixel_spacing or _spacing_of(ref) or detector_spacing(ref) is None:
+        return []
+    return ["Spacing is at the detector (ImagerPixelSpacing): measurements are not corrected "
+            "for magnification."]
+
+
+def header_windows(ref: Dataset) -> list[Window]:
+    """The header's windows; an enhanced image keeps them in the FrameVOILUTSequence (first
+    frame's, per-frame before shared) when the top level has none."""
+    windows = windows_from_dataset(ref)
+    if windows or "SharedFunctionalGroupsSequence" not in ref and \
+            "PerFrameFunctionalGroupsSequence" not in ref:
+        return windows
+    for group in _frame_groups(ref, 0):
+        items = group.get("FrameVOILUTSequence") if group is not None else None
+        if items:
+            windows = windows_from_dataset(items[0])
+            if windows:
+                return windows
+    return []
+
+
+def voi_lut(ref: Dataset) -> tuple[np.ndarray | None, int]:
+    seq = ref.get("VOILUTSequence")
+    if not seq or "LUTData" not in seq[0]:
+        return None, 0
+    item = seq[0]
+    data = item.LUTData
+    bits = int(item.LUTDescriptor[2]) if len(item.LUTDescriptor) > 2 else 16
+    if isinstance(data, bytes):
+        table = np.frombuffer(data, "<u2" if bits > 8 else "u1")
+    else:
+        table = np.asarray(data, dtype=np.uint16 if bits > 8 else np.uint8)
+    first = int(item.LUTDescriptor[1])
+    return table.copy(), first

@@ -1,0 +1,54 @@
+"""The viewer's background load task: the preview it sends before the volume is decoded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+
+import medviewer.core.synthetic as syn
+from medviewer.core.dicom import scan
+from medviewer.ui.workers import load_series_task
+
+
+class _Context:
+    """Stands in for TaskContext: collects partials, never cancels."""
+
+    def __init__(self) -> None:
+        self.partials: list = []
+
+    def partial(self, value) -> None:
+        self.partials.append(value)
+
+    def progress(self, done: int, total: int) -> None:
+        pass
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
+def _only_series(folder):
+    (series,) = scan(folder, cache=False).all_series()
+    return series
+
+
+def test_projection_preview_carries_patient_orientation_and_header_window(tmp_path):
+    path, _ = syn.write_chest_xray(tmp_path, size=256)
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    ctx = _Context()
+    volume = load_series_task(ctx, _only_series(tmp_path))
+    (preview,) = ctx.partials
+    assert preview.has_geometry is False and not volume.has_geometry
+    assert preview.patient_orientation == tuple(header.PatientOrientation)
+    assert preview.window.center == float(header.WindowCenter)
+    assert preview.source.path == str(path)
+
+
+def test_ct_preview_is_the_middle_slice_in_hounsfield_units(tmp_path):
+    voxels = np.arange(5, dtype=np.int16)[:, None, None] * 100 + np.zeros((5, 16, 16), np.int16)
+    syn.write_series(tmp_path, voxels - 1000, shuffle_names=True)
+    ctx = _Context()
+    volume = load_series_task(ctx, _only_series(tmp_path))
+    (preview,) = ctx.partials
+    assert preview.index == 2 and preview.count == 5 and preview.has_geometry
+    np.testing.assert_array_equal(preview.slice, volume.voxels[2])
+    assert int(preview.slice[0, 0]) == 200 - 1000
