@@ -31,7 +31,9 @@ from PySide6.QtWidgets import (
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import ScanResult, Series
 from medviewer.ui.browser import StudyBrowser
+from medviewer.ui.document import StudyDocument
 from medviewer.ui.tags import TagPanel
+from medviewer.ui.viewer import ViewerPanel
 from medviewer.ui.workers import (
     TaskRunner,
     WorkerPool,
@@ -99,24 +101,9 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- construction
     def _build_central(self) -> None:
-        """The image views, if D2's viewer is importable; a placeholder otherwise."""
-        self.document: Any = None
-        self.viewer: QWidget
-        try:
-            from medviewer.ui.document import StudyDocument
-
-            self.document = StudyDocument(self)
-            from medviewer.ui.viewer import ViewerPanel
-
-            self.viewer = ViewerPanel(self.document)
-            status = getattr(self.viewer, "sigStatusMessage", None)
-            if status is not None:
-                status.connect(self.set_status)
-        except ImportError as exc:
-            log.info("image viewer not available yet: %s", exc)
-            self.viewer = QLabel("Open a folder of DICOM images (File \u25b8 Open Folder)")
-            self.viewer.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            self.viewer.setObjectName("viewerPlaceholder")
+        self.document = StudyDocument(self)
+        self.viewer = ViewerPanel(self.document)
+        self.viewer.sigStatusMessage.connect(self.set_status)
         self.setCentralWidget(self.viewer)
 
     def _build_docks(self) -> None:
@@ -125,8 +112,7 @@ class MainWindow(QMainWindow):
         self.browser_dock = self._dock("Studies", "browserDock", self.browser)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.browser_dock)
         self.tags = TagPanel(self.pool)
-        if self.document is not None:
-            self.tags.set_document(self.document)
+        self.tags.set_document(self.document)
         self.tags_dock = self._dock("DICOM Tags", "tagsDock", self.tags)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tags_dock)
         self.resizeDocks([self.browser_dock, self.tags_dock], [360, 360],
@@ -168,7 +154,8 @@ class MainWindow(QMainWindow):
         view = self.menuBar().addMenu("&View")
         group = QActionGroup(self)
         self.layout_actions: dict[str, QAction] = {}
-        for layout, label, key in (("1x1", "Single View (1x1)", "1"), ("mpr", "MPR (1x3)", "2")):
+        for layout, label, key in (("1x1", "Single View", "Ctrl+1"),
+                                   ("mpr", "MPR: Axial, Coronal, Sagittal", "Ctrl+2")):
             action = self._add(view, label, functools.partial(self.set_layout, layout), key)
             action.setCheckable(True)
             action.setChecked(layout == "1x1")
@@ -233,20 +220,16 @@ class MainWindow(QMainWindow):
 
     @guarded
     def _on_preview(self, preview: Any) -> None:
-        if self.document is not None:
-            self.document.set_preview(preview.slice, preview.series, preview.window,
-                                      preview.index, preview.count,
-                                      affine=preview.affine, source=preview.source,
-                                      has_geometry=preview.has_geometry,
-                                      patient_orientation=preview.patient_orientation)
+        self.document.set_preview(preview.slice, preview.series, preview.window,
+                                  preview.index, preview.count,
+                                  affine=preview.affine, source=preview.source,
+                                  has_geometry=preview.has_geometry,
+                                  patient_orientation=preview.patient_orientation)
         self.tags.show_file(preview.source.path)
 
     @guarded
     def _on_volume(self, volume: Any) -> None:
-        if self.document is not None:
-            self.document.set_volume(volume)
-        elif volume.sources:
-            self.tags.show_file(volume.sources[len(volume.sources) // 2].path)
+        self.document.set_volume(volume)
         shape = " x ".join(str(n) for n in volume.voxels.shape)
         warnings = f" \u2014 {'; '.join(volume.warnings)}" if volume.warnings else ""
         self.set_status(f"{volume.modality} {volume.description} ({shape}){warnings}".strip())
@@ -330,8 +313,7 @@ class MainWindow(QMainWindow):
 
     @guarded
     def set_layout(self, layout: str) -> None:
-        if self.document is not None:
-            self.document.set_layout(layout)
+        self.document.set_layout(layout)
         self.layout_actions[layout].setChecked(True)
 
     def reset_layout(self) -> None:

@@ -25,6 +25,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QLabel, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
+from medviewer.ui.document import StudyDocument
 from medviewer.ui.workers import TaskContext, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -212,18 +213,15 @@ class TagPanel(QWidget):
 
     # -- following the document ------------------------------------------------------------
 
-    def set_document(self, document: Any) -> None:
-        """Follow `document.sigSliceChanged` (debounced: scrolling must stay smooth)."""
+    def set_document(self, document: StudyDocument) -> None:
+        """Follow the document's slice (debounced: scrolling must stay smooth)."""
         self._document = document
-        for name in ("sigSliceChanged", "sigVolumeChanged"):
-            signal = getattr(document, name, None)
-            if signal is not None:
-                signal.connect(lambda *_a: self._follow_timer.start())
+        for signal in (document.sigSliceChanged, document.sigVolumeChanged):
+            signal.connect(lambda *_a: self._follow_timer.start())
 
     def _follow_document(self) -> None:
-        current_source = getattr(self._document, "current_source", None)
-        source = current_source() if callable(current_source) else None
-        if source is not None and getattr(source, "path", None):
+        source = self._document.current_source()
+        if source is not None and source.path:
             self.show_file(source.path)
 
     # -- showing a file --------------------------------------------------------------------

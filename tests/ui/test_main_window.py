@@ -63,8 +63,7 @@ def test_selecting_a_series_previews_then_loads(make_main_window, qtbot, dicom_f
         assert window.browser.select_series(ct.key)
     volume = blocker.args[0]
     assert volume.voxels.shape == (6, 32, 32)
-    if window.document is not None:
-        assert window.document.volume is volume
+    assert window.document.volume is volume
     qtbot.waitUntil(lambda: bool(window.tags.find_rows("PatientName")), timeout=3000)
     assert Path(window.tags.path).parent == dicom_folder / "a"
 
@@ -206,8 +205,6 @@ def test_dropping_a_web_link_is_refused(make_main_window):
 
 def test_layout_menu_switches_document_layout(make_main_window):
     window = make_main_window()
-    if window.document is None:
-        pytest.skip("image viewer not available")
     window.layout_actions["mpr"].trigger()
     assert window.document.layout == "mpr"
     window.layout_actions["1x1"].trigger()
@@ -256,3 +253,21 @@ def test_demo_study_opens_its_main_series(make_main_window, qtbot, tmp_path, mon
     largest = max(window.scan_result.all_series(), key=lambda s: s.image_count)
     assert volume.series.key == largest.key and volume.voxels.shape[0] == largest.image_count
     assert (tmp_path / "data").is_dir()
+
+
+def test_keys_in_the_view_are_not_taken_by_menu_shortcuts(make_main_window, qtbot,
+                                                          dicom_folder):
+    """'1' is the view's 1:1 zoom; the layouts are on Ctrl+1 / Ctrl+2."""
+    window = make_main_window()
+    window.show()
+    result = _open(window, qtbot, dicom_folder)
+    ct = max((s for s in result.all_series() if s.modality == "CT"), key=lambda s: s.image_count)
+    with qtbot.waitSignal(window.volume_loaded, timeout=SCAN_MS):
+        window.open_series(ct)
+    view = window.viewer.single_view
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_1)
+    assert window.document.layout == "1x1"
+    assert view.zoom() == pytest.approx(1.0, rel=0.02)
+    qtbot.keyClick(view, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
+    assert window.document.layout == "mpr"
