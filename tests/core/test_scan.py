@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import sqlite3
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +18,10 @@ from pydicom.fileset import FileSet
 
 from medviewer.core import synthetic
 from medviewer.core.dicom import DicomError, scan
+from medviewer.core.dicom import cache as cache_module
+from medviewer.core.dicom import headers as headers_module
 from medviewer.core.dicom import index as index_module
+from medviewer.core.dicom import listing as listing_module
 from medviewer.core.dicom.headers import read_header, read_instance
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -36,6 +41,17 @@ def _series(folder: Path, **kwargs) -> list[Path]:
 
 def _paths(result) -> list[list[str]]:
     return [[i.path for i in s.instances] for s in result.all_series()]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memo() -> None:
+    """Each test starts like a new process: no folder remembered from another test."""
+    index_module.MEMO.clear()
+
+
+def _as_new_process() -> None:
+    """What a new process sees: the SQLite cache only (the in-process memo is empty)."""
+    index_module.MEMO.clear()
 
 
 class Counter:
@@ -121,6 +137,66 @@ def test_enhanced_multiframe_is_one_instance_with_its_geometry(tmp_path: Path) -
         fh.seek(instance.pixel_data_offset)
         assert fh.read(len(ds.PixelData)) == ds.PixelData
     assert facts.series_instance_uid == ds.SeriesInstanceUID and facts.has_pixels
+
+
+def _rescale_cases(tmp_path: Path) -> dict[str, Path]:
+    """A CT slice (intercept -1024), an MR slice without rescale, one file per 4D phase, an
+    enhanced CT whose rescale sits in the shared functional groups."""
+    ct = _series(tmp_path / "ct", modality="CT", rescale=(1.0, -1024.0))[1]
+    mr = _series(tmp_path / "mr", modality="MR", rescale=None,
+                 voxels=np.abs(_voxels()).astype(np.uint16))[1]
+    phases = synthetic.write_4d(tmp_path / "4d", np.stack([_voxels(slices=2)] * 3),
+                                modality="MR", rescale=(2.0, -10.0))
+    enhanced = synthetic.write_multiframe(tmp_path / "mf", _voxels(slices=3), enhanced=True,
+                                          modality="CT", rescale=(0.5, -1024.0))
+    return {"ct": ct, "mr": mr, "4d-first": phases[0], "4d-last": phases[-1],
+            "enhanced": enhanced}
+
+
+def _expected_extras(path: Path) -> tuple:
+    """(slope, intercept, temporal position) as pydicom reads them, functional groups too."""
+    ds = pydicom.dcmread(path)
+    source = ds
+    if "SharedFunctionalGroupsSequence" in ds:
+        shared = ds.SharedFunctionalGroupsSequence[0]
+        source = shared.PixelValueTransformationSequence[0]
+    slope, intercept = source.get("RescaleSlope"), source.get("RescaleIntercept")
+    temporal = ds.get("TemporalPositionIdentifier")
+    return (None if slope is None else float(slope),
+            None if intercept is None else float(intercept),
+            None if temporal is None else int(temporal))
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["byte-walk", "pydicom"])
+def test_rescale_and_temporal_position_from_either_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallback: bool) -> None:
+    cases = _rescale_cases(tmp_path)
+    if fallback:
+        def decline(path):
+            raise headers_module.Unsupported("forced")
+
+        monkeypatch.setattr(headers_module, "walk_file", decline)
+    got = {name: read_instance(path) for name, path in cases.items()}
+    for name, instance in got.items():
+        extras = (instance.rescale_slope, instance.rescale_intercept,
+                  instance.temporal_position)
+        assert extras == _expected_extras(cases[name]), name
+    assert got["ct"].rescale_intercept == -1024.0 and got["ct"].rescale_slope == 1.0
+    assert (got["mr"].rescale_slope, got["mr"].rescale_intercept) == (None, None)
+    assert got["ct"].temporal_position is None and got["mr"].temporal_position is None
+    assert (got["4d-first"].temporal_position, got["4d-last"].temporal_position) == (1, 3)
+    assert got["enhanced"].rescale_slope == 0.5
+
+
+def test_rescale_and_temporal_position_survive_the_cache(tmp_path: Path) -> None:
+    _rescale_cases(tmp_path / "data")
+    db = tmp_path / "index.sqlite"
+    first = scan(tmp_path / "data", cache=db, workers=1)
+    again = scan(tmp_path / "data", cache=db, workers=1)
+    assert again == first
+    extras = {(i.rescale_slope, i.rescale_intercept, i.temporal_position)
+              for s in again.all_series() for i in s.instances}
+    assert {(1.0, -1024.0, None), (None, None, None), (2.0, -10.0, 1), (2.0, -10.0, 3)} <= extras
 
 
 def test_file_without_preamble_is_read_as_a_raw_dataset(tmp_path: Path) -> None:
@@ -305,6 +381,7 @@ def test_corrupt_cache_file_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(counter.paths) == 5
     with sqlite3.connect(db) as con:  # a damaged row is dropped, not decoded
         con.execute("UPDATE folders SET entries = x'00ff'")
+    _as_new_process()
     assert scan(tmp_path / "data", cache=db, workers=1).all_series()[0].image_count == 5
     assert len(counter.paths) == 10
 
@@ -398,6 +475,7 @@ def test_cache_from_another_schema_version_is_dropped(tmp_path: Path,
     scan(tmp_path / "data", cache=db, workers=1)
     with sqlite3.connect(db) as con:
         con.execute("PRAGMA user_version=1")
+    _as_new_process()
     counter = Counter(monkeypatch)
     scan(tmp_path / "data", cache=db, workers=1)
     scan(tmp_path / "data", cache=db, workers=1)
@@ -451,3 +529,125 @@ def test_rows_of_deleted_folders_leave_the_cache(tmp_path: Path) -> None:
     with sqlite3.connect(db) as con:
         folders = [Path(f).name for (f,) in con.execute("SELECT folder FROM folders")]
     assert folders == ["kept"]
+
+
+# --- re-scan: memo, whole-folder comparison, columnar rows ------------------------------------
+
+
+def _mixed_folder(folder: Path) -> None:
+    """Two series, a 4D one and broken / foreign files side by side in one folder."""
+    _series(folder, seed=1, suffix=".a")
+    _series(folder, seed=2, modality="MR", rescale=None, suffix=".b",
+            voxels=np.abs(_voxels(seed=2)).astype(np.uint16))
+    synthetic.write_4d(folder / "dyn", np.stack([_voxels(slices=2)] * 2), modality="MR")
+    synthetic.write_broken(folder)
+
+
+def _summary(result) -> tuple:
+    return (result.patients, sorted((p.path, p.reason) for p in result.problems),
+            result.files_seen, result.files_skipped)
+
+
+@pytest.mark.parametrize("process", ["same", "new"])
+def test_rescan_sees_every_change_in_the_same_or_a_new_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, process: str) -> None:
+    _mixed_folder(tmp_path / "data")
+    files = _series(tmp_path / "data" / "ct", seed=3)
+    db = tmp_path / "index.sqlite"
+    counter = Counter(monkeypatch)
+    first = scan(tmp_path / "data", cache=db, workers=1)
+
+    def again() -> tuple[object, list[str]]:
+        """A re-scan and the files it parsed, checked against a scan without cache."""
+        if process == "new":
+            _as_new_process()
+        before = len(counter.paths)
+        result = scan(tmp_path / "data", cache=db, workers=1)
+        parsed = counter.paths[before:]
+        assert _summary(result) == _summary(scan(tmp_path / "data", cache=False, workers=1))
+        return result, parsed
+
+    assert again() == (first, [])
+    ds = pydicom.dcmread(files[0])
+    ds.SeriesDescription = "rewritten in place, longer than before"
+    ds.save_as(files[0])  # new size
+    stat = files[1].stat()
+    os.utime(files[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # same size, new mtime
+    os.remove(files[2])
+    added = _series(tmp_path / "data" / "ct" / "more", seed=4)
+    result, parsed = again()
+    assert sorted(parsed) == sorted(map(str, [files[0], files[1], *added]))
+    paths = {i.path for s in result.all_series() for i in s.instances}
+    assert str(files[2]) not in paths and {str(p) for p in added} <= paths
+    described = {s.description for s in result.all_series()}
+    assert "rewritten in place, longer than before" in described
+    assert again()[1] == []
+
+
+def test_cached_rows_round_trip_every_kind_of_file(tmp_path: Path) -> None:
+    _mixed_folder(tmp_path / "data")
+    db = tmp_path / "index.sqlite"
+    fresh = scan(tmp_path / "data", cache=False, workers=1)
+    assert fresh.problems and fresh.files_skipped and len(fresh.all_series()) >= 3
+    assert scan(tmp_path / "data", cache=db, workers=1) == fresh
+    _as_new_process()
+    again = scan(tmp_path / "data", cache=db, workers=1)
+    assert _summary(again) == _summary(fresh)
+    biggest = max(again.all_series(), key=lambda s: len(s.instances))
+    assert len(biggest.instances) == 5
+    shared = {id(i.orientation) for i in biggest.instances}
+    assert len(shared) == 1  # a value the whole series repeats is one object
+
+
+def test_files_given_one_by_one_keep_the_rest_of_their_folder_cached(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = _series(tmp_path / "data")
+    db = tmp_path / "index.sqlite"
+    counter = Counter(monkeypatch)
+    scan(files[:2], cache=db, workers=1)
+    _as_new_process()
+    scan(files[2:4], cache=db, workers=1)
+    _as_new_process()
+    whole = scan(tmp_path / "data", cache=db, workers=1)
+    assert sorted(counter.paths) == sorted(map(str, files))  # each file parsed once
+    assert whole.all_series()[0].image_count == 5
+
+
+def test_listing_without_folder_descriptors_is_the_same(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    _mixed_folder(tmp_path / "data")
+    (tmp_path / "data" / ".hidden").mkdir()
+    _series(tmp_path / "data" / ".hidden")
+    with_fd = scan(tmp_path / "data", cache=False, workers=1)
+    monkeypatch.setattr(listing_module, "_DIR_FD", False)
+    assert scan(tmp_path / "data", cache=False, workers=1) == with_fd
+    assert not any("hidden" in i.path for s in with_fd.all_series() for i in s.instances)
+
+
+def test_malformed_row_with_a_valid_checksum_is_parsed_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _series(tmp_path / "data")
+    db = tmp_path / "index.sqlite"
+    scan(tmp_path / "data", cache=db, workers=1)
+    with sqlite3.connect(db) as con:
+        (blob,) = con.execute("SELECT entries FROM folders").fetchone()
+        row = list(marshal.loads(blob))
+        row[3] = ("a reason without a file",)  # misaligned with the files' marks
+        bad = marshal.dumps(tuple(row))
+        con.execute("UPDATE folders SET entries = ?, crc = ?", (bad, zlib.crc32(bad)))
+    _as_new_process()
+    counter = Counter(monkeypatch)
+    assert scan(tmp_path / "data", cache=db, workers=1).all_series()[0].image_count == 5
+    assert len(counter.paths) == 5
+
+
+def test_folder_memo_forgets_the_oldest_folders_beyond_its_bound() -> None:
+    memo = cache_module.FolderMemo(max_files=10)
+    memo.put("db", "/a", "key-a", "built-a", 6)
+    memo.put("db", "/b", "key-b", "built-b", 3)
+    assert memo.get("db", "/a", "key-a") == "built-a"  # /a is now the most recent
+    memo.put("db", "/c", "key-c", "built-c", 4)
+    assert memo.get("db", "/b", "key-b") is None  # evicted: 6 + 3 + 4 > 10
+    assert memo.get("db", "/a", "key-a") == "built-a"
+    assert memo.get("db", "/a", "another listing") is None
+    assert memo.get("other.sqlite", "/c", "key-c") is None

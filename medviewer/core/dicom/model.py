@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(slots=True)
 class Instance:
     """Header facts of one image file, enough to sort, group and read its pixels later."""
 
