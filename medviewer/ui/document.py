@@ -195,6 +195,19 @@ class StudyDocument(QObject):
         voxels = self.time_point_voxels()
         return plane.image(voxels, k)
 
+    def decode_failure(self, name: str = STACK, k: int | None = None) -> str | None:
+        """Why image k (default: current) of a plane is blank because its file failed to
+        decode, or None. Only planes cutting along the acquired slices show a whole failed
+        image; in a reformat it is one line of air among good data."""
+        volume = self.volume
+        if volume is None or not volume.bad_slices:
+            return None
+        plane = self.plane(name)
+        if plane.axes[0] != 0:
+            return None
+        k = self.plane_index(name) if k is None else k
+        return volume.bad_reason(plane.to_voxel(k, 0, 0)[2], self.time_index)
+
     def time_point_voxels(self) -> np.ndarray:
         """The current time point's voxels as (slices, rows, columns[, 3]): no copy."""
         voxels = self.volume.voxels[self.time_index] if self.volume.is_4d else self.volume.voxels

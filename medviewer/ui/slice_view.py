@@ -24,6 +24,8 @@ from medviewer.ui.measure_tools import MeasurementLayer
 TOOLS = ("navigate", "window", "distance", "rect", "ellipse")
 OVERLAY_STYLE = "color: #e8e8a0; background: transparent; font: 11px 'DejaVu Sans';"
 LETTER_STYLE = "color: #ffd24a; background: transparent; font: bold 14px 'DejaVu Sans';"
+FAILURE_STYLE = ("color: #ff7a6e; background: rgba(0, 0, 0, 170); padding: 8px; "
+                 "border: 1px solid #ff7a6e; font: bold 13px 'DejaVu Sans';")
 CROSSHAIR_PEN = pg.mkPen((80, 200, 255, 200), width=1, style=Qt.PenStyle.DashLine)
 PAGE = 10
 # grey level g -> RGBA (g, g, g, 255) packed in one little-endian uint32
@@ -114,6 +116,13 @@ class SliceView(QWidget):
             flag = Qt.AlignmentFlag
             label.setAlignment((flag.AlignRight if right else flag.AlignLeft) | flag.AlignTop)
             self.overlays[name] = label
+        # A slice whose file failed to decode says so in the middle, instead of a silent blank
+        self.failure_label = QLabel(self)
+        self.failure_label.setStyleSheet(FAILURE_STYLE)
+        self.failure_label.setWordWrap(True)
+        self.failure_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.failure_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.failure_label.hide()
 
     def _connect_document(self) -> None:
         doc = self.document
@@ -168,6 +177,7 @@ class SliceView(QWidget):
         doc = self.document
         if not doc.has_image:
             self.image_item.clear()
+            self.failure_label.hide()
             return
         k = self.slice_index
         key = (id(doc.volume), id(doc.preview), k, doc.time_index, doc.window)
@@ -233,6 +243,9 @@ class SliceView(QWidget):
         letters = doc.edge_labels(self.plane_name)
         for edge in ("left", "right", "top", "bottom"):
             o[edge].setText(letters.get(edge, ""))
+        reason = doc.decode_failure(self.plane_name, self.slice_index)
+        self.failure_label.setText(f"Image could not be decoded:\n{reason}" if reason else "")
+        self.failure_label.setVisible(reason is not None)
         self._place_overlays()
 
     def _slice_lines(self) -> list[str]:
@@ -266,6 +279,11 @@ class SliceView(QWidget):
             label.adjustSize()
             label.move(int(m + fx * (w - label.width() - 2 * m)),
                        int(m + fy * (h - label.height() - 2 * m)))
+        failure = self.failure_label
+        if failure.isVisibleTo(self):
+            failure.setFixedWidth(max(120, int(w * 0.8)))
+            failure.adjustSize()
+            failure.move((w - failure.width()) // 2, (h - failure.height()) // 2)
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)

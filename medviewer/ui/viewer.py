@@ -137,6 +137,16 @@ class ViewerPanel(QWidget):
             widget.setVisible(doc.time_count > 1)
         self._sync_time_slider(doc.time_index)
         self._fill_presets()
+        self._follow_header_frame_rate()
+
+    def _follow_header_frame_rate(self) -> None:
+        """A cine loop (US, XA, NM) plays at its recorded rate; otherwise the reader's choice
+        stays. Clamped to what the spin box offers."""
+        volume = self.document.volume
+        rate = volume.frame_rate if volume is not None else None
+        if rate:
+            low, high = self.fps_spin.minimum(), self.fps_spin.maximum()
+            self.fps_spin.setValue(int(min(high, max(low, round(rate)))))
 
     def _sync_slice_slider(self, k: int) -> None:
         self.slice_slider.blockSignals(True)

@@ -25,6 +25,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtWidgets import QWidget
 
+from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import ScanResult, Series
 from medviewer.core.dicom.volume import SliceSource, Volume
 from medviewer.core.display import Window, default_window
@@ -284,10 +285,14 @@ def load_series_task(ctx: TaskContext, series: Series) -> Volume:
     loader = SeriesLoader(series)
     count = loader.slice_count
     k = count // 2
-    frame = loader.read_slice(k)
-    ctx.partial(Preview(frame, series, preview_window(frame, loader.windows), k, count,
-                        loader.affine, loader.source(k), loader.has_geometry,
-                        loader.patient_orientation))
+    try:
+        frame = loader.read_slice(k)
+    except DicomError:  # a bad middle slice: no preview; the full load shows it with its reason
+        frame = None
+    if frame is not None:
+        ctx.partial(Preview(frame, series, preview_window(frame, loader.windows), k, count,
+                            loader.affine, loader.source(k), loader.has_geometry,
+                            loader.patient_orientation))
     return loader.load(progress=ctx.progress, cancel=ctx.is_cancelled)
 
 

@@ -323,3 +323,125 @@ def test_detector_spacing_is_used_with_a_caveat_and_pixel_spacing_wins(tmp_path:
     assert "Spacing is at the detector (ImagerPixelSpacing): measurements are not corrected " \
         "for magnification." in detector.warnings
     assert detector.patient_orientation is None and not detector.has_geometry
+
+
+# -- a partly broken series, cine rate, 1-bit images ---------------------------------------------
+
+
+def _corrupt_pixel_data(path: Path) -> None:
+    """Overwrite the start of the first compressed frame (RLE header / JPEG 2000 SIZ marker)
+    with 0xFF, leaving the DICOM header intact so the scan still indexes the file."""
+    from pydicom.encaps import generate_frames
+
+    data = bytearray(path.read_bytes())
+    frame = next(generate_frames(pydicom.dcmread(path).PixelData, number_of_frames=1))
+    at = data.find(frame)
+    assert at > 0
+    data[at:at + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless], ids=["rle", "j2k"])
+def test_a_corrupt_and_a_truncated_file_leave_the_rest_intact(tmp_path: Path, syntax) -> None:
+    from medviewer.core.dicom import scan
+
+    voxels = _ct((6, 32, 32))
+    paths = syn.write_series(tmp_path, voxels, transfer_syntax=syntax, shuffle_names=True)
+    result = scan(tmp_path, cache=False)
+    (series,) = result.all_series()
+    _corrupt_pixel_data(paths[2])
+    paths[4].write_bytes(paths[4].read_bytes()[:-300])  # cut short after the scan
+    good = [0, 1, 3, 5]
+    for source in (series, tmp_path):
+        volume = load_series(source)
+        np.testing.assert_array_equal(volume.voxels[good], voxels[good])
+        assert (volume.voxels[[2, 4]] == voxels[good].min()).all()  # blank = lowest value
+        assert sorted(volume.bad_slices) == [2, 4]
+        assert volume.bad_slices[2].startswith(paths[2].name + ": ")
+        assert volume.bad_slices[4].startswith(paths[4].name + ": ")
+        assert volume.bad_reason(2) == volume.bad_slices[2] and volume.bad_reason(1) is None
+        (line,) = [w for w in volume.warnings if "could not be decoded" in w]
+        assert line.startswith("2 of 6 images could not be decoded and are shown blank: ")
+        assert paths[2].name in line and paths[4].name in line
+    assert "corrupt" in volume.bad_slices[2]
+    loader = SeriesLoader(series)
+    with pytest.raises(DicomError) as info:
+        loader.read_slice(2)
+    assert info.value.path == str(paths[2])
+    np.testing.assert_array_equal(loader.read_slice(3), voxels[3])
+
+
+def test_a_series_where_nothing_decodes_raises(tmp_path: Path) -> None:
+    paths = syn.write_series(tmp_path, _ct((3, 16, 16)), transfer_syntax=RLELossless)
+    for path in paths:
+        _corrupt_pixel_data(path)
+    with pytest.raises(DicomError) as info:
+        load_series(tmp_path)
+    assert info.value.path in {str(p) for p in paths} and "corrupt" in info.value.reason
+
+
+def test_a_bad_time_point_is_keyed_by_its_flat_index(tmp_path: Path) -> None:
+    from medviewer.core.dicom import scan
+
+    voxels = np.random.default_rng(2).integers(0, 900, (3, 4, 8, 8)).astype(np.int16)
+    syn.write_4d(tmp_path, voxels)
+    (series,) = scan(tmp_path, cache=False).all_series()
+    bad = load_series(series).sources[0].path  # (t=0, k=0)
+    Path(bad).write_bytes(Path(bad).read_bytes()[:-40])  # cut short after the scan
+    volume = load_series(series)
+    assert list(volume.bad_slices) == [0] and volume.bad_reason(0, 0) is not None
+    assert volume.bad_reason(0, 1) is None
+    np.testing.assert_array_equal(volume.voxels[1:], voxels[1:])
+
+
+@pytest.mark.parametrize("attributes, rate", [
+    ({"RecommendedDisplayFrameRate": 25, "CineRate": 12, "FrameTime": 100.0}, 25.0),
+    ({"CineRate": 12, "FrameTime": 100.0}, 12.0),
+    ({"FrameTime": 40.0}, 25.0),
+    ({}, None),
+])
+def test_frame_rate_comes_from_the_header(tmp_path: Path, attributes: dict, rate) -> None:
+    path = syn.write_multiframe(tmp_path, _ct((4, 8, 8)), **attributes)
+    assert load_series(path).frame_rate == (pytest.approx(rate) if rate else None)
+
+
+def test_bundled_ultrasound_loop_has_its_frame_time_rate() -> None:
+    path = TEST_FILES / "examples_ybr_color.dcm"
+    frame_time = float(pydicom.dcmread(path, stop_before_pixels=True).FrameTime)
+    assert load_series(path).frame_rate == pytest.approx(1000.0 / frame_time)
+
+
+def _segmentation(tmp_path: Path, *, omit_empty_frames: bool) -> tuple[Path, np.ndarray, Path]:
+    """A 2-segment binary SEG (1 bit, 7 x 9: frames are not byte aligned) on a CT series."""
+    hd = pytest.importorskip("highdicom")
+    from pydicom.sr.codedict import codes
+
+    paths = syn.write_series(tmp_path / "ct", _ct((5, 7, 9)), spacing=(2.0, 0.5, 0.7),
+                             origin=(1, 2, 3))
+    mask = np.zeros((5, 7, 9, 2), bool)
+    mask[1:4, 2:5, 3:7, 0] = True
+    mask[2, 1:3, 1:3, 1] = True
+    segments = [hd.seg.SegmentDescription(
+        segment_number=i + 1, segment_label=f"finding {i + 1}",
+        segmented_property_category=codes.SCT.Tissue, segmented_property_type=codes.SCT.Tissue,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL) for i in range(2)]
+    seg = hd.seg.Segmentation(
+        source_images=[pydicom.dcmread(p) for p in paths], pixel_array=mask,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=segments,
+        series_instance_uid=hd.UID(), series_number=2, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="MedViewer", manufacturer_model_name="test",
+        software_versions="1", device_serial_number="1", omit_empty_frames=omit_empty_frames)
+    seg.save_as(tmp_path / "seg.dcm")
+    assert seg.BitsAllocated == 1
+    return tmp_path / "seg.dcm", mask, tmp_path / "ct"
+
+
+def test_one_bit_segmentation_loads_as_0_1_on_the_source_grid(tmp_path: Path) -> None:
+    path, mask, ct = _segmentation(tmp_path, omit_empty_frames=False)
+    volume = load_series(path)
+    assert volume.voxels.dtype == np.uint8 and volume.modality == "SEG"
+    assert volume.voxels.shape == (2, 5, 7, 9)  # one time point per segment
+    for s in range(2):
+        np.testing.assert_array_equal(volume.voxels[s], mask[..., s])
+    np.testing.assert_allclose(volume.affine, load_series(ct).affine, atol=1e-6)
+    assert volume.has_geometry and not volume.bad_slices

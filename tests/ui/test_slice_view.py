@@ -361,3 +361,43 @@ def test_preview_geometry_comes_from_the_series_first_instance(qtbot):
     doc.set_preview(volume.voxels[7], film, WINDOW, 0, 1, affine=volume.affine)
     assert not doc.has_geometry and set(edge_letters(view).values()) == {""}
     assert view.overlays["top_right"].text().startswith("Image 1 / 1")
+
+
+def _corrupt_first_frame(path) -> None:
+    """Overwrite the start of the RLE data (its segment header), leaving the header intact."""
+    import pydicom
+    from pydicom.encaps import generate_frames
+
+    data = bytearray(path.read_bytes())
+    at = data.find(next(generate_frames(pydicom.dcmread(path).PixelData, number_of_frames=1)))
+    data[at:at + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+
+def test_a_slice_that_failed_to_decode_says_so(make_view, tmp_path):
+    from pydicom.uid import RLELossless
+
+    voxels = np.random.default_rng(0).integers(-900, 1500, (5, 24, 24)).astype(np.int16)
+    paths = syn.write_series(tmp_path, voxels, transfer_syntax=RLELossless)
+    _corrupt_first_frame(paths[3])
+    view = make_view(load_series(tmp_path))
+    label = view.failure_label
+    view.document.set_slice(1)
+    assert not label.isVisible()
+    view.document.set_slice(3)
+    QApplication.processEvents()
+    assert label.isVisible() and label.text().startswith("Image could not be decoded:")
+    assert paths[3].name in label.text() and "corrupt" in label.text()
+    assert (view.displayed == 0).all()  # blank as air, never garbage
+    centre = label.geometry().center()
+    assert abs(centre.x() - view.width() / 2) <= 2 and abs(centre.y() - view.height() / 2) <= 2
+    shot = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    rgb = np.frombuffer(shot.constBits(), np.uint8).reshape(shot.height(), shot.bytesPerLine())
+    rgb = rgb[:, : shot.width() * 3].reshape(shot.height(), shot.width(), 3).astype(int)
+    box = label.geometry()
+    inside = rgb[box.top():box.bottom(), box.left():box.right()]
+    reddish = (inside[..., 0] > 150) & (inside[..., 0] > 2 * inside[..., 1])
+    assert reddish.sum() > 100  # the message is drawn, in red, over the black image
+    send_wheel(view, -1)  # next image
+    assert view.document.slice_index == 4 and not label.isVisible()
+    assert view.displayed.any()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pydicom
 
@@ -52,3 +54,17 @@ def test_ct_preview_is_the_middle_slice_in_hounsfield_units(tmp_path):
     assert preview.index == 2 and preview.count == 5 and preview.has_geometry
     np.testing.assert_array_equal(preview.slice, volume.voxels[2])
     assert int(preview.slice[0, 0]) == 200 - 1000
+
+
+def test_a_bad_middle_slice_skips_the_preview_but_not_the_load(tmp_path):
+    voxels = np.full((5, 32, 32), 100, np.int16)
+    paths = syn.write_series(tmp_path, voxels, transfer_syntax=pydicom.uid.RLELossless)
+    series = _only_series(tmp_path)
+    middle = series.instances[2].path
+    data = bytearray(Path(middle).read_bytes())
+    data[-200:] = b"\xff" * 200  # corrupt the RLE stream, keep the header
+    Path(middle).write_bytes(bytes(data))
+    ctx = _Context()
+    volume = load_series_task(ctx, series)
+    assert ctx.partials == [] and len(paths) == 5
+    assert list(volume.bad_slices) == [2] and (volume.voxels[[0, 1, 3, 4]] == 100).all()

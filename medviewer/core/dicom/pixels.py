@@ -179,6 +179,10 @@ def _infer_transfer_syntax(ds: Dataset) -> None:
 def decode_dataset(path: str, ds: Dataset) -> np.ndarray:
     """All frames of `ds` as (frames, rows, cols[, 3]); colour converted to RGB uint8."""
     if "PixelData" not in ds:
+        # pydicom returns an empty dataset when encapsulated pixel data is cut short
+        if ds.get("Rows") or not len(ds):
+            raise DicomError(path, "The image data is missing: the file was cut short, copy it "
+                                   "again from the source.")
         raise DicomError(path, "The file holds no image (it has no Pixel Data).")
     try:
         with warnings.catch_warnings():
@@ -199,8 +203,24 @@ def _decode_failure(ds: Dataset, text: str) -> str:
         return missing_decoder_hint(UID(str(ts)))
     if "less than expected" in text or "truncated" in text.lower():
         return "The image data is truncated: the file was cut short, copy it again from the source."
-    detail = text.replace("\n", " ").strip()[:160]
-    return f"The image data is corrupt or cannot be decoded ({detail})."
+    detail = _first_plugin_message(text)
+    codec = _codec_name(UID(str(ts))) if ts else ""
+    return f"The {codec + ' ' if codec else ''}image data is corrupt and cannot be decoded " \
+           f"({detail})."
+
+
+def _codec_name(ts: UID) -> str:
+    """'JPEG 2000', 'JPEG-LS', 'RLE', 'JPEG' for compressed syntaxes, '' for native ones."""
+    name = ts.name if ts.is_valid else ""
+    return next((key for key in _DECODER_PACKAGES if key in name and ts.is_compressed), "")
+
+
+def _first_plugin_message(text: str) -> str:
+    """pydicom lists one line per decoder plugin that failed: the first says enough."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and "plugins" in lines[0]:
+        lines = lines[1:2]
+    return " ".join(lines)[:120]
 
 
 def _is_colour(ds: Dataset) -> bool:

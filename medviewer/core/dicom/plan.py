@@ -5,7 +5,7 @@
     expand_frames(instances, ref) -> [Frame]           # one per 2D image, multi-frame expanded
     arrange(frames, ref) -> (grid[time][slice], affine, notes)
     has_geometry(frames), patient_orientation(ref), spacing_notes(instances, ref)
-    header_windows(ref), voi_lut(ref), is_dose(ref)
+    header_windows(ref), voi_lut(ref), is_dose(ref), frame_rate(ref)
 
 Nothing here decodes pixels; `volume.SeriesLoader` reads them in the planned order.
 """
@@ -375,3 +375,14 @@ def voi_lut(ref: Dataset) -> tuple[np.ndarray | None, int]:
         table = np.asarray(data, dtype=np.uint16 if bits > 8 else np.uint8)
     first = int(item.LUTDescriptor[1])
     return table.copy(), first
+
+
+def frame_rate(ref: Dataset) -> float | None:
+    """Cine rate of a loop (US, XA, NM) in frames per second: RecommendedDisplayFrameRate,
+    then CineRate, then 1000 / FrameTime (ms); None when the header names none."""
+    for keyword in ("RecommendedDisplayFrameRate", "CineRate"):
+        rate = _number(ref.get(keyword), float)
+        if rate and rate > 0:
+            return float(rate)
+    frame_time = _number(ref.get("FrameTime"), float)
+    return 1000.0 / frame_time if frame_time and frame_time > 0 else None

@@ -3,12 +3,15 @@
     load_series(source, *, progress=None, cancel=None) -> Volume
 
 `source` is a scanned `Series` (fast path: headers already parsed, pixel data read at its
-offset), a folder, a single file, or a list of files. Raises DicomError naming the file and
-the reason for corrupt, truncated or undecodable data; LoadCancelled when cancel() said stop.
+offset), a folder, a single file, or a list of files. A file whose pixels fail to decode
+(corrupt stream, truncated after the scan) does not hide the others: its slices are blank
+(the lowest value of the rest), `Volume.bad_slices` names the file and the reason, and one line
+of `Volume.warnings` sums it up. DicomError only when no image at all decodes (or the headers
+cannot be planned); LoadCancelled when cancel() said stop.
 
     SeriesLoader(source)   # sorts and plans from headers, decodes nothing yet
       .shape, .affine, .slice_count
-      .read_slice(k) -> np.ndarray   # one slice in modality units, for first-slice display
+      .read_slice(k) -> np.ndarray   # one slice in modality units (DicomError if it is bad)
       .load(progress=None, cancel=None) -> Volume
 """
 
@@ -70,6 +73,11 @@ class Volume:
     has_geometry: bool = True
     # PatientOrientation of a projection image: (towards the right edge, towards the bottom)
     patient_orientation: tuple[str, str] | None = None
+    # Images that could not be decoded and are shown blank: "IM0042: <reason>", keyed by
+    # t * slice_count + k (just k for a 3D volume), the flat image index in load order.
+    bad_slices: dict[int, str] = field(default_factory=dict)
+    # Frames per second the header recommends for cine (US, XA, NM loops), else None
+    frame_rate: float | None = None
 
     @property
     def is_colour(self) -> bool:
@@ -78,6 +86,17 @@ class Volume:
     @property
     def is_4d(self) -> bool:
         return self.voxels.ndim - (1 if self.is_colour else 0) == 4
+
+    @property
+    def slice_count(self) -> int:
+        """Slices per time point."""
+        return self.voxels.shape[1 if self.is_4d else 0] if self.voxels.ndim >= 3 else 1
+
+    def bad_reason(self, k: int, t: int = 0) -> str | None:
+        """Why slice k (time point t) is blank, or None when it decoded."""
+        if not self.bad_slices:
+            return None
+        return self.bad_slices.get(t * self.slice_count + k)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -99,6 +118,7 @@ class SeriesLoader:
         self.has_geometry = plan.has_geometry(self.frames)
         self.patient_orientation = plan.patient_orientation(ref)
         self.windows = plan.header_windows(ref)
+        self.frame_rate = plan.frame_rate(ref)
         self.dose = plan.is_dose(ref)
         first = self.frames[0].instance
         self.rows, self.columns = first.rows, first.columns
@@ -119,7 +139,7 @@ class SeriesLoader:
     def read_slice(self, k: int, t: int = 0) -> np.ndarray:
         """Slice k (time point t) in modality units, decoding that one frame only."""
         frame = self.frames[self.grid[t][k]]
-        raw = self._decode_one(frame)
+        raw = _guarded(frame.instance.path, self._decode_one, frame)
         return self._finish(raw[None], [frame.rescale])[0]
 
     def source(self, k: int, t: int = 0) -> SliceSource:
@@ -129,12 +149,20 @@ class SeriesLoader:
 
     def load(self, progress: ProgressCallback | None = None,
              cancel: CancelCheck | None = None) -> Volume:
-        """Decode every frame into one preallocated array, then rescale it in place."""
+        """Decode every frame into one preallocated array, then rescale it in place.
+
+        Files that fail to decode leave their slots blank; see `_fill_lowest`."""
         order = [i for row in self.grid for i in row]
-        raw = self._decode_all(order, progress, cancel)
+        raw, failures = self._decode_all(order, progress, cancel)
+        if failures:
+            _fill_lowest(raw, list(failures), len(order), failures)
         voxels = self._finish(raw, [self.frames[i].rescale for i in order])
-        voxels = voxels.reshape(self.shape)
-        return self._volume(voxels)
+        if failures:  # rescale per frame may differ: blank in modality units too
+            _fill_lowest(voxels, list(failures), len(order), failures)
+        volume = self._volume(voxels.reshape(self.shape))
+        if failures:
+            _report_failures(volume, failures, len(order))
+        return volume
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -145,20 +173,24 @@ class SeriesLoader:
         return px.stored_dtype(inst.bits_allocated, bool(inst.pixel_representation))
 
     def _decode_all(self, order: list[int], progress: ProgressCallback | None,
-                    cancel: CancelCheck | None) -> np.ndarray:
+                    cancel: CancelCheck | None) -> tuple[np.ndarray, dict[int, DicomError]]:
+        """(raw stored values, {slot: error} of the images whose file failed to decode)."""
         shape = (len(order), self.rows, self.columns, *((3,) if self.colour else ()))
         raw = np.empty(shape, self._raw_dtype())
         slot_of = {frame_index: slot for slot, frame_index in enumerate(order)}
         ticker = _Ticker(len(order), progress)
-        done = 0
+        done, failures = 0, {}
         for path, indices in _by_file(self.frames, order):
             if cancel is not None and cancel():
                 raise LoadCancelled(path)
-            raw = self._decode_file(path, indices, raw, slot_of)
+            try:
+                raw = _guarded(path, self._decode_file, path, indices, raw, slot_of)
+            except DicomError as exc:  # one bad file must not hide the good ones
+                failures.update({slot_of[i]: exc for i in indices})
             done += len(indices)
             ticker(done)
         ticker(done, force=True)
-        return raw
+        return raw, failures
 
     def _decode_file(self, path: str, indices: list[int], raw: np.ndarray,
                      slot_of: dict[int, int]) -> np.ndarray:
@@ -219,7 +251,8 @@ class SeriesLoader:
             photometric=self.photometric, windows=list(self.windows), voi_lut=lut,
             voi_lut_first=first, sources=sources, series=self.series,
             description=str(ref.get("SeriesDescription", "")), warnings=list(self.warnings),
-            has_geometry=self.has_geometry, patient_orientation=self.patient_orientation)
+            has_geometry=self.has_geometry, patient_orientation=self.patient_orientation,
+            frame_rate=self.frame_rate)
 
 
 class _Ticker:
@@ -243,6 +276,42 @@ def load_series(
 ) -> Volume:
     """Load a scanned series, a folder, a file or a list of files into a Volume."""
     return SeriesLoader(source).load(progress=progress, cancel=cancel)
+
+
+def _guarded(path: str, decode: Callable[..., np.ndarray], *args: object) -> np.ndarray:
+    """Run a decode step; a frame that does not fit its header (fewer frames than announced,
+    other size) is a DicomError like any corrupt data, never a bare numpy error."""
+    try:
+        return decode(*args)
+    except (ValueError, IndexError, TypeError) as exc:
+        raise DicomError(path, f"The image data does not match its header ({exc}).") from exc
+
+
+def _fill_lowest(images: np.ndarray, bad: list[int], count: int,
+                 failures: dict[int, DicomError]) -> None:
+    """Blank the failed images with the lowest value of the decoded ones (air on CT), so a
+    window set on the rest shows them black. Raises when nothing decoded at all."""
+    good = [s for s in range(count) if s not in failures]
+    if not good:
+        first = failures[min(failures)]
+        raise DicomError(first.path, first.reason)
+    colour = images.ndim == 4  # (images, rows, columns, 3): black
+    lowest = 0 if colour else min(images[s].min() for s in good)
+    for s in bad:
+        images[s] = lowest
+
+
+def _report_failures(volume: Volume, failures: dict[int, DicomError], count: int) -> None:
+    """bad_slices per image and one warning line naming the files (first few) and reasons."""
+    for slot, exc in failures.items():
+        volume.bad_slices[slot] = f"{Path(exc.path or '').name}: {exc.reason}"
+    files: dict[str, str] = {}
+    for slot in sorted(failures):
+        files.setdefault(Path(failures[slot].path or "").name, failures[slot].reason)
+    named = [f"{name} ({reason.rstrip('.')})" for name, reason in list(files.items())[:3]]
+    more = f", and {len(files) - 3} more files" if len(files) > 3 else ""
+    volume.warnings.append(f"{len(failures)} of {count} images could not be decoded and are "
+                           f"shown blank: {', '.join(named)}{more}.")
 
 
 def _by_file(frames: list[plan.Frame], order: list[int]) -> list[tuple[str, list[int]]]:
