@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.pixels import apply_color_lut, apply_modality_lut
-from pydicom.uid import JPEG2000Lossless, RLELossless
+from pydicom.uid import HTJ2KLossless, JPEG2000Lossless, RLELossless
 
 from medviewer.core import synthetic as syn
 from medviewer.core.dicom.errors import DicomError
@@ -132,6 +132,18 @@ def test_rle_and_jpeg2000_series(tmp_path: Path) -> None:
         folder = tmp_path / syntax.name.replace(" ", "_")
         syn.write_series(folder, voxels, transfer_syntax=syntax)
         np.testing.assert_array_equal(load_series(folder).voxels, voxels)
+
+
+def test_htj2k_transfer_syntax_is_routed_to_the_jpeg2000_decoder(tmp_path: Path) -> None:
+    """No HTJ2K encoder is available here, but an HTJ2K decoder reads part-1 JPEG 2000
+    codestreams too: relabelled files check that the HTJ2K syntaxes reach the decoder."""
+    voxels = _ct((3, 64, 64))
+    paths = syn.write_series(tmp_path, voxels, transfer_syntax=JPEG2000Lossless)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = HTJ2KLossless
+        ds.save_as(path, enforce_file_format=True)
+    np.testing.assert_array_equal(load_series(tmp_path).voxels, voxels)
 
 
 def test_repeated_positions_load_as_4d(tmp_path: Path) -> None:
