@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QPointF, Signal
 
@@ -64,6 +65,12 @@ class Measurement(QObject):
         self.view.view_box.removeItem(self.label)
 
 
+def _in_mm(view: SliceView) -> bool:
+    """Whether the image's pixel size is known; if not, its 1 mm stands for one pixel."""
+    volume = view.document.volume
+    return volume is None or volume.spacing_known
+
+
 class DistanceMeasurement(Measurement):
     """A ruler between two points; reads in mm with the plane's (row, column) spacing."""
 
@@ -83,7 +90,7 @@ class DistanceMeasurement(Measurement):
         return geometry.distance_mm(p0, p1, self.view.spacing)
 
     def text(self) -> str:
-        return f"{self.length_mm:.1f} mm"
+        return f"{self.length_mm:.1f} {'mm' if _in_mm(self.view) else 'px'}"
 
     def anchor(self) -> QPointF:
         return self.roi.mapToParent(self.roi.handles[1]["item"].pos())
@@ -122,19 +129,25 @@ class AreaMeasurement(Measurement):
     @property
     def stats(self) -> dict:
         frame = self.view.document.frame(self.view.plane_name, self.k)
-        if frame is None or frame.ndim != 2:
+        if frame is None:
             return {}
-        mask = geometry.shape_mask(frame.shape, *self.corners_px(),
+        mask = geometry.shape_mask(frame.shape[:2], *self.corners_px(),
                                    ellipse=self.kind == "ellipse")
+        if frame.ndim == 3:  # colour: no modality values, the area still means something
+            return {"n": int(mask.sum()), "area_mm2": float(mask.sum()) * np.prod(
+                self.view.spacing)}
         return geometry.roi_stats(frame, mask, self.view.spacing)
 
     def text(self) -> str:
         s = self.stats
         if not s or not s["n"]:
             return "no pixels"
+        area = f"area {s['area_mm2']:.1f} {'mm²' if _in_mm(self.view) else 'px²'}"
+        if "mean" not in s:
+            return area
         units = self.view.document.units
         return (f"mean {s['mean']:.1f} {units}  SD {s['sd']:.1f}\n"
-                f"min {s['min']:.0f}  max {s['max']:.0f}\narea {s['area_mm2']:.1f} mm²")
+                f"min {s['min']:.0f}  max {s['max']:.0f}\n{area}")
 
     def anchor(self) -> QPointF:
         return self.roi.pos()

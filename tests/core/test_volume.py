@@ -457,3 +457,31 @@ def test_one_bit_segmentation_loads_as_0_1_on_the_source_grid(tmp_path: Path) ->
         np.testing.assert_array_equal(volume.voxels[s], mask[..., s])
     np.testing.assert_allclose(volume.affine, load_series(ct).affine, atol=1e-6)
     assert volume.has_geometry and not volume.bad_slices
+
+
+def _secondary_capture(folder: Path, **attributes) -> Path:
+    """A small RGB image with no PixelSpacing, as screen captures and many US files are."""
+    rgb = np.zeros((32, 48, 3), np.uint8)
+    rgb[8:24, 8:40] = (200, 40, 40)
+    return syn.write_rgb(folder, rgb, **attributes)
+
+
+def test_images_without_spacing_say_measurements_are_in_pixels(tmp_path: Path) -> None:
+    path = _secondary_capture(tmp_path)
+    volume = load_series(path)
+    assert volume.spacing_known is False
+    assert any("measurements are in pixels" in w for w in volume.warnings)
+
+
+def test_ultrasound_region_calibration_gives_the_spacing(tmp_path: Path) -> None:
+    path = _secondary_capture(tmp_path)
+    ds = pydicom.dcmread(path)
+    region = pydicom.Dataset()
+    region.PhysicalUnitsXDirection, region.PhysicalUnitsYDirection = 3, 3  # cm
+    region.PhysicalDeltaX, region.PhysicalDeltaY = 0.02, 0.025
+    ds.SequenceOfUltrasoundRegions = [region]
+    ds.save_as(path)
+    volume = load_series(path)
+    assert volume.spacing_known
+    np.testing.assert_allclose(volume.spacing[1:], (0.25, 0.2))  # (row, column) mm
+    assert any("ultrasound region calibration" in w for w in volume.warnings)

@@ -152,7 +152,7 @@ def expand_frames(instances: list[Instance], ref: Dataset) -> list[Frame]:
     """One Frame per 2D image: single-frame files from the scanner's facts, multi-frame files
     (and enhanced ones) from their functional groups."""
     frames: list[Frame] = []
-    fallback = _spacing_of(ref) or detector_spacing(ref) or (1.0, 1.0)
+    fallback = _spacing_of(ref) or detector_spacing(ref) or ultrasound_spacing(ref) or (1.0, 1.0)
     syntax = str(ref.file_meta.get("TransferSyntaxUID", ""))
     enhanced, dose = "PerFrameFunctionalGroupsSequence" in ref, is_dose(ref)
     for inst in instances:
@@ -338,12 +338,34 @@ def detector_spacing(ref: Dataset) -> tuple[float, float] | None:
     return _floats(ref.get("ImagerPixelSpacing"), 2)
 
 
+def ultrasound_spacing(ref: Dataset) -> tuple[float, float] | None:
+    """(row, column) mm from the first ultrasound region calibrated in cm in both directions
+    (SequenceOfUltrasoundRegions, PhysicalUnits 3 = cm): ultrasound images rarely carry
+    PixelSpacing."""
+    for region in ref.get("SequenceOfUltrasoundRegions") or []:
+        units = (region.get("PhysicalUnitsXDirection"), region.get("PhysicalUnitsYDirection"))
+        dx, dy = region.get("PhysicalDeltaX"), region.get("PhysicalDeltaY")
+        if units == (3, 3) and dx and dy:
+            return abs(float(dy)) * 10.0, abs(float(dx)) * 10.0
+    return None
+
+
+def spacing_known(instances: list[Instance], ref: Dataset) -> bool:
+    """Whether any header gives the pixel size; without it measurements are in pixels."""
+    return bool(instances[0].pixel_spacing or _spacing_of(ref) or detector_spacing(ref)
+                or ultrasound_spacing(ref))
+
+
 def spacing_notes(instances: list[Instance], ref: Dataset) -> list[str]:
-    """The caveat a radiologist expects when distances are measured at the detector."""
-    if instances[0].pixel_spacing or _spacing_of(ref) or detector_spacing(ref) is None:
+    """The caveat a radiologist expects when distances do not come from PixelSpacing."""
+    if instances[0].pixel_spacing or _spacing_of(ref):
         return []
-    return ["Spacing is at the detector (ImagerPixelSpacing): measurements are not corrected "
-            "for magnification."]
+    if detector_spacing(ref):
+        return ["Spacing is at the detector (ImagerPixelSpacing): measurements are not "
+                "corrected for magnification."]
+    if ultrasound_spacing(ref):
+        return ["Spacing is from the ultrasound region calibration."]
+    return ["The images carry no pixel spacing: measurements are in pixels."]
 
 
 def header_windows(ref: Dataset) -> list[Window]:

@@ -73,6 +73,9 @@ class Volume:
     has_geometry: bool = True
     # PatientOrientation of a projection image: (towards the right edge, towards the bottom)
     patient_orientation: tuple[str, str] | None = None
+    # False when no header gave the pixel size: the affine's 1 mm is a pixel, and
+    # measurements must say "px", not "mm".
+    spacing_known: bool = True
     # Images that could not be decoded and are shown blank: "IM0042: <reason>", keyed by
     # t * slice_count + k (just k for a 3D volume), the flat image index in load order.
     bad_slices: dict[int, str] = field(default_factory=dict)
@@ -117,6 +120,7 @@ class SeriesLoader:
         self.warnings += notes + plan.spacing_notes(instances, ref)
         self.has_geometry = plan.has_geometry(self.frames)
         self.patient_orientation = plan.patient_orientation(ref)
+        self.spacing_known = plan.spacing_known(instances, ref)
         self.windows = plan.header_windows(ref)
         self.frame_rate = plan.frame_rate(ref)
         self.dose = plan.is_dose(ref)
@@ -252,6 +256,7 @@ class SeriesLoader:
             voi_lut_first=first, sources=sources, series=self.series,
             description=str(ref.get("SeriesDescription", "")), warnings=list(self.warnings),
             has_geometry=self.has_geometry, patient_orientation=self.patient_orientation,
+            spacing_known=self.spacing_known,
             frame_rate=self.frame_rate)
 
 
