@@ -2,8 +2,9 @@
 
 `StudyDocument` holds the volume (or the first-slice preview shown while it decodes), the
 crosshair (the voxel the reader is looking at: the acquired slice is its slice index), the time
-point of a 4D series, the window and the layout. Views never keep a copy of any of it: a second
-view is a second subscriber. It has no widget, so its logic is testable without a screen.
+point of a 4D series, the window, the reader's display inversion and the layout. Views never
+keep a copy of any of it: a second view is a second subscriber. It has no widget, so its
+logic is testable without a screen.
 
 Planes: 'stack' is the series as acquired (its slice index is the document's slice index);
 'axial', 'coronal' and 'sagittal' are the MPR planes cut from the same voxels along their own
@@ -35,6 +36,11 @@ def full_range_window(voxels: np.ndarray) -> Window:
     return Window((lo + hi) / 2, max(hi - lo, 1.0), "Full range")
 
 
+def _other_series(a: Series | None, b: Series | None) -> bool:
+    """True when both are known and differ (an unnamed volume counts as the same)."""
+    return a is not None and b is not None and a.key != b.key
+
+
 def _spatial_shape(volume: Volume) -> tuple[int, int, int]:
     """(slices, rows, columns) of one time point."""
     shape = volume.voxels.shape[:-1] if volume.is_colour else volume.voxels.shape
@@ -50,6 +56,7 @@ class StudyDocument(QObject):
     sigWindowChanged = Signal(object)  # Window
     sigCrosshairChanged = Signal(object)  # (column, row, slice) voxel
     sigLayoutChanged = Signal(str)
+    sigInvertChanged = Signal(bool)  # the effective display inversion
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -63,6 +70,8 @@ class StudyDocument(QObject):
         self.crosshair: tuple[int, int, int] = (0, 0, 0)  # (column, row, slice)
         self.time_index = 0
         self.window = Window(40, 400)
+        self._preview_window: Window | None = None
+        self.display_inverted = False  # the reader's Invert (I), on top of MONOCHROME1
         self.layout = "1x1"
         self._planes: dict[str, geometry.PlaneView] = {}
         self._shape = (0, 0, 0)
@@ -88,11 +97,15 @@ class StudyDocument(QObject):
         rows, cols = self.preview.shape[:2]
         self._set_geometry(self._preview_affine(series, affine), (self._preview_count, rows, cols))
         self.crosshair, self.time_index, self.window = (cols // 2, rows // 2, k), 0, window
+        self._preview_window, self.display_inverted = window, False
         self.sigVolumeChanged.emit()
 
     def set_volume(self, volume: Volume, *, window: Window | None = None) -> None:
-        """Replace what is shown; keeps the slice the reader was on when it is a preview's."""
-        was_preview = self.preview is not None and self.volume is None
+        """Replace what is shown; keeps the slice, window and inversion the reader chose on the
+        preview of the same series. Another series starts fresh (a cached volume may replace
+        the preview of a series still loading)."""
+        was_preview = (self.preview is not None and self.volume is None
+                       and not _other_series(volume.series, self.series))
         k = self.crosshair[2] if was_preview else None
         self.volume, self.preview = volume, None
         self.series = volume.series or self.series
@@ -105,6 +118,8 @@ class StudyDocument(QObject):
         if window is None and not was_preview:
             window = default_window(volume, volume.windows)
         self.window = window or self.window
+        if not was_preview:
+            self.display_inverted = False
         self.sigVolumeChanged.emit()
 
     def _set_geometry(self, affine: np.ndarray, shape: tuple[int, int, int]) -> None:
@@ -287,6 +302,23 @@ class StudyDocument(QObject):
             found["Full range"] = full_range_window(self.volume.voxels)
         return found
 
+    def header_window(self) -> Window:
+        """The series' own window: the header's first, else the default (as on opening)."""
+        if self.volume is not None:
+            return default_window(self.volume, self.volume.windows)
+        return self._preview_window or self.window
+
+    def set_display_inverted(self, on: bool) -> None:
+        """The reader's Invert: flips the grey scale for display only (see `invert`)."""
+        if bool(on) != self.display_inverted:
+            self.display_inverted = bool(on)
+            self.sigInvertChanged.emit(self.invert)
+
+    def reset_display(self) -> None:
+        """Back to the series' own window and no reader inversion; measurements are untouched."""
+        self.set_window(self.header_window())
+        self.set_display_inverted(False)
+
     def apply_preset(self, name: str) -> Window:
         """Apply a preset by its label in `presets()` or a CT preset name ('lung')."""
         presets = self.presets()
@@ -309,8 +341,10 @@ class StudyDocument(QObject):
 
     @property
     def invert(self) -> bool:
-        """MONOCHROME1 shows low values bright; inverted for display only."""
-        return self.volume is not None and self.volume.photometric == "MONOCHROME1"
+        """Whether the screen shows high values dark: MONOCHROME1 (stored that way) XOR the
+        reader's Invert, so Invert on a MONOCHROME1 film shows it as stored. Display only."""
+        mono1 = self.volume is not None and self.volume.photometric == "MONOCHROME1"
+        return mono1 != self.display_inverted
 
     def current_source(self) -> SliceSource | None:
         """The file (and frame) of the acquired slice on screen, for the tag panel."""

@@ -2,6 +2,7 @@
 
 It only wires widgets to the core: `scan` fills the browser, choosing a series shows its middle
 slice at once (a preview) and decodes the volume in a worker, which a newer choice cancels.
+The last few volumes stay in memory (`VolumeCache`), so going back to a series is instant.
 Every slot is guarded: an unexpected exception is logged and shown, never a crash, and a
 `DicomError` reaches the status bar with the sentence the core wrote for the reader.
 """
@@ -32,8 +33,17 @@ from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import ScanResult, Series
 from medviewer.ui.browser import StudyBrowser
 from medviewer.ui.document import StudyDocument
+from medviewer.ui.export import (
+    EXPORT_FOLDER_KEY,
+    export_file_name,
+    export_folder,
+    save_png_atomic,
+    with_png_suffix,
+)
+from medviewer.ui.recent import RecentMenu, describe_paths
 from medviewer.ui.tags import TagPanel
 from medviewer.ui.viewer import ViewerPanel
+from medviewer.ui.volume_cache import VolumeCache
 from medviewer.ui.workers import (
     TaskRunner,
     WorkerPool,
@@ -44,8 +54,7 @@ from medviewer.ui.workers import (
 
 log = logging.getLogger(__name__)
 
-MAX_RECENT = 10
-RECENT_KEY, LAST_FOLDER_KEY = "files/recent", "files/lastFolder"
+LAST_FOLDER_KEY = "files/lastFolder"
 GEOMETRY_KEY, STATE_KEY = "window/geometry", "window/state"
 PathLike = str | Path
 
@@ -89,6 +98,8 @@ class MainWindow(QMainWindow):
         self.pool = WorkerPool(self)
         self.scan_result: ScanResult | None = None
         self.current_series: Series | None = None
+        self.volume_cache = VolumeCache()
+        self._shown_key = ""  # series key of the volume on screen
         self.last_error = ""
         self._message_box: QMessageBox | None = None
         self._build_central()
@@ -146,9 +157,12 @@ class MainWindow(QMainWindow):
         self._add(menu, "Open &Folder\u2026", self.open_folder_dialog, "Ctrl+O")
         self._add(menu, "Open F&iles\u2026", self.open_files_dialog, "Ctrl+Shift+O")
         self._add(menu, "Open &DICOMDIR\u2026", self.open_dicomdir_dialog)
-        self.recent_menu = QMenu("Open &Recent", self)
+        self.recent_menu = RecentMenu(self.settings, self)
+        self.recent_menu.sigOpenRequested.connect(self._open_recent)
         menu.addMenu(self.recent_menu)
         self._add(menu, "Open De&mo Study", self.open_demo)
+        menu.addSeparator()
+        self._add(menu, "&Export View as PNG\u2026", self.export_view_dialog, "Ctrl+E")
         menu.addSeparator()
         self._add(menu, "&Quit", self.close, "Ctrl+Q")
         view = self.menuBar().addMenu("&View")
@@ -162,11 +176,13 @@ class MainWindow(QMainWindow):
             group.addAction(action)
             self.layout_actions[layout] = action
         view.addSeparator()
+        view.addAction(self.viewer.invert_action)  # keys I and R work in the image panel
+        view.addAction(self.viewer.reset_action)
+        view.addSeparator()
         view.addAction(self.browser_dock.toggleViewAction())
         view.addAction(self.tags_dock.toggleViewAction())
         self._add(view, "Reset Layout", self.reset_layout)
         self._add(self.menuBar().addMenu("&Help"), "&About MedViewer", self.show_about)
-        self._rebuild_recent_menu()
 
     def _add(self, menu: QMenu, text: str, slot: Callable[[], Any], key: str = "") -> QAction:
         action = menu.addAction(text)
@@ -182,11 +198,12 @@ class MainWindow(QMainWindow):
         paths = [str(path)] if isinstance(path, str | Path) else [str(p) for p in path]
         if not paths:
             return
+        self.volume_cache.clear()  # opening again re-reads: the files may have changed
         self.add_recent("\n".join(paths))
         first = Path(paths[0])
         self.settings.setValue(LAST_FOLDER_KEY, str(first if first.is_dir() else first.parent))
         target: Any = paths[0] if len(paths) == 1 else paths
-        self.set_status(f"Scanning {_describe(paths)}\u2026")
+        self.set_status(f"Scanning {describe_paths(paths)}\u2026")
         self.tasks.start("scan", scan_task, target, self.scan_cache,
                          on_result=lambda r: self._on_scan_result(r, auto_select),
                          on_error=self._on_scan_error)
@@ -213,6 +230,13 @@ class MainWindow(QMainWindow):
         if self.current_series is not None and self.current_series.key == series.key:
             return
         self.current_series = series
+        cached = self.volume_cache.get(series.key)
+        if cached is not None:  # seen a moment ago: no decode, no preview
+            loading = self.tasks.tasks.get("load")
+            if loading is not None:
+                loading.cancel()
+            self._on_volume(cached)
+            return
         self.set_status(f"Loading {series.modality} {series.description}\u2026".strip())
         self.tasks.start("load", load_series_task, series,
                          on_partial=self._on_preview, on_result=self._on_volume,
@@ -230,6 +254,9 @@ class MainWindow(QMainWindow):
     @guarded
     def _on_volume(self, volume: Any) -> None:
         self.document.set_volume(volume)
+        if self.current_series is not None:
+            self._shown_key = self.current_series.key
+            self.volume_cache.put(self._shown_key, volume)
         shape = " x ".join(str(n) for n in volume.voxels.shape)
         warnings = f" \u2014 {'; '.join(volume.warnings)}" if volume.warnings else ""
         self.set_status(f"{volume.modality} {volume.description} ({shape}){warnings}".strip())
@@ -251,6 +278,9 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- background tasks
     def _on_cancelled(self, kind: str) -> None:
+        chosen = self.current_series
+        if kind == "load" and chosen is not None and chosen.key == self._shown_key:
+            return  # cancelled because the chosen series came from memory: nothing to say
         if kind == "load":
             self.current_series = None  # choosing it again loads it again
         self.set_status(f"{'Scan' if kind == 'scan' else 'Loading'} cancelled")
@@ -287,29 +317,38 @@ class MainWindow(QMainWindow):
             self.open_path(path)
 
     def recent_items(self) -> list[str]:
-        value = self.settings.value(RECENT_KEY, [])
-        items = [value] if isinstance(value, str) else list(value or [])
-        return [str(v) for v in items if v][:MAX_RECENT]
+        return self.recent_menu.items()
 
     def add_recent(self, item: str) -> None:
-        """Most recent first, no duplicates, at most MAX_RECENT."""
-        items = [item] + [i for i in self.recent_items() if i != item]
-        self.settings.setValue(RECENT_KEY, items[:MAX_RECENT])
-        self._rebuild_recent_menu()
+        self.recent_menu.add(item)
 
-    def _rebuild_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        items = self.recent_items()
-        for item in items:
-            paths = item.split("\n")
-            action = self.recent_menu.addAction(_describe(paths))
-            action.setToolTip(item)
-            action.triggered.connect(functools.partial(self._open_recent, paths))
-        if not items:
-            self.recent_menu.addAction("(none)").setEnabled(False)
-
-    def _open_recent(self, paths: list[str], _checked: bool = False) -> None:
+    def _open_recent(self, paths: list[str]) -> None:
         self.open_path(paths[0] if len(paths) == 1 else paths)
+
+    @guarded
+    def export_view_dialog(self) -> None:
+        """File > Export View as PNG: the reader picks the file; we never pick the DICOM folder."""
+        if not self.document.has_image:
+            self.show_error("Nothing to export: choose a series first")
+            return
+        start = export_folder(self.settings) / export_file_name(self.document)
+        path, _ = QFileDialog.getSaveFileName(self, "Export view as PNG", str(start),
+                                              "PNG image (*.png)")
+        if path:
+            self.export_view(path)
+
+    @guarded
+    def export_view(self, path: PathLike) -> Path | None:
+        """Save what the active view shows (image and overlays) as a PNG, atomically."""
+        target = with_png_suffix(path)
+        try:
+            save_png_atomic(self.viewer.active_view().grab(), target)
+        except OSError as exc:
+            self.show_error(f"Could not export the view to {target}: {exc}")
+            return None
+        self.settings.setValue(EXPORT_FOLDER_KEY, str(target.parent))
+        self.set_status(f"View exported to {target}")
+        return target
 
     @guarded
     def set_layout(self, layout: str) -> None:
@@ -392,9 +431,3 @@ def _local_paths(mime: Any) -> list[str]:
         return []
     return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
 
-
-def _describe(paths: Sequence[str]) -> str:
-    """What a recent item or a scan is about, in a few words."""
-    if len(paths) == 1:
-        return paths[0]
-    return f"{len(paths)} files in {Path(paths[0]).parent}"

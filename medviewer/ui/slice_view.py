@@ -14,33 +14,27 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QWheelEvent
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from medviewer.core import geometry
 from medviewer.core.display import Window, to_display
 from medviewer.ui.document import STACK, StudyDocument, full_range_window
 from medviewer.ui.measure_tools import MeasurementLayer
+from medviewer.ui.overlays import ImageOverlays
 
 TOOLS = ("navigate", "window", "distance", "rect", "ellipse")
-OVERLAY_STYLE = "color: #e8e8a0; background: transparent; font: 11px 'DejaVu Sans';"
-LETTER_STYLE = "color: #ffd24a; background: transparent; font: bold 14px 'DejaVu Sans';"
-FAILURE_STYLE = ("color: #ff7a6e; background: rgba(0, 0, 0, 170); padding: 8px; "
-                 "border: 1px solid #ff7a6e; font: bold 13px 'DejaVu Sans';")
 CROSSHAIR_PEN = pg.mkPen((80, 200, 255, 200), width=1, style=Qt.PenStyle.DashLine)
-PAGE = 10
+PAGE = 10  # slices per PgUp/PgDn
 # grey level g -> RGBA (g, g, g, 255) packed in one little-endian uint32
 _GREY_TO_RGBA = (np.arange(256, dtype=np.uint32) * 0x010101 + 0xFF000000).astype("<u4")
-# where each overlay sits, as fractions of the free width and height
-OVERLAY_PLACES = {"top_left": (0, 0), "top_right": (1, 0), "bottom_left": (0, 1),
-                  "bottom_right": (1, 1), "left": (0, 0.5), "right": (1, 0.5),
-                  "top": (0.5, 0), "bottom": (0.5, 1)}  # slices per PgUp/PgDn
 
 
 def display_frame(frame: np.ndarray, window: Window, *, voi_lut: np.ndarray | None = None,
                   voi_lut_first: int = 0, invert: bool = False) -> np.ndarray:
-    """Modality values -> uint8 for the screen; 8-bit colour is shown as stored."""
+    """Modality values -> uint8 for the screen; 8-bit colour is shown as stored (or
+    inverted, when the reader asks)."""
     if frame.ndim == 3 and frame.dtype == np.uint8:
-        return frame
+        return 255 - frame if invert else frame
     return to_display(frame, window, voi_lut=voi_lut, voi_lut_first=voi_lut_first, invert=invert)
 
 
@@ -65,6 +59,7 @@ class SliceView(QWidget):
 
     sigCursorInfo = Signal(str)
     sigViewChanged = Signal()  # zoom or pan
+    sigFocused = Signal(object)  # this view: the one Export View and the keys act on
 
     def __init__(self, document: StudyDocument, plane: str = STACK,
                  parent: QWidget | None = None) -> None:
@@ -74,13 +69,14 @@ class SliceView(QWidget):
         self.crosshair_enabled = False  # MPR: left click/drag points the crosshair
         self._rendered_key: tuple | None = None
         self._rendered_crosshair: tuple | None = None
-        self._title = ""  # modality and series description, top left
         self._wl_speed = 1.0
         self._drag_start_window: Window | None = None
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(160, 160)
         self._build_scene()
-        self._build_overlays()
+        self.overlay_text = ImageOverlays(self)
+        self.overlays = self.overlay_text.labels
+        self.failure_label = self.overlay_text.failure_label
         self.measurements = MeasurementLayer(self)
         self._connect_document()
         if document.has_image:
@@ -106,29 +102,11 @@ class SliceView(QWidget):
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.view_box.sigRangeChanged.connect(self._on_range_changed)
 
-    def _build_overlays(self) -> None:
-        self.overlays: dict[str, QLabel] = {}
-        for name in OVERLAY_PLACES:
-            label = QLabel(self)
-            label.setStyleSheet(LETTER_STYLE if "_" not in name else OVERLAY_STYLE)
-            label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-            right = OVERLAY_PLACES[name][0] == 1
-            flag = Qt.AlignmentFlag
-            label.setAlignment((flag.AlignRight if right else flag.AlignLeft) | flag.AlignTop)
-            self.overlays[name] = label
-        # A slice whose file failed to decode says so in the middle, instead of a silent blank
-        self.failure_label = QLabel(self)
-        self.failure_label.setStyleSheet(FAILURE_STYLE)
-        self.failure_label.setWordWrap(True)
-        self.failure_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.failure_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.failure_label.hide()
-
     def _connect_document(self) -> None:
         doc = self.document
         doc.sigVolumeChanged.connect(self._on_volume_changed)
         for signal in (doc.sigSliceChanged, doc.sigCrosshairChanged, doc.sigTimeChanged,
-                       doc.sigWindowChanged):
+                       doc.sigWindowChanged, doc.sigInvertChanged):
             signal.connect(self.refresh)
 
     # ----------------------------------------------------------------- geometry helpers
@@ -180,7 +158,7 @@ class SliceView(QWidget):
             self.failure_label.hide()
             return
         k = self.slice_index
-        key = (id(doc.volume), id(doc.preview), k, doc.time_index, doc.window)
+        key = (id(doc.volume), id(doc.preview), k, doc.time_index, doc.window, doc.invert)
         if key != self._rendered_key:
             self._render(k)
             self._rendered_key = key
@@ -189,7 +167,7 @@ class SliceView(QWidget):
             return  # a second signal for the same change: nothing new to draw
         self._rendered_crosshair = doc.crosshair
         self._update_crosshair()
-        self._update_overlays()
+        self.overlay_text.update()
 
     def _render(self, k: int) -> None:
         doc = self.document
@@ -229,69 +207,13 @@ class SliceView(QWidget):
             self.crosshair_lines[0].setValue(centre.x())
             self.crosshair_lines[1].setValue(centre.y())
 
-    def _update_overlays(self) -> None:
-        doc, o = self.document, self.overlays
-        series = doc.series
-        title = (doc.volume.description if doc.volume else "") or (series.description
-                                                                   if series else "")
-        self._title = f"{doc.modality}  {title}".strip()
-        o["top_right"].setText("\n".join(self._slice_lines()))
-        w = doc.window
-        o["bottom_left"].setText(f"W {w.width:.0f}  L {w.center:.0f}\nZoom {self.zoom():.2f}x")
-        row_mm, col_mm = self.spacing
-        o["bottom_right"].setText(f"{col_mm:.2f} x {row_mm:.2f} mm")
-        letters = doc.edge_labels(self.plane_name)
-        for edge in ("left", "right", "top", "bottom"):
-            o[edge].setText(letters.get(edge, ""))
-        reason = doc.decode_failure(self.plane_name, self.slice_index)
-        self.failure_label.setText(f"Image could not be decoded:\n{reason}" if reason else "")
-        self.failure_label.setVisible(reason is not None)
-        self._place_overlays()
-
-    def _slice_lines(self) -> list[str]:
-        """Top right: plane, image, time and position; a projection image (no geometry) is
-        "Image k / n" with no position, never an invented "Axial" at "Pos 0.0 mm"."""
-        doc, n, k = self.document, self.plane.count, self.slice_index + 1
-        located = doc.has_geometry
-        lines = [f"{self.plane.name.capitalize()}  {k} / {n}" if located else f"Image {k} / {n}"]
-        if doc.time_count > 1:
-            lines.append(f"Time {doc.time_index + 1} / {doc.time_count}")
-        if located:
-            lines.append(f"Pos {self._slice_position_mm():.1f} mm")
-        if doc.volume is None:
-            lines.append("loading…")
-        return lines
-
-    def _slice_position_mm(self) -> float:
-        """Position of this image along its plane normal, as the scanner's table would read."""
-        col, row, slc = self.document.crosshair
-        lps = geometry.voxel_to_lps(self.document.affine, col, row, slc)
-        axis = {"axial": 2, "coronal": 1, "sagittal": 0}[self.plane.name]
-        return float(lps[axis])
-
-    def _place_overlays(self) -> None:
-        w, h, m = self.width(), self.height(), 6
-        for name, label in self.overlays.items():
-            fx, fy = OVERLAY_PLACES[name]
-            if name == "top_left":  # the title is elided rather than cover the top letter
-                label.setText(label.fontMetrics().elidedText(
-                    self._title, Qt.TextElideMode.ElideRight, max(60, w // 2 - 16)))
-            label.adjustSize()
-            label.move(int(m + fx * (w - label.width() - 2 * m)),
-                       int(m + fy * (h - label.height() - 2 * m)))
-        failure = self.failure_label
-        if failure.isVisibleTo(self):
-            failure.setFixedWidth(max(120, int(w * 0.8)))
-            failure.adjustSize()
-            failure.move((w - failure.width()) // 2, (h - failure.height()) // 2)
-
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
-        self._place_overlays()
+        self.overlay_text.place()
 
     def _on_range_changed(self, *_args: object) -> None:
         if self.document.has_image:
-            self._update_overlays()
+            self.overlay_text.update()
         self.sigViewChanged.emit()
 
     # ----------------------------------------------------------------- zoom and pan
@@ -336,6 +258,10 @@ class SliceView(QWidget):
             if event.type() == QEvent.Type.MouseButtonPress:
                 self.setFocus()  # keys go to the view the reader last touched
         return super().eventFilter(obj, event)
+
+    def focusInEvent(self, event) -> None:  # noqa: N802
+        super().focusInEvent(event)
+        self.sigFocused.emit(self)
 
     def handle_wheel(self, event: QWheelEvent) -> None:
         """Plain wheel: next/previous image; Ctrl+wheel: zoom about the cursor."""

@@ -4,6 +4,10 @@ The header is read with pydicom (no pixel data) in a worker and turned into plai
 trees there; the GUI thread only builds the items. The search box matches a keyword, a name,
 a tag number in any spelling ("0010,0010", "00100010", "(0010,0010)") or a value, and keeps the
 parents of a matching element visible so a hit inside a sequence is still found in context.
+
+Readers paste UIDs, dates and descriptions into reports and tickets: a right click offers
+"Copy value" / "Copy tag" / "Copy row", and Ctrl+C copies the selected rows as tab-separated
+text (tag, name, VR, full value: never the elided one on screen).
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QLabel, QLineEdit, QTreeView, QVBoxLayout, QWidget
+from PySide6.QtGui import (
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QStandardItem,
+    QStandardItemModel,
+)
+from PySide6.QtWidgets import QLabel, QLineEdit, QMenu, QTreeView, QVBoxLayout, QWidget
 
 from medviewer.ui.document import StudyDocument
 from medviewer.ui.workers import TaskContext, WorkerPool
@@ -37,6 +47,7 @@ MAX_ROWS = 20_000  # an enhanced multi-frame header can hold 100k+ elements
 BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
 NAME_COLUMN_WIDTH = 170
 HAYSTACK_ROLE = Qt.ItemDataRole.UserRole + 10
+FULL_VALUE_ROLE = Qt.ItemDataRole.UserRole + 11  # on the Value cell: the value, not elided
 _TAG_CHARS = re.compile(r"[(),\s]")
 
 
@@ -167,6 +178,43 @@ class TagFilterProxy(QSortFilterProxyModel):
         return self._needle in hay or bool(self._tag_needle and self._tag_needle in hay)
 
 
+class TagTreeView(QTreeView):
+    """The tag tree; Ctrl+C copies the selected rows (Qt's default copies one cell)."""
+
+    sigCopyRequested = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        if event.matches(QKeySequence.StandardKey.Copy):
+            self.sigCopyRequested.emit()
+            event.accept()
+        else:
+            super().keyPressEvent(event)
+
+
+def cell_text(index: QModelIndex, column: int) -> str:
+    """The text of one column of the row of `index`; the Value column in full."""
+    cell = index.siblingAtColumn(column)
+    if column == COLUMNS.index("Value"):
+        full = cell.data(FULL_VALUE_ROLE)
+        if full:
+            return str(full)
+    return str(cell.data() or "")
+
+
+def row_text(index: QModelIndex) -> str:
+    """One row as tab-separated Tag, Name, VR, Value (pastes into a spreadsheet's columns)."""
+    return "\t".join(cell_text(index, c) for c in range(len(COLUMNS)))
+
+
+def _tree_order(index: QModelIndex) -> list[int]:
+    """Row numbers from the root: sorting by them lists rows as the tree shows them."""
+    path = []
+    while index.isValid():
+        path.insert(0, index.row())
+        index = index.parent()
+    return path
+
+
 class TagPanel(QWidget):
     """The right dock; follows the document's current slice, or shows a file on request.
 
@@ -194,12 +242,18 @@ class TagPanel(QWidget):
         self.model.setHorizontalHeaderLabels(COLUMNS)
         self.proxy = TagFilterProxy(self)
         self.proxy.setSourceModel(self.model)
-        self.view = QTreeView(self)
+        self.view = TagTreeView(self)
         self.view.setObjectName("tagTree")
         self.view.setModel(self.proxy)
         self.view.setUniformRowHeights(True)
         self.view.setAlternatingRowColors(True)
         self.view.setEditTriggers(QTreeView.EditTrigger.NoEditTriggers)
+        self.view.setSelectionBehavior(QTreeView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QTreeView.SelectionMode.ExtendedSelection)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._show_context_menu)
+        self.view.sigCopyRequested.connect(self.copy_selected_rows)
+        self.context_menu: QMenu | None = None  # the last one shown, for tests
         self.source_label = QLabel("No image", self)
         self.source_label.setObjectName("tagSource")
         layout = QVBoxLayout(self)
@@ -279,6 +333,36 @@ class TagPanel(QWidget):
         if text.strip():
             self.view.expandAll()
 
+    # -- copying -----------------------------------------------------------------------------
+
+    def _show_context_menu(self, pos: Any) -> None:
+        index = self.view.indexAt(pos)
+        if not index.isValid():
+            return
+        self.context_menu = self.build_context_menu(index)
+        self.context_menu.popup(self.view.viewport().mapToGlobal(pos))
+
+    def build_context_menu(self, index: QModelIndex) -> QMenu:
+        """Copy value / tag / row of the row under the cursor (not of the whole selection)."""
+        menu = QMenu(self)
+        tag_column, value_column = COLUMNS.index("Tag"), COLUMNS.index("Value")
+        choices = (("Copy value", lambda: cell_text(index, value_column)),
+                   ("Copy tag", lambda: cell_text(index, tag_column)),
+                   ("Copy row", lambda: row_text(index)))
+        for text, make in choices:
+            menu.addAction(text, lambda make=make: _to_clipboard(make()))
+        return menu
+
+    def copy_selected_rows(self) -> str:
+        """Ctrl+C: the selected rows, in tree order, one tab-separated line each."""
+        rows = sorted(self.view.selectionModel().selectedRows(0), key=_tree_order)
+        if not rows and self.view.currentIndex().isValid():
+            rows = [self.view.currentIndex().siblingAtColumn(0)]
+        text = "\n".join(row_text(index) for index in rows)
+        if text:
+            _to_clipboard(text)
+        return text
+
     # -- queries for tests and other panels ------------------------------------------------
 
     def find_rows(self, keyword: str) -> list[QModelIndex]:
@@ -300,8 +384,13 @@ def _append_row(parent: QStandardItem, row: TagRow) -> None:
              QStandardItem(row.value)]
     cells[0].setData(row.haystack, HAYSTACK_ROLE)
     cells[0].setData(row.keyword, Qt.ItemDataRole.UserRole)
+    cells[3].setData(row.full_value or row.value, FULL_VALUE_ROLE)
     if row.full_value and row.full_value != row.value:
         cells[3].setToolTip(row.full_value)
     for child in row.children:
         _append_row(cells[0], child)
     parent.appendRow(cells)
+
+
+def _to_clipboard(text: str) -> None:
+    QGuiApplication.clipboard().setText(text)

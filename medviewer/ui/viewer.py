@@ -4,12 +4,16 @@
 sliders, preset list and views all follow the document's signals, and every control only calls
 a document or view method. Cine is a QTimer that steps the slice (or the time point of a 4D
 series) at the chosen rate, wrapping at the end.
+
+Reading-room keys act while the focus is in the panel (a view, its toolbars), never while
+the reader types in the tag search: I inverts, R resets the display, 0 is the header's window
+and F2..F7 the CT presets in the order of `PRESET_KEYS`, which the preset combo also shows.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -29,6 +33,12 @@ from medviewer.ui.slice_view import SliceView
 TOOL_LABELS = {"navigate": "Navigate", "window": "W/L", "distance": "Distance",
                "rect": "Rect ROI", "ellipse": "Ellipse ROI"}
 CUSTOM_WINDOW = "W/L: custom"
+# CT presets on function keys, head to toe as a reading room uses them; stroke and liver stay
+# in the combo without a key. 0 is the header's own window.
+PRESET_KEYS: dict[str, str] = {"F2": "brain", "F3": "subdural", "F4": "lung",
+                               "F5": "mediastinum", "F6": "abdomen", "F7": "bone"}
+HEADER_WINDOW_KEY = "0"
+INVERT_KEY, RESET_KEY = "I", "R"
 
 
 class ViewerPanel(QWidget):
@@ -45,10 +55,13 @@ class ViewerPanel(QWidget):
         self.cine_timer.timeout.connect(self.cine_tick)
         self.single_view = SliceView(self.document)
         self.single_view.sigCursorInfo.connect(self.sigStatusMessage)
+        self.single_view.sigFocused.connect(self._on_view_focused)
+        self._active_view: SliceView = self.single_view
         self.mpr_view: MprView | None = None  # built on first use
         self.stack = QStackedWidget()
         self.stack.addWidget(self.single_view)
         self._build_toolbar()
+        self._build_key_actions()
         self._build_sliders()
         self._build_layout()
         self._connect_document()
@@ -82,6 +95,13 @@ class ViewerPanel(QWidget):
         bar.addWidget(self.layout_combo)
         bar.addAction("Fit", self.fit).setToolTip("Whole image in view (F)")
         bar.addAction("1:1", self.actual_size).setToolTip("One screen pixel per pixel")
+        self.invert_action = self._key_action("Invert", INVERT_KEY, self.set_inverted,
+                                              "Grey scale flipped for display only")
+        self.invert_action.setCheckable(True)
+        self.reset_action = self._key_action("Reset", RESET_KEY, self.reset_view,
+                                             "Header window, fit, no invert; measurements stay")
+        bar.addAction(self.invert_action)
+        bar.addAction(self.reset_action)
         bar.addSeparator()
         self.cine_action = QAction("Cine ▶", self, checkable=True)
         self.cine_action.toggled.connect(self.set_cine)
@@ -89,6 +109,27 @@ class ViewerPanel(QWidget):
         self.fps_spin = QSpinBox(minimum=1, maximum=60, value=10, suffix=" fps")
         self.fps_spin.valueChanged.connect(self._on_fps_changed)
         bar.addWidget(self.fps_spin)
+
+    def _key_action(self, text: str, key: str, slot: object, tip: str = "") -> QAction:
+        """An action whose key works anywhere inside the panel (views, toolbars) but not in
+        other docks, so typing in the tag search never inverts the image."""
+        action = QAction(text, self)
+        action.setShortcut(QKeySequence(key))
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        action.setToolTip(f"{tip} ({key})" if tip else f"{text} ({key})")
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_key_actions(self) -> None:
+        self.preset_actions: dict[str, QAction] = {}
+        for key in (HEADER_WINDOW_KEY, *PRESET_KEYS):
+            name = PRESET_KEYS.get(key, "header window").capitalize()
+            self.preset_actions[key] = self._key_action(
+                name, key, lambda _=False, k=key: self.apply_preset_key(k))
+        keys = ", ".join(f"{k} {n}" for k, n in PRESET_KEYS.items())
+        self.preset_combo.setToolTip("Window/level presets: the header's (key 0), then CT "
+                                     f"presets ({keys})")
 
     def _build_sliders(self) -> None:
         self.slice_slider = QSlider(Qt.Orientation.Horizontal)
@@ -121,6 +162,7 @@ class ViewerPanel(QWidget):
         doc.sigTimeChanged.connect(self._sync_time_slider)
         doc.sigWindowChanged.connect(self._sync_preset_combo)
         doc.sigLayoutChanged.connect(self._on_layout_changed)
+        doc.sigInvertChanged.connect(self._sync_invert_action)
 
     # ----------------------------------------------------------------- document -> widgets
     def _on_volume_changed(self) -> None:
@@ -137,6 +179,7 @@ class ViewerPanel(QWidget):
             widget.setVisible(doc.time_count > 1)
         self._sync_time_slider(doc.time_index)
         self._fill_presets()
+        self._sync_invert_action()
         self._follow_header_frame_rate()
 
     def _follow_header_frame_rate(self) -> None:
@@ -162,14 +205,32 @@ class ViewerPanel(QWidget):
         self.time_label.setText(f"{t + 1} / {self.document.time_count}")
 
     def _fill_presets(self) -> None:
+        """One item per preset, its key beside its name ("Lung (F4)"), and in its tooltip."""
         self.preset_combo.clear()
         self.preset_combo.addItem(CUSTOM_WINDOW)
+        keys = self._preset_key_names()
         for name, window in self.document.presets().items():
-            self.preset_combo.addItem(f"{name}  (W {window.width:g} / L {window.center:g})", name)
-            tip = window.explanation or name
+            key = keys.get(name)
+            label = f"{name} ({key})" if key else name
+            self.preset_combo.addItem(f"{label}  (W {window.width:g} / L {window.center:g})",
+                                      name)
+            tip = (window.explanation or name) + (f": key {key}" if key else "")
             self.preset_combo.setItemData(self.preset_combo.count() - 1, tip,
                                           Qt.ItemDataRole.ToolTipRole)
         self._sync_preset_combo(self.document.window)
+
+    def _preset_key_names(self) -> dict[str, str]:
+        """Preset label -> its key: the header's first window on 0, CT presets on F2..F7."""
+        names = list(self.document.presets())
+        keys = {names[0]: HEADER_WINDOW_KEY} if names and names[0].startswith("Header") else {}
+        if self.document.modality == "CT":
+            keys.update({name.capitalize(): key for key, name in PRESET_KEYS.items()})
+        return keys
+
+    def _sync_invert_action(self, *_args: object) -> None:
+        self.invert_action.blockSignals(True)
+        self.invert_action.setChecked(self.document.display_inverted)
+        self.invert_action.blockSignals(False)
 
     def _sync_preset_combo(self, window: object) -> None:
         presets = self.document.presets() if self.document.volume is not None else {}
@@ -187,6 +248,7 @@ class ViewerPanel(QWidget):
             self.stack.addWidget(self.mpr_view)
             for view in self.mpr_view.slice_views():
                 view.tool = self.tool
+                view.sigFocused.connect(self._on_view_focused)
         self.stack.setCurrentWidget(self.mpr_view if layout == "mpr" else self.single_view)
         self.layout_combo.setCurrentIndex(1 if layout == "mpr" else 0)
         self.fit()
@@ -197,6 +259,14 @@ class ViewerPanel(QWidget):
         if self.document.layout == "mpr" and self.mpr_view is not None:
             return self.mpr_view.slice_views()
         return [self.single_view]
+
+    def _on_view_focused(self, view: SliceView) -> None:
+        self._active_view = view
+
+    def active_view(self) -> SliceView:
+        """The view the reader last clicked or typed in, if on screen; else the first."""
+        views = self.views()
+        return self._active_view if self._active_view in views else views[0]
 
     def set_tool(self, tool: str) -> None:
         """Navigate / W-L / distance / rectangle / ellipse for every view."""
@@ -212,6 +282,35 @@ class ViewerPanel(QWidget):
         if name:
             window = self.document.apply_preset(name)
             self.sigStatusMessage.emit(f"Window {name}: W {window.width:g} L {window.center:g}")
+
+    def set_inverted(self, on: bool) -> None:
+        """Invert (I): flip the grey scale on screen, on top of MONOCHROME1."""
+        self.document.set_display_inverted(on)
+        self._sync_invert_action()
+        self.sigStatusMessage.emit("Inverted" if on else "Not inverted")
+
+    def reset_view(self) -> None:
+        """Reset (R): the header's window, no invert, whole image in view. Measurements stay."""
+        self.document.reset_display()
+        self.fit()
+        w = self.document.window
+        self.sigStatusMessage.emit(f"Display reset: W {w.width:g} L {w.center:g}")
+
+    def apply_preset_key(self, key: str) -> None:
+        """0: the header's first window (or the default); F2..F7: a CT preset, CT only."""
+        doc = self.document
+        if not doc.has_image:
+            return
+        if key == HEADER_WINDOW_KEY:
+            window, name = doc.header_window(), "from the header"
+            doc.set_window(window)
+        elif doc.modality != "CT":
+            self.sigStatusMessage.emit(f"{key}: CT presets apply to CT images only")
+            return
+        else:
+            name = PRESET_KEYS[key]
+            window = doc.apply_preset(name)
+        self.sigStatusMessage.emit(f"Window {name}: W {window.width:g} L {window.center:g}")
 
     def fit(self) -> None:
         for view in self.views():

@@ -5,15 +5,18 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPalette
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPalette
 from PySide6.QtWidgets import QApplication
 
 from medviewer.core.dicom.model import Instance, Series
+from medviewer.core.dicom.volume import Volume
 from medviewer.ui import main_window as main_window_mod
 from medviewer.ui.app import apply_dark_theme
+from medviewer.ui.volume_cache import VOLUME_CACHE_BYTES, VolumeCache
 
 SCAN_MS = 5000
 
@@ -178,7 +181,7 @@ def _drag_and_drop(window, urls: list[QUrl]) -> tuple[bool, bool]:
     mime.setUrls(urls)
     args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
             Qt.KeyboardModifier.NoModifier)
-    enter = QDragEnterEvent(QPointF(50, 50), *args)
+    enter = QDragEnterEvent(QPoint(50, 50), *args)
     QApplication.sendEvent(window, enter)
     if not enter.isAccepted():
         return False, False
@@ -271,3 +274,173 @@ def test_keys_in_the_view_are_not_taken_by_menu_shortcuts(make_main_window, qtbo
     assert view.zoom() == pytest.approx(1.0, rel=0.02)
     qtbot.keyClick(view, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
     assert window.document.layout == "mpr"
+
+
+# ------------------------------------------------------------------ reading-room conveniences
+def _shown_with_ct(make_main_window, qtbot, dicom_folder):
+    window = make_main_window()
+    window.show()
+    qtbot.waitExposed(window)
+    result = _open(window, qtbot, dicom_folder)
+    ct = max((s for s in result.all_series() if s.modality == "CT"), key=lambda s: s.image_count)
+    with qtbot.waitSignal(window.volume_loaded, timeout=SCAN_MS):
+        window.open_series(ct)
+    return window, result
+
+
+def _grey(image: QImage) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format.Format_Grayscale8)
+    bits = np.frombuffer(image.constBits(), np.uint8)
+    return bits.reshape(image.height(), image.bytesPerLine())[:, : image.width()].copy()
+
+
+def test_export_view_writes_what_the_view_shows(make_main_window, qtbot, dicom_folder, tmp_path):
+    window, _ = _shown_with_ct(make_main_window, qtbot, dicom_folder)
+    view = window.viewer.single_view
+    window.viewer.set_inverted(True)  # what is on screen, not the stored grey
+    out = tmp_path / "exports"
+    out.mkdir()
+    written = window.export_view(out / "thorax")  # no suffix typed: .png added
+    assert written == out / "thorax.png" and written.is_file()
+    assert [p.name for p in out.iterdir()] == ["thorax.png"]  # no temporary file left
+    saved = QImage(str(written))
+    assert (saved.width(), saved.height()) == (view.width(), view.height())
+    assert np.array_equal(_grey(saved), _grey(view.grab().toImage()))
+    letter = view.overlays["left"].geometry()  # the overlays are in the picture
+    assert _grey(saved)[letter.top():letter.bottom(), letter.left():letter.right()].max() > 150
+    assert str(written) in window.status_label.text()
+    assert not list(dicom_folder.rglob("*.png"))
+
+
+def test_failed_export_leaves_nothing_and_says_so(make_main_window, qtbot, dicom_folder,
+                                                  tmp_path, monkeypatch):
+    window, _ = _shown_with_ct(make_main_window, qtbot, dicom_folder)
+
+    def full_disk(src, dst):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("medviewer.ui.export.os.replace", full_disk)
+    assert window.export_view(tmp_path / "view.png") is None
+    assert list(tmp_path.glob("*.png*")) == [] and list(tmp_path.glob(".view*")) == []
+    assert "No space left" in window.last_error
+
+
+def test_export_menu_asks_for_a_file_away_from_the_dicom_folder(make_main_window, qtbot,
+                                                               dicom_folder, tmp_path,
+                                                               monkeypatch):
+    window, _ = _shown_with_ct(make_main_window, qtbot, dicom_folder)
+    asked = []
+
+    def ask(parent, title, start, filters):
+        asked.append(start)
+        return str(tmp_path / "chosen.png"), filters
+
+    monkeypatch.setattr(main_window_mod.QFileDialog, "getSaveFileName", ask)
+    file_menu = window.menuBar().actions()[0].menu()
+    action = next(a for a in file_menu.actions() if a.text().startswith("&Export View"))
+    assert action.shortcut().toString() == "Ctrl+E"
+    action.trigger()
+    assert (tmp_path / "chosen.png").is_file()
+    assert Path(asked[0]).suffix == ".png" and Path(asked[0]).parent != dicom_folder / "a"
+    assert Path(asked[0]).name.startswith("CT_")
+    action.trigger()  # the next export starts where the reader saved the last one
+    assert Path(asked[1]).parent == tmp_path
+
+
+def test_invert_and_reset_are_in_the_view_menu_and_keys_skip_the_tag_search(
+        make_main_window, qtbot, dicom_folder):
+    window, _ = _shown_with_ct(make_main_window, qtbot, dicom_folder)
+    view_menu = window.menuBar().actions()[1].menu()
+    assert window.viewer.invert_action in view_menu.actions()
+    assert window.viewer.reset_action in view_menu.actions()
+    window.tags.search_edit.setFocus()
+    qtbot.waitUntil(window.tags.search_edit.hasFocus)
+    qtbot.keyClicks(window.tags.search_edit, "ir")
+    assert window.tags.search_edit.text() == "ir" and not window.document.display_inverted
+    view = window.viewer.single_view
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus)
+    qtbot.keyClick(view, Qt.Key.Key_I)
+    assert window.document.display_inverted
+
+
+def _count_loads(monkeypatch) -> list:
+    started = []
+    real = main_window_mod.load_series_task
+
+    def counting(ctx, series):
+        started.append(series.key)
+        return real(ctx, series)
+
+    monkeypatch.setattr(main_window_mod, "load_series_task", counting)
+    return started
+
+
+def test_going_back_to_a_series_is_instant(make_main_window, qtbot, dicom_folder, monkeypatch):
+    started = _count_loads(monkeypatch)
+    window = make_main_window()
+    result = _open(window, qtbot, dicom_folder)
+    ct, mr = _series_by_modality(result, "CT"), _series_by_modality(result, "MR")
+    volumes = []
+    for series in (ct, mr):
+        with qtbot.waitSignal(window.volume_loaded, timeout=SCAN_MS) as blocker:
+            window.open_series(series)
+        volumes.append(blocker.args[0])
+    qtbot.waitUntil(lambda: not window.busy, timeout=SCAN_MS)
+    with qtbot.waitSignal(window.volume_loaded, timeout=100) as blocker:
+        window.open_series(ct)  # from memory: shown before this call returns
+    assert blocker.args[0] is volumes[0] and window.document.volume is volumes[0]
+    assert started == [ct.key, mr.key] and not window.busy
+    qtbot.waitUntil(lambda: window.tags.shown_path is not None and Path(
+        window.tags.shown_path).name in {Path(s.path).name for s in volumes[0].sources},
+        timeout=3000)  # the tag panel follows the series from memory too
+
+
+def test_cache_hit_cancels_a_load_in_flight(make_main_window, qtbot, dicom_folder,
+                                            monkeypatch):
+    window = make_main_window()
+    result = _open(window, qtbot, dicom_folder)
+    ct, mr = _series_by_modality(result, "CT"), _series_by_modality(result, "MR")
+    with qtbot.waitSignal(window.volume_loaded, timeout=SCAN_MS) as first:
+        window.open_series(ct)
+    loaded = []
+    window.volume_loaded.connect(loaded.append)
+    window.open_series(mr)  # starts decoding...
+    window.open_series(ct)  # ...and the reader goes straight back
+    qtbot.waitUntil(lambda: not window.busy, timeout=SCAN_MS)
+    assert [v.modality for v in loaded] == ["CT"] and window.document.volume is first.args[0]
+    assert window.current_series.key == ct.key and "cancelled" not in window.status_label.text()
+
+
+def test_the_byte_budget_evicts_the_oldest_volume(make_main_window, qtbot, dicom_folder,
+                                                  monkeypatch):
+    started = _count_loads(monkeypatch)
+    window = make_main_window()
+    result = _open(window, qtbot, dicom_folder)
+    ct, mr = _series_by_modality(result, "CT"), _series_by_modality(result, "MR")
+    window.volume_cache.budget_bytes = 32 * 32 * 6 * 2  # one small CT of int16: nothing more
+    for series in (ct, mr, ct):
+        with qtbot.waitSignal(window.volume_loaded, timeout=SCAN_MS):
+            window.open_series(series)
+        qtbot.waitUntil(lambda: not window.busy, timeout=SCAN_MS)
+    assert started == [ct.key, mr.key, ct.key]  # the CT was evicted when the MR came
+    assert window.volume_cache.keys() == [ct.key]
+
+
+def _volume(nbytes: int) -> Volume:
+    return Volume(voxels=np.zeros(nbytes, np.uint8).reshape(1, 1, nbytes), affine=np.eye(4))
+
+
+def test_volume_cache_is_lru_within_its_byte_budget():
+    cache = VolumeCache(budget_bytes=300)
+    a, b, c, d = (_volume(100) for _ in range(4))
+    for key, volume in (("a", a), ("b", b), ("c", c)):
+        cache.put(key, volume)
+    assert cache.get("a") is a  # a is now the most recently used
+    cache.put("d", d)
+    assert cache.keys() == ["c", "a", "d"] and cache.total_bytes == 300  # b went first
+    cache.put("huge", _volume(301))  # bigger than the budget: not kept, evicts nothing
+    assert "huge" not in cache and len(cache) == 3
+    cache.put("big", _volume(250))
+    assert cache.keys() == ["big"] and cache.get("c") is None
+    assert VOLUME_CACHE_BYTES == 1_500_000_000

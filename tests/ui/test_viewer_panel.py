@@ -1,4 +1,4 @@
-"""The viewer panel's cine follows the rate a loop was recorded at, and only then."""
+"""The viewer panel: cine at the recorded rate; reading-room keys (invert, reset, presets)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication
 
 from medviewer.core.dicom.volume import Volume, load_series
-from medviewer.ui.viewer import ViewerPanel
+from medviewer.core.display import CT_PRESETS, Window, default_window, to_display
+from medviewer.ui.slice_view import SliceView
+from medviewer.ui.viewer import PRESET_KEYS, ViewerPanel
 
 
 def loop(frame_rate: float | None, frames: int = 6) -> Volume:
@@ -50,3 +55,153 @@ def test_bundled_ultrasound_loop_plays_at_its_frame_time(panel: ViewerPanel, qtb
     panel.cine_action.setChecked(True)
     qtbot.waitUntil(lambda: panel.document.slice_index != 15, timeout=2000)
     panel.cine_action.setChecked(False)
+
+
+# ------------------------------------------------------------- reading-room keys: I, R, 0, F2..F7
+# A CT with a known pattern: 20 HU tissue and a 1000 HU square on slice 2, 0.5 mm pixels.
+TISSUE, SQUARE = 20, 1000
+HEADER = Window(60, 360, "SOFT TISSUE")
+
+
+def ct(**kw) -> Volume:
+    voxels = np.full((4, 40, 32), TISSUE, np.int16)
+    voxels[2, 10:20, 8:16] = SQUARE
+    kw.setdefault("modality", "CT")
+    kw.setdefault("windows", [HEADER])
+    return Volume(voxels=voxels, affine=np.diag([0.5, 0.5, 2.5, 1.0]), **kw)
+
+
+def grab_grey(widget) -> np.ndarray:
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+    bits = np.frombuffer(image.constBits(), np.uint8)
+    return bits.reshape(image.height(), image.bytesPerLine())[:, : image.width()].copy()
+
+
+def screen_grey(view: SliceView, col: float, row: float) -> int:
+    """Grey on screen at image pixel (col, row)."""
+    QApplication.processEvents()
+    scene = view.view_box.mapViewToScene(view.pixel_to_view(col + 0.5, row + 0.5))
+    pos = view.graphics.mapFromScene(scene)
+    return int(grab_grey(view)[pos.y(), pos.x()])
+
+
+@pytest.fixture
+def shown(qtbot) -> ViewerPanel:
+    """A panel on screen with the CT loaded, on the square's slice, keys going to the view."""
+    panel = ViewerPanel()
+    qtbot.addWidget(panel)
+    panel.resize(700, 600)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.document.set_volume(ct())
+    panel.document.set_slice(2)
+    panel.single_view.setFocus()
+    qtbot.waitUntil(panel.single_view.hasFocus)
+    return panel
+
+
+def test_invert_key_flips_the_rendered_grey_not_the_values(shown: ViewerPanel, qtbot):
+    view, doc = shown.single_view, shown.document
+    before, tissue_on_screen = view.displayed.copy(), screen_grey(view, 25, 30)
+    qtbot.keyClick(view, Qt.Key.Key_I)
+    assert doc.display_inverted and shown.invert_action.isChecked()
+    assert np.array_equal(view.displayed, 255 - before)
+    assert screen_grey(view, 25, 30) == pytest.approx(255 - tissue_on_screen, abs=1)
+    assert screen_grey(view, 10, 12) == 0  # the bright square is black
+    assert doc.value_at(10, 12) == SQUARE  # the modality value is untouched
+    assert "Inverted" in view.overlays["bottom_left"].text()
+    shown.invert_action.trigger()  # the toolbar button turns it off again
+    assert not doc.display_inverted and np.array_equal(view.displayed, before)
+
+
+def test_invert_on_monochrome1_shows_it_as_stored(qtbot):
+    panel = ViewerPanel()
+    qtbot.addWidget(panel)
+    panel.document.set_volume(ct(photometric="MONOCHROME1"), window=Window(500, 1000))
+    panel.document.set_slice(2)
+    view = panel.single_view
+    assert view.displayed[12, 10] == 0  # MONOCHROME1: the high value shows dark
+    panel.set_inverted(True)
+    assert view.displayed[12, 10] == 255 and panel.document.invert is False  # XOR
+
+
+def test_reset_key_restores_window_zoom_pan_and_invert_but_keeps_measurements(shown, qtbot):
+    view, doc = shown.single_view, shown.document
+    fitted = view.view_box.viewRange()
+    ruler = view.measurements.add_distance((2, 2), (12, 2))
+    qtbot.keyClick(view, Qt.Key.Key_F4)
+    qtbot.keyClick(view, Qt.Key.Key_I)
+    view.zoom_by(3.0)
+    view.view_box.translateBy(x=4.0, y=-3.0)
+    assert doc.window != HEADER and view.view_box.viewRange() != fitted
+    qtbot.keyClick(view, Qt.Key.Key_R)
+    assert doc.window == HEADER and not doc.display_inverted
+    assert not shown.invert_action.isChecked()
+    assert np.allclose(view.view_box.viewRange(), fitted, atol=1e-6)
+    assert view.measurements.items == [ruler]  # the reader's measurements stay
+    doc.set_window(Window(0, 50))
+    shown.reset_action.trigger()  # the toolbar button does the same
+    assert doc.window == HEADER
+
+
+def test_reset_without_a_header_window_goes_to_the_default(qtbot):
+    panel = ViewerPanel()
+    qtbot.addWidget(panel)
+    volume = ct(windows=[])
+    panel.document.set_volume(volume)
+    opened = panel.document.window
+    panel.document.apply_preset("bone")
+    panel.reset_view()
+    assert panel.document.window == opened == default_window(volume, [])
+
+
+def test_function_keys_apply_ct_presets_in_the_order_the_combo_shows(shown, qtbot):
+    view, doc, combo = shown.single_view, shown.document, shown.preset_combo
+    assert set(PRESET_KEYS.values()) <= set(CT_PRESETS)  # every key names a real preset
+    greys = {}
+    for key, name in PRESET_KEYS.items():
+        qtbot.keyClick(view, getattr(Qt.Key, f"Key_{key}"))
+        assert doc.window == CT_PRESETS[name]
+        label = combo.currentText()
+        assert label.startswith(f"{name.capitalize()} ({key})")
+        assert f"key {key}" in combo.itemData(combo.currentIndex(), Qt.ItemDataRole.ToolTipRole)
+        assert key in combo.toolTip()
+        expected = to_display(np.array([[TISSUE]], np.int16), CT_PRESETS[name])[0, 0]
+        assert view.displayed[30, 25] == expected
+        greys[name] = screen_grey(view, 25, 30)
+    assert greys["lung"] > 200 > greys["bone"]  # 20 HU: near white on lung, dark on bone
+    qtbot.keyClick(view, Qt.Key.Key_0)
+    assert doc.window == HEADER
+    assert combo.currentText().startswith("Header 1: SOFT TISSUE (0)")
+
+
+def test_ct_preset_keys_leave_an_mr_alone(qtbot):
+    panel = ViewerPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.document.set_volume(ct(modality="MR", windows=[]))
+    panel.single_view.setFocus()
+    qtbot.waitUntil(panel.single_view.hasFocus)
+    window = panel.document.window
+    with qtbot.waitSignal(panel.sigStatusMessage) as said:
+        qtbot.keyClick(panel.single_view, Qt.Key.Key_F4)
+    assert panel.document.window == window and "CT" in said.args[0]
+    labels = [panel.preset_combo.itemText(i) for i in range(panel.preset_combo.count())]
+    assert not any("(F" in label for label in labels)
+
+
+def test_a_new_series_starts_not_inverted(shown: ViewerPanel):
+    shown.set_inverted(True)
+    shown.document.set_volume(ct())
+    assert not shown.document.display_inverted and not shown.invert_action.isChecked()
+
+
+def test_the_active_view_is_the_one_last_focused_and_on_screen(shown: ViewerPanel, qtbot):
+    assert shown.active_view() is shown.single_view
+    shown.document.set_layout("mpr")
+    coronal = shown.mpr_view.views["coronal"]
+    coronal.setFocus()
+    qtbot.waitUntil(coronal.hasFocus)
+    assert shown.active_view() is coronal
+    shown.document.set_layout("1x1")  # the coronal view is off screen now
+    assert shown.active_view() is shown.single_view
