@@ -132,7 +132,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    # PySide6 6.12 can abort in interpreter teardown (bool_dealloc) after pyqtgraph was used;
-    # the figures are printed, so leave without running the finalisers.
-    sys.stdout.flush()
-    os._exit(0)
