@@ -4,7 +4,8 @@
 crosshair (the voxel the reader is looking at: the acquired slice is its slice index), the time
 point of a 4D series, the window, the reader's display inversion and the layout. Views never
 keep a copy of any of it: a second view is a second subscriber. It has no widget, so its
-logic is testable without a screen.
+logic is testable without a screen. The thick slab and the overlay switch (`ReadingAids`) and
+the patient and series facts for the overlays (`header`) are read from here too.
 
 Planes: 'stack' is the series as acquired (its slice index is the document's slice index);
 'axial', 'coronal' and 'sagittal' are the MPR planes cut from the same voxels along their own
@@ -22,8 +23,8 @@ from medviewer.core import geometry
 from medviewer.core.dicom.model import Series
 from medviewer.core.dicom.volume import SliceSource, Volume
 from medviewer.core.display import CT_PRESETS, Window, default_window
+from medviewer.ui.reading_aids import STACK, ReadingAids
 
-STACK = "stack"
 LAYOUTS = ("1x1", "mpr")
 _OPPOSITE = str.maketrans("HFAPRL", "FHPALR")
 
@@ -47,7 +48,7 @@ def _spatial_shape(volume: Volume) -> tuple[int, int, int]:
     return tuple(shape[-3:]) if len(shape) >= 3 else (1, *shape[-2:])
 
 
-class StudyDocument(QObject):
+class StudyDocument(ReadingAids, QObject):
     """State of the open study. Signals say what changed; views read the rest from here."""
 
     sigVolumeChanged = Signal()
@@ -57,6 +58,8 @@ class StudyDocument(QObject):
     sigCrosshairChanged = Signal(object)  # (column, row, slice) voxel
     sigLayoutChanged = Signal(str)
     sigInvertChanged = Signal(bool)  # the effective display inversion
+    sigSlabChanged = Signal()  # thick-slab mode or thickness
+    sigOverlaysChanged = Signal(bool)  # text on the images shown (O)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -64,15 +67,17 @@ class StudyDocument(QObject):
         self.series: Series | None = None
         self.preview: np.ndarray | None = None  # first slice while the volume decodes
         self._preview_source: SliceSource | None = None
-        self._preview_count = 0
-        self._preview_geometry = False
+        self._preview_count, self._preview_geometry = 0, False
         self._preview_orientation: tuple[str, str] | None = None
+        self._preview_header: dict[str, str] = {}
+        self._preview_photometric, self._preview_spacing_known = "MONOCHROME2", True
         self.crosshair: tuple[int, int, int] = (0, 0, 0)  # (column, row, slice)
         self.time_index = 0
         self.window = Window(40, 400)
         self._preview_window: Window | None = None
         self.display_inverted = False  # the reader's Invert (I), on top of MONOCHROME1
         self.layout = "1x1"
+        self._init_reading_aids()  # slab and overlays: kept whichever series opens next
         self._planes: dict[str, geometry.PlaneView] = {}
         self._shape = (0, 0, 0)
         self._set_geometry(np.eye(4), self._shape)
@@ -82,17 +87,23 @@ class StudyDocument(QObject):
                     slice_index: int, slice_count: int, *,
                     affine: np.ndarray | None = None, source: SliceSource | None = None,
                     has_geometry: bool | None = None,
-                    patient_orientation: tuple[str, str] | None = None) -> None:
+                    patient_orientation: tuple[str, str] | None = None,
+                    header: dict[str, str] | None = None,
+                    photometric: str = "MONOCHROME2", spacing_known: bool = True) -> None:
         """Show one decoded slice before the volume is ready (first image on screen fast).
 
         `has_geometry` defaults to whether the series' first image has position and
-        orientation."""
+        orientation. `header` (the overlays' patient and series facts), `photometric`
+        (a MONOCHROME1 preview shows inverted, as its volume will) and `spacing_known` come
+        from the loader."""
         self.volume, self.series, self.preview = None, series, np.asarray(slice_2d)
         self._preview_source, self._preview_count = source, max(1, int(slice_count))
         if has_geometry is None:
             first = series.instances[0] if series and series.instances else None
             has_geometry = bool(first and first.position and first.orientation)
         self._preview_geometry, self._preview_orientation = has_geometry, patient_orientation
+        self._preview_header, self._preview_photometric = dict(header or {}), photometric
+        self._preview_spacing_known = spacing_known
         k = int(np.clip(slice_index, 0, self._preview_count - 1))
         rows, cols = self.preview.shape[:2]
         self._set_geometry(self._preview_affine(series, affine), (self._preview_count, rows, cols))
@@ -124,6 +135,7 @@ class StudyDocument(QObject):
 
     def _set_geometry(self, affine: np.ndarray, shape: tuple[int, int, int]) -> None:
         self._affine, self._shape, self._planes = affine, shape, {}
+        self._slabs.clear()
         self._stack_plane = geometry.acquisition_plane(affine)
 
     @staticmethod
@@ -208,7 +220,8 @@ class StudyDocument(QObject):
             ok = self.preview is not None and plane.axes[0] == 0 and k == self.crosshair[2]
             return plane.image(self.preview[None], 0) if ok else None
         voxels = self.time_point_voxels()
-        return plane.image(voxels, k)
+        return self.slab_image(name, voxels, k) if self.slab_half_width(name) else \
+            plane.image(voxels, k)
 
     def decode_failure(self, name: str = STACK, k: int | None = None) -> str | None:
         """Why image k (default: current) of a plane is blank because its file failed to
@@ -328,6 +341,26 @@ class StudyDocument(QObject):
         self.set_window(window)
         return window
 
+    # ----------------------------------------------------------------- header facts
+    @property
+    def header(self) -> dict[str, str]:
+        """Patient, study and series facts of the open series (`Volume.header`)."""
+        if self.volume is not None:
+            return self.volume.header
+        return self._preview_header if self.preview is not None else {}
+
+    @property
+    def spacing_known(self) -> bool:
+        """False when no header gives the pixel size (the overlay says so, not "1.00 mm")."""
+        return self.volume.spacing_known if self.volume is not None else \
+            self._preview_spacing_known
+
+    @property
+    def photometric(self) -> str:
+        if self.volume is not None:
+            return self.volume.photometric
+        return self._preview_photometric if self.preview is not None else "MONOCHROME2"
+
     # ----------------------------------------------------------------- readout
     @property
     def modality(self) -> str:
@@ -343,8 +376,7 @@ class StudyDocument(QObject):
     def invert(self) -> bool:
         """Whether the screen shows high values dark: MONOCHROME1 (stored that way) XOR the
         reader's Invert, so Invert on a MONOCHROME1 film shows it as stored. Display only."""
-        mono1 = self.volume is not None and self.volume.photometric == "MONOCHROME1"
-        return mono1 != self.display_inverted
+        return (self.photometric == "MONOCHROME1") != self.display_inverted
 
     def current_source(self) -> SliceSource | None:
         """The file (and frame) of the acquired slice on screen, for the tag panel."""

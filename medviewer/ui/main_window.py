@@ -178,11 +178,14 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         view.addAction(self.viewer.invert_action)  # keys I and R work in the image panel
         view.addAction(self.viewer.reset_action)
+        view.addAction(self.viewer.overlays_action)
         view.addSeparator()
         view.addAction(self.browser_dock.toggleViewAction())
         view.addAction(self.tags_dock.toggleViewAction())
         self._add(view, "Reset Layout", self.reset_layout)
-        self._add(self.menuBar().addMenu("&Help"), "&About MedViewer", self.show_about)
+        help_menu = self.menuBar().addMenu("&Help")
+        self._add(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, "F1")
+        self._add(help_menu, "&About MedViewer", self.show_about)
 
     def _add(self, menu: QMenu, text: str, slot: Callable[[], Any], key: str = "") -> QAction:
         action = menu.addAction(text)
@@ -248,7 +251,9 @@ class MainWindow(QMainWindow):
                                   preview.index, preview.count,
                                   affine=preview.affine, source=preview.source,
                                   has_geometry=preview.has_geometry,
-                                  patient_orientation=preview.patient_orientation)
+                                  patient_orientation=preview.patient_orientation,
+                                  header=preview.header, photometric=preview.photometric,
+                                  spacing_known=preview.spacing_known)
         self.tags.show_file(preview.source.path)
 
     @guarded
@@ -359,6 +364,15 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state)
         self.browser_dock.show()
         self.tags_dock.show()
+
+    def show_shortcuts(self) -> None:
+        """Help ▸ Keyboard Shortcuts: one non-modal list of every key and mouse action."""
+        from medviewer.ui.shortcuts import ShortcutsDialog
+
+        if getattr(self, "shortcuts_dialog", None) is None:
+            self.shortcuts_dialog = ShortcutsDialog(self)
+        self.shortcuts_dialog.show()
+        self.shortcuts_dialog.raise_()
 
     def show_about(self) -> None:
         from medviewer import __version__

@@ -17,12 +17,28 @@ from PySide6.QtGui import QKeyEvent, QWheelEvent
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from medviewer.core import geometry
+from medviewer.core import slab as slabs
 from medviewer.core.display import Window, to_display
 from medviewer.ui.document import STACK, StudyDocument, full_range_window
 from medviewer.ui.measure_tools import MeasurementLayer
 from medviewer.ui.overlays import ImageOverlays
 
 TOOLS = ("navigate", "window", "distance", "rect", "ellipse")
+# The keys a view handles itself, by what they do; the Help ▸ Keyboard Shortcuts table
+# (medviewer.ui.shortcuts) is checked against this, so the two cannot drift apart.
+VIEW_KEYS: dict[Qt.Key, str] = {
+    Qt.Key.Key_Up: "previous", Qt.Key.Key_Down: "next", Qt.Key.Key_PageUp: "page back",
+    Qt.Key.Key_PageDown: "page on", Qt.Key.Key_Home: "first", Qt.Key.Key_End: "last",
+    Qt.Key.Key_Left: "earlier time", Qt.Key.Key_Right: "later time", Qt.Key.Key_F: "fit",
+    Qt.Key.Key_1: "1:1", Qt.Key.Key_Delete: "delete measurement",
+    Qt.Key.Key_Backspace: "delete measurement"}
+# how the shortcuts table names each of those keys
+KEY_NAMES: dict[Qt.Key, str] = {
+    Qt.Key.Key_Up: "↑", Qt.Key.Key_Down: "↓", Qt.Key.Key_PageUp: "PgUp",
+    Qt.Key.Key_PageDown: "PgDn", Qt.Key.Key_Home: "Home", Qt.Key.Key_End: "End",
+    Qt.Key.Key_Left: "←", Qt.Key.Key_Right: "→", Qt.Key.Key_F: "F", Qt.Key.Key_1: "1",
+    Qt.Key.Key_Delete: "Delete", Qt.Key.Key_Backspace: "Backspace"}
+_ACTION_OF_KEY = {int(key.value): action for key, action in VIEW_KEYS.items()}
 CROSSHAIR_PEN = pg.mkPen((80, 200, 255, 200), width=1, style=Qt.PenStyle.DashLine)
 PAGE = 10  # slices per PgUp/PgDn
 # grey level g -> RGBA (g, g, g, 255) packed in one little-endian uint32
@@ -106,8 +122,9 @@ class SliceView(QWidget):
         doc = self.document
         doc.sigVolumeChanged.connect(self._on_volume_changed)
         for signal in (doc.sigSliceChanged, doc.sigCrosshairChanged, doc.sigTimeChanged,
-                       doc.sigWindowChanged, doc.sigInvertChanged):
+                       doc.sigWindowChanged, doc.sigInvertChanged, doc.sigSlabChanged):
             signal.connect(self.refresh)
+        doc.sigOverlaysChanged.connect(self._on_overlays_changed)
 
     # ----------------------------------------------------------------- geometry helpers
     @property
@@ -158,7 +175,8 @@ class SliceView(QWidget):
             self.failure_label.hide()
             return
         k = self.slice_index
-        key = (id(doc.volume), id(doc.preview), k, doc.time_index, doc.window, doc.invert)
+        key = (id(doc.volume), id(doc.preview), k, doc.time_index, doc.window, doc.invert,
+               doc.slab_mode, doc.slab_half_width(self.plane_name))
         if key != self._rendered_key:
             self._render(k)
             self._rendered_key = key
@@ -206,6 +224,13 @@ class SliceView(QWidget):
             centre = self.pixel_to_view(col + 0.5, row + 0.5)
             self.crosshair_lines[0].setValue(centre.x())
             self.crosshair_lines[1].setValue(centre.y())
+
+    def _on_overlays_changed(self, *_args: object) -> None:
+        if self.document.has_image:
+            self.overlay_text.update()
+        else:
+            for label in self.overlays.values():
+                label.setVisible(self.document.overlays_visible)
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
@@ -276,22 +301,26 @@ class SliceView(QWidget):
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        key, k, n = event.key(), self.slice_index, self.plane.count
-        moves = {Qt.Key.Key_Up: k - 1, Qt.Key.Key_Down: k + 1, Qt.Key.Key_PageUp: k - PAGE,
-                 Qt.Key.Key_PageDown: k + PAGE, Qt.Key.Key_Home: 0, Qt.Key.Key_End: n - 1}
-        if key in moves:
-            self.go_to(moves[key])
-        elif key in (Qt.Key.Key_Left, Qt.Key.Key_Right):
-            forward = key == Qt.Key.Key_Right
-            self.document.set_time(self.document.time_index + (1 if forward else -1))
-        elif key == Qt.Key.Key_F:
-            self.fit()
-        elif key == Qt.Key.Key_1:
-            self.actual_size()
-        elif key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
-            self.measurements.remove_selected()
-        else:
+        """The keys of VIEW_KEYS; anything else goes up to the panel (its key actions)."""
+        key = event.key()
+        action = _ACTION_OF_KEY.get(int(getattr(key, "value", key)))
+        if action is None:
             super().keyPressEvent(event)
+            return
+        k, n = self.slice_index, self.plane.count
+        moves = {"previous": k - 1, "next": k + 1, "page back": k - PAGE, "page on": k + PAGE,
+                 "first": 0, "last": n - 1}
+        if action in moves:
+            self.go_to(moves[action])
+        elif action in ("earlier time", "later time"):
+            step = 1 if action == "later time" else -1
+            self.document.set_time(self.document.time_index + step)
+        elif action == "fit":
+            self.fit()
+        elif action == "1:1":
+            self.actual_size()
+        else:
+            self.measurements.remove_selected()
 
     def handle_drag(self, ev) -> bool:
         """Route a ViewBox drag; False lets the ViewBox pan (left/middle in navigate)."""
@@ -345,13 +374,19 @@ class SliceView(QWidget):
         if not (0 <= x < cols and 0 <= y < rows):
             return ""
         col, row, slc = self.plane.to_voxel(self.slice_index, int(y), int(x))
-        value = self.document.voxel_value(col, row, slc)
+        slab = self.document.slab_half_width(self.plane_name) > 0
+        if slab:  # the projection's value, which is what the reader sees here
+            value = float(self.document.frame(self.plane_name)[int(y), int(x)])
+        else:
+            value = self.document.voxel_value(col, row, slc)
         if value is None:
             shown = "…"
         elif isinstance(value, tuple):
             shown = "RGB ({}, {}, {})".format(*value)
         else:
             shown = f"{value:g} {self.document.units}".strip()
+        if slab:
+            shown = f"{slabs.MODE_LABELS[self.document.slab_mode]} value {shown}"
         lps = geometry.voxel_to_lps(self.document.affine, col, row, slc)
         return (f"voxel ({col}, {row}, {slc})   {shown}   "
                 f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm")

@@ -6,8 +6,10 @@ a document or view method. Cine is a QTimer that steps the slice (or the time po
 series) at the chosen rate, wrapping at the end.
 
 Reading-room keys act while the focus is in the panel (a view, its toolbars), never while
-the reader types in the tag search: I inverts, R resets the display, 0 is the header's window
-and F2..F7 the CT presets in the order of `PRESET_KEYS`, which the preset combo also shows.
+the reader types in the tag search: I inverts, R resets the display, O hides or shows the text
+on the images, 0 is the header's window and F2..F7 the CT presets in the order of
+`PRESET_KEYS`, which the preset combo also shows. The slab controls (mode and thickness in mm)
+set the document's thick slab, which every view of every plane shows.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QGridLayout,
     QLabel,
     QSlider,
@@ -26,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medviewer.core import slab as slabs
 from medviewer.ui.document import StudyDocument
 from medviewer.ui.mpr_view import MprView
 from medviewer.ui.slice_view import SliceView
@@ -38,7 +42,8 @@ CUSTOM_WINDOW = "W/L: custom"
 PRESET_KEYS: dict[str, str] = {"F2": "brain", "F3": "subdural", "F4": "lung",
                                "F5": "mediastinum", "F6": "abdomen", "F7": "bone"}
 HEADER_WINDOW_KEY = "0"
-INVERT_KEY, RESET_KEY = "I", "R"
+INVERT_KEY, RESET_KEY, OVERLAY_KEY = "I", "R", "O"
+SLAB_MM = (1.0, 100.0)  # thickness range of the slab spin box
 
 
 class ViewerPanel(QWidget):
@@ -102,6 +107,12 @@ class ViewerPanel(QWidget):
                                              "Header window, fit, no invert; measurements stay")
         bar.addAction(self.invert_action)
         bar.addAction(self.reset_action)
+        self.overlays_action = self._key_action(
+            "Text Overlays", OVERLAY_KEY, self.set_overlays_visible,
+            "Patient, series and image text on the images")
+        self.overlays_action.setCheckable(True)
+        self.overlays_action.setChecked(self.document.overlays_visible)
+        self._build_slab_controls(bar)
         bar.addSeparator()
         self.cine_action = QAction("Cine ▶", self, checkable=True)
         self.cine_action.toggled.connect(self.set_cine)
@@ -109,6 +120,25 @@ class ViewerPanel(QWidget):
         self.fps_spin = QSpinBox(minimum=1, maximum=60, value=10, suffix=" fps")
         self.fps_spin.valueChanged.connect(self._on_fps_changed)
         bar.addWidget(self.fps_spin)
+
+    def _build_slab_controls(self, bar: QToolBar) -> None:
+        """Thick slab: mode (Off / MIP / MinIP / Avg) and thickness in mm, for every view."""
+        bar.addSeparator()
+        self.slab_combo = QComboBox()
+        for mode in slabs.SLAB_MODES:
+            self.slab_combo.addItem(f"Slab: {slabs.MODE_LABELS[mode]}", mode)
+        self.slab_combo.setToolTip("Thick slab: maximum (MIP), minimum (MinIP) or average "
+                                   "intensity over the thickness, in every view")
+        self.slab_combo.activated.connect(
+            lambda i: self.set_slab(self.slab_combo.itemData(i)))
+        bar.addWidget(self.slab_combo)
+        self.slab_spin = QDoubleSpinBox(minimum=SLAB_MM[0], maximum=SLAB_MM[1], decimals=1,
+                                        singleStep=1.0, suffix=" mm")
+        self.slab_spin.setValue(self.document.slab_mm)
+        self.slab_spin.setToolTip("Slab thickness, converted to images with each plane's "
+                                  "slice spacing")
+        self.slab_spin.valueChanged.connect(lambda mm: self.set_slab(thickness_mm=mm))
+        bar.addWidget(self.slab_spin)
 
     def _key_action(self, text: str, key: str, slot: object, tip: str = "") -> QAction:
         """An action whose key works anywhere inside the panel (views, toolbars) but not in
@@ -163,6 +193,8 @@ class ViewerPanel(QWidget):
         doc.sigWindowChanged.connect(self._sync_preset_combo)
         doc.sigLayoutChanged.connect(self._on_layout_changed)
         doc.sigInvertChanged.connect(self._sync_invert_action)
+        doc.sigSlabChanged.connect(self._sync_slab_controls)
+        doc.sigOverlaysChanged.connect(self._sync_overlays_action)
 
     # ----------------------------------------------------------------- document -> widgets
     def _on_volume_changed(self) -> None:
@@ -232,6 +264,20 @@ class ViewerPanel(QWidget):
         self.invert_action.setChecked(self.document.display_inverted)
         self.invert_action.blockSignals(False)
 
+    def _sync_slab_controls(self) -> None:
+        doc = self.document
+        for widget in (self.slab_combo, self.slab_spin):
+            widget.blockSignals(True)
+        self.slab_combo.setCurrentIndex(slabs.SLAB_MODES.index(doc.slab_mode))
+        self.slab_spin.setValue(doc.slab_mm)
+        for widget in (self.slab_combo, self.slab_spin):
+            widget.blockSignals(False)
+
+    def _sync_overlays_action(self, *_args: object) -> None:
+        self.overlays_action.blockSignals(True)
+        self.overlays_action.setChecked(self.document.overlays_visible)
+        self.overlays_action.blockSignals(False)
+
     def _sync_preset_combo(self, window: object) -> None:
         presets = self.document.presets() if self.document.volume is not None else {}
         for i in range(1, self.preset_combo.count()):
@@ -288,6 +334,22 @@ class ViewerPanel(QWidget):
         self.document.set_display_inverted(on)
         self._sync_invert_action()
         self.sigStatusMessage.emit("Inverted" if on else "Not inverted")
+
+    def set_slab(self, mode: str | None = None, thickness_mm: float | None = None) -> None:
+        """Thick slab for every view: 'off', 'mip', 'minip' or 'avg' over `thickness_mm`."""
+        self.document.set_slab(mode, thickness_mm)
+        self._sync_slab_controls()
+        doc = self.document
+        label = doc.slab_label() if doc.volume is not None else ""
+        chosen = f"{slabs.MODE_LABELS[doc.slab_mode]} {doc.slab_mm:.1f} mm"
+        self.sigStatusMessage.emit("Slab off" if doc.slab_mode == slabs.OFF
+                                   else f"Slab: {label or chosen}")
+
+    def set_overlays_visible(self, on: bool) -> None:
+        """O: all text on the images off or on, remembered for the session."""
+        self.document.set_overlays_visible(on)
+        self._sync_overlays_action()
+        self.sigStatusMessage.emit("Text overlays shown" if on else "Text overlays hidden")
 
     def reset_view(self) -> None:
         """Reset (R): the header's window, no invert, whole image in view. Measurements stay."""

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +270,9 @@ class Preview:
     source: SliceSource
     has_geometry: bool = True
     patient_orientation: tuple[str, str] | None = None
+    header: dict[str, str] = field(default_factory=dict)  # patient / series facts to overlay
+    photometric: str = "MONOCHROME2"  # MONOCHROME1 previews show inverted, as the volume will
+    spacing_known: bool = True
 
 
 def scan_task(ctx: TaskContext, paths: Any, cache: bool | str | Path = True) -> ScanResult:
@@ -292,7 +295,8 @@ def load_series_task(ctx: TaskContext, series: Series) -> Volume:
     if frame is not None:
         ctx.partial(Preview(frame, series, preview_window(frame, loader.windows), k, count,
                             loader.affine, loader.source(k), loader.has_geometry,
-                            loader.patient_orientation))
+                            loader.patient_orientation, dict(loader.header),
+                            loader.photometric, loader.spacing_known))
     return loader.load(progress=ctx.progress, cancel=ctx.is_cancelled)
 
 

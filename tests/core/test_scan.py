@@ -651,3 +651,30 @@ def test_folder_memo_forgets_the_oldest_folders_beyond_its_bound() -> None:
     assert memo.get("db", "/a", "key-a") == "built-a"
     assert memo.get("db", "/a", "another listing") is None
     assert memo.get("other.sqlite", "/c", "key-c") is None
+
+
+CORONAL, SAGITTAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0), (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+
+
+def test_single_images_in_different_orientations_are_one_stack(tmp_path: Path) -> None:
+    """A 3-plane localizer is one entry in acquisition order, not three of one image each."""
+    uid = synthetic.make_uid("localizer")
+    paths = []
+    for k, orientation in enumerate((synthetic.AXIAL, CORONAL, SAGITTAL)):
+        (path,) = _series(tmp_path / f"plane{k}", voxels=_voxels(slices=1), seed=1,
+                          orientation=orientation, SeriesInstanceUID=uid)
+        ds = pydicom.dcmread(path)
+        ds.InstanceNumber = 3 - k
+        ds.save_as(path)
+        paths.append(str(path))
+    (series,) = scan(tmp_path, cache=False, workers=1).all_series()
+    assert [i.path for i in series.instances] == paths[::-1]
+
+
+def test_a_scout_beside_a_stack_stays_its_own_stack(tmp_path: Path) -> None:
+    uid = synthetic.make_uid("ct with scout")
+    _series(tmp_path / "axial", SeriesInstanceUID=uid, seed=1)
+    _series(tmp_path / "scout", voxels=_voxels(slices=1), seed=1, orientation=CORONAL,
+            SeriesInstanceUID=uid)
+    stacks = scan(tmp_path, cache=False, workers=1).all_series()
+    assert sorted(s.image_count for s in stacks) == [1, 5]

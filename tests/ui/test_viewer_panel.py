@@ -1,4 +1,5 @@
-"""The viewer panel: cine at the recorded rate; reading-room keys (invert, reset, presets)."""
+"""The viewer panel: cine at the recorded rate; reading-room keys (invert, reset, presets);
+the thick slab (MIP / MinIP) on the demo-like chest phantom."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
+from medviewer.core import synthetic as syn
 from medviewer.core.dicom.volume import Volume, load_series
 from medviewer.core.display import CT_PRESETS, Window, default_window, to_display
 from medviewer.ui.slice_view import SliceView
@@ -205,3 +207,81 @@ def test_the_active_view_is_the_one_last_focused_and_on_screen(shown: ViewerPane
     assert shown.active_view() is coronal
     shown.document.set_layout("1x1")  # the coronal view is off screen now
     assert shown.active_view() is shown.single_view
+
+
+# ------------------------------------------------------------------------- thick slab (MIP)
+# The demo's chest CT phantom, smaller: 2.5 mm slices, so a 10 mm MIP is 5 images (k +- 2).
+PHANTOM_SHAPE, PHANTOM_SPACING = (48, 160, 160), (2.5, 2.2, 2.2)
+
+
+@pytest.fixture(scope="module")
+def phantom() -> tuple[Volume, dict]:
+    hu, truth = syn.ct_chest_phantom(PHANTOM_SHAPE, PHANTOM_SPACING, seed=1)
+    affine = np.diag([PHANTOM_SPACING[2], PHANTOM_SPACING[1], PHANTOM_SPACING[0], 1.0])
+    nodule = next(n for n in truth["nodules"] if n["label"] == "LUL 10 mm")
+    return Volume(voxels=hu, affine=affine, modality="CT"), nodule
+
+
+def _beside_the_nodule(volume: Volume, nodule: dict) -> tuple[int, int, int]:
+    """(slice 2 images from the nodule's centre where the nodule is not cut, row, column)."""
+    centre, row, col = (int(round(v)) for v in nodule["center_voxel"])
+    k = next(k for k in (centre - 2, centre + 2) if volume.voxels[k, row, col] < -500)
+    return k, row, col
+
+
+def test_mip_10_mm_shows_a_nodule_two_images_from_its_centre(shown: ViewerPanel, phantom):
+    volume, nodule = phantom
+    doc, view = shown.document, shown.single_view
+    doc.set_volume(volume, window=CT_PRESETS["lung"])
+    k, row, col = _beside_the_nodule(volume, nodule)
+    doc.set_slice(k)
+    plain = view.displayed.copy()
+    assert plain[row, col] < 128  # lung grey: the nodule is not on this image
+    mip_index = shown.slab_combo.findData("mip")
+    shown.slab_combo.setCurrentIndex(mip_index)
+    shown.slab_combo.activated.emit(mip_index)
+    shown.slab_spin.setValue(10.0)
+    assert (doc.slab_mode, doc.slab_mm, doc.slab_half_width()) == ("mip", 10.0, 2)
+    mip = view.displayed
+    assert not np.array_equal(mip, plain)
+    assert mip[row, col] > 200  # the nodule's 50 HU, near white in the lung window
+    expected = to_display(volume.voxels[k - 2: k + 3].max(axis=0), CT_PRESETS["lung"])
+    np.testing.assert_array_equal(mip, expected)
+    assert "MIP 10.0 mm (5 images)" in view.overlays["top_right"].text()
+    shown.set_slab("off")
+    np.testing.assert_array_equal(view.displayed, plain)
+
+
+def test_readout_and_measurements_read_the_slab(shown: ViewerPanel, phantom):
+    volume, nodule = phantom
+    doc, view = shown.document, shown.single_view
+    doc.set_volume(volume, window=CT_PRESETS["lung"])
+    k, row, col = _beside_the_nodule(volume, nodule)
+    doc.set_slice(k)
+    roi = view.measurements.add_area("rect", (col - 3, row - 3), (col + 4, row + 4))
+    assert roi.stats["max"] < -500  # only lung on this image
+    shown.set_slab("mip", 10.0)
+    slab_max = volume.voxels[k - 2: k + 3, row - 3: row + 4, col - 3: col + 4].max()
+    assert roi.stats["max"] == slab_max and "mean" in roi.text()
+    QApplication.processEvents()
+    scene = view.view_box.mapViewToScene(view.pixel_to_view(col + 0.5, row + 0.5))
+    readout = view.cursor_info(scene)
+    value = volume.voxels[k - 2: k + 3, row, col].max()
+    assert f"MIP value {value:g} HU" in readout
+
+
+def test_slab_applies_to_every_plane_with_its_own_spacing(shown: ViewerPanel, phantom):
+    volume, _ = phantom
+    doc = shown.document
+    doc.set_volume(volume, window=CT_PRESETS["lung"])
+    shown.set_slab("minip", 10.0)
+    doc.set_layout("mpr")
+    coronal = shown.mpr_view.views["coronal"]
+    assert doc.slab_half_width("coronal") == 2  # 10 mm / 2.2 mm rows = 4.5 -> 5 images
+    k = coronal.slice_index
+    plane = doc.plane("coronal")
+    expected = np.min([plane.image(volume.voxels, j) for j in range(k - 2, k + 3)], axis=0)
+    np.testing.assert_array_equal(doc.frame("coronal"), expected)
+    assert "MinIP 10.0 mm" in coronal.overlays["top_right"].text()
+    doc.set_volume(volume)  # the reader's slab stays for the next series
+    assert shown.slab_combo.currentData() == "minip" and doc.slab_on

@@ -52,6 +52,9 @@ def test_ct_preview_is_the_middle_slice_in_hounsfield_units(tmp_path):
     volume = load_series_task(ctx, _only_series(tmp_path))
     (preview,) = ctx.partials
     assert preview.index == 2 and preview.count == 5 and preview.has_geometry
+    header = pydicom.dcmread(volume.sources[2].path, stop_before_pixels=True)
+    assert preview.header["PatientName"] == str(header.PatientName) == volume.header[
+        "PatientName"]
     np.testing.assert_array_equal(preview.slice, volume.voxels[2])
     assert int(preview.slice[0, 0]) == 200 - 1000
 

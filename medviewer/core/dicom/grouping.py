@@ -122,15 +122,31 @@ def _stacks(uid: str, facts: HeaderFacts, instances: list[Instance]) -> list[Ser
             groups.append(members)
         else:
             twin.extend(members)
+    groups = [_sorted_in_stack(g) for g in groups]
     if len(groups) > 1:
+        groups = _merge_single_images(groups)
         groups.sort(key=lambda g: (min(i.instance_number or 0 for i in g), -len(g)))
     return [
         Series(uid, facts.study_instance_uid, f"{facts.patient_id}|{facts.patient_name}",
                facts.modality, facts.series_number, facts.series_description,
                facts.series_date or facts.study_date, facts.series_time or facts.study_time,
-               facts.body_part, k, len(groups), _sorted_in_stack(group))
+               facts.body_part, k, len(groups), group)
         for k, group in enumerate(groups)
     ]
+
+
+def _merge_single_images(groups: list[list[Instance]]) -> list[list[Instance]]:
+    """Single images of one size in as many orientations (a 3-plane localizer, rotating MIP
+    projections) are one stack in acquisition order, not an entry each in the browser; the
+    loader shows such a stack image by image, without volume geometry."""
+    singles: dict[tuple[int, int], list[Instance]] = {}
+    kept = []
+    for group in groups:
+        if len(group) == 1:
+            singles.setdefault((group[0].rows, group[0].columns), []).append(group[0])
+        else:
+            kept.append(group)
+    return kept + [sorted(images, key=_by_number) for images in singles.values()]
 
 
 def _same_geometry(a: Instance, geometry: tuple) -> bool:

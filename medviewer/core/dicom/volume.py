@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.multival import MultiValue
 
 from medviewer.core.dicom import pixels as px
 from medviewer.core.dicom import plan
@@ -30,6 +31,12 @@ from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.headers import read_instance as _read_instance  # noqa: F401 (bench)
 from medviewer.core.dicom.model import Instance, Series
 from medviewer.core.display import Window
+
+# What a reader checks on the image before reading it (wrong-patient errors are a real hazard):
+# who, which study, which series. Kept as decoded text (pydicom applies the character set).
+HEADER_KEYWORDS = ("PatientName", "PatientID", "PatientSex", "PatientAge", "PatientBirthDate",
+                   "StudyDate", "StudyDescription", "SeriesNumber", "SeriesDescription",
+                   "SliceThickness", "InstitutionName", "Modality")
 
 ProgressCallback = Callable[[int, int], None]  # (done, total)
 CancelCheck = Callable[[], bool]  # returns True when the caller wants to stop
@@ -81,6 +88,8 @@ class Volume:
     bad_slices: dict[int, str] = field(default_factory=dict)
     # Frames per second the header recommends for cine (US, XA, NM loops), else None
     frame_rate: float | None = None
+    # HEADER_KEYWORDS -> text of the series' reference header, for the image overlays
+    header: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_colour(self) -> bool:
@@ -130,6 +139,7 @@ class SeriesLoader:
         self.photometric = "RGB" if self.colour else str(
             ref.get("PhotometricInterpretation") or first.photometric or "MONOCHROME2")
         self.lut = px.modality_lut(ref)
+        self.header = header_facts(ref, first)
 
     @property
     def slice_count(self) -> int:
@@ -257,7 +267,29 @@ class SeriesLoader:
             description=str(ref.get("SeriesDescription", "")), warnings=list(self.warnings),
             has_geometry=self.has_geometry, patient_orientation=self.patient_orientation,
             spacing_known=self.spacing_known,
-            frame_rate=self.frame_rate)
+            frame_rate=self.frame_rate, header=dict(self.header))
+
+
+def header_facts(ref: object, first: Instance | None = None) -> dict[str, str]:
+    """HEADER_KEYWORDS present in `ref` as text ("" values left out); the slice thickness
+    falls back to the first image's (an enhanced file keeps it in its functional groups)."""
+    facts: dict[str, str] = {}
+    for keyword in HEADER_KEYWORDS:
+        text = _as_text(ref.get(keyword))  # type: ignore[attr-defined]
+        if text:
+            facts[keyword] = text
+    if "SliceThickness" not in facts and first is not None and first.slice_thickness:
+        facts["SliceThickness"] = f"{first.slice_thickness:g}"
+    return facts
+
+
+def _as_text(value: object) -> str:
+    """A header value as one line of text; multi-valued elements joined by backslashes."""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(str(v).strip() for v in value)  # type: ignore[union-attr]
+    return str(value).strip()
 
 
 class _Ticker:

@@ -1,0 +1,126 @@
+"""Every key and mouse action of the viewer, in one table: Help ▸ Keyboard Shortcuts and the
+README's controls table are both this table (a test compares them, and compares its keys with
+the ones the views and the panel really handle: `slice_view.VIEW_KEYS`, `viewer.PRESET_KEYS`
+and the panel's key constants), so what the reader is told cannot drift from what works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QHeaderView,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+@dataclass(frozen=True)
+class Control:
+    """One row: what the reader wants, how to do it, and the keys that `how` names."""
+
+    action: str
+    how: str
+    keys: tuple[str, ...] = ()
+
+
+CONTROLS: tuple[Control, ...] = (
+    Control("next / previous slice",
+            "wheel, ↑ / ↓, slider; PgUp / PgDn: 10 slices; Home / End",
+            ("↑", "↓", "PgUp", "PgDn", "Home", "End")),
+    Control("time point (4D)", "← / →, time slider", ("←", "→")),
+    Control("window / level",
+            "right-drag (horizontal: width, vertical: level); header windows and CT presets "
+            "(brain, lung, mediastinum, abdomen, bone, ...) in the toolbar"),
+    Control("window presets by key",
+            "0: the header's first window; CT only: F2 brain, F3 subdural, F4 lung, "
+            "F5 mediastinum, F6 abdomen, F7 bone (the preset list shows each key, e.g. "
+            "\"Lung (F4)\")", ("0", "F2", "F3", "F4", "F5", "F6", "F7")),
+    Control("invert",
+            "I, Invert in the toolbar or View menu: grey scale flipped for display only (on a "
+            "MONOCHROME1 film it shows the image as stored)", ("I",)),
+    Control("reset",
+            "R, Reset in the toolbar or View menu: header window, fit, no pan, invert off; "
+            "measurements stay", ("R",)),
+    Control("text overlays",
+            "O: all text on the images off / on for the session (clean screenshots, "
+            "teaching). Top left: patient name, ID, sex and age, study date and description; "
+            "top right: plane, image, position, slab, series and slice thickness; bottom: "
+            "W/L, zoom and pixel size", ("O",)),
+    Control("thick slab",
+            "Slab combo and mm box in the toolbar: MIP, MinIP or Avg over the thickness "
+            "(converted to images with each plane's slice spacing), in every view; the "
+            "corner and the cursor readout say so (\"MIP value\"), measurements read the slab"),
+    Control("zoom / pan / fit / 1:1", "Ctrl+wheel / left-drag / F / 1", ("F", "1")),
+    Control("cine", "Cine ▶ with frames per second"),
+    Control("MPR",
+            "layout combo ▸ MPR (Ctrl+2; Ctrl+1 back to one view): axial, coronal and sagittal "
+            "with a linked crosshair (click or drag to move it), at the true spacing",
+            ("Ctrl+1", "Ctrl+2")),
+    Control("measure",
+            "Distance (mm), Rect ROI and Ellipse ROI (mean, SD, min, max, area mm²); Delete or "
+            "Backspace removes the selected one", ("Delete", "Backspace")),
+    Control("tags",
+            "right dock: every element of the current image, sequences expandable, searchable "
+            "by keyword, tag or value; right-click: Copy value / tag / row; Ctrl+C copies the "
+            "selected rows (tab-separated)", ("Ctrl+C",)),
+    Control("open",
+            "File ▸ Open Folder (Ctrl+O), Open Files (Ctrl+Shift+O), Open DICOMDIR, Open "
+            "Recent, Open Demo Study; or drop files and folders on the window",
+            ("Ctrl+O", "Ctrl+Shift+O")),
+    Control("export",
+            "File ▸ Export View as PNG… (Ctrl+E): the active view as shown, overlays included, "
+            "into a file you choose", ("Ctrl+E",)),
+    Control("back to a series",
+            "instant: the last volumes opened stay in memory (up to 1.5 GB of voxels, least "
+            "recently used dropped first)"),
+    Control("this list", "Help ▸ Keyboard Shortcuts (F1)", ("F1",)),
+)
+
+
+def listed_keys() -> set[str]:
+    """Every key the table names."""
+    return {key for control in CONTROLS for key in control.keys}
+
+
+def markdown_rows() -> list[str]:
+    """The README's controls table, row for row."""
+    return ["| action | how |", "|---|---|",
+            *(f"| {c.action} | {c.how} |" for c in CONTROLS)]
+
+
+class ShortcutsDialog(QDialog):
+    """Help ▸ Keyboard Shortcuts: the table, non-modal, so it can stay open beside the image."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard Shortcuts")
+        self.setModal(False)
+        self.table = QTableWidget(len(CONTROLS), 2, self)
+        self.table.setHorizontalHeaderLabels(["Action", "How"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(True)
+        for row, control in enumerate(CONTROLS):
+            for col, text in enumerate((control.action, control.how)):
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                self.table.setItem(row, col, item)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.resizeRowsToContents()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        self.resize(760, 560)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(action, how) as shown, for tests and copy-paste."""
+        return [(self.table.item(r, 0).text(), self.table.item(r, 1).text())
+                for r in range(self.table.rowCount())]
