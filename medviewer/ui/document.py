@@ -109,6 +109,7 @@ class StudyDocument(ReadingAids, QObject):
         self._set_geometry(self._preview_affine(series, affine), (self._preview_count, rows, cols))
         self.crosshair, self.time_index, self.window = (cols // 2, rows // 2, k), 0, window
         self._preview_window, self.display_inverted = window, False
+        self._leave_mpr_if_impossible()
         self.sigVolumeChanged.emit()
 
     def set_volume(self, volume: Volume, *, window: Window | None = None) -> None:
@@ -131,6 +132,7 @@ class StudyDocument(ReadingAids, QObject):
         self.window = window or self.window
         if not was_preview:
             self.display_inverted = False
+        self._leave_mpr_if_impossible()
         self.sigVolumeChanged.emit()
 
     def _set_geometry(self, affine: np.ndarray, shape: tuple[int, int, int]) -> None:
@@ -289,12 +291,25 @@ class StudyDocument(ReadingAids, QObject):
             self.time_index = t
             self.sigTimeChanged.emit(t)
 
-    def set_layout(self, layout: str) -> None:
+    @property
+    def can_reformat(self) -> bool:
+        """MPR needs a volume: patient geometry and more than one slice."""
+        return self.has_geometry and self.shape[0] > 1
+
+    def set_layout(self, layout: str) -> bool:
+        """False (layout kept) when MPR is asked of images that are no volume."""
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+        if layout == "mpr" and self.has_image and not self.can_reformat:
+            return False
         if layout != self.layout:
             self.layout = layout
             self.sigLayoutChanged.emit(layout)
+        return True
+
+    def _leave_mpr_if_impossible(self) -> None:
+        if self.layout == "mpr" and not self.can_reformat:
+            self.set_layout("1x1")
 
     # ----------------------------------------------------------------- window
     def set_window(self, window: Window) -> None:

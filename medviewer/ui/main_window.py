@@ -175,6 +175,8 @@ class MainWindow(QMainWindow):
             action.setChecked(layout == "1x1")
             group.addAction(action)
             self.layout_actions[layout] = action
+        self.document.sigLayoutChanged.connect(
+            lambda layout: self.layout_actions[layout].setChecked(True))
         view.addSeparator()
         view.addAction(self.viewer.invert_action)  # keys I and R work in the image panel
         view.addAction(self.viewer.reset_action)
@@ -357,8 +359,8 @@ class MainWindow(QMainWindow):
 
     @guarded
     def set_layout(self, layout: str) -> None:
-        self.document.set_layout(layout)
-        self.layout_actions[layout].setChecked(True)
+        self.viewer.set_layout(layout)
+        self.layout_actions[self.document.layout].setChecked(True)  # refused: stays checked
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state)

@@ -96,7 +96,7 @@ class ViewerPanel(QWidget):
         self.layout_combo = QComboBox()
         self.layout_combo.addItems(["1x1", "MPR"])
         self.layout_combo.activated.connect(
-            lambda i: self.document.set_layout(("1x1", "mpr")[i]))
+            lambda i: self.set_layout(("1x1", "mpr")[i]))
         bar.addWidget(self.layout_combo)
         bar.addAction("Fit", self.fit).setToolTip("Whole image in view (F)")
         bar.addAction("1:1", self.actual_size).setToolTip("One screen pixel per pixel")
@@ -286,6 +286,12 @@ class ViewerPanel(QWidget):
                 self.preset_combo.setCurrentIndex(i)
                 return
         self.preset_combo.setCurrentIndex(0)
+
+    def set_layout(self, layout: str) -> None:
+        if not self.document.set_layout(layout):
+            self.sigStatusMessage.emit("MPR needs a volume: these images have no patient "
+                                       "geometry, a single slice, or several orientations.")
+            self.layout_combo.setCurrentIndex(0)
 
     def _on_layout_changed(self, layout: str) -> None:
         if layout == "mpr" and self.mpr_view is None:

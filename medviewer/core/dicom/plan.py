@@ -240,12 +240,15 @@ def arrange(frames: list[Frame], ref: Dataset) -> tuple[list[list[int]], np.ndar
     """Grid [time][slice] of frame indices sorted along the slice normal, the affine, notes."""
     iop = frames[0].orientation
     normal = np.cross(iop[:3], iop[3:])
-    if any(f.position is None for f in frames):
+    mixed = not same_orientation(frames)
+    if mixed or any(f.position is None for f in frames):
         grid = [sorted(range(len(frames)), key=lambda i: frames[i].order)]
         step = normal * _nominal_step(frames[0].instance, ref)
         origin = frames[grid[0][0]].position
         notes = [] if len(frames) == 1 else [
-            "The images carry no slice positions: they are ordered by instance number."]
+            "The images lie in different orientations (a localizer, rotating projections): "
+            "shown one by one in acquisition order, without MPR or slice positions." if mixed
+            else "The images carry no slice positions: they are ordered by instance number."]
         return grid, _affine(frames[grid[0][0]], step, origin), notes
     depth = np.array([float(f.position @ normal) for f in frames])
     grid, notes = _split_time(frames, depth)
@@ -291,7 +294,7 @@ def _slice_step(positions: np.ndarray, normal: np.ndarray, nominal: float
     step = diffs[typical].mean(axis=0)
     notes = [f"Slice gap after slice {k + 1}: {d:.2f} mm instead of {median:.2f} mm "
              f"(about {round(d / median) - 1} slice(s) missing)."
-             for k, d in enumerate(along) if d > 1.5 * median]
+             for k, d in enumerate(along) if median > 0 and d > 1.5 * median]
     if not notes and not typical.all():
         notes.append("Slice spacing is uneven: distances are approximate along the slices.")
     return step, notes
@@ -313,7 +316,14 @@ def _affine(first: Frame, step: np.ndarray, origin: np.ndarray | None) -> np.nda
 def has_geometry(frames: list[Frame]) -> bool:
     """True when every image has a patient position and orientation (IPP/IOP or functional
     groups): only then do edge letters and millimetre positions mean anything."""
-    return all(f.located for f in frames)
+    return all(f.located for f in frames) and same_orientation(frames)
+
+
+def same_orientation(frames: list[Frame], tolerance: float = 1e-3) -> bool:
+    """Whether all images share the first one's direction cosines: only then are they one
+    volume."""
+    first = frames[0].orientation
+    return all(np.abs(f.orientation - first).max() < tolerance for f in frames[1:])
 
 
 def patient_orientation(ref: Dataset) -> tuple[str, str] | None:
