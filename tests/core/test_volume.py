@@ -485,3 +485,21 @@ def test_ultrasound_region_calibration_gives_the_spacing(tmp_path: Path) -> None
     assert volume.spacing_known
     np.testing.assert_allclose(volume.spacing[1:], (0.25, 0.2))  # (row, column) mm
     assert any("ultrasound region calibration" in w for w in volume.warnings)
+
+
+def test_read_slice_of_a_compressed_multiframe_decodes_that_frame_only(
+        tmp_path: Path, monkeypatch) -> None:
+    path = syn.write_multiframe(tmp_path, _ct((6, 32, 32)), transfer_syntax=JPEG2000Lossless)
+    loader = SeriesLoader(path)
+    whole = loader.load().voxels
+    decoded_frames = []
+    original = pydicom.Dataset.pixel_array_options
+
+    def spy(self, **kwargs):
+        decoded_frames.append(kwargs.get("index"))
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(pydicom.Dataset, "pixel_array_options", spy)
+    for k in (0, 4, loader.slice_count - 1):
+        np.testing.assert_array_equal(loader.read_slice(k), whole[k])
+    assert len(decoded_frames) == 3 and None not in decoded_frames

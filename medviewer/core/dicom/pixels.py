@@ -176,8 +176,9 @@ def _infer_transfer_syntax(ds: Dataset) -> None:
                               pydicom.uid.ExplicitVRBigEndian)
 
 
-def decode_dataset(path: str, ds: Dataset) -> np.ndarray:
-    """All frames of `ds` as (frames, rows, cols[, 3]); colour converted to RGB uint8."""
+def decode_dataset(path: str, ds: Dataset, index: int | None = None) -> np.ndarray:
+    """All frames of `ds` as (frames, rows, cols[, 3]), or only frame `index` as (1, ...);
+    colour converted to RGB uint8."""
     if "PixelData" not in ds:
         # pydicom returns an empty dataset when encapsulated pixel data is cut short
         if ds.get("Rows") or not len(ds):
@@ -187,10 +188,13 @@ def decode_dataset(path: str, ds: Dataset) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            frames = int(ds.get("NumberOfFrames") or 1)
+            if index is not None and frames > 1:  # one frame of a long multi-frame file
+                ds.pixel_array_options(index=index)
+                frames = 1
             arr = ds.pixel_array
     except Exception as exc:  # decoders raise many types; the reason goes into the sentence
         raise DicomError(path, _decode_failure(ds, str(exc))) from exc
-    frames = int(ds.get("NumberOfFrames") or 1)
     arr = arr.reshape((frames, *(arr.shape[1:] if frames > 1 else arr.shape)))
     if _is_colour(ds):
         return _to_display_colour(arr, ds)

@@ -236,8 +236,7 @@ class SeriesLoader:
         inst = frame.instance
         how = _strategy(inst, self.colour, self.lut)
         if how == "pydicom":
-            frames = px.decode_dataset(inst.path, px.read_dataset(inst.path))
-            return frames[frame.frame]
+            return px.decode_dataset(inst.path, px.read_dataset(inst.path), frame.frame)[0]
         out = np.empty((self.rows, self.columns), self._raw_dtype())
         self._decode_fast(frame, out, how)
         return out
