@@ -16,7 +16,8 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QGraphicsDropShadowEffect, QLabel
 
 from medviewer.core import geometry
 
@@ -108,6 +109,11 @@ def _label(parent: SliceView, style: str) -> QLabel:
     label = QLabel(parent)
     label.setStyleSheet(style)
     label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+    shadow = QGraphicsDropShadowEffect(label)  # readable over bone and contrast too
+    shadow.setBlurRadius(0)
+    shadow.setOffset(1, 1)
+    shadow.setColor(QColor(0, 0, 0, 230))
+    label.setGraphicsEffect(shadow)
     return label
 
 

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QStackedWidget,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -112,14 +113,13 @@ class ViewerPanel(QWidget):
             "Patient, series and image text on the images")
         self.overlays_action.setCheckable(True)
         self.overlays_action.setChecked(self.document.overlays_visible)
-        self._build_slab_controls(bar)
-        bar.addSeparator()
+        self._build_slab_controls(self.toolbar)  # the tools row has room; this one has not
         self.cine_action = QAction("Cine ▶", self, checkable=True)
         self.cine_action.toggled.connect(self.set_cine)
-        bar.addAction(self.cine_action)
+        self.cine_button = QToolButton()  # beside the slice slider it drives
+        self.cine_button.setDefaultAction(self.cine_action)
         self.fps_spin = QSpinBox(minimum=1, maximum=60, value=10, suffix=" fps")
         self.fps_spin.valueChanged.connect(self._on_fps_changed)
-        bar.addWidget(self.fps_spin)
 
     def _build_slab_controls(self, bar: QToolBar) -> None:
         """Thick slab: mode (Off / MIP / MinIP / Avg) and thickness in mm, for every view."""
@@ -174,6 +174,8 @@ class ViewerPanel(QWidget):
         sliders.addWidget(QLabel("Slice"), 0, 0)
         sliders.addWidget(self.slice_slider, 0, 1)
         sliders.addWidget(self.slice_label, 0, 2)
+        sliders.addWidget(self.cine_button, 0, 3)
+        sliders.addWidget(self.fps_spin, 0, 4)
         self.time_row = (QLabel("Time"), self.time_slider, self.time_label)
         for col, widget in enumerate(self.time_row):
             sliders.addWidget(widget, 1, col)
