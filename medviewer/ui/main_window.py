@@ -45,6 +45,7 @@ from medviewer.ui.tags import TagPanel
 from medviewer.ui.viewer import ViewerPanel
 from medviewer.ui.volume_cache import VolumeCache
 from medviewer.ui.workers import (
+    Preview,
     TaskRunner,
     WorkerPool,
     demo_task,
@@ -248,14 +249,8 @@ class MainWindow(QMainWindow):
                          on_error=self._on_load_error)
 
     @guarded
-    def _on_preview(self, preview: Any) -> None:
-        self.document.set_preview(preview.slice, preview.series, preview.window,
-                                  preview.index, preview.count,
-                                  affine=preview.affine, source=preview.source,
-                                  has_geometry=preview.has_geometry,
-                                  patient_orientation=preview.patient_orientation,
-                                  header=preview.header, photometric=preview.photometric,
-                                  spacing_known=preview.spacing_known)
+    def _on_preview(self, preview: Preview) -> None:
+        preview.show_on(self.document)
         self.tags.show_file(preview.source.path)
 
     @guarded

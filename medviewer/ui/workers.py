@@ -274,6 +274,14 @@ class Preview:
     photometric: str = "MONOCHROME2"  # MONOCHROME1 previews show inverted, as the volume will
     spacing_known: bool = True
 
+    def show_on(self, document: Any) -> None:
+        """Hand this preview to a StudyDocument (what the main window does on arrival)."""
+        document.set_preview(self.slice, self.series, self.window, self.index, self.count,
+                             affine=self.affine, source=self.source,
+                             has_geometry=self.has_geometry,
+                             patient_orientation=self.patient_orientation, header=self.header,
+                             photometric=self.photometric, spacing_known=self.spacing_known)
+
 
 def scan_task(ctx: TaskContext, paths: Any, cache: bool | str | Path = True) -> ScanResult:
     from medviewer.core.dicom import scan

@@ -142,3 +142,24 @@ def _row_major_images() -> None:
     from medviewer.ui.app import configure_pyqtgraph
 
     configure_pyqtgraph()
+
+
+class PartialsContext:
+    """Stands in for a worker's TaskContext: keeps the partial results, never cancels."""
+
+    def __init__(self) -> None:
+        self.partials: list = []
+
+    def partial(self, value) -> None:
+        self.partials.append(value)
+
+    def progress(self, done: int, total: int) -> None:
+        pass
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
+@pytest.fixture
+def task_context() -> PartialsContext:
+    return PartialsContext()

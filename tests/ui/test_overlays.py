@@ -100,44 +100,20 @@ def test_long_header_text_is_elided_not_drawn_over_the_letters(make_view):
 
 
 # ------------------------------------------------------------------------- preview
-class _Collect:
-    """A stand-in TaskContext that keeps the partial results."""
-
-    def __init__(self) -> None:
-        self.partials: list = []
-
-    def partial(self, value) -> None:
-        self.partials.append(value)
-
-    def progress(self, done: int, total: int) -> None:
-        pass
-
-    def is_cancelled(self) -> bool:
-        return False
-
-
-def show_preview(doc: StudyDocument, preview) -> None:
-    doc.set_preview(preview.slice, preview.series, preview.window, preview.index,
-                    preview.count, affine=preview.affine, source=preview.source,
-                    has_geometry=preview.has_geometry,
-                    patient_orientation=preview.patient_orientation, header=preview.header,
-                    photometric=preview.photometric, spacing_known=preview.spacing_known)
-
-
 @pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
 def test_preview_is_inverted_like_its_volume_and_names_the_patient(qtbot, tmp_path,
-                                                                   photometric):
+                                                                   task_context, photometric):
     path, _ = syn.write_chest_xray(tmp_path, size=64, photometric=photometric,
                                    PatientName="ROE^RICHARD", PatientID="P002")
     (series,) = scan(tmp_path, cache=False).all_series()
-    ctx = _Collect()
+    ctx = task_context
     volume = load_series_task(ctx, series)
     (preview,) = ctx.partials
     assert preview.photometric == photometric and preview.header["PatientID"] == "P002"
     doc = StudyDocument()
     view = SliceView(doc)
     qtbot.addWidget(view)
-    show_preview(doc, preview)
+    preview.show_on(doc)
     on_preview = view.displayed.copy()
     assert doc.invert == (photometric == "MONOCHROME1")
     assert view.overlays["top_left"].text().startswith("ROE, RICHARD\nID P002")
