@@ -503,3 +503,21 @@ def test_read_slice_of_a_compressed_multiframe_decodes_that_frame_only(
     for k in (0, 4, loader.slice_count - 1):
         np.testing.assert_array_equal(loader.read_slice(k), whole[k])
     assert len(decoded_frames) == 3 and None not in decoded_frames
+
+
+@pytest.mark.parametrize("stored, signed", [((1024, 4000), True), ((1024, 4000), False),
+                                             ((0, 1024), True)])
+def test_negative_intercept_into_a_non_negative_range(tmp_path: Path, stored, signed) -> None:
+    """A scout whose HU all come out >= 0 (or <= 0) after intercept -1024: the result dtype
+    may be unsigned while the intercept is negative (pydicom's CT2N scout did this)."""
+    raw = np.linspace(*stored, 5 * 16 * 16).reshape(5, 16, 16).astype(
+        np.int16 if signed else np.uint16)
+    paths = syn.write_series(tmp_path, raw.astype(np.int32) - 1024, rescale=(1, -1024))
+    for path in paths:  # the stored values exactly as a scanner wrote them
+        ds = pydicom.dcmread(path)
+        ds.PixelRepresentation = int(signed)
+        ds.BitsStored, ds.HighBit = 16, 15
+        k = int(ds.InstanceNumber) - 1
+        ds.PixelData = raw[k].tobytes()
+        ds.save_as(path)
+    np.testing.assert_array_equal(load_series(tmp_path).voxels, raw.astype(np.int32) - 1024)

@@ -305,11 +305,14 @@ def to_modality(raw: np.ndarray, rescales: list[Rescale]) -> np.ndarray:
     if uniform and rescales[0].is_identity and target.itemsize >= raw.dtype.itemsize:
         return raw
     if uniform and _fits_in_place(raw, float(lows.min()), float(highs.max()), rescales[0], target):
+        # Same item size: two's-complement arithmetic modulo 2**bits gives the true result
+        # whenever that result fits the target, which `target` was chosen for; so the
+        # constants are cast with wrap-around (-1024 as uint16 is 64512).
         out = raw.view(target)
         if rescales[0].slope != 1:
-            out *= target.type(rescales[0].slope)
+            out *= np.array(int(rescales[0].slope)).astype(target)
         if rescales[0].intercept != 0:
-            out += target.type(rescales[0].intercept)
+            out += np.array(int(rescales[0].intercept)).astype(target)
         return out
     out = np.empty(raw.shape, target)
     for k, r in enumerate(rescales):
