@@ -60,11 +60,15 @@ CONTROLS: tuple[Control, ...] = (
     Control("cine", "Cine ▶ with frames per second"),
     Control("MPR",
             "layout combo ▸ MPR (Ctrl+2; Ctrl+1 back to one view): axial, coronal and sagittal "
-            "with a linked crosshair (click or drag to move it), at the true spacing",
+            "with a linked crosshair (click or drag to move it), at the true spacing. Planes "
+            "are cut along the series' own voxel axes (no interpolation): an oblique "
+            "acquisition is shown along its axes and the edge letters say so (e.g. \"LA\"). "
+            "Offered for volumes only, not for single images, projections or localizers",
             ("Ctrl+1", "Ctrl+2")),
     Control("measure",
-            "Distance (mm), Rect ROI and Ellipse ROI (mean, SD, min, max, area mm²); Delete or "
-            "Backspace removes the selected one", ("Delete", "Backspace")),
+            "Distance (mm), Rect ROI and Ellipse ROI (mean, SD, min, max, area mm²); in px / "
+            "px² when the header gives no pixel size; Delete or Backspace removes the selected "
+            "one", ("Delete", "Backspace")),
     Control("tags",
             "right dock: every element of the current image, sequences expandable, searchable "
             "by keyword, tag or value; right-click: Copy value / tag / row; Ctrl+C copies the "
