@@ -105,7 +105,10 @@ def plane_slice_spacing(affine: np.ndarray, plane: PlaneView) -> float:
 def plane_slab(voxels: np.ndarray, plane: PlaneView, k: int, half_width: int,
                mode: str) -> np.ndarray:
     """Image k of `plane` (as `PlaneView.image` cuts it, flips included) as a slab of the
-    (slices, rows, cols) voxels: reduced over a view of the plane's stack, then flipped."""
+    (slices, rows, cols) voxels: reduced over a view of the plane's stack, then flipped.
+    A resampled plane (core.reslice, oblique acquisitions) is reduced image by image."""
+    if not isinstance(plane, PlaneView):
+        return slab(lambda j: plane.image(voxels, j), k, half_width, mode, count=plane.count)
     stack = np.moveaxis(voxels, plane.axes, (0, 1, 2))
     image = slab(stack, k, half_width, mode)
     if plane.flips[0]:

@@ -9,7 +9,9 @@ the patient and series facts for the overlays (`header`) are read from here too.
 
 Planes: 'stack' is the series as acquired (its slice index is the document's slice index);
 'axial', 'coronal' and 'sagittal' are the MPR planes cut from the same voxels along their own
-axes (`core.geometry.plane_view`, numpy views: no copies, true spacing kept).
+axes when those line up with the patient's (`core.geometry.plane_view`, numpy views: no
+copies, true spacing kept), resampled to true planes when the series is oblique
+(`core.reslice.ResliceView`, trilinear). The stack is always shown as acquired.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from medviewer.core import geometry
+from medviewer.core import geometry, reslice
 from medviewer.core.dicom.model import Series
 from medviewer.core.dicom.volume import SliceSource, Volume
 from medviewer.core.display import CT_PRESETS, Window, default_window
@@ -72,13 +74,14 @@ class StudyDocument(ReadingAids, QObject):
         self._preview_header: dict[str, str] = {}
         self._preview_photometric, self._preview_spacing_known = "MONOCHROME2", True
         self.crosshair: tuple[int, int, int] = (0, 0, 0)  # (column, row, slice)
+        self._crosshair_lps: np.ndarray | None = None  # exact point, set by resliced planes
         self.time_index = 0
         self.window = Window(40, 400)
         self._preview_window: Window | None = None
         self.display_inverted = False  # the reader's Invert (I), on top of MONOCHROME1
         self.layout = "1x1"
         self._init_reading_aids()  # slab and overlays: kept whichever series opens next
-        self._planes: dict[str, geometry.PlaneView] = {}
+        self._planes: dict[str, geometry.PlaneView | reslice.ResliceView] = {}
         self._shape = (0, 0, 0)
         self._set_geometry(np.eye(4), self._shape)
 
@@ -137,6 +140,7 @@ class StudyDocument(ReadingAids, QObject):
 
     def _set_geometry(self, affine: np.ndarray, shape: tuple[int, int, int]) -> None:
         self._affine, self._shape, self._planes = affine, shape, {}
+        self._crosshair_lps = None
         self._slabs.clear()
         self._stack_plane = geometry.acquisition_plane(affine)
 
@@ -202,17 +206,35 @@ class StudyDocument(ReadingAids, QObject):
     def time_count(self) -> int:
         return self.volume.voxels.shape[0] if self.volume is not None and self.volume.is_4d else 1
 
-    def plane(self, name: str = STACK) -> geometry.PlaneView:
-        """Geometry of a display plane ('stack' = the plane the series was acquired in)."""
+    def plane(self, name: str = STACK) -> geometry.PlaneView | reslice.ResliceView:
+        """Geometry of a display plane ('stack' = the plane the series was acquired in, cut
+        along its voxels; the MPR planes of an oblique volume are resampled true planes, but
+        not from a one-slice preview)."""
+        key = name
         if name == STACK:
             name = self._stack_plane
-        if name not in self._planes:
-            self._planes[name] = geometry.plane_view(self._shape, self._affine, name)
-        return self._planes[name]
+        if key not in self._planes:
+            native = key == STACK or self.volume is None
+            make = geometry.plane_view if native else reslice.plane_view_for
+            self._planes[key] = make(self._shape, self._affine, name)
+        return self._planes[key]
 
     def plane_index(self, name: str = STACK) -> int:
-        """Which image of `name` the crosshair is on."""
-        return self.plane(name).from_voxel(*self.crosshair)[0]
+        """Which image of `name` the crosshair is on (a resliced plane: the image nearest
+        the crosshair's exact LPS point, so it may run past the tilted volume's edge)."""
+        plane = self.plane(name)
+        if isinstance(plane, reslice.ResliceView):
+            k = int(np.rint(plane.from_lps(self.crosshair_lps)[0]))
+            return int(np.clip(k, 0, plane.count - 1))
+        return plane.from_voxel(*self.crosshair)[0]
+
+    @property
+    def crosshair_lps(self) -> np.ndarray:
+        """The crosshair in patient LPS mm: the point a resliced plane was clicked or scrolled
+        to, else the centre of the crosshair voxel."""
+        if self._crosshair_lps is not None:
+            return self._crosshair_lps
+        return geometry.voxel_to_lps(self._affine, *self.crosshair)
 
     def frame(self, name: str = STACK, k: int | None = None) -> np.ndarray | None:
         """Image k (default: current) of a plane in modality units; None if not decoded yet."""
@@ -233,7 +255,7 @@ class StudyDocument(ReadingAids, QObject):
         if volume is None or not volume.bad_slices:
             return None
         plane = self.plane(name)
-        if plane.axes[0] != 0:
+        if isinstance(plane, reslice.ResliceView) or plane.axes[0] != 0:
             return None
         k = self.plane_index(name) if k is None else k
         return volume.bad_reason(plane.to_voxel(k, 0, 0)[2], self.time_index)
@@ -258,7 +280,7 @@ class StudyDocument(ReadingAids, QObject):
             return
         k = int(np.clip(k, 0, max(self.slice_count - 1, 0)))
         if k != self.crosshair[2]:
-            self.crosshair = (self.crosshair[0], self.crosshair[1], k)
+            self.crosshair, self._crosshair_lps = (self.crosshair[0], self.crosshair[1], k), None
             self.sigSliceChanged.emit(k)
             self.sigCrosshairChanged.emit(self.crosshair)
 
@@ -268,17 +290,45 @@ class StudyDocument(ReadingAids, QObject):
     def set_plane_slice(self, name: str, k: int) -> None:
         """Go to image k of any plane: moves the crosshair along that plane's normal."""
         plane = self.plane(name)
-        _, r, c = plane.from_voxel(*self.crosshair)
         k = int(np.clip(k, 0, plane.count - 1))
+        if isinstance(plane, reslice.ResliceView):
+            _, r, c = plane.from_lps(self.crosshair_lps)
+            self.set_crosshair_lps(plane.to_lps(k, r, c))
+            return
+        _, r, c = plane.from_voxel(*self.crosshair)
         self.set_crosshair(plane.to_voxel(k, r, c))
+
+    def set_crosshair_at(self, name: str, k: int, row: float, col: float) -> None:
+        """Point at pixel (row, col) of image k of a plane (a click): exactly there on a
+        resliced plane, so the clicked view keeps its image; else at that pixel's voxel."""
+        plane = self.plane(name)
+        if isinstance(plane, reslice.ResliceView):
+            self.set_crosshair_lps(plane.to_lps(k, row, col))
+        else:
+            self.set_crosshair(plane.to_voxel(k, int(row), int(col)))
+
+    def set_crosshair_lps(self, point: np.ndarray) -> None:
+        """Point at an LPS position (mm); the crosshair voxel is the nearest one, clamped."""
+        if self.volume is None:
+            return
+        point = np.asarray(point, float)
+        voxel = tuple(int(v) for v in np.rint(geometry.lps_to_voxel(self._affine, point)))
+        self._move_crosshair(voxel, point)
 
     def set_crosshair(self, voxel: tuple[int, int, int]) -> None:
         """Point at voxel (column, row, slice), clamped; the acquired slice follows."""
-        if self.volume is None:
-            return
+        if self.volume is not None:
+            self._move_crosshair(voxel, None)
+
+    def _move_crosshair(self, voxel: tuple[int, int, int], point: np.ndarray | None) -> None:
+        """Set the crosshair voxel (clamped) and exact point (None: the voxel's centre). A
+        new point on the same voxel is still news: a resliced plane may show another image."""
         limits = (self._shape[2], self._shape[1], self._shape[0])
         new = tuple(int(np.clip(v, 0, n - 1)) for v, n in zip(voxel, limits, strict=True))
-        if new == self.crosshair:
+        old_point, self._crosshair_lps = self._crosshair_lps, point
+        same_point = (old_point is None and point is None) or (
+            old_point is not None and point is not None and np.allclose(old_point, point))
+        if new == self.crosshair and same_point:
             return
         old_k, self.crosshair = self.crosshair[2], new
         if new[2] != old_k:

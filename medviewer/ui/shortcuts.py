@@ -61,9 +61,10 @@ CONTROLS: tuple[Control, ...] = (
     Control("MPR",
             "layout combo ▸ MPR (Ctrl+2; Ctrl+1 back to one view): axial, coronal and sagittal "
             "with a linked crosshair (click or drag to move it), at the true spacing. Planes "
-            "are cut along the series' own voxel axes (no interpolation): an oblique "
-            "acquisition is shown along its axes and the edge letters say so (e.g. \"LA\"). "
-            "Offered for volumes only, not for single images, projections or localizers",
+            "are cut along the series' own voxel axes when these are axial, coronal or "
+            "sagittal; an oblique acquisition is resampled (trilinear) to true axial, coronal "
+            "and sagittal planes. The 1x1 view shows the images as acquired. Offered for "
+            "volumes only, not for single images, projections or localizers",
             ("Ctrl+1", "Ctrl+2")),
     Control("measure",
             "Distance (mm), Rect ROI and Ellipse ROI (mean, SD, min, max, area mm²); in px / "

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 from medviewer.core import geometry
 from medviewer.core import slab as slabs
 from medviewer.core.display import Window, to_display
+from medviewer.core.reslice import ResliceView
 from medviewer.ui.document import STACK, StudyDocument, full_range_window
 from medviewer.ui.measure_tools import MeasurementLayer
 from medviewer.ui.overlays import ImageOverlays
@@ -220,7 +221,10 @@ class SliceView(QWidget):
         for line in self.crosshair_lines:
             line.setVisible(show)
         if show:
-            _, row, col = self.plane.from_voxel(*self.document.crosshair)
+            if isinstance(self.plane, ResliceView):  # a true plane: the exact point
+                _, row, col = self.plane.from_lps(self.document.crosshair_lps)
+            else:
+                _, row, col = self.plane.from_voxel(*self.document.crosshair)
             centre = self.pixel_to_view(col + 0.5, row + 0.5)
             self.crosshair_lines[0].setValue(centre.x())
             self.crosshair_lines[1].setValue(centre.y())
@@ -358,7 +362,7 @@ class SliceView(QWidget):
         x, y = self.scene_to_pixel(scene_pos)
         _, rows, cols = self.plane.shape
         row, col = int(np.clip(y, 0, rows - 1)), int(np.clip(x, 0, cols - 1))
-        self.document.set_crosshair(self.plane.to_voxel(self.slice_index, row, col))
+        self.document.set_crosshair_at(self.plane_name, self.slice_index, row, col)
 
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
         info = self.cursor_info(scene_pos)

@@ -14,8 +14,11 @@ from PySide6.QtGui import QImage, QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
+from medviewer.core import geometry
 from medviewer.core.dicom.volume import Volume
 from medviewer.core.display import Window
+from medviewer.core.reslice import ResliceView
+from medviewer.core.synthetic import Geometry, oblique
 from medviewer.ui.document import StudyDocument
 from medviewer.ui.mpr_view import MprView
 from medviewer.ui.viewer import ViewerPanel
@@ -142,3 +145,93 @@ def test_panel_switches_layout_and_keeps_one_document(qtbot):
 def test_crosshair_is_clamped(mpr):
     mpr.document.set_crosshair((500, -3, 99))
     assert mpr.document.crosshair == (COLS - 1, 0, SLICES - 1)
+
+
+# ------------------------------------------------------------------ oblique acquisitions
+# A 30 degree tilted stack holding a 12 mm radius sphere: MPR must resample true planes.
+OBLIQUE = Geometry((30, 48, 48), (2.0, 1.0, 1.0), oblique(30))
+SPHERE_MM = 12.0
+
+
+def oblique_sphere_volume() -> tuple[Volume, np.ndarray]:
+    """The tilted volume (1000 HU sphere in 20 HU) and the sphere centre in LPS mm."""
+    s, r, c = np.indices(OBLIQUE.shape)
+    lps = OBLIQUE.affine @ np.stack([c.ravel(), r.ravel(), s.ravel(), np.ones(s.size)])
+    centre = np.array([2.0, -3.0, 4.0])
+    inside = np.linalg.norm(lps[:3].T - centre, axis=1).reshape(OBLIQUE.shape) <= SPHERE_MM
+    voxels = np.where(inside, 1000, 20).astype(np.int16)
+    return Volume(voxels=voxels, affine=OBLIQUE.affine, modality="CT",
+                  windows=[Window(40, 400)]), centre
+
+
+@pytest.fixture
+def oblique_mpr(qtbot) -> tuple[MprView, np.ndarray]:
+    doc = StudyDocument()
+    volume, centre = oblique_sphere_volume()
+    doc.set_volume(volume)
+    view = MprView(doc)
+    qtbot.addWidget(view)
+    view.resize(960, 480)
+    view.show()
+    qtbot.waitExposed(view)
+    view.fit()
+    return view, centre
+
+
+def test_oblique_volume_shows_the_sphere_in_true_planes(oblique_mpr):
+    mpr, centre = oblique_mpr
+    doc = mpr.document
+    doc.set_crosshair(tuple(int(v) for v in np.rint(geometry.lps_to_voxel(doc.affine, centre))))
+    QApplication.processEvents()
+    for name, view in mpr.views.items():
+        assert isinstance(view.plane, ResliceView), name
+        disc = view.displayed == 255
+        width = disc.any(axis=0).sum() * view.spacing[1]
+        height = disc.any(axis=1).sum() * view.spacing[0]
+        assert width == pytest.approx(2 * SPHERE_MM, abs=2.5), name  # a voxel and a slice
+        assert height == pytest.approx(2 * SPHERE_MM, abs=2.5), name
+        letters = {view.overlays[edge].text() for edge in ("left", "right", "top", "bottom")}
+        assert letters <= set("RLAPSI") and all(len(t) == 1 for t in letters), name
+    assert doc.plane().name == "axial" and not isinstance(doc.plane(), ResliceView)
+
+
+def test_click_in_oblique_mpr_moves_the_others_to_the_clicked_point(oblique_mpr):
+    mpr, centre = oblique_mpr
+    axial, coronal, sagittal = (mpr.views[p] for p in ("axial", "coronal", "sagittal"))
+    k, row, col = np.rint(axial.plane.from_lps(centre + [6.0, -5.0, 0.0])).astype(int)
+    axial.document.set_plane_slice("axial", int(k))
+    QApplication.processEvents()
+    click(axial, col + 0.5, row + 0.5)
+    clicked = axial.plane.to_lps(axial.slice_index, row, col)
+    crosshair = geometry.voxel_to_lps(mpr.document.affine, *mpr.document.crosshair)
+    voxel_mm = np.linalg.norm(OBLIQUE.spacing)  # the crosshair is the nearest voxel
+    assert np.linalg.norm(crosshair - clicked) <= voxel_mm / 2 + 1e-6
+    on_coronal = coronal.plane.to_lps(coronal.slice_index, 0, 0)[1]  # its A-P position
+    on_sagittal = sagittal.plane.to_lps(sagittal.slice_index, 0, 0)[0]  # its R-L position
+    assert on_coronal == pytest.approx(clicked[1], abs=2.0)
+    assert on_sagittal == pytest.approx(clicked[0], abs=2.0)
+    assert (coronal.displayed == 255).any() and (sagittal.displayed == 255).any()
+
+
+@pytest.mark.parametrize("name", ["axial", "coronal", "sagittal"])
+def test_scrolling_a_resliced_plane_reaches_every_image(oblique_mpr, name):
+    mpr, _ = oblique_mpr
+    view = mpr.views[name]
+    view.go_to(0)
+    seen = [view.slice_index]
+    for _ in range(view.plane.count - 1):
+        view.step(1)
+        seen.append(view.slice_index)
+    assert seen == list(range(view.plane.count))  # never stuck at the tilted volume's edge
+
+
+def test_pointing_in_a_resliced_plane_keeps_its_image(oblique_mpr):
+    mpr, centre = oblique_mpr
+    doc, coronal = mpr.document, mpr.views["coronal"]
+    k, row, col = np.rint(coronal.plane.from_lps(centre)).astype(int)
+    for dr, dc in ((0, 0), (3, -4), (-7, 5)):
+        doc.set_crosshair_at("coronal", k, row + dr, col + dc)
+        assert coronal.slice_index == k
+        assert np.allclose(doc.crosshair_lps, coronal.plane.to_lps(k, row + dr, col + dc))
+    assert mpr.views["axial"].slice_index == mpr.views["axial"].plane.from_lps(
+        coronal.plane.to_lps(k, row - 7, col + 5)).round()[0]
