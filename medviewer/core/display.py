@@ -88,6 +88,14 @@ def default_window(volume_or_array: Any, windows: list[Window] | None = None) ->
     return Window((lo + hi) / 2, max(hi - lo, 1.0), "Auto")
 
 
+def full_range_window(voxels: np.ndarray) -> Window:
+    """A window spanning the value range (sampled: a 300-slice CT must not stall the GUI)."""
+    step = max(1, int(round((voxels.size / 2_000_000) ** (1 / 3))))
+    sample = voxels[(slice(None, None, step),) * min(voxels.ndim, 3)]
+    lo, hi = float(np.min(sample)), float(np.max(sample))
+    return Window((lo + hi) / 2, max(hi - lo, 1.0), "Full range")
+
+
 def window_curve(x: np.ndarray, window: Window) -> np.ndarray:
     """PS3.3 C.11.2.1.2 output in [0, 255] (float64) for input values x."""
     c, w = float(window.center), float(window.width)

@@ -16,27 +16,17 @@ copies, true spacing kept), resampled to true planes when the series is oblique
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from medviewer.core import geometry, reslice
 from medviewer.core.dicom.model import Series
 from medviewer.core.dicom.volume import SliceSource, Volume
-from medviewer.core.display import CT_PRESETS, Window, default_window
+from medviewer.core.display import Window, default_window
 from medviewer.ui.reading_aids import STACK, ReadingAids
 
 LAYOUTS = ("1x1", "mpr")
 _OPPOSITE = str.maketrans("HFAPRL", "FHPALR")
-
-
-def full_range_window(voxels: np.ndarray) -> Window:
-    """A window spanning the value range (sampled: a 300-slice CT must not stall the GUI)."""
-    step = max(1, int(round((voxels.size / 2_000_000) ** (1 / 3))))
-    sample = voxels[(slice(None, None, step),) * min(voxels.ndim, 3)]
-    lo, hi = float(np.min(sample)), float(np.max(sample))
-    return Window((lo + hi) / 2, max(hi - lo, 1.0), "Full range")
 
 
 def _other_series(a: Series | None, b: Series | None) -> bool:
@@ -360,51 +350,6 @@ class StudyDocument(ReadingAids, QObject):
     def _leave_mpr_if_impossible(self) -> None:
         if self.layout == "mpr" and not self.can_reformat:
             self.set_layout("1x1")
-
-    # ----------------------------------------------------------------- window
-    def set_window(self, window: Window) -> None:
-        window = replace(window, width=max(float(window.width), 1.0))
-        if window != self.window:
-            self.window = window
-            self.sigWindowChanged.emit(window)
-
-    def presets(self) -> dict[str, Window]:
-        """Header windows (with their explanations) first, then CT presets for CT only."""
-        found: dict[str, Window] = {}
-        windows = self.volume.windows if self.volume is not None else []
-        for i, w in enumerate(windows):
-            found[f"Header {i + 1}: {w.explanation}" if w.explanation else f"Header {i + 1}"] = w
-        if self.modality == "CT":
-            found.update({name.capitalize(): w for name, w in CT_PRESETS.items()})
-        if self.volume is not None:
-            found["Full range"] = full_range_window(self.volume.voxels)
-        return found
-
-    def header_window(self) -> Window:
-        """The series' own window: the header's first, else the default (as on opening)."""
-        if self.volume is not None:
-            return default_window(self.volume, self.volume.windows)
-        return self._preview_window or self.window
-
-    def set_display_inverted(self, on: bool) -> None:
-        """The reader's Invert: flips the grey scale for display only (see `invert`)."""
-        if bool(on) != self.display_inverted:
-            self.display_inverted = bool(on)
-            self.sigInvertChanged.emit(self.invert)
-
-    def reset_display(self) -> None:
-        """Back to the series' own window and no reader inversion; measurements are untouched."""
-        self.set_window(self.header_window())
-        self.set_display_inverted(False)
-
-    def apply_preset(self, name: str) -> Window:
-        """Apply a preset by its label in `presets()` or a CT preset name ('lung')."""
-        presets = self.presets()
-        window = presets.get(name) or CT_PRESETS.get(name.lower())
-        if window is None:
-            raise KeyError(f"no window preset {name!r}; known: {', '.join(presets)}")
-        self.set_window(window)
-        return window
 
     # ----------------------------------------------------------------- header facts
     @property

@@ -1,19 +1,22 @@
-"""The reader's session choices on how every image is shown: thick slab and text overlays.
+"""The reader's choices on how every image is shown: window, invert, thick slab, text overlays.
 
 A part of `StudyDocument` (a mixin, so the views still read one object): the slab mode and
 thickness apply to every view of every plane and survive opening another series, as a reading
 room expects of a 10 mm MIP while it pages through studies; the overlay switch (O) hides all
 text for clean screenshots and teaching. The document declares the signals
-(`sigSlabChanged`, `sigOverlaysChanged`) and owns the voxels and planes this reads.
+(`sigWindowChanged`, `sigInvertChanged`, `sigSlabChanged`, `sigOverlaysChanged`) and owns
+the volume, voxels and planes this reads.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medviewer.core import slab as slabs
+from medviewer.core.display import CT_PRESETS, Window, default_window, full_range_window
 
 if TYPE_CHECKING:
     from medviewer.core import geometry
@@ -22,12 +25,58 @@ STACK = "stack"
 
 
 class ReadingAids:
-    """Thick-slab projection (MIP / MinIP / average) and the overlay switch of a document."""
+    """Window / level and its presets, the reader's Invert, thick-slab projection (MIP /
+    MinIP / average) and the overlay switch of a document."""
 
     def _init_reading_aids(self) -> None:
         self.slab_mode, self.slab_mm = slabs.OFF, 10.0
         self.overlays_visible = True
         self._slabs = slabs.SlabCache()
+
+    # ----------------------------------------------------------------- window
+    def set_window(self, window: Window) -> None:
+        window = replace(window, width=max(float(window.width), 1.0))
+        if window != self.window:
+            self.window = window
+            self.sigWindowChanged.emit(window)
+
+    def presets(self) -> dict[str, Window]:
+        """Header windows (with their explanations) first, then CT presets for CT only."""
+        found: dict[str, Window] = {}
+        windows = self.volume.windows if self.volume is not None else []
+        for i, w in enumerate(windows):
+            found[f"Header {i + 1}: {w.explanation}" if w.explanation else f"Header {i + 1}"] = w
+        if self.modality == "CT":
+            found.update({name.capitalize(): w for name, w in CT_PRESETS.items()})
+        if self.volume is not None:
+            found["Full range"] = full_range_window(self.volume.voxels)
+        return found
+
+    def header_window(self) -> Window:
+        """The series' own window: the header's first, else the default (as on opening)."""
+        if self.volume is not None:
+            return default_window(self.volume, self.volume.windows)
+        return self._preview_window or self.window
+
+    def set_display_inverted(self, on: bool) -> None:
+        """The reader's Invert: flips the grey scale for display only (see `invert`)."""
+        if bool(on) != self.display_inverted:
+            self.display_inverted = bool(on)
+            self.sigInvertChanged.emit(self.invert)
+
+    def reset_display(self) -> None:
+        """Back to the series' own window and no reader inversion; measurements are untouched."""
+        self.set_window(self.header_window())
+        self.set_display_inverted(False)
+
+    def apply_preset(self, name: str) -> Window:
+        """Apply a preset by its label in `presets()` or a CT preset name ('lung')."""
+        presets = self.presets()
+        window = presets.get(name) or CT_PRESETS.get(name.lower())
+        if window is None:
+            raise KeyError(f"no window preset {name!r}; known: {', '.join(presets)}")
+        self.set_window(window)
+        return window
 
     # ----------------------------------------------------------------- thick slab
     def set_slab(self, mode: str | None = None, thickness_mm: float | None = None) -> None:

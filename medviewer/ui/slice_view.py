@@ -18,9 +18,9 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from medviewer.core import geometry
 from medviewer.core import slab as slabs
-from medviewer.core.display import Window, to_display
+from medviewer.core.display import Window, full_range_window, to_display
 from medviewer.core.reslice import ResliceView
-from medviewer.ui.document import STACK, StudyDocument, full_range_window
+from medviewer.ui.document import STACK, StudyDocument
 from medviewer.ui.measure_tools import MeasurementLayer
 from medviewer.ui.overlays import ImageOverlays
 
