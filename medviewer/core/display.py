@@ -101,7 +101,8 @@ def window_curve(x: np.ndarray, window: Window) -> np.ndarray:
     c, w = float(window.center), float(window.width)
     x = np.asarray(x, dtype=np.float64)
     if window.function == "SIGMOID":
-        return 255.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+        # exp overflows past ~709; beyond +-50 the curve is 0 or 255 to double precision
+        return 255.0 / (1.0 + np.exp(np.clip(-4.0 * (x - c) / w, -50.0, 50.0)))
     if window.function == "LINEAR_EXACT":
         return np.clip(((x - c) / w + 0.5) * 255.0, 0.0, 255.0)
     if w <= 1:  # LINEAR needs w >= 1: a threshold at c - 0.5
