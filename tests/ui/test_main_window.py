@@ -444,3 +444,25 @@ def test_volume_cache_is_lru_within_its_byte_budget():
     cache.put("big", _volume(250))
     assert cache.keys() == ["big"] and cache.get("c") is None
     assert VOLUME_CACHE_BYTES == 1_500_000_000
+
+
+def test_open_menu_entries_scan_what_the_dialogs_return(make_main_window, qtbot, monkeypatch,
+                                                        pydicom_test_files, dicom_folder):
+    """File ▸ Open Folder / Files / DICOMDIR, with the dialogs answered as a user would."""
+    dicomdir = pydicom_test_files / "dicomdirtests" / "DICOMDIR"
+    files = sorted(str(p) for p in (dicom_folder / "a").iterdir())
+    dialog = main_window_mod.QFileDialog
+    monkeypatch.setattr(dialog, "getExistingDirectory", lambda *a, **k: str(dicom_folder))
+    monkeypatch.setattr(dialog, "getOpenFileNames", lambda *a, **k: (files, ""))
+    monkeypatch.setattr(dialog, "getOpenFileName", lambda *a, **k: (str(dicomdir), ""))
+    window = make_main_window()
+    file_menu = next(a.menu() for a in window.menuBar().actions() if "File" in a.text())
+    entries = {a.text().replace("&", ""): a for a in file_menu.actions()}
+    counts = {}
+    for entry in ("Open Folder\u2026", "Open Files\u2026", "Open DICOMDIR\u2026"):
+        with qtbot.waitSignal(window.scan_finished, timeout=SCAN_MS) as blocker:
+            entries[entry].trigger()
+        counts[entry] = sum(s.image_count for s in blocker.args[0].all_series())
+    assert counts["Open Files\u2026"] == len(files) < counts["Open Folder\u2026"]
+    assert counts["Open DICOMDIR\u2026"] >= 20  # the images the DICOMDIR lists
+    assert window.recent_items()[0] == str(dicomdir)
