@@ -67,6 +67,7 @@ class PlaneView:
     spacing: tuple[float, float]  # (row mm, column mm) of the plane images
     col_direction: tuple[float, float, float]  # LPS unit vector of increasing column
     row_direction: tuple[float, float, float]  # LPS unit vector of increasing row
+    slice_spacing: float = 1.0  # mm between neighbouring images of the plane
 
     @property
     def count(self) -> int:
@@ -100,14 +101,19 @@ class PlaneView:
         return k, nr - 1 - r if self.flips[0] else r, nc - 1 - c if self.flips[1] else c
 
     def edge_labels(self) -> dict[str, str]:
-        """Orientation letters for the four image edges."""
-        col, row = np.array(self.col_direction), np.array(self.row_direction)
-        return {
-            "left": direction_label(-col),
-            "right": direction_label(col),
-            "top": direction_label(-row),
-            "bottom": direction_label(row),
-        }
+        return edge_labels(self.col_direction, self.row_direction)
+
+
+def edge_labels(col_direction: tuple[float, ...], row_direction: tuple[float, ...]
+                ) -> dict[str, str]:
+    """Orientation letters for the four edges of an image with these LPS directions."""
+    col, row = np.array(col_direction), np.array(row_direction)
+    return {
+        "left": direction_label(-col),
+        "right": direction_label(col),
+        "top": direction_label(-row),
+        "bottom": direction_label(row),
+    }
 
 
 def _axis_assignment(affine: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
@@ -140,6 +146,7 @@ def plane_view(shape: tuple[int, int, int], affine: np.ndarray, plane: str) -> P
         spacing=(spacing_of[axes[1]], spacing_of[axes[2]]),
         col_direction=tuple(float(v) for v in col_dir),
         row_direction=tuple(float(v) for v in row_dir),
+        slice_spacing=spacing_of[axes[0]],
     )
 
 

@@ -71,12 +71,10 @@ class ResliceView:
     """One true (LPS-aligned) display plane resampled out of an oblique voxel grid.
 
     Plane index (k, row, col) maps to LPS as origin + k * slice_step + row * row_step +
-    col * col_step; `axes` are the voxel axes nearest the plane's (slice, row, column), kept
-    for callers that look up the slice spacing, and `flips` are none: the grid is built in
-    display order. `resampled` tells it apart from a `PlaneView` cut.
+    col * col_step; `axes` are the voxel axes nearest the plane's (slice, row, column), and
+    `flips` are none: the grid is built in display order.
     """
 
-    resampled = True
     flips = (False, False)
 
     def __init__(self, shape: tuple[int, int, int], affine: np.ndarray, plane: str) -> None:
@@ -175,8 +173,5 @@ class ResliceView:
                      for v, n in zip(index, self.shape, strict=True))
 
     def edge_labels(self) -> dict[str, str]:
-        """Orientation letters of the four image edges: single letters, the grid is true."""
-        col, row = np.array(self.col_direction), np.array(self.row_direction)
-        label = geometry.direction_label
-        return {"left": label(-col), "right": label(col),
-                "top": label(-row), "bottom": label(row)}
+        """Single letters: the grid is a true plane."""
+        return geometry.edge_labels(self.col_direction, self.row_direction)

@@ -96,12 +96,6 @@ def slab_label(mode: str, thickness_mm: float, bounds: tuple[int, int]) -> str:
     return f"{MODE_LABELS[mode]} {thickness_mm:.1f} mm ({images} images)"
 
 
-def plane_slice_spacing(affine: np.ndarray, plane: PlaneView) -> float:
-    """Distance in mm between neighbouring images of a plane (its voxel axis' step)."""
-    column_of_axis = {0: 2, 1: 1, 2: 0}  # voxel axis (slice, row, col) -> affine column
-    return float(np.linalg.norm(np.asarray(affine, float)[:3, column_of_axis[plane.axes[0]]]))
-
-
 def plane_slab(voxels: np.ndarray, plane: PlaneView, k: int, half_width: int,
                mode: str) -> np.ndarray:
     """Image k of `plane` (as `PlaneView.image` cuts it, flips included) as a slab of the

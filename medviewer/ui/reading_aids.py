@@ -99,8 +99,7 @@ class ReadingAids:
         (one slice) or on colour images (no projection of RGB)."""
         if self.slab_mode == slabs.OFF or self.volume is None or self.is_colour:
             return 0
-        spacing = slabs.plane_slice_spacing(self.affine, self.plane(name))
-        return slabs.half_width_for(self.slab_mm, spacing)
+        return slabs.half_width_for(self.slab_mm, self.plane(name).slice_spacing)
 
     def slab_label(self, name: str = STACK, k: int | None = None) -> str:
         """'MIP 10.0 mm (5 images)' for image k (default: current) of a plane, '' if none."""

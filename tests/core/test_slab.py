@@ -103,7 +103,7 @@ def test_a_reformatted_plane_is_reduced_along_its_own_normal_and_keeps_its_flips
     affine = np.diag([0.7, 0.7, 2.5, 1.0])
     coronal = geometry.plane_view(vol.shape, affine, "coronal")
     assert coronal.flips[0]  # superior at the top: rows run backwards
-    assert slabs.plane_slice_spacing(affine, coronal) == pytest.approx(0.7)
+    assert coronal.slice_spacing == pytest.approx(0.7)
     k = coronal.from_voxel(CENTRE[2], CENTRE[1], CENTRE[0])[0]
     got = slabs.plane_slab(vol, coronal, k, 3, slabs.MIP)
     expected = np.max([coronal.image(vol, j) for j in range(k - 3, k + 4)], axis=0)
