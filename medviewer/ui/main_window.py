@@ -238,9 +238,7 @@ class MainWindow(QMainWindow):
         self.current_series = series
         cached = self.volume_cache.get(series.key)
         if cached is not None:  # seen a moment ago: no decode, no preview
-            loading = self.tasks.tasks.get("load")
-            if loading is not None:
-                loading.cancel()
+            self.tasks.cancel("load")
             self._on_volume(cached)
             return
         self.set_status(f"Loading {series.modality} {series.description}\u2026".strip())

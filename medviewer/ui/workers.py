@@ -204,9 +204,7 @@ class TaskRunner(QObject):
 
     def start(self, kind: str, fn: Callable[..., Any], *args: Any,
               **callbacks: Callable[..., Any]) -> Worker:
-        old = self.tasks.get(kind)
-        if old is not None:
-            old.cancel()
+        self.cancel(kind)
         cell: list[Worker] = []  # filled before the event loop runs, so before any callback
 
         def current() -> bool:
@@ -225,9 +223,15 @@ class TaskRunner(QObject):
         self._show_busy(True)
         return worker
 
-    def cancel_all(self) -> None:
-        for worker in self.tasks.values():
+    def cancel(self, kind: str) -> None:
+        """Cancel the running task of this kind, if any."""
+        worker = self.tasks.get(kind)
+        if worker is not None:
             worker.cancel()
+
+    def cancel_all(self) -> None:
+        for kind in list(self.tasks):
+            self.cancel(kind)
 
     def _on_progress(self, done: int, total: int) -> None:
         if total > 0:
