@@ -305,7 +305,7 @@ def load_series_task(ctx: TaskContext, series: Series) -> Volume:
     except DicomError:  # a bad middle slice: no preview; the full load shows it with its reason
         frame = None
     if frame is not None:
-        ctx.partial(Preview(frame, series, preview_window(frame, loader.windows), k, count,
+        ctx.partial(Preview(frame, series, default_window(frame, loader.windows), k, count,
                             loader.affine, loader.source(k), loader.has_geometry,
                             loader.patient_orientation, dict(loader.header),
                             loader.photometric, loader.spacing_known))
@@ -317,8 +317,3 @@ def demo_task(ctx: TaskContext) -> str:
     from medviewer.core.demo import ensure_demo_study
 
     return str(ensure_demo_study())
-
-
-def preview_window(frame: np.ndarray, windows: list[Window]) -> Window:
-    """The header's first window, else the core's default for this slice."""
-    return windows[0] if windows else default_window(frame, [])
