@@ -69,13 +69,12 @@ def _cmd_scan(ns: argparse.Namespace) -> int:
 
 def _scan_as_dict(result, with_files: bool) -> dict:
     out = asdict(result)
-    for patient in out["patients"]:
-        for study in patient["studies"]:
-            for series in study["series"]:
-                instances = series.pop("instances")
-                series["image_count"] = sum(max(1, i["number_of_frames"]) for i in instances)
-                if with_files:
-                    series["files"] = [i["path"] for i in instances]
+    listed = (s for p in out["patients"] for st in p["studies"] for s in st["series"])
+    for series, source in zip(listed, result.all_series(), strict=True):
+        instances = series.pop("instances")
+        series["image_count"] = source.image_count
+        if with_files:
+            series["files"] = [i["path"] for i in instances]
     return out
 
 
