@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from medviewer.core import synthetic as syn  # noqa: E402
+from medviewer.core.dicom import scan  # noqa: E402
 from medviewer.core.dicom.model import Series  # noqa: E402
-from medviewer.core.dicom.volume import SeriesLoader, _read_instance, load_series  # noqa: E402
+from medviewer.core.dicom.volume import SeriesLoader, load_series  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -66,19 +67,8 @@ def ensure_data(slices: int) -> tuple[Path, Path]:
 
 
 def scanned(folder: Path) -> Series:
-    """The Series the study browser would hand over (the real scanner when it works)."""
-    try:
-        from medviewer.core.dicom import scan
-
-        found = scan(folder, cache=False).all_series()
-        if found:
-            return max(found, key=lambda s: s.image_count)
-    except Exception as exc:  # the scanner is being written in parallel
-        print(f"(scan unavailable: {exc!r}; building the Series from headers)")
-    import dataclasses
-
-    paths = sorted(str(p) for p in folder.glob("*.dcm"))
-    return Series("bench", instances=[dataclasses.replace(_read_instance(p)) for p in paths])
+    """The Series the study browser would hand over."""
+    return max(scan(folder, cache=False).all_series(), key=lambda s: s.image_count)
 
 
 def timed(fn, repeat: int) -> float:

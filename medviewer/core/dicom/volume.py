@@ -28,7 +28,6 @@ from pydicom.multival import MultiValue
 from medviewer.core.dicom import pixels as px
 from medviewer.core.dicom import plan
 from medviewer.core.dicom.errors import DicomError
-from medviewer.core.dicom.headers import read_instance as _read_instance  # noqa: F401 (bench)
 from medviewer.core.dicom.model import Instance, Series
 from medviewer.core.display import Window
 
