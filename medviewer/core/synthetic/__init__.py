@@ -13,6 +13,7 @@ other layouts (multi-frame, 4D, colour, palette, broken files), `phantoms` the a
 from medviewer.core.synthetic.phantoms import (
     CHEST_HU,
     CHEST_LABELS,
+    DEMO_NODULES,
     chest_xray_phantom,
     ct_chest_labels,
     ct_chest_phantom,
@@ -53,6 +54,7 @@ __all__ = [
     "AXIAL",
     "CHEST_HU",
     "CHEST_LABELS",
+    "DEMO_NODULES",
     "CORONAL",
     "CT_WINDOWS",
     "GENERATOR_VERSION",

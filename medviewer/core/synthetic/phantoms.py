@@ -31,8 +31,10 @@ CHEST_HU = {"air": -1000, "fat": -100, "soft_tissue": 40, "blood": 45, "lung": -
 CHEST_LABELS = {"background": 0, "body": 1, "lung": 2, "nodule": 3, "spine": 4}
 # label, side (-1 patient right, +1 left), height u (0 lung base .. 1 apex), offset in lung
 # half-axes (lateral, posterior), diameter mm
-_NODULES = (("RUL 6 mm", -1, 0.72, -0.10, -0.20, 6.0), ("LUL 10 mm", 1, 0.58, 0.15, -0.35, 10.0),
-            ("RLL 15 mm", -1, 0.30, -0.20, 0.35, 15.0), ("LLL 20 mm", 1, 0.22, 0.25, 0.40, 20.0))
+DEMO_NODULES = (("RUL 6 mm", -1, 0.72, -0.10, -0.20, 6.0),
+                ("LUL 10 mm", 1, 0.58, 0.15, -0.35, 10.0),
+                ("RLL 15 mm", -1, 0.30, -0.20, 0.35, 15.0),
+                ("LLL 20 mm", 1, 0.22, 0.25, 0.40, 20.0))
 
 
 def _ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float
@@ -50,7 +52,8 @@ class _Chest:
     64 x 64 test series and a 512 x 512 demo look alike. Nodules keep their true size in mm.
     """
 
-    def __init__(self, shape: Sequence[int], spacing: Sequence[float]) -> None:
+    def __init__(self, shape: Sequence[int], spacing: Sequence[float],
+                 nodules: Sequence[tuple] = DEMO_NODULES) -> None:
         self.shape = tuple(int(v) for v in shape)
         self.spacing = tuple(float(v) for v in spacing)
         s, r, c = self.shape
@@ -58,7 +61,7 @@ class _Chest:
         self.y = ((np.arange(r, dtype=np.float32) - (r - 1) / 2) * self.spacing[1])[:, None]
         fov = min(c * self.spacing[2], r * self.spacing[1])
         self.a, self.b, self.fov = 0.44 * fov, 0.30 * fov, fov
-        self.nodules = [n for n in map(self._nodule, _NODULES) if self._fits(n)]
+        self.nodules = [n for n in map(self._nodule, nodules) if self._fits(n)]
 
     def height(self, k: float) -> float:
         """0 at the lung bases .. 1 at the apices (slice 0 is the most inferior)."""
@@ -157,14 +160,17 @@ def ct_chest_phantom(
     origin: Sequence[float] | None = None,
     noise_hu: float = 8.0,
     seed: int = 0,
+    nodules: Sequence[tuple] = DEMO_NODULES,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A chest CT in HU (int16, (slices, rows, columns), slice 0 inferior) and its truth.
 
     Truth lists every nodule (label, centre voxel (slice, row, column), centre LPS mm for the
     default axial geometry with `origin`, diameter, analytic volume and voxel count) plus the HU
     of each tissue. Nodules that would not lie entirely in lung at this size are left out.
+    `nodules` are (label, side -1 right / +1 left, height 0 base..1 apex, lateral and posterior
+    offsets in lung half-axes, diameter mm); training-data generators vary them.
     """
-    chest = _Chest(shape, spacing)
+    chest = _Chest(shape, spacing, nodules)
     geometry = Geometry(chest.shape, chest.spacing, AXIAL,
                         None if origin is None else tuple(origin))
     rng = np.random.default_rng([seed, 11])
@@ -203,9 +209,10 @@ def _chest_truth(chest: _Chest, geometry: Geometry, counts: list[int]) -> dict[s
 
 
 def ct_chest_labels(shape: Sequence[int] = (120, 512, 512),
-                    spacing: Sequence[float] = (2.5, 0.7, 0.7)) -> np.ndarray:
+                    spacing: Sequence[float] = (2.5, 0.7, 0.7),
+                    nodules: Sequence[tuple] = DEMO_NODULES) -> np.ndarray:
     """Segmentation ground truth of `ct_chest_phantom` on the same grid (CHEST_LABELS)."""
-    chest = _Chest(shape, spacing)
+    chest = _Chest(shape, spacing, nodules)
     labels = np.zeros(chest.shape, np.uint8)
     spine = chest.spine()
     for k in range(chest.shape[0]):
@@ -230,19 +237,22 @@ def _xray_body(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return np.abs(X - 0.5) < half
 
 
-def chest_xray_phantom(size: int = 1024, *, enlarged_heart: bool = False, seed: int = 0
+def chest_xray_phantom(size: int = 1024, *, enlarged_heart: bool = False, seed: int = 0,
+                       ctr: float | None = None, heart_shift: tuple[float, float] = (0.0, 0.0)
                        ) -> tuple[np.ndarray, dict[str, Any]]:
     """A PA chest radiograph (uint16, 12-bit, high = bright as displayed MONOCHROME2).
 
     Truth: heart_box (x0, y0, x1, y1) in pixel edges (x1, y1 exclusive), thorax_width_px
     (inner rib cage at its widest) and the cardiothoracic ratio (~0.42, or ~0.62 enlarged).
-    The heart sits to the viewer's right (patient's left), as on a PA film.
+    The heart sits to the viewer's right (patient's left), as on a PA film. `ctr` sets the
+    heart width directly and `heart_shift` moves it (unit coordinates): for training data.
     """
     X = ((np.arange(size, dtype=np.float32) + 0.5) / size)[None, :]
     Y = ((np.arange(size, dtype=np.float32) + 0.5) / size)[:, None]
     thorax = _ellipse(X, Y, 0.5, 0.50, 0.35, 0.36) & (Y > 0.16)
-    heart_width = (0.62 if enlarged_heart else 0.42) * 0.70
-    heart = _ellipse(X, Y, 0.535, 0.615, heart_width / 2, 0.135)
+    heart_width = (ctr or (0.62 if enlarged_heart else 0.42)) * 0.70
+    heart = _ellipse(X, Y, 0.535 + heart_shift[0], 0.615 + heart_shift[1], heart_width / 2,
+                     0.135)
     dome = 0.74 + 0.08 * ((X - np.where(X < 0.5, 0.32, 0.68)) / 0.2) ** 2 - np.where(
         X < 0.5, 0.015, 0.0)  # the right hemidiaphragm sits a little higher
     mediastinum = (np.abs(X - 0.5) < 0.06) & (Y > 0.10)

@@ -1,0 +1,144 @@
+"""torch weights -> model folder: ONNX graph, safetensors weights, manifest, parity-checked.
+
+The export is written into a temporary folder beside the target and renamed into place only
+after ONNX Runtime reproduced torch's outputs, so a failed export never leaves a half model.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medviewer.inference.errors import ModelError
+from medviewer.inference.manifest import (
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    Manifest,
+    load_manifest,
+    manifest_from_dict,
+    write_manifest,
+)
+from medviewer.labs.architectures import Architecture, get
+
+OPSET = 17
+PARITY_RTOL = 1e-4
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+
+
+def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> nn.Module:
+    """Weights from safetensors (never pickles); a shape mismatch becomes a ModelError."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+        model.load_state_dict(state, strict=strict)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelError(path, f"These weights do not fit the architecture ({str(exc)[:300]})."
+                         " Pick the architecture the checkpoint was trained with.") from exc
+    return model
+
+
+def export_onnx(model: nn.Module, arch: Architecture, path: Path,
+                inputs: Sequence[torch.Tensor]) -> Path:
+    """The TorchScript-based exporter (dynamo=False): it handles Faster R-CNN, dynamo does not."""
+    model.eval()
+    with torch.no_grad():
+        torch.onnx.export(model, tuple(inputs), str(path), input_names=list(arch.input_names),
+                          output_names=list(arch.output_names), dynamic_axes=arch.dynamic_axes,
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    return path
+
+
+def torch_outputs(model: nn.Module, inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    model.eval()
+    with torch.no_grad():
+        out = model(*inputs)
+    out = out if isinstance(out, (tuple, list)) else (out,)
+    return [o.detach().cpu().numpy() for o in out]
+
+
+def ort_outputs(path: Path, arch: Architecture, inputs: Sequence[torch.Tensor]
+                ) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {n: t.detach().cpu().numpy() for n, t in zip(arch.input_names, inputs, strict=True)}
+    return session.run(None, feed)
+
+
+def relative_error(expected: np.ndarray, actual: np.ndarray) -> float:
+    """max |a - e| / max(|e|, 1e-6): one number per output, scale-free."""
+    if expected.shape != actual.shape:
+        return float("inf")
+    if expected.size == 0:
+        return 0.0
+    diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64)).max()
+    return float(diff / max(float(np.abs(expected).max()), 1e-6))
+
+
+def parity_check(model: nn.Module, path: Path, arch: Architecture,
+                 inputs: Sequence[torch.Tensor], rtol: float = PARITY_RTOL) -> float:
+    """Largest relative error between torch and ONNX Runtime; ModelError above `rtol`."""
+    expected = torch_outputs(model, inputs)
+    actual = ort_outputs(path, arch, inputs)
+    errors = [relative_error(e, a) for e, a in zip(expected, actual, strict=True)]
+    worst = max(errors) if errors else 0.0
+    if worst > rtol:
+        shapes = [(e.shape, a.shape) for e, a in zip(expected, actual, strict=True)]
+        raise ModelError(path, f"ONNX Runtime differs from torch by {worst:.2e} (relative; "
+                         f"limit {rtol:.0e}; shapes {shapes}). The export is not trustworthy.")
+    return worst
+
+
+def export_model(model: nn.Module, arch: str | Architecture, folder: str | Path,
+                 manifest: dict[str, Any], inputs: Sequence[torch.Tensor] | None = None
+                 ) -> Manifest:
+    """Write `folder` (model.onnx, weights.safetensors, manifest.json) after a parity check.
+
+    `manifest` holds the fields export cannot know (id, title, labels, input spec, metrics,
+    provenance...); arch, lab, task and the ONNX signature are filled in here.
+    """
+    arch = get(arch) if isinstance(arch, str) else arch
+    folder = Path(folder)
+    inputs = tuple(inputs) if inputs is not None else arch.example_inputs()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        export_onnx(model, arch, staging / ONNX_FILE, inputs)
+        worst = parity_check(model, staging / ONNX_FILE, arch, inputs)
+        save_weights(model, staging / WEIGHTS_FILE)
+        d = {"lab": arch.lab, "task": arch.task, "arch": arch.name, **manifest}
+        d["onnx_inputs"] = _signature(arch, inputs)
+        d["onnx_outputs"] = list(arch.output_names)
+        d.setdefault("provenance", {})["parity_max_relative_error"] = worst
+        write_manifest(manifest_from_dict(d, staging), staging)
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return load_manifest(folder)
+
+
+def _signature(arch: Architecture, inputs: Sequence[torch.Tensor]) -> dict[str, list]:
+    out = {}
+    for name, t in zip(arch.input_names, inputs, strict=True):
+        dynamic = arch.dynamic_axes.get(name, {})
+        out[name] = [dynamic.get(i, int(s)) for i, s in enumerate(t.shape)]
+    return out
