@@ -22,12 +22,13 @@ from medviewer.inference.registry import (
     list_plugins,
     load_plugin,
     open_model,
+    register_plugin,
 )
 from medviewer.inference.results import Box, Explanation, Result
 
 __all__ = [
     "Box", "Explanation", "InferenceCancelled", "InputSpec", "Label", "LoadedModel", "Manifest",
     "ModelError", "Pipeline", "Plugin", "Result", "find_model", "list_models", "list_plugins",
-    "load_manifest", "load_plugin", "manifest_from_dict", "open_model", "provider_status",
+    "load_manifest", "load_plugin", "manifest_from_dict", "open_model", "provider_status", "register_plugin",
     "working_providers", "write_manifest",
 ]

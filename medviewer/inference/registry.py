@@ -66,7 +66,14 @@ def list_plugins() -> list[PluginEntry]:
 _LOADED: dict[str, Plugin] = {}
 
 
+def register_plugin(plugin: Plugin) -> Plugin:
+    """Register a plugin in this process only (tests, notebooks); installed ones need not."""
+    _LOADED[plugin.name] = plugin
+    return plugin
+
+
 def load_plugin(name: str) -> Plugin:
+    """The plugin object behind an entry point (imported now, once per process)."""
     if name in _LOADED:
         return _LOADED[name]
     matches = [ep for ep in metadata.entry_points(group=GROUP) if ep.name == name]
