@@ -29,6 +29,7 @@ from medviewer.inference.results import Box, Explanation, Result
 __all__ = [
     "Box", "Explanation", "InferenceCancelled", "InputSpec", "Label", "LoadedModel", "Manifest",
     "ModelError", "Pipeline", "Plugin", "Result", "find_model", "list_models", "list_plugins",
-    "load_manifest", "load_plugin", "manifest_from_dict", "open_model", "provider_status", "register_plugin",
+    "load_manifest", "load_plugin", "manifest_from_dict", "open_model", "provider_status",
+    "register_plugin",
     "working_providers", "write_manifest",
 ]
