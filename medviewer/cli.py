@@ -3,6 +3,9 @@
     medviewer [PATH]             open the viewer (the built-in demo study when no PATH)
     medviewer scan DIR [--json]  index a folder / DICOMDIR and list patients, studies, series
     medviewer info FILE          header summary and every element of one DICOM file
+    medviewer models [--json]    installed models, plugins and the ONNX Runtime providers
+    medviewer infer --model ID PATH --out DIR   run a model over series (SEG / CSV / JSON)
+    medviewer export CHECKPOINT --lab N --arch NAME   torch weights -> checked model folder
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import asdict
 
 from medviewer import __version__
 
-SUBCOMMANDS = ("scan", "info")
+SUBCOMMANDS = ("scan", "info", "models", "infer", "export")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +56,9 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="header summary and all elements of one DICOM file")
     i.add_argument("file")
     i.set_defaults(func=_cmd_info)
+    from medviewer.cli_infer import add_model_parsers
+
+    add_model_parsers(sub)
     return p
 
 

@@ -1,0 +1,1 @@
+"""An example MedViewer plugin: marks bright structures (bone, calcium, contrast) on CT."""

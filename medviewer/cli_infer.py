@@ -1,0 +1,209 @@
+"""`medviewer models` and `medviewer infer`: model listing and headless batch inference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from medviewer.cli_export import add_export_parser, fail
+
+
+def add_model_parsers(sub) -> None:
+    m = sub.add_parser("models", help="installed models, plugins and ONNX Runtime providers")
+    m.add_argument("--json", action="store_true", help="machine-readable output")
+    m.set_defaults(func=_cmd_models)
+    i = sub.add_parser("infer", help="run a model over a series, a folder or a DICOMDIR",
+                       description="Writes per series: DICOM SEG + JSON (segmentation), CSV + "
+                       "JSON (classification, fusion, detection). Never beside the source.")
+    i.add_argument("path", help="series folder, folder of studies, DICOMDIR or file")
+    i.add_argument("--model", required=True, help="model id (see `medviewer models`) or folder")
+    i.add_argument("--out", required=True, help="folder for the result files")
+    i.add_argument("--slices", help="slice range a:b (0-based, b excluded) or one index")
+    i.add_argument("--provider", choices=("cpu", "cuda"), help="default: the best that works")
+    i.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    i.set_defaults(func=_cmd_infer)
+    add_export_parser(sub)
+
+
+
+def _cmd_models(ns: argparse.Namespace) -> int:
+    from medviewer.inference import list_models, list_plugins, provider_status, working_providers
+
+    models, problems = list_models()
+    out = {"models": [{"id": m.id, "version": m.version, "lab": m.lab, "task": m.task,
+                       "title": m.title, "arch": m.arch, "plugin": m.plugin,
+                       "metrics": m.metrics, "folder": str(m.folder)} for m in models],
+           "plugins": [{"name": p.name, "value": p.value, "distribution": p.distribution}
+                       for p in list_plugins()],
+           "providers": list(working_providers()), "provider_status": provider_status(),
+           "problems": [{"path": p.path, "reason": p.reason} for p in problems]}
+    if ns.json:
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    print("Models:" if models else "Models: none installed")
+    for m in out["models"]:
+        print(f"  {m['id']} {m['version']}  lab {m['lab']} {m['task']}  {m['title']}"
+              f"{_metric_text(m['metrics'])}\n      {m['folder']}")
+    print("Plugins:")
+    for p in out["plugins"]:
+        print(f"  {p['name']:8} {p['value']}  ({p['distribution']})")
+    for p in out["problems"]:
+        print(f"unreadable model: {p['path']}: {p['reason']}")
+    print(f"{out['provider_status']}; providers that work here: {', '.join(out['providers'])}")
+    return 0
+
+
+def _metric_text(metrics: dict) -> str:
+    numbers = [f"{k} {v:.3g}" for k, v in metrics.items()
+               if isinstance(v, int | float) and not isinstance(v, bool) and k != "n"
+               and "train" not in k]  # training-set numbers are no held-out evidence
+    n = f", n {metrics['n']}" if "n" in metrics else ""
+    return f"  [held-out: {', '.join(numbers)}{n}]" if numbers else ""
+
+
+def _providers(choice: str | None) -> list[str] | None:
+    from medviewer.inference import ModelError, working_providers
+
+    if choice is None:
+        return None
+    if choice == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in working_providers():
+        raise ModelError(None, "The CUDA provider does not work on this machine (no usable "
+                         "GPU, or CUDA/cuDNN missing); run with --provider cpu.")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _cmd_infer(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from medviewer.core.dicom import DicomError, scan
+    from medviewer.inference import ModelError, open_model
+
+    try:
+        model = open_model(ns.model, _providers(ns.provider), ns.threads)
+        found = scan(ns.path)
+    except (ModelError, DicomError) as exc:
+        return fail("infer", exc)
+    for problem in found.problems:
+        print(f"unreadable: {problem.path}: {problem.reason}")
+    wanted = model.manifest.input.modalities
+    series = [s for s in found.all_series() if not wanted or s.modality in wanted]
+    for s in found.all_series():
+        if all(s is not t for t in series):
+            print(f"not for this model: {_series_name(s)} ({s.modality or 'no modality'})")
+    if not series:
+        return fail("infer", f"no series in {ns.path} that {model.manifest.id} reads "
+                     f"({'/'.join(wanted) or 'any'} images)", 1)
+    out = Path(ns.out).resolve()
+    sources = {Path(i.path).resolve().parent for s in series for i in s.instances}
+    if out in sources:
+        return fail("infer", f"--out {ns.out} holds the source images; results never go "
+                     "beside or over the source data: pick another folder")
+    print(f"{model.manifest.id} {model.manifest.version} on {_short(model.provider)}: "
+          f"{len(series)} series -> {out}")
+    failed = sum(not _infer_series(model, s, out, ns.slices) for s in series)
+    if failed:
+        print(f"{failed} of {len(series)} series failed")
+    return 1 if failed else 0
+
+
+def _short(provider: str) -> str:
+    from medviewer.inference.providers import SHORT
+
+    return SHORT.get(provider, provider)
+
+
+def _series_name(s) -> str:
+    number = s.series_number if s.series_number is not None else "-"
+    return f"{s.patient_key.split('|')[0] or '(no id)'} #{number} {s.description}".rstrip()
+
+
+def _series_stem(s, model_id: str) -> str:
+    import re
+
+    patient = s.patient_key.split("|")[0] or "anon"
+    stack = f"-stack{s.stack_index + 1}" if s.stack_count > 1 else ""
+    raw = f"{patient}_{s.modality}{s.series_number or 0}_{s.series_instance_uid[-8:]}{stack}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{raw}_{model_id}")
+
+
+def _infer_series(model, series, out, slices_text: str | None) -> bool:
+    """Load, run and write one series; report a failure and return False instead of raising."""
+    import time
+
+    from medviewer.core.annotations import AnnotationError
+    from medviewer.core.dicom import DicomError, load_series
+    from medviewer.inference import ModelError
+
+    name = _series_name(series)
+    t0 = time.perf_counter()
+    try:
+        volume = load_series(series)
+        t1 = time.perf_counter()
+        result = model.run(volume, _slice_range(slices_text, volume.slice_count))
+        t2 = time.perf_counter()
+        files = _write_outputs(model, result, volume, out, _series_stem(series, model.manifest.id))
+    except (DicomError, ModelError, AnnotationError, ValueError, OSError) as exc:
+        print(f"FAILED {name}: {exc}")
+        return False
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop the other series
+        print(f"FAILED {name}: {type(exc).__name__} in the model's plugin: {exc}")
+        return False
+    t3 = time.perf_counter()
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items() if k != "total")
+    print(f"{name}: {_verdict(result)} | load {t1 - t0:.2f} s, run {t2 - t1:.2f} s ({stages}), "
+          f"save {t3 - t2:.2f} s on {_short(result.provider)} | {', '.join(f.name for f in files)}")
+    return True
+
+
+def _slice_range(text: str | None, count: int) -> list[int] | None:
+    """'a:b' (Python slice, b excluded, either may be omitted) or 'k' -> slice indices."""
+    if not text:
+        return None
+    try:
+        if ":" in text:
+            a, b = (int(p) if p.strip() else None for p in text.split(":", 1))
+            chosen = list(range(count))[slice(a, b)]
+        else:
+            chosen = [int(text)]
+    except ValueError:
+        raise ValueError(f"--slices {text!r} is not a range like 10:20") from None
+    if not chosen or not all(0 <= k < count for k in chosen):
+        raise ValueError(f"--slices {text} selects no slice of this series (0..{count - 1})")
+    return chosen
+
+
+def _write_outputs(model, result, volume, out, stem: str) -> list:
+    from medviewer.core.annotations import write_seg
+    from medviewer.inference.outputs import write_result_files
+
+    files = []
+    if result.task == "segmentation" and result.label_map is not None:  # first: it may refuse
+        m = model.manifest
+        files.append(write_seg(result.label_map, volume, result.labels, out / f"{stem}.seg.dcm",
+                               series_description=f"AI {m.title}", algorithm=(m.id, m.version),
+                               colours=result.colours, slices=result.slice_indices or None))
+    return files + write_result_files(result, out, stem, spacing=volume.spacing)
+
+
+def _verdict(result) -> str:
+    """The answer in a few words: label counts, the series verdict, volumes or boxes."""
+    from collections import Counter
+
+    import numpy as np
+
+    if result.task == "segmentation" and result.label_map is not None:
+        counts = np.bincount(result.label_map.ravel(), minlength=len(result.labels))
+        return ", ".join(f"{n} {counts[v]} vox" for v, n in enumerate(result.labels) if v)
+    if result.task == "detection":
+        best = max(result.boxes, key=lambda b: b.score, default=None)
+        return f"{len(result.boxes)} boxes" + (f" (best {best.label} {best.score:.2f})"
+                                               if best else "")
+    if result.scores is None or not len(result.scores):
+        return "no scores"
+    if result.task == "fusion" or not result.slice_indices:
+        label, p = result.predicted(0)
+        return f"verdict {label} ({p:.2f})"
+    top = Counter(result.predicted(i)[0] for i in range(len(result.scores)))
+    return ", ".join(f"{n} {c}" for n, c in top.most_common()) + " slices"

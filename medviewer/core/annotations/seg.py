@@ -1,0 +1,289 @@
+"""Label maps to and from DICOM Segmentation objects (pydicom + highdicom + numpy only).
+
+    write_seg(label_map, volume, labels, path, ...) -> Path
+    read_seg(path, volume) -> (label_map, labels)
+
+A label map is uint8 (slices, rows, columns) on a loaded `Volume`'s grid; value v names
+`labels[v]`, and value 0 (labels[0]) is the background, never written as a segment. Each other
+label becomes one BINARY segment whose number is its label value, so a SEG read back gives the
+same values. highdicom leaves out frames that are empty, so `read_seg` places every frame it
+finds by the source SOP Instance UID it references (or, for a SEG made elsewhere, by its
+position) and leaves the rest 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medviewer.core.atomic import atomic_file
+
+# "abnormal" findings get that category; anatomy known to SNOMED gets its own code
+_ABNORMAL = {"nodule", "lesion", "mass", "tumor", "tumour", "neoplasm", "cyst", "metastasis"}
+DEFAULT_MANUFACTURER = "MedViewer"
+
+
+class AnnotationError(Exception):
+    """An annotation that cannot be saved or read, with the path and a sentence to act on."""
+
+    def __init__(self, path: str | Path | None, reason: str) -> None:
+        self.path = str(path) if path is not None else None
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+def property_codes(name: str) -> tuple[Any, Any]:
+    """SNOMED (category, type) for a label name: lung -> Lung, nodule -> Nodule, else Tissue."""
+    from pydicom.sr.codedict import codes
+
+    keyword = "".join(part.capitalize() for part in name.replace("-", " ").split())
+    try:
+        kind = getattr(codes.SCT, keyword)
+    except AttributeError:
+        return codes.SCT.Tissue, codes.SCT.Tissue
+    if name.strip().lower() in _ABNORMAL:
+        return codes.SCT.MorphologicallyAbnormalStructure, kind
+    return codes.SCT.AnatomicalStructure, kind
+
+
+def _lab_colour(colour: str | None) -> Any:
+    """'#rrggbb' -> highdicom's CIE L*a*b* display colour (None when absent or malformed)."""
+    import highdicom as hd
+
+    text = (colour or "").lstrip("#")
+    if len(text) != 6:
+        return None
+    try:
+        return hd.color.CIELabColor.from_rgb(*(int(text[i:i + 2], 16) for i in (0, 2, 4)))
+    except ValueError:
+        return None
+
+
+def segment_descriptions(labels: Sequence[str], colours: Sequence[str] | None,
+                         algorithm: tuple[str, str]) -> list[Any]:
+    """One highdicom SegmentDescription per label value 1..len(labels)-1, empty ones too."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    family = codes.cid7162.ArtificialIntelligence
+    algo = hd.AlgorithmIdentificationSequence(name=algorithm[0], family=family,
+                                              version=str(algorithm[1]))
+    out = []
+    for number, name in enumerate(labels[1:], start=1):
+        category, kind = property_codes(name)
+        colour = _lab_colour(colours[number]) if colours and number < len(colours) else None
+        out.append(hd.seg.SegmentDescription(
+            segment_number=number, segment_label=name[:64] or f"label {number}",
+            segmented_property_category=category, segmented_property_type=kind,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algo, display_color=colour))
+    return out
+
+
+def _source_datasets(volume: Any, slices: list[int]) -> tuple[list[Any], list[int]]:
+    """Headers of the source images of `slices` (no pixel data: highdicom does not need it)
+    and, per slice, the frame of the SEG pixel array it maps to."""
+    import pydicom
+
+    sources = list(getattr(volume, "sources", []) or [])
+    if len(sources) < max(slices, default=-1) + 1:
+        raise AnnotationError(None, "The series does not list its source files; reload it "
+                              "from disk before saving a segmentation.")
+    paths = [sources[k].path for k in slices]
+    if len(set(paths)) == len(paths):  # one file per slice: the common case
+        return [_read_header(pydicom, p) for p in paths], list(range(len(slices)))
+    if len(set(paths)) == 1:  # one multi-frame file: the SEG frames follow its frame numbers
+        return [_read_header(pydicom, paths[0])], [sources[k].frame for k in slices]
+    raise AnnotationError(paths[0], "This series mixes multi-frame and single-frame files; a "
+                          "segmentation of it cannot be saved as one DICOM SEG.")
+
+
+def _read_header(pydicom: Any, path: str) -> Any:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (OSError, ValueError, EOFError) as exc:
+        raise AnnotationError(path, f"The source image cannot be read ({exc}); the SEG must "
+                              "reference it, so restore the series first.") from exc
+
+
+def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: str | Path, *,
+              series_description: str = "Segmentation",
+              algorithm: tuple[str, str] = ("MedViewer", "1"),
+              colours: Sequence[str] | None = None, slices: Sequence[int] | None = None,
+              series_number: int = 900, manufacturer: str = DEFAULT_MANUFACTURER) -> Path:
+    """Save `label_map` as a multi-segment BINARY DICOM SEG referencing the volume's images.
+
+    labels[v] names label value v (labels[0] is the background); colours are '#rrggbb' in the
+    same order. `slices` limits the SEG to the slices that were segmented (default: all).
+    Written atomically: a temporary file in the target folder, fsync, rename.
+    """
+    import highdicom as hd
+
+    from medviewer import __version__
+
+    label_map = _checked_label_map(label_map, volume, labels)
+    chosen = list(range(label_map.shape[0])) if slices is None else [int(k) for k in slices]
+    datasets, frames = _source_datasets(volume, chosen)
+    pixels = _pixels_for_sources(label_map, chosen, frames, datasets)
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=datasets, pixel_array=pixels,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=segment_descriptions(labels, colours, algorithm),
+            series_instance_uid=hd.UID(), series_number=series_number,
+            sop_instance_uid=hd.UID(), instance_number=1, manufacturer=manufacturer,
+            manufacturer_model_name=f"{algorithm[0]}"[:64], software_versions=__version__,
+            device_serial_number="none", series_description=series_description[:64],
+            content_label="SEGMENTATION", content_description=f"{algorithm[0]} "
+            f"{algorithm[1]}"[:64])
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise AnnotationError(path, f"The segmentation cannot be encoded as DICOM SEG ({exc})."
+                              ) from exc
+    return _save_atomically(seg, Path(path))
+
+
+def _checked_label_map(label_map: np.ndarray, volume: Any, labels: Sequence[str]) -> np.ndarray:
+    label_map = np.asarray(label_map)
+    grid = _grid_shape(volume)
+    if label_map.shape != grid:
+        raise AnnotationError(None, f"The label map is {label_map.shape} but the series is "
+                              f"{grid}; it was made on another series.")
+    top = int(label_map.max(initial=0))
+    if top >= len(labels):
+        raise AnnotationError(None, f"The label map holds value {top} but only "
+                              f"{len(labels)} labels are named.")
+    return label_map.astype(np.uint8, copy=False)
+
+
+def _grid_shape(volume: Any) -> tuple[int, int, int]:
+    v = volume.voxels
+    if getattr(volume, "is_colour", False):
+        v = v[..., 0]
+    if v.ndim == 4:
+        v = v[0]
+    return tuple(v.shape[-3:]) if v.ndim >= 3 else (1, *v.shape)
+
+
+def _pixels_for_sources(label_map: np.ndarray, slices: list[int], frames: list[int],
+                        datasets: list[Any]) -> np.ndarray:
+    """The label map in the order highdicom pairs with the sources: slice order for single-frame
+    files, the file's frame order for one multi-frame file (frames not chosen stay 0)."""
+    if len(datasets) == len(slices):
+        return np.ascontiguousarray(label_map[slices])
+    count = int(getattr(datasets[0], "NumberOfFrames", 1) or 1)
+    out = np.zeros((count, *label_map.shape[1:]), np.uint8)
+    for k, frame in zip(slices, frames, strict=True):
+        out[frame] = label_map[k]
+    return out
+
+
+def _save_atomically(seg: Any, path: Path) -> Path:
+    with atomic_file(path) as f:
+        seg.save_as(f, enforce_file_format=True)
+    return path
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def read_seg(path: str | Path, volume: Any) -> tuple[np.ndarray, list[str]]:
+    """A SEG back on `volume`'s grid: (uint8 label map, labels with labels[0] 'background').
+
+    Frames are placed by the SOP Instance UID of the source image they reference, else by
+    their ImagePositionPatient; a frame that matches no slice of the volume is an error (the
+    SEG belongs to another series). Overlapping segments: the higher segment number wins.
+    """
+    seg = _read_seg_dataset(Path(path))
+    labels = _labels_of(seg)
+    grid = _grid_shape(volume)
+    out = np.zeros(grid, np.uint8)
+    frames = _frame_pixels(seg, Path(path))
+    slice_of = _slice_lookup(volume)
+    shared = seg.get("SharedFunctionalGroupsSequence", [{}])[0]
+    for i, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        item = _FrameGroups(item, shared)
+        segment = item.get("SegmentIdentificationSequence")
+        if not segment:
+            raise AnnotationError(path, f"Frame {i + 1} of the SEG names no segment.")
+        number = int(segment[0].ReferencedSegmentNumber)
+        k = _slice_for_frame(item, slice_of, volume, grid[0])
+        if k is None:
+            raise AnnotationError(path, f"Frame {i + 1} of the SEG lies on no slice of this "
+                                  "series: the segmentation belongs to another series.")
+        if frames[i].shape != grid[1:]:
+            raise AnnotationError(path, f"The SEG frames are {frames[i].shape}, the series "
+                                  f"slices {grid[1:]}: it belongs to another series.")
+        mask = frames[i] > 0
+        out[k][mask & (out[k] < number)] = number
+    return out, labels
+
+
+class _FrameGroups:
+    """A frame's functional groups: its own, else the shared ones (highdicom shares e.g. the
+    segment number when there is a single segment)."""
+
+    def __init__(self, item: Any, shared: Any) -> None:
+        self.item, self.shared = item, shared
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        value = self.item.get(keyword)
+        if value is None and self.shared:
+            value = self.shared.get(keyword)
+        return default if value is None else value
+
+
+def _read_seg_dataset(path: Path) -> Any:
+    import highdicom as hd
+
+    try:
+        return hd.seg.segread(path)
+    except (OSError, ValueError, AttributeError, KeyError, EOFError) as exc:
+        raise AnnotationError(path, f"This file is not a readable DICOM SEG ({exc}).") from exc
+
+
+def _labels_of(seg: Any) -> list[str]:
+    named = {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence}
+    top = max(named, default=0)
+    return ["background"] + [named.get(n, f"segment {n}") for n in range(1, top + 1)]
+
+
+def _frame_pixels(seg: Any, path: Path) -> np.ndarray:
+    """(frames, rows, cols): pydicom unpacks BINARY bits, FRACTIONAL > 0 counts as inside."""
+    try:
+        pixels = seg.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pixel decoders raise many types
+        raise AnnotationError(path, f"The SEG's pixel data cannot be decoded ({exc}).") from exc
+    return pixels[None] if pixels.ndim == 2 else pixels
+
+
+def _slice_lookup(volume: Any) -> dict[tuple[str, int], int]:
+    """(SOP Instance UID, frame number from 1) -> slice index."""
+    return {(s.sop_instance_uid, s.frame + 1): k
+            for k, s in enumerate(getattr(volume, "sources", []) or [])}
+
+
+def _slice_for_frame(item: Any, slice_of: dict[tuple[str, int], int], volume: Any,
+                     count: int) -> int | None:
+    for derivation in item.get("DerivationImageSequence", []):
+        for source in derivation.get("SourceImageSequence", []):
+            frames = source.get("ReferencedFrameNumber") or [1]
+            frame = int(frames[0] if isinstance(frames, Sequence) else frames)
+            k = slice_of.get((str(source.ReferencedSOPInstanceUID), frame))
+            if k is not None:
+                return k
+    return _slice_by_position(item, volume, count)
+
+
+def _slice_by_position(item: Any, volume: Any, count: int) -> int | None:
+    """Index along the slice axis of the frame's ImagePositionPatient (within half a slice)."""
+    planes = item.get("PlanePositionSequence")
+    affine = getattr(volume, "affine", None)
+    if not planes or affine is None:
+        return None
+    position = np.array([float(v) for v in planes[0].ImagePositionPatient] + [1.0])
+    index = np.linalg.solve(np.asarray(affine, float), position)
+    k = int(round(index[2]))
+    inside = abs(index[0]) < 0.5 and abs(index[1]) < 0.5 and abs(index[2] - k) < 0.5
+    return k if inside and 0 <= k < count else None

@@ -1,0 +1,132 @@
+"""DICOM SEG writer/reader: label map -> SEG -> label map on the small synthetic chest CT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+
+from medviewer.core.annotations import AnnotationError, read_seg, write_seg
+from medviewer.core.dicom import load_series, scan
+
+LABELS = ["background", "lung", "nodule", "spine", "body"]  # the last one stays empty
+COLOURS = ["#000000", "#2080ff", "#ff2020", "#ffffff", "#ffa000"]
+
+
+@pytest.fixture(scope="module")
+def volume(ct_series):
+    series = scan(ct_series.folder, cache=False).all_series()
+    assert len(series) == 1
+    return load_series(series[0])
+
+
+def _label_map(volume) -> np.ndarray:
+    """Lung by HU, a block 'nodule' on a few slices, 'spine' by HU: 3 labels, some slices empty."""
+    hu = volume.voxels
+    out = np.zeros(hu.shape, np.uint8)
+    out[(hu < -500) & (hu > -950)] = 1
+    out[hu > 300] = 3
+    out[8:11, 20:26, 14:20] = 2
+    out[:2] = 0  # empty slices: highdicom leaves their frames out
+    return out
+
+
+def test_round_trip_is_identical_with_an_empty_label(volume, tmp_path):
+    labels = _label_map(volume)
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    path = write_seg(labels, volume, LABELS, tmp_path / "out" / "seg.dcm", colours=COLOURS,
+                     algorithm=("test-model", "1.2.0"), series_description="AI lungs")
+    back, names = read_seg(path, volume)
+    assert back.dtype == np.uint8 and back.shape == labels.shape
+    np.testing.assert_array_equal(back, labels)
+    assert names == LABELS
+    assert [p.name for p in path.parent.iterdir()] == ["seg.dcm"]  # no temporary file left
+
+
+def test_a_single_segment_round_trips(volume, tmp_path):
+    """One segment: highdicom moves the segment number into the shared functional groups."""
+    labels = (_label_map(volume) == 1).astype(np.uint8)
+    back, names = read_seg(write_seg(labels, volume, LABELS[:2], tmp_path / "s.dcm"), volume)
+    np.testing.assert_array_equal(back, labels)
+    assert names == LABELS[:2]
+
+
+def test_highdicom_reads_it_and_it_references_the_source_series(volume, tmp_path):
+    import highdicom as hd
+
+    labels = _label_map(volume)
+    path = write_seg(labels, volume, LABELS, tmp_path / "seg.dcm", colours=COLOURS,
+                     algorithm=("test-model", "1.2.0"))
+    seg = hd.seg.segread(path)
+    assert seg.SegmentationType == "BINARY" and seg.Modality == "SEG"
+    assert [int(s.SegmentNumber) for s in seg.SegmentSequence] == [1, 2, 3, 4]
+    ref = seg.ReferencedSeriesSequence[0]
+    assert ref.SeriesInstanceUID == volume.series.series_instance_uid
+    uids = [s.sop_instance_uid for s in volume.sources]
+    assert {r.ReferencedSOPInstanceUID for r in ref.ReferencedInstanceSequence} == set(uids)
+    # sparse: frames only where a segment is present (slices 0-1 and the empty label have none)
+    present = sum(int((labels == v).any(axis=(1, 2)).sum()) for v in range(1, 5))
+    assert seg.NumberOfFrames == present
+    # highdicom's own reader agrees with ours
+    peer = seg.get_pixels_by_source_instance(uids, combine_segments=True)
+    np.testing.assert_array_equal(peer, labels)
+
+
+def test_segments_carry_algorithm_and_snomed_codes(volume, tmp_path):
+    path = write_seg(_label_map(volume), volume, LABELS, tmp_path / "seg.dcm",
+                     algorithm=("lab4-unet", "2.0.1"))
+    segments = pydicom.dcmread(path).SegmentSequence
+    by_label = {s.SegmentLabel: s for s in segments}
+    assert all(s.SegmentAlgorithmType == "AUTOMATIC" for s in segments)
+    algo = segments[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert (algo.AlgorithmName, algo.AlgorithmVersion) == ("lab4-unet", "2.0.1")
+    kind = {k: s.SegmentedPropertyTypeCodeSequence[0].CodeMeaning for k, s in by_label.items()}
+    assert kind["lung"] == "Lung" and kind["nodule"] == "Nodule"
+    assert kind["body"] == "Tissue"  # no SNOMED keyword: the generic code
+    category = by_label["nodule"].SegmentedPropertyCategoryCodeSequence[0].CodeMeaning
+    assert category == "Morphologically Abnormal Structure"
+
+
+def test_only_the_segmented_slices_are_referenced(volume, tmp_path):
+    labels = _label_map(volume)
+    chosen = [8, 9, 10, 11]
+    path = write_seg(labels, volume, LABELS, tmp_path / "seg.dcm", slices=chosen)
+    ds = pydicom.dcmread(path)
+    referenced = {r.ReferencedSOPInstanceUID
+                  for r in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == {volume.sources[k].sop_instance_uid for k in chosen}
+    back, _ = read_seg(path, volume)
+    expected = np.zeros_like(labels)
+    expected[chosen] = labels[chosen]
+    np.testing.assert_array_equal(back, expected)
+
+
+def test_frames_without_references_are_placed_by_position(volume, tmp_path):
+    """A SEG made elsewhere may not name its source images: ImagePositionPatient places it."""
+    labels = _label_map(volume)
+    path = write_seg(labels, volume, LABELS, tmp_path / "seg.dcm")
+    ds = pydicom.dcmread(path)
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        del item.DerivationImageSequence
+    ds.save_as(path)
+    back, _ = read_seg(path, volume)
+    np.testing.assert_array_equal(back, labels)
+
+
+def test_a_seg_of_another_series_is_refused(volume, tmp_path):
+    path = write_seg(_label_map(volume), volume, LABELS, tmp_path / "seg.dcm")
+    shifted = load_series(volume.sources[0].path)  # one slice: frames elsewhere match nothing
+    shifted.sources[0].sop_instance_uid = "1.2.3"
+    shifted.affine = shifted.affine.copy()
+    shifted.affine[2, 3] += 1000.0
+    with pytest.raises(AnnotationError, match="another series"):
+        read_seg(path, shifted)
+
+
+def test_bad_label_maps_are_refused_with_a_reason(volume, tmp_path):
+    labels = _label_map(volume)
+    with pytest.raises(AnnotationError, match="made on another series"):
+        write_seg(labels[:, :10], volume, LABELS, tmp_path / "a.dcm")
+    with pytest.raises(AnnotationError, match="only 3 labels"):
+        write_seg(labels, volume, LABELS[:3], tmp_path / "b.dcm")
+    assert not list(tmp_path.iterdir())
