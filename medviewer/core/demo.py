@@ -1,10 +1,11 @@
 """The built-in demo study: real DICOM files generated on first start, with ground truth.
 
 Why: a fresh install must open something worth looking at without shipping patient data, and
-later features (nodule detection, CTR measurement, segmentation) need cases whose answer is
-known. Generation is deterministic (same bytes every run) and atomic: files are written into a
-hidden sibling folder and renamed into place, so an interrupted first start never leaves half
-a study behind. A version marker makes a newer generator replace an older study.
+later features (nodule detection, CTR measurement, segmentation, lab 1's digits) need cases
+whose answer is known. Generation is deterministic (same bytes every run) and atomic: files
+are written into a hidden sibling folder and renamed into place, so an interrupted first start
+never leaves half a study behind. A version marker makes a newer generator replace an older
+study.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from medviewer.core import synthetic as syn
 
-DEMO_VERSION = f"demo-1/generator-{syn.GENERATOR_VERSION}"
+DEMO_VERSION = f"demo-2/generator-{syn.GENERATOR_VERSION}"
 VERSION_FILE = "VERSION"
 TRUTH_FILE = "ground_truth.json"
 DATA_DIR_ENV = "MEDVIEWER_DATA_DIR"
@@ -30,7 +33,15 @@ CARDIO = {"PatientName": "DEMO^CARDIO", "PatientID": "DEMO-0002",
           "ReferringPhysicianName": "QUINN^MICHAELA"}
 MR = {"PatientName": "DEMO^MR", "PatientID": "DEMO-0003", "PatientBirthDate": "19870630",
       "PatientSex": "F", "PatientAge": "036Y", "ReferringPhysicianName": "GREY^MEREDITH"}
+DIGITS = {"PatientName": "DEMO^DIGITS", "PatientID": "DEMO-0004",
+          "PatientBirthDate": "20000101", "PatientSex": "O", "PatientAge": "024Y",
+          "ReferringPhysicianName": "TEACHING^FILE"}
 CT_SHAPE, CT_SPACING = (120, 512, 512), (2.5, 0.7, 0.7)
+# Lab 1's digits: scikit-learn's bundled 8 x 8 set, split once here so the demo series shows
+# only digits the shipped model never trained on (medviewer.labs.lab1 trains on the rest)
+DIGITS_TEST_SIZE, DIGITS_SEED = 0.2, 0
+DIGITS_PER_CLASS = 10  # 100 slices: fewer than the CT's 120, which stays the study's main series
+DIGITS_UPSCALE, DIGITS_GAIN = 8, 255  # 8 x 8 -> 64 x 64 pixels, 0..16 -> 0..4080 (12 bits)
 
 
 def data_dir() -> Path:
@@ -99,7 +110,7 @@ def generate_demo_study(folder: Path) -> dict[str, Any]:
     truth = {"version": DEMO_VERSION, "chest_ct": _chest_ct(folder),
              "chest_dx": _chest_dx(folder, CHEST, "DEMO-0001", enlarged=False),
              "cardio_dx": _chest_dx(folder, CARDIO, "DEMO-0002", enlarged=True),
-             "head_mr": _head_mr(folder)}
+             "head_mr": _head_mr(folder), "digits": _digits(folder)}
     text = json.dumps(truth, indent=2, sort_keys=True) + "\n"
     (folder / TRUTH_FILE).write_text(text, encoding="utf-8")
     (folder / VERSION_FILE).write_text(DEMO_VERSION + "\n", encoding="utf-8")
@@ -151,3 +162,47 @@ def _head_mr(folder: Path) -> dict[str, Any]:
     return {"folder": series.relative_to(folder).as_posix(), "image_count": len(paths),
             "series_instance_uid": attributes["SeriesInstanceUID"],
             "study_instance_uid": attributes["StudyInstanceUID"], "patient_id": MR["PatientID"]}
+
+
+def digits_split(seed: int = DIGITS_SEED) -> tuple:
+    """scikit-learn's digits as (train images, test images, train labels, test labels).
+
+    Images are (n, 8, 8) float64 0..16; the split is stratified. With the default seed the test
+    part is what the demo's DIGITS series shows and lab 1's shipped model never saw.
+    """
+    from sklearn.datasets import load_digits  # imported here: only the digits need it
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    return tuple(train_test_split(digits.images, digits.target, test_size=DIGITS_TEST_SIZE,
+                                  random_state=seed, stratify=digits.target))
+
+
+def _demo_digits() -> tuple:
+    """The first DIGITS_PER_CLASS held-out digits of each class, in the test split's order."""
+    _, images, _, labels = digits_split()
+    keep = np.zeros(len(labels), bool)
+    for digit in range(10):
+        keep[np.flatnonzero(labels == digit)[:DIGITS_PER_CLASS]] = True
+    return images[keep], labels[keep]
+
+
+def _digits(folder: Path) -> dict[str, Any]:
+    images, labels = _demo_digits()
+    block = np.ones((DIGITS_UPSCALE, DIGITS_UPSCALE), np.uint16)
+    pixels = np.stack([np.kron(np.rint(im * DIGITS_GAIN).astype(np.uint16), block)
+                       for im in images])
+    attributes = _study(DIGITS, "digits", StudyDate="20240401", StudyTime="090000",
+                        AccessionNumber="A240401001", StudyDescription="HANDWRITTEN DIGITS",
+                        SeriesNumber=1, SeriesDescription="DIGITS HELD-OUT TEST SET",
+                        BodyPartExamined="")
+    series = folder / "DEMO-0004" / "DIGITS"
+    syn.write_series(series, pixels, modality="OT", windows=[(2048.0, 4096.0, "FULL RANGE")],
+                     seed=5, **attributes)
+    return {"folder": series.relative_to(folder).as_posix(),
+            "labels": [int(v) for v in labels], "image_count": len(labels),
+            "split": {"source": "sklearn.datasets.load_digits", "test_size": DIGITS_TEST_SIZE,
+                      "random_state": DIGITS_SEED, "stratify": True,
+                      "per_class": DIGITS_PER_CLASS},
+            "series_instance_uid": attributes["SeriesInstanceUID"],
+            "study_instance_uid": attributes["StudyInstanceUID"], "patient_id": DIGITS["PatientID"]}

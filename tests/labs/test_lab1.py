@@ -1,0 +1,135 @@
+"""Lab 1: digits features, the shipped SimpleNN on the demo's DIGITS series, the submission CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medviewer.core import demo
+from medviewer.core.dicom import load_series, scan
+from medviewer.inference import ModelError, open_model
+from medviewer.labs.lab1.plugin import DIGIT_SIZE, INK, digit_features, write_submission
+
+MODEL_ID = "lab1-digits-mlp"
+
+
+@pytest.fixture(scope="module")
+def digits_truth(demo_study: Path) -> dict:
+    return json.loads((demo_study / demo.TRUTH_FILE).read_text())["digits"]
+
+
+@pytest.fixture(scope="module")
+def digits_volume(demo_study: Path, digits_truth: dict):
+    folder = demo_study / digits_truth["folder"]
+    (series,) = scan(folder).all_series()
+    return load_series(series)
+
+
+@pytest.fixture(scope="module")
+def digits_run(digits_volume):
+    model = open_model(MODEL_ID)
+    return model, model.run(digits_volume)
+
+
+def test_features_undo_the_demo_series_upscaling_whatever_the_value_range():
+    _, test_images, _, _ = demo.digits_split()
+    images = test_images[:5]
+    stretched = (images - images.min(axis=(1, 2), keepdims=True))
+    stretched = stretched / stretched.max(axis=(1, 2), keepdims=True) * INK
+    for gain in (1, 255):  # 0..16 as scikit-learn has it, 0..4080 as the demo stores it
+        big = np.kron(images * gain, np.ones((8, 8)))  # 64 x 64, nearest
+        got = digit_features(big)
+        assert got.shape == (5, 64) and got.dtype == np.float32
+        np.testing.assert_allclose(got, stretched.reshape(5, 64), atol=1e-4)
+
+
+def test_a_blank_slice_gives_zeros_not_nan():
+    assert not digit_features(np.full((1, 16, 16), 7.0)).any()
+
+
+def test_demo_series_holds_held_out_digits_only(digits_volume, digits_truth):
+    train_images, test_images, _, test_labels = demo.digits_split()
+    voxels = digits_volume.voxels
+    assert voxels.shape == (len(digits_truth["labels"]), 64, 64)
+    assert digits_volume.modality == "OT" and voxels.shape[0] < demo.CT_SHAPE[0]
+    digits = voxels[:, ::8, ::8] / demo.DIGITS_GAIN  # the nearest upscale, undone
+    seen = {im.tobytes() for im in train_images}
+    assert not any(d.tobytes() in seen for d in digits)
+    test_index = {im.tobytes(): int(label) for im, label in zip(test_images, test_labels,
+                                                                 strict=True)}
+    assert [test_index[d.tobytes()] for d in digits] == digits_truth["labels"]
+    assert np.bincount(digits_truth["labels"], minlength=10).min() > 0
+
+
+def test_shipped_model_reads_the_demo_digits(digits_run, digits_truth, digits_volume):
+    model, result = digits_run
+    assert model.manifest.input.size == DIGIT_SIZE
+    labels = digits_truth["labels"]
+    assert result.scores.shape == (len(labels), 10)
+    np.testing.assert_allclose(result.scores.sum(axis=1), 1.0, rtol=1e-5)
+    predicted = [int(result.predicted(row)[0]) for row in range(len(labels))]
+    accuracy = np.mean(np.array(predicted) == np.array(labels))
+    assert accuracy > 0.9
+    assert result.sop_instance_uids == [s.sop_instance_uid for s in digits_volume.sources]
+
+
+def test_manifest_metrics_are_the_held_out_split(digits_run):
+    """The recorded accuracy is what the ONNX model scores on the whole held-out split."""
+    model, _ = digits_run
+    _, test_images, _, test_labels = demo.digits_split()
+    logits = model.session.run({"image": digit_features(test_images)})["logits"]
+    accuracy = float(np.mean(logits.argmax(axis=1) == test_labels))
+    metrics = model.manifest.metrics
+    assert metrics["n"] == len(test_labels)
+    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-3)
+    assert 0.9 < metrics["f1_macro"] <= 1.0
+    assert model.manifest.provenance["command"] == "python -m medviewer.labs.lab1.demo"
+
+
+def test_submission_csv_has_a_running_id_and_the_predicted_digit(digits_run, tmp_path):
+    _, result = digits_run
+    path = write_submission(result, tmp_path / "out" / "submission.csv")
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "label"]
+    assert [int(r[0]) for r in rows[1:]] == list(range(1, len(result.slice_indices) + 1))
+    assert [r[1] for r in rows[1:]] == [result.predicted(i)[0] for i in range(len(rows) - 1)]
+    assert [p.name for p in path.parent.iterdir()] == ["submission.csv"]  # no temp file left
+
+
+def test_submission_of_some_slices_names_them_by_slice_number(digits_volume, tmp_path):
+    result = open_model(MODEL_ID).run(digits_volume, [4, 0, 9])
+    path = write_submission(result, tmp_path / "some.csv")
+    lines = path.read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["id", "5", "1", "10"]
+
+
+def test_the_model_refuses_a_ct(ct_series):
+    (series,) = scan(ct_series.folder).all_series()
+    volume = load_series(series)
+    with pytest.raises(ModelError, match="OT"):
+        open_model(MODEL_ID).run(volume, [0])
+
+
+def test_plugin_imports_no_torch():
+    code = ("import sys, medviewer.labs.lab1.plugin, medviewer.labs.lab2.plugin, "
+            "medviewer.labs.lab2.data; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "False"
+
+
+def test_training_recipe_reproduces_the_shipped_accuracy(tmp_path, digits_run):
+    from medviewer.labs.lab1.demo import train
+
+    (folder,) = train(tmp_path)
+    retrained = json.loads((folder / "manifest.json").read_text())["metrics"]
+    shipped = digits_run[0].manifest.metrics
+    assert retrained["n"] == shipped["n"]
+    assert retrained["accuracy"] == pytest.approx(shipped["accuracy"], abs=0.02)
