@@ -61,6 +61,8 @@ def resize(image: np.ndarray, size: tuple[int, int], *, order: int = 1) -> np.nd
         shape = image.shape[:-2] + (size[0], fr, size[1], fc)
         return image.reshape(shape).mean(axis=(-3, -1), dtype=np.float32)
     zoom = (1,) * (image.ndim - 2) + (size[0] / rows, size[1] / cols)
+    if order != 0:  # interpolated values are fractions, as the block mean's are: float32
+        image = np.asarray(image, np.float32)
     return ndimage.zoom(image, zoom, order=order, mode="nearest", grid_mode=True)
 
 
@@ -74,15 +76,26 @@ def normalise(x: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def prepare_slices(voxels: np.ndarray, indices: list[int], spec: InputSpec) -> np.ndarray:
-    """The (batch, channels, rows, cols) float32 image input for `indices`, as `spec` says."""
-    out = np.empty((len(indices), spec.channels, *spec.size), np.float32)
-    for i, k in enumerate(indices):
-        stack = slice_context(voxels, k, spec.context_slices)
-        x = resize(to_unit(stack, spec.window), spec.size)
-        if x.shape[0] != spec.channels:  # one grey slice fed to a 3-channel network
-            x = np.broadcast_to(x[:1], (spec.channels, *spec.size))
-        out[i] = normalise(x, spec)
-    return out
+    """The (batch, channels, rows, cols) float32 image input for `indices`, as `spec` says.
+
+    With a window, each distinct slice of the batch is windowed and resized once and the
+    previous / current / next channels are gathered from those (3x less work than per
+    sample); min-max scaling stays per sample, so a result never depends on its batch.
+    """
+    count = spec.context_slices
+    if spec.window is None:
+        frames = [resize(to_unit(slice_context(voxels, k, count), None), spec.size)
+                  for k in indices]
+        x = np.stack(frames) if frames else np.empty((0, count, *spec.size), np.float32)
+    else:
+        offsets = np.arange(count) - (count - 1) // 2
+        picks = np.clip(np.asarray(indices, int)[:, None] + offsets, 0, voxels.shape[0] - 1)
+        unique, inverse = np.unique(picks, return_inverse=True)
+        frames = resize(to_unit(voxels[unique], spec.window), spec.size)
+        x = frames[inverse.reshape(picks.shape)]
+    if count != spec.channels:  # one grey slice fed to a 3-channel network
+        x = np.broadcast_to(x[:, :1], (len(indices), spec.channels, *spec.size))
+    return np.ascontiguousarray(normalise(x, spec), np.float32)
 
 
 _AGE = re.compile(r"^\s*(\d{1,3})\s*([DWMY]?)\s*$", re.IGNORECASE)
