@@ -23,6 +23,7 @@ from medviewer.core import geometry, reslice
 from medviewer.core.dicom.model import Series
 from medviewer.core.dicom.volume import SliceSource, Volume
 from medviewer.core.display import Window, default_window
+from medviewer.ui.ai_state import AiLayers
 from medviewer.ui.reading_aids import STACK, ReadingAids
 
 LAYOUTS = ("1x1", "mpr")
@@ -40,7 +41,7 @@ def _spatial_shape(volume: Volume) -> tuple[int, int, int]:
     return tuple(shape[-3:]) if len(shape) >= 3 else (1, *shape[-2:])
 
 
-class StudyDocument(ReadingAids, QObject):
+class StudyDocument(ReadingAids, AiLayers, QObject):
     """State of the open study. Signals say what changed; views read the rest from here."""
 
     sigVolumeChanged = Signal()
@@ -52,6 +53,8 @@ class StudyDocument(ReadingAids, QObject):
     sigInvertChanged = Signal(bool)  # the effective display inversion
     sigSlabChanged = Signal()  # thick-slab mode or thickness
     sigOverlaysChanged = Signal(bool)  # text on the images shown (O)
+    sigAiResultChanged = Signal()  # AI results or explanation replaced (ai_state)
+    sigAiDisplayChanged = Signal()  # AI layer opacity, hidden labels, box threshold
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -71,6 +74,7 @@ class StudyDocument(ReadingAids, QObject):
         self.display_inverted = False  # the reader's Invert (I), on top of MONOCHROME1
         self.layout = "1x1"
         self._init_reading_aids()  # slab and overlays: kept whichever series opens next
+        self._init_ai()  # model results: display layers, dropped when another series opens
         self._planes: dict[str, geometry.PlaneView | reslice.ResliceView] = {}
         self._shape = (0, 0, 0)
         self._set_geometry(np.eye(4), self._shape)
@@ -103,6 +107,7 @@ class StudyDocument(ReadingAids, QObject):
         self.crosshair, self.time_index, self.window = (cols // 2, rows // 2, k), 0, window
         self._preview_window, self.display_inverted = window, False
         self._leave_mpr_if_impossible()
+        self.clear_ai()
         self.sigVolumeChanged.emit()
 
     def set_volume(self, volume: Volume, *, window: Window | None = None) -> None:
@@ -126,6 +131,7 @@ class StudyDocument(ReadingAids, QObject):
         if not was_preview:
             self.display_inverted = False
         self._leave_mpr_if_impossible()
+        self.clear_ai()  # computed on other voxels (a label map is in their grid)
         self.sigVolumeChanged.emit()
 
     def _set_geometry(self, affine: np.ndarray, shape: tuple[int, int, int]) -> None:

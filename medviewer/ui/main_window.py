@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import ScanResult, Series
+from medviewer.ui.ai_controller import AiController
 from medviewer.ui.browser import StudyBrowser
 from medviewer.ui.document import StudyDocument
 from medviewer.ui.export import (
@@ -107,6 +108,7 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_status_bar()
         self._build_menus()
+        self.ai = AiController(self)  # AI menu, results dock, provider label (ai_*.py)
         self.resize(1400, 900)
         self._default_state = self.saveState()
         self._restore_settings()
@@ -283,7 +285,8 @@ class MainWindow(QMainWindow):
             return  # cancelled because the chosen series came from memory: nothing to say
         if kind == "load":
             self.current_series = None  # choosing it again loads it again
-        self.set_status(f"{'Scan' if kind == 'scan' else 'Loading'} cancelled")
+        names = {"scan": "Scan", "load": "Loading", "ai": "AI run", "explain": "Explanation"}
+        self.set_status(f"{names.get(kind, kind)} cancelled")
 
     def cancel_tasks(self) -> None:
         self.tasks.cancel_all()

@@ -20,6 +20,7 @@ from medviewer.core import geometry
 from medviewer.core import slab as slabs
 from medviewer.core.display import Window, full_range_window, to_display
 from medviewer.core.reslice import ResliceView
+from medviewer.ui.ai_layers import AiLayerItems
 from medviewer.ui.document import STACK, StudyDocument
 from medviewer.ui.measure_tools import MeasurementLayer
 from medviewer.ui.overlays import ImageOverlays
@@ -95,6 +96,7 @@ class SliceView(QWidget):
         self.overlays = self.overlay_text.labels
         self.failure_label = self.overlay_text.failure_label
         self.measurements = MeasurementLayer(self)
+        self.ai_layers = AiLayerItems(self)  # label map, boxes, heatmap of the AI's result
         self._connect_document()
         if document.has_image:
             self._on_volume_changed()
@@ -182,6 +184,7 @@ class SliceView(QWidget):
             self._render(k)
             self._rendered_key = key
             self.measurements.show_slice(k)
+            self.ai_layers.refresh()
         elif doc.crosshair == self._rendered_crosshair:
             return  # a second signal for the same change: nothing new to draw
         self._rendered_crosshair = doc.crosshair
