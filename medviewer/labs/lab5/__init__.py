@@ -1,0 +1,1 @@
+"""Lab 5: chest X-ray detection with Faster R-CNN (torchvision)."""

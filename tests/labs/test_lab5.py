@@ -1,0 +1,166 @@
+"""Lab 5: the film preparation, the detection metrics, the demo data, and the shipped heart
+detector on the demo study's two radiographs (right box, right label, film pixels)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from medviewer.inference import detection_metrics as dm
+from medviewer.inference import load_manifest, open_model
+from medviewer.labs.lab5.plugin import PLUGIN, FilmDetector, film_to_unit, prepare_film
+
+ROOT = Path(__file__).resolve().parents[2]
+DETECTOR = ROOT / "models" / "lab5-heart-frcnn"
+CPU = ["CPUExecutionProvider"]
+needs_detector = pytest.mark.skipif(not DETECTOR.is_dir(), reason="lab5 demo model not built")
+
+
+# --- preparation ---------------------------------------------------------------------------
+
+def test_film_preparation_is_the_labs() -> None:
+    from medviewer.core.synthetic import chest_xray_phantom
+
+    pixels, truth = chest_xray_phantom(256, seed=4)
+    x = prepare_film(pixels, (128, 128))
+    assert x.shape == (3, 128, 128) and x.dtype == np.float32
+    assert np.array_equal(x[0], x[2]) and 0.0 <= x.min() and x.max() <= 1.0
+    x0, y0, x1, y1 = (v // 2 for v in truth["heart_box"])
+    lung = x[0, 60:80, 25:40].mean()  # left of the heart, in the right lung field
+    assert x[0, y0 + 5:y1 - 5, x0 + 5:x1 - 5].mean() > lung + 0.2  # the heart is bright
+    stored_inverted = 4095 - pixels  # MONOCHROME1 keeps bright as low values
+    assert np.allclose(film_to_unit(stored_inverted, inverted=True), film_to_unit(pixels),
+                       atol=1e-6)
+
+
+def test_plugin_names_its_pipeline() -> None:
+    assert PLUGIN.lab == 5 and PLUGIN.pipelines["detection"] is FilmDetector
+
+
+# --- detection metrics ---------------------------------------------------------------------
+
+def boxes(rows, labels, scores=()):
+    return dm.ImageBoxes(np.array(rows, float), labels, scores)
+
+
+def test_box_iou_against_areas() -> None:
+    a, b = [0, 0, 10, 10], [5, 0, 15, 10]
+    assert dm.box_iou(a, b)[0, 0] == pytest.approx(50 / 150)
+    assert dm.box_iou(a, [20, 20, 30, 30])[0, 0] == 0.0
+    assert dm.box_iou([a, b], [a]).shape == (2, 1)
+
+
+def test_average_precision_and_recall() -> None:
+    truth = [boxes([[0, 0, 10, 10]], [0]), boxes([[50, 50, 70, 70]], [1])]
+    perfect = [boxes([[0, 0, 10, 10]], [0], [0.9]), boxes([[50, 50, 70, 71]], [1], [0.8])]
+    assert dm.average_precision(perfect, truth, label=0) == 1.0
+    # a confident false positive ranked above the one true positive halves the precision
+    fp_first = [boxes([[0, 0, 10, 10], [30, 30, 40, 40]], [0, 0], [0.5, 0.9]),
+                boxes(np.zeros((0, 4)), [], [])]
+    assert dm.average_precision(fp_first, truth, label=0) == pytest.approx(0.5)
+    assert dm.average_precision(fp_first, truth, label=1) == 0.0
+    wrong_label = [boxes([[0, 0, 10, 10]], [1], [0.9]), boxes([[50, 50, 70, 70]], [1], [0.3])]
+    assert dm.recall(wrong_label, truth, score_threshold=0.5) == 0.0
+    assert dm.recall(wrong_label, truth, score_threshold=0.2) == 0.5
+    assert dm.average_precision(wrong_label, truth) == 1.0  # class-agnostic: both found
+    report = dm.detection_report(perfect, truth, ["cardiomegaly", "normal heart"])
+    assert report["map50"] == 1.0 and report["top_box_correct"] == 1.0
+
+
+def test_a_truth_box_is_matched_once() -> None:
+    truth = [boxes([[0, 0, 10, 10]], [0])]
+    twice = [boxes([[0, 0, 10, 10], [0, 0, 10, 11]], [0, 0], [0.9, 0.8])]
+    assert dm.recall(twice, truth, score_threshold=0.0) == 1.0
+    assert dm.average_precision(twice, truth, label=0) == 1.0  # the duplicate comes after
+
+
+# --- demo data -------------------------------------------------------------------------------
+
+def test_demo_films_are_labelled_by_ctr_and_held_out() -> None:
+    from medviewer.labs.lab5 import demo
+
+    films = demo.make_films(range(30_000, 30_006), size=64)
+    assert films.images.shape == (6, 3, 64, 64)
+    assert np.array_equal(films.labels, np.where(films.ctrs > 0.5, 0, 1))
+    assert ((films.boxes >= 0) & (films.boxes <= 64)).all()
+    assert (films.boxes[:, 2:] > films.boxes[:, :2]).all()
+    assert not set(demo.TRAIN_SEEDS) & set(demo.VALIDATION_SEEDS)
+    assert not {2, 3} & (set(demo.TRAIN_SEEDS) | set(demo.VALIDATION_SEEDS))  # demo study
+
+
+def test_a_few_training_steps_run() -> None:
+    torch = pytest.importorskip("torch")
+    from medviewer.labs.lab5 import demo
+    from medviewer.labs.lab5.models import build_light
+
+    torch.manual_seed(0)
+    films = demo.make_films(range(30_000, 30_004), size=128)
+    model = build_light()
+    history = demo.fit(model, films, epochs=2, batch=2, log=False)
+    assert len(history) == 2 and np.isfinite(history).all()
+    assert not model.training and len(demo.predict(model, films.images[:1])) == 1
+
+
+# --- the shipped heart detector ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def radiographs(demo_study: Path):
+    from medviewer.core.dicom import load_series, scan
+
+    truth = json.loads((demo_study / "ground_truth.json").read_text())
+    by_uid = {truth[k]["series_instance_uid"]: truth[k] for k in ("chest_dx", "cardio_dx")}
+    return [(load_series(s), by_uid[s.series_instance_uid])
+            for s in scan(demo_study).all_series() if s.series_instance_uid in by_uid]
+
+
+@needs_detector
+def test_shipped_detector_finds_the_heart_with_the_right_label(radiographs) -> None:
+    model = open_model(DETECTOR, CPU)
+    assert len(radiographs) == 2
+    for volume, truth in radiographs:
+        result = model.run(volume)
+        top = result.boxes[0]
+        assert top.label == ("cardiomegaly" if truth["enlarged_heart"] else "normal heart")
+        # pixel coordinates of the 1024 px film, not of the model's 256 px grid
+        assert dm.box_iou([top.x0, top.y0, top.x1, top.y1], truth["heart_box"])[0, 0] > 0.5
+        assert (top.slice_index, volume.voxels.shape[1:]) == (0, (1024, 1024))
+        scores = [b.score for b in result.boxes]
+        assert scores == sorted(scores, reverse=True) and min(scores) >= 0.05
+
+
+@needs_detector
+def test_shipped_detector_reads_a_monochrome1_film_alike(radiographs) -> None:
+    model = open_model(DETECTOR, CPU)
+    volume, truth = radiographs[0]
+    inverted = SimpleNamespace(voxels=4095 - volume.voxels, photometric="MONOCHROME1",
+                               modality=volume.modality, sources=volume.sources, series=None)
+    a, b = model.run(volume).boxes[0], model.run(inverted).boxes[0]
+    assert a.label == b.label
+    assert dm.box_iou([a.x0, a.y0, a.x1, a.y1], [b.x0, b.y0, b.x1, b.y1])[0, 0] > 0.95
+
+
+@needs_detector
+def test_score_threshold_lives_in_the_graph() -> None:
+    """Noise gives few or no boxes, and none below the 0.05 threshold the graph keeps."""
+    model = open_model(DETECTOR, CPU)
+    noise = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
+    out = model.session.run({"image": noise})
+    assert (out["scores"] >= 0.05).all() and len(out["scores"]) <= 20
+
+
+@needs_detector
+def test_shipped_manifest_is_honest_and_small() -> None:
+    m = load_manifest(DETECTOR)
+    assert (m.arch, m.task, m.label_names) == ("lab5.fasterrcnn_light", "detection",
+                                                ["cardiomegaly", "normal heart"])
+    for key in ("map50", "ap50_any_label", "recall", "split", "n"):
+        assert key in m.metrics
+    assert "held-out" in m.metrics["split"] and m.metrics["n"] >= 32
+    assert m.provenance["command"] == "python -m medviewer.labs.lab5.demo"
+    assert m.provenance["pretrained"].startswith("none")
+    size = sum(p.stat().st_size for p in DETECTOR.iterdir())
+    assert size < 8 * 2 ** 20
