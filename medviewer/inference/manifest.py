@@ -100,17 +100,34 @@ def _validate(d: dict[str, Any], where: Path) -> None:
     if missing:
         raise ModelError(where, f"The manifest lacks {', '.join(missing)}; re-export the model "
                          "with `medviewer export`.")
+    if not isinstance(d["input"], dict) or not isinstance(d["labels"], (list, tuple)):
+        raise ModelError(where, "The manifest's input or labels are not in the expected form; "
+                         "re-export the model with `medviewer export`.")
+    if not isinstance(d.get("format", FORMAT), int):
+        raise ModelError(where, f"The manifest's format {d['format']!r} is not a number; "
+                         "re-export the model with `medviewer export`.")
     if d.get("format", FORMAT) > FORMAT:
         raise ModelError(where, f"The manifest is format {d['format']}, newer than this "
                          f"MedViewer reads ({FORMAT}); update MedViewer.")
     if d["task"] not in TASKS:
         raise ModelError(where, f"Unknown task {d['task']!r}; expected one of {', '.join(TASKS)}.")
     context = d["input"].get("context", "single")
-    if context not in CONTEXTS and not context.startswith(("stack:", "volume:")):
-        raise ModelError(where, f"Unknown slice context {context!r} in the manifest.")
+    if not _known_context(context):
+        raise ModelError(where, f"Unknown slice context {context!r} in the manifest; expected "
+                         f"{', '.join(CONTEXTS)}, stack:N or volume:N (N a whole number).")
     bad = [e for e in d["input"].get("extras", ()) if e not in EXTRAS]
     if bad:
         raise ModelError(where, f"Unknown extra inputs {bad}; this MedViewer knows {EXTRAS}.")
+
+
+def _known_context(context: object) -> bool:
+    """'single', 'prev-current-next', or 'stack:N' / 'volume:N' with N >= 1."""
+    if not isinstance(context, str):
+        return False
+    if context in CONTEXTS:
+        return True
+    kind, _, count = context.partition(":")
+    return kind in ("stack", "volume") and count.isdigit() and int(count) >= 1
 
 
 def manifest_from_dict(d: dict[str, Any], folder: Path | None = None) -> Manifest:

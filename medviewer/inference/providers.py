@@ -22,7 +22,11 @@ FORCE_ENV = "MEDVIEWER_PROVIDERS"  # e.g. "CPU" to keep models off the GPU
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence stdout/stderr at the file-descriptor level (C++ logs and Python prints)."""
+    """Silence stdout/stderr at the file-descriptor level (C++ logs) and Python's own streams.
+
+    Both: onnxruntime prints its "EP Error ... Falling back" banner with Python's print, and
+    sys.stdout is not file descriptor 1 under pytest, IPython or a GUI that redirects it.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
@@ -30,7 +34,9 @@ def _quiet() -> Iterator[None]:
     try:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-        yield
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), \
+                contextlib.redirect_stderr(sink):
+            yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

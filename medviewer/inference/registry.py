@@ -120,12 +120,18 @@ def find_model_folders(roots: list[Path] | None = None) -> list[Path]:
         if not root.is_dir():
             continue
         for manifest in sorted([*root.glob(f"*/{MANIFEST}"), *root.glob(f"*/*/{MANIFEST}")]):
-            found.append(manifest.parent)
+            # ".name-xxxx" folders are exports still being written (or left by a crash)
+            if not any(part.startswith(".") for part in manifest.relative_to(root).parts):
+                found.append(manifest.parent)
     return found
 
 
 def _version_key(version: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in version.replace("-", ".").split("."))
+    """Numeric parts compare as numbers (1.10 > 1.9), text parts below them, and a release
+    above its pre-releases (1.0.0 > 1.0.0-rc1); never a str-vs-int comparison."""
+    parts = version.replace("-", ".").split(".")
+    key = [(2, int(p), "") if p.isdigit() else (0, 0, p) for p in parts]
+    return (*key, (1, 0, ""))
 
 
 def list_models(roots: list[Path] | None = None) -> tuple[list[Manifest], list[ModelError]]:

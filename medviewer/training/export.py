@@ -125,7 +125,8 @@ def export_model(model: nn.Module, arch: str | Architecture, folder: str | Path,
         d = {"lab": arch.lab, "task": arch.task, "arch": arch.name, **manifest}
         d["onnx_inputs"] = _signature(arch, inputs)
         d["onnx_outputs"] = list(arch.output_names)
-        d.setdefault("provenance", {})["parity_max_relative_error"] = worst
+        # a new dict: the caller's provenance (often reused for the next export) stays as given
+        d["provenance"] = {**d.get("provenance", {}), "parity_max_relative_error": worst}
         write_manifest(manifest_from_dict(d, staging), staging)
         if folder.exists():
             shutil.rmtree(folder)
