@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medviewer.core.atomic import write_text_atomic
 from medviewer.inference.errors import ModelError
 
 MANIFEST = "manifest.json"
@@ -201,11 +200,4 @@ def write_manifest(manifest: Manifest, folder: str | Path) -> Path:
              if (folder / name).is_file()}
     d = manifest.to_dict()
     d["files"] = files
-    text = json.dumps(d, indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / MANIFEST)
-    return folder / MANIFEST
+    return write_text_atomic(folder / MANIFEST, json.dumps(d, indent=2, sort_keys=True) + "\n")

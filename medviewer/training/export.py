@@ -6,6 +6,7 @@ after ONNX Runtime reproduced torch's outputs, so a failed export never leaves a
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medviewer.core.atomic import shareable_mode
 from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import (
     ONNX_FILE,
@@ -128,6 +130,7 @@ def export_model(model: nn.Module, arch: str | Architecture, folder: str | Path,
         # a new dict: the caller's provenance (often reused for the next export) stays as given
         d["provenance"] = {**d.get("provenance", {}), "parity_max_relative_error": worst}
         write_manifest(manifest_from_dict(d, staging), staging)
+        os.chmod(staging, shareable_mode(0o777))  # mkdtemp's 0700 would hide it from others
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
