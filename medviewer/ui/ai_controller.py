@@ -238,8 +238,9 @@ class AiController(QObject):
         if volume is not self.document.volume:
             return
         self.document.set_explanation(explanation)
+        notes = f" ({explanation.notes})" if explanation.notes else ""
         self.window.set_status(f"{explanation.method} on slice {explanation.slice_index + 1} "
-                               f"in {explanation.seconds:.1f} s")
+                               f"in {explanation.seconds:.1f} s{notes}")
         self.dock.show()
         self.sigRunFinished.emit(explanation)
 
