@@ -13,11 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from medviewer.core.atomic import write_text_atomic
 from medviewer.inference.results import Explanation, Result
 from medviewer.ui.ai_state import AiOutput
 
@@ -133,7 +132,7 @@ def write_results(output: AiOutput, path: str | Path,
         text = json.dumps(to_json(output, explanation), indent=2) + "\n"
     else:
         text = csv_text(result_rows(output))
-    return write_text_atomic(text, path)
+    return write_text_atomic(path, text)
 
 
 def write_verdict_csv(result: Result, path: str | Path) -> Path:
@@ -144,20 +143,7 @@ def write_verdict_csv(result: Result, path: str | Path) -> Path:
     except ImportError:  # lab 3 not installed (or not yet written): the same rows, here
         base = {"model": result.model_id, "version": result.model_version,
                 "series_instance_uid": result.series_instance_uid}
-        return write_text_atomic(csv_text([{**base, **r} for r in verdict_rows(result)]), path)
+        return write_text_atomic(path, csv_text([{**base, **r} for r in verdict_rows(result)]))
     write_verdicts_csv([result], path)
     return path
 
-
-def write_text_atomic(text: str, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -8,13 +8,12 @@ while learning.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medviewer.core.atomic import atomic_file
 from medviewer.inference import preprocess as pp
 from medviewer.inference.pipelines import SliceClassifier
 from medviewer.inference.registry import Plugin
@@ -62,21 +61,11 @@ def write_submission(result: Result, path: str | Path) -> Path:
     1-based position in the series, which is that running id when the whole series is run and
     still names the slice the reader sees when only some slices are.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["id", "label"])
-            writer.writerows(submission_rows(result))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_file(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["id", "label"])
+        writer.writerows(submission_rows(result))
+    return Path(path)
 
 
 PLUGIN = Plugin(name="lab1", lab=1, title="Lab 1: handwritten digits (SimpleNN)",
