@@ -11,9 +11,8 @@ opened is dropped. Results are display layers of the document, never edits of it
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from medviewer.ui.ai_menu import AiMenu
 from medviewer.ui.ai_panel import AiPanel
 from medviewer.ui.ai_tasks import AiRun, ModelCache, compare_task, explain_task, run_model_task
 from medviewer.ui.export import EXPORT_FOLDER_KEY, export_folder
+from medviewer.ui.guard import guarded
 
 if TYPE_CHECKING:
     from medviewer.ui.main_window import MainWindow
@@ -36,21 +36,6 @@ log = logging.getLogger(__name__)
 MODEL_KEY = "ai/model"  # the chosen model, remembered between sessions
 PROVIDER_IDLE = "AI: idle"
 SCOPES = ("slice", "series")
-
-
-def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Slot wrapper: an unexpected exception is logged and shown, never a crash."""
-
-    @functools.wraps(method)
-    def wrapper(self: AiController, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except Exception as exc:
-            log.exception("error in %s", method.__name__)
-            self.window.show_error(f"Unexpected error in the AI tools: {exc}")
-            return None
-
-    return wrapper
 
 
 class AiController(QObject):

@@ -41,6 +41,7 @@ from medviewer.ui.export import (
     save_png_atomic,
     with_png_suffix,
 )
+from medviewer.ui.guard import guarded
 from medviewer.ui.recent import RecentMenu, describe_paths
 from medviewer.ui.tags import TagPanel
 from medviewer.ui.viewer import ViewerPanel
@@ -59,21 +60,6 @@ log = logging.getLogger(__name__)
 LAST_FOLDER_KEY = "files/lastFolder"
 GEOMETRY_KEY, STATE_KEY = "window/geometry", "window/state"
 PathLike = str | Path
-
-
-def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Slot wrapper: an unexpected exception is logged and shown instead of killing the app."""
-
-    @functools.wraps(method)
-    def wrapper(self: MainWindow, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except Exception as exc:
-            log.exception("error in %s", method.__name__)
-            self.show_error(f"Unexpected error: {exc}")
-            return None
-
-    return wrapper
 
 
 class MainWindow(QMainWindow):
