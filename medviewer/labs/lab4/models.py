@@ -1,0 +1,147 @@
+"""Lab 4's segmentation networks: the classic U-Net and FCN-8s on a VGG16 encoder.
+
+Both take "image" (batch, channels, rows, cols) and give "logits" (batch, labels, rows, cols)
+at the input size; batch, rows and columns are dynamic in the ONNX export. Rows and columns
+must be multiples of 16 (U-Net: four 2x poolings) or 32 (FCN-8s: five).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medviewer.labs.architectures import Architecture, register
+
+DYNAMIC_IMAGE = {"image": {0: "batch", 2: "rows", 3: "columns"},
+                 "logits": {0: "batch", 2: "rows", 3: "columns"}}
+
+
+class DoubleConv(nn.Sequential):
+    """(3x3 conv -> BatchNorm -> ReLU) twice: the U-Net's building block ('same' padding)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    """Ronneberger's U-Net: 4 poolings down, 4 transposed-conv 2x ups, skips by concatenation.
+
+    `base` is the width of the first level (64 in the paper); each level down doubles it.
+    Padded convolutions keep the output at the input size (the paper's valid convolutions
+    crop it), which is what a viewer overlay needs.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, base: int = 64) -> None:
+        super().__init__()
+        widths = [base * 2**i for i in range(5)]  # 64, 128, 256, 512, 1024
+        self.down = nn.ModuleList([DoubleConv(in_channels, widths[0])] + [
+            DoubleConv(widths[i], widths[i + 1]) for i in range(4)])
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+                                 for i in reversed(range(4))])
+        self.merge = nn.ModuleList([DoubleConv(widths[i] * 2, widths[i])
+                                    for i in reversed(range(4))])
+        self.head = nn.Conv2d(widths[0], num_classes, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        skips = []
+        x = image
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x))
+            skips.append(x)
+        skips.pop()  # the bottleneck is not a skip
+        for up, merge in zip(self.up, self.merge, strict=True):
+            x = merge(torch.cat([skips.pop(), up(x)], dim=1))
+        return self.head(x)
+
+
+class FCN8s(nn.Module):
+    """Long et al.'s FCN-8s: VGG16 conv layers, fc6/fc7 as convolutions, scores fused at
+    pool4 (1/16) and pool3 (1/8) by 2x upsampling and summing, then 8x up to the input size.
+
+    `fc_channels` is 4096 in the paper; `fc_kernel` 7 (fc6 as a 7x7 convolution, padded here
+    so small inputs still work, instead of the paper's 100-pixel input padding and crop).
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 21, fc_channels: int = 4096,
+                 fc_kernel: int = 7) -> None:
+        super().__init__()
+        from torchvision.models import vgg16
+
+        features = vgg16(weights=None).features  # never downloaded: weights=None
+        if in_channels != 3:
+            features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
+        # VGG16 features: pool3 ends at index 16, pool4 at 23, pool5 at 30
+        self.to_pool3, self.to_pool4, self.to_pool5 = features[:17], features[17:24], features[24:]
+        self.fc = nn.Sequential(
+            nn.Conv2d(512, fc_channels, fc_kernel, padding=fc_kernel // 2), nn.ReLU(inplace=True),
+            nn.Dropout2d(), nn.Conv2d(fc_channels, fc_channels, 1), nn.ReLU(inplace=True),
+            nn.Dropout2d())
+        self.score_conv7 = nn.Conv2d(fc_channels, num_classes, 1)
+        self.score_pool4 = nn.Conv2d(512, num_classes, 1)
+        self.score_pool3 = nn.Conv2d(256, num_classes, 1)
+        self.up2_conv7 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1,
+                                            bias=False)
+        self.up2_pool4 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1,
+                                            bias=False)
+        self.up8 = nn.ConvTranspose2d(num_classes, num_classes, 16, stride=8, padding=4,
+                                      bias=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        pool3 = self.to_pool3(image)
+        pool4 = self.to_pool4(pool3)
+        conv7 = self.fc(self.to_pool5(pool4))
+        x = self.up2_conv7(self.score_conv7(conv7)) + self.score_pool4(pool4)
+        x = self.up2_pool4(x) + self.score_pool3(pool3)
+        return self.up8(x)
+
+
+def build_unet(num_classes: int = 2, in_channels: int = 1, base: int = 64) -> UNet:
+    return UNet(in_channels, num_classes, base)
+
+
+def build_unet_small(num_classes: int = 2, in_channels: int = 1, base: int = 8) -> UNet:
+    return UNet(in_channels, num_classes, base)
+
+
+def build_fcn8s(num_classes: int = 21, in_channels: int = 3, fc_channels: int = 4096,
+                fc_kernel: int = 7) -> FCN8s:
+    return FCN8s(in_channels, num_classes, fc_channels, fc_kernel)
+
+
+def _tiny(channels: int, size: int) -> tuple[torch.Tensor, ...]:
+    return (torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(0)),)
+
+
+def _unet_cam(model: nn.Module) -> list[nn.Module]:
+    return [model.merge[-1]]
+
+
+def _fcn_cam(model: nn.Module) -> list[nn.Module]:
+    return [model.fc]
+
+
+register(Architecture(
+    name="lab4.unet", lab=4, task="segmentation", build=build_unet,
+    example_inputs=lambda: _tiny(1, 32), input_names=("image",), output_names=("logits",),
+    dynamic_axes=DYNAMIC_IMAGE, cam_layers=_unet_cam, default_options={"base": 64},
+    description="U-Net (Ronneberger 2015): 4 down / 4 up, double 3x3 conv, transposed-conv "
+                "upsampling, concatenated skips; base width 64."))
+register(Architecture(
+    name="lab4.unet_small", lab=4, task="segmentation", build=build_unet_small,
+    example_inputs=lambda: _tiny(1, 32), input_names=("image",), output_names=("logits",),
+    dynamic_axes=DYNAMIC_IMAGE, cam_layers=_unet_cam, full=False,
+    default_options={"base": 8},
+    description="The same U-Net at base width 8 (1/64 of the compute, 0.5 M weights): the "
+                "shipped demo."))
+register(Architecture(
+    name="lab4.fcn8s", lab=4, task="segmentation", build=build_fcn8s,
+    example_inputs=lambda: _tiny(3, 32), input_names=("image",), output_names=("logits",),
+    dynamic_axes=DYNAMIC_IMAGE, cam_layers=_fcn_cam,
+    default_options={"fc_channels": 4096, "fc_kernel": 7},
+    description="FCN-8s (Long 2015): torchvision VGG16 features, fc6/fc7 as convolutions, "
+                "score layers on pool3/pool4/conv7, 2x + 2x + 8x transposed-conv upsampling."))
