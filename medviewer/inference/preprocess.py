@@ -86,6 +86,9 @@ def prepare_slices(voxels: np.ndarray, indices: list[int], spec: InputSpec) -> n
     previous / current / next channels are gathered from those (3x less work than per
     sample); min-max scaling stays per sample, so a result never depends on its batch.
     """
+    if spec.context.startswith("volume:"):
+        raise ValueError(f"context {spec.context!r} describes a whole series, not slices: "
+                         "a series-level pipeline builds that sample")
     count = spec.context_slices
     if spec.window is None:
         frames = [resize(to_unit(slice_context(voxels, k, count), None), spec.size)

@@ -10,14 +10,13 @@ normalised as the manifest says.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medviewer.core.atomic import atomic_file
 from medviewer.inference import preprocess as pp
 from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import InputSpec
@@ -112,21 +111,11 @@ def write_verdicts_csv(results: Sequence[Result], path: str | Path) -> Path:
     """Write the verdicts (one row per result) to a CSV, atomically; returns the path."""
     rows = verdict_rows(results)
     fields = list(CSV_FIELDS) + sorted({k for row in rows for k in row} - set(CSV_FIELDS))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_file(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)
 
 
 def write_method_csvs(results: Sequence[Result], folder: str | Path) -> list[Path]:
