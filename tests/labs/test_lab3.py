@@ -76,15 +76,15 @@ def _p_positive(result) -> float:
 def test_manifests_report_held_out_accuracy_f1_and_auc(fusion_models):
     for model in fusion_models.values():
         m = model.manifest
-        v = m.metrics["validation"]
+        v = m.metrics
         assert m.task == "fusion" and m.input.context == "volume:12"
         assert {"accuracy", "f1", "roc_auc", "n", "split"} <= set(v)
         assert 0.0 <= v["accuracy"] <= 1.0 and 0.0 <= v["roc_auc"] <= 1.0
         assert m.provenance["pretrained"].startswith("none")
     # the fusion methods see the whole series; the baseline one slab of it
     for key in FUSION:
-        auc = fusion_models[key].manifest.metrics["validation"]["roc_auc"]
-        assert auc > fusion_models["single"].manifest.metrics["validation"]["roc_auc"]
+        auc = fusion_models[key].manifest.metrics["roc_auc"]
+        assert auc > fusion_models["single"].manifest.metrics["roc_auc"]
 
 
 def test_lab3_models_stay_small(fusion_models):
@@ -100,7 +100,7 @@ def test_demo_ct_gives_one_verdict_per_method_and_the_fusions_say_nodule(fusion_
         assert r.scores.shape == (1, 2) and r.slice_indices == []
         assert r.scores.sum() == pytest.approx(1.0)
         # the viewer's path (DICOM -> Volume -> ONNX Runtime) gives what training measured
-        recorded = fusion_models[key].manifest.metrics["p_positive_demo_ct"]
+        recorded = fusion_models[key].manifest.metrics["demo_checks"]["p_positive_demo_ct"]
         assert _p_positive(r) == pytest.approx(recorded, abs=0.02)
         if key in FUSION:
             assert r.predicted()[0] == POSITIVE

@@ -94,11 +94,11 @@ def demo_run(chest_model, demo_study):
 def test_manifest_reports_held_out_dice_and_iou_per_label(chest_model):
     m = chest_model.manifest
     assert m.task == "segmentation" and m.label_names == list(CHEST_LABELS)
-    per_label = m.metrics["validation"]["per_label"]
+    per_label = m.metrics["per_label"]
     assert set(per_label) == {"body", "lung", "nodule", "spine"}
     assert all(0.0 <= s["dice"] <= 1.0 and 0.0 <= s["iou"] <= s["dice"] + 1e-9
                for s in per_label.values())
-    assert "disjoint" in m.metrics["validation"]["split"]
+    assert "disjoint" in m.metrics["split"]
     assert m.provenance["command"] == "python -m medviewer.labs.lab4.demo"
 
 

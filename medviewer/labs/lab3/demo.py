@@ -168,15 +168,17 @@ def export_method(name: str, fitted: tuple, sets: dict, cases: dict, out_dir: Pa
     """Score on the held-out series and the reference cases, then export the folder."""
     model, losses, seconds = fitted
     method = METHODS[name]
-    metrics = {"validation": held_out_metrics(probabilities(model, sets["validation"][0]),
-                                              sets["validation"][1]),
-               "final_train_loss": round(float(np.mean(losses[-20:])), 4)}
-    for case, sample in cases.items():
-        metrics[f"p_positive_{case}"] = round(float(probabilities(model, sample)[0]), 4)
+    # held-out numbers at the top level (what the viewer and `medviewer models` show), checks
+    # on named reference cases beside them
+    metrics = {**held_out_metrics(probabilities(model, sets["validation"][0]),
+                                  sets["validation"][1]),
+               "final_train_loss": round(float(np.mean(losses[-20:])), 4),
+               "demo_checks": {f"p_positive_{case}": round(float(probabilities(model, x)[0]), 4)
+                               for case, x in cases.items()}}
     export_model(model.eval(), ARCHITECTURES[method.arch], out_dir / method.model_id,
                  manifest_fields(name, metrics, seed, seconds),
                  inputs=(torch.from_numpy(sets["validation"][0][:2]).float(),))
-    print(f"{method.model_id}: {metrics['validation']} {seconds[1]:.0f} s CPU", flush=True)
+    print(f"{method.model_id}: {metrics} {seconds[1]:.0f} s CPU", flush=True)
     return out_dir / method.model_id
 
 

@@ -136,11 +136,13 @@ def train(out_dir: Path, *, seed: int = 0) -> list[Path]:
     seconds = (time.perf_counter() - start, time.process_time() - cpu)
     val_images, val_labels = data.make_set("validation", r["validation_volumes"], None, seed)
     val_pred = predict_logits(model, val_images).argmax(axis=1)
-    metrics = {"validation": {
+    per_label = scores_table(val_pred, val_labels)
+    metrics = {  # held-out numbers at the top level, details and the demo CT beside them
         "split": f"{r['validation_volumes']} random phantoms from a seed range disjoint from "
                  "training, every slice, scored at 128 x 128", "n": int(len(val_images)),
-        "per_label": scores_table(val_pred, val_labels)},
-        "demo_ct": demo_ct_scores(model),
+        **{f"dice_{name}": v["dice"] for name, v in per_label.items()},
+        **{f"iou_{name}": v["iou"] for name, v in per_label.items()},
+        "per_label": per_label, "demo_ct": demo_ct_scores(model),
         "final_train_loss": round(float(np.mean(losses[-20:])), 4)}
     folder = Path(out_dir) / MODEL_ID
     export_model(model.eval(), arch, folder, manifest_fields(metrics, seed, seconds),
