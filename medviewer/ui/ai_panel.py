@@ -287,7 +287,10 @@ class AiPanel(QWidget):
         table.setRowCount(len(output.results))
         for row, result in enumerate(output.results):
             label, probability = result.predicted(0)
-            table.setItem(row, 0, _item(result.title or result.model_id))
+            title = result.title or result.model_id
+            method = _item(title.split(":")[0])  # "Early fusion: nodule >= 10 mm" -> the method
+            method.setToolTip(f"{title} ({result.model_id} {result.model_version})")
+            table.setItem(row, 0, method)
             table.setItem(row, 1, _item(label))
             table.setItem(row, 2, _item(f"{probability:.3f}", align_right=True))
             button = QPushButton("CSV…")
