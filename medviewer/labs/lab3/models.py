@@ -16,23 +16,30 @@ the shipped demo models use.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from medviewer.labs.architectures import Architecture, register
+from medviewer.labs.pretrained import load_backbone_weights
 
 DYNAMIC = {"slices": {0: "batch", 2: "rows", 3: "columns"}, "logits": {0: "batch"}}
 SMALL_WIDTHS = (8, 16, 32, 64)
 
 
-def resnet50(in_channels: int, num_classes: int) -> nn.Module:
-    """torchvision's ResNet50 (random weights), first convolution taking `in_channels`."""
+def resnet50(in_channels: int, num_classes: int,
+             backbone_weights: str | Path | None = None) -> nn.Module:
+    """torchvision's ResNet50, first convolution taking `in_channels`; random weights, or a
+    local ImageNet file (its first convolution and classifier are kept only where they fit)."""
     from torchvision.models import resnet50 as tv_resnet50
 
     net = tv_resnet50(weights=None, num_classes=num_classes)
     net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    if backbone_weights:
+        load_backbone_weights(net, backbone_weights)
     return net
 
 
@@ -184,10 +191,16 @@ SMALL_BACKBONES = {"single_slice": (small_backbone, "a small ResNet (global max 
 def _fusion_builder(kind: str, full: bool, default_slices: int) -> Callable[..., nn.Module]:
     backbone = resnet50 if full else SMALL_BACKBONES[kind][0]
 
-    def build(num_classes: int = 2, slices: int = default_slices) -> nn.Module:
+    def build(num_classes: int = 2, slices: int = default_slices,
+              backbone_weights: str | Path | None = None) -> nn.Module:
+        net = backbone
+        if backbone_weights:
+            if not full:
+                raise ValueError("pretrained weights fit the full ResNet50 methods only")
+            net = functools.partial(resnet50, backbone_weights=backbone_weights)
         if kind == "single_slice":
-            return SingleSlice(backbone, num_classes)
-        return FUSIONS[kind](backbone, num_classes, slices)
+            return SingleSlice(net, num_classes)
+        return FUSIONS[kind](net, num_classes, slices)
 
     return build
 

@@ -7,10 +7,13 @@ must be multiples of 16 (U-Net: four 2x poolings) or 32 (FCN-8s: five).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from medviewer.labs.architectures import Architecture, register
+from medviewer.labs.pretrained import load_backbone_weights
 
 DYNAMIC_IMAGE = {"image": {0: "batch", 2: "rows", 3: "columns"},
                  "logits": {0: "batch", 2: "rows", 3: "columns"}}
@@ -68,11 +71,14 @@ class FCN8s(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 21, fc_channels: int = 4096,
-                 fc_kernel: int = 7) -> None:
+                 fc_kernel: int = 7, backbone_weights: str | Path | None = None) -> None:
         super().__init__()
         from torchvision.models import vgg16
 
-        features = vgg16(weights=None).features  # never downloaded: weights=None
+        encoder = vgg16(weights=None)  # never downloaded: weights=None
+        if backbone_weights:  # a local ImageNet VGG16 file (features.* are used)
+            load_backbone_weights(encoder, backbone_weights)
+        features = encoder.features
         if in_channels != 3:
             features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
         # VGG16 features: pool3 ends at index 16, pool4 at 23, pool5 at 30
@@ -109,8 +115,8 @@ def build_unet_small(num_classes: int = 2, in_channels: int = 1, base: int = 8) 
 
 
 def build_fcn8s(num_classes: int = 21, in_channels: int = 3, fc_channels: int = 4096,
-                fc_kernel: int = 7) -> FCN8s:
-    return FCN8s(in_channels, num_classes, fc_channels, fc_kernel)
+                fc_kernel: int = 7, backbone_weights: str | Path | None = None) -> FCN8s:
+    return FCN8s(in_channels, num_classes, fc_channels, fc_kernel, backbone_weights)
 
 
 def _tiny(channels: int, size: int) -> tuple[torch.Tensor, ...]:

@@ -28,6 +28,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from medviewer.labs.architectures import Architecture, register
+from medviewer.labs.pretrained import load_backbone_weights
 
 LABELS = ("cardiomegaly", "normal heart")
 FULL_SIZE = 512  # the lab's working size
@@ -77,19 +78,8 @@ def build_full(num_classes: int = len(LABELS), *, score_threshold: float = SCORE
         box_score_thresh=score_threshold, rpn_pre_nms_top_n_test=pre_nms_top_n,
         rpn_post_nms_top_n_test=post_nms_top_n, box_detections_per_img=detections)
     if backbone_weights is not None:
-        _load_backbone(detector, Path(backbone_weights))
+        load_backbone_weights(detector.backbone.body, backbone_weights)  # fc.* skipped
     return DetectorExport(_keep_input_size(detector, IMAGENET_MEAN, IMAGENET_STD))
-
-
-def _load_backbone(detector: FasterRCNN, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    from medviewer.inference.errors import ModelError
-
-    state = {k: v for k, v in load_file(str(path)).items() if not k.startswith("fc.")}
-    missing, _ = detector.backbone.body.load_state_dict(state, strict=False)
-    if len(missing) == len(detector.backbone.body.state_dict()):
-        raise ModelError(path, "These are not torchvision ResNet50 weights: no layer matched.")
 
 
 def _stage(cin: int, cout: int) -> nn.Sequential:
