@@ -62,3 +62,29 @@ def per_label_scores(pred: np.ndarray, truth: np.ndarray, labels: Sequence[str],
             "iou": 1.0 if union == 0 else overlap / union,
             "truth_voxels": n_truth, "predicted_voxels": n_pred}
     return scores
+
+
+def scores_against_mask(pred: np.ndarray, labels: Sequence[str], mask: np.ndarray,
+                        mask_labels: Sequence[str], rows: Sequence[int] | None = None
+                        ) -> dict[str, dict[str, float]]:
+    """Dice / IoU of a model's label map against a mask labelled by another table (a SEG).
+
+    Labels are matched by name, case-insensitively; the model's labels the mask does not name
+    are left out (no truth to score them against). `rows`: only these slices count (a run on
+    some slices is not penalised for the rest).
+    """
+    if pred.shape != mask.shape:
+        raise ValueError(f"the mask {mask.shape} is not on the label map's grid {pred.shape}")
+    by_name = {name.strip().lower(): value for value, name in enumerate(mask_labels) if value}
+    remapped = np.zeros(mask.shape, np.uint8)
+    shared = [0]
+    for value, name in enumerate(labels):
+        source = by_name.get(name.strip().lower())
+        if value and source is not None:
+            remapped[mask == source] = value
+            shared.append(value)
+    if rows is not None:
+        pred, remapped = pred[list(rows)], remapped[list(rows)]
+    scores = per_label_scores(pred, remapped, labels)
+    return {name: s for value, (name, s) in enumerate(scores.items(), start=1)
+            if value in shared}

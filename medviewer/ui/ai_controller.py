@@ -24,7 +24,14 @@ from medviewer.inference.results import Result
 from medviewer.ui.ai_export import write_results, write_verdict_csv
 from medviewer.ui.ai_menu import AiMenu
 from medviewer.ui.ai_panel import AiPanel
-from medviewer.ui.ai_tasks import AiRun, ModelCache, compare_task, explain_task, run_model_task
+from medviewer.ui.ai_tasks import (
+    AiRun,
+    ModelCache,
+    agreement_task,
+    compare_task,
+    explain_task,
+    run_model_task,
+)
 from medviewer.ui.export import EXPORT_FOLDER_KEY, export_folder
 from medviewer.ui.guard import guarded
 
@@ -91,6 +98,7 @@ class AiController(QObject):
         menu.compare_action.triggered.connect(lambda: self.compare_fusion())
         menu.clear_action.triggered.connect(self.clear)
         menu.export_action.triggered.connect(self.export_results_dialog)
+        menu.mask_action.triggered.connect(self.compare_with_mask_dialog)
         view = next((a.menu() for a in bar.actions() if a.text() == "&View"), None)
         if view is not None:
             view.addAction(self.dock.toggleViewAction())
@@ -282,6 +290,34 @@ class AiController(QObject):
         return target
 
     @guarded
+    def compare_with_mask(self, path: str | Path) -> bool:
+        """Dice / IoU of the shown segmentation against a DICOM SEG of this series."""
+        result = self.document.ai_result
+        if result is None or result.label_map is None:
+            self.window.set_status("Run a segmentation model first, then compare it.")
+            return False
+        self.window.tasks.start("ai", agreement_task, result, self.document.volume, str(path),
+                                on_result=lambda scores: self._on_agreement(result, scores),
+                                on_error=lambda exc: self._on_error(None, exc))
+        return True
+
+    def _on_agreement(self, result: Result, scores: dict[str, dict]) -> None:
+        if result is not self.document.ai_result:
+            return  # another run replaced it meanwhile
+        self.panel.show_agreement(scores)
+        self.window.set_status("Against the mask: " + ", ".join(
+            f"{name} Dice {s['dice']:.3f}" for name, s in scores.items()))
+        self.sigRunFinished.emit(scores)
+
+    @guarded
+    def compare_with_mask_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Mask to compare with (DICOM SEG)",
+                                              str(export_folder(self.window.settings)),
+                                              "DICOM (*.dcm);;All files (*)")
+        if path:
+            self.compare_with_mask(path)
+
+    @guarded
     def export_results_dialog(self) -> None:
         result = self.document.ai_result
         if result is None:
@@ -335,6 +371,8 @@ class AiController(QObject):
         menu.compare_action.setEnabled(doc.volume is not None and bool(fusion))
         menu.clear_action.setEnabled(doc.ai_output is not None or doc.explanation is not None)
         menu.export_action.setEnabled(doc.ai_output is not None)
+        result = doc.ai_result
+        menu.mask_action.setEnabled(result is not None and result.label_map is not None)
 
 
 def explain_methods(manifest: Manifest) -> list[str] | None:

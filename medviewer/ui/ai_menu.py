@@ -87,6 +87,9 @@ class AiMenu(QMenu):
         self.compare_action = self._command(owner, "&Compare Fusion Methods (Lab 3)", "",
                                             "Every lab 3 method's verdict on this series, "
                                             "side by side")
+        self.mask_action = self._command(owner, "Compare With &Mask (DICOM SEG)\u2026", "",
+                                         "Dice and IoU per label of the shown segmentation "
+                                         "against a SEG drawn on this series")
         self.clear_action = self._command(owner, "C&lear AI Results", "",
                                           "Remove the overlays, boxes, heatmap and scores")
         self.export_action = self._command(owner, "E&xport Results\u2026", "",
@@ -131,6 +134,7 @@ class AiMenu(QMenu):
         self.addMenu(self.explain_menu)
         self.addSeparator()
         self.addAction(self.compare_action)
+        self.addAction(self.mask_action)
         self.addSeparator()
         self.addAction(self.clear_action)
         self.addAction(self.export_action)

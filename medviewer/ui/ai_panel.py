@@ -159,8 +159,11 @@ class AiPanel(QWidget):
         self.opacity_slider = _slider(int(self.document.ai_display.opacity * 100))
         self.opacity_slider.valueChanged.connect(
             lambda v: self.document.set_ai_display(opacity=v / 100))
+        self.agreement_label = QLabel()  # Dice / IoU against a mask, when one was compared
+        self.agreement_label.setWordWrap(True)
         layout.addWidget(self.labels_table)
         layout.addWidget(self.labels_note)
+        layout.addWidget(self.agreement_label)
         layout.addLayout(self._row("Opacity", self.opacity_slider))
 
     def _build_boxes(self) -> None:
@@ -301,7 +304,14 @@ class AiPanel(QWidget):
         self.failures_label.setText("<br>".join(f"Could not run {f}" for f in output.failures))
         self.failures_label.setVisible(bool(output.failures))
 
+    def show_agreement(self, scores: dict[str, dict]) -> None:
+        rows = "".join(f"<tr><td>{name}</td><td align=right>{s['dice']:.3f}</td>"
+                       f"<td align=right>{s['iou']:.3f}</td></tr>" for name, s in scores.items())
+        self.agreement_label.setText("Against the mask:<table><tr><th align=left>Label</th>"
+                                     f"<th>Dice</th><th>IoU</th></tr>{rows}</table>")
+
     def _fill_labels(self) -> None:
+        self.agreement_label.clear()
         output, result = self.document.ai_output, self.document.ai_result
         hidden = self.document.ai_display.hidden_labels
         self._filling = True

@@ -110,3 +110,20 @@ def _label_stats(result: Result, volume: Any) -> tuple[tuple[int, ...], float]:
     if result.label_map is None:
         return (), 0.0
     return label_volumes(result.label_map, len(result.labels)), voxel_ml(volume)
+
+
+def agreement_task(ctx: Any, result: Result, volume: Any, path: str) -> dict[str, dict]:
+    """Dice / IoU of a segmentation result against a DICOM SEG drawn on the same series."""
+    from medviewer.core.annotations import AnnotationError, read_seg
+    from medviewer.inference.metrics import scores_against_mask
+
+    try:
+        mask, mask_labels = read_seg(path, volume)
+    except AnnotationError as exc:
+        raise ModelError(path, exc.reason) from exc
+    scores = scores_against_mask(result.label_map, result.labels, mask, mask_labels,
+                                 result.slice_indices or None)
+    if not scores:
+        raise ModelError(path, f"The mask names none of the model's labels "
+                         f"({', '.join(result.labels[1:])}); it has {', '.join(mask_labels[1:])}.")
+    return scores

@@ -87,9 +87,10 @@ CONTROLS: tuple[Control, ...] = (
     Control("AI models",
             "AI menu: choose a model (grouped by lab; its tooltip gives the description and "
             "held-out metrics), then Run on Current Slice (Ctrl+R) or Run on Whole Series "
-            "(Ctrl+Shift+R), Explain (Heatmap), Compare Fusion Methods (Lab 3), Clear AI "
-            "Results, Export Results (CSV or JSON). The AI results dock shows class scores, "
-            "verdicts, labels (visibility, opacity, volume in mL) and boxes (score threshold); "
+            "(Ctrl+Shift+R), Explain (Heatmap), Compare Fusion Methods (Lab 3), Compare With "
+            "Mask (DICOM SEG), Clear AI Results, Export Results (CSV or JSON). The AI results "
+            "dock shows class scores, verdicts, labels (visibility, opacity, volume in mL, Dice "
+            "and IoU against a mask) and boxes (score threshold); "
             "the status bar says whether ONNX Runtime runs on the GPU or the CPU",
             ("Ctrl+R", "Ctrl+Shift+R")),
     Control("this list", "Help ▸ Keyboard Shortcuts (F1)", ("F1",)),

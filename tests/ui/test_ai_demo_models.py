@@ -134,3 +134,20 @@ def test_eigencam_of_the_detector_is_hotter_inside_the_heart_box(demo_window, qt
     x0, y0, x1, y1 = truth["cardio_dx"]["heart_box"]
     heat = explanation.heatmap
     assert heat[y0:y1, x0:x1].mean() > 1.5 * heat.mean()
+
+
+def test_lab4_against_the_ground_truth_mask_as_dicom_seg(demo_window, qtbot, tmp_path):
+    from medviewer.core.annotations import write_seg
+    from medviewer.core.synthetic import CHEST_LABELS, ct_chest_labels
+
+    doc = demo_window.open_demo_series("DEMO-0001", "CT")
+    truth = ct_chest_labels(doc.volume.voxels.shape, (2.5, 0.7, 0.7))
+    names = sorted(CHEST_LABELS, key=CHEST_LABELS.get)
+    seg = write_seg(truth, doc.volume, names, tmp_path / "truth.seg.dcm",
+                    series_description="phantom truth", algorithm=("phantom", "1"))
+    _run(demo_window, qtbot, lambda: demo_window.ai.run_model("lab4-chest-unet", "series"))
+    scores = _run(demo_window, qtbot, lambda: demo_window.ai.compare_with_mask(seg))
+    assert set(scores) == {"body", "lung", "nodule", "spine"}
+    assert scores["lung"]["dice"] > 0.95 and scores["nodule"]["dice"] > 0.5
+    text = demo_window.ai.panel.agreement_label.text()
+    assert "lung" in text and f"{scores['lung']['dice']:.3f}" in text
