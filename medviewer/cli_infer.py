@@ -184,7 +184,12 @@ def _write_outputs(model, result, volume, out, stem: str) -> list:
         files.append(write_seg(result.label_map, volume, result.labels, out / f"{stem}.seg.dcm",
                                series_description=f"AI {m.title}", algorithm=(m.id, m.version),
                                colours=result.colours, slices=result.slice_indices or None))
-    return files + write_result_files(result, out, stem, spacing=volume.spacing)
+    files += write_result_files(result, out, stem, spacing=volume.spacing)
+    from medviewer.inference import load_plugin
+
+    for suffix, writer in load_plugin(model.manifest.plugin).writers.items():
+        files.append(writer(result, out / f"{stem}_{suffix}"))
+    return files
 
 
 def _verdict(result) -> str:

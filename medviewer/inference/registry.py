@@ -42,7 +42,9 @@ class Plugin:
     lab: int
     title: str
     pipelines: dict[str, type[Pipeline]]  # manifest task (or options["pipeline"]) -> class
-    model_folders: Callable[[], list[Path]] = field(default=lambda: [])
+    # extra result files a lab defines, e.g. lab 1's course submission CSV:
+    # file-name suffix -> writer(result, path); `medviewer infer` writes each of them
+    writers: dict[str, Callable[[Any, Path], Path]] = field(default_factory=dict)
 
     def pipeline_for(self, manifest: Manifest, session: ModelSession) -> Pipeline:
         key = manifest.options.get("pipeline", manifest.task)
@@ -101,16 +103,10 @@ def user_models_dir() -> Path:
     return data_dir() / "models"
 
 
-def model_roots(plugins: bool = False) -> list[Path]:
+def model_roots() -> list[Path]:
+    """Where model folders are looked for: models/, the user store, MEDVIEWER_MODELS_DIR."""
     roots = [shipped_models_dir(), user_models_dir()]
-    roots += [Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
-    if plugins:
-        for entry in list_plugins():
-            try:
-                roots += load_plugin(entry.name).model_folders()
-            except ModelError:
-                continue
-    return roots
+    return roots + [Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
 
 
 def find_model_folders(roots: list[Path] | None = None) -> list[Path]:

@@ -133,3 +133,17 @@ def test_training_recipe_reproduces_the_shipped_accuracy(tmp_path, digits_run):
     shipped = digits_run[0].manifest.metrics
     assert retrained["n"] == shipped["n"]
     assert retrained["accuracy"] == pytest.approx(shipped["accuracy"], abs=0.02)
+
+
+def test_medviewer_infer_writes_the_course_submission_file(demo_study, digits_truth, tmp_path):
+    from medviewer.cli import main
+
+    folder = demo_study / digits_truth["folder"]
+    assert main(["infer", "--model", "lab1-digits-mlp", str(folder), "--out",
+                 str(tmp_path)]) == 0
+    (submission,) = tmp_path.glob("*_submission.csv")
+    rows = list(csv.reader(submission.read_text(encoding="utf-8").splitlines()))
+    assert rows[0] == ["id", "label"]
+    labels = [int(label) for _, label in rows[1:]]
+    assert [int(i) for i, _ in rows[1:]] == list(range(1, len(labels) + 1))
+    assert np.mean(np.equal(labels, digits_truth["labels"])) >= 0.9

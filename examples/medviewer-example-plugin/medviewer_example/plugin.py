@@ -7,7 +7,6 @@ ONNX model stays a plain network.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,10 +48,5 @@ def drop_specks(mask: np.ndarray, smallest: int) -> np.ndarray:
     return np.where(keep[regions], mask, 0).astype(mask.dtype)
 
 
-def _model_folders() -> list[Path]:
-    """Model folders this package ships (export.py writes one here with --here)."""
-    return [Path(__file__).parent / "models"]
-
-
 PLUGIN = Plugin(name="example", lab=0, title="Example: bright structures",
-                pipelines={"segmentation": BrightStructures}, model_folders=_model_folders)
+                pipelines={"segmentation": BrightStructures})

@@ -69,4 +69,5 @@ def write_submission(result: Result, path: str | Path) -> Path:
 
 
 PLUGIN = Plugin(name="lab1", lab=1, title="Lab 1: handwritten digits (SimpleNN)",
-                pipelines={"classification": DigitClassifier})
+                pipelines={"classification": DigitClassifier},
+                writers={"submission.csv": write_submission})
