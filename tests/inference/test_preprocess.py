@@ -258,3 +258,13 @@ def test_softmax_rows_sum_to_one_and_keep_order() -> None:
     assert np.all(np.isfinite(p))
     assert p.sum(axis=1) == pytest.approx([1.0, 1.0])
     assert np.argmax(p[0]) == 1 and p[1] == pytest.approx([1 / 3] * 3)
+
+
+@pytest.mark.parametrize("dtype,low,high", [(np.uint16, 0, 4096), (np.int16, -1024, 3000),
+                                            (np.uint8, 3, 7)])
+def test_log_balance_on_stored_pixels_is_the_two_steps_composed(dtype, low, high):
+    image = np.random.default_rng(3).integers(low, high, (67, 45)).astype(dtype)
+    expected = pp.simplest_color_balance(pp.log_transform(image), 1.0)
+    assert np.allclose(pp.log_balance(image, 1.0), expected, atol=2e-6)
+    floats = image.astype(np.float32)  # float input takes the reference path
+    assert np.allclose(pp.log_balance(floats, 1.0), expected, atol=2e-6)

@@ -27,10 +27,10 @@ def film_to_unit(image: np.ndarray, *, inverted: bool = False,
     `inverted`: a MONOCHROME1 film stores bright as low values; flip it first so the model
     always sees bone and heart bright, as it learnt them.
     """
-    x = np.asarray(image, np.float32)
+    x = np.asarray(image)
     if inverted:
         x = x.max() - x
-    return pp.simplest_color_balance(pp.log_transform(x), percent)
+    return pp.log_balance(x, percent)
 
 
 def prepare_film(image: np.ndarray, size: tuple[int, int], channels: int = 3, *,
