@@ -1,8 +1,30 @@
-"""Annotations on a loaded series: label maps saved as DICOM SEG (pydicom + highdicom only).
+"""Annotations on a loaded series (no Qt): label maps as DICOM SEG, boxes, distances and class
+labels as DICOM SR (TID 1500) with a JSON sidecar, kept in a workspace beside the data.
 
-    from medviewer.core.annotations import write_seg, read_seg, AnnotationError
+    from medviewer.core.annotations import write_seg, read_seg, BoxSet, write_sr, Workspace
 """
 
+from medviewer.core.annotations.boxes import (
+    ACCEPTED,
+    PROPOSED,
+    REJECTED,
+    AnnotatedBox,
+    BoxEdit,
+    BoxSet,
+    ClassLabel,
+    DistanceLine,
+    boxes_from_model,
+    distance_line,
+    model_source,
+    slice_uid,
+)
 from medviewer.core.annotations.seg import AnnotationError, property_codes, read_seg, write_seg
+from medviewer.core.annotations.sr import Provenance, read_provenance, read_sr, write_sr
+from medviewer.core.annotations.workspace import FoundAnnotation, Workspace
 
-__all__ = ["AnnotationError", "property_codes", "read_seg", "write_seg"]
+__all__ = [
+    "ACCEPTED", "PROPOSED", "REJECTED", "AnnotatedBox", "AnnotationError", "BoxEdit", "BoxSet",
+    "ClassLabel", "DistanceLine", "FoundAnnotation", "Provenance", "Workspace",
+    "boxes_from_model", "distance_line", "model_source", "property_codes", "read_provenance",
+    "read_seg", "read_sr", "slice_uid", "write_seg", "write_sr",
+]

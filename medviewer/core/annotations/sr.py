@@ -1,0 +1,409 @@
+"""Boxes, distance lines and class labels as DICOM SR (TID 1500) plus a JSON sidecar.
+
+    write_sr(path, volume, box_set, measurements, annotator="Jane Doe", model="m@1") -> Path
+    read_sr(path, volume) -> (boxes, class_labels, measurements)
+    read_provenance(path) -> Provenance (annotator, model, saved_at)
+
+The SR is the standard part that 3D Slicer or OHIF open: a Comprehensive 3D SR holding a
+Measurement Report whose groups reference the source images; a box is a closed 5-point
+POLYLINE in pixel coordinates, a distance a 2-point POLYLINE with its length in mm, a class
+label a qualitative evaluation (of one image, or of the series when it names no image).
+Rejected model boxes are no findings, so they stay out of the SR.
+
+What SR cannot hold cleanly (a model's score, a box's proposed/accepted/rejected state,
+rejected boxes, exact float64 coordinates: SR stores float32) goes into a JSON sidecar beside
+it (same stem, `.json`). The sidecar names the SR's SOP Instance UID: when it matches, it is
+the complete record; when it is missing or stale, the SR alone is read (scores None, boxes
+accepted) so an SR made or changed elsewhere still opens. Both saves are atomic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medviewer.core.annotations.boxes import (
+    ACCEPTED,
+    ANNOTATOR,
+    REJECTED,
+    SERIES,
+    SLICE,
+    AnnotatedBox,
+    BoxSet,
+    ClassLabel,
+    DistanceLine,
+)
+from medviewer.core.annotations.seg import DEFAULT_MANUFACTURER, AnnotationError
+from medviewer.core.atomic import atomic_file, write_text_atomic
+
+SIDECAR_FORMAT = "medviewer-annotations"
+SIDECAR_VERSION = 1
+_SCHEME = "99MEDVIEWER"  # private coding scheme for free-text labels (meaning = the label)
+Annotations = tuple[list[AnnotatedBox], list[ClassLabel], list[DistanceLine]]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who saved the annotations, when, and which model's results they started from."""
+
+    annotator: str
+    model: str | None  # 'model:<id>@<version>' or None for work from scratch
+    saved_at: str  # ISO 8601, local time with offset
+
+
+def sidecar_path_for(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+def write_sr(path: str | Path, volume: Any, boxes: BoxSet | Iterable[AnnotatedBox],
+             measurements: Iterable[DistanceLine] = (), *, annotator: str,
+             model: str | None = None, class_labels: Iterable[ClassLabel] | None = None,
+             saved_at: dt.datetime | None = None, series_number: int = 901) -> Path:
+    """Save as SR + sidecar; class labels default to those of a BoxSet."""
+    boxes_in = list(boxes)
+    labels = list(boxes.class_labels if class_labels is None and isinstance(boxes, BoxSet)
+                  else class_labels or ())
+    measurements = list(measurements)
+    when = (saved_at or dt.datetime.now().astimezone()).replace(microsecond=0)
+    headers = _evidence(volume, boxes_in, labels, measurements)
+    groups = ([_box_group(b, headers) for b in boxes_in if b.state != REJECTED]
+              + [_line_group(m, headers) for m in measurements]
+              + [_label_group(c, headers) for c in labels]) or [_empty_group()]
+    sr = _document(volume, groups, list(headers.values()), annotator, model, when,
+                   series_number, Path(path))
+    path = Path(path)
+    with atomic_file(path) as f:
+        sr.save_as(f, enforce_file_format=True)
+    _write_sidecar(path, sr.SOPInstanceUID, volume, boxes_in, labels, measurements,
+                   Provenance(annotator, model, when.isoformat()))
+    return path
+
+
+def _evidence(volume: Any, boxes: list[AnnotatedBox], labels: list[ClassLabel],
+              lines: list[DistanceLine]) -> dict[int, Any]:
+    """Headers of the slices the content references (the first slice when none is)."""
+    import pydicom
+
+    slices = {b.slice_index for b in boxes if b.state != REJECTED}
+    slices |= {m.slice_index for m in lines}
+    slices |= {c.slice_index for c in labels if c.scope == SLICE}
+    sources = list(getattr(volume, "sources", None) or [])
+    if not sources:
+        raise AnnotationError(None, "The series does not list its source files; reload it "
+                              "from disk before saving annotations.")
+    out = {}
+    for k in sorted(slices) or [0]:
+        if not 0 <= k < len(sources):
+            raise AnnotationError(None, f"An annotation lies on slice {k + 1}, but the series "
+                                  f"has {len(sources)} slices.")
+        try:
+            out[k] = pydicom.dcmread(sources[k].path, stop_before_pixels=True)
+        except (OSError, ValueError, EOFError) as exc:
+            raise AnnotationError(sources[k].path, f"The source image cannot be read ({exc});"
+                                  " the SR must reference it, so restore the series.") from exc
+    return out
+
+
+def _code(label: str) -> Any:
+    """A private code whose meaning is the label (CodeValue is at most 16 characters)."""
+    import highdicom as hd
+
+    digest = hashlib.sha1(label.encode("utf-8")).hexdigest()[:15]
+    return hd.sr.CodedConcept(value=f"L{digest}", scheme_designator=_SCHEME,
+                              meaning=label[:64])
+
+
+def _algorithm(source: str) -> Any:
+    import highdicom as hd
+
+    if source == ANNOTATOR:
+        return None
+    name, _, version = source.removeprefix("model:").rpartition("@")
+    return hd.sr.AlgorithmIdentification(name=name[:64], version=version[:64])
+
+
+def _tracking(uid: str, text: str) -> Any:
+    import highdicom as hd
+
+    return hd.sr.TrackingIdentifier(uid=uid, identifier=text)
+
+
+def _region(points: np.ndarray, header: Any) -> Any:
+    import highdicom as hd
+
+    frames = [1] if int(getattr(header, "NumberOfFrames", 1) or 1) > 1 else None
+    source = hd.sr.SourceImageForRegion.from_source_image(header, referenced_frame_numbers=frames)
+    return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+                             graphic_data=points.astype(np.float32), source_image=source)
+
+
+def _box_group(box: AnnotatedBox, headers: dict[int, Any]) -> Any:
+    import highdicom as hd
+
+    corners = np.array([[box.x0, box.y0], [box.x1, box.y0], [box.x1, box.y1], [box.x0, box.y1],
+                        [box.x0, box.y0]])
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(box.uid, f"box {box.label}"[:64]),
+        referenced_region=_region(corners, headers[box.slice_index]),
+        finding_type=_code(box.label), algorithm_id=_algorithm(box.source))
+
+
+def _line_group(line: DistanceLine, headers: dict[int, Any]) -> Any:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    length = hd.sr.Measurement(name=codes.SCT.Length, value=float(line.length_mm),
+                               unit=codes.UCUM.Millimeter)
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(line.uid, f"distance {line.label}"[:64]),
+        referenced_region=_region(np.array([line.start, line.end]), headers[line.slice_index]),
+        finding_type=_code(line.label), measurements=[length])
+
+
+def _label_group(label: ClassLabel, headers: dict[int, Any]) -> Any:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    images = None
+    if label.scope == SLICE:
+        images = [hd.sr.SourceImageForMeasurementGroup.from_source_image(
+            headers[label.slice_index])]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(label.uid, f"{label.scope} class"),
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.SCT.Classification,
+                                                             _code(label.label))],
+        algorithm_id=_algorithm(label.source), source_images=images)
+
+
+def _empty_group() -> Any:
+    """TID 1500 needs one group: an empty one says 'reviewed, nothing to report' (and keeps
+    the rejected boxes' sidecar next to a valid SR)."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(generate_uid(), "no findings"))
+
+
+def _observers(annotator: str, model: str | None) -> Any:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    person = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Person,
+        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+            name=_person_name(annotator)))
+    device = None
+    if model:
+        name, _, version = model.removeprefix("model:").rpartition("@")
+        device = hd.sr.ObserverContext(
+            observer_type=codes.DCM.Device,
+            observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                uid=generate_uid(entropy_srcs=[model]), name=(name or model)[:64],
+                model_name=version[:64] or None, manufacturer_name=DEFAULT_MANUFACTURER))
+    return hd.sr.ObservationContext(observer_person_context=person,
+                                    observer_device_context=device)
+
+
+def _person_name(annotator: str) -> str:
+    """A name as typed ('Jane Doe') as a one-component DICOM PN; 'Doe^Jane' stays as it is."""
+    name = annotator.replace("\\", " ").strip()[:60] or "anonymous"
+    return name if "^" in name else f"{name}^"
+
+
+def _document(volume: Any, groups: list[Any], evidence: list[Any], annotator: str,
+              model: str | None, when: dt.datetime, series_number: int, path: Path) -> Any:
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from medviewer import __version__
+
+    try:
+        report = hd.sr.MeasurementReport(
+            observation_context=_observers(annotator, model),
+            procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+            imaging_measurements=groups)
+        return hd.sr.Comprehensive3DSR(
+            evidence=evidence, content=report, series_instance_uid=hd.UID(),
+            series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
+            manufacturer=DEFAULT_MANUFACTURER, series_description="Annotations",
+            software_versions=__version__, content_date=when.date(),
+            content_time=when.time().replace(tzinfo=None))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise AnnotationError(path, f"The annotations cannot be encoded as DICOM SR ({exc})."
+                              ) from exc
+
+
+# --- the JSON sidecar --------------------------------------------------------------------------
+
+def _write_sidecar(path: Path, sr_uid: str, volume: Any, boxes: list[AnnotatedBox],
+                   labels: list[ClassLabel], lines: list[DistanceLine],
+                   provenance: Provenance) -> Path:
+    series = getattr(volume, "series", None)
+    record = {
+        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "sr_sop_instance_uid": sr_uid,
+        "series_instance_uid": getattr(series, "series_instance_uid", ""),
+        "study_instance_uid": getattr(series, "study_instance_uid", ""),
+        **asdict(provenance),
+        "boxes": [asdict(b) for b in boxes], "class_labels": [asdict(c) for c in labels],
+        "measurements": [asdict(m) for m in lines],
+    }
+    return write_text_atomic(sidecar_path_for(path), json.dumps(record, indent=1) + "\n")
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The sidecar's record; AnnotationError when it is not one of ours."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AnnotationError(path, f"The annotation sidecar cannot be read ({exc}).") from exc
+    if not isinstance(record, dict) or record.get("format") != SIDECAR_FORMAT:
+        raise AnnotationError(path, "This JSON file is not a MedViewer annotation sidecar.")
+    if record.get("version") != SIDECAR_VERSION:
+        raise AnnotationError(path, f"Sidecar version {record.get('version')} is not known "
+                              "to this MedViewer; update it to open these annotations.")
+    return record
+
+
+def annotations_from_sidecar(record: dict[str, Any], path: Path) -> Annotations:
+    try:
+        boxes = [AnnotatedBox(**b) for b in record["boxes"]]
+        labels = [ClassLabel(**c) for c in record["class_labels"]]
+        lines = [DistanceLine(**{**m, "start": tuple(m["start"]), "end": tuple(m["end"])})
+                 for m in record["measurements"]]
+    except (KeyError, TypeError, AnnotationError) as exc:
+        raise AnnotationError(path, f"The annotation sidecar is damaged ({exc}).") from exc
+    return boxes, labels, lines
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def read_sr(path: str | Path, volume: Any = None) -> Annotations:
+    """(boxes, class labels, distance lines) saved by write_sr, or from any TID 1500 SR.
+
+    With a matching sidecar the result is exactly what was saved. Without one, `volume` is
+    needed to place the referenced images on slices, and the SR must reference that series.
+    """
+    path = Path(path)
+    report = _report(path)
+    sidecar = sidecar_path_for(path)
+    if sidecar.exists():
+        record = read_sidecar(sidecar)
+        if record.get("sr_sop_instance_uid") == report.sop_uid:
+            return annotations_from_sidecar(record, sidecar)
+    if volume is None:
+        raise AnnotationError(path, "This SR has no matching MedViewer sidecar; open it with "
+                              "its series so its images can be placed on slices.")
+    return _annotations_from_report(report, volume, path)
+
+
+@dataclass
+class _Report:
+    sop_uid: str
+    content: Any  # highdicom MeasurementReport
+    dataset: Any
+
+
+def _report(path: Path) -> _Report:
+    import highdicom as hd
+
+    try:
+        sr = hd.sr.srread(path)
+        report = hd.sr.MeasurementReport.from_sequence([sr])
+    except Exception as exc:  # noqa: BLE001 - pydicom and highdicom raise many types here
+        raise AnnotationError(path, f"This file is not a readable DICOM SR measurement report "
+                              f"({type(exc).__name__}: {exc}).") from exc
+    return _Report(str(sr.SOPInstanceUID), report, sr)
+
+
+def _annotations_from_report(report: _Report, volume: Any, path: Path) -> Annotations:
+    slice_of = {s.sop_instance_uid: k for k, s in enumerate(volume.sources)}
+    boxes, lines, labels = [], [], []
+    for group in report.content.get_planar_roi_measurement_groups():
+        roi = group.roi
+        if roi is None or not hasattr(roi, "value"):
+            continue  # a segmentation or 3D region: not a box or line of this viewer
+        k, uid = _placed(roi.ContentSequence[0], slice_of, path)
+        points = np.asarray(roi.value, float)
+        label = group.finding_type.meaning if group.finding_type else "finding"
+        length = _length_mm(group)
+        if length is not None and len(points) == 2:
+            start, end = (tuple(float(v) for v in p) for p in points)
+            lines.append(DistanceLine(k, start, end, length, label, uid,
+                                      str(group.tracking_uid or _new_uid())))
+            continue
+        (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+        boxes.append(AnnotatedBox(float(x0), float(y0), float(x1), float(y1), k, label, None,
+                                  _source_of(group), ACCEPTED, uid,
+                                  str(group.tracking_uid or _new_uid())))
+    for group in report.content.get_image_measurement_groups():
+        labels.extend(_class_labels(group, slice_of, path))
+    return boxes, labels, lines
+
+
+def _new_uid() -> str:
+    from pydicom.uid import generate_uid
+
+    return generate_uid()
+
+
+def _placed(source_item: Any, slice_of: dict[str, int], path: Path) -> tuple[int, str]:
+    uid = str(source_item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+    if uid not in slice_of:
+        raise AnnotationError(path, "The SR references an image that is not in this series: "
+                              "it belongs to another series.")
+    return slice_of[uid], uid
+
+
+def _length_mm(group: Any) -> float | None:
+    for m in group.get_measurements():
+        if m.name.value == "410668003":  # SCT Length
+            return float(m.value)
+    return None
+
+
+def _source_of(group: Any) -> str:
+    """'model:<name>@<version>' from the group's algorithm identification, else annotator."""
+    found = {}
+    for item in group[0].ContentSequence:
+        code = item.ConceptNameCodeSequence[0].CodeValue
+        if code in ("111001", "111003") and hasattr(item, "TextValue"):
+            found[code] = str(item.TextValue)
+    if "111001" in found:
+        return f"model:{found['111001']}@{found.get('111003', '')}"
+    return ANNOTATOR
+
+
+def _class_labels(group: Any, slice_of: dict[str, int], path: Path) -> list[ClassLabel]:
+    images = group.source_images
+    k, uid = _placed(images[0], slice_of, path) if images else (None, "")
+    return [ClassLabel(q.value.meaning, _source_of(group), SLICE if images else SERIES, k, uid,
+                       None, str(group.tracking_uid or _new_uid()))
+            for q in group.get_qualitative_evaluations()]
+
+
+def read_provenance(path: str | Path) -> Provenance:
+    """Annotator (person observer), model (device observer) and save time of an SR."""
+    path = Path(path)
+    report = _report(path)
+    annotator, model = "", None
+    for ctx in report.content.get_observer_contexts():
+        attrs = ctx.observer_identifying_attributes
+        if ctx.observer_type.value == "121006":  # DCM Person
+            annotator = str(attrs.name).rstrip("^")
+        elif ctx.observer_type.value == "121007":  # DCM Device
+            model = f"model:{attrs.name}@{attrs.model_name or ''}"
+    ds = report.dataset
+    saved = dt.datetime.strptime(f"{ds.ContentDate}{str(ds.ContentTime)[:6]}", "%Y%m%d%H%M%S")
+    return Provenance(annotator, model, saved.isoformat())

@@ -1,0 +1,214 @@
+"""Where a series' annotations live: a workspace beside the data, never in or over it.
+
+    ws = Workspace.for_series(volume)         # or a scanned Series
+    ws.save_sr(volume, box_set, lines, annotator="Jane Doe", model="model:det@1")
+    ws.list_annotations()                     # what a reopened study finds
+
+The workspace is `<data folder>/.medviewer/<StudyInstanceUID>/<SeriesInstanceUID>/` (the
+scanner skips hidden folders, so these files never show up as series of their own). When the
+data folder cannot be written (a CD, a read-only share), it is
+`<user data dir>/workspaces/<hash of the data folder>/<study>/<series>/` instead; both places
+are searched when a study is reopened. A save never replaces a file it does not recognise as
+this series' annotation: a corrupt or foreign file raises AnnotationError and stays as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medviewer.core.annotations.boxes import BoxSet, DistanceLine
+from medviewer.core.annotations.seg import AnnotationError, read_seg, write_seg
+from medviewer.core.annotations.sr import (
+    Annotations,
+    read_sidecar,
+    read_sr,
+    sidecar_path_for,
+    write_sr,
+)
+
+HIDDEN_FOLDER = ".medviewer"
+SEG_NAME, SR_NAME, AUTOSAVE_NAME = "segmentation.dcm", "annotations.dcm", "autosave.npz"
+
+
+@dataclass(frozen=True)
+class FoundAnnotation:
+    """An annotation file that exists for a series."""
+
+    kind: str  # 'seg', 'sr', 'sidecar' or 'autosave'
+    path: Path
+    modified: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The folder of one series' annotations, and the names of the files in it."""
+
+    folder: Path
+    data_folder: Path
+    study_instance_uid: str
+    series_instance_uid: str
+
+    @classmethod
+    def for_series(cls, source: Any) -> Workspace:
+        """The workspace of a loaded Volume or a scanned Series (beside its files if allowed)."""
+        series, paths = _series_and_paths(source)
+        data = _data_folder(paths)
+        study = series.study_instance_uid or "unknown-study"
+        name = _series_folder_name(series)
+        beside = data / HIDDEN_FOLDER / study / name
+        if beside.is_dir() or _can_write(data):
+            return cls(beside, data, series.study_instance_uid, series.series_instance_uid)
+        return cls(_user_folder(data) / study / name, data, series.study_instance_uid,
+                   series.series_instance_uid)
+
+    # --- file names ------------------------------------------------------------------------
+    @property
+    def seg_path(self) -> Path:
+        return self.folder / SEG_NAME
+
+    @property
+    def sr_path(self) -> Path:
+        return self.folder / SR_NAME
+
+    @property
+    def sidecar_path(self) -> Path:
+        return sidecar_path_for(self.sr_path)
+
+    @property
+    def autosave_path(self) -> Path:
+        return self.folder / AUTOSAVE_NAME
+
+    def candidate_folders(self) -> list[Path]:
+        """Beside the data and in the user data dir: a study may have been saved in either."""
+        tail = self.folder.relative_to(self.folder.parents[1])
+        return list(dict.fromkeys([self.data_folder / HIDDEN_FOLDER / tail,
+                                   _user_folder(self.data_folder) / tail, self.folder]))
+
+    def list_annotations(self) -> list[FoundAnnotation]:
+        """Every annotation file of this series, newest first."""
+        found = []
+        for folder in self.candidate_folders():
+            for kind, name in (("seg", SEG_NAME), ("sr", SR_NAME),
+                               ("sidecar", sidecar_path_for(SR_NAME).name),
+                               ("autosave", AUTOSAVE_NAME)):
+                path = folder / name
+                if path.is_file():
+                    found.append(FoundAnnotation(kind, path, path.stat().st_mtime))
+        return sorted(found, key=lambda f: -f.modified)
+
+    # --- saving and loading ----------------------------------------------------------------
+    def save_seg(self, label_map: Any, volume: Any, labels: Sequence[str], **options: Any
+                 ) -> Path:
+        self._check_replaceable_seg(self.seg_path)
+        return write_seg(label_map, volume, labels, self.seg_path, **options)
+
+    def save_sr(self, volume: Any, boxes: BoxSet, measurements: Iterable[DistanceLine] = (),
+                **options: Any) -> Path:
+        """Boxes, lines and class labels as SR + sidecar (options: annotator, model, ...)."""
+        self._check_replaceable_sr(self.sr_path)
+        self._check_replaceable_sidecar(self.sidecar_path)
+        return write_sr(self.sr_path, volume, boxes, measurements, **options)
+
+    def load_seg(self, volume: Any) -> tuple[Any, list[str]] | None:
+        path = self._newest("seg")
+        return None if path is None else read_seg(path, volume)
+
+    def load_sr(self, volume: Any) -> Annotations | None:
+        path = self._newest("sr")
+        return None if path is None else read_sr(path, volume)
+
+    def _newest(self, kind: str) -> Path | None:
+        return next((f.path for f in self.list_annotations() if f.kind == kind), None)
+
+    # --- never replace what is not ours --------------------------------------------------------
+    def _check_replaceable_seg(self, path: Path) -> None:
+        if path.exists():
+            ds = _dicom_header(path)
+            if str(ds.get("Modality", "")) != "SEG" or self.series_instance_uid not in \
+                    _referenced_series(ds):
+                raise AnnotationError(path, "A file that is not this series' segmentation is "
+                                      "in the way; move it aside, it was left untouched.")
+
+    def _check_replaceable_sr(self, path: Path) -> None:
+        if path.exists():
+            ds = _dicom_header(path)
+            if str(ds.get("Modality", "")) != "SR" or self.series_instance_uid not in \
+                    _referenced_series(ds):
+                raise AnnotationError(path, "A file that is not this series' annotation report "
+                                      "is in the way; move it aside, it was left untouched.")
+
+    def _check_replaceable_sidecar(self, path: Path) -> None:
+        if path.exists():
+            record = read_sidecar(path)  # raises for a corrupt or foreign file
+            if record.get("series_instance_uid") not in ("", self.series_instance_uid):
+                raise AnnotationError(path, "This sidecar belongs to another series; it was "
+                                      "left untouched.")
+
+
+def _series_and_paths(source: Any) -> tuple[Any, list[str]]:
+    """(Series, file paths) of a Volume (its sources) or a Series (its instances)."""
+    if hasattr(source, "instances"):
+        return source, [i.path for i in source.instances]
+    series = getattr(source, "series", None)
+    paths = [s.path for s in getattr(source, "sources", None) or []]
+    if series is None or not paths:
+        raise AnnotationError(None, "This series was not loaded from files, so it has no "
+                              "folder to keep annotations beside.")
+    return series, paths
+
+
+def _data_folder(paths: list[str]) -> Path:
+    folders = {str(Path(p).resolve().parent) for p in paths}
+    return Path(os.path.commonpath(sorted(folders)))
+
+
+def _series_folder_name(series: Any) -> str:
+    name = series.series_instance_uid or "unknown-series"
+    return f"{name}-{series.stack_index}" if getattr(series, "stack_count", 1) > 1 else name
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether a hidden folder can be made in `folder` (root ignores permission bits, and a
+    read-only mount only shows itself on the attempt, so try it)."""
+    if not os.access(folder, os.W_OK):
+        return False
+    target = folder / HIDDEN_FOLDER
+    if target.is_dir():
+        return os.access(target, os.W_OK)
+    try:
+        target.mkdir()
+        target.rmdir()  # made by the first save; opening a study leaves no trace
+    except OSError:
+        return False
+    return True
+
+
+def _user_folder(data: Path) -> Path:
+    from medviewer.core.demo import data_dir
+
+    digest = hashlib.sha256(str(data).encode("utf-8")).hexdigest()[:16]
+    return data_dir() / "workspaces" / digest
+
+
+def _dicom_header(path: Path) -> Any:
+    import pydicom
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a broken file
+        raise AnnotationError(path, f"This file is not readable DICOM ({exc}); it was left "
+                              "untouched. Move it aside to save here.") from exc
+
+
+def _referenced_series(ds: Any) -> set[str]:
+    """Series a SEG or SR references (SEG: ReferencedSeries; SR: its evidence)."""
+    out = {str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence", [])}
+    for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        for study in ds.get(keyword, []):
+            out |= {str(s.SeriesInstanceUID) for s in study.get("ReferencedSeriesSequence", [])}
+    return out
