@@ -1,5 +1,6 @@
-"""Annotations on a loaded series (no Qt): label maps as DICOM SEG, boxes, distances and class
-labels as DICOM SR (TID 1500) with a JSON sidecar, kept in a workspace beside the data.
+"""Annotations on a loaded series (no Qt): editable label maps (brush, eraser, fills, islands,
+smoothing, fill between slices) with stroke-level undo, saved as DICOM SEG; boxes, distances
+and class labels as DICOM SR (TID 1500) with a JSON sidecar; a workspace beside the data.
 
     from medviewer.core.annotations import write_seg, read_seg, BoxSet, write_sr, Workspace
 """
@@ -18,11 +19,29 @@ from medviewer.core.annotations.boxes import (
     model_source,
     slice_uid,
 )
+from medviewer.core.annotations.history import Box, History
+from medviewer.core.annotations.labelmap import Label, LabelMap, LabelTable, spacing_from_affine
 from medviewer.core.annotations.seg import AnnotationError, property_codes, read_seg, write_seg
 from medviewer.core.annotations.sr import Provenance, read_provenance, read_sr, write_sr
+from medviewer.core.annotations.tools import (
+    accept_prediction,
+    brush,
+    brush_stroke,
+    erase,
+    fill_between_slices,
+    flood_fill,
+    keep_largest,
+    polygon_fill,
+    remove_islands,
+    smooth,
+    stroke_centres,
+)
 from medviewer.core.annotations.workspace import FoundAnnotation, Workspace
 
 __all__ = [
+    "Box", "History", "Label", "LabelMap", "LabelTable", "accept_prediction", "brush",
+    "brush_stroke", "erase", "fill_between_slices", "flood_fill", "keep_largest",
+    "polygon_fill", "remove_islands", "smooth", "spacing_from_affine", "stroke_centres",
     "ACCEPTED", "PROPOSED", "REJECTED", "AnnotatedBox", "AnnotationError", "BoxEdit", "BoxSet",
     "ClassLabel", "DistanceLine", "FoundAnnotation", "Provenance", "Workspace",
     "boxes_from_model", "distance_line", "model_source", "property_codes", "read_provenance",
