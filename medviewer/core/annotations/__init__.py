@@ -5,6 +5,14 @@ and class labels as DICOM SR (TID 1500) with a JSON sidecar; a workspace beside 
     from medviewer.core.annotations import write_seg, read_seg, BoxSet, write_sr, Workspace
 """
 
+from medviewer.core.annotations.autosave import (
+    Recoverable,
+    discard_autosave,
+    find_recoverable,
+    load_autosave,
+    read_autosave_record,
+    save_autosave,
+)
 from medviewer.core.annotations.boxes import (
     ACCEPTED,
     PROPOSED,
@@ -39,6 +47,8 @@ from medviewer.core.annotations.tools import (
 from medviewer.core.annotations.workspace import FoundAnnotation, Workspace
 
 __all__ = [
+    "Recoverable", "discard_autosave", "find_recoverable", "load_autosave",
+    "read_autosave_record", "save_autosave",
     "Box", "History", "Label", "LabelMap", "LabelTable", "accept_prediction", "brush",
     "brush_stroke", "erase", "fill_between_slices", "flood_fill", "keep_largest",
     "polygon_fill", "remove_islands", "smooth", "spacing_from_affine", "stroke_centres",

@@ -172,6 +172,8 @@ def _pixels_for_sources(label_map: np.ndarray, slices: list[int], frames: list[i
     """The label map in the order highdicom pairs with the sources: slice order for single-frame
     files, the file's frame order for one multi-frame file (frames not chosen stay 0)."""
     if len(datasets) == len(slices):
+        if slices == list(range(label_map.shape[0])):  # the whole map: no 75 MB copy
+            return np.ascontiguousarray(label_map)
         return np.ascontiguousarray(label_map[slices])
     count = int(getattr(datasets[0], "NumberOfFrames", 1) or 1)
     out = np.zeros((count, *label_map.shape[1:]), np.uint8)

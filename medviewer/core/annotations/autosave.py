@@ -1,0 +1,246 @@
+"""Autosave and crash recovery: unsaved edits survive a crash or a power cut (no Qt).
+
+    save_autosave(workspace, labelmap, boxset, model="model:lung-seg@1.2.0")  # every 30 s
+    for r in find_recoverable([data_folder]):   # next start: offer these back
+        labelmap, boxset = load_autosave(r.path, volume)
+    discard_autosave(workspace.autosave_path)   # after a real save, or when declined
+
+An autosave is one `autosave.npz` in the series' workspace folder: the label map (deflated,
+mostly zeros so small and quick) and a JSON record (label table, boxes, class labels, series
+and study UIDs, the time, the model the work started from) stored as bytes, so loading never
+unpickles anything. It is written atomically, so a save killed half-way leaves the previous
+autosave whole. It is "recoverable" while it is newer than the folder's last real save (SEG,
+SR or sidecar). A file that is not a readable autosave of the series raises AnnotationError
+and is left as it is: it may be the only copy of someone's work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medviewer.core.annotations.boxes import AnnotatedBox, BoxSet, ClassLabel
+from medviewer.core.annotations.labelmap import Label, LabelMap, LabelTable
+from medviewer.core.annotations.seg import AnnotationError
+from medviewer.core.annotations.workspace import (
+    AUTOSAVE_NAME,
+    HIDDEN_FOLDER,
+    SEG_NAME,
+    SR_NAME,
+    Workspace,
+)
+from medviewer.core.atomic import atomic_file
+
+AUTOSAVE_FORMAT, AUTOSAVE_VERSION = "medviewer-autosave", 1
+_REAL_SAVES = (SEG_NAME, SR_NAME, Path(SR_NAME).with_suffix(".json").name)
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
+                UnicodeDecodeError, json.JSONDecodeError)
+
+
+@dataclass(frozen=True)
+class Recoverable:
+    """An autosave newer than its folder's last real save: work the viewer offers back."""
+
+    path: Path
+    modified: float  # the autosave file's time, seconds since the epoch
+    last_saved: float | None  # newest real save (SEG / SR / sidecar) in the folder, if any
+    series_instance_uid: str = ""
+    study_instance_uid: str = ""
+    saved_at: float | None = None  # time recorded inside the autosave
+    model: str | None = None
+    problem: str = ""  # why it cannot be read ('' when it can): shown, never hidden
+
+
+# --- saving ----------------------------------------------------------------------------------
+
+def save_autosave(workspace: Workspace, labelmap: LabelMap | None, boxset: BoxSet | None, *,
+                  model: str | None = None) -> Path:
+    """Write the unsaved state to `workspace.autosave_path` atomically; returns the path.
+
+    Either part may be None (only boxes, or only a mask, were edited). `model` names the model
+    version the work started from ('model:<id>@<version>'), kept for the real save later.
+    """
+    path = workspace.autosave_path
+    _check_same_series(workspace, labelmap, path)
+    record = _record(workspace, labelmap, boxset, model)
+    arrays: dict[str, np.ndarray] = {"record": np.frombuffer(
+        json.dumps(record).encode("utf-8"), np.uint8)}
+    if labelmap is not None:
+        arrays["labels"] = np.ascontiguousarray(labelmap.array)
+    try:
+        with atomic_file(path) as f:
+            np.savez_compressed(f, **arrays)
+    except OSError as exc:
+        raise AnnotationError(path, f"The autosave could not be written ({exc}); the previous "
+                              "autosave, if any, is kept.") from exc
+    return path
+
+
+def _check_same_series(workspace: Workspace, labelmap: LabelMap | None, path: Path) -> None:
+    drawn_on = labelmap.series_instance_uid if labelmap is not None else ""
+    if drawn_on and workspace.series_instance_uid and drawn_on != \
+            workspace.series_instance_uid:
+        raise AnnotationError(path, "This label map was drawn on another series; it was not "
+                              "autosaved into this series' workspace.")
+
+
+def _record(workspace: Workspace, labelmap: LabelMap | None, boxset: BoxSet | None,
+            model: str | None) -> dict[str, Any]:
+    boxes = boxset or BoxSet()
+    record: dict[str, Any] = {
+        "format": AUTOSAVE_FORMAT, "version": AUTOSAVE_VERSION, "saved_at": time.time(),
+        "series_instance_uid": workspace.series_instance_uid,
+        "study_instance_uid": workspace.study_instance_uid, "model": model,
+        "boxes": [asdict(b) for b in boxes.boxes],
+        "class_labels": [asdict(c) for c in boxes.class_labels], "labelmap": None}
+    if labelmap is not None:
+        record["labelmap"] = {
+            "shape": list(labelmap.shape), "spacing": list(labelmap.spacing),
+            "opacity": labelmap.opacity, "display": labelmap.display,
+            "outline_width": labelmap.outline_width,
+            "labels": [asdict(label) for label in labelmap.table]}
+    return record
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+def read_autosave_record(path: str | Path) -> dict[str, Any]:
+    """The JSON record of an autosave (cheap: the label map is not decompressed)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            record = json.loads(npz["record"].tobytes().decode("utf-8"))
+    except _READ_ERRORS as exc:
+        raise AnnotationError(path, f"This autosave cannot be read ({exc}); it was left "
+                              "untouched.") from exc
+    if not isinstance(record, dict) or record.get("format") != AUTOSAVE_FORMAT:
+        raise AnnotationError(path, "This file is not a MedViewer autosave; it was left "
+                              "untouched.")
+    if record.get("version") != AUTOSAVE_VERSION:
+        raise AnnotationError(path, f"Autosave version {record.get('version')} is not known to "
+                              "this MedViewer; update it to recover this work.")
+    return record
+
+
+def load_autosave(path: str | Path, volume: Any) -> tuple[LabelMap | None, BoxSet]:
+    """The autosaved (label map, boxes) of `volume`'s series; the map is None if none was saved.
+
+    AnnotationError when the file is damaged or belongs to another series (UID or grid).
+    """
+    path = Path(path)
+    record = read_autosave_record(path)
+    _check_series(record, volume, path)
+    try:
+        boxset = BoxSet([AnnotatedBox(**b) for b in record["boxes"]],
+                        [ClassLabel(**c) for c in record["class_labels"]])
+        labelmap = _labelmap(path, record, volume)
+    except (KeyError, TypeError, AnnotationError, *_READ_ERRORS) as exc:
+        raise AnnotationError(path, f"This autosave is damaged ({exc}); it was left "
+                              "untouched.") from exc
+    return labelmap, boxset
+
+
+def _check_series(record: dict[str, Any], volume: Any, path: Path) -> None:
+    series = getattr(volume, "series", None)
+    uid = getattr(series, "series_instance_uid", "") or ""
+    if record.get("series_instance_uid") and uid and record["series_instance_uid"] != uid:
+        raise AnnotationError(path, "This autosave belongs to another series; open that "
+                              "series to recover it.")
+    kept = (record.get("labelmap") or {}).get("shape")
+    if kept is not None and tuple(kept) != _grid_shape(volume):
+        raise AnnotationError(path, f"This autosave was drawn on a {tuple(kept)} grid but the "
+                              f"series is {_grid_shape(volume)}; it belongs to another "
+                              "version of the series.")
+
+
+def _grid_shape(volume: Any) -> tuple[int, ...]:
+    voxels = volume.voxels
+    return (1, *voxels.shape) if voxels.ndim == 2 else tuple(voxels.shape[-3:])
+
+
+def _labelmap(path: Path, record: dict[str, Any], volume: Any) -> LabelMap | None:
+    saved = record["labelmap"]
+    if saved is None:
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        array = npz["labels"]
+    if array.dtype != np.uint8 or array.shape != tuple(saved["shape"]):
+        raise AnnotationError(path, "the label map does not match its record")
+    table = LabelTable()
+    for item in saved["labels"]:
+        label = Label(**{**item, "category": tuple(item["category"]),
+                         "type": tuple(item["type"])})
+        table.labels[label.value] = label
+    series = getattr(volume, "series", None)
+    return LabelMap(array, table, tuple(saved["spacing"]), saved["opacity"], saved["display"],
+                    saved["outline_width"],
+                    getattr(series, "series_instance_uid", "") or record["series_instance_uid"])
+
+
+# --- finding and discarding ------------------------------------------------------------------
+
+def autosave_roots(data_folders: Iterable[str | Path] = ()) -> list[Path]:
+    """Where workspaces live: each data folder's `.medviewer` and the user data dir's."""
+    from medviewer.core.demo import data_dir
+
+    roots = [Path(folder) / HIDDEN_FOLDER for folder in data_folders]
+    return list(dict.fromkeys([*roots, data_dir() / "workspaces"]))
+
+
+def find_recoverable(data_folders: Iterable[str | Path] = ()) -> list[Recoverable]:
+    """Autosaves newer than their folder's last real save, newest first.
+
+    Searched: `<data folder>/.medviewer/<study>/<series>/` for each of `data_folders` (the
+    folders the viewer opened recently) and `<user data dir>/workspaces/<hash>/<study>/<series>/`.
+    An unreadable autosave is listed too, with its `problem`, so the user hears of it.
+    """
+    found = []
+    for root in autosave_roots(data_folders):
+        if root.is_dir():
+            for path in sorted(root.glob(f"**/{AUTOSAVE_NAME}")):
+                item = _recoverable(path)
+                if item is not None:
+                    found.append(item)
+    return sorted(found, key=lambda r: -r.modified)
+
+
+def _recoverable(path: Path) -> Recoverable | None:
+    try:
+        modified = path.stat().st_mtime
+    except OSError:
+        return None  # discarded meanwhile
+    last = _last_real_save(path.parent)
+    if last is not None and last >= modified:
+        return None
+    try:
+        record = read_autosave_record(path)
+    except AnnotationError as exc:
+        return Recoverable(path, modified, last, problem=exc.reason)
+    return Recoverable(path, modified, last, str(record.get("series_instance_uid") or ""),
+                       str(record.get("study_instance_uid") or ""), record.get("saved_at"),
+                       record.get("model"))
+
+
+def _last_real_save(folder: Path) -> float | None:
+    times = [(folder / name).stat().st_mtime for name in _REAL_SAVES
+             if (folder / name).is_file()]
+    return max(times, default=None)
+
+
+def discard_autosave(path: str | Path) -> None:
+    """Delete an autosave (after a real save, or when the user declines to recover it)."""
+    path = Path(path)
+    if path.name != AUTOSAVE_NAME:
+        raise AnnotationError(path, f"Only a MedViewer autosave ({AUTOSAVE_NAME}) is deleted "
+                              "here; this file was left untouched.")
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise AnnotationError(path, f"The autosave could not be deleted ({exc}).") from exc
