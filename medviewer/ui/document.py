@@ -24,6 +24,7 @@ from medviewer.core.dicom.model import Series
 from medviewer.core.dicom.volume import SliceSource, Volume
 from medviewer.core.display import Window, default_window
 from medviewer.ui.ai_state import AiLayers
+from medviewer.ui.annotate_state import AnnotationState
 from medviewer.ui.reading_aids import STACK, ReadingAids
 
 LAYOUTS = ("1x1", "mpr")
@@ -41,7 +42,7 @@ def _spatial_shape(volume: Volume) -> tuple[int, int, int]:
     return tuple(shape[-3:]) if len(shape) >= 3 else (1, *shape[-2:])
 
 
-class StudyDocument(ReadingAids, AiLayers, QObject):
+class StudyDocument(ReadingAids, AiLayers, AnnotationState, QObject):
     """State of the open study. Signals say what changed; views read the rest from here."""
 
     sigVolumeChanged = Signal()
@@ -55,6 +56,8 @@ class StudyDocument(ReadingAids, AiLayers, QObject):
     sigOverlaysChanged = Signal(bool)  # text on the images shown (O)
     sigAiResultChanged = Signal()  # AI results or explanation replaced (ai_state)
     sigAiDisplayChanged = Signal()  # AI layer opacity, hidden labels, box threshold
+    sigLabelMapChanged = Signal(object)  # edited (slice, row, col) box; None: all (annotate_state)
+    sigAnnotateToolChanged = Signal()  # annotate tool, size, sphere, value range
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +78,7 @@ class StudyDocument(ReadingAids, AiLayers, QObject):
         self.layout = "1x1"
         self._init_reading_aids()  # slab and overlays: kept whichever series opens next
         self._init_ai()  # model results: display layers, dropped when another series opens
+        self._init_annotations()  # the reader's label map and boxes: kept per series
         self._planes: dict[str, geometry.PlaneView | reslice.ResliceView] = {}
         self._shape = (0, 0, 0)
         self._set_geometry(np.eye(4), self._shape)
@@ -132,6 +136,7 @@ class StudyDocument(ReadingAids, AiLayers, QObject):
             self.display_inverted = False
         self._leave_mpr_if_impossible()
         self.clear_ai()  # computed on other voxels (a label map is in their grid)
+        self._sync_annotations(volume)
         self.sigVolumeChanged.emit()
 
     def _set_geometry(self, affine: np.ndarray, shape: tuple[int, int, int]) -> None:

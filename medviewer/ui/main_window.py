@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import ScanResult, Series
 from medviewer.ui.ai_controller import AiController
+from medviewer.ui.annotate_controller import AnnotateController
 from medviewer.ui.browser import StudyBrowser
 from medviewer.ui.document import StudyDocument
 from medviewer.ui.export import (
@@ -95,6 +96,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._build_menus()
         self.ai = AiController(self)  # AI menu, results dock, provider label (ai_*.py)
+        self.annotate = AnnotateController(self)  # Annotate menu and dock (annotate_*.py)
         self.resize(1400, 900)
         self._default_state = self.saveState()
         self._restore_settings()

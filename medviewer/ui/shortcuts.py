@@ -93,6 +93,15 @@ CONTROLS: tuple[Control, ...] = (
             "and IoU against a mask) and boxes (score threshold); "
             "the status bar says whether ONNX Runtime runs on the GPU or the CPU",
             ("Ctrl+R", "Ctrl+Shift+R")),
+    Control("annotate",
+            "Annotate menu and dock, on the stack view: Brush and Eraser (size in mm, disc or "
+            "3D sphere, optionally only values in a range such as -100..200 HU), Flood fill "
+            "(click), Polygon fill (drag a lasso); Fill Between Slices, Remove Islands, Keep "
+            "Largest, Smooth; the label table (add, rename, colour, show), opacity, fill or "
+            "outline; Accept AI Prediction (one undo step). Undo (Ctrl+Z) and Redo "
+            "(Ctrl+Shift+Z) one stroke at a time; Save Annotations (Ctrl+S): DICOM SEG and SR "
+            "beside the data, read back when the series is opened again",
+            ("Ctrl+Z", "Ctrl+Shift+Z", "Ctrl+S")),
     Control("this list", "Help ▸ Keyboard Shortcuts (F1)", ("F1",)),
 )
 

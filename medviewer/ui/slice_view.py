@@ -21,6 +21,8 @@ from medviewer.core import slab as slabs
 from medviewer.core.display import Window, full_range_window, to_display
 from medviewer.core.reslice import ResliceView
 from medviewer.ui.ai_layers import AiLayerItems
+from medviewer.ui.annotate_layers import AnnotationLayer
+from medviewer.ui.annotate_tools import AnnotateMouse
 from medviewer.ui.document import STACK, StudyDocument
 from medviewer.ui.measure_tools import MeasurementLayer
 from medviewer.ui.overlays import ImageOverlays
@@ -97,6 +99,8 @@ class SliceView(QWidget):
         self.failure_label = self.overlay_text.failure_label
         self.measurements = MeasurementLayer(self)
         self.ai_layers = AiLayerItems(self)  # label map, boxes, heatmap of the AI's result
+        self.annotation_layer = AnnotationLayer(self)  # the reader's editable label map
+        self.annotate_mouse = AnnotateMouse(self)  # brush, eraser, fills (stack view only)
         self._connect_document()
         if document.has_image:
             self._on_volume_changed()
@@ -165,6 +169,7 @@ class SliceView(QWidget):
     def _on_volume_changed(self) -> None:
         self._rendered_key = None
         self.measurements.clear()
+        self.annotate_mouse.cancel()
         if self.document.volume is not None and not self.document.is_colour:
             self._wl_speed = max(full_range_window(self.document.volume.voxels).width / 512, 0.05)
         self.refresh()
@@ -185,6 +190,7 @@ class SliceView(QWidget):
             self._rendered_key = key
             self.measurements.show_slice(k)
             self.ai_layers.refresh()
+            self.annotation_layer.refresh()
         elif doc.crosshair == self._rendered_crosshair:
             return  # a second signal for the same change: nothing new to draw
         self._rendered_crosshair = doc.crosshair
@@ -334,7 +340,9 @@ class SliceView(QWidget):
         if not self.document.has_image:
             return True
         button, left = ev.button(), Qt.MouseButton.LeftButton
-        if button == Qt.MouseButton.RightButton or (button == left and self.tool == "window"):
+        if button == left and self.annotate_mouse.active:
+            self.annotate_mouse.handle_drag(ev)
+        elif button == Qt.MouseButton.RightButton or (button == left and self.tool == "window"):
             self._drag_window_level(ev)
         elif button == left and self.tool in ("distance", "rect", "ellipse"):
             self.measurements.handle_drag(self.tool, ev)
@@ -347,7 +355,9 @@ class SliceView(QWidget):
 
     def handle_click(self, ev) -> None:
         self.setFocus()
-        if ev.button() == Qt.MouseButton.LeftButton and self.crosshair_enabled:
+        if ev.button() == Qt.MouseButton.LeftButton and self.annotate_mouse.active:
+            self.annotate_mouse.handle_click(ev)
+        elif ev.button() == Qt.MouseButton.LeftButton and self.crosshair_enabled:
             self._point_crosshair(ev.scenePos())
 
     def _drag_window_level(self, ev) -> None:
