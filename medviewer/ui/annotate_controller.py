@@ -11,6 +11,8 @@ started from; opening a series reads them back the same way.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import getpass
 import logging
 from pathlib import Path
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import QDockWidget, QMenu, QScrollArea
 
 from medviewer.core.annotations import (
     AnnotationError,
+    BoxEdit,
     BoxSet,
     History,
     LabelMap,
@@ -30,12 +33,15 @@ from medviewer.core.annotations import (
     Workspace,
     accept_prediction,
     boxes_from_model,
+    discard_autosave,
     fill_between_slices,
     keep_largest,
     model_source,
     remove_islands,
     smooth,
 )
+from medviewer.ui.annotate_autosave import AnnotationSafety
+from medviewer.ui.annotate_boxes import BoxOverlay
 from medviewer.ui.annotate_panel import AnnotatePanel
 from medviewer.ui.annotate_state import TOOL_NAMES, TOOLS, Annotation
 from medviewer.ui.guard import guarded
@@ -67,6 +73,8 @@ def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxe
                                         colours=table.seg_colours(), algorithm=algorithm,
                                         series_description=f"Segmentation ({annotator})"))
     saved.append(workspace.save_sr(volume, boxes, annotator=annotator, model=model))
+    with contextlib.suppress(AnnotationError):  # a real save replaces the autosave
+        discard_autosave(workspace.autosave_path)
     return saved
 
 
@@ -113,6 +121,8 @@ class AnnotateController(QObject):
         window.tabifyDockWidget(window.browser_dock, self.dock)  # a tab beside the studies
         window.browser_dock.raise_()
         self._build_menu()
+        self.safety = AnnotationSafety(self)  # autosave, recovery, the question on close
+        self.box_overlay = BoxOverlay(window.viewer.single_view)
         self.document.sigVolumeChanged.connect(self._on_volume_changed)
         self.document.sigLabelMapChanged.connect(lambda *_: self._sync_actions())
         self.document.sigAnnotateToolChanged.connect(self._sync_actions)
@@ -147,6 +157,9 @@ class AnnotateController(QObject):
         m.addSeparator()
         self.accept_action = self._action(m, "Accept AI Prediction", self.accept_prediction)
         self.save_action = self._action(m, "&Save Annotations", self.save, "Ctrl+S")
+        self.recover_action = self._action(m, "Recover Unsaved Annotations\u2026",
+                                           lambda: self.safety.recover_from_menu())
+        self.recover_action.setEnabled(False)
         view = next((a.menu() for a in bar.actions() if a.text() == "&View"), None)
         if view is not None:
             view.addAction(self.dock.toggleViewAction())
@@ -161,12 +174,11 @@ class AnnotateController(QObject):
 
     def _sync_actions(self) -> None:
         doc = self.document
-        history = doc.history
-        self.undo_action.setEnabled(history is not None and history.can_undo)
-        self.redo_action.setEnabled(history is not None and history.can_redo)
-        if history is not None:
-            self.undo_action.setText(f"&Undo {history.undo_name() or ''}".strip())
-            self.redo_action.setText(f"&Redo {history.redo_name() or ''}".strip())
+        undo, redo = self._next_step("undo"), self._next_step("redo")
+        self.undo_action.setEnabled(undo is not None)
+        self.redo_action.setEnabled(redo is not None)
+        self.undo_action.setText(f"&Undo {undo or ''}".strip())
+        self.redo_action.setText(f"&Redo {redo or ''}".strip())
         for tool, action in self.tool_actions.items():
             action.setChecked(doc.annotate_tool == tool)
         result = doc.ai_result
@@ -222,13 +234,77 @@ class AnnotateController(QObject):
     def redo(self) -> Any:
         return self._replay("redo")
 
-    def _replay(self, which: str) -> Any:
-        history = self.document.history
-        if history is None:
+    def _box_turn(self, which: str) -> bool:
+        """Whether the next undo / redo is a box edit: map strokes and box edits share one
+        order, kept by noting how many map items existed when each box edit was made."""
+        annotation = self.document.annotation
+        if annotation is None:
+            return False
+        stack = annotation.box_undo if which == "undo" else annotation.box_redo
+        if not stack:
+            return False
+        made_at, maps = stack[-1][1], len(annotation.history)
+        return made_at >= maps if which == "undo" else made_at <= maps
+
+    def _next_step(self, which: str) -> str | None:
+        annotation = self.document.annotation
+        if annotation is None:
             return None
+        if self._box_turn(which):
+            stack = annotation.box_undo if which == "undo" else annotation.box_redo
+            return stack[-1][0].description
+        history = annotation.history
+        return history.undo_name() if which == "undo" else history.redo_name()
+
+    def _replay(self, which: str) -> Any:
+        annotation = self.document.annotation
+        if annotation is None:
+            return None
+        if self._box_turn(which):
+            source = annotation.box_undo if which == "undo" else annotation.box_redo
+            target = annotation.box_redo if which == "undo" else annotation.box_undo
+            edit, made_at = source.pop()
+            edit.undo(annotation.boxes) if which == "undo" else edit.redo(annotation.boxes)
+            target.append((edit, made_at))
+            self.document.labelmap_changed(None)
+            self._sync_actions()
+            return None
+        history = annotation.history
         box = history.undo() if which == "undo" else history.redo()
         self.document.labelmap_changed(box)  # None (a table-only item): redraw all
         return box
+
+    # ----------------------------------------------------------------- box review
+    def box_edit(self, change: Any) -> BoxEdit | None:
+        """Run `change(boxset) -> BoxEdit` on the series' boxes as one undo step."""
+        annotation = self.document.annotation
+        if annotation is None:
+            return None
+        try:
+            edit = change(annotation.boxes)
+        except (AnnotationError, KeyError) as exc:
+            self.window.set_status(getattr(exc, "reason", None) or f"No such box: {exc}")
+            return None
+        if not edit.changed:
+            return None
+        annotation.box_undo.append((edit, len(annotation.history)))
+        annotation.box_redo.clear()
+        self.document.labelmap_changed(None)
+        self.window.set_status(edit.description.capitalize())
+        self._sync_actions()
+        return edit
+
+    @guarded
+    def accept_box(self, uid: str) -> BoxEdit | None:
+        return self.box_edit(lambda boxes: boxes.accept(uid))
+
+    @guarded
+    def reject_box(self, uid: str) -> BoxEdit | None:
+        return self.box_edit(lambda boxes: boxes.reject(uid))
+
+    @guarded
+    def accept_boxes_above(self, score: float) -> BoxEdit | None:
+        return self.box_edit(lambda boxes: boxes.accept_above(score))
 
     @guarded
     def fill_between_slices(self, value: int | None = None) -> Any:
@@ -265,8 +341,10 @@ class AnnotateController(QObject):
         source = model_source(result.model_id, result.model_version)
         if result.label_map is not None:
             self._accept_labels(annotation, result)
-        if result.boxes:
-            annotation.boxes = boxes_from_model(result.boxes, doc.volume, source=source)
+        if result.boxes:  # proposed boxes join the set as one undo step
+            proposed = boxes_from_model(result.boxes, doc.volume, source=source)
+            self.box_edit(lambda boxes: boxes.add(*proposed.boxes,
+                                                  description="accept AI boxes"))
         annotation.model = source
         doc.labelmap_changed(None)
         self.window.set_status(f"Accepted {result.title or result.model_id}: edit it, then save")
@@ -301,8 +379,47 @@ class AnnotateController(QObject):
                                 on_error=self._on_save_error)
         return True
 
+    def save_now(self) -> bool:
+        """Save the open series on this thread (closing the window: no worker to wait for)."""
+        doc, annotation = self.document, self.document.annotation
+        if doc.volume is None or annotation is None:
+            return False
+        try:
+            paths = save_task(None, doc.volume, annotation.labelmap.array,
+                              annotation.labelmap.table, annotation.boxes, annotation.model,
+                              self.annotator)
+        except (AnnotationError, OSError) as exc:
+            self._on_save_error(exc)
+            return False
+        self._on_saved(annotation, paths)
+        return True
+
+    def restore_annotation(self, labelmap: LabelMap | None, boxes: BoxSet,
+                           model: str | None) -> Annotation:
+        """Put recovered work on the open series: the map as ONE undo step, the boxes as
+        another, so Ctrl+Z goes back to what was there before."""
+        doc = self.document
+        annotation = doc.ensure_annotation()
+        if labelmap is not None:
+            target, history = annotation.labelmap, annotation.history
+            with history.stroke("recover unsaved work"):
+                history.touch(tuple(slice(0, n) for n in target.shape))
+                target.array[...] = labelmap.array
+                target.table.labels = copy.deepcopy(labelmap.table.labels)
+            first = next(iter(target.table), None)
+            doc.active_label = first.value if first is not None else 1
+        known = {b.uid for b in annotation.boxes}
+        new = [b for b in boxes if b.uid not in known]
+        if new:
+            self.box_edit(lambda current: current.add(*new, description="recover boxes"))
+        annotation.model = annotation.model or model
+        doc.labelmap_changed(None)
+        self._sync_actions()
+        return annotation
+
     def _on_saved(self, annotation: Annotation, paths: list[Path]) -> None:
         annotation.dirty = False
+        self.safety.forget(annotation)
         self.window.set_status(f"Annotations saved to {paths[0].parent}")
         self.sigSaved.emit(paths)
 

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.core.annotations import AnnotationError, Label
+from medviewer.ui.annotate_boxes import BoxReview
 from medviewer.ui.annotate_state import TOOL_NAMES, TOOLS
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class AnnotatePanel(QWidget):
         layout.addWidget(self._build_labels())
         layout.addLayout(self._build_display())
         layout.addLayout(self._build_commands())
+        self.box_review = BoxReview(controller)  # the series' boxes: accept / reject
+        layout.addWidget(self.box_review)
         layout.addStretch(1)
 
     # ----------------------------------------------------------------- construction
@@ -221,9 +224,9 @@ class AnnotatePanel(QWidget):
     def sync(self) -> None:
         doc = self.document
         self.tool_buttons[doc.annotate_tool or NAVIGATE].setChecked(True)
-        history = doc.history
-        self.command_buttons["Undo"].setEnabled(history is not None and history.can_undo)
-        self.command_buttons["Redo"].setEnabled(history is not None and history.can_redo)
+        self.command_buttons["Undo"].setEnabled(self.controller.undo_action.isEnabled())
+        self.command_buttons["Redo"].setEnabled(self.controller.redo_action.isEnabled())
+        self.box_review.sync()
         self.command_buttons["Accept AI Prediction"].setEnabled(
             self.controller.accept_action.isEnabled())
         labelmap = doc.labelmap

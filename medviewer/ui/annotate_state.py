@@ -15,7 +15,7 @@ signals: `sigLabelMapChanged(object)` and `sigAnnotateToolChanged()`.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,12 @@ class Annotation:
     boxes: BoxSet
     model: str | None = None  # 'model:<id>@<version>' of a prediction it started from
     dirty: bool = False
+    edits: int = 0  # counts changes, so an autosave is written only when there are new ones
+    autosaved_edits: int = 0
+    # box edits: (BoxEdit, number of label map undo items when it was made), so Ctrl+Z undoes
+    # map strokes and box edits in the order they were made (see AnnotateController._replay)
+    box_undo: list = field(default_factory=list)
+    box_redo: list = field(default_factory=list)
 
 
 def rgba_lut(table: LabelTable) -> np.ndarray:
@@ -137,6 +143,7 @@ class AnnotationState:
         """Announce an edit of `box` (None: all, or the table / display settings)."""
         if self.annotation is not None and dirty:
             self.annotation.dirty = True
+            self.annotation.edits += 1
         self.sigLabelMapChanged.emit(box)
 
     # ----------------------------------------------------------------- tool settings

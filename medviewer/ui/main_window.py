@@ -418,7 +418,11 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
-        """Remember the layout, then cancel and wait for every worker."""
+        """Ask about unsaved annotations, remember the layout, then cancel and wait for every
+        worker."""
+        if not self.annotate.safety.confirm_close():
+            event.ignore()  # Cancel: the window stays open
+            return
         self.save_settings()
         self.pool.shutdown()
         if self._message_box is not None:

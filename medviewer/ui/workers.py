@@ -121,6 +121,15 @@ class WorkerPool(QObject):
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(max_threads)
         self._workers: set[Worker] = set()
+        self._closed = False
+
+    def _unless_closed(self, slot: Callable[..., Any]) -> Callable[..., Any]:
+        """A result queued before shutdown must not reach widgets deleted since."""
+
+        def call(*args: Any) -> Any:
+            return None if self._closed else slot(*args)
+
+        return call
 
     def start(
         self,
@@ -150,7 +159,7 @@ class WorkerPool(QObject):
             (sig.sigFinished, on_finished),
         ):
             if slot is not None:
-                signal.connect(slot)
+                signal.connect(self._unless_closed(slot))
         sig.sigFinished.connect(lambda w=worker: self._forget(w))
         self._workers.add(worker)
         self._pool.start(worker)
@@ -168,7 +177,9 @@ class WorkerPool(QObject):
             worker.cancel()
 
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
-        """Cancel every worker and wait for them: nothing may outlive the window."""
+        """Cancel every worker and wait for them: nothing may outlive the window, and no
+        result still queued in the event loop is delivered afterwards."""
+        self._closed = True
         self.cancel_all()
         for worker in list(self._workers):
             if not worker.done.is_set() and self._pool.tryTake(worker):  # queued, never started
