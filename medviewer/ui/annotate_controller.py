@@ -71,7 +71,8 @@ def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxe
             if model else ("MedViewer manual", "1")
         saved.append(workspace.save_seg(array, volume, table.seg_names(),
                                         colours=table.seg_colours(), algorithm=algorithm,
-                                        series_description=f"Segmentation ({annotator})"))
+                                        series_description=f"Segmentation ({annotator})",
+                                        annotator=annotator))
     saved.append(workspace.save_sr(volume, boxes, annotator=annotator, model=model))
     with contextlib.suppress(AnnotationError):  # a real save replaces the autosave
         discard_autosave(workspace.autosave_path)

@@ -130,3 +130,18 @@ def test_bad_label_maps_are_refused_with_a_reason(volume, tmp_path):
     with pytest.raises(AnnotationError, match="only 3 labels"):
         write_seg(labels, volume, LABELS[:3], tmp_path / "b.dcm")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_corrected_segmentation_names_its_annotator(tmp_path, volume):
+    import highdicom as hd
+
+    labels = np.zeros(volume.voxels.shape, np.uint8)
+    labels[2, 10:20, 10:20] = 1
+    path = write_seg(labels, volume, ["background", "lesion"], tmp_path / "s.dcm",
+                     algorithm=("lab4-chest-unet", "1.0.0"), annotator="Doe^Jane")
+    seg = hd.seg.segread(path)
+    assert str(seg.ContentCreatorName) == "Doe^Jane"
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    auto = hd.seg.segread(write_seg(labels, volume, ["background", "lesion"],
+                                    tmp_path / "a.dcm"))
+    assert auto.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"

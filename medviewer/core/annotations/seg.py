@@ -63,14 +63,17 @@ def _lab_colour(colour: str | None) -> Any:
 
 
 def segment_descriptions(labels: Sequence[str], colours: Sequence[str] | None,
-                         algorithm: tuple[str, str]) -> list[Any]:
-    """One highdicom SegmentDescription per label value 1..len(labels)-1, empty ones too."""
+                         algorithm: tuple[str, str], edited: bool = False) -> list[Any]:
+    """One highdicom SegmentDescription per label value 1..len(labels)-1, empty ones too;
+    `edited`: a person corrected the algorithm's output (SEMIAUTOMATIC, not AUTOMATIC)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     family = codes.cid7162.ArtificialIntelligence
     algo = hd.AlgorithmIdentificationSequence(name=algorithm[0], family=family,
                                               version=str(algorithm[1]))
+    types = hd.seg.SegmentAlgorithmTypeValues
+    kind_of_algorithm = types.SEMIAUTOMATIC if edited else types.AUTOMATIC
     out = []
     for number, name in enumerate(labels[1:], start=1):
         category, kind = property_codes(name)
@@ -78,7 +81,7 @@ def segment_descriptions(labels: Sequence[str], colours: Sequence[str] | None,
         out.append(hd.seg.SegmentDescription(
             segment_number=number, segment_label=name[:64] or f"label {number}",
             segmented_property_category=category, segmented_property_type=kind,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_type=kind_of_algorithm,
             algorithm_identification=algo, display_color=colour))
     return out
 
@@ -113,11 +116,13 @@ def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: s
               series_description: str = "Segmentation",
               algorithm: tuple[str, str] = ("MedViewer", "1"),
               colours: Sequence[str] | None = None, slices: Sequence[int] | None = None,
-              series_number: int = 900, manufacturer: str = DEFAULT_MANUFACTURER) -> Path:
+              series_number: int = 900, manufacturer: str = DEFAULT_MANUFACTURER,
+              annotator: str | None = None) -> Path:
     """Save `label_map` as a multi-segment BINARY DICOM SEG referencing the volume's images.
 
     labels[v] names label value v (labels[0] is the background); colours are '#rrggbb' in the
     same order. `slices` limits the SEG to the slices that were segmented (default: all).
+    `annotator`: the person who corrected it (ContentCreatorName; segments SEMIAUTOMATIC).
     Written atomically: a temporary file in the target folder, fsync, rename.
     """
     import highdicom as hd
@@ -132,7 +137,9 @@ def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: s
         seg = hd.seg.Segmentation(
             source_images=datasets, pixel_array=pixels,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=segment_descriptions(labels, colours, algorithm),
+            segment_descriptions=segment_descriptions(labels, colours, algorithm,
+                                                      edited=annotator is not None),
+            content_creator_name=annotator[:64] if annotator else None,
             series_instance_uid=hd.UID(), series_number=series_number,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer=manufacturer,
             manufacturer_model_name=f"{algorithm[0]}"[:64], software_versions=__version__,
