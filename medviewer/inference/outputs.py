@@ -117,11 +117,18 @@ def label_volumes(result: Result, spacing: tuple[float, float, float] | None
     return out
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+def csv_text(rows: list[dict[str, Any]], empty_columns: tuple[str, ...] = ()) -> str:
+    """Rows with the union of their columns in first-seen order (`empty_columns` when there
+    is no row, so an empty result still has a header)."""
+    columns: dict[str, None] = dict.fromkeys(empty_columns) if not rows else {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
     buffer = io.StringIO()
-    fields = list(rows[0]) if rows else ["slice", "label", "score"]
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return write_text_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    return write_text_atomic(path, csv_text(rows, ("slice", "label", "score")))

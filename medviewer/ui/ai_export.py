@@ -10,13 +10,12 @@ same folder, fsync, rename).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 from medviewer.core.atomic import write_text_atomic
+from medviewer.inference.outputs import box_rows, csv_text
 from medviewer.inference.results import Explanation, Result
 from medviewer.ui.ai_state import AiOutput
 
@@ -34,7 +33,7 @@ def result_rows(output: AiOutput) -> list[dict[str, Any]]:
         elif result.scores is not None:
             rows.extend({**base, **row} for row in _slice_rows(result))
         if result.boxes:
-            rows.extend({**base, **row} for row in _box_rows(result))
+            rows.extend({**base, **row} for row in box_rows(result))
         if result.label_map is not None:
             rows.extend({**base, **row} for row in _label_rows(result, output))
     return rows
@@ -60,13 +59,6 @@ def _slice_rows(result: Result) -> list[dict[str, Any]]:
     return rows
 
 
-def _box_rows(result: Result) -> list[dict[str, Any]]:
-    return [{"slice": b.slice_index, "sop_instance_uid": _sop_of_slice(result, b.slice_index),
-             "label": b.label, "score": round(b.score, 6), "x0": round(b.x0, 2),
-             "y0": round(b.y0, 2), "x1": round(b.x1, 2), "y1": round(b.y1, 2)}
-            for b in result.boxes]
-
-
 def _label_rows(result: Result, output: AiOutput) -> list[dict[str, Any]]:
     rows = []
     for i, name in enumerate(result.labels):
@@ -82,12 +74,6 @@ def _label_rows(result: Result, output: AiOutput) -> list[dict[str, Any]]:
 def _sop(result: Result, row: int) -> str:
     uids = result.sop_instance_uids
     return uids[row] if row < len(uids) else ""
-
-
-def _sop_of_slice(result: Result, k: int) -> str:
-    if k in result.slice_indices:
-        return _sop(result, result.slice_indices.index(k))
-    return ""
 
 
 def to_json(output: AiOutput, explanation: Explanation | None = None) -> dict[str, Any]:
@@ -110,18 +96,6 @@ def to_json(output: AiOutput, explanation: Explanation | None = None) -> dict[st
     }
 
 
-def csv_text(rows: list[dict[str, Any]]) -> str:
-    """Rows with the union of their columns, in first-seen order."""
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def write_results(output: AiOutput, path: str | Path,
                   explanation: Explanation | None = None) -> Path:
     """CSV or JSON by the file's suffix (CSV when it has neither)."""
@@ -136,14 +110,7 @@ def write_results(output: AiOutput, path: str | Path,
 
 
 def write_verdict_csv(result: Result, path: str | Path) -> Path:
-    """One fusion method's verdict as CSV: lab 3's own writer when its plugin has one."""
-    path = Path(path)
-    try:
-        from medviewer.labs.lab3.plugin import write_verdicts_csv
-    except ImportError:  # lab 3 not installed (or not yet written): the same rows, here
-        base = {"model": result.model_id, "version": result.model_version,
-                "series_instance_uid": result.series_instance_uid}
-        return write_text_atomic(path, csv_text([{**base, **r} for r in verdict_rows(result)]))
-    write_verdicts_csv([result], path)
-    return path
+    """One fusion method's verdict as CSV, in lab 3's verdict format."""
+    from medviewer.labs.lab3.plugin import write_verdicts_csv  # numpy only, no model code
 
+    return write_verdicts_csv([result], path)
