@@ -145,3 +145,68 @@ def test_a_corrected_segmentation_names_its_annotator(tmp_path, volume):
     auto = hd.seg.segread(write_seg(labels, volume, ["background", "lesion"],
                                     tmp_path / "a.dcm"))
     assert auto.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+
+
+def test_colours_and_codes_come_back_in_the_label_table(volume, tmp_path):
+    from medviewer.core.annotations import LabelTable, read_seg_table
+
+    table = LabelTable()
+    table.add("lung", "#2080ff")
+    table.add("nodule", "#ff2020")
+    custom = (("SCT", "49755003", "Morphologically abnormal structure"),
+              ("SCT", "27925004", "Nodule"))
+    table.labels[2].category, table.labels[2].type = custom
+    labels = _label_map(volume).clip(0, 2)
+    path = write_seg(labels, volume, table.seg_names(), tmp_path / "seg.dcm",
+                     colours=table.seg_colours(), codes=table.seg_codes())
+    back, again = read_seg_table(path, volume)
+    np.testing.assert_array_equal(back, labels)
+    assert [(lab.value, lab.name, lab.colour) for lab in again] == \
+        [(1, "lung", "#2080ff"), (2, "nodule", "#ff2020")]
+    assert (again[2].category, again[2].type) == custom
+
+
+def _overlapping_seg(volume, tmp_path, names):
+    """A SEG as other tools write it: two segments whose masks overlap on the same slices."""
+    import highdicom as hd
+
+    from medviewer.core.annotations.seg import segment_descriptions
+
+    datasets = [pydicom.dcmread(s.path) for s in volume.sources]
+    first = np.zeros((len(datasets), *volume.voxels.shape[1:], 2), bool)
+    first[6:12, 10:30, 10:30, 0] = True  # a big "lung" square
+    first[8:10, 15:22, 15:22, 1] = True  # a "nodule" inside it: its voxels are in both
+    seg = hd.seg.Segmentation(
+        source_images=datasets, pixel_array=first,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=segment_descriptions(["background", *names], None, ("x", "1")),
+        series_instance_uid=hd.UID(), series_number=5, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="other", manufacturer_model_name="other",
+        software_versions="1", device_serial_number="1")
+    path = tmp_path / "foreign.dcm"
+    seg.save_as(path)
+    return path, first
+
+
+def test_overlapping_segments_put_several_frames_on_a_slice_and_the_higher_number_wins(
+        volume, tmp_path):
+    path, masks = _overlapping_seg(volume, tmp_path, ["lung", "nodule"])
+    frames = pydicom.dcmread(path).PerFrameFunctionalGroupsSequence
+    referenced = [f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+                  for f in frames]
+    assert len(referenced) > len(set(referenced))  # two frames (segments) on one slice
+    back, names = read_seg(path, volume)
+    expected = np.where(masks[..., 1], 2, np.where(masks[..., 0], 1, 0)).astype(np.uint8)
+    np.testing.assert_array_equal(back, expected)
+    assert names == ["background", "lung", "nodule"]
+    again = write_seg(back, volume, names, tmp_path / "again.dcm")  # and round-trips as read
+    np.testing.assert_array_equal(read_seg(again, volume)[0], back)
+
+
+def test_a_foreign_seg_repeating_a_segment_name_still_gets_a_table(volume, tmp_path):
+    from medviewer.core.annotations import read_seg_table
+
+    path, _ = _overlapping_seg(volume, tmp_path, ["Lesion", "lesion"])
+    _, table = read_seg_table(path, volume)
+    assert [lab.name for lab in table] == ["Lesion", "lesion (2)"]
+    assert all(lab.colour.startswith("#") for lab in table)

@@ -29,7 +29,13 @@ from medviewer.core.annotations.boxes import (
 )
 from medviewer.core.annotations.history import Box, History
 from medviewer.core.annotations.labelmap import Label, LabelMap, LabelTable, spacing_from_affine
-from medviewer.core.annotations.seg import AnnotationError, property_codes, read_seg, write_seg
+from medviewer.core.annotations.seg import (
+    AnnotationError,
+    property_codes,
+    read_seg,
+    read_seg_table,
+    write_seg,
+)
 from medviewer.core.annotations.sr import Provenance, read_provenance, read_sr, write_sr
 from medviewer.core.annotations.tools import (
     accept_prediction,
@@ -55,5 +61,5 @@ __all__ = [
     "ACCEPTED", "PROPOSED", "REJECTED", "AnnotatedBox", "AnnotationError", "BoxEdit", "BoxSet",
     "ClassLabel", "DistanceLine", "FoundAnnotation", "Provenance", "Workspace",
     "boxes_from_model", "distance_line", "model_source", "property_codes", "read_provenance",
-    "read_seg", "read_sr", "slice_uid", "write_seg", "write_sr",
+    "read_seg", "read_seg_table", "read_sr", "slice_uid", "write_seg", "write_sr",
 ]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from medviewer.core.annotations.labelmap import LabelMap, LabelTable
+    from medviewer.core.annotations.labelmap import Label, LabelMap
 
 Box = tuple[slice, slice, slice]
 DEFAULT_CAP_BYTES = 256 * 2**20
@@ -100,7 +100,9 @@ class Edit:
     name: str
     box: Box | None
     stored: np.ndarray | None  # old values while done, new values while undone
-    table: LabelTable | None = None  # the other state of the label table, when it changed
+    # the other state of the labels this item added, removed or changed (None: absent);
+    # only those, so a rename made later to another label survives undoing this item
+    labels: dict[int, Label | None] | None = None
 
     def swap(self, labelmap: LabelMap) -> Box | None:
         """Exchange the stored state with the map's (undo and redo are the same move)."""
@@ -108,8 +110,14 @@ class Edit:
             current = labelmap.array[self.box].copy()
             labelmap.array[self.box] = self.stored
             self.stored = current
-        if self.table is not None:  # swap contents: whoever holds labelmap.table sees it
-            self.table.labels, labelmap.table.labels = labelmap.table.labels, self.table.labels
+        if self.labels is not None:
+            table = labelmap.table.labels
+            for value, other in list(self.labels.items()):
+                self.labels[value] = table.pop(value, None)
+                if other is not None:
+                    table[value] = other
+            # reassign, not a new table: whoever holds labelmap.table sees the change
+            labelmap.table.labels = dict(sorted(table.items()))
         return self.box
 
     def nbytes(self) -> int:
@@ -134,6 +142,7 @@ class History:
         self._redo: list[Edit] = []
         self._pending: _Pending | None = None
         self._depth = 0
+        self._dropped = 0  # items the cap (or clear) removed: `position` still counts them
 
     # -- recording ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -172,7 +181,7 @@ class History:
 
     def _commit(self) -> None:
         pending, self._pending = self._pending, None
-        table_changed = pending.table != self.labelmap.table
+        labels = _changed_labels(pending.table.labels, self.labelmap.table.labels)
         box, old = pending.box, pending.old
         if box is not None:
             changed = old != self.labelmap.array[box]
@@ -183,10 +192,9 @@ class History:
                 old = old[inner].copy()
                 box = tuple(slice(b.start + i.start, b.start + i.stop)
                             for b, i in zip(box, inner, strict=True))
-        if box is None and not table_changed:
+        if box is None and not labels:
             return
-        self._undo.append(Edit(pending.name, box, old,
-                               pending.table if table_changed else None))
+        self._undo.append(Edit(pending.name, box, old, labels or None))
         self._redo.clear()
         self._enforce_cap()
 
@@ -194,6 +202,7 @@ class History:
         """Drop the oldest undo items over the cap; the newest always stays undoable."""
         while len(self._undo) > 1 and self.memory_bytes() > self.cap_bytes:
             self._undo.pop(0)
+            self._dropped += 1
 
     # -- replay ------------------------------------------------------------------------------
     def undo(self) -> Box | None:
@@ -232,10 +241,24 @@ class History:
     def __len__(self) -> int:
         return len(self._undo)
 
+    @property
+    def position(self) -> int:
+        """Items committed and not undone, counting those the cap dropped: a stable clock for
+        ordering other undo stacks (box edits) against this one; `len` shrinks with the cap."""
+        return self._dropped + len(self._undo)
+
     def memory_bytes(self) -> int:
         """Bytes of voxel values held by both stacks (the boxes and tables are a few bytes)."""
         return sum(item.nbytes() for item in self._undo) + sum(i.nbytes() for i in self._redo)
 
     def clear(self) -> None:
+        self._dropped += len(self._undo)
         self._undo.clear()
         self._redo.clear()
+
+
+def _changed_labels(before: dict[int, Label], after: dict[int, Label]
+                    ) -> dict[int, Label | None]:
+    """{value: its label before} for every label added, removed or changed between the two."""
+    return {v: before.get(v) for v in before.keys() | after.keys()
+            if before.get(v) != after.get(v)}

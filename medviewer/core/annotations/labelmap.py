@@ -133,6 +133,11 @@ class LabelTable:
         return ["#000000"] + [self.labels[v].colour if v in self.labels else "#808080"
                               for v in range(1, top + 1)]
 
+    def seg_codes(self) -> dict[int, tuple[Code, Code]]:
+        """value -> SNOMED (category, type), as write_seg's `codes` takes them."""
+        return {v: (lab.category, lab.type) for v, lab in self.labels.items()
+                if lab.category and lab.type}
+
     @classmethod
     def from_names(cls, names: list[str] | tuple[str, ...]) -> LabelTable:
         """A table from names indexed by value ([0], the background, is skipped)."""

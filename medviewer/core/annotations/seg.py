@@ -2,6 +2,7 @@
 
     write_seg(label_map, volume, labels, path, ...) -> Path
     read_seg(path, volume) -> (label_map, labels)
+    read_seg_table(path, volume) -> (label_map, LabelTable with colours and SNOMED codes)
 
 A label map is uint8 (slices, rows, columns) on a loaded `Volume`'s grid; value v names
 `labels[v]`, and value 0 (labels[0]) is the background, never written as a segment. Each other
@@ -13,13 +14,18 @@ position) and leaves the rest 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medviewer.core.atomic import atomic_file
+
+if TYPE_CHECKING:
+    from medviewer.core.annotations.labelmap import LabelTable
+
+Code = tuple[str, str, str]  # (coding scheme designator, code value, code meaning)
 
 # "abnormal" findings get that category; anatomy known to SNOMED gets its own code
 _ABNORMAL = {"nodule", "lesion", "mass", "tumor", "tumour", "neoplasm", "cyst", "metastasis"}
@@ -62,10 +68,18 @@ def _lab_colour(colour: str | None) -> Any:
         return None
 
 
+def _coded(code: Code) -> Any:
+    from pydicom.sr.coding import Code as DicomCode
+
+    return DicomCode(code[1], code[0], code[2])
+
+
 def segment_descriptions(labels: Sequence[str], colours: Sequence[str] | None,
-                         algorithm: tuple[str, str], edited: bool = False) -> list[Any]:
+                         algorithm: tuple[str, str], edited: bool = False,
+                         codes_of: Mapping[int, tuple[Code, Code]] | None = None) -> list[Any]:
     """One highdicom SegmentDescription per label value 1..len(labels)-1, empty ones too;
-    `edited`: a person corrected the algorithm's output (SEMIAUTOMATIC, not AUTOMATIC)."""
+    `edited`: a person corrected the algorithm's output (SEMIAUTOMATIC, not AUTOMATIC);
+    `codes_of`: value -> (category, type) chosen in the label table (else from the name)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -76,7 +90,9 @@ def segment_descriptions(labels: Sequence[str], colours: Sequence[str] | None,
     kind_of_algorithm = types.SEMIAUTOMATIC if edited else types.AUTOMATIC
     out = []
     for number, name in enumerate(labels[1:], start=1):
-        category, kind = property_codes(name)
+        chosen = (codes_of or {}).get(number)
+        category, kind = (_coded(chosen[0]), _coded(chosen[1])) if chosen else \
+            property_codes(name)
         colour = _lab_colour(colours[number]) if colours and number < len(colours) else None
         out.append(hd.seg.SegmentDescription(
             segment_number=number, segment_label=name[:64] or f"label {number}",
@@ -117,12 +133,14 @@ def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: s
               algorithm: tuple[str, str] = ("MedViewer", "1"),
               colours: Sequence[str] | None = None, slices: Sequence[int] | None = None,
               series_number: int = 900, manufacturer: str = DEFAULT_MANUFACTURER,
-              annotator: str | None = None) -> Path:
+              annotator: str | None = None,
+              codes: Mapping[int, tuple[Code, Code]] | None = None) -> Path:
     """Save `label_map` as a multi-segment BINARY DICOM SEG referencing the volume's images.
 
     labels[v] names label value v (labels[0] is the background); colours are '#rrggbb' in the
     same order. `slices` limits the SEG to the slices that were segmented (default: all).
     `annotator`: the person who corrected it (ContentCreatorName; segments SEMIAUTOMATIC).
+    `codes`: value -> SNOMED (category, type) from the label table (default: from the name).
     Written atomically: a temporary file in the target folder, fsync, rename.
     """
     import highdicom as hd
@@ -138,7 +156,8 @@ def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: s
             source_images=datasets, pixel_array=pixels,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=segment_descriptions(labels, colours, algorithm,
-                                                      edited=annotator is not None),
+                                                      edited=annotator is not None,
+                                                      codes_of=codes),
             content_creator_name=annotator[:64] if annotator else None,
             series_instance_uid=hd.UID(), series_number=series_number,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer=manufacturer,
@@ -204,8 +223,60 @@ def read_seg(path: str | Path, volume: Any) -> tuple[np.ndarray, list[str]]:
     their ImagePositionPatient; a frame that matches no slice of the volume is an error (the
     SEG belongs to another series). Overlapping segments: the higher segment number wins.
     """
-    seg = _read_seg_dataset(Path(path))
-    labels = _labels_of(seg)
+    out, seg = _read_label_map(Path(path), volume)
+    return out, _labels_of(seg)
+
+
+def read_seg_table(path: str | Path, volume: Any) -> tuple[np.ndarray, LabelTable]:
+    """As `read_seg`, with each segment's name, display colour and SNOMED codes in a
+    LabelTable, so a reopened annotation keeps the colours it was saved with. Names another
+    tool repeated ("Lesion" twice) get a number, as a table needs unique names."""
+    from medviewer.core.annotations.labelmap import Label, LabelTable
+
+    out, seg = _read_label_map(Path(path), volume)
+    table = LabelTable()
+    described = {int(item.SegmentNumber): item for item in seg.SegmentSequence}
+    for number, name in enumerate(_labels_of(seg)[1:], start=1):
+        item = described.get(number)
+        unique = name if table.by_name(name) is None else f"{name} ({number})"
+        table.labels[number] = Label(number, unique, _rgb_of(item) or _fallback_colour(number),
+                                     category=_code_of(item, "SegmentedPropertyCategory"),
+                                     type=_code_of(item, "SegmentedPropertyType"))
+    return out, table
+
+
+def _rgb_of(item: Any) -> str | None:
+    """The segment's RecommendedDisplayCIELabValue as '#rrggbb' (None when absent/odd)."""
+    import highdicom as hd
+
+    value = item.get("RecommendedDisplayCIELabValue") if item is not None else None
+    if not value or len(value) != 3:
+        return None
+    try:
+        rgb = hd.color.CIELabColor.from_dicom_value([int(v) for v in value]).to_rgb(clip=True)
+    except (ValueError, TypeError):
+        return None
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
+
+
+def _fallback_colour(number: int) -> str:
+    from medviewer.core.annotations.labelmap import PALETTE
+
+    return PALETTE[(number - 1) % len(PALETTE)]
+
+
+def _code_of(item: Any, keyword: str) -> Code | None:
+    codes = item.get(f"{keyword}CodeSequence") if item is not None else None
+    if not codes:
+        return None
+    c = codes[0]
+    return (str(c.get("CodingSchemeDesignator", "")), str(c.get("CodeValue", "")),
+            str(c.get("CodeMeaning", "")))
+
+
+def _read_label_map(path: Path, volume: Any) -> tuple[np.ndarray, Any]:
+    """The SEG's frames placed on `volume`'s grid, and the dataset (for its descriptions)."""
+    seg = _read_seg_dataset(path)
     grid = _grid_shape(volume)
     out = np.zeros(grid, np.uint8)
     frames = _frame_pixels(seg, Path(path))
@@ -226,7 +297,7 @@ def read_seg(path: str | Path, volume: Any) -> tuple[np.ndarray, list[str]]:
                                   f"slices {grid[1:]}: it belongs to another series.")
         mask = frames[i] > 0
         out[k][mask & (out[k] < number)] = number
-    return out, labels
+    return out, seg
 
 
 class _FrameGroups:

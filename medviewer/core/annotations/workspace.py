@@ -19,10 +19,13 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medviewer.core.annotations.boxes import BoxSet, DistanceLine
-from medviewer.core.annotations.seg import AnnotationError, read_seg, write_seg
+from medviewer.core.annotations.seg import AnnotationError, read_seg, read_seg_table, write_seg
+
+if TYPE_CHECKING:
+    from medviewer.core.annotations.labelmap import LabelTable
 from medviewer.core.annotations.sr import (
     Annotations,
     read_sidecar,
@@ -117,6 +120,11 @@ class Workspace:
     def load_seg(self, volume: Any) -> tuple[Any, list[str]] | None:
         path = self._newest("seg")
         return None if path is None else read_seg(path, volume)
+
+    def load_seg_table(self, volume: Any) -> tuple[Any, LabelTable] | None:
+        """The newest SEG with its labels' colours and codes (see read_seg_table)."""
+        path = self._newest("seg")
+        return None if path is None else read_seg_table(path, volume)
 
     def load_sr(self, volume: Any) -> Annotations | None:
         path = self._newest("sr")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medviewer.core.annotations.history import History, box_voxels, mask_box, union_box
-from medviewer.core.annotations.labelmap import LabelMap
+from medviewer.core.annotations.labelmap import Label, LabelMap
 from medviewer.core.annotations.tools import brush, brush_stroke, erase
 
 
@@ -115,6 +115,34 @@ def test_label_table_changes_undo_with_the_voxels():
     assert len(lm.table) == 0 and lm.table is table and not lm.array.any()
     history.redo()
     assert lm.table.by_name("liver").value == 1 and lm.array.any()
+
+
+def test_undoing_a_new_label_keeps_a_later_rename_of_another_label():
+    lm = _map(labels=("lung",))
+    history = History(lm)
+    with history.stroke("new label"):
+        value = lm.table.add("nodule").value
+        brush(lm, history, (1, 10, 10), 2.0, value)
+    lung = lm.table.by_name("lung")  # renamed outside the history, as the dock does
+    lm.table.labels[lung.value] = Label(lung.value, "left lung", lung.colour)
+    history.undo()
+    assert [lab.name for lab in lm.table] == ["left lung"]
+    history.redo()
+    assert [lab.name for lab in lm.table] == ["left lung", "nodule"]
+    assert list(lm.table.labels) == sorted(lm.table.labels)
+
+
+def test_position_counts_items_the_cap_dropped():
+    lm = _map(shape=(4, 100, 100), spacing=(1.0, 1.0, 1.0))
+    history = History(lm, cap_bytes=400)
+    for i in range(5):
+        brush(lm, history, (1, 10 + 20 * i, 50), 5.0, 1)
+    assert len(history) == 3 and history.position == 5
+    history.undo()
+    assert history.position == 4
+    history.redo()
+    history.clear()
+    assert history.position == 5 and not history.can_undo
 
 
 def test_memory_accounting_and_cap_drops_the_oldest():
