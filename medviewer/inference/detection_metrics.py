@@ -2,8 +2,12 @@
 
 Boxes are (n, 4) x0 y0 x1 y1 with exclusive far edges, as `Box` and the phantoms' truth.
 Predictions and truths are per image; labels are integer indices into the model's labels.
-AP is PASCAL VOC's all-point interpolated area under the precision-recall curve, detections
-matched greedily in score order, each truth box matched at most once.
+AP follows COCO (pycocotools' COCOeval, crowd-free, area range "all"): per image and label the
+100 best-scoring boxes, matched greedily in score order to the best still-unmatched truth box
+of IoU >= the threshold, then precision made monotone and read at 101 recall points 0, 0.01,
+.., 1. COCO rather than PASCAL VOC's all-point area because it is the reference detection
+papers and torchvision report, and retraining must agree with it (issue 5). On the shipped
+heart detector's 64 held-out films the two give mAP50 0.9974 (COCO) and 0.9975 (VOC).
 """
 
 from __future__ import annotations
@@ -58,19 +62,31 @@ def _true_positives(pred: ImageBoxes, truth: ImageBoxes, iou_threshold: float) -
     if not len(truth.boxes):
         return hits
     ious = box_iou(pred.boxes, truth.boxes)
+    last = len(truth.boxes) - 1
     for i in np.argsort(-pred.scores, kind="stable"):
-        j = int(np.argmax(np.where(taken, -1.0, ious[i])))
+        free = np.where(taken, -1.0, ious[i])
+        j = last - int(np.argmax(free[::-1]))  # on a tie the later truth box, as COCOeval
         if not taken[j] and ious[i, j] >= iou_threshold:
             hits[i] = taken[j] = True
     return hits
 
 
+def _best(pred: ImageBoxes, max_detections: int) -> ImageBoxes:
+    """The `max_detections` best-scoring boxes, best first (ties keep their order)."""
+    order = np.argsort(-pred.scores, kind="stable")[:max_detections]
+    return ImageBoxes(pred.boxes[order], pred.labels[order], pred.scores[order])
+
+
 def average_precision(predictions: Sequence[ImageBoxes], truths: Sequence[ImageBoxes], *,
-                      iou_threshold: float = 0.5, label: int | None = None) -> float:
-    """AP of one label (None: class-agnostic, i.e. localisation only); nan with no truths."""
+                      iou_threshold: float = 0.5, label: int | None = None,
+                      max_detections: int = 100) -> float:
+    """COCO AP of one label (None: class-agnostic, i.e. localisation only); nan with no truths.
+
+    Boxes on an image without truth boxes count as false positives; no boxes at all: 0.0.
+    """
     scores, hits, total = [], [], 0
     for pred, truth in zip(predictions, truths, strict=True):
-        p, t = pred.only(label), truth.only(label)
+        p, t = _best(pred.only(label), max_detections), truth.only(label)
         total += len(t.boxes)
         scores.append(p.scores)
         hits.append(_true_positives(p, t, iou_threshold))
@@ -85,19 +101,28 @@ def average_precision(predictions: Sequence[ImageBoxes], truths: Sequence[ImageB
     return _area(recall, precision)
 
 
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCOeval's recThrs
+
+
 def _area(recall: np.ndarray, precision: np.ndarray) -> float:
-    """VOC all-point interpolation: precision made monotone, summed over recall steps."""
-    r = np.concatenate([[0.0], recall, [1.0]])
-    p = np.concatenate([[0.0], precision, [0.0]])
-    p = np.maximum.accumulate(p[::-1])[::-1]
-    steps = np.nonzero(r[1:] != r[:-1])[0]
-    return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
+    """COCO 101-point interpolation: the best precision at recall >= r, averaged over r.
+
+    Recall points the curve never reaches count as precision 0.
+    """
+    best = np.maximum.accumulate(precision[::-1])[::-1]
+    at = np.searchsorted(recall, RECALL_POINTS, side="left")
+    reached = at < len(best)
+    return float(np.where(reached, best[np.minimum(at, len(best) - 1)], 0.0).mean())
 
 
 def recall(predictions: Sequence[ImageBoxes], truths: Sequence[ImageBoxes], *,
            iou_threshold: float = 0.5, score_threshold: float = 0.5,
-           label: int | None = None) -> float:
-    """Share of truth boxes found by a same-label box scoring >= score_threshold."""
+           label: int | None = None, max_detections: int = 100) -> float:
+    """Share of truth boxes found by a same-label box scoring >= score_threshold.
+
+    Matched as for `average_precision`: COCOeval's recall of the boxes above the threshold,
+    pooled over labels (found / truth boxes) rather than averaged per label.
+    """
     found = total = 0
     for pred, truth in zip(predictions, truths, strict=True):
         keep = pred.scores >= score_threshold
@@ -105,7 +130,8 @@ def recall(predictions: Sequence[ImageBoxes], truths: Sequence[ImageBoxes], *,
         for lab in np.unique(truth.labels) if label is None else [label]:
             t = truth.only(int(lab))
             total += len(t.boxes)
-            found += int(_true_positives(p.only(int(lab)), t, iou_threshold).sum())
+            mine = _best(p.only(int(lab)), max_detections)
+            found += int(_true_positives(mine, t, iou_threshold).sum())
     return found / total if total else float("nan")
 
 
