@@ -4,7 +4,8 @@ Listing plugins reads package metadata only: no plugin module (and no model code
 imported until a model of that plugin is opened. A plugin is an object with a name, a lab
 number, a title and `pipeline_for(manifest, session)`; it may also list folders of models it
 ships. Models are found in the project's `models/` folder, the user's model store and the
-plugins' folders; each is a folder with manifest.json.
+plugins' folders; each is a folder with manifest.json. Of a model's versions the active one
+is listed (versions.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import MANIFEST, Manifest, load_manifest
 from medviewer.inference.pipeline import Pipeline
 from medviewer.inference.session import ModelSession
+from medviewer.inference.versions import pick_active, store_dir, version_key
 
 GROUP = "medviewer.plugins"
 MODELS_ENV = "MEDVIEWER_MODELS_DIR"  # extra model folders, os.pathsep separated
@@ -98,9 +100,8 @@ def shipped_models_dir() -> Path:
 
 
 def user_models_dir() -> Path:
-    from medviewer.core.demo import data_dir
-
-    return data_dir() / "models"
+    """The user's model store: published and exported versions (versions.store_dir)."""
+    return store_dir()
 
 
 def model_roots() -> list[Path]:
@@ -122,17 +123,11 @@ def find_model_folders(roots: list[Path] | None = None) -> list[Path]:
     return found
 
 
-def _version_key(version: str) -> tuple:
-    """Numeric parts compare as numbers (1.10 > 1.9), text parts below them, and a release
-    above its pre-releases (1.0.0 > 1.0.0-rc1); never a str-vs-int comparison."""
-    parts = version.replace("-", ".").split(".")
-    key = [(2, int(p), "") if p.isdigit() else (0, 0, p) for p in parts]
-    return (*key, (1, 0, ""))
-
-
-def list_models(roots: list[Path] | None = None) -> tuple[list[Manifest], list[ModelError]]:
-    """Newest version of each model id (checksums unchecked: that happens on open) + problems."""
-    best: dict[str, Manifest] = {}
+def model_versions(roots: list[Path] | None = None
+                   ) -> tuple[dict[str, list[Manifest]], list[ModelError]]:
+    """Every version of every model id, oldest first (checksums unchecked), + problems. A
+    version found in two roots is listed once: the first root wins (models/ before the store)."""
+    found: dict[str, dict[str, Manifest]] = {}
     problems: list[ModelError] = []
     for folder in find_model_folders(roots):
         try:
@@ -140,14 +135,27 @@ def list_models(roots: list[Path] | None = None) -> tuple[list[Manifest], list[M
         except ModelError as exc:
             problems.append(exc)
             continue
-        old = best.get(m.id)
-        if old is None or _version_key(m.version) > _version_key(old.version):
-            best[m.id] = m
-    return sorted(best.values(), key=lambda m: (m.lab, m.id)), problems
+        found.setdefault(m.id, {}).setdefault(m.version, m)
+    ordered = {model_id: sorted(by_version.values(), key=lambda m: version_key(m.version))
+               for model_id, by_version in found.items()}
+    return ordered, problems
+
+
+def list_models(roots: list[Path] | None = None) -> tuple[list[Manifest], list[ModelError]]:
+    """The active version of each model id (versions.py: the user's choice in Model >
+    Versions, else the newest), checksums unchecked (that happens on open), + problems."""
+    grouped, problems = model_versions(roots)
+    active: list[Manifest] = []
+    for model_id, manifests in grouped.items():
+        manifest, problem = pick_active(model_id, manifests)
+        active.append(manifest)
+        if problem is not None:
+            problems.append(problem)
+    return sorted(active, key=lambda m: (m.lab, m.id)), problems
 
 
 def find_model(model_id: str, roots: list[Path] | None = None) -> Manifest:
-    """A model by id (newest version) or by folder path."""
+    """A model by id (its active version) or by folder path."""
     if Path(model_id).is_dir():
         return load_manifest(model_id, verify=False)
     models, _ = list_models(roots)
@@ -156,6 +164,9 @@ def find_model(model_id: str, roots: list[Path] | None = None) -> Manifest:
             return m
     known = ", ".join(m.id for m in models) or "none"
     raise ModelError(None, f"No model {model_id!r}; installed models: {known}.")
+
+
+_version_key = version_key  # the old private name
 
 
 @dataclass

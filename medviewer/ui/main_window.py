@@ -43,6 +43,7 @@ from medviewer.ui.export import (
     with_png_suffix,
 )
 from medviewer.ui.guard import guarded
+from medviewer.ui.model_menu import install_model_menu
 from medviewer.ui.recent import RecentMenu, describe_paths
 from medviewer.ui.tags import TagPanel
 from medviewer.ui.viewer import ViewerPanel
@@ -96,6 +97,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._build_menus()
         self.ai = AiController(self)  # AI menu, results dock, provider label (ai_*.py)
+        self.model_menu = install_model_menu(self)  # Model: Retrain, Versions (model_menu.py)
         self.annotate = AnnotateController(self)  # Annotate menu and dock (annotate_*.py)
         self.resize(1400, 900)
         self._default_state = self.saveState()
@@ -425,6 +427,7 @@ class MainWindow(QMainWindow):
             return
         self.save_settings()
         self.pool.shutdown()
+        self.model_menu.shutdown()  # a training child must not outlive the viewer
         if self._message_box is not None:
             self._message_box.close()
         super().closeEvent(event)
