@@ -1,0 +1,472 @@
+"""Training data for a model: its workspace annotations and its lab's demo phantoms, by patient.
+
+    data = build_data(job, manifest)   # TrainingData: train / validation datasets, split.json
+
+Every image goes through the model plugin's own `preprocess` (the viewer's code, called with
+no ONNX session), so training sees exactly the numbers the viewer feeds the model. The truth:
+- segmentation (lab 4): the SEG saved in the series' workspace; segments are matched to the
+  model's labels by name. Only annotated slices are used (see SLICES).
+- detection (lab 5): the SR's accepted and hand-drawn boxes; proposed and rejected ones are
+  no findings. Labels by name; box labels are 1-based as the detector counts them.
+- classification (labs 1, 2): the SR's slice class labels, a series label for every slice
+  without its own; fusion (lab 3): the series label, one sample per series.
+Demo phantoms come from the labs' own generators, with seeds (DEMO_SEED_BASE + i) that none
+of the shipped models was validated on: lab 2 validated on phantom seeds 9000-9011, lab 5 on
+films 20000-20063, labs 3 and 4 on phantoms drawn from the "validation" seed range (here the
+"train" range), lab 1 on the held-out digits the demo study shows (here only training digits).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from medviewer.inference.errors import ModelError
+from medviewer.inference.manifest import Manifest
+from medviewer.training.augment import Augment
+from medviewer.training.errors import TrainingError
+from medviewer.training.split import split_patients, split_record
+
+DEMO_SEED_BASE = 30_000  # demo case i is phantom seed 30000 + i, patient "DEMO-SYN-<seed>"
+DEMO_SLICES_PER_PHANTOM = 12  # lab 4: as its shipped recipe (up to half showing a nodule)
+DIGITS_PER_CASE = 30  # lab 1: a demo "patient" is 30 training digits
+CACHE_BYTES = 512 << 20  # generated phantoms kept in memory between builds
+TASKS = {"classification": "classification", "fusion": "classification",
+         "segmentation": "segmentation", "detection": "detection"}
+SLICES = {
+    "segmentation": "annotated slices only: a SEG stores no frame for an empty slice, so an "
+                    "empty slice cannot be told from one never annotated, and training it as "
+                    "background would teach the model to miss structures",
+    "detection": "films with at least one accepted or hand-drawn box (proposed and rejected "
+                 "boxes are left out)",
+    "classification": "slices with a class label in the SR (a series label counts for every "
+                      "slice without one of its own)",
+    "fusion": "one sample per series with a series class label",
+}
+
+
+@dataclass
+class TrainingData:
+    task: str  # "classification" | "segmentation" | "detection" (fusion trains as a classifier)
+    train: Dataset
+    validation: Dataset
+    labels: list[str]  # manifest label names: index = class / label value
+    split: dict[str, Any]  # what split.json holds
+    collate: Callable[[list[dict]], Any]
+    augment: Callable[[dict], dict] | None = None  # applied to training items only
+
+
+@dataclass
+class Case:
+    """One series or phantom as model samples; `slices` -1 for a whole-series sample."""
+
+    case: str
+    patient: str
+    source: str  # "workspace:<annotation file>" | "demo:<seed>"
+    images: np.ndarray  # (n, *model input) float32
+    targets: list[Any]  # int | (H, W) int64 | {"boxes", "labels"} per sample
+    slices: list[int]
+    extras: np.ndarray | None = None  # (n, k) float32
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.nbytes + sum(getattr(t, "nbytes", 8) for t in self.targets)
+
+
+class CaseDataset(Dataset):
+    """The samples of some cases; `augment` (training only) makes a new item per access."""
+
+    def __init__(self, cases: Sequence[Case], augment: Callable[[dict], dict] | None = None
+                 ) -> None:
+        self.cases = list(cases)
+        self.index = [(c, i) for c in self.cases for i in range(len(c.targets))]
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        case, k = self.index[i]
+        target = case.targets[k]
+        item = {"image": torch.from_numpy(case.images[k]), "target": _tensor(target),
+                "case": case.case, "patient": case.patient, "slice": case.slices[k]}
+        if case.extras is not None:
+            item["extras"] = torch.from_numpy(case.extras[k])
+        return self.augment(item) if self.augment is not None else item
+
+
+def _tensor(target: Any) -> Any:
+    if isinstance(target, dict):
+        return {"boxes": torch.from_numpy(target["boxes"]),
+                "labels": torch.from_numpy(target["labels"])}
+    if isinstance(target, np.ndarray):
+        return torch.from_numpy(target)
+    return torch.tensor(int(target), dtype=torch.int64)
+
+
+def collate_detection(batch: list[dict]) -> list[dict]:
+    """Detection batches stay a list of items: each film has its own number of boxes."""
+    return list(batch)
+
+
+# --- the entry point --------------------------------------------------------------------------
+
+def build_data(job: Any, manifest: Manifest) -> TrainingData:
+    """Cases from the job's series and demo phantoms, split by patient (see module doc)."""
+    where = getattr(job, "path", None)
+    ctx = _Context(manifest, where)
+    data = job.data
+    warnings: list[str] = []
+    cases = _workspace_cases([str(p) for p in data.get("series") or ()], ctx, warnings)
+    cases += [demo_case(ctx, DEMO_SEED_BASE + i) for i in range(int(data.get("demo") or 0))]
+    cases = _capped(cases, data.get("max_cases"), warnings)
+    if not cases:
+        raise TrainingError(where, f"The job gives {manifest.id} no cases: list annotated "
+                            "series under data.series, or ask for demo cases (data.demo).")
+    val_fraction, seed = float(data.get("val_fraction", 0.25)), int(data.get("split_seed", 0))
+    owners = {c.case: c.patient for c in cases}
+    train, validation = split_patients(owners, val_fraction, seed, where=where)
+    record = split_record(owners, {c.case: c.source for c in cases}, train, validation,
+                          val_fraction, seed, slices=SLICES[manifest.task],
+                          samples={c.case: len(c.targets) for c in cases},
+                          warnings=list(dict.fromkeys(ctx.warnings + warnings)))
+    augment = _augment(job, manifest)
+    chosen = set(train)
+    return TrainingData(
+        ctx.task, CaseDataset([c for c in cases if c.patient in chosen], augment),
+        CaseDataset([c for c in cases if c.patient not in chosen]), manifest.label_names,
+        record, collate_detection if ctx.task == "detection" else default_collate, augment)
+
+
+def _augment(job: Any, manifest: Manifest) -> Augment | None:
+    """Augment when the job asks; a model's manifest may tune it (options.augment, e.g. flip)."""
+    if not getattr(job, "augment", False):
+        return None
+    try:
+        return Augment(size=tuple(manifest.input.size), **manifest.options.get("augment", {}))
+    except TypeError as exc:
+        raise TrainingError(manifest.folder, f"The manifest's options.augment is not understood "
+                            f"({exc}); it takes intensity, scale, shift and flip.") from exc
+
+
+def _capped(cases: list[Case], cap: Any, warnings: list[str]) -> list[Case]:
+    if cap is None or len(cases) <= int(cap):
+        return cases
+    warnings.append(f"max_cases {cap}: {len(cases) - int(cap)} of {len(cases)} cases left "
+                    "out (workspace series come first, then demo cases)")
+    return cases[:int(cap)]
+
+
+# --- the model's side: task, preprocessing, label names -----------------------------------------
+
+class _Context:
+    """What every case needs from the model: its pipeline, input name and label indices."""
+
+    def __init__(self, manifest: Manifest, where: Any) -> None:
+        from medviewer.inference.registry import load_plugin
+
+        self.manifest, self.where, self.warnings = manifest, where, []
+        if manifest.task not in TASKS:
+            raise TrainingError(manifest.folder, f"MedViewer cannot train {manifest.id}: its "
+                                f"task {manifest.task!r} is none of {', '.join(TASKS)}.")
+        self.task = TASKS[manifest.task]
+        try:
+            self.pipeline = load_plugin(manifest.plugin).pipeline_for(manifest, None)
+        except ModelError as exc:
+            raise TrainingError(manifest.folder, exc.reason) from exc
+        self.key = next(n for n in manifest.onnx_inputs if n != "extras")
+        self.index = {n.strip().lower(): i for i, n in enumerate(manifest.label_names)}
+
+    def label(self, name: str, what: str, fate: str = "left out") -> int | None:
+        """The model's index of a label name (any case); None plus a warning when unknown."""
+        k = self.index.get(str(name).strip().lower())
+        if k is None:
+            self.warnings.append(f"{what}: {name!r} is not a label of {self.manifest.id} "
+                                 f"({', '.join(self.manifest.label_names)}); {fate}")
+        return k
+
+    def demo_label(self, name: str) -> int:
+        k = self.index.get(name.lower())
+        if k is None:
+            raise TrainingError(self.manifest.folder, f"The lab {self.manifest.lab} demo "
+                                f"phantoms are labelled {name!r}, which {self.manifest.id} "
+                                "does not know; train it on annotated series instead.")
+        return k
+
+    def inputs(self, voxels: np.ndarray, indices: list[int], volume: Any
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(images, extras) of the samples at `indices`, as the plugin prepares them."""
+        if self.pipeline.series_level:
+            out = self.pipeline.preprocess(voxels, list(range(len(voxels))), volume)
+            return _float32(out[self.key]), _float32(out.get("extras"))
+        step = max(1, int(self.pipeline.batch_size))
+        parts = [self.pipeline.preprocess(voxels, indices[i:i + step], volume)
+                 for i in range(0, len(indices), step)]
+        extras = [p["extras"] for p in parts if "extras" in p]
+        return (_float32(np.concatenate([p[self.key] for p in parts])),
+                _float32(np.concatenate(extras)) if extras else None)
+
+    def case(self, name: str, patient: str, source: str, voxels: np.ndarray,
+             indices: list[int], targets: list[Any], volume: Any) -> Case:
+        images, extras = self.inputs(voxels, indices, volume)
+        slices = [-1] if self.pipeline.series_level else [int(k) for k in indices]
+        return Case(name, patient, source, images, targets, slices, extras)
+
+
+def _float32(x: Any) -> np.ndarray | None:
+    return None if x is None else np.ascontiguousarray(x, np.float32)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int], count: int) -> np.ndarray:
+    """(n, rows, cols) label maps at the model's `size` as int64, like lab4.data does.
+
+    Integer shrink factors take each block's majority (ties to the higher, rarer label: a
+    nodule's edge pixel stays nodule); other factors take the nearest label.
+    """
+    from medviewer.inference import preprocess as pp
+
+    n, rows, cols = labels.shape
+    fr, fc = rows / size[0], cols / size[1]
+    if (rows, cols) == tuple(size):
+        return labels.astype(np.int64)
+    if fr >= 1 and fc >= 1 and fr == int(fr) and fc == int(fc):
+        blocks = labels.reshape(n, size[0], int(fr), size[1], int(fc))
+        votes = np.stack([(blocks == v).sum(axis=(2, 4), dtype=np.int32) for v in range(count)],
+                         axis=-1)
+        votes = votes * (count + 1) + np.arange(count)  # ties: the higher value wins
+        return votes.argmax(axis=-1).astype(np.int64)
+    return np.asarray(pp.resize(labels, tuple(size), order=0), np.int64)
+
+
+# --- workspace series ----------------------------------------------------------------------------
+
+_NEEDS = {"segmentation": ("seg", "a saved segmentation (SEG)", "segment it"),
+          "detection": ("sr", "saved boxes (SR)", "accept or draw boxes"),
+          "classification": ("sr", "saved class labels (SR)", "label its slices"),
+          "fusion": ("sr", "a saved series class label (SR)", "label the series")}
+
+
+def _workspace_cases(paths: list[str], ctx: _Context, warnings: list[str]) -> list[Case]:
+    """The annotated series under each path; a path with none is an error (a slip, not data)."""
+    kind, needs, how = _NEEDS[ctx.manifest.task]
+    cases: list[Case] = []
+    for path in paths:
+        found = [case for series in _scanned(path)
+                 if (case := _series_case(series, kind, ctx)) is not None]
+        if not found:
+            raise TrainingError(path, f"No series here has {needs} in its workspace, so it "
+                                f"gives {ctx.manifest.id} nothing to learn from; {how} and "
+                                "save (Annotate -> Save), or leave it out of the job.")
+        cases += found
+    names = [c.case for c in cases]
+    for i, c in enumerate(cases):  # two series may share patient and number: keep ids unique
+        if names.count(c.case) > 1:
+            c.case = f"{c.case} #{names[:i].count(c.case) + 1}"
+    if any(c.patient.startswith("UNKNOWN-") for c in cases):
+        warnings.append("some series have no PatientID: each study counts as its own patient")
+    return cases
+
+
+def _scanned(path: str) -> list[Any]:
+    from medviewer.core.dicom import DicomError, scan
+
+    if not Path(path).exists():
+        raise TrainingError(path, "This series folder does not exist; check the job's "
+                            "data.series.")
+    try:
+        return scan(path, workers=1).all_series()
+    except DicomError as exc:
+        raise TrainingError(path, exc.reason) from exc
+
+
+def _series_case(series: Any, kind: str, ctx: _Context) -> Case | None:
+    """The series' samples when its workspace holds the truth the model needs, else None."""
+    from medviewer.core.annotations import AnnotationError, Workspace
+    from medviewer.core.dicom import DicomError, load_series
+
+    where = series.instances[0].path if series.instances else None
+    try:
+        workspace = Workspace.for_series(series)
+        if kind not in {f.kind for f in workspace.list_annotations()}:
+            return None
+        volume = load_series(series)
+        voxels = ctx.pipeline.grey_voxels(volume)
+        truth = _READERS[ctx.manifest.task](workspace, volume, voxels, ctx)
+    except (AnnotationError, DicomError, ModelError) as exc:
+        raise TrainingError(exc.path or where, exc.reason) from exc
+    if truth is None:
+        return None
+    indices, targets, source = truth
+    patient = volume.header.get("PatientID") or f"UNKNOWN-{series.study_instance_uid}"
+    number = series.series_number if series.series_number is not None else "?"
+    name = f"{patient}/{number} {series.description}".strip()
+    return ctx.case(name, patient, f"workspace:{source}", voxels, indices, targets, volume)
+
+
+def _newest(workspace: Any, kind: str) -> Path:
+    """The file Workspace.load_seg / load_sr read: the newest of its kind in either place."""
+    return next(f.path for f in workspace.list_annotations() if f.kind == kind)
+
+
+def _seg_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context) -> tuple | None:
+    label_map, names = workspace.load_seg(volume)
+    lut = np.zeros(max(len(names), 256), np.uint8)  # uint8: a full CT stays small
+    for value, name in enumerate(names[1:], start=1):
+        lut[value] = ctx.label(name, f"segment of {_newest(workspace, 'seg')}",
+                               "its voxels count as background") or 0
+    slices = np.flatnonzero(label_map.reshape(len(label_map), -1).any(axis=1))
+    if not len(slices):
+        return None
+    maps = resize_labels(lut[label_map[slices]], ctx.manifest.input.size, len(ctx.index))
+    return [int(k) for k in slices], list(maps), _newest(workspace, "seg")
+
+
+def _box_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context) -> tuple | None:
+    from medviewer.core.annotations import ACCEPTED
+
+    boxes, _, _ = workspace.load_sr(volume)
+    rows, cols = voxels.shape[1:3]
+    scale = np.array([ctx.manifest.input.size[1] / cols, ctx.manifest.input.size[0] / rows] * 2)
+    films: dict[int, list[tuple[list[float], int]]] = {}
+    for b in (b for b in boxes if b.state == ACCEPTED):  # proposed / rejected: no finding
+        k = ctx.label(b.label, f"box on slice {b.slice_index + 1}")
+        if k is not None:
+            films.setdefault(b.slice_index, []).append(([b.x0, b.y0, b.x1, b.y1], k + 1))
+    targets = [{"boxes": (np.array([xy for xy, _ in films[s]]) * scale).astype(np.float32),
+                "labels": np.array([k for _, k in films[s]], np.int64)} for s in sorted(films)]
+    return (sorted(films), targets, _newest(workspace, "sr")) if films else None
+
+
+def _class_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context
+                 ) -> tuple | None:
+    _, labels, _ = workspace.load_sr(volume)
+    source = _newest(workspace, "sr")
+    series = next((c.label for c in labels if c.scope == "series"), None)
+    if ctx.pipeline.series_level:
+        k = None if series is None else ctx.label(series, f"series class in {source}")
+        return None if k is None else ([0], [k], source)
+    named = {c.slice_index: c.label for c in labels if c.scope == "slice"}
+    if series is not None:
+        named = {k: named.get(k, series) for k in range(len(voxels))}
+    known = {n: ctx.label(n, f"class label in {source}") for n in set(named.values())}
+    chosen = {s: known[n] for s, n in sorted(named.items()) if known[n] is not None}
+    return (list(chosen), list(chosen.values()), source) if chosen else None
+
+
+_READERS = {"segmentation": _seg_truth, "detection": _box_truth,
+            "classification": _class_truth, "fusion": _class_truth}
+
+
+# --- demo phantoms -------------------------------------------------------------------------------
+
+@dataclass
+class _Phantom:
+    """The few Volume attributes a plugin's preprocess reads."""
+
+    voxels: np.ndarray
+    modality: str
+    header: dict[str, str] = field(default_factory=dict)
+    photometric: str = "MONOCHROME2"
+
+
+_CACHE: OrderedDict[tuple, Case] = OrderedDict()
+
+
+def demo_case(ctx: _Context, seed: int) -> Case:
+    """Phantom `seed` of the model's lab as a Case, patient "DEMO-SYN-<seed>" (kept in memory)."""
+    m = ctx.manifest
+    key = (m.lab, m.plugin, m.input, tuple(m.label_names),
+           json.dumps(m.options, sort_keys=True, default=str), seed)
+    if key not in _CACHE:
+        make = _DEMO.get(m.lab)
+        if make is None:
+            raise TrainingError(m.folder, f"There are no demo phantoms for lab {m.lab}; train "
+                                f"{m.id} on annotated series (data.demo 0).")
+        phantom, indices, targets = make(seed, ctx)
+        name = f"DEMO-SYN-{seed}"
+        _CACHE[key] = ctx.case(name, name, f"demo:{seed}", phantom.voxels, indices, targets,
+                               phantom)
+        while sum(c.nbytes for c in _CACHE.values()) > CACHE_BYTES and len(_CACHE) > 1:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    return _CACHE[key]
+
+
+def _demo_digits(seed: int, ctx: _Context) -> tuple:
+    """30 digits of scikit-learn's training part, drawn as the demo study draws its series."""
+    from medviewer.core import demo
+
+    images, _, labels, _ = demo.digits_split(demo.DIGITS_SEED)
+    block = seed - DEMO_SEED_BASE
+    pick = np.random.default_rng(DEMO_SEED_BASE).permutation(len(labels))[
+        block * DIGITS_PER_CASE:(block + 1) * DIGITS_PER_CASE]
+    if len(pick) < DIGITS_PER_CASE:
+        raise TrainingError(ctx.where, f"Lab 1 has {len(labels) // DIGITS_PER_CASE} demo "
+                            "cases of training digits; ask for at most that many (data.demo).")
+    up = np.ones((demo.DIGITS_UPSCALE, demo.DIGITS_UPSCALE), np.uint16)
+    pixels = np.stack([np.kron(np.rint(images[i] * demo.DIGITS_GAIN).astype(np.uint16), up)
+                       for i in pick])
+    targets = [ctx.demo_label(str(labels[i])) for i in pick]
+    return _Phantom(pixels, "OT"), list(range(len(pick))), targets
+
+
+def _demo_nodule_slices(seed: int, ctx: _Context) -> tuple:
+    """Lab 2: nodule slices and about twice as many without, as lab2.data picks them."""
+    from medviewer.labs.lab2 import data
+
+    case = data.make_case(seed)
+    picks = data.training_slices(case, np.random.default_rng([seed, 3]))
+    targets = [ctx.demo_label(data.LABELS[int(v)]) for v in case.nodule[picks]]
+    return _Phantom(case.hu, "CT", dict(case.header)), [int(k) for k in picks], targets
+
+
+def _demo_fusion_series(seed: int, ctx: _Context) -> tuple:
+    """Lab 3: one series, positive (a nodule >= 10 mm) for odd seeds."""
+    from medviewer.labs.lab3 import data
+
+    hu, truth = data.random_series(np.random.default_rng([seed, 3]), "train", bool(seed % 2))
+    return _Phantom(hu, "CT"), [0], [ctx.demo_label(data.LABELS[data.verdict(truth)])]
+
+
+def _demo_chest_labels(seed: int, ctx: _Context) -> tuple:
+    """Lab 4: 12 slices of a random chest (drawn at 256^2 like the shipped model's data)."""
+    from medviewer.core.synthetic import CHEST_LABELS
+    from medviewer.labs.lab4 import data
+
+    rng = np.random.default_rng([seed, 4])
+    hu, labels, _ = data.random_chest(rng, "train")
+    picks = data.pick_slices(labels, rng, DEMO_SLICES_PER_PHANTOM)
+    lut = np.zeros(256, np.uint8)
+    for name, value in CHEST_LABELS.items():
+        lut[value] = ctx.demo_label(name)
+    maps = resize_labels(lut[labels[picks]], ctx.manifest.input.size, len(ctx.index))
+    return _Phantom(hu, "CT"), [int(k) for k in picks], list(maps)
+
+
+def _demo_heart_film(seed: int, ctx: _Context) -> tuple:
+    """Lab 5: one PA film with its heart box, drawn exactly as lab5.demo.make_films does."""
+    from medviewer.core.synthetic import chest_xray_phantom
+    from medviewer.labs.lab5 import demo
+
+    rng = np.random.default_rng([seed, 5])
+    source = int(rng.choice(demo.SOURCE_SIZES))
+    shift = tuple(rng.uniform(-demo.SHIFT, demo.SHIFT, 2))
+    pixels, truth = chest_xray_phantom(source, ctr=float(rng.uniform(*demo.CTR_RANGE)),
+                                       heart_shift=shift, seed=seed)
+    rows, cols = ctx.manifest.input.size
+    box = np.asarray(truth["heart_box"], np.float32) * np.float32([cols, rows] * 2) / source
+    label = ctx.demo_label(demo.LABELS[demo.heart_label(truth["ctr"])]) + 1
+    target = {"boxes": box[None], "labels": np.array([label], np.int64)}
+    return _Phantom(pixels[None], "DX"), [0], [target]
+
+
+_DEMO = {1: _demo_digits, 2: _demo_nodule_slices, 3: _demo_fusion_series,
+         4: _demo_chest_labels, 5: _demo_heart_film}
