@@ -25,8 +25,9 @@ from medviewer.inference import preprocess as pp
 from medviewer.inference.manifest import load_manifest
 from medviewer.inference.registry import shipped_models_dir
 from medviewer.training.augment import Augment
-from medviewer.training.datasets import DEMO_SEED_BASE, build_data
+from medviewer.training.datasets import build_data
 from medviewer.training.errors import TrainingError
+from medviewer.training.phantoms import DEMO_SEED_BASE
 
 SHAPE, SPACING = (12, 64, 64), (10.0, 5.5, 5.5)
 SEG_NAMES = ["background", "nodule", "lung", "Body", "spine", "liver"]  # not the model's order
