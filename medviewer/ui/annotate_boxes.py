@@ -1,20 +1,29 @@
-"""Reviewing the series' boxes: drawn on the stack view, listed in the Annotate dock.
+"""The series' boxes: drawn on every view that cuts through them, listed in the Annotate dock.
 
 A model's boxes arrive 'proposed' (dashed outline); the reader accepts (solid) or rejects
 (hidden) them one by one, or accepts every proposed box at or above a score. Each decision is
 a BoxEdit on the controller's undo order, so Ctrl+Z undoes it among the brush strokes.
-Boxes are in the acquired slice's pixels, so only the stack view draws them.
+
+A box is a rectangle in its slice's pixels, one slice thick. A plane cut along the acquired
+slices (the stack view, MPR axial of an axial series) shows it whole on its slice; a plane
+across the slices (coronal, sagittal of an axial series) shows the line where it cuts the box:
+the box's extent at the height of its slice. The selected box is drawn highlighted, with
+handles for the box tool. Resampled oblique MPR planes show no boxes (kept simple: the cut
+of a tilted one-slice block is a polygon, and boxes are drawn on the acquired slices anyway).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDoubleSpinBox,
+    QGraphicsItem,
+    QGraphicsLineItem,
     QGraphicsRectItem,
     QHBoxLayout,
     QPushButton,
@@ -25,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.core.annotations import ACCEPTED, PROPOSED, REJECTED, AnnotatedBox
+from medviewer.core.geometry import PlaneView
 
 if TYPE_CHECKING:
     from medviewer.ui.annotate_controller import AnnotateController
@@ -32,44 +42,152 @@ if TYPE_CHECKING:
 
 BOX_Z = 9  # above the AI boxes (8)
 COLOURS = {PROPOSED: QColor(255, 200, 0), ACCEPTED: QColor(0, 220, 120)}
+SELECTED_COLOUR = QColor(80, 200, 255)
+HANDLE_SIZE = 8  # screen pixels
+Rect = tuple[float, float, float, float]  # (x0, y0, x1, y1): x = column, y = row
 
 
+# ----------------------------------------------------------------- slice pixels <-> planes
+def _flipped(span: tuple[float, float], n: int, flip: bool) -> tuple[float, float]:
+    """A pixel-edge interval on an axis of n pixels, as a plane that runs it backwards has it."""
+    return (n - span[1], n - span[0]) if flip else span
+
+
+def slice_to_plane(plane: PlaneView, x: float, y: float) -> tuple[float, float]:
+    """A point (x = column, y = row, pixel edges) of an acquired slice on a plane cut along the
+    slices (the stack view may flip or transpose the stored pixels to face the reader)."""
+    row, col = (y, x) if plane.axes[1] == 1 else (x, y)
+    _, rows, cols = plane.shape
+    return (cols - col if plane.flips[1] else col), (rows - row if plane.flips[0] else row)
+
+
+def plane_to_slice(plane: PlaneView, px: float, py: float) -> tuple[float, float]:
+    """The inverse of `slice_to_plane`: a plane point as (x, y) in the slice's own pixels."""
+    _, rows, cols = plane.shape
+    row = rows - py if plane.flips[0] else py
+    col = cols - px if plane.flips[1] else px
+    return (col, row) if plane.axes[1] == 1 else (row, col)
+
+
+def box_on_plane(box: AnnotatedBox, plane: object, k: int) -> tuple[Rect, str | None] | None:
+    """Where image k of `plane` shows `box`: ((x0, y0, x1, y1) in that image's pixels, thin),
+    thin being None (the whole box), 'row' or 'column' (the image's rows or columns run
+    across slices: the box is the line at its slice's height), or None when it misses it."""
+    if not isinstance(plane, PlaneView):
+        return None  # resampled oblique plane: see the module docstring
+    spans = {0: (box.slice_index, box.slice_index + 1), 1: (box.y0, box.y1),
+             2: (box.x0, box.x1)}
+    low, high = spans[plane.axes[0]]
+    if not low <= k + 0.5 < high:  # the image's voxel centres are outside the box
+        return None
+    _, rows, cols = plane.shape
+    r0, r1 = _flipped(spans[plane.axes[1]], rows, plane.flips[0])
+    c0, c1 = _flipped(spans[plane.axes[2]], cols, plane.flips[1])
+    thin = "row" if plane.axes[1] == 0 else "column" if plane.axes[2] == 0 else None
+    return (c0, r0, c1, r1), thin
+
+
+# ----------------------------------------------------------------- drawing
 class BoxOverlay:
-    """The series' boxes on the current slice of one (stack) view."""
+    """The series' boxes on the current image of one view (whole, or cut as a line)."""
 
     def __init__(self, view: SliceView) -> None:
         self.view = view
-        self.items: dict[str, QGraphicsRectItem] = {}  # box uid -> its rectangle
+        self.items: dict[str, QGraphicsItem] = {}  # box uid -> its rectangle (or cut line)
+        self.texts: dict[str, pg.TextItem] = {}  # box uid -> its label
+        self.handles = pg.ScatterPlotItem(symbol="s", size=HANDLE_SIZE, pxMode=True,
+                                          pen=pg.mkPen(SELECTED_COLOUR), brush=(0, 0, 0, 200))
+        self.handles.setZValue(BOX_Z + 1)
+        view.view_box.addItem(self.handles, ignoreBounds=True)
         doc = view.document
-        doc.sigLabelMapChanged.connect(lambda *_: self.refresh())
+        doc.sigLabelMapChanged.connect(self._on_annotation_changed)
         doc.sigSliceChanged.connect(lambda *_: self.refresh())
+        doc.sigCrosshairChanged.connect(lambda *_: self.refresh())
+        doc.sigAnnotateToolChanged.connect(self.refresh)  # the selection, the box tool
         doc.sigVolumeChanged.connect(self.refresh)
 
-    def boxes_shown(self) -> list[AnnotatedBox]:
-        """Boxes of the current slice that are drawn (rejected ones are hidden)."""
+    def _on_annotation_changed(self, box: object) -> None:
+        if box is None:  # box edits announce None; a brush dab's block leaves boxes alone
+            self.refresh()
+
+    def shapes(self) -> list[tuple[AnnotatedBox, Rect, str | None]]:
+        """(box, rectangle in this image's pixels, thin) of each box this image cuts."""
         doc = self.view.document
         annotation = doc.annotation
-        if annotation is None or doc.volume is None or self.view.plane_name != "stack":
+        if annotation is None or doc.volume is None or not len(annotation.boxes):
             return []
-        k = self.view.slice_index
-        return [b for b in annotation.boxes.on_slice(k) if b.state != REJECTED]
+        plane, k = self.view.plane, self.view.slice_index
+        out = []
+        for box in annotation.boxes:
+            cut = box_on_plane(box, plane, k) if box.state != REJECTED else None
+            if cut is not None:
+                out.append((box, *cut))
+        return out
 
-    def refresh(self) -> None:
-        for item in self.items.values():
-            self.view.view_box.removeItem(item)
-        self.items = {}
-        for box in self.boxes_shown():
-            rect = QRectF(self.view.pixel_to_view(box.x0, box.y0),
-                          self.view.pixel_to_view(box.x1, box.y1))
-            item = QGraphicsRectItem(rect)
-            pen = QPen(COLOURS[box.state], 2)
-            pen.setCosmetic(True)
-            if box.state == PROPOSED:
-                pen.setStyle(Qt.PenStyle.DashLine)
-            item.setPen(pen)
-            item.setZValue(BOX_Z)
-            self.view.view_box.addItem(item, ignoreBounds=True)
-            self.items[box.uid] = item
+    def boxes_shown(self) -> list[AnnotatedBox]:
+        """Boxes drawn on this view's image (rejected ones are hidden)."""
+        return [box for box, _rect, _thin in self.shapes()]
+
+    def refresh(self, *_args: object) -> None:
+        box_view = self.view.view_box
+        for item in (*self.items.values(), *self.texts.values()):
+            box_view.removeItem(item)
+        self.items, self.texts = {}, {}
+        handles: list[tuple[float, float]] = []
+        doc = self.view.document
+        selected = doc.selected_box
+        editing = doc.annotate_tool == "box" and self.view.annotate_mouse.box_tool is not None
+        for box, rect, thin in self.shapes():
+            self.items[box.uid] = self._draw(box, rect, thin, box.uid == selected)
+            if thin is None:
+                self.texts[box.uid] = self._label(box, rect)
+                if box.uid == selected and editing:  # only where the Box tool works
+                    handles += self._handle_points(rect)
+        self.handles.setData(pos=handles)
+
+    def hide_box(self, uid: str) -> None:
+        """Hide a box, its label and handles while the Box tool's preview stands in for it."""
+        for item in (self.items.get(uid), self.texts.get(uid)):
+            if item is not None:
+                item.setVisible(False)
+        self.handles.setData(pos=[])
+
+    def _draw(self, box: AnnotatedBox, rect: Rect, thin: str | None,
+              selected: bool) -> QGraphicsItem:
+        a = self.view.pixel_to_view(rect[0], rect[1])
+        b = self.view.pixel_to_view(rect[2], rect[3])
+        if thin == "row":
+            y = (a.y() + b.y()) / 2
+            item: QGraphicsItem = QGraphicsLineItem(a.x(), y, b.x(), y)
+        elif thin == "column":
+            x = (a.x() + b.x()) / 2
+            item = QGraphicsLineItem(x, a.y(), x, b.y())
+        else:
+            item = QGraphicsRectItem(QRectF(a, b))
+        pen = QPen(SELECTED_COLOUR if selected else COLOURS[box.state], 3 if selected else 2)
+        pen.setCosmetic(True)
+        if box.state == PROPOSED:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        item.setPen(pen)
+        item.setZValue(BOX_Z)
+        self.view.view_box.addItem(item, ignoreBounds=True)
+        return item
+
+    def _label(self, box: AnnotatedBox, rect: Rect) -> pg.TextItem:
+        score = "" if box.score is None else f" {box.score:.2f}"
+        text = pg.TextItem(box.label + score, color=COLOURS[box.state], anchor=(0, 1))
+        text.setPos(self.view.pixel_to_view(rect[0], rect[1]))
+        text.setZValue(BOX_Z)
+        self.view.view_box.addItem(text, ignoreBounds=True)
+        return text
+
+    def _handle_points(self, rect: Rect) -> list[tuple[float, float]]:
+        """Corners and edge middles: where the box tool grabs to resize."""
+        x0, y0, x1, y1 = rect
+        xs, ys = (x0, (x0 + x1) / 2, x1), (y0, (y0 + y1) / 2, y1)
+        points = [self.view.pixel_to_view(x, y) for i, x in enumerate(xs)
+                  for j, y in enumerate(ys) if (i, j) != (1, 1)]  # not the centre
+        return [(p.x(), p.y()) for p in points]
 
 
 class BoxReview(QWidget):

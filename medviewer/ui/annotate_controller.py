@@ -4,21 +4,16 @@
 `undo()`, `fill_between_slices()`, `accept_prediction()`, `save()`): the menu and the dock
 only call it. Every edit goes through a `core.annotations` tool inside one History stroke, so
 Undo (Ctrl+Z) and Redo (Ctrl+Shift+Z) step back and forth one stroke or one command at a time.
-Save (Ctrl+S) writes the label map as DICOM SEG and the boxes as SR in the series' workspace
-beside the data, in a worker, recording the annotator (the OS user) and the model the work
-started from; opening a series reads them back the same way.
+Saving and loading (SEG + SR in the series' workspace) are `annotate_storage`'s part of it.
+Boxes, class labels and the Box tool are `annotate_box_controller.BoxController`'s
+(`self.boxes`); the box commands here hand over to it, so callers keep one name for each.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import getpass
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDockWidget, QMenu, QScrollArea
@@ -26,14 +21,8 @@ from PySide6.QtWidgets import QDockWidget, QMenu, QScrollArea
 from medviewer.core.annotations import (
     AnnotationError,
     BoxEdit,
-    BoxSet,
-    History,
-    LabelMap,
-    LabelTable,
-    Workspace,
     accept_prediction,
     boxes_from_model,
-    discard_autosave,
     fill_between_slices,
     keep_largest,
     model_source,
@@ -41,66 +30,20 @@ from medviewer.core.annotations import (
     smooth,
 )
 from medviewer.ui.annotate_autosave import AnnotationSafety
-from medviewer.ui.annotate_boxes import BoxOverlay
+from medviewer.ui.annotate_box_controller import BoxController
 from medviewer.ui.annotate_panel import AnnotatePanel
 from medviewer.ui.annotate_state import TOOL_NAMES, TOOLS, Annotation
+from medviewer.ui.annotate_storage import AnnotationStorage, annotator_name
 from medviewer.ui.guard import guarded
 
 if TYPE_CHECKING:
     from medviewer.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
+BOX_KEY = "B"
 
 
-def annotator_name() -> str:
-    """Who is editing: the OS user name (the SR and SEG record it)."""
-    try:
-        return getpass.getuser() or "unknown"
-    except (KeyError, OSError):
-        return "unknown"
-
-
-# ----------------------------------------------------------------- worker tasks (no Qt)
-def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxes: BoxSet,
-              model: str | None, annotator: str) -> list[Path]:
-    """Write SEG (when there are labels) and SR (boxes + provenance) in the workspace."""
-    workspace = Workspace.for_series(volume)
-    saved = []
-    if len(table):
-        algorithm = (model.split("@")[0].removeprefix("model:"), model.split("@")[1]) \
-            if model else ("MedViewer manual", "1")
-        saved.append(workspace.save_seg(array, volume, table.seg_names(),
-                                        colours=table.seg_colours(), algorithm=algorithm,
-                                        series_description=f"Segmentation ({annotator})",
-                                        annotator=annotator))
-    saved.append(workspace.save_sr(volume, boxes, annotator=annotator, model=model))
-    with contextlib.suppress(AnnotationError):  # a real save replaces the autosave
-        discard_autosave(workspace.autosave_path)
-    return saved
-
-
-def load_task(_ctx: Any, volume: Any) -> Annotation | None:
-    """The series' saved SEG and SR as an Annotation, None when nothing was saved."""
-    from medviewer.core.annotations import read_provenance
-
-    workspace = Workspace.for_series(volume)
-    seg = workspace.load_seg(volume)
-    sr = workspace.load_sr(volume)
-    if seg is None and sr is None:
-        return None
-    labelmap = LabelMap.for_volume(volume)
-    if seg is not None:
-        array, names = seg
-        labelmap.array[...] = np.asarray(array, np.uint8)
-        labelmap.table = LabelTable.from_names(names)
-    boxes = BoxSet(sr[0], sr[1]) if sr is not None else BoxSet()
-    model = None
-    if sr is not None and workspace.sr_path.exists():
-        model = read_provenance(workspace.sr_path).model
-    return Annotation(labelmap, History(labelmap), boxes, model)
-
-
-class AnnotateController(QObject):
+class AnnotateController(AnnotationStorage, QObject):
     """Menu, dock and commands of the reader's annotations in one main window."""
 
     sigSaved = Signal(object)  # list of saved paths
@@ -111,6 +54,7 @@ class AnnotateController(QObject):
         super().__init__(window)
         self.window, self.document = window, window.document
         self.annotator = annotator_name()
+        self.boxes = BoxController(self)  # boxes, class labels, the Box tool, rulers in SR
         self.panel = AnnotatePanel(self)
         self.dock = QDockWidget("Annotate", window)
         self.dock.setObjectName("annotateDock")
@@ -123,7 +67,7 @@ class AnnotateController(QObject):
         window.browser_dock.raise_()
         self._build_menu()
         self.safety = AnnotationSafety(self)  # autosave, recovery, the question on close
-        self.box_overlay = BoxOverlay(window.viewer.single_view)
+        self.box_overlay = window.viewer.single_view.box_overlay
         self.document.sigVolumeChanged.connect(self._on_volume_changed)
         self.document.sigLabelMapChanged.connect(lambda *_: self._sync_actions())
         self.document.sigAnnotateToolChanged.connect(self._sync_actions)
@@ -145,9 +89,13 @@ class AnnotateController(QObject):
         m.addSeparator()
         self.tool_actions: dict[str, QAction] = {}
         for tool in TOOLS:
-            action = self._action(m, TOOL_NAMES[tool], lambda t=tool: self.set_tool(t))
+            action = self._action(m, TOOL_NAMES[tool], lambda t=tool: self.toggle_tool(t))
             action.setCheckable(True)
             self.tool_actions[tool] = action
+        box = self.tool_actions["box"]  # B works in the image panel, not while typing a label
+        box.setShortcut(BOX_KEY)
+        box.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.window.viewer.addAction(box)
         self._action(m, "Stop Annotating (mouse navigates)", lambda: self.set_tool(None))
         m.addSeparator()
         self.fill_between_action = self._action(m, "Fill Between Slices",
@@ -183,8 +131,7 @@ class AnnotateController(QObject):
         for tool, action in self.tool_actions.items():
             action.setChecked(doc.annotate_tool == tool)
         result = doc.ai_result
-        self.accept_action.setEnabled(result is not None and (
-            result.label_map is not None or bool(result.boxes)))
+        self.accept_action.setEnabled(_acceptable(result))
         self.panel.sync()
 
     def show_error(self, text: str) -> None:
@@ -203,6 +150,10 @@ class AnnotateController(QObject):
         self.window.set_status(f"Annotate: {TOOL_NAMES[tool]}" if tool else "Annotate: off")
         self._sync_actions()
         return True
+
+    def toggle_tool(self, tool: str) -> bool:
+        """A tool's menu item or key (B: Box): pick it, or back to navigating if it is on."""
+        return self.set_tool(None if self.document.annotate_tool == tool else tool)
 
     def set_brush(self, **changes: Any) -> None:
         """radius_mm, sphere, value_range (None: any value), overwrite."""
@@ -244,7 +195,7 @@ class AnnotateController(QObject):
         stack = annotation.box_undo if which == "undo" else annotation.box_redo
         if not stack:
             return False
-        made_at, maps = stack[-1][1], len(annotation.history)
+        made_at, maps = stack[-1][1], annotation.history.position
         return made_at >= maps if which == "undo" else made_at <= maps
 
     def _next_step(self, which: str) -> str | None:
@@ -275,37 +226,19 @@ class AnnotateController(QObject):
         self.document.labelmap_changed(box)  # None (a table-only item): redraw all
         return box
 
-    # ----------------------------------------------------------------- box review
+    # ----------------------------------------------------------------- boxes (BoxController)
     def box_edit(self, change: Any) -> BoxEdit | None:
         """Run `change(boxset) -> BoxEdit` on the series' boxes as one undo step."""
-        annotation = self.document.annotation
-        if annotation is None:
-            return None
-        try:
-            edit = change(annotation.boxes)
-        except (AnnotationError, KeyError) as exc:
-            self.window.set_status(getattr(exc, "reason", None) or f"No such box: {exc}")
-            return None
-        if not edit.changed:
-            return None
-        annotation.box_undo.append((edit, len(annotation.history)))
-        annotation.box_redo.clear()
-        self.document.labelmap_changed(None)
-        self.window.set_status(edit.description.capitalize())
-        self._sync_actions()
-        return edit
+        return self.boxes.box_edit(change)
 
-    @guarded
     def accept_box(self, uid: str) -> BoxEdit | None:
-        return self.box_edit(lambda boxes: boxes.accept(uid))
+        return self.boxes.accept_box(uid)
 
-    @guarded
     def reject_box(self, uid: str) -> BoxEdit | None:
-        return self.box_edit(lambda boxes: boxes.reject(uid))
+        return self.boxes.reject_box(uid)
 
-    @guarded
     def accept_boxes_above(self, score: float) -> BoxEdit | None:
-        return self.box_edit(lambda boxes: boxes.accept_above(score))
+        return self.boxes.accept_boxes_above(score)
 
     @guarded
     def fill_between_slices(self, value: int | None = None) -> Any:
@@ -329,11 +262,12 @@ class AnnotateController(QObject):
 
     @guarded
     def accept_prediction(self) -> bool:
-        """The AI result on screen becomes the editable map (ONE undo step) and its boxes a
-        set of proposed boxes."""
+        """The AI result on screen becomes the editable map (ONE undo step), its boxes a set
+        of proposed boxes (another) and a classifier's verdicts the classes (another)."""
         doc, result = self.document, self.document.ai_result
-        if result is None or (result.label_map is None and not result.boxes):
-            self.window.set_status("No AI segmentation or boxes to accept: run a model first")
+        if not _acceptable(result):
+            self.window.set_status("No AI segmentation, boxes or classes to accept: run a "
+                                   "model first")
             return False
         if (why := doc.can_annotate()) is not None:
             self.window.set_status(why)
@@ -346,6 +280,8 @@ class AnnotateController(QObject):
             proposed = boxes_from_model(result.boxes, doc.volume, source=source)
             self.box_edit(lambda boxes: boxes.add(*proposed.boxes,
                                                   description="accept AI boxes"))
+        if result.scores is not None:
+            self.boxes.accept_classes(result)
         annotation.model = source
         doc.labelmap_changed(None)
         self.window.set_status(f"Accepted {result.title or result.model_id}: edit it, then save")
@@ -362,117 +298,12 @@ class AnnotateController(QObject):
         if first is not None and self.document.active_label not in labelmap.table:
             self.document.active_label = first.value
 
-    # ----------------------------------------------------------------- saving and loading
-    @guarded
-    def save(self) -> bool:
-        """Ctrl+S: SEG + SR into the workspace, in a worker; sigSaved when written."""
-        doc = self.document
-        annotation = doc.annotation
-        if doc.volume is None or annotation is None:
-            self.window.set_status("Nothing to save: no annotations on this series")
-            return False
-        table = LabelTable({v: _copy(lab) for v, lab in annotation.labelmap.table.labels.items()})
-        self.window.set_status("Saving annotations\u2026")
-        self.window.tasks.start("annotate-save", save_task, doc.volume,
-                                annotation.labelmap.array.copy(), table, annotation.boxes,
-                                annotation.model, self.annotator,
-                                on_result=lambda paths: self._on_saved(annotation, paths),
-                                on_error=self._on_save_error)
-        return True
-
-    def save_now(self) -> bool:
-        """Save the open series on this thread (closing the window: no worker to wait for)."""
-        doc, annotation = self.document, self.document.annotation
-        if doc.volume is None or annotation is None:
-            return False
-        try:
-            paths = save_task(None, doc.volume, annotation.labelmap.array,
-                              annotation.labelmap.table, annotation.boxes, annotation.model,
-                              self.annotator)
-        except (AnnotationError, OSError) as exc:
-            self._on_save_error(exc)
-            return False
-        self._on_saved(annotation, paths)
-        return True
-
-    def restore_annotation(self, labelmap: LabelMap | None, boxes: BoxSet,
-                           model: str | None) -> Annotation:
-        """Put recovered work on the open series: the map as ONE undo step, the boxes as
-        another, so Ctrl+Z goes back to what was there before."""
-        doc = self.document
-        annotation = doc.ensure_annotation()
-        if labelmap is not None:
-            target, history = annotation.labelmap, annotation.history
-            with history.stroke("recover unsaved work"):
-                history.touch(tuple(slice(0, n) for n in target.shape))
-                target.array[...] = labelmap.array
-                target.table.labels = copy.deepcopy(labelmap.table.labels)
-            first = next(iter(target.table), None)
-            doc.active_label = first.value if first is not None else 1
-        known = {b.uid for b in annotation.boxes}
-        new = [b for b in boxes if b.uid not in known]
-        if new:
-            self.box_edit(lambda current: current.add(*new, description="recover boxes"))
-        annotation.model = annotation.model or model
-        doc.labelmap_changed(None)
-        self._sync_actions()
-        return annotation
-
-    def _on_saved(self, annotation: Annotation, paths: list[Path]) -> None:
-        annotation.dirty = False
-        self.safety.forget(annotation)
-        self.window.set_status(f"Annotations saved to {paths[0].parent}")
-        self.sigSaved.emit(paths)
-
-    def _on_save_error(self, exc: BaseException) -> None:
-        reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
-        self.show_error(f"Could not save the annotations: {reason}")
-
-    def _on_volume_changed(self) -> None:
-        doc = self.document
-        if doc.volume is not None and doc.annotate_tool is not None and doc.can_annotate():
-            doc.set_tool_settings(tool=None)  # a 4D or colour series: the mouse navigates
-        if doc.volume is None or doc.annotation is not None or doc.can_annotate():
-            self._sync_actions()
-            return
-        volume = doc.volume
-        if not _has_saved_annotations(volume):  # a few stat calls: no worker, no busy bar
-            self.sigLoaded.emit(None)
-            return
-        self.window.tasks.start("annotate-load", load_task, volume,
-                                on_result=lambda a: self._on_loaded(volume, a),
-                                on_error=self._on_load_error)
-
-    def _on_loaded(self, volume: Any, annotation: Annotation | None) -> None:
-        doc = self.document
-        if doc.volume is not volume or doc.annotation is not None:
-            return  # another series opened, or the reader started painting meanwhile
-        if annotation is not None:
-            doc.set_annotation(annotation)
-            first = next(iter(annotation.labelmap.table), None)
-            doc.active_label = first.value if first is not None else 1
-            self.window.set_status("Saved annotations of this series loaded")
-        self.sigLoaded.emit(annotation)
-
-    def _on_load_error(self, exc: BaseException) -> None:
-        reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
-        self.show_error(f"Could not read this series' annotations: {reason}")
-
-
-def _has_saved_annotations(volume: Any) -> bool:
-    try:
-        found = Workspace.for_series(volume).list_annotations()
-    except (AnnotationError, OSError):  # not loaded from files: nowhere to look
-        return False
-    return any(f.kind in ("seg", "sr") for f in found)
+def _acceptable(result: Any) -> bool:
+    """Whether an AI result holds something Accept AI Prediction can turn into edits."""
+    return result is not None and (result.label_map is not None or bool(result.boxes)
+                                   or result.scores is not None)
 
 
 def _is_colour(text: str) -> bool:
     t = str(text).strip()
     return len(t) == 7 and t.startswith("#")
-
-
-def _copy(label: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(label)

@@ -1,4 +1,4 @@
-"""The Annotate dock: tools and their size, the label table, display, commands.
+"""The Annotate dock: tools and their size, the label table, display, commands, boxes.
 
 Widgets only: every handler reads its widget and calls the controller (or sets a display
 setting on the document's label map); `sync()` brings the widgets back in line with the
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.core.annotations import AnnotationError, Label
+from medviewer.ui.annotate_box_panel import BoxPanel
 from medviewer.ui.annotate_boxes import BoxReview
 from medviewer.ui.annotate_state import TOOL_NAMES, TOOLS
 
@@ -54,6 +55,8 @@ class AnnotatePanel(QWidget):
         layout.addWidget(self._build_labels())
         layout.addLayout(self._build_display())
         layout.addLayout(self._build_commands())
+        self.box_panel = BoxPanel(controller.boxes, self.document)  # box label, classes
+        layout.addWidget(self.box_panel)
         self.box_review = BoxReview(controller)  # the series' boxes: accept / reject
         layout.addWidget(self.box_review)
         layout.addStretch(1)
@@ -226,6 +229,7 @@ class AnnotatePanel(QWidget):
         self.tool_buttons[doc.annotate_tool or NAVIGATE].setChecked(True)
         self.command_buttons["Undo"].setEnabled(self.controller.undo_action.isEnabled())
         self.command_buttons["Redo"].setEnabled(self.controller.redo_action.isEnabled())
+        self.box_panel.sync()
         self.box_review.sync()
         self.command_buttons["Accept AI Prediction"].setEnabled(
             self.controller.accept_action.isEnabled())

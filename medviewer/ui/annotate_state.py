@@ -23,9 +23,9 @@ import numpy as np
 from medviewer.core.annotations import BoxSet, History, Label, LabelMap, LabelTable
 from medviewer.core.geometry import PlaneView
 
-TOOLS = ("brush", "eraser", "flood", "polygon")
+TOOLS = ("brush", "eraser", "flood", "polygon", "box")
 TOOL_NAMES = {"brush": "Brush", "eraser": "Eraser", "flood": "Flood fill",
-              "polygon": "Polygon fill"}
+              "polygon": "Polygon fill", "box": "Box"}
 KEEP_UNSAVED = 3  # series whose unsaved edits stay in memory when another opens
 
 
@@ -51,10 +51,13 @@ class Annotation:
     dirty: bool = False
     edits: int = 0  # counts changes, so an autosave is written only when there are new ones
     autosaved_edits: int = 0
-    # box edits: (BoxEdit, number of label map undo items when it was made), so Ctrl+Z undoes
-    # map strokes and box edits in the order they were made (see AnnotateController._replay)
+    # box edits: (BoxEdit, history.position when it was made), so Ctrl+Z undoes map strokes
+    # and box edits in the order they were made (see AnnotateController._replay); position,
+    # not len(history), because the memory cap drops the oldest map items
     box_undo: list = field(default_factory=list)
     box_redo: list = field(default_factory=list)
+    # distance lines read from the saved SR (the stack view shows them as rulers)
+    lines: list = field(default_factory=list)
 
 
 def rgba_lut(table: LabelTable) -> np.ndarray:
@@ -75,6 +78,7 @@ class AnnotationState:
         self.tool_settings = ToolSettings()
         self.active_label = 1
         self._annotation_key: object = None
+        self.selected_box: str | None = None  # uid of the box the box tool has picked
         self._unsaved: OrderedDict[object, Annotation] = OrderedDict()
 
     # ----------------------------------------------------------------- series changes
@@ -90,6 +94,7 @@ class AnnotationState:
             while len(self._unsaved) > KEEP_UNSAVED:
                 self._unsaved.popitem(last=False)
         self._annotation_key = key
+        self.selected_box = None
         self.annotation = self._unsaved.pop(key, None)
         self.sigLabelMapChanged.emit(None)
 
@@ -121,6 +126,7 @@ class AnnotationState:
     def set_annotation(self, annotation: Annotation | None) -> None:
         """Replace the series' annotation (loaded from its workspace, or cleared)."""
         self.annotation = annotation
+        self.selected_box = None
         self.sigLabelMapChanged.emit(None)
 
     def add_label(self, name: str, colour: str | None = None) -> Label:
@@ -156,6 +162,13 @@ class AnnotationState:
     @property
     def annotate_tool(self) -> str | None:
         return self.tool_settings.tool
+
+    def select_box(self, uid: str | None) -> None:
+        """Pick the box the dock's label and Delete act on (None: no box); the views and the
+        dock follow through sigAnnotateToolChanged (a selection is the box tool's state)."""
+        if uid != self.selected_box:
+            self.selected_box = uid
+            self.sigAnnotateToolChanged.emit()
 
     # ----------------------------------------------------------------- what a plane shows
     def annotation_image(self, name: str, k: int) -> np.ndarray | None:

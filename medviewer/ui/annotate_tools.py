@@ -7,7 +7,8 @@ point and this one (at most half a radius apart, so a fast drag leaves no gaps).
 dab changed goes to the document, which tells the views to redraw just that rectangle. A
 click is a one-dab stroke (brush, eraser) or a flood fill from that pixel; the polygon tool
 draws a lasso while dragging and fills it on release. Positions are voxel indices (slice, row,
-column) with the pixel centre at the integer, as the core tools take them.
+column) with the pixel centre at the integer, as the core tools take them. The Box tool's
+drags and clicks go to `box_tool` (`annotate_box_tool.BoxMouse`, set by the box controller).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from medviewer.core.annotations import (
 from medviewer.core.annotations.history import union_box
 
 if TYPE_CHECKING:
+    from medviewer.ui.annotate_box_tool import BoxMouse
     from medviewer.ui.slice_view import SliceView
 
 LASSO_PEN = pg.mkPen((255, 255, 255), width=1.5, style=Qt.PenStyle.DashLine)
@@ -43,6 +45,7 @@ class AnnotateMouse:
         self._stroke: contextlib.ExitStack | None = None
         self._last: Point | None = None
         self.points: list[Point] = []  # voxel positions of the current / last stroke
+        self.box_tool: BoxMouse | None = None  # the Box tool, on the view it edits boxes on
         self.lasso = pg.PlotCurveItem(pen=LASSO_PEN)
         self.lasso.setZValue(20)
         self.lasso.setVisible(False)
@@ -66,6 +69,10 @@ class AnnotateMouse:
     # ----------------------------------------------------------------- events
     def handle_drag(self, ev: Any) -> None:
         tool = self.view.document.annotate_tool
+        if tool == "box":
+            if self.box_tool is not None:
+                self.box_tool.handle_drag(ev)
+            return
         if ev.isStart():
             self.begin(self.voxel_at(ev.buttonDownScenePos(ev.button())))
         if tool == "polygon":
@@ -76,6 +83,13 @@ class AnnotateMouse:
             self.finish()
 
     def handle_click(self, ev: Any) -> None:
+        """Left click (any tool) or right click (the Box tool's menu) on the image."""
+        if self.view.document.annotate_tool == "box":
+            if self.box_tool is not None:
+                self.box_tool.handle_click(ev)
+            return
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
         point = self.voxel_at(ev.scenePos())
         if self.view.document.annotate_tool == "flood":
             self.flood(point)
@@ -136,8 +150,16 @@ class AnnotateMouse:
             self.view.document.sigAnnotateToolChanged.emit()  # undo / redo enablement
         self._last = None
 
+    def delete_selected(self) -> bool:
+        """Delete / Backspace with the Box tool on: delete the selected box (False: none)."""
+        if self.box_tool is None or not self.active or self.view.document.annotate_tool != "box":
+            return False
+        return self.box_tool.delete_selected()
+
     def cancel(self) -> None:
         """End a stroke the view lost (a series change mid-drag): keep what was painted."""
+        if self.box_tool is not None:
+            self.box_tool.cancel()
         self.lasso.setVisible(False)
         self.points = []
         self.finish()

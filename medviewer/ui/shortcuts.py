@@ -98,10 +98,18 @@ CONTROLS: tuple[Control, ...] = (
             "3D sphere, optionally only values in a range such as -100..200 HU), Flood fill "
             "(click), Polygon fill (drag a lasso); Fill Between Slices, Remove Islands, Keep "
             "Largest, Smooth; the label table (add, rename, colour, show), opacity, fill or "
-            "outline; Accept AI Prediction (one undo step). Undo (Ctrl+Z) and Redo "
-            "(Ctrl+Shift+Z) one stroke at a time; Save Annotations (Ctrl+S): DICOM SEG and SR "
-            "beside the data, read back when the series is opened again",
+            "outline; Accept AI Prediction (one undo step; a classifier's verdict becomes the "
+            "slice or series class). Undo (Ctrl+Z) and Redo (Ctrl+Shift+Z) one stroke at a "
+            "time; Save Annotations (Ctrl+S): DICOM SEG and SR (boxes, classes, rulers) beside "
+            "the data, read back when the series is opened again",
             ("Ctrl+Z", "Ctrl+Shift+Z", "Ctrl+S")),
+    Control("boxes and classes",
+            "B: the Box tool (again: back to navigating). On the stack view drag on the image "
+            "to draw a box with the dock's box label, drag inside a box to move it, drag its "
+            "edge or corner to resize it; click selects, Delete or Backspace deletes the "
+            "selected box, right-click: label, accept / reject, delete. Each is one undo step. "
+            "Coronal and sagittal show the line where they cut a box. Dock: Box label, Slice "
+            "class and Series class (type or pick; Clear)", ("B", "Delete", "Backspace")),
     Control("this list", "Help ▸ Keyboard Shortcuts (F1)", ("F1",)),
 )
 

@@ -21,6 +21,7 @@ from medviewer.core import slab as slabs
 from medviewer.core.display import Window, full_range_window, to_display
 from medviewer.core.reslice import ResliceView
 from medviewer.ui.ai_layers import AiLayerItems
+from medviewer.ui.annotate_boxes import BoxOverlay
 from medviewer.ui.annotate_layers import AnnotationLayer
 from medviewer.ui.annotate_tools import AnnotateMouse
 from medviewer.ui.document import STACK, StudyDocument
@@ -101,6 +102,7 @@ class SliceView(QWidget):
         self.ai_layers = AiLayerItems(self)  # label map, boxes, heatmap of the AI's result
         self.annotation_layer = AnnotationLayer(self)  # the reader's editable label map
         self.annotate_mouse = AnnotateMouse(self)  # brush, eraser, fills (stack view only)
+        self.box_overlay = BoxOverlay(self)  # the reader's boxes (a cut line across slices)
         self._connect_document()
         if document.has_image:
             self._on_volume_changed()
@@ -332,7 +334,7 @@ class SliceView(QWidget):
             self.fit()
         elif action == "1:1":
             self.actual_size()
-        else:
+        elif not self.annotate_mouse.delete_selected():  # the Box tool's selected box first
             self.measurements.remove_selected()
 
     def handle_drag(self, ev) -> bool:
@@ -355,7 +357,8 @@ class SliceView(QWidget):
 
     def handle_click(self, ev) -> None:
         self.setFocus()
-        if ev.button() == Qt.MouseButton.LeftButton and self.annotate_mouse.active:
+        annotate = (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton)
+        if ev.button() in annotate and self.annotate_mouse.active:  # right: the Box tool's menu
             self.annotate_mouse.handle_click(ev)
         elif ev.button() == Qt.MouseButton.LeftButton and self.crosshair_enabled:
             self._point_crosshair(ev.scenePos())

@@ -171,7 +171,7 @@ def test_saved_annotations_come_back_when_the_series_is_opened_again(window, qtb
                                                                        tmp_path,
                                                                        ct_series_dir):
     win, doc, ctl = window, window.document, window.annotate
-    doc.add_label("lesion")
+    doc.add_label("lesion", "#12ab34")
     ctl.set_tool("brush")
     ctl.set_brush(radius_mm=RADIUS)
     _, painted = _paint(win, [(20, 20), (40, 40)])
@@ -194,7 +194,7 @@ def test_saved_annotations_come_back_when_the_series_is_opened_again(window, qtb
         _open(win, qtbot, ct_series_dir)
     assert loaded.args[0] is not None
     assert np.array_equal(doc.labelmap.array, painted)
-    assert [lab.name for lab in doc.labelmap.table] == ["lesion"]
+    assert [(lab.name, lab.colour) for lab in doc.labelmap.table] == [("lesion", "#12ab34")]
     assert len(doc.history) == 0 and not doc.annotation.dirty
     assert win.viewer.single_view.annotation_layer.item.isVisible()
 

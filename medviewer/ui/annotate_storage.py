@@ -1,0 +1,218 @@
+"""Saving and reading back the reader's annotations: the workspace beside the data.
+
+Save (Ctrl+S) writes the label map as DICOM SEG and the boxes, class labels and the stack
+view's rulers (distance lines) as SR in the series' workspace, in a worker, recording the
+annotator (the OS user) and the model the work started from; opening a series reads them back
+the same way, in a worker, and draws the saved rulers again. `AnnotationStorage` is a part of
+`AnnotateController` (a mixin), so `window.annotate.save()` stays the one name for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import getpass
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medviewer.core.annotations import (
+    AnnotationError,
+    BoxSet,
+    DistanceLine,
+    History,
+    LabelMap,
+    LabelTable,
+    Workspace,
+    discard_autosave,
+)
+from medviewer.ui.annotate_box_controller import set_classes
+from medviewer.ui.annotate_state import Annotation
+from medviewer.ui.guard import guarded
+
+if TYPE_CHECKING:
+    from medviewer.ui.annotate_box_controller import BoxController
+    from medviewer.ui.document import StudyDocument
+
+
+def annotator_name() -> str:
+    """Who is editing: the OS user name (the SR and SEG record it)."""
+    try:
+        return getpass.getuser() or "unknown"
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# ----------------------------------------------------------------- worker tasks (no Qt)
+def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxes: BoxSet,
+              model: str | None, annotator: str,
+              lines: tuple[DistanceLine, ...] = ()) -> list[Path]:
+    """Write SEG (when there are labels) and SR (boxes, class labels, distance lines and
+    provenance) in the workspace."""
+    workspace = Workspace.for_series(volume)
+    saved = []
+    if len(table):
+        algorithm = (model.split("@")[0].removeprefix("model:"), model.split("@")[1]) \
+            if model else ("MedViewer manual", "1")
+        saved.append(workspace.save_seg(array, volume, table.seg_names(),
+                                        colours=table.seg_colours(), codes=table.seg_codes(),
+                                        algorithm=algorithm,
+                                        series_description=f"Segmentation ({annotator})",
+                                        annotator=annotator))
+    saved.append(workspace.save_sr(volume, boxes, lines, annotator=annotator, model=model))
+    with contextlib.suppress(AnnotationError):  # a real save replaces the autosave
+        discard_autosave(workspace.autosave_path)
+    return saved
+
+
+def load_task(_ctx: Any, volume: Any) -> Annotation | None:
+    """The series' saved SEG and SR as an Annotation, None when nothing was saved."""
+    from medviewer.core.annotations import read_provenance
+
+    workspace = Workspace.for_series(volume)
+    seg = workspace.load_seg_table(volume)  # names, colours and codes as saved
+    sr = workspace.load_sr(volume)
+    if seg is None and sr is None:
+        return None
+    labelmap = LabelMap.for_volume(volume)
+    if seg is not None:
+        array, labelmap.table = seg
+        labelmap.array[...] = np.asarray(array, np.uint8)
+    boxes = BoxSet(sr[0], sr[1]) if sr is not None else BoxSet()
+    model = None
+    if sr is not None and workspace.sr_path.exists():
+        model = read_provenance(workspace.sr_path).model
+    lines = list(sr[2]) if sr is not None else []
+    return Annotation(labelmap, History(labelmap), boxes, model, lines=lines)
+
+
+def has_saved_annotations(volume: Any) -> bool:
+    try:
+        found = Workspace.for_series(volume).list_annotations()
+    except (AnnotationError, OSError):  # not loaded from files: nowhere to look
+        return False
+    return any(f.kind in ("seg", "sr") for f in found)
+
+
+class AnnotationStorage:
+    """Save, save on close, recovery and loading: the AnnotateController's storage part
+    (it brings the window, the signals, the safety net and `_sync_actions`)."""
+
+    document: StudyDocument
+    boxes: BoxController
+    annotator: str
+
+    @guarded
+    def save(self) -> bool:
+        """Ctrl+S: SEG + SR into the workspace, in a worker; sigSaved when written."""
+        doc = self.document
+        annotation = self._to_save()
+        if annotation is None:
+            self.window.set_status("Nothing to save: no annotations on this series")
+            return False
+        labels = annotation.labelmap.table.labels
+        table = LabelTable({value: replace(label) for value, label in labels.items()})
+        self.window.set_status("Saving annotations\u2026")
+        self.window.tasks.start("annotate-save", save_task, doc.volume,
+                                annotation.labelmap.array.copy(), table, annotation.boxes,
+                                annotation.model, self.annotator, tuple(annotation.lines),
+                                on_result=lambda paths: self._on_saved(annotation, paths),
+                                on_error=self._on_save_error)
+        return True
+
+    def save_now(self) -> bool:
+        """Save the open series on this thread (closing the window: no worker to wait for)."""
+        doc, annotation = self.document, self._to_save()
+        if annotation is None:
+            return False
+        try:
+            paths = save_task(None, doc.volume, annotation.labelmap.array,
+                              annotation.labelmap.table, annotation.boxes, annotation.model,
+                              self.annotator, tuple(annotation.lines))
+        except (AnnotationError, OSError) as exc:
+            self._on_save_error(exc)
+            return False
+        self._on_saved(annotation, paths)
+        return True
+
+    def _to_save(self) -> Annotation | None:
+        """The series' annotation with the stack view's rulers as its distance lines (a
+        ruler alone is worth saving), None when there is nothing to save."""
+        doc = self.document
+        lines = self.boxes.ruler_lines()
+        if doc.volume is None or (doc.annotation is None and (
+                not lines or doc.can_annotate() is not None)):
+            return None
+        annotation = doc.ensure_annotation()
+        annotation.lines = lines
+        return annotation
+
+    def restore_annotation(self, labelmap: LabelMap | None, boxes: BoxSet,
+                           model: str | None) -> Annotation:
+        """Put recovered work on the open series: the map as ONE undo step, the boxes and
+        class labels as another, so Ctrl+Z goes back to what was there before."""
+        doc = self.document
+        annotation = doc.ensure_annotation()
+        if labelmap is not None:
+            target, history = annotation.labelmap, annotation.history
+            with history.stroke("recover unsaved work"):
+                history.touch(tuple(slice(0, n) for n in target.shape))
+                target.array[...] = labelmap.array
+                target.table.labels = copy.deepcopy(labelmap.table.labels)
+            first = next(iter(target.table), None)
+            doc.active_label = first.value if first is not None else 1
+        known = {b.uid for b in annotation.boxes}
+        new = [b for b in boxes if b.uid not in known]
+        classes = [c for c in boxes.class_labels if c not in annotation.boxes.class_labels]
+        if new or classes:
+            self.box_edit(lambda current: set_classes(
+                current, classes, "recover boxes", current.add(*new).before))
+        annotation.model = annotation.model or model
+        doc.labelmap_changed(None)
+        self._sync_actions()
+        return annotation
+
+    def _on_saved(self, annotation: Annotation, paths: list[Path]) -> None:
+        annotation.dirty = False
+        self.safety.forget(annotation)
+        self.window.set_status(f"Annotations saved to {paths[0].parent}")
+        self.sigSaved.emit(paths)
+
+    def _on_save_error(self, exc: BaseException) -> None:
+        reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
+        self.show_error(f"Could not save the annotations: {reason}")
+
+    def _on_volume_changed(self) -> None:
+        doc = self.document
+        if doc.volume is not None and doc.annotate_tool is not None and doc.can_annotate():
+            doc.set_tool_settings(tool=None)  # a 4D or colour series: the mouse navigates
+        if doc.volume is None or doc.annotation is not None or doc.can_annotate():
+            if doc.annotation is not None:  # back to a series with unsaved edits
+                self.boxes.show_rulers(doc.annotation.lines)
+            self._sync_actions()
+            return
+        volume = doc.volume
+        if not has_saved_annotations(volume):  # a few stat calls: no worker, no busy bar
+            self.sigLoaded.emit(None)
+            return
+        self.window.tasks.start("annotate-load", load_task, volume,
+                                on_result=lambda a: self._on_loaded(volume, a),
+                                on_error=self._on_load_error)
+
+    def _on_loaded(self, volume: Any, annotation: Annotation | None) -> None:
+        doc = self.document
+        if doc.volume is not volume or doc.annotation is not None:
+            return  # another series opened, or the reader started painting meanwhile
+        if annotation is not None:
+            doc.set_annotation(annotation)
+            self.boxes.show_rulers(annotation.lines)
+            first = next(iter(annotation.labelmap.table), None)
+            doc.active_label = first.value if first is not None else 1
+            self.window.set_status("Saved annotations of this series loaded")
+        self.sigLoaded.emit(annotation)
+
+    def _on_load_error(self, exc: BaseException) -> None:
+        reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
+        self.show_error(f"Could not read this series' annotations: {reason}")
