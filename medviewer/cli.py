@@ -6,6 +6,7 @@
     medviewer models [--json]    installed models, plugins and the ONNX Runtime providers
     medviewer infer --model ID PATH --out DIR   run a model over series (SEG / CSV / JSON)
     medviewer export CHECKPOINT --lab N --arch NAME   torch weights -> checked model folder
+    medviewer train JOB.json [--nproc-per-node N]    train a new model version (JSON events)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import asdict
 
 from medviewer import __version__
 
-SUBCOMMANDS = ("scan", "info", "models", "infer", "export")
+SUBCOMMANDS = ("scan", "info", "models", "infer", "export", "train")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +60,18 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     from medviewer.cli_infer import add_model_parsers
 
     add_model_parsers(sub)
+    from medviewer.training.__main__ import add_arguments  # no torch until a job runs
+
+    t = sub.add_parser("train", help="train a model version from a job file (JSON events)")
+    add_arguments(t)
+    t.set_defaults(func=_cmd_train)
     return p
+
+
+def _cmd_train(ns: argparse.Namespace) -> int:
+    from medviewer.training.__main__ import run_from_args
+
+    return run_from_args(ns)
 
 
 def _cmd_scan(ns: argparse.Namespace) -> int:

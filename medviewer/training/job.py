@@ -1,0 +1,220 @@
+"""The job file of `medviewer train JOB.json`: what to train, on what, for how long.
+
+Validation is strict: an unknown key is far more often a typo ("epoch", "learning_rate")
+than a wish, and silently training with a default would waste the user's afternoon. Every
+problem becomes a TrainingError naming the job file and the key, in a sentence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medviewer.training.errors import TrainingError
+
+INITS = ("current", "scratch")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "step", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class _Mapping:
+    """Item access too (job.data["demo"]), so dict-minded callers work unchanged."""
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+@dataclass(frozen=True)
+class DataSpec(_Mapping):
+    series: tuple[str, ...] = ()  # series folders whose workspace annotations are the truth
+    demo: int = 0  # generated phantom cases to add
+    max_cases: int | None = None
+    val_fraction: float = 0.25
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class EarlyStopping(_Mapping):
+    patience: int = 3  # epochs without improvement of the main metric
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
+class Job(_Mapping):
+    model: str  # model id (its active version is the baseline) or a model folder
+    data: DataSpec
+    init: str = "current"
+    epochs: int = 3
+    batch_size: int = 8
+    lr: float = 1e-3
+    optimizer: str | None = None  # None: the recipe's (SGD for detection, else Adam)
+    schedule: str = "cosine"
+    early_stopping: EarlyStopping | None = field(default_factory=EarlyStopping)
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    max_steps_per_epoch: int | None = None
+    out: str | None = None
+    path: str | None = None  # the job file it came from (not a key of the file)
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str | Path | None = None) -> Job:
+        return _parse(d, path)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("path")
+        d["data"]["series"] = list(self.data.series)
+        return d
+
+
+def load_job(path: str | Path) -> Job:
+    """Read and validate a job file; relative series / out paths are relative to it."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TrainingError(path, "The job file does not exist; check the path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingError(path, f"The job file cannot be read ({exc}).") from None
+    except json.JSONDecodeError as exc:
+        raise TrainingError(path, f"The job file is not valid JSON (line {exc.lineno}, "
+                            f"column {exc.colno}: {exc.msg}).") from None
+    return _parse(d, path, base=path.parent)
+
+
+# --- validation ----------------------------------------------------------------------------
+
+_TOP = {"model", "init", "data", "epochs", "batch_size", "lr", "optimizer", "schedule",
+        "early_stopping", "augment", "seed", "device", "max_steps_per_epoch", "out"}
+_DATA = {"series", "demo", "max_cases", "val_fraction", "split_seed"}
+_STOP = {"patience", "min_delta"}
+
+
+class _Checker:
+    """Typed reads of one JSON object, each failure a TrainingError about its key."""
+
+    def __init__(self, d: Any, path: str | Path | None, where: str, known: set[str]) -> None:
+        self.path, self.where = path, where
+        if not isinstance(d, dict):
+            self.fail(f"{where or 'The job'} must be a JSON object {{...}}, not "
+                      f"{type(d).__name__}.")
+        unknown = sorted(set(d) - known)
+        if unknown:
+            self.fail(f"Unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+                      f"{' in ' + where if where else ''}; the known keys are "
+                      f"{', '.join(sorted(known))}.")
+        self.d = d
+
+    def fail(self, sentence: str) -> None:
+        raise TrainingError(self.path, sentence)
+
+    def name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str, kinds: tuple[type, ...], default: Any, *, none: bool = False,
+            what: str = "") -> Any:
+        if key not in self.d:
+            return default
+        value = self.d[key]
+        if value is None and none:
+            return None
+        wrong_bool = isinstance(value, bool) and bool not in kinds
+        if wrong_bool or not isinstance(value, kinds):
+            self.fail(f"{self.name(key)!r} must be {what}, not {json.dumps(value)}.")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str | None,
+               none: bool = False) -> str | None:
+        value = self.get(key, (str,), default, none=none, what=" or ".join(
+            f'"{c}"' for c in choices))
+        if value is not None and value not in choices:
+            self.fail(f"{self.name(key)!r} is {json.dumps(value)}; use one of "
+                      f"{', '.join(choices)}.")
+        return value
+
+    def number(self, key: str, default: Any, *, integer: bool, low: float,
+               high: float | None = None, none: bool = False, strict_low: bool = False) -> Any:
+        kinds = (int,) if integer else (int, float)
+        what = ("a whole number" if integer else "a number") + (" or null" if none else "")
+        value = self.get(key, kinds, default, none=none, what=what)
+        if value is None:
+            return None
+        too_low = value <= low if strict_low else value < low
+        if too_low or (high is not None and value >= high):
+            bound = f"above {low:g}" if strict_low else f"at least {low:g}"
+            self.fail(f"{self.name(key)!r} is {value}; it must be {bound}"
+                      + (f" and below {high:g}." if high is not None else "."))
+        return value if integer else float(value)
+
+
+def _parse(d: Any, path: str | Path | None, base: Path | None = None) -> Job:
+    c = _Checker(d, path, "", _TOP)
+    model = c.get("model", (str,), None, what="a model id or a model folder")
+    if not model or not model.strip():
+        c.fail('The job names no model: add "model": "<model id or folder>" '
+               "(see `medviewer models`).")
+    if "data" not in d:
+        c.fail('The job has no "data": list annotated series in "data.series" or ask for '
+               'demo cases with "data.demo".')
+    stop = d.get("early_stopping", {})
+    return Job(
+        model=_resolve(model, base) if base and Path(base, model).is_dir() else model,
+        data=_parse_data(d["data"], path, base), init=c.choice("init", INITS, "current"),
+        epochs=c.number("epochs", 3, integer=True, low=1),
+        batch_size=c.number("batch_size", 8, integer=True, low=1),
+        lr=c.number("lr", 1e-3, integer=False, low=0.0, strict_low=True),
+        optimizer=c.choice("optimizer", OPTIMIZERS, None, none=True),
+        schedule=c.choice("schedule", SCHEDULES, "cosine"),
+        early_stopping=None if stop is None else _parse_stop(stop, path),
+        augment=c.get("augment", (bool,), True, what="true or false"),
+        seed=c.number("seed", 0, integer=True, low=0),
+        device=c.choice("device", DEVICES, "auto"),
+        max_steps_per_epoch=c.number("max_steps_per_epoch", None, integer=True, low=1,
+                                     none=True),
+        out=_resolve(c.get("out", (str,), None, none=True, what="a folder or null"), base),
+        path=str(path) if path is not None else None)
+
+
+def _parse_data(d: Any, path: str | Path | None, base: Path | None) -> DataSpec:
+    c = _Checker(d, path, "data", _DATA)
+    series = c.get("series", (list,), [], what="a list of series folders")
+    if any(not isinstance(s, str) or not s for s in series):
+        c.fail("'data.series' must list series folders as text.")
+    series = [_resolve(s, base) for s in series]
+    missing = [s for s in series if not Path(s).exists()]
+    if missing:
+        c.fail(f"These series folders do not exist: {', '.join(missing[:3])}"
+               f"{' ...' if len(missing) > 3 else ''}; fix 'data.series'.")
+    spec = DataSpec(
+        series=tuple(series), demo=c.number("demo", 0, integer=True, low=0),
+        max_cases=c.number("max_cases", None, integer=True, low=1, none=True),
+        val_fraction=c.number("val_fraction", 0.25, integer=False, low=0.0, high=1.0,
+                              strict_low=True),
+        split_seed=c.number("split_seed", 0, integer=True, low=0))
+    if not spec.series and spec.demo == 0:
+        c.fail("The job has no data: list annotated series in 'data.series' or set "
+               "'data.demo' to a number of demo cases.")
+    return spec
+
+
+def _parse_stop(d: Any, path: str | Path | None) -> EarlyStopping:
+    c = _Checker(d, path, "early_stopping", _STOP)
+    return EarlyStopping(patience=c.number("patience", 3, integer=True, low=1),
+                         min_delta=c.number("min_delta", 0.0, integer=False, low=0.0))
+
+
+def _resolve(value: str | None, base: Path | None) -> str | None:
+    if value is None or base is None:
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
