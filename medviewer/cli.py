@@ -4,6 +4,7 @@
     medviewer scan DIR [--json]  index a folder / DICOMDIR and list patients, studies, series
     medviewer info FILE          header summary and every element of one DICOM file
     medviewer models [--json]    installed models, plugins and the ONNX Runtime providers
+    medviewer models --versions ID | --publish FOLDER | --use ID VERSION   model versions
     medviewer infer --model ID PATH --out DIR   run a model over series (SEG / CSV / JSON)
     medviewer export CHECKPOINT --lab N --arch NAME   torch weights -> checked model folder
     medviewer train JOB.json [--nproc-per-node N]    train a new model version (JSON events)

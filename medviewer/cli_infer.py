@@ -11,6 +11,12 @@ from medviewer.cli_export import add_export_parser, fail
 def add_model_parsers(sub) -> None:
     m = sub.add_parser("models", help="installed models, plugins and ONNX Runtime providers")
     m.add_argument("--json", action="store_true", help="machine-readable output")
+    m.add_argument("--versions", metavar="ID", help="every version of one model, * = in use")
+    m.add_argument("--publish", metavar="FOLDER",
+                   help="add a trained candidate (run folder's candidate/) as a new version "
+                   "in the user's model store and use it")
+    m.add_argument("--use", nargs=2, metavar=("ID", "VERSION"),
+                   help="use this version of a model (roll back or forward)")
     m.set_defaults(func=_cmd_models)
     i = sub.add_parser("infer", help="run a model over a series, a folder or a DICOMDIR",
                        description="Writes per series: DICOM SEG + JSON (segmentation), CSV + "
@@ -27,6 +33,8 @@ def add_model_parsers(sub) -> None:
 
 
 def _cmd_models(ns: argparse.Namespace) -> int:
+    if ns.versions or ns.publish or ns.use:
+        return _cmd_versions(ns)
     from medviewer.inference import list_models, list_plugins, provider_status, working_providers
 
     models, problems = list_models()
@@ -50,6 +58,32 @@ def _cmd_models(ns: argparse.Namespace) -> int:
     for p in out["problems"]:
         print(f"unreadable model: {p['path']}: {p['reason']}")
     print(f"{out['provider_status']}; providers that work here: {', '.join(out['providers'])}")
+    return 0
+
+
+def _cmd_versions(ns: argparse.Namespace) -> int:
+    """--publish / --use change which version runs; then the versions of that model."""
+    from medviewer.inference import ModelError
+    from medviewer.inference import versions as v
+
+    try:
+        model_id = ns.versions
+        if ns.publish:
+            model_id = v.publish(ns.publish).id
+        if ns.use:
+            model_id = v.set_active(*ns.use).id
+        found = v.list_versions(model_id)
+    except ModelError as exc:
+        return fail("models", exc)
+    rows = [{"version": x.version, "active": x.active, "origin": x.origin,
+             "folder": str(x.folder), "metrics": x.manifest.metrics} for x in found]
+    if ns.json:
+        print(json.dumps({"model": model_id, "versions": rows}, indent=2, default=str))
+        return 0
+    print(f"{model_id}:")
+    for r in rows:
+        print(f"  {'*' if r['active'] else ' '} {r['version']:10} {r['origin']:8}"
+              f"{_metric_text(r['metrics'])}\n      {r['folder']}")
     return 0
 
 

@@ -81,6 +81,15 @@ def test_train_prints_only_json_lines_and_ends_with_done(tmp_path: Path) -> None
     events = [json.loads(line) for line in done.stdout.splitlines()]  # every line parses
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
     assert Path(events[-1]["candidate"], "model.onnx").is_file()
+    # the candidate is published from the command line, then rolled back
+    models = [sys.executable, "-m", "medviewer", "models", "--json"]
+    published = subprocess.run([*models, "--publish", events[-1]["candidate"]],
+                               capture_output=True, text=True, env=child_env(), timeout=120)
+    rows = json.loads(published.stdout)["versions"]
+    assert [(r["version"], r["active"]) for r in rows] == [("1.0.0", False), ("1.1.0", True)]
+    back = subprocess.run([*models, "--use", "lab1-digits-mlp", "1.0.0"], capture_output=True,
+                          text=True, env=child_env(), timeout=120)
+    assert [r["active"] for r in json.loads(back.stdout)["versions"]] == [True, False]
 
 
 def test_cancel_mid_epoch_leaves_no_candidate_and_the_store_untouched(tmp_path: Path) -> None:
