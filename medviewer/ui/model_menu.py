@@ -80,10 +80,15 @@ class ModelMenu(QObject):
     @guarded
     def open_retrain(self) -> QWidget | None:
         """Show the Retrain dialog (one per window: raised again when already open)."""
-        if _alive(self.retrain_dialog) and self.retrain_dialog.isVisible():
-            self.retrain_dialog.raise_()
-            self.retrain_dialog.activateWindow()
-            return self.retrain_dialog
+        dialog = self.retrain_dialog
+        if _alive(dialog):  # hidden with a run going on: that run's dialog, not a new one
+            if not dialog.isVisible() and not dialog.process.running:
+                dialog.reload_models(self.chosen_model())
+                dialog.refresh_series()
+            dialog.show()
+            dialog.raise_()
+            dialog.activateWindow()
+            return dialog
         try:
             from medviewer.ui.retrain_dialog import RetrainDialog
         except ModuleNotFoundError as exc:
