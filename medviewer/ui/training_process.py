@@ -245,11 +245,14 @@ class TrainingProcess(QObject):
 
     @staticmethod
     def _environment() -> QProcessEnvironment:
-        """The viewer's environment, plus: this checkout first on the path, unbuffered."""
+        """The viewer's environment, plus: this checkout first on the path, unbuffered, one
+        core fewer than the machine has for torch (the viewer keeps one)."""
         env = QProcessEnvironment.systemEnvironment()
         paths = [str(package_root()), os.environ.get("PYTHONPATH", "")]
         env.insert("PYTHONPATH", os.pathsep.join(p for p in paths if p))
         env.insert("PYTHONUNBUFFERED", "1")
+        if not env.contains("OMP_NUM_THREADS"):  # leave the viewer a core of its own
+            env.insert("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
         return env
 
     def _lower_priority(self) -> None:

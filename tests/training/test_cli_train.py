@@ -74,7 +74,9 @@ def test_missing_model_or_data_is_a_bad_job(tmp_path: Path, capsys: pytest.Captu
     assert events[0]["message"] in capsys.readouterr().err
 
 
-def test_train_prints_only_json_lines_and_ends_with_done(tmp_path: Path) -> None:
+def test_train_prints_only_json_lines_and_ends_with_done(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path / "data"))  # its own model store
     done = subprocess.run(train_command(write_job(tmp_path)), capture_output=True, text=True,
                           cwd=ROOT, env=child_env(), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
