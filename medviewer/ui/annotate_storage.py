@@ -28,6 +28,7 @@ from medviewer.core.annotations import (
     Workspace,
     discard_autosave,
 )
+from medviewer.core.annotations.workspace import AUTOSAVE_NAME
 from medviewer.ui.annotate_box_controller import set_classes
 from medviewer.ui.annotate_state import Annotation
 from medviewer.ui.guard import guarded
@@ -118,7 +119,8 @@ class AnnotationStorage:
         self.window.tasks.start("annotate-save", save_task, doc.volume,
                                 annotation.labelmap.array.copy(), table, annotation.boxes,
                                 annotation.model, self.annotator, tuple(annotation.lines),
-                                on_result=lambda paths: self._on_saved(annotation, paths),
+                                on_result=lambda paths, n=annotation.edits:
+                                self._on_saved(annotation, paths, n),
                                 on_error=self._on_save_error)
         return True
 
@@ -174,9 +176,16 @@ class AnnotationStorage:
         self._sync_actions()
         return annotation
 
-    def _on_saved(self, annotation: Annotation, paths: list[Path]) -> None:
-        annotation.dirty = False
-        self.safety.forget(annotation)
+    def _on_saved(self, annotation: Annotation, paths: list[Path],
+                  edits: int | None = None) -> None:
+        """`edits`: the annotation's edit count when the save began; edits made while the
+        worker wrote stay unsaved (and autosaved)."""
+        if edits is None or annotation.edits == edits:
+            annotation.dirty = False
+            self.safety.forget(annotation)
+            # an autosave running beside the save may have landed after it: drop it too
+            with contextlib.suppress(AnnotationError, OSError):
+                discard_autosave(paths[-1].parent / AUTOSAVE_NAME)  # the SR's workspace
         self.window.set_status(f"Annotations saved to {paths[0].parent}")
         self.sigSaved.emit(paths)
 

@@ -141,3 +141,27 @@ def test_box_accept_reject_and_undo_in_order_with_strokes(make_main_window, qtbo
     ctl.redo()
     assert np.array_equal(doc.labelmap.array, painted)
     assert [b.state for b in annotation.boxes] == [ACCEPTED, REJECTED, PROPOSED]
+
+
+def test_a_stroke_made_while_the_save_is_written_stays_unsaved(make_main_window, qtbot,
+                                                                ct_series_dir, monkeypatch):
+    import threading
+
+    from medviewer.ui import annotate_storage
+
+    release, real_save = threading.Event(), annotate_storage.save_task
+
+    def slow_save(*args, **kwargs):
+        release.wait(10)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(annotate_storage, "save_task", slow_save)
+    win = _window(make_main_window, qtbot, ct_series_dir)
+    _painted(win)
+    annotation = win.document.annotation
+    with qtbot.waitSignal(win.annotate.sigSaved, timeout=10_000):
+        assert win.annotate.save()
+        _paint(win, [(10, 40), (12, 44)])  # the reader goes on while the worker writes
+        release.set()
+    assert annotation.dirty  # the second stroke is not in the saved files
+    assert win.annotate.safety.needs_autosave(annotation)
