@@ -64,6 +64,7 @@ class Job(_Mapping):
     device: str = "auto"
     max_steps_per_epoch: int | None = None
     out: str | None = None
+    backbone_weights: str | None = None  # a local pretrained-backbone file, for "scratch"
     path: str | None = None  # the job file it came from (not a key of the file)
 
     @classmethod
@@ -95,7 +96,8 @@ def load_job(path: str | Path) -> Job:
 # --- validation ----------------------------------------------------------------------------
 
 _TOP = {"model", "init", "data", "epochs", "batch_size", "lr", "optimizer", "schedule",
-        "early_stopping", "augment", "seed", "device", "max_steps_per_epoch", "out"}
+        "early_stopping", "augment", "seed", "device", "max_steps_per_epoch", "out",
+        "backbone_weights"}
 _DATA = {"series", "demo", "max_cases", "val_fraction", "split_seed"}
 _STOP = {"patience", "min_delta"}
 
@@ -182,7 +184,23 @@ def _parse(d: Any, path: str | Path | None, base: Path | None = None) -> Job:
         max_steps_per_epoch=c.number("max_steps_per_epoch", None, integer=True, low=1,
                                      none=True),
         out=_resolve(c.get("out", (str,), None, none=True, what="a folder or null"), base),
+        backbone_weights=_backbone(c, base),
         path=str(path) if path is not None else None)
+
+
+def _backbone(c: _Checker, base: Path | None) -> str | None:
+    """A pretrained backbone file on this machine (nothing is downloaded), for "scratch"."""
+    value = _resolve(c.get("backbone_weights", (str,), None, none=True,
+                           what="a weights file or null"), base)
+    if value is None:
+        return None
+    if c.d.get("init") != "scratch":
+        c.fail("'backbone_weights' starts a fresh model from a pretrained backbone: set "
+               "\"init\": \"scratch\" with it (fine-tuning starts from the current version).")
+    if not Path(value).is_file():
+        c.fail(f"The backbone weights file {value} does not exist; give a local file "
+               "(MedViewer never downloads weights).")
+    return value
 
 
 def _parse_data(d: Any, path: str | Path | None, base: Path | None) -> DataSpec:

@@ -40,8 +40,10 @@ class Built:
     message: str
 
 
-def build_model(manifest: Manifest, init: str, job_path: str | None = None) -> Built:
-    """The manifest's architecture, with the baseline's weights ("current") or fresh."""
+def build_model(manifest: Manifest, init: str, job_path: str | None = None,
+                backbone_weights: str | None = None) -> Built:
+    """The manifest's architecture, with the baseline's weights ("current") or fresh, its
+    backbone from a local pretrained file when one is given."""
     from medviewer.labs import architectures
 
     try:
@@ -50,9 +52,21 @@ def build_model(manifest: Manifest, init: str, job_path: str | None = None) -> B
         raise TrainingError(manifest.folder, f"This MedViewer has no architecture "
                             f"{manifest.arch!r} to train {manifest.id}; update MedViewer.") from exc
     options = {**arch.default_options, **manifest.options.get("build", {})}
-    model = arch.build(num_classes=len(manifest.labels), **options)
+    if backbone_weights:
+        options["backbone_weights"] = backbone_weights
+    try:
+        model = arch.build(num_classes=len(manifest.labels), **options)
+    except TypeError as exc:
+        if not backbone_weights:
+            raise
+        raise TrainingError(job_path, f"{manifest.arch} takes no pretrained backbone file; "
+                            "remove 'backbone_weights'.") from exc
+    except ModelError as exc:  # the file does not fit the backbone
+        raise TrainingError(backbone_weights, exc.reason) from exc
     if init == "scratch":
-        return Built(model, arch, init, "Training from scratch: no starting weights")
+        return Built(model, arch, init, f"Training from scratch, backbone from {backbone_weights}"
+                     if backbone_weights else "Training from scratch: no starting weights "
+                     "(no pretrained backbone file given)")
     weights = manifest.path(WEIGHTS_FILE)
     if not weights.is_file():
         raise TrainingError(job_path, f"{manifest.id} {manifest.version} has no "

@@ -206,7 +206,7 @@ def train_and_export(p: Prepared, world: Any, emit: Reporter) -> None:
     from medviewer.training import distributed, loop, recipes
 
     torch.manual_seed(p.job.seed)
-    built = recipes.build_model(p.manifest, p.job.init, p.job.path)
+    built = recipes.build_model(p.manifest, p.job.init, p.job.path, p.job.backbone_weights)
     setup = make_setup(p, world, built, pick_device(p.job, world))
     emit(start_event(p, built, setup, world))
     for warning in p.data.split.get("warnings", []):  # e.g. a segment named like no label

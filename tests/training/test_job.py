@@ -85,3 +85,13 @@ def test_unreadable_job_files(tmp_path: Path) -> None:
     bad.write_text('{"model": "m",', encoding="utf-8")
     with pytest.raises(TrainingError, match="not valid JSON"):
         load_job(bad)
+
+
+def test_a_pretrained_backbone_is_a_local_file_for_a_fresh_start(tmp_path: Path) -> None:
+    (tmp_path / "bb.safetensors").write_bytes(b"x")
+    job = load_job(write(tmp_path, minimal(init="scratch", backbone_weights="bb.safetensors")))
+    assert job.backbone_weights == str(tmp_path / "bb.safetensors")
+    with pytest.raises(TrainingError, match="init.*scratch"):
+        load_job(write(tmp_path, minimal(backbone_weights="bb.safetensors")))
+    with pytest.raises(TrainingError, match="never downloads"):
+        load_job(write(tmp_path, minimal(init="scratch", backbone_weights="missing.pt")))

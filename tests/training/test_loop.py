@@ -128,3 +128,19 @@ def test_segmentation_and_detection_jobs_run_end_to_end(tmp_path: Path, model: s
         assert compare["candidate"]["per_case"].keys() == compare["current"]["per_case"].keys()
     else:
         assert epoch["val_loss"] is None  # torchvision's detector has no eval-mode loss
+
+
+def test_scratch_training_takes_a_local_pretrained_backbone_and_says_so(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    conv = torch.full((64, 3, 7, 7), 0.25)  # a recognisable "pretrained" first convolution
+    save_file({"conv1.weight": conv}, str(tmp_path / "resnet50.safetensors"))
+    manifest = SimpleNamespace(arch="lab2.resnet50_agesex", options={}, labels=["no", "yes"],
+                               id="x", version="1")
+    built = recipes.build_model(manifest, "scratch",
+                                backbone_weights=str(tmp_path / "resnet50.safetensors"))
+    assert torch.equal(built.model.backbone.conv1.weight, conv)
+    assert "backbone from" in built.message and "resnet50.safetensors" in built.message
+    assert "no pretrained backbone" in recipes.build_model(manifest, "scratch").message
