@@ -23,6 +23,7 @@ from typing import IO, Any
 from medviewer.core.atomic import write_text_atomic
 from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import Manifest, load_manifest
+from medviewer.inference.versions import active_version, next_version
 from medviewer.training.errors import TrainingCancelled, TrainingError
 from medviewer.training.job import Job, load_job
 
@@ -77,10 +78,6 @@ def resolve_model(job: Job) -> Manifest:
     try:
         if Path(job.model).is_dir():
             return load_manifest(job.model, verify=True)
-        try:
-            from medviewer.inference.versions import active_version
-        except ImportError:
-            from medviewer.inference.registry import find_model as active_version
         return load_manifest(active_version(job.model).folder, verify=True)
     except ModelError as exc:
         raise TrainingError(job.path, f"Model {job.model!r} cannot be used: {exc.reason} "
@@ -97,16 +94,6 @@ def default_run_dir(model_id: str) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
-
-
-def next_version(manifest: Manifest) -> str:
-    """The next free version of the model (versions.next_version; 1.0.0 -> 1.1.0)."""
-    try:
-        from medviewer.inference.versions import next_version as free
-    except ImportError:
-        major, minor = (manifest.version.split(".") + ["0"])[:2]
-        return f"{major}.{int(minor) + 1 if minor.isdigit() else 1}.0"
-    return free(manifest.id)
 
 
 def prepare(job_path: str | Path, world: Any) -> Prepared:
@@ -251,7 +238,7 @@ def export_candidate(p: Prepared, model: Any, built: Any, outcome: Any) -> Manif
     for key in ("format", "files", "onnx_inputs", "onnx_outputs", "lab", "task", "arch"):
         fields.pop(key, None)
     best = outcome.history[outcome.best_epoch - 1] if outcome.best_epoch else {}
-    fields["version"] = next_version(p.manifest)
+    fields["version"] = next_version(p.manifest.id)  # 1.0.0 -> 1.1.0, the next free one
     fields["metrics"] = {**best.get("metrics", {}), "split": "validation split of the "
                          f"training run {p.run_dir.name} (by patient; see split.json)"}
     fields["provenance"] = {
