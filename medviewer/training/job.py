@@ -174,7 +174,9 @@ def _parse(d: Any, path: str | Path | None, base: Path | None = None) -> Job:
         data=_parse_data(d["data"], path, base), init=c.choice("init", INITS, "current"),
         epochs=c.number("epochs", 3, integer=True, low=1),
         batch_size=c.number("batch_size", 8, integer=True, low=1),
-        lr=c.number("lr", 1e-3, integer=False, low=0.0, strict_low=True),
+        # fine-tuning a few corrected cases wants a tenth of a fresh start's rate
+        lr=c.number("lr", 1e-3 if d.get("init") == "scratch" else 1e-4, integer=False,
+                    low=0.0, strict_low=True),
         optimizer=c.choice("optimizer", OPTIMIZERS, None, none=True),
         schedule=c.choice("schedule", SCHEDULES, "cosine"),
         early_stopping=None if stop is None else _parse_stop(stop, path),

@@ -117,6 +117,7 @@ class RetrainDialog(QDialog):
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         form.addRow("Model", self.model_combo)
         self.init_combo = _combo(INITS)
+        self.init_combo.currentIndexChanged.connect(self._on_model_changed)
         form.addRow("Start from", self.init_combo)
         return box
 
@@ -190,14 +191,17 @@ class RetrainDialog(QDialog):
         return str(self.model_combo.currentData() or "")
 
     def _on_model_changed(self, _index: int = 0) -> None:
-        """Defaults of the model's recipe: detection trains with SGD, the rest with Adam."""
+        """Defaults of the model's recipe: detection trains with SGD, the rest with Adam;
+        fine-tuning takes a tenth of a fresh start's learning rate, so a few corrected cases
+        adjust the model instead of overwriting what it knew."""
         manifest = self.models.get(self.model_id)
         if manifest is None or not hasattr(self, "optimizer_combo"):
             return
         sgd = manifest.task == "detection"
         self.optimizer_combo.setCurrentIndex(list(OPTIMIZERS.values()).index(
             "sgd" if sgd else "adam"))
-        self.lr_spin.setValue(5e-3 if sgd else 1e-3)
+        fresh = self.init_combo.currentData() == "scratch"
+        self.lr_spin.setValue((5e-3 if sgd else 1e-3) * (1.0 if fresh else 0.1))
         self._check_matching_series()
 
     def refresh_series(self) -> None:

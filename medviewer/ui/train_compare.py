@@ -176,6 +176,7 @@ class CompareView(QWidget):
         self.verdict.setWordWrap(True)
         self.table = _table()
         self.plot = pg.PlotWidget()
+        _plain_numbers(self.plot)
         self.plot.setMinimumHeight(180)
         self.plot.addLegend(offset=(-10, 10))
         self.confusion_box = QGroupBox("Confusion matrices (rows: truth, columns: predicted)")
@@ -302,7 +303,14 @@ def _plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
         plot.setLabel("left", left)
     plot.addLegend(offset=(-10, 10))
     plot.showGrid(x=True, y=True, alpha=0.2)
+    _plain_numbers(plot)
     return plot
+
+
+def _plain_numbers(plot: pg.PlotWidget) -> None:
+    """Dice 0.94 reads 0.94, not 940 with an 'x0.001' unit prefix."""
+    for side in ("left", "bottom"):
+        plot.getAxis(side).enableAutoSIPrefix(False)
 
 
 def _points(plot: pg.PlotWidget, key: str, name: str) -> pg.PlotDataItem:

@@ -29,6 +29,8 @@ def test_defaults_fill_a_minimal_job(tmp_path: Path) -> None:
     assert job.data.demo == 4 and job.data["demo"] == 4 and job.data.val_fraction == 0.25
     assert job.early_stopping is not None and job.early_stopping.patience == 3
     assert job.path == str(tmp_path / "job.json")
+    assert job.lr == 1e-4  # fine-tuning
+    assert load_job(write(tmp_path, minimal(init="scratch"))).lr == 1e-3
 
 
 def test_round_trip_through_to_dict(tmp_path: Path) -> None:

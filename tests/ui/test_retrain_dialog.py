@@ -165,7 +165,9 @@ def test_the_form_becomes_the_job_and_lists_annotated_series(make_main_window, q
     items = dialog._series_items()
     assert [i.data(Qt.ItemDataRole.UserRole) for i in items] == [str(seg.parents[3])]
     assert items[0].checkState() == Qt.CheckState.Checked  # a CT for a CT model
+    assert dialog.job_from_form()["lr"] == pytest.approx(1e-4)  # fine-tuning: gentle
     dialog.init_combo.setCurrentIndex(dialog.init_combo.findData("scratch"))
+    assert dialog.job_from_form()["lr"] == pytest.approx(1e-3)
     dialog.patience_spin.setValue(0)
     dialog.epochs_spin.setValue(2)
     job = dialog.job_from_form()
