@@ -2,14 +2,15 @@
 
 `AnnotationSafety` belongs to the AnnotateController. Every `AUTOSAVE_MS` (30 s) and when
 another series opens, a series whose annotation changed since its last autosave is written to
-its workspace's `autosave.npz` in a worker (the core writes it atomically). A real save deletes
-it. After the window first shows, a worker looks for autosaves newer than their last real save
-in the recent data folders and the user folder; if any, the status bar says so, Annotate ->
-Recover Unsaved Annotations... is enabled and `prompt_recovery` (a non-modal message box;
-tests replace it) offers Restore / Discard. Restoring opens the series and puts the autosaved
-map back as ONE undo step, so Ctrl+Z returns to what was there before. Closing the window with
-unsaved edits calls `ask_unsaved` (Save / Discard / Cancel; tests replace it): with no screen
-to ask on (the offscreen platform) the edits are autosaved, so the next start offers them back.
+its workspace's `autosave.npz` in a worker (the core writes it atomically), rulers (the SR's
+distance lines) included. A real save deletes it. After the window first shows, a worker looks
+for autosaves newer than their last real save in the recent data folders and the user folder;
+if any, the status bar says so, Annotate -> Recover Unsaved Annotations... is enabled and
+`prompt_recovery` (a non-modal message box; tests replace it) offers Restore / Discard.
+Restoring opens the series, puts the autosaved map back as ONE undo step, so Ctrl+Z returns to
+what was there before, and draws its rulers again. Closing the window with unsaved edits calls
+`ask_unsaved` (Save / Discard / Cancel; tests replace it): with no screen to ask on (the
+offscreen platform) the edits are autosaved, so the next start offers them back.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from PySide6.QtWidgets import QMessageBox
 from medviewer.core.annotations import (
     AnnotationError,
     BoxSet,
+    DistanceLine,
     Recoverable,
     Workspace,
+    autosaved_lines,
     discard_autosave,
     find_recoverable,
     load_autosave,
@@ -46,8 +49,9 @@ SAVE, DISCARD, CANCEL, KEEP = "save", "discard", "cancel", "keep"
 
 # ----------------------------------------------------------------- worker tasks (no Qt)
 def autosave_task(_ctx: Any, volume: Any, labelmap: Any, boxes: BoxSet,
-                  model: str | None) -> Path:
-    return save_autosave(Workspace.for_series(volume), labelmap, boxes, model=model)
+                  model: str | None, lines: tuple[DistanceLine, ...] = ()) -> Path:
+    return save_autosave(Workspace.for_series(volume), labelmap, boxes, model=model,
+                         lines=lines)
 
 
 def find_task(_ctx: Any, folders: list[str]) -> list[Recoverable]:
@@ -78,12 +82,13 @@ def data_folder_of(item: Recoverable, folders: list[str]) -> Path | None:
     return None
 
 
-def _snapshot(annotation: Annotation) -> tuple[Any, BoxSet]:
-    """A copy the worker may read while the reader keeps painting."""
+def _snapshot(annotation: Annotation) -> tuple[Any, BoxSet, tuple[DistanceLine, ...]]:
+    """A copy the worker may read while the reader keeps painting (lines are frozen)."""
     labelmap = copy.copy(annotation.labelmap)
     labelmap.array = annotation.labelmap.array.copy()
     labelmap.table = copy.deepcopy(annotation.labelmap.table)
-    return labelmap, BoxSet(annotation.boxes.boxes, annotation.boxes.class_labels)
+    boxes = BoxSet(annotation.boxes.boxes, annotation.boxes.class_labels)
+    return labelmap, boxes, tuple(annotation.lines)
 
 
 class AnnotationSafety(QObject):
@@ -127,9 +132,9 @@ class AnnotationSafety(QObject):
             return False
         if annotation.history._pending is not None:
             return False  # mid-stroke: the next tick saves the whole stroke
-        labelmap, boxes = _snapshot(annotation)
+        labelmap, boxes, lines = _snapshot(annotation)
         annotation.autosaved_edits = annotation.edits
-        self.window.pool.start(autosave_task, volume, labelmap, boxes, annotation.model,
+        self.window.pool.start(autosave_task, volume, labelmap, boxes, annotation.model, lines,
                                on_result=lambda path: self._on_autosaved(annotation, path),
                                on_error=self._on_autosave_error)
         return True
@@ -257,10 +262,11 @@ class AnnotationSafety(QObject):
     def _apply(self, item: Recoverable, volume: Any) -> bool:
         try:
             labelmap, boxes = load_autosave(item.path, volume)
+            lines = autosaved_lines(item.path)
         except AnnotationError as exc:
             self.controller.show_error(exc.reason)
             return False
-        annotation = self.controller.restore_annotation(labelmap, boxes, item.model)
+        annotation = self.controller.restore_annotation(labelmap, boxes, item.model, lines)
         self._written[id(annotation)] = item.path
         self._drop(item)
         self.window.set_status("Unsaved annotations recovered: save them, or undo (Ctrl+Z)")
@@ -299,8 +305,9 @@ class AnnotationSafety(QObject):
         if volume is None or not self.needs_autosave(annotation):
             return
         try:
-            labelmap, boxes = _snapshot(annotation)
-            save_autosave(Workspace.for_series(volume), labelmap, boxes, model=annotation.model)
+            labelmap, boxes, lines = _snapshot(annotation)
+            save_autosave(Workspace.for_series(volume), labelmap, boxes, model=annotation.model,
+                          lines=lines)
         except AnnotationError as exc:
             log.warning("autosave on close failed: %s", exc.reason)
 

@@ -3,7 +3,8 @@
 Save (Ctrl+S) writes the label map as DICOM SEG and the boxes, class labels and the stack
 view's rulers (distance lines) as SR in the series' workspace, in a worker, recording the
 annotator (the OS user) and the model the work started from; opening a series reads them back
-the same way, in a worker, and draws the saved rulers again. `AnnotationStorage` is a part of
+the same way, in a worker, and draws the saved rulers again (not an edit: the series stays
+saved). Recovered work draws its autosaved rulers too. `AnnotationStorage` is a part of
 `AnnotateController` (a mixin), so `window.annotate.save()` stays the one name for it.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import getpass
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,9 +154,11 @@ class AnnotationStorage:
         return annotation
 
     def restore_annotation(self, labelmap: LabelMap | None, boxes: BoxSet,
-                           model: str | None) -> Annotation:
+                           model: str | None,
+                           lines: Iterable[DistanceLine] = ()) -> Annotation:
         """Put recovered work on the open series: the map as ONE undo step, the boxes and
-        class labels as another, so Ctrl+Z goes back to what was there before."""
+        class labels as another, so Ctrl+Z goes back to what was there before; the rulers are
+        drawn again (rulers are not undo steps)."""
         doc = self.document
         annotation = doc.ensure_annotation()
         if labelmap is not None:
@@ -171,6 +175,7 @@ class AnnotationStorage:
         if new or classes:
             self.box_edit(lambda current: set_classes(
                 current, classes, "recover boxes", current.add(*new).before))
+        self.boxes.restore_rulers(lines)
         annotation.model = annotation.model or model
         doc.labelmap_changed(None)
         self._sync_actions()

@@ -3,7 +3,10 @@
 Shapes are pyqtgraph ROIs in the view's millimetre coordinates; the numbers come from
 `core.geometry` (distance_mm, shape_mask, roi_stats) in image pixel coordinates, so the same
 figures are testable without a screen. A measurement belongs to one image of one plane and is
-hidden on the others; labels update live while a shape is dragged.
+hidden on the others; labels update live while a shape is dragged. The layer says when its
+shapes change: `sigMeasurementsChanged` (one added or removed) and
+`sigMeasurementChangeFinished(m)` (a drag that drew, moved or resized `m` ended), so a listener
+that keeps them (the annotation's rulers) counts one edit per drag, not one per mouse move.
 """
 
 from __future__ import annotations
@@ -157,6 +160,7 @@ class MeasurementLayer(QObject):
     """The measurements of one SliceView: creation by drag, selection, per-image visibility."""
 
     sigMeasurementsChanged = Signal()
+    sigMeasurementChangeFinished = Signal(object)  # the Measurement a drag drew or moved
 
     def __init__(self, view: SliceView) -> None:
         super().__init__(view)
@@ -164,7 +168,7 @@ class MeasurementLayer(QObject):
         self.items: list[Measurement] = []
         self.selected: Measurement | None = None
         self._drawing: Measurement | None = None
-        self._start: tuple[float, float] | None = None
+        self._start: tuple[float, float] | None = None  # where the shape being drawn began
 
     def add_distance(self, p0: tuple[float, float], p1: tuple[float, float],
                      k: int | None = None) -> DistanceMeasurement:
@@ -183,6 +187,7 @@ class MeasurementLayer(QObject):
         self.items.append(m)
         m.roi.sigRegionChangeStarted.connect(lambda *_: self.select(m))
         m.roi.sigClicked.connect(lambda *_: self.select(m))
+        m.roi.sigRegionChangeFinished.connect(lambda *_: self.sigMeasurementChangeFinished.emit(m))
         m.roi.setAcceptedMouseButtons(pg.QtCore.Qt.MouseButton.LeftButton)
         self.select(m)
         self.sigMeasurementsChanged.emit()
@@ -205,8 +210,14 @@ class MeasurementLayer(QObject):
             self.remove(self.selected)
 
     def clear(self) -> None:
+        self._drawing = self._start = None
         for m in list(self.items):
             self.remove(m)
+
+    @property
+    def drawing(self) -> bool:
+        """A shape is being drawn with the mouse: its edit is the drag's end, not its start."""
+        return self._start is not None
 
     def show_slice(self, k: int) -> None:
         """Only the measurements of image k are visible; their numbers follow the time point."""
@@ -229,4 +240,5 @@ class MeasurementLayer(QObject):
         else:
             self._drawing.set_corners(self._start, (x, y))
         if ev.isFinish():
-            self._drawing = None
+            drawn, self._drawing, self._start = self._drawing, None, None
+            self.sigMeasurementChangeFinished.emit(drawn)

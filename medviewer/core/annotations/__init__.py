@@ -7,6 +7,7 @@ and class labels as DICOM SR (TID 1500) with a JSON sidecar; a workspace beside 
 
 from medviewer.core.annotations.autosave import (
     Recoverable,
+    autosaved_lines,
     discard_autosave,
     find_recoverable,
     load_autosave,
@@ -53,7 +54,7 @@ from medviewer.core.annotations.tools import (
 from medviewer.core.annotations.workspace import FoundAnnotation, Workspace
 
 __all__ = [
-    "Recoverable", "discard_autosave", "find_recoverable", "load_autosave",
+    "Recoverable", "autosaved_lines", "discard_autosave", "find_recoverable", "load_autosave",
     "read_autosave_record", "save_autosave",
     "Box", "History", "Label", "LabelMap", "LabelTable", "accept_prediction", "brush",
     "brush_stroke", "erase", "fill_between_slices", "flood_fill", "keep_largest",

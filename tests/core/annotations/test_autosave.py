@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ import pytest
 
 from medviewer.core.annotations import autosave
 from medviewer.core.annotations.autosave import (
+    autosaved_lines,
     discard_autosave,
     find_recoverable,
     load_autosave,
@@ -21,6 +23,7 @@ from medviewer.core.annotations.boxes import (
     BoxSet,
     ClassLabel,
     boxes_from_model,
+    distance_line,
     model_source,
 )
 from medviewer.core.annotations.labelmap import LabelMap
@@ -76,6 +79,54 @@ def test_boxes_only_round_trip(volume):
     _, boxset = _edited(volume)
     labelmap, boxes = load_autosave(save_autosave(ws, None, boxset), volume)
     assert labelmap is None and boxes.boxes == boxset.boxes
+
+
+def _rewrite_record(path: Path, change) -> None:
+    """Edit an autosave's JSON record in place (an older or a damaged writer)."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    record = json.loads(arrays["record"].tobytes().decode("utf-8"))
+    change(record)
+    arrays["record"] = np.frombuffer(json.dumps(record).encode("utf-8"), np.uint8)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def test_rulers_round_trip_beside_the_map_and_boxes(volume):
+    labelmap, boxset = _edited(volume)
+    lines = [distance_line(volume, 3, (10.25, 12.5), (40.0, 33.75)),
+             distance_line(volume, 7, (1.0, 2.0), (3.0, 60.5), label="long axis")]
+    path = save_autosave(Workspace.for_series(volume), labelmap, boxset, lines=iter(lines))
+    back = autosaved_lines(path)
+    assert back == lines  # slice, both ends as tuples, length, label, SOP and uid
+    assert isinstance(back[0].start, tuple) and back[0].sop_instance_uid
+    back_map, boxes = load_autosave(path, volume)  # the old two-part answer is unchanged
+    np.testing.assert_array_equal(back_map.array, labelmap.array)
+    assert boxes.boxes == boxset.boxes
+    only_rulers = save_autosave(Workspace.for_series(volume), None, None, lines=lines[:1])
+    assert autosaved_lines(only_rulers) == lines[:1]
+    assert load_autosave(only_rulers, volume)[0] is None
+
+
+def test_an_autosave_written_before_rulers_still_loads(volume):
+    labelmap, boxset = _edited(volume)
+    path = save_autosave(Workspace.for_series(volume), labelmap, boxset)
+    _rewrite_record(path, lambda record: record.pop("lines"))
+    assert "lines" not in autosave.read_autosave_record(path)
+    assert autosaved_lines(path) == []
+    back_map, boxes = load_autosave(path, volume)
+    np.testing.assert_array_equal(back_map.array, labelmap.array)
+    assert boxes.boxes == boxset.boxes
+
+
+def test_a_damaged_ruler_is_refused_and_left_untouched(volume):
+    line = distance_line(volume, 3, (10.0, 12.0), (40.0, 33.0))
+    path = save_autosave(Workspace.for_series(volume), None, None, lines=[line])
+    _rewrite_record(path, lambda record: record["lines"][0].pop("end"))
+    before = path.read_bytes()
+    with pytest.raises(AnnotationError, match="rulers are damaged"):
+        autosaved_lines(path)
+    assert path.read_bytes() == before
 
 
 def test_another_series_is_refused(volume):
