@@ -80,6 +80,9 @@ class AnnotationState:
         self._annotation_key: object = None
         self.selected_box: str | None = None  # uid of the box the box tool has picked
         self._unsaved: OrderedDict[object, Annotation] = OrderedDict()
+        # the volume whose saved SEG / SR are being read: no edits until they are on it, or a
+        # save made meanwhile would replace them with the new strokes alone
+        self.loading_annotations_of: Any = None
 
     # ----------------------------------------------------------------- series changes
     def _sync_annotations(self, volume: Any) -> None:
@@ -113,6 +116,8 @@ class AnnotationState:
             return "Open a series first."
         if volume.is_4d or volume.is_colour:
             return "Label maps are drawn on 3D grey-level series."
+        if self.loading_annotations_of is volume:
+            return "Reading this series' saved annotations\u2026 edit them in a moment."
         return None
 
     def ensure_annotation(self) -> Annotation:

@@ -211,14 +211,23 @@ class AnnotationStorage:
         if not has_saved_annotations(volume):  # a few stat calls: no worker, no busy bar
             self.sigLoaded.emit(None)
             return
+        doc.loading_annotations_of = volume  # edits wait: see AnnotationState
+        self._sync_actions()
         self.window.tasks.start("annotate-load", load_task, volume,
                                 on_result=lambda a: self._on_loaded(volume, a),
-                                on_error=self._on_load_error)
+                                on_error=lambda exc: self._on_load_error(exc, volume))
+
+    def _loading_done(self, volume: Any) -> None:
+        doc = self.document
+        if doc.loading_annotations_of is volume:
+            doc.loading_annotations_of = None
+            self._sync_actions()
 
     def _on_loaded(self, volume: Any, annotation: Annotation | None) -> None:
         doc = self.document
+        self._loading_done(volume)
         if doc.volume is not volume or doc.annotation is not None:
-            return  # another series opened, or the reader started painting meanwhile
+            return  # another series opened (its own load runs), or work was recovered
         if annotation is not None:
             doc.set_annotation(annotation)
             self.boxes.show_rulers(annotation.lines)
@@ -227,6 +236,7 @@ class AnnotationStorage:
             self.window.set_status("Saved annotations of this series loaded")
         self.sigLoaded.emit(annotation)
 
-    def _on_load_error(self, exc: BaseException) -> None:
+    def _on_load_error(self, exc: BaseException, volume: Any = None) -> None:
+        self._loading_done(volume)
         reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
         self.show_error(f"Could not read this series' annotations: {reason}")

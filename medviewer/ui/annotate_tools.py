@@ -56,7 +56,7 @@ class AnnotateMouse:
         """Whether a left-button press here edits the label map (an annotate tool is on)."""
         doc = self.view.document
         return doc.annotate_tool is not None and self.view.plane_name == "stack" \
-            and doc.volume is not None
+            and doc.can_annotate() is None  # e.g. saved annotations still being read
 
     # ----------------------------------------------------------------- coordinates
     def voxel_at(self, scene_pos: QPointF) -> Point:

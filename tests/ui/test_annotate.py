@@ -212,3 +212,32 @@ def test_unsaved_edits_survive_a_trip_to_another_series(window, qtbot, tmp_path,
     assert doc.labelmap is None and doc.annotate_tool == "brush"
     _open(win, qtbot, ct_series_dir)
     assert np.array_equal(doc.labelmap.array, painted) and doc.history.can_undo
+
+
+def test_no_edit_before_the_saved_annotations_are_read(window, qtbot, tmp_path, monkeypatch,
+                                                        ct_series_dir):
+    """A stroke made while the saved SEG is read would, once saved, replace it: edits wait."""
+    import threading
+
+    from medviewer.ui import annotate_storage
+
+    win, doc, ctl = window, window.document, window.annotate
+    doc.add_label("lesion")
+    ctl.set_tool("brush")
+    ctl.set_brush(radius_mm=RADIUS)
+    _, painted = _paint(win, [(20, 20), (40, 40)])
+    with qtbot.waitSignal(ctl.sigSaved, timeout=10_000):
+        ctl.save()
+    voxels, _ = syn.ct_chest_phantom((6, 64, 64), (5.0, 5.5, 5.5), seed=4)
+    syn.write_series(tmp_path / "other", voxels, spacing=(5.0, 5.5, 5.5), seed=9)
+    _open(win, qtbot, tmp_path / "other")
+    release, real_load = threading.Event(), annotate_storage.load_task
+    monkeypatch.setattr(annotate_storage, "load_task",
+                        lambda *a: (release.wait(10), real_load(*a))[1])
+    _open(win, qtbot, ct_series_dir)  # back to the saved series: its SEG is being read
+    assert "saved annotations" in (doc.can_annotate() or "")
+    assert not win.viewer.single_view.annotate_mouse.active
+    assert ctl._edit("Keep largest", lambda *a: None) is None  # commands wait too
+    with qtbot.waitSignal(ctl.sigLoaded, timeout=10_000):
+        release.set()
+    assert doc.can_annotate() is None and np.array_equal(doc.labelmap.array, painted)
