@@ -145,6 +145,9 @@ def test_a_corrected_segmentation_names_its_annotator(tmp_path, volume):
     auto = hd.seg.segread(write_seg(labels, volume, ["background", "lesion"],
                                     tmp_path / "a.dcm"))
     assert auto.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    login = hd.seg.segread(write_seg(labels, volume, ["background", "lesion"],
+                                     tmp_path / "l.dcm", annotator="jdoe"))
+    assert str(login.ContentCreatorName) == "jdoe^"  # an OS login: one name component
 
 
 def test_colours_and_codes_come_back_in_the_label_table(volume, tmp_path):

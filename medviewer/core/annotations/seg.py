@@ -41,6 +41,13 @@ class AnnotationError(Exception):
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
 
+def person_name(annotator: str) -> str:
+    """A name as typed ('Jane Doe', an OS login) as a one-component DICOM PN ('Jane Doe^');
+    'Doe^Jane' stays as it is."""
+    name = annotator.replace("\\", " ").strip()[:60] or "anonymous"
+    return name if "^" in name else f"{name}^"
+
+
 def property_codes(name: str) -> tuple[Any, Any]:
     """SNOMED (category, type) for a label name: lung -> Lung, nodule -> Nodule, else Tissue."""
     from pydicom.sr.codedict import codes
@@ -158,7 +165,7 @@ def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: s
             segment_descriptions=segment_descriptions(labels, colours, algorithm,
                                                       edited=annotator is not None,
                                                       codes_of=codes),
-            content_creator_name=annotator[:64] if annotator else None,
+            content_creator_name=person_name(annotator) if annotator else None,
             series_instance_uid=hd.UID(), series_number=series_number,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer=manufacturer,
             manufacturer_model_name=f"{algorithm[0]}"[:64], software_versions=__version__,

@@ -40,7 +40,7 @@ from medviewer.core.annotations.boxes import (
     ClassLabel,
     DistanceLine,
 )
-from medviewer.core.annotations.seg import DEFAULT_MANUFACTURER, AnnotationError
+from medviewer.core.annotations.seg import DEFAULT_MANUFACTURER, AnnotationError, person_name
 from medviewer.core.atomic import atomic_file, write_text_atomic
 
 SIDECAR_FORMAT = "medviewer-annotations"
@@ -202,7 +202,7 @@ def _observers(annotator: str, model: str | None) -> Any:
     person = hd.sr.ObserverContext(
         observer_type=codes.DCM.Person,
         observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-            name=_person_name(annotator)))
+            name=person_name(annotator)))
     device = None
     if model:
         name, _, version = model.removeprefix("model:").rpartition("@")
@@ -213,12 +213,6 @@ def _observers(annotator: str, model: str | None) -> Any:
                 model_name=version[:64] or None, manufacturer_name=DEFAULT_MANUFACTURER))
     return hd.sr.ObservationContext(observer_person_context=person,
                                     observer_device_context=device)
-
-
-def _person_name(annotator: str) -> str:
-    """A name as typed ('Jane Doe') as a one-component DICOM PN; 'Doe^Jane' stays as it is."""
-    name = annotator.replace("\\", " ").strip()[:60] or "anonymous"
-    return name if "^" in name else f"{name}^"
 
 
 def _document(volume: Any, groups: list[Any], evidence: list[Any], annotator: str,
