@@ -213,3 +213,17 @@ def test_a_foreign_seg_repeating_a_segment_name_still_gets_a_table(volume, tmp_p
     _, table = read_seg_table(path, volume)
     assert [lab.name for lab in table] == ["Lesion", "lesion (2)"]
     assert all(lab.colour.startswith("#") for lab in table)
+
+
+def test_a_legacy_multi_frame_source_is_refused_with_the_reason(tmp_path):
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    shutil.copy(get_testdata_file("rtdose.dcm"), tmp_path / "rtdose.dcm")
+    volume = load_series(scan(tmp_path, cache=False).all_series()[0])
+    labels = np.zeros(volume.voxels.shape, np.uint8)
+    labels[1, 2:5, 2:5] = 1
+    with pytest.raises(AnnotationError, match="legacy multi-frame RTDOSE"):
+        write_seg(labels, volume, ["background", "dose"], tmp_path / "out" / "seg.dcm")
+    assert not (tmp_path / "out" / "seg.dcm").exists()

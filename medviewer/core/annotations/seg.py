@@ -122,7 +122,14 @@ def _source_datasets(volume: Any, slices: list[int]) -> tuple[list[Any], list[in
     if len(set(paths)) == len(paths):  # one file per slice: the common case
         return [_read_header(pydicom, p) for p in paths], list(range(len(slices)))
     if len(set(paths)) == 1:  # one multi-frame file: the SEG frames follow its frame numbers
-        return [_read_header(pydicom, paths[0])], [sources[k].frame for k in slices]
+        header = _read_header(pydicom, paths[0])
+        if "SharedFunctionalGroupsSequence" not in header:
+            kind = f"{header.get('Modality', '')} image".strip()
+            raise AnnotationError(paths[0], f"This is a legacy multi-frame {kind} (no "
+                                  "functional groups): a DICOM SEG can reference single-frame "
+                                  "or enhanced multi-frame images only. Convert the series to "
+                                  "single frames to save a segmentation of it.")
+        return [header], [sources[k].frame for k in slices]
     raise AnnotationError(paths[0], "This series mixes multi-frame and single-frame files; a "
                           "segmentation of it cannot be saved as one DICOM SEG.")
 
