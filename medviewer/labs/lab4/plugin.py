@@ -12,8 +12,6 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from medviewer.inference.errors import ModelError
-from medviewer.inference.metrics import per_label_scores
 from medviewer.inference.pipelines import SliceSegmenter
 from medviewer.inference.registry import Plugin
 from medviewer.inference.results import Result
@@ -108,22 +106,6 @@ class ChestSegmenter(SliceSegmenter):
             result.label_map = np.zeros(voxels.shape[:3], np.uint8)
         logits = outputs[self.manifest.onnx_outputs[0]]
         result.label_map[batch] = upsample_labels(logits, voxels.shape[1:3])
-
-
-def compare_with_mask(result: Result, mask: np.ndarray) -> dict[str, dict[str, float]]:
-    """Dice and IoU per label of a segmentation result against an existing label map.
-
-    Only the slices the model ran on count, so a one-slice run is not penalised for the rest.
-    """
-    if result.label_map is None:
-        raise ModelError(None, f"{result.title or result.model_id} gave no label map to "
-                         "compare; run a segmentation model first.")
-    if mask.shape != result.label_map.shape:
-        raise ModelError(None, f"The mask ({'x'.join(map(str, mask.shape))}) is not on this "
-                         f"series' grid ({'x'.join(map(str, result.label_map.shape))}); pick "
-                         "the mask drawn on this series.")
-    rows = result.slice_indices or list(range(mask.shape[0]))
-    return per_label_scores(result.label_map[rows], mask[rows], result.labels)
 
 
 PLUGIN = Plugin(name="lab4", lab=4, title="Lab 4: segmentation (U-Net, FCN-8s)",
