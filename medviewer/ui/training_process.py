@@ -213,7 +213,7 @@ class TrainingProcess(QObject):
         self._stdout_tail = b""
         self._stderr_tail = b""
         self._cancelled = False
-        self._ended = False
+        self._ended = self._crashed = False
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill)
@@ -320,10 +320,11 @@ class TrainingProcess(QObject):
         self.sigEvent.emit(event)
 
     # ----------------------------------------------------------------- the end
-    def _on_finished(self, exit_code: int, _exit_status: Any = None) -> None:
+    def _on_finished(self, exit_code: int, exit_status: Any = None) -> None:
         if self._ended:
             return
         self._ended = True
+        self._crashed = exit_status == QProcess.ExitStatus.CrashExit
         self._kill_timer.stop()
         self._read_stdout()
         self._read_stderr()
@@ -353,6 +354,10 @@ class TrainingProcess(QObject):
         lines = [line for line in self.stderr_text.splitlines() if line.strip()]
         if lines:
             return lines[-1].strip()
+        if self._crashed:
+            return ("The training process was killed before it finished (by the system, e.g. "
+                    "out of memory, or by another program). Nothing was published; try a "
+                    "smaller batch size.")
         if exit_code == 0:
             return "The training process ended without finishing its run (no 'done' event)."
         return f"The training process ended with exit code {exit_code} and no message."

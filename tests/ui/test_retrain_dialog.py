@@ -142,6 +142,22 @@ def test_cancel_ends_the_child_and_publishes_nothing(dialog, qtbot, monkeypatch)
     assert not dialog.tabs.isTabEnabled(1) and _store() == before
 
 
+def test_a_child_killed_from_outside_says_so(dialog, qtbot, monkeypatch):
+    """The system's out-of-memory killer sends SIGKILL: no error event, no stderr."""
+    import signal
+
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "slow")
+    before = _store()
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: len(dialog.history.step_loss) >= 1, timeout=15_000)
+    pid = int((dialog.job_path.parent / "fake.pid").read_text())
+    with qtbot.waitSignal(dialog.sigRunFinished, timeout=10_000) as blocker:
+        os.kill(pid, signal.SIGKILL)
+    assert blocker.args == ["failed"]
+    assert "killed before it finished" in dialog.status_label.text()
+    assert dialog.start_button.isEnabled() and _store() == before
+
+
 def test_a_failing_child_shows_its_message(dialog, qtbot, monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "fail")
     assert _run(dialog, qtbot) == "failed"
