@@ -239,8 +239,11 @@ def export_candidate(p: Prepared, model: Any, built: Any, outcome: Any) -> Manif
         fields.pop(key, None)
     best = outcome.history[outcome.best_epoch - 1] if outcome.best_epoch else {}
     fields["version"] = next_version(p.manifest.id)  # 1.0.0 -> 1.1.0, the next free one
-    fields["metrics"] = {**best.get("metrics", {}), "split": "validation split of the "
-                         f"training run {p.run_dir.name} (by patient; see split.json)"}
+    summary = split_summary(p.data)
+    fields["metrics"] = {**best.get("metrics", {}), "n": summary["validation_samples"],
+                         "split": f"validation split of training run {p.run_dir.name}: "
+                         f"{summary['validation_cases']} cases of "
+                         f"{summary['validation_patients']} patients (split.json)"}
     fields["provenance"] = {
         "command": f"medviewer train {p.job.path}", "job": p.job.to_dict(),
         "init": built.init, "from": f"{p.manifest.id} {p.manifest.version}",

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 ORIGIN_TEXT = {"shipped": "shipped (read-only)", "user": "your model store",
                "other": "MEDVIEWER_MODELS_DIR"}
-FIXED_COLUMNS = ("Version", "Source", "In use", "Created")
+FIXED_COLUMNS = ("Version", "Source", "In use", "Created", "Measured on")
 MAX_METRICS = 10
 DATE_KEYS = ("created", "date", "finished", "trained_at", "exported_at", "time")
 SUMMARY_KEYS = ("init", "from_version", "epochs", "data", "job", "command", "pretrained")
@@ -49,9 +49,19 @@ ACTIVE_TEXT = "\u2713 active"
 
 # ----------------------------------------------------------------------- what a row says
 def scalar_metrics(manifest: Any) -> dict[str, float]:
-    """The manifest's held-out numbers (not nested tables, texts or flags)."""
+    """The manifest's held-out numbers (not nested tables, texts, flags, the sample count
+    or training-set figures, which are no held-out evidence)."""
     return {k: v for k, v in manifest.metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)}
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "n"
+            and "train" not in k}
+
+
+def measured_on(manifest: Any) -> str:
+    """Where the numbers come from: versions measured on different splits do not compare
+    down a column, so the table says so on every row."""
+    split, n = manifest.metrics.get("split", ""), manifest.metrics.get("n")
+    text = f"n {n}: {split}" if n is not None else str(split)
+    return text if len(text) <= 60 else text[:59] + "\u2026"
 
 
 def metric_columns(rows: list[ModelVersion]) -> list[str]:
@@ -210,6 +220,7 @@ class VersionsDialog(QDialog):
                 (ORIGIN_TEXT.get(row.origin, row.origin), str(row.folder)),
                 (ACTIVE_TEXT if row.active else "", ""),
                 (created(row), ""),
+                (measured_on(row.manifest), str(split)),
                 *[(_number(values[m]) if m in values else "", str(split)) for m in metrics],
                 (provenance_summary(row.manifest.provenance), provenance)]
 

@@ -174,7 +174,9 @@ def test_the_table_has_one_row_per_version_of_any_model(make_main_window, store)
     dialog = window.model_menu.open_versions("lab4-chest-unet")
     assert dialog.model_id == "lab4-chest-unet"
     assert dialog.table.rowCount() == 1 and dialog.table.columnCount() > len(FIXED_COLUMNS)
-    assert "dice_lung" in [dialog.table.horizontalHeaderItem(c).text()
-                           for c in range(dialog.table.columnCount())]
+    headers = [dialog.table.horizontalHeaderItem(c).text()
+               for c in range(dialog.table.columnCount())]
+    assert "dice_lung" in headers and "final_train_loss" not in headers  # held-out only
+    assert _column(dialog, "Measured on")[0].startswith("n 716: 16 random phantoms")
     ids = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
     assert {LAB1, "lab4-chest-unet", "lab5-heart-frcnn"} <= set(ids)
