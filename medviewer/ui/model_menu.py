@@ -23,10 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RETRAIN_MODULE = "medviewer.ui.retrain_dialog"
 AI_MENU_TEXT = "&AI"  # the Model menu goes right after it
-NO_RETRAIN_TEXT = ("Retraining is not available in this installation (no retrain dialog); "
-                   "reinstall MedViewer with its training dependencies.")
 
 
 def models_changed(window: MainWindow) -> None:
@@ -89,13 +86,8 @@ class ModelMenu(QObject):
             dialog.raise_()
             dialog.activateWindow()
             return dialog
-        try:
-            from medviewer.ui.retrain_dialog import RetrainDialog
-        except ModuleNotFoundError as exc:
-            if exc.name != RETRAIN_MODULE:
-                raise
-            self.window.set_status(NO_RETRAIN_TEXT)
-            return None
+        from medviewer.ui.retrain_dialog import RetrainDialog  # pyqtgraph plots: on demand
+
         self.retrain_dialog = RetrainDialog(self.window, model_id=self.chosen_model())
         self.retrain_dialog.show()
         return self.retrain_dialog
@@ -118,7 +110,7 @@ class ModelMenu(QObject):
     def shutdown(self) -> None:
         """The window is closing: a training child must not outlive the viewer."""
         dialog = self.retrain_dialog
-        if _alive(dialog) and hasattr(dialog, "shutdown"):
+        if _alive(dialog):
             dialog.shutdown()
 
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-import types
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog
 
 from medviewer.core.dicom import scan
 from medviewer.inference import manifest as mf
@@ -133,40 +130,19 @@ def test_the_model_menu_follows_the_ai_menu(make_main_window, store):
     assert texts == ["&Retrain\u2026", "&Versions\u2026"]
 
 
-class FakeRetrain(QDialog):
-    made: list[tuple] = []
-
-    def __init__(self, window, model_id=None):
-        super().__init__(window)
-        self.shut = False
-        FakeRetrain.made.append((window, model_id))
-
-    def shutdown(self) -> None:
-        self.shut = True
-
-
-def test_retrain_opens_the_dialog_for_the_chosen_model(make_main_window, store, monkeypatch):
-    fake = types.ModuleType(model_menu.RETRAIN_MODULE)
-    fake.RetrainDialog = FakeRetrain
-    monkeypatch.setitem(sys.modules, model_menu.RETRAIN_MODULE, fake)
+def test_retrain_opens_the_dialog_for_the_chosen_model(make_main_window, store, qtbot):
     window = make_main_window()
     window.ai.choose(LAB1)
-    FakeRetrain.made.clear()
     window.model_menu.retrain_action.trigger()
-    assert FakeRetrain.made == [(window, LAB1)]
-    assert window.model_menu.retrain_dialog.isVisible()
+    dialog = window.model_menu.retrain_dialog
+    qtbot.add_widget(dialog)
+    assert dialog.isVisible() and dialog.model_id == LAB1
+    dialog.hide()
     window.model_menu.retrain_action.trigger()
-    assert len(FakeRetrain.made) == 1, "an open dialog is raised, not made twice"
-    window.model_menu.shutdown()  # what closing the window should call
-    assert window.model_menu.retrain_dialog.shut
-
-
-def test_retrain_without_the_dialog_says_so(make_main_window, store, monkeypatch):
-    monkeypatch.setitem(sys.modules, model_menu.RETRAIN_MODULE, None)  # import fails
-    window = make_main_window()
-    window.model_menu.retrain_action.trigger()
-    assert window.model_menu.retrain_dialog is None
-    assert window.status_label.text() == model_menu.NO_RETRAIN_TEXT
+    assert window.model_menu.retrain_dialog is dialog, "one dialog per window, shown again"
+    assert dialog.isVisible()
+    window.model_menu.shutdown()  # what closing the window calls
+    assert not dialog.process.running
 
 
 def test_the_table_has_one_row_per_version_of_any_model(make_main_window, store):
