@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QCoreApplication, Qt, Signal
+from PySide6.QtCore import QCoreApplication, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QListWidget,
     QListWidgetItem,
     QPushButton,
     QSpinBox,
@@ -37,15 +36,14 @@ from medviewer.inference import Manifest, ModelError, list_models
 from medviewer.inference.versions import publish
 from medviewer.ui.guard import guarded
 from medviewer.ui.model_menu import models_changed
+from medviewer.ui.retrain_series import SeriesPicker
 from medviewer.ui.train_compare import CompareView, ProgressView, load_compare
 from medviewer.ui.training_process import (
     CANCELLED,
     FINISHED,
     RunHistory,
     TrainingProcess,
-    annotated_series,
     describe_event,
-    series_folder,
     write_job,
 )
 
@@ -124,10 +122,7 @@ class RetrainDialog(QDialog):
     def _data_box(self) -> QGroupBox:
         box = QGroupBox("Training data")
         form = QFormLayout(box)
-        self.series_list = QListWidget()
-        self.series_list.setWordWrap(True)
-        self.series_list.setMinimumHeight(90)
-        self.series_list.setToolTip("Series whose saved annotations (SEG / SR) are the truth")
+        self.series_list = SeriesPicker()
         add = QPushButton("Add folder\u2026")
         add.clicked.connect(self.add_folder_dialog)
         form.addRow(self.series_list)
@@ -205,46 +200,18 @@ class RetrainDialog(QDialog):
         self._check_matching_series()
 
     def refresh_series(self) -> None:
-        """List the open study's annotated series (checked when the model reads them) and
-        the folders added by hand; call again when the study or its annotations changed."""
-        added = [(i.text(), i.data(Qt.ItemDataRole.UserRole)) for i in self._series_items()
-                 if i.data(Qt.ItemDataRole.UserRole + 2)]
-        self.series_list.clear()
-        for text, folder in added:
-            self._add_series_item(text, folder, by_hand=True)
-        for series, kinds in annotated_series(getattr(self.main_window, "scan_result", None)):
-            text = (f"{series.modality} {series.description or series.series_instance_uid} "
-                    f"[{series.patient_key}] ({', '.join(k.upper() for k in kinds)})")
-            self._add_series_item(text, series_folder(series), series.modality)
-        if self.series_list.count() == 0:
-            placeholder = QListWidgetItem("No annotated series in the open study: save "
-                                          "corrections first, add a folder, or use demo cases")
-            placeholder.setFlags(Qt.ItemFlag.NoItemFlags)
-            self.series_list.addItem(placeholder)
-        self._check_matching_series()
+        """List the open study's annotated series again (after a save, another study)."""
+        self.series_list.refresh(getattr(self.main_window, "scan_result", None), self._reads())
 
-    def _add_series_item(self, text: str, folder: str, modality: str = "",
-                         by_hand: bool = False) -> None:
-        item = QListWidgetItem(text)
-        item.setData(Qt.ItemDataRole.UserRole + 2, by_hand)
-        item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
-        item.setData(Qt.ItemDataRole.UserRole, folder)
-        item.setData(Qt.ItemDataRole.UserRole + 1, modality)
-        item.setToolTip(folder)
-        item.setCheckState(Qt.CheckState.Checked)
-        self.series_list.addItem(item)
+    def _reads(self) -> set[str]:
+        manifest = self.models.get(self.model_id)
+        return set(manifest.input.modalities) if manifest is not None else set()
 
     def _check_matching_series(self) -> None:
-        manifest = self.models.get(self.model_id)
-        reads = set(manifest.input.modalities) if manifest is not None else set()
-        for item in self._series_items():
-            modality = item.data(Qt.ItemDataRole.UserRole + 1)
-            fits = not reads or not modality or modality in reads
-            item.setCheckState(Qt.CheckState.Checked if fits else Qt.CheckState.Unchecked)
+        self.series_list.check_matching(self._reads())
 
     def _series_items(self) -> list[QListWidgetItem]:
-        items = (self.series_list.item(i) for i in range(self.series_list.count()))
-        return [i for i in items if i.data(Qt.ItemDataRole.UserRole)]
+        return self.series_list.series_items()
 
     @guarded
     def add_folder_dialog(self) -> None:
@@ -253,17 +220,14 @@ class RetrainDialog(QDialog):
             self.add_folder(folder)
 
     def add_folder(self, folder: str | Path) -> None:
-        """A series folder chosen by hand: its workspace annotations become training data."""
-        self._add_series_item(f"{Path(folder).name} (folder)", str(Path(folder).resolve()),
-                              by_hand=True)
+        self.series_list.add_folder(folder)
 
     def job_from_form(self) -> dict[str, Any]:
         """The job file's content (training contract) from the widgets, nothing else."""
-        folders = [i.data(Qt.ItemDataRole.UserRole) for i in self._series_items()
-                   if i.checkState() == Qt.CheckState.Checked]
+        folders = self.series_list.checked_folders()
         patience = self.patience_spin.value()
         job = {"model": self.model_id, "init": self.init_combo.currentData(),
-               "data": {"series": list(dict.fromkeys(folders)), "demo": self.demo_spin.value(),
+               "data": {"series": folders, "demo": self.demo_spin.value(),
                         "max_cases": None, "val_fraction": round(self.val_spin.value(), 4),
                         "split_seed": self.seed_spin.value()},
                "epochs": self.epochs_spin.value(), "batch_size": self.batch_spin.value(),
@@ -367,16 +331,26 @@ class RetrainDialog(QDialog):
         return Path(str(done["candidate"])) if done.get("candidate") else None
 
     @guarded
-    def use_candidate(self) -> Manifest | None:
-        """Publish the candidate as the model's active version and switch the viewer to it."""
+    def use_candidate(self) -> bool:
+        """Publish the candidate as the model's active version (checksums and a copy of a
+        model folder: in a worker) and switch the viewer to it; sigPublished when done."""
         folder = self.candidate_folder
         if folder is None:
-            return None
-        try:
-            manifest = publish(folder)
-        except ModelError as exc:
-            self._status(f"Could not use this version: {exc.reason}")
-            return None
+            return False
+        self.use_button.setEnabled(False)
+        self.discard_button.setEnabled(False)
+        self._status("Publishing the new version\u2026")
+        self.main_window.pool.start(lambda _ctx: publish(folder), on_result=self._published,
+                                    on_error=self._publish_failed)
+        return True
+
+    def _publish_failed(self, exc: BaseException) -> None:
+        reason = exc.reason if isinstance(exc, ModelError) else str(exc)
+        self._status(f"Could not use this version: {reason}")
+        self.use_button.setEnabled(True)
+        self.discard_button.setEnabled(True)
+
+    def _published(self, manifest: Manifest) -> None:
         models_changed(self.main_window)
         self.reload_models()
         self._set_running(False, ended=False)
@@ -384,7 +358,6 @@ class RetrainDialog(QDialog):
         self._status(text + ".")
         self.main_window.set_status(text)
         self.sigPublished.emit(manifest)
-        return manifest
 
     def discard(self) -> None:
         """Keep the current version; the run folder stays for reading, the store untouched."""
