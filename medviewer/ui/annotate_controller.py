@@ -48,6 +48,7 @@ class AnnotateController(AnnotationStorage, QObject):
 
     sigSaved = Signal(object)  # list of saved paths
     sigLoaded = Signal(object)  # the Annotation read back, or None
+    sigImported = Signal(object)  # the path of a SEG made elsewhere, now editable labels
     sigFailed = Signal(str)
 
     def __init__(self, window: MainWindow) -> None:
@@ -106,6 +107,7 @@ class AnnotateController(AnnotationStorage, QObject):
         m.addSeparator()
         self.accept_action = self._action(m, "Accept AI Prediction", self.accept_prediction)
         self.save_action = self._action(m, "&Save Annotations", self.save, "Ctrl+S")
+        self._action(m, "Import DICOM SEG\u2026", self.import_seg_dialog)
         self.recover_action = self._action(m, "Recover Unsaved Annotations\u2026",
                                            lambda: self.safety.recover_from_menu())
         self.recover_action.setEnabled(False)

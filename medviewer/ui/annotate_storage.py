@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PySide6.QtWidgets import QFileDialog
 
 from medviewer.core.annotations import (
     AnnotationError,
@@ -28,7 +29,9 @@ from medviewer.core.annotations import (
     LabelMap,
     LabelTable,
     Workspace,
+    accept_prediction,
     discard_autosave,
+    read_seg_table,
 )
 from medviewer.core.annotations.workspace import AUTOSAVE_NAME
 from medviewer.ui.annotate_box_controller import set_classes
@@ -97,6 +100,11 @@ def has_saved_annotations(volume: Any) -> bool:
     except (AnnotationError, OSError):  # not loaded from files: nowhere to look
         return False
     return any(f.kind in ("seg", "sr") for f in found)
+
+
+def import_task(_ctx: Any, volume: Any, path: str) -> tuple[np.ndarray, LabelTable]:
+    """A SEG made elsewhere, on the open series' grid, with its labels' colours and codes."""
+    return read_seg_table(path, volume)
 
 
 class AnnotationStorage:
@@ -197,6 +205,57 @@ class AnnotationStorage:
     def _on_save_error(self, exc: BaseException) -> None:
         reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
         self.show_error(f"Could not save the annotations: {reason}")
+
+    # ----------------------------------------------------------------- a SEG from elsewhere
+    @guarded
+    def import_seg_dialog(self) -> None:
+        volume = self.document.volume
+        folder = str(Path(volume.sources[0].path).parent) if volume is not None and \
+            getattr(volume, "sources", None) else ""
+        path, _ = QFileDialog.getOpenFileName(self.window, "DICOM SEG of this series", folder,
+                                              "DICOM (*.dcm);;All files (*)")
+        if path:
+            self.import_seg(path)
+
+    @guarded
+    def import_seg(self, path: str | Path) -> bool:
+        """A DICOM SEG made elsewhere (3D Slicer, OHIF, a PACS) on the open series becomes the
+        editable labels as ONE undo step, its labels matched by name and added with their
+        colours and codes. The file is only read: Ctrl+S writes the workspace's own SEG."""
+        doc = self.document
+        if (why := doc.can_annotate()) is not None:
+            self.window.set_status(why)
+            return False
+        volume, path = doc.volume, Path(path)
+        self.window.set_status(f"Reading {path.name}\u2026")
+        self.window.tasks.start("annotate-import", import_task, volume, str(path),
+                                on_result=lambda found: self._imported(volume, path, *found),
+                                on_error=self._on_import_error)
+        return True
+
+    def _imported(self, volume: Any, path: Path, array: np.ndarray, table: LabelTable) -> None:
+        doc = self.document
+        if doc.volume is not volume or doc.can_annotate() is not None:
+            return  # another series opened meanwhile
+        annotation = doc.ensure_annotation()
+        labelmap, history = annotation.labelmap, annotation.history
+        with history.stroke(f"import {path.name}"):
+            for label in table:
+                if labelmap.table.by_name(label.name) is None:
+                    labelmap.table.add(label.name, label.colour, category=label.category,
+                                       type=label.type)
+            accept_prediction(labelmap, history, array, table.seg_names())
+        first = labelmap.table.by_name(next(iter(table)).name) if len(table) else None
+        doc.active_label = first.value if first is not None else doc.active_label
+        doc.labelmap_changed(None)
+        self._sync_actions()
+        self.window.set_status(f"Imported {len(table)} segment(s) from {path.name}: edit, "
+                               "then save (the file itself is not changed)")
+        self.sigImported.emit(path)
+
+    def _on_import_error(self, exc: BaseException) -> None:
+        reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
+        self.show_error(f"Could not import the SEG: {reason}")
 
     def _on_volume_changed(self) -> None:
         doc = self.document

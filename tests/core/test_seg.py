@@ -123,6 +123,20 @@ def test_a_seg_of_another_series_is_refused(volume, tmp_path):
         read_seg(path, shifted)
 
 
+def test_a_seg_of_another_series_at_the_same_positions_is_refused(volume, tmp_path):
+    """Frames that name other images are not placed by position: a second acquisition at
+    the same table positions is still another series."""
+    import copy
+
+    path = write_seg(_label_map(volume), volume, LABELS, tmp_path / "seg.dcm")
+    twin = copy.copy(volume)  # same grid and positions, other instances
+    twin.sources = [copy.copy(s) for s in volume.sources]
+    for k, source in enumerate(twin.sources):
+        source.sop_instance_uid = f"1.2.3.{k}"
+    with pytest.raises(AnnotationError, match="another series"):
+        read_seg(path, twin)
+
+
 def test_bad_label_maps_are_refused_with_a_reason(volume, tmp_path):
     labels = _label_map(volume)
     with pytest.raises(AnnotationError, match="made on another series"):

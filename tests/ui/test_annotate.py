@@ -241,3 +241,51 @@ def test_no_edit_before_the_saved_annotations_are_read(window, qtbot, tmp_path, 
     with qtbot.waitSignal(ctl.sigLoaded, timeout=10_000):
         release.set()
     assert doc.can_annotate() is None and np.array_equal(doc.labelmap.array, painted)
+
+
+def test_a_seg_made_elsewhere_becomes_editable_labels_and_stays_untouched(window, qtbot,
+                                                                          tmp_path):
+    import hashlib
+
+    from medviewer.core.annotations import write_seg
+
+    doc, ctl = window.document, window.annotate
+    labels = np.zeros(doc.volume.voxels.shape, np.uint8)
+    labels[5:9, 20:30, 20:30] = 1
+    labels[6:8, 24:27, 24:27] = 2
+    foreign = write_seg(labels, doc.volume, ["background", "liver", "tumour"],
+                        tmp_path / "from-slicer.dcm", colours=["#000000", "#aa5500", "#00ff00"],
+                        algorithm=("3D Slicer", "5.6"))
+    digest = hashlib.sha256(foreign.read_bytes()).hexdigest()
+    with qtbot.waitSignal(ctl.sigImported, timeout=10_000):
+        assert ctl.import_seg(foreign)
+    table = doc.labelmap.table
+    assert [(lab.name, lab.colour) for lab in table] == [("liver", "#aa5500"),
+                                                         ("tumour", "#00ff00")]
+    expected = np.zeros_like(labels)
+    for value, name in ((1, "liver"), (2, "tumour")):
+        expected[labels == value] = table.by_name(name).value
+    assert np.array_equal(doc.labelmap.array, expected) and doc.annotation.dirty
+    ctl.undo()  # one undo step takes the import back
+    assert not doc.labelmap.array.any() and len(table) == 0
+    ctl.redo()
+    with qtbot.waitSignal(ctl.sigSaved, timeout=10_000) as saved:
+        ctl.save()
+    assert saved.args[0][0] != foreign and saved.args[0][0].is_file()
+    assert hashlib.sha256(foreign.read_bytes()).hexdigest() == digest  # never written
+
+
+def test_a_seg_of_another_series_is_refused_with_the_reason(window, qtbot, tmp_path):
+    from medviewer.core.annotations import write_seg
+    from medviewer.core.dicom import load_series, scan
+
+    voxels, _ = syn.ct_chest_phantom((6, 64, 64), (5.0, 5.5, 5.5), seed=4)
+    syn.write_series(tmp_path / "other", voxels, spacing=(5.0, 5.5, 5.5), seed=9)
+    other = load_series(scan(tmp_path / "other", cache=False).all_series()[0])
+    labels = np.zeros(other.voxels.shape, np.uint8)
+    labels[2, 10:20, 10:20] = 1
+    foreign = write_seg(labels, other, ["background", "liver"], tmp_path / "other-seg.dcm")
+    with qtbot.waitSignal(window.annotate.sigFailed, timeout=10_000) as failed:
+        window.annotate.import_seg(foreign)
+    assert "another series" in failed.args[0]
+    assert window.document.annotation is None or not window.document.labelmap.array.any()

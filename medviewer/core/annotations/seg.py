@@ -360,14 +360,19 @@ def _slice_lookup(volume: Any) -> dict[tuple[str, int], int]:
 
 def _slice_for_frame(item: Any, slice_of: dict[tuple[str, int], int], volume: Any,
                      count: int) -> int | None:
+    """The slice a frame lies on: by the source image it references; by its position only
+    when it references none (a frame naming other images belongs to another series, even
+    one acquired at the same positions)."""
+    referenced = False
     for derivation in item.get("DerivationImageSequence", []):
         for source in derivation.get("SourceImageSequence", []):
+            referenced = True
             frames = source.get("ReferencedFrameNumber") or [1]
             frame = int(frames[0] if isinstance(frames, Sequence) else frames)
             k = slice_of.get((str(source.ReferencedSOPInstanceUID), frame))
             if k is not None:
                 return k
-    return _slice_by_position(item, volume, count)
+    return None if referenced else _slice_by_position(item, volume, count)
 
 
 def _slice_by_position(item: Any, volume: Any, count: int) -> int | None:
