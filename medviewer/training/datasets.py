@@ -121,7 +121,7 @@ def build_data(job: Any, manifest: Manifest) -> TrainingData:
     warnings: list[str] = []
     from medviewer.training.phantoms import demo_case  # it builds on this module's Case
 
-    cases = _workspace_cases([str(p) for p in data.get("series") or ()], ctx, warnings)
+    cases = _workspace_cases(_chosen_series(data.get("series") or ()), ctx, warnings)
     cases += [demo_case(ctx, i) for i in range(int(data.get("demo") or 0))]
     cases = _capped(cases, data.get("max_cases"), warnings)
     if not cases:
@@ -250,12 +250,35 @@ _NEEDS = {"segmentation": ("seg", "a saved segmentation (SEG)", "segment it"),
           "fusion": ("sr", "a saved series class label (SR)", "label the series")}
 
 
-def _workspace_cases(paths: list[str], ctx: _Context, warnings: list[str]) -> list[Case]:
-    """The annotated series under each path; a path with none is an error (a slip, not data)."""
+def _chosen_series(entries: Any) -> dict[str, set[str] | None]:
+    """folder -> the SeriesInstanceUIDs chosen in it (None: every annotated series), from
+    job.data.series (folders as text, or {"folder", "uid"} entries / SeriesRef)."""
+    chosen: dict[str, set[str] | None] = {}
+    for entry in entries:
+        if isinstance(entry, str | Path):
+            chosen[str(entry)] = None
+            continue
+        folder, uid = str(entry["folder"]), str(entry["uid"])
+        if chosen.get(folder, set()) is not None:
+            chosen[folder] = (chosen.get(folder) or set()) | {uid}
+    return chosen
+
+
+def _workspace_cases(chosen: dict[str, set[str] | None], ctx: _Context, warnings: list[str]
+                     ) -> list[Case]:
+    """The annotated series under each path (only the chosen ones where the job names
+    series); a path with none is an error (a slip, not data)."""
     kind, needs, how = _NEEDS[ctx.manifest.task]
     cases: list[Case] = []
-    for path in paths:
-        found = [case for series in _scanned(path)
+    for path, uids in chosen.items():
+        scanned = _scanned(path)
+        if uids is not None:
+            missing = uids - {s.series_instance_uid for s in scanned}
+            if missing:
+                raise TrainingError(path, f"There is no series {sorted(missing)[0]} here; "
+                                    "check the job's data.series.")
+            scanned = [s for s in scanned if s.series_instance_uid in uids]
+        found = [case for series in scanned
                  if (case := _series_case(series, kind, ctx)) is not None]
         if not found:
             raise TrainingError(path, f"No series here has {needs} in its workspace, so it "

@@ -34,8 +34,19 @@ class _Mapping:
 
 
 @dataclass(frozen=True)
+class SeriesRef(_Mapping):
+    """One series of a folder (its SeriesInstanceUID): when a folder holds several annotated
+    series and only some are chosen."""
+
+    folder: str
+    uid: str
+
+
+@dataclass(frozen=True)
 class DataSpec(_Mapping):
-    series: tuple[str, ...] = ()  # series folders whose workspace annotations are the truth
+    # series folders whose workspace annotations are the truth (every annotated series in
+    # the folder), or SeriesRef entries (that series only)
+    series: tuple[str | SeriesRef, ...] = ()
     demo: int = 0  # generated phantom cases to add
     max_cases: int | None = None
     val_fraction: float = 0.25
@@ -74,7 +85,7 @@ class Job(_Mapping):
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("path")
-        d["data"]["series"] = list(self.data.series)
+        d["data"]["series"] = [s if isinstance(s, str) else asdict(s) for s in self.data.series]
         return d
 
 
@@ -207,11 +218,10 @@ def _backbone(c: _Checker, base: Path | None) -> str | None:
 
 def _parse_data(d: Any, path: str | Path | None, base: Path | None) -> DataSpec:
     c = _Checker(d, path, "data", _DATA)
-    series = c.get("series", (list,), [], what="a list of series folders")
-    if any(not isinstance(s, str) or not s for s in series):
-        c.fail("'data.series' must list series folders as text.")
-    series = [_resolve(s, base) for s in series]
-    missing = [s for s in series if not Path(s).exists()]
+    series = [_series_entry(c, s, base)
+              for s in c.get("series", (list,), [], what="a list of series folders")]
+    folders = [s if isinstance(s, str) else s.folder for s in series]
+    missing = [s for s in folders if not Path(s).exists()]
     if missing:
         c.fail(f"These series folders do not exist: {', '.join(missing[:3])}"
                f"{' ...' if len(missing) > 3 else ''}; fix 'data.series'.")
@@ -225,6 +235,18 @@ def _parse_data(d: Any, path: str | Path | None, base: Path | None) -> DataSpec:
         c.fail("The job has no data: list annotated series in 'data.series' or set "
                "'data.demo' to a number of demo cases.")
     return spec
+
+
+def _series_entry(c: _Checker, entry: Any, base: Path | None) -> str | SeriesRef:
+    """A folder as text, or {"folder": ..., "uid": SeriesInstanceUID} for one series of it."""
+    if isinstance(entry, str) and entry:
+        return _resolve(entry, base)
+    if isinstance(entry, dict) and set(entry) == {"folder", "uid"} and \
+            all(isinstance(v, str) and v for v in entry.values()):
+        return SeriesRef(_resolve(entry["folder"], base), entry["uid"])
+    c.fail("'data.series' lists series folders as text, or one series of a folder as "
+           f'{{"folder": ..., "uid": "<SeriesInstanceUID>"}}; not {json.dumps(entry)}.')
+    raise AssertionError  # fail() raised
 
 
 def _parse_stop(d: Any, path: str | Path | None) -> EarlyStopping:

@@ -224,10 +224,10 @@ class RetrainDialog(QDialog):
 
     def job_from_form(self) -> dict[str, Any]:
         """The job file's content (training contract) from the widgets, nothing else."""
-        folders = self.series_list.checked_folders()
+        series = self.series_list.checked_entries()
         patience = self.patience_spin.value()
         job = {"model": self.model_id, "init": self.init_combo.currentData(),
-               "data": {"series": folders, "demo": self.demo_spin.value(),
+               "data": {"series": series, "demo": self.demo_spin.value(),
                         "max_cases": None, "val_fraction": round(self.val_spin.value(), 4),
                         "split_seed": self.seed_spin.value()},
                "epochs": self.epochs_spin.value(), "batch_size": self.batch_spin.value(),

@@ -11,8 +11,8 @@ from PySide6.QtWidgets import QListWidget, QListWidgetItem
 
 from medviewer.ui.training_process import annotated_series, series_folder
 
-FOLDER, MODALITY, BY_HAND = (Qt.ItemDataRole.UserRole, Qt.ItemDataRole.UserRole + 1,
-                             Qt.ItemDataRole.UserRole + 2)
+FOLDER, MODALITY, BY_HAND, UID = (Qt.ItemDataRole.UserRole, Qt.ItemDataRole.UserRole + 1,
+                                  Qt.ItemDataRole.UserRole + 2, Qt.ItemDataRole.UserRole + 3)
 EMPTY_TEXT = ("No annotated series in the open study: save corrections first, add a folder, "
               "or use demo cases")
 
@@ -35,7 +35,8 @@ class SeriesPicker(QListWidget):
         for series, kinds in annotated_series(scan_result):
             text = (f"{series.modality} {series.description or series.series_instance_uid} "
                     f"[{series.patient_key}] ({', '.join(k.upper() for k in kinds)})")
-            self._add(text, series_folder(series), series.modality)
+            self._add(text, series_folder(series), series.modality,
+                      uid=series.series_instance_uid)
         if self.count() == 0:
             placeholder = QListWidgetItem(EMPTY_TEXT)
             placeholder.setFlags(Qt.ItemFlag.NoItemFlags)
@@ -57,16 +58,27 @@ class SeriesPicker(QListWidget):
         items = (self.item(i) for i in range(self.count()))
         return [i for i in items if i.data(FOLDER)]
 
-    def checked_folders(self) -> list[str]:
-        return list(dict.fromkeys(i.data(FOLDER) for i in self.series_items()
-                                  if i.checkState() == Qt.CheckState.Checked))
+    def checked_entries(self) -> list[Any]:
+        """The job's data.series: a listed series as {"folder", "uid"} (a folder may hold
+        series the reader left unchecked), a folder added by hand as its path."""
+        out: list[Any] = []
+        for item in self.series_items():
+            if item.checkState() != Qt.CheckState.Checked:
+                continue
+            uid, folder = item.data(UID), item.data(FOLDER)
+            entry = {"folder": folder, "uid": uid} if uid else folder
+            if entry not in out:
+                out.append(entry)
+        return out
 
-    def _add(self, text: str, folder: str, modality: str = "", by_hand: bool = False) -> None:
+    def _add(self, text: str, folder: str, modality: str = "", by_hand: bool = False,
+             uid: str = "") -> None:
         item = QListWidgetItem(text)
         item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
         item.setData(FOLDER, folder)
         item.setData(MODALITY, modality)
         item.setData(BY_HAND, by_hand)
+        item.setData(UID, uid)
         item.setToolTip(folder)
         item.setCheckState(Qt.CheckState.Checked)
         self.addItem(item)

@@ -41,8 +41,8 @@ def manifests():
 
 
 def _job(series=(), demo=0, augment=False, **data):
-    spec = {"series": [str(s) for s in series], "demo": demo, "max_cases": None,
-            "val_fraction": 0.5, "split_seed": 0, **data}
+    spec = {"series": [s if isinstance(s, dict) else str(s) for s in series], "demo": demo,
+            "max_cases": None, "val_fraction": 0.5, "split_seed": 0, **data}
     return SimpleNamespace(model="m", data=spec, augment=augment, seed=0, path="job.json")
 
 
@@ -142,6 +142,21 @@ def test_two_series_of_one_patient_stay_on_one_side_and_slice_labels_map_by_name
     np.testing.assert_array_equal(items[p1a, 3]["extras"].numpy(),
                                   pp.extras_vector({"PatientAge": "070Y", "PatientSex": "M"},
                                                    m.input.extras))
+
+
+def test_a_job_naming_series_of_a_folder_takes_only_those(tmp_path, manifests):
+    """A folder holding several annotated series: the Retrain dialog names the checked ones."""
+    m = manifests["lab2-nodule-slice"]
+    study = tmp_path / "study"
+    volumes = [_ct(study / name, f"P{i}", 20 + i) for i, name in enumerate("abc")]
+    for v in volumes:
+        _save_labels(v, {2: "nodule"}, series="no nodule")
+    chosen = [{"folder": str(study), "uid": v.series.series_instance_uid} for v in volumes[:2]]
+    data = build_data(_job(chosen), m)
+    assert sorted(set(data.split["cases"].values())) == ["P0", "P1"]
+    assert len(build_data(_job([study]), m).split["cases"]) == 3  # the folder: every series
+    with pytest.raises(TrainingError, match="no series 9.9.9"):
+        build_data(_job([{"folder": str(study), "uid": "9.9.9"}]), m)
 
 
 def test_a_fusion_model_gets_one_sample_per_labelled_series(tmp_path, manifests):

@@ -97,3 +97,15 @@ def test_a_pretrained_backbone_is_a_local_file_for_a_fresh_start(tmp_path: Path)
         load_job(write(tmp_path, minimal(backbone_weights="bb.safetensors")))
     with pytest.raises(TrainingError, match="never downloads"):
         load_job(write(tmp_path, minimal(init="scratch", backbone_weights="missing.pt")))
+
+
+def test_one_series_of_a_folder_is_named_by_its_uid(tmp_path: Path) -> None:
+    (tmp_path / "study").mkdir()
+    job = load_job(write(tmp_path, minimal(data={"series": [
+        "study", {"folder": "study", "uid": "1.2.3"}]})))
+    assert job.data.series[0] == str(tmp_path / "study")
+    assert (job.data.series[1].folder, job.data.series[1].uid) == (str(tmp_path / "study"),
+                                                                   "1.2.3")
+    assert Job.from_dict(job.to_dict()).to_dict() == job.to_dict()
+    with pytest.raises(TrainingError, match="SeriesInstanceUID"):
+        load_job(write(tmp_path, minimal(data={"series": [{"folder": "study"}]})))

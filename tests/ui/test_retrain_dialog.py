@@ -188,7 +188,9 @@ def test_the_form_becomes_the_job_and_lists_annotated_series(make_main_window, q
     dialog.epochs_spin.setValue(2)
     job = dialog.job_from_form()
     assert job["model"] == "lab4-chest-unet" and job["init"] == "scratch"
-    assert job["data"]["series"] == [str(seg.parents[3])] and job["epochs"] == 2
+    # one series of its folder, by UID: a folder may hold series the reader did not check
+    assert job["data"]["series"] == [{"folder": str(seg.parents[3]),
+                                      "uid": ct.series_instance_uid}] and job["epochs"] == 2
     assert job["early_stopping"] is None and job["optimizer"] == "adam"
     dialog.model_combo.setCurrentIndex(dialog.model_combo.findData(MODEL))  # reads OT only
     assert items[0].checkState() == Qt.CheckState.Unchecked

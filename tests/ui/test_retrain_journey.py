@@ -62,8 +62,9 @@ def test_corrections_saved_in_the_viewer_train_the_next_version(make_main_window
     split = json.loads((run_dir / "split.json").read_text(encoding="utf-8"))
     sources = list(split["sources"].values())
     assert any(s.startswith("workspace:") for s in sources), sources
-    assert str(seg_path.parents[3]) in json.loads((run_dir / "job.json").read_text())[
-        "data"]["series"]
+    chosen = json.loads((run_dir / "job.json").read_text())["data"]["series"]
+    assert chosen == [{"folder": str(seg_path.parents[3]),
+                       "uid": doc.volume.series.series_instance_uid}]
     compare = json.loads((run_dir / "compare.json").read_text(encoding="utf-8"))
     assert compare["main_metric"] == "dice"
     assert set(compare["current"]["per_case"]) == set(compare["candidate"]["per_case"])
