@@ -163,3 +163,11 @@ class PartialsContext:
 @pytest.fixture
 def task_context() -> PartialsContext:
     return PartialsContext()
+
+
+@pytest.fixture
+def fast_autosave(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Autosave every 100 ms instead of every 30 s."""
+    from medviewer.ui.annotate_autosave import AnnotationSafety
+
+    monkeypatch.setattr(AnnotationSafety, "AUTOSAVE_MS", 100)

@@ -20,14 +20,19 @@ from medviewer.core.annotations import History, LabelMap, brush_stroke, stroke_c
 RADIUS = 12.0  # mm: about 2 pixels of the 5.5 mm phantom
 
 
-@pytest.fixture
-def window(make_main_window, qtbot, ct_series_dir):
-    win = make_main_window()
+def _window(make_main_window, qtbot, folder, **kwargs):
+    """A shown main window (the size the drag coordinates assume) with `folder` open."""
+    win = make_main_window(**kwargs)
     win.resize(1300, 850)
     win.show()
     qtbot.waitExposed(win)
-    _open(win, qtbot, ct_series_dir)
+    _open(win, qtbot, folder)
     return win
+
+
+@pytest.fixture
+def window(make_main_window, qtbot, ct_series_dir):
+    return _window(make_main_window, qtbot, ct_series_dir)
 
 
 def _open(win, qtbot, folder) -> None:

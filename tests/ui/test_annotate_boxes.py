@@ -14,7 +14,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QGraphicsLineItem
-from test_annotate import RADIUS, _drag, _open, _paint, _screen
+from test_annotate import RADIUS, _drag, _open, _paint, _screen, _window
 
 from medviewer.core import synthetic as syn
 from medviewer.core.annotations import ACCEPTED, read_sr
@@ -24,12 +24,7 @@ from medviewer.ui.measure_tools import DistanceMeasurement
 
 @pytest.fixture
 def window(make_main_window, qtbot, ct_series_dir):
-    win = make_main_window()
-    win.resize(1300, 850)
-    win.show()
-    qtbot.waitExposed(win)
-    _open(win, qtbot, ct_series_dir)
-    return win
+    return _window(make_main_window, qtbot, ct_series_dir)
 
 
 def _plane_points(view, points):

@@ -12,31 +12,16 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from test_annotate import _drag, _open
+from test_annotate import _drag, _open, _window
 
 from medviewer.core import synthetic as syn
 from medviewer.core.annotations import Workspace
 from medviewer.core.annotations.autosave import autosaved_lines
 from medviewer.ui import annotate_autosave
-from medviewer.ui.annotate_autosave import AnnotationSafety
 from medviewer.ui.annotate_boxes import plane_to_slice, slice_to_plane
 from medviewer.ui.measure_tools import DistanceMeasurement
 
 ENDS = [(10.0, 40.0), (50.0, 52.0)]  # slice pixels (x=column, y=row) a ruler is drawn between
-
-
-@pytest.fixture
-def fast_autosave(monkeypatch):
-    monkeypatch.setattr(AnnotationSafety, "AUTOSAVE_MS", 100)
-
-
-def _window(make_main_window, qtbot, folder, **kwargs):
-    win = make_main_window(**kwargs)
-    win.resize(1300, 850)
-    win.show()
-    qtbot.waitExposed(win)
-    _open(win, qtbot, folder)
-    return win
 
 
 @pytest.fixture

@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from test_annotate import RADIUS, _open, _paint
+from test_annotate import RADIUS, _paint, _window
 
 from medviewer.core.annotations import ACCEPTED, PROPOSED, REJECTED, AnnotatedBox, load_autosave
 from medviewer.ui import annotate_autosave
-from medviewer.ui.annotate_autosave import AnnotationSafety
-
-
-@pytest.fixture
-def fast_autosave(monkeypatch):
-    monkeypatch.setattr(AnnotationSafety, "AUTOSAVE_MS", 100)
-
-
-def _window(make_main_window, qtbot, folder):
-    win = make_main_window()
-    win.resize(1300, 850)
-    win.show()
-    qtbot.waitExposed(win)
-    _open(win, qtbot, folder)
-    return win
 
 
 def _painted(win) -> np.ndarray:
