@@ -330,22 +330,18 @@ def _series_case(series: Any, kind: str, ctx: _Context) -> Case | None:
     return ctx.case(name, patient, f"workspace:{source}", voxels, indices, targets, volume)
 
 
-def _newest(workspace: Any, kind: str) -> Path:
-    """The file Workspace.load_seg / load_sr read: the newest of its kind in either place."""
-    return next(f.path for f in workspace.list_annotations() if f.kind == kind)
-
-
 def _seg_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context) -> tuple | None:
     label_map, names = workspace.load_seg(volume)
+    source = workspace.newest("seg")  # a directory listing: once, not once per segment
     lut = np.zeros(max(len(names), 256), np.uint8)  # uint8: a full CT stays small
     for value, name in enumerate(names[1:], start=1):
-        lut[value] = ctx.label(name, f"segment of {_newest(workspace, 'seg')}",
+        lut[value] = ctx.label(name, f"segment of {source}",
                                "its voxels count as background") or 0
     slices = np.flatnonzero(label_map.reshape(len(label_map), -1).any(axis=1))
     if not len(slices):
         return None
     maps = resize_labels(lut[label_map[slices]], ctx.manifest.input.size, len(ctx.index))
-    return [int(k) for k in slices], list(maps), _newest(workspace, "seg")
+    return [int(k) for k in slices], list(maps), source
 
 
 def _box_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context) -> tuple | None:
@@ -361,13 +357,13 @@ def _box_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context) -
             films.setdefault(b.slice_index, []).append(([b.x0, b.y0, b.x1, b.y1], k + 1))
     targets = [{"boxes": (np.array([xy for xy, _ in films[s]]) * scale).astype(np.float32),
                 "labels": np.array([k for _, k in films[s]], np.int64)} for s in sorted(films)]
-    return (sorted(films), targets, _newest(workspace, "sr")) if films else None
+    return (sorted(films), targets, workspace.newest("sr")) if films else None
 
 
 def _class_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context
                  ) -> tuple | None:
     _, labels, _ = workspace.load_sr(volume)
-    source = _newest(workspace, "sr")
+    source = workspace.newest("sr")
     series = next((c.label for c in labels if c.scope == "series"), None)
     if ctx.pipeline.series_level:
         k = None if series is None else ctx.label(series, f"series class in {source}")

@@ -118,19 +118,21 @@ class Workspace:
         return write_sr(self.sr_path, volume, boxes, measurements, **options)
 
     def load_seg(self, volume: Any) -> tuple[Any, list[str]] | None:
-        path = self._newest("seg")
+        path = self.newest("seg")
         return None if path is None else read_seg(path, volume)
 
     def load_seg_table(self, volume: Any) -> tuple[Any, LabelTable] | None:
         """The newest SEG with its labels' colours and codes (see read_seg_table)."""
-        path = self._newest("seg")
+        path = self.newest("seg")
         return None if path is None else read_seg_table(path, volume)
 
     def load_sr(self, volume: Any) -> Annotations | None:
-        path = self._newest("sr")
+        path = self.newest("sr")
         return None if path is None else read_sr(path, volume)
 
-    def _newest(self, kind: str) -> Path | None:
+    def newest(self, kind: str) -> Path | None:
+        """The file of `kind` ('seg', 'sr', ...) that load_seg / load_sr read: the newest one
+        in either place (beside the data or the user folder)."""
         return next((f.path for f in self.list_annotations() if f.kind == kind), None)
 
     # --- never replace what is not ours --------------------------------------------------------
