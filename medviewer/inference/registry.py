@@ -166,9 +166,6 @@ def find_model(model_id: str, roots: list[Path] | None = None) -> Manifest:
     raise ModelError(None, f"No model {model_id!r}; installed models: {known}.")
 
 
-_version_key = version_key  # the old private name
-
-
 @dataclass
 class LoadedModel:
     manifest: Manifest
