@@ -85,10 +85,13 @@ def resolve_model(job: Job) -> Manifest:
                             "folder.") from exc
 
 
-def default_run_dir(model_id: str) -> Path:
+def default_run_dir(model_id: str, runs_dir: Path | None = None) -> Path:
+    """A free `<data_dir>/runs/<model>-<YYYYmmdd-HHMMSS>` (a suffix when two share a second);
+    named, not made: only the leading rank makes it."""
     from medviewer.core.demo import data_dir
 
-    base = data_dir() / "runs" / f"{model_id}-{datetime.now():%Y%m%d-%H%M%S}"
+    runs_dir = data_dir() / "runs" if runs_dir is None else Path(runs_dir)
+    base = runs_dir / f"{Path(model_id).name}-{datetime.now():%Y%m%d-%H%M%S}"
     path, n = base, 1
     while path.exists():
         n += 1

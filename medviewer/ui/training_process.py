@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,20 +46,17 @@ def train_command(job_path: str | Path) -> list[str]:
 
 
 def new_run_folder(model_id: str, runs_dir: Path | None = None) -> Path:
-    """`<data_dir>/runs/<model>-<YYYYmmdd-HHMMSS>` (a suffix when two starts share a second)."""
-    if runs_dir is None:
-        from medviewer.core.demo import data_dir
+    """A new run folder, made here (the child is told its path in the job's "out")."""
+    from medviewer.training.run import default_run_dir  # the name the CLI would pick
 
-        runs_dir = data_dir() / "runs"
-    stem = f"{Path(model_id).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    for n in range(1000):
-        folder = runs_dir / (stem if n == 0 else f"{stem}-{n}")
+    for _ in range(1000):
+        folder = default_run_dir(model_id, runs_dir)
         try:
             folder.mkdir(parents=True)
             return folder
-        except FileExistsError:
+        except FileExistsError:  # another start took the name meanwhile
             continue
-    raise OSError(f"{runs_dir}: no free run folder name for {stem}")
+    raise OSError(f"{runs_dir}: no free run folder name for {model_id}")
 
 
 def write_job(job: dict[str, Any], runs_dir: Path | None = None) -> Path:
