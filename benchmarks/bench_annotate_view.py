@@ -28,8 +28,8 @@ from bench_render import WINDOW, make_ct  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from medviewer.core.dicom.volume import Volume  # noqa: E402
-from medviewer.ui.document import StudyDocument  # noqa: E402
-from medviewer.ui.slice_view import SliceView  # noqa: E402
+from medviewer.ui.document.study import StudyDocument  # noqa: E402
+from medviewer.ui.viewing.slice_view import SliceView  # noqa: E402
 
 TARGET_MS = 16.0
 
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=768, help="view size in screen pixels")
     args = parser.parse_args()
     app = QApplication.instance() or QApplication([])
-    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)  # as medviewer.ui.app
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)  # as medviewer.ui.shell.app
     doc, view = make_view(args.size)
     dirty = time_dabs(doc, view, args.dabs, full_redraw=False)
     full = time_dabs(doc, view, args.dabs, full_redraw=True)

@@ -28,8 +28,8 @@ from bench_load import ensure_data  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
 from medviewer.core.dicom import scan  # noqa: E402
-from medviewer.ui.app import make_application  # noqa: E402
-from medviewer.ui.main_window import MainWindow  # noqa: E402
+from medviewer.ui.shell.app import make_application  # noqa: E402
+from medviewer.ui.shell.main_window import MainWindow  # noqa: E402
 
 
 def wait_until(app, predicate, timeout: float = 60.0) -> float:

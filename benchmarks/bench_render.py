@@ -29,8 +29,8 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from medviewer.core.dicom.volume import Volume  # noqa: E402
 from medviewer.core.display import Window  # noqa: E402
-from medviewer.ui.document import StudyDocument  # noqa: E402
-from medviewer.ui.slice_view import SliceView  # noqa: E402
+from medviewer.ui.document.study import StudyDocument  # noqa: E402
+from medviewer.ui.viewing.slice_view import SliceView  # noqa: E402
 
 SLICES, SIZE = 300, 512
 WINDOW = Window(40, 400)
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=SLICES)
     args = parser.parse_args()
     app = QApplication.instance() or QApplication([])
-    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)  # as medviewer.ui.app
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)  # as medviewer.ui.shell.app
     voxels = make_ct(args.slices)
     ours: list[float] = []
     bare: list[float] = []

@@ -28,10 +28,10 @@ import numpy as np  # noqa: E402
 from PySide6.QtCore import QCoreApplication, QEventLoop, Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from medviewer.ui import training_process  # noqa: E402
-from medviewer.ui.app import configure_pyqtgraph  # noqa: E402
-from medviewer.ui.main_window import MainWindow  # noqa: E402
-from medviewer.ui.retrain_dialog import RetrainDialog  # noqa: E402
+from medviewer.ui.shell.app import configure_pyqtgraph  # noqa: E402
+from medviewer.ui.shell.main_window import MainWindow  # noqa: E402
+from medviewer.ui.training import process as training_process  # noqa: E402
+from medviewer.ui.training.retrain_dialog import RetrainDialog  # noqa: E402
 
 TICK_MS, TARGET_MS = 10, 50.0
 

@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(args)
         return ns.func(ns)
     ns = _gui_parser().parse_args(args)
-    from medviewer.ui.app import run  # Qt is imported only when the window is wanted
+    from medviewer.ui.shell.app import run  # Qt is imported only when the window is wanted
 
     return run(ns.path)
 

@@ -95,7 +95,7 @@ def temp_settings(tmp_path: Path) -> Iterator[Callable[[], object]]:
 
 @pytest.fixture
 def make_main_window(qtbot, tmp_path: Path, temp_settings) -> Iterator[Callable[..., object]]:
-    from medviewer.ui.main_window import MainWindow
+    from medviewer.ui.shell.main_window import MainWindow
 
     windows: list[MainWindow] = []
 
@@ -114,7 +114,7 @@ def make_main_window(qtbot, tmp_path: Path, temp_settings) -> Iterator[Callable[
 
 @pytest.fixture
 def make_browser(qtbot) -> Callable[..., object]:
-    from medviewer.ui.browser import StudyBrowser
+    from medviewer.ui.viewing.browser import StudyBrowser
 
     def factory(**kwargs: object) -> StudyBrowser:
         browser = StudyBrowser(**kwargs)
@@ -126,7 +126,7 @@ def make_browser(qtbot) -> Callable[..., object]:
 
 @pytest.fixture
 def make_tag_panel(qtbot) -> Callable[..., object]:
-    from medviewer.ui.tags import TagPanel
+    from medviewer.ui.viewing.tags import TagPanel
 
     def factory(**kwargs: object) -> TagPanel:
         panel = TagPanel(**kwargs)
@@ -139,7 +139,7 @@ def make_tag_panel(qtbot) -> Callable[..., object]:
 @pytest.fixture(autouse=True, scope="session")
 def _row_major_images() -> None:
     """As at start-up: pyqtgraph reads numpy images as (row, column)."""
-    from medviewer.ui.app import configure_pyqtgraph
+    from medviewer.ui.shell.app import configure_pyqtgraph
 
     configure_pyqtgraph()
 
@@ -168,6 +168,6 @@ def task_context() -> PartialsContext:
 @pytest.fixture
 def fast_autosave(monkeypatch: pytest.MonkeyPatch) -> None:
     """Autosave every 100 ms instead of every 30 s."""
-    from medviewer.ui.annotate_autosave import AnnotationSafety
+    from medviewer.ui.annotate.autosave import AnnotationSafety
 
     monkeypatch.setattr(AnnotationSafety, "AUTOSAVE_MS", 100)

@@ -1,0 +1,390 @@
+"""The viewer's AI: choose a model, run it in the background, show what it said.
+
+`AiController` is the logic behind the AI menu, the "AI results" dock and the status bar's
+provider label, usable from a test or a script without clicking (`run_model(model_id,
+scope="slice" | "series")`, `explain()`, `compare_fusion()`, `clear()`, `export_results(path)`).
+Opening and running a model happen in a worker (`ai_tasks`), with the window's progress bar
+and Cancel; the opened model is kept for the next run. A `ModelError` reaches the reader as
+its sentence and the viewer stays usable; a result that arrives after another series was
+opened is dropped. Results are display layers of the document, never edits of its data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel
+
+from medviewer.inference import Manifest, ModelError, list_models, provider_status
+from medviewer.inference.results import Result
+from medviewer.ui.ai.export import write_results, write_verdict_csv
+from medviewer.ui.ai.menu import AiMenu
+from medviewer.ui.ai.panel import AiPanel
+from medviewer.ui.ai.tasks import (
+    AiRun,
+    ModelCache,
+    agreement_task,
+    compare_task,
+    explain_task,
+    run_model_task,
+)
+from medviewer.ui.common.guard import guarded
+from medviewer.ui.viewing.export import EXPORT_FOLDER_KEY, export_folder
+
+if TYPE_CHECKING:
+    from medviewer.ui.shell.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+MODEL_KEY = "ai/model"  # the chosen model, remembered between sessions
+PROVIDER_IDLE = "AI: idle"
+SCOPES = ("slice", "series")
+
+
+class AiController(QObject):
+    """Menu, dock and provider label of one main window, and the runs behind them."""
+
+    sigRunFinished = Signal(object)  # AiOutput, or Explanation
+    sigRunFailed = Signal(str)  # the sentence shown to the reader
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window, self.document = window, window.document
+        self.cache = ModelCache()
+        self.models: dict[str, Manifest] = {}
+        self.problems: list[ModelError] = []
+        self.chosen_id = str(window.settings.value(MODEL_KEY, "") or "")
+        self._build_dock()
+        self._build_menu()
+        self.provider_label = QLabel(PROVIDER_IDLE)
+        self.provider_label.setObjectName("aiProvider")
+        self.provider_label.setToolTip("The ONNX Runtime provider the last model ran on; "
+                                       "shown once a model has been opened")
+        window.statusBar().addPermanentWidget(self.provider_label)
+        self.document.sigVolumeChanged.connect(self._on_volume_changed)
+        self.document.sigAiResultChanged.connect(self._sync_actions)
+        self.refresh_models()
+
+    # ----------------------------------------------------------------- construction
+    def _build_dock(self) -> None:
+        self.panel = AiPanel(self.document)
+        self.panel.sigExportVerdict.connect(self.export_verdict_dialog)
+        self.dock = QDockWidget("AI results", self.window)
+        self.dock.setObjectName("aiDock")  # saveState needs names
+        self.dock.setWidget(self.panel)
+        self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.window.resizeDocks([self.window.tags_dock, self.dock], [480, 400],
+                                Qt.Orientation.Vertical)  # under the tags, room for a table
+
+    def _build_menu(self) -> None:
+        self.menu = AiMenu(self.window)
+        bar = self.window.menuBar()
+        help_menu = next((a for a in bar.actions() if a.text() == "&Help"), None)
+        if help_menu is not None:
+            bar.insertMenu(help_menu, self.menu)
+        else:
+            bar.addMenu(self.menu)
+        self.menu.aboutToShow.connect(self.refresh_models)
+        self.menu.sigModelChosen.connect(self.choose)
+        self.menu.sigExplainWith.connect(lambda method: self.explain(method=method))
+        menu = self.menu
+        menu.run_slice_action.triggered.connect(lambda: self.run_model(scope="slice"))
+        menu.run_series_action.triggered.connect(lambda: self.run_model(scope="series"))
+        menu.explain_action.triggered.connect(lambda: self.explain())
+        menu.compare_action.triggered.connect(lambda: self.compare_fusion())
+        menu.clear_action.triggered.connect(self.clear)
+        menu.export_action.triggered.connect(self.export_results_dialog)
+        menu.mask_action.triggered.connect(self.compare_with_mask_dialog)
+        view = next((a.menu() for a in bar.actions() if a.text() == "&View"), None)
+        if view is not None:
+            view.addAction(self.dock.toggleViewAction())
+
+    # ----------------------------------------------------------------- models
+    @guarded
+    def refresh_models(self) -> None:
+        """Read the model folders again (manifests only: cheap) and rebuild the menu."""
+        manifests, self.problems = list_models()
+        self.models = {m.id: m for m in manifests}
+        unavailable = {m.id: r for m in manifests if (r := self.why_not(m))}
+        self.menu.set_models(manifests, self.problems, self.chosen_id, unavailable)
+        self._sync_actions()
+
+    @guarded
+    def choose(self, model_id: str) -> None:
+        """Make `model_id` the model that Run and Explain use."""
+        manifest = self._manifest(model_id)
+        if manifest is None:
+            return
+        self.chosen_id = model_id
+        self.window.settings.setValue(MODEL_KEY, model_id)
+        action = self.menu.model_actions.get(model_id)
+        if action is not None:
+            action.setChecked(True)
+        self.window.set_status(f"AI model: {manifest.title} {manifest.version}")
+        self._sync_actions()
+
+    def why_not(self, manifest: Manifest) -> str:
+        """Why `manifest` cannot run on the open series ('' when it can)."""
+        modalities = manifest.input.modalities
+        modality = self.document.modality
+        if self.document.has_image and modalities and modality not in modalities:
+            return (f"{manifest.title} reads {'/'.join(modalities)} images; this series is "
+                    f"{modality or 'of unknown modality'}.")
+        return ""
+
+    def _manifest(self, model_id: str | None) -> Manifest | None:
+        model_id = model_id or self.chosen_id
+        if not model_id:
+            self.window.set_status("Choose a model in the AI menu first.")
+            return None
+        if model_id not in self.models:
+            self.refresh_models()  # installed since the menu was built?
+        manifest = self.models.get(model_id)
+        if manifest is None:
+            self.window.show_error(f"No AI model {model_id!r} is installed.")
+        return manifest
+
+    def _runnable(self, model_id: str | None) -> Manifest | None:
+        manifest = self._manifest(model_id)
+        if manifest is None:
+            return None
+        if self.document.volume is None:
+            self.window.set_status("Open a series first: the model runs on a loaded series.")
+            return None
+        reason = self.why_not(manifest)
+        if reason:
+            self.window.set_status(reason)
+            return None
+        return manifest
+
+    # ----------------------------------------------------------------- running
+    @guarded
+    def run_model(self, model_id: str | None = None, scope: str = "slice") -> bool:
+        """Run a model (default: the chosen one) on the current slice or the whole series;
+        False when it was refused (the status bar says why)."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
+        manifest = self._runnable(model_id)
+        if manifest is None:
+            return False
+        volume = self.document.volume
+        series_level = manifest.task == "fusion"
+        k = self.document.slice_index
+        slices = [k] if scope == "slice" and not series_level else None
+        scope = "series" if slices is None else "slice"
+        where = f"slice {k + 1}" if slices else "the whole series"
+        self.window.set_status(f"Running {manifest.title} on {where}\u2026")
+        self.window.tasks.start("ai", run_model_task, self.cache, manifest, volume, slices,
+                                scope, on_result=self._on_run,
+                                on_error=lambda exc: self._on_error(manifest, exc))
+        return True
+
+    @guarded
+    def compare_fusion(self, model_ids: Sequence[str] | None = None) -> bool:
+        """Lab 3: every series-level (fusion) model on this series, verdicts side by side."""
+        if model_ids is None:
+            self.refresh_models()
+            model_ids = [m.id for m in self.models.values() if m.task == "fusion"]
+        manifests = [m for i in model_ids if (m := self._runnable(i)) is not None]
+        if not manifests:
+            self.window.set_status("No lab 3 fusion model can run on this series "
+                                   "(none installed, or they read another modality).")
+            return False
+        self.window.set_status(f"Comparing {len(manifests)} fusion methods\u2026")
+        self.window.tasks.start("ai", compare_task, self.cache, manifests,
+                                self.document.volume, on_result=self._on_run,
+                                on_error=lambda exc: self._on_error(None, exc))
+        return True
+
+    @guarded
+    def explain(self, model_id: str | None = None, method: str | None = None) -> bool:
+        """A heatmap of where the model looked on the current slice (method: the model's
+        default, e.g. Grad-CAM for a classifier, EigenCAM for a detector)."""
+        manifest = self._runnable(model_id)
+        if manifest is None:
+            return False
+        k = self.document.slice_index
+        self.window.set_status(f"Explaining {manifest.title} on slice {k + 1}\u2026")
+        self.window.tasks.start("explain", explain_task, manifest, self.document.volume, k,
+                                method, on_result=self._on_explained,
+                                on_error=lambda exc: self._on_error(manifest, exc))
+        return True
+
+    @guarded
+    def _on_run(self, run: AiRun) -> None:
+        if run.volume is not self.document.volume:
+            return  # computed on a series no longer on screen
+        self.provider_label.setText(provider_status(run.provider))
+        self.document.set_ai_output(run.output)
+        self.window.set_status(self._summary(run))
+        self.dock.show()
+        self.dock.raise_()
+        self.sigRunFinished.emit(run.output)
+
+    @guarded
+    def _on_explained(self, answer: tuple[Any, Any]) -> None:
+        explanation, volume = answer
+        if volume is not self.document.volume:
+            return
+        self.document.set_explanation(explanation)
+        notes = f" ({explanation.notes})" if explanation.notes else ""
+        self.window.set_status(f"{explanation.method} on slice {explanation.slice_index + 1} "
+                               f"in {explanation.seconds:.1f} s{notes}")
+        self.dock.show()
+        self.sigRunFinished.emit(explanation)
+
+    def _on_error(self, manifest: Manifest | None, exc: BaseException) -> None:
+        if isinstance(exc, ModelError):
+            text = f"{manifest.title}: {exc.reason}" if manifest else exc.reason
+        else:
+            log.error("AI run failed", exc_info=exc)
+            text = f"The AI run failed: {exc}"
+        self.window.show_error(text)
+        self.sigRunFailed.emit(text)
+
+    @staticmethod
+    def _summary(run: AiRun) -> str:
+        output = run.output
+        result = output.results[0]
+        name = result.title or result.model_id
+        if output.scope == "compare":
+            verdicts = ", ".join(r.predicted(0)[0] for r in output.results)
+            return f"{len(output.results)} fusion methods: {verdicts} ({run.seconds:.1f} s)"
+        if result.boxes or result.task == "detection":
+            found = f"{len(result.boxes)} box(es)"
+        elif result.label_map is not None:
+            found = f"labels on {len(result.slice_indices)} slice(s)"
+        elif result.scores is not None and len(result.scores) == 1:
+            label, p = result.predicted(0)
+            found = f"{label} ({p:.2f})"
+        else:
+            found = f"scores on {len(result.slice_indices)} slices"
+        return f"{name}: {found} in {run.seconds:.2f} s"
+
+    # ----------------------------------------------------------------- clear and export
+    @guarded
+    def clear(self) -> None:
+        self.window.tasks.cancel("ai")
+        self.window.tasks.cancel("explain")
+        self.document.clear_ai()
+        self.window.set_status("AI results cleared")
+
+    @guarded
+    def export_results(self, path: str | Path) -> Path | None:
+        """The shown results as CSV or JSON (by suffix), atomically."""
+        output = self.document.ai_output
+        if output is None:
+            self.window.set_status("No AI results to export: run a model first.")
+            return None
+        try:
+            target = write_results(output, path, self.document.explanation)
+        except OSError as exc:
+            self.window.show_error(f"Could not export the AI results to {path}: {exc}")
+            return None
+        self.window.settings.setValue(EXPORT_FOLDER_KEY, str(target.parent))
+        self.window.set_status(f"AI results exported to {target}")
+        return target
+
+    @guarded
+    def compare_with_mask(self, path: str | Path) -> bool:
+        """Dice / IoU of the shown segmentation against a DICOM SEG of this series."""
+        result = self.document.ai_result
+        if result is None or result.label_map is None:
+            self.window.set_status("Run a segmentation model first, then compare it.")
+            return False
+        self.window.tasks.start("ai", agreement_task, result, self.document.volume, str(path),
+                                on_result=lambda scores: self._on_agreement(result, scores),
+                                on_error=lambda exc: self._on_error(None, exc))
+        return True
+
+    def _on_agreement(self, result: Result, scores: dict[str, dict]) -> None:
+        if result is not self.document.ai_result:
+            return  # another run replaced it meanwhile
+        self.panel.show_agreement(scores)
+        self.window.set_status("Against the mask: " + ", ".join(
+            f"{name} Dice {s['dice']:.3f}" for name, s in scores.items()))
+        self.sigRunFinished.emit(scores)
+
+    @guarded
+    def compare_with_mask_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Mask to compare with (DICOM SEG)",
+                                              str(export_folder(self.window.settings)),
+                                              "DICOM (*.dcm);;All files (*)")
+        if path:
+            self.compare_with_mask(path)
+
+    @guarded
+    def export_results_dialog(self) -> None:
+        result = self.document.ai_result
+        if result is None:
+            self.window.set_status("No AI results to export: run a model first.")
+            return
+        start = export_folder(self.window.settings) / f"{result.model_id}_results.csv"
+        path, chosen = QFileDialog.getSaveFileName(self.window, "Export AI results", str(start),
+                                                   "CSV (*.csv);;JSON (*.json)")
+        if path:
+            if not Path(path).suffix:
+                path += ".json" if "json" in chosen.lower() else ".csv"
+            self.export_results(path)
+
+    @guarded
+    def export_verdict(self, result: Result, path: str | Path) -> Path | None:
+        try:
+            target = write_verdict_csv(result, path)
+        except OSError as exc:
+            self.window.show_error(f"Could not write {path}: {exc}")
+            return None
+        self.window.set_status(f"{result.title or result.model_id} verdict exported to {target}")
+        return target
+
+    @guarded
+    def export_verdict_dialog(self, result: Result) -> None:
+        start = export_folder(self.window.settings) / f"{result.model_id}_verdict.csv"
+        path, _ = QFileDialog.getSaveFileName(self.window, "Export verdict as CSV", str(start),
+                                              "CSV (*.csv)")
+        if path:
+            self.export_verdict(result, path)
+
+    # ----------------------------------------------------------------- follow the document
+    @guarded
+    def _on_volume_changed(self) -> None:
+        """Another series: a run on the old one is no longer wanted; models may not apply."""
+        self.window.tasks.cancel("ai")
+        self.window.tasks.cancel("explain")
+        self.refresh_models()
+
+    @guarded
+    def _sync_actions(self) -> None:
+        menu, doc = self.menu, self.document
+        chosen = self.models.get(self.chosen_id)
+        ready = doc.volume is not None and chosen is not None and not self.why_not(chosen)
+        menu.run_slice_action.setEnabled(ready)
+        menu.run_series_action.setEnabled(ready)
+        methods = explain_methods(chosen) if chosen is not None else []
+        menu.explain_action.setEnabled(ready and methods != [])  # None: not known here
+        menu.set_explain_methods(methods if ready and methods else [])
+        fusion = [m for m in self.models.values() if m.task == "fusion" and not self.why_not(m)]
+        menu.compare_action.setEnabled(doc.volume is not None and bool(fusion))
+        menu.clear_action.setEnabled(doc.ai_output is not None or doc.explanation is not None)
+        menu.export_action.setEnabled(doc.ai_output is not None)
+        result = doc.ai_result
+        menu.mask_action.setEnabled(result is not None and result.label_map is not None)
+
+
+def explain_methods(manifest: Manifest) -> list[str] | None:
+    """The explanation methods that apply to a model ([]: none), or None when this
+    installation cannot tell (medviewer.explain missing: the worker will say why).
+    `methods_for` reads the manifest only; torch is imported when an explanation runs."""
+    try:
+        from medviewer.explain import methods_for
+
+        return list(methods_for(manifest))
+    except ImportError:
+        return None
+    except Exception:  # noqa: BLE001 - a broken explain package must not break the menu
+        log.exception("cannot list the explanation methods of %s", manifest.id)
+        return None

@@ -1,0 +1,128 @@
+"""The AI's layers on one SliceView: the label map, the boxes and the heatmap.
+
+Only the drawing lives here; what to draw comes from the document (`ai_state.AiLayers`), so
+every view of every plane follows one result. The label map is cut from its volume-grid
+array the way the voxels are (any MPR plane cut along the voxel axes shows it; a resampled
+oblique plane does not: labels are not interpolated) and coloured through a 256-entry RGBA
+lookup table built from the manifest's colours; opacity is the item's, so the slider
+re-renders nothing. Boxes are rectangles with "label score" in the label's colour, on planes
+cut along the acquired slices. The heatmap (0..1) goes through a jet-like table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import QGraphicsRectItem
+
+from medviewer.ui.document.ai_state import label_lut, rgb
+
+if TYPE_CHECKING:
+    from medviewer.inference.results import Box
+    from medviewer.ui.viewing.slice_view import SliceView
+
+HEATMAP_Z, LABELS_Z, BOXES_Z = 5, 6, 8  # above the image (0), below measurements
+
+
+def jet_lut(fade: float = 0.4) -> np.ndarray:
+    """(256, 4) uint8: blue -> cyan -> yellow -> red (the CAM papers' colour map). Alpha
+    rises from 0 to opaque over the lowest `fade` of the range: where the model did not look
+    the image stays readable instead of sinking under a blue veil."""
+    x = np.linspace(0.0, 1.0, 256)
+    channels = [np.clip(1.5 - np.abs(4 * x - c), 0, 1) for c in (3, 2, 1)]
+    lut = np.empty((256, 4), np.uint8)
+    lut[:, :3] = np.rint(np.stack(channels, axis=1) * 255)
+    lut[:, 3] = np.rint(np.clip(x / fade, 0, 1) * 255) if fade > 0 else 255
+    return lut
+
+
+JET = jet_lut()
+
+
+class AiLayerItems:
+    """Label map, heatmap and box items of one view, redrawn when the document says so."""
+
+    def __init__(self, view: SliceView) -> None:
+        self.view = view
+        self.labels_item = pg.ImageItem(axisOrder="row-major")
+        self.heatmap_item = pg.ImageItem(axisOrder="row-major")
+        for item, z in ((self.labels_item, LABELS_Z), (self.heatmap_item, HEATMAP_Z)):
+            item.setZValue(z)
+            item.setVisible(False)
+            view.view_box.addItem(item, ignoreBounds=True)
+        self.box_items: list[tuple[Box, QGraphicsRectItem, pg.TextItem]] = []
+        doc = view.document
+        doc.sigAiResultChanged.connect(self.refresh)
+        doc.sigAiDisplayChanged.connect(self.refresh)
+
+    def refresh(self, *_args: object) -> None:
+        """Draw the document's AI layers on the view's current image."""
+        view = self.view
+        if view.document.volume is None:
+            self._hide_all()
+            return
+        k = view.slice_index
+        self._show_labels(k)
+        self._show_heatmap(k)
+        self._show_boxes(k)
+
+    def _hide_all(self) -> None:
+        self.labels_item.setVisible(False)
+        self.heatmap_item.setVisible(False)
+        self._clear_boxes()
+
+    def _show_labels(self, k: int) -> None:
+        doc = self.view.document
+        labels = doc.label_image(self.view.plane_name, k)
+        if labels is None or not labels.any():
+            self.labels_item.setVisible(False)
+            return
+        lut = label_lut(doc.ai_result, doc.ai_display.hidden_labels)
+        self.labels_item.setImage(lut[labels], autoLevels=False, levels=None)
+        self.labels_item.setRect(self.view.image_rect())
+        self.labels_item.setOpacity(doc.ai_display.opacity)
+        self.labels_item.setVisible(True)
+
+    def _show_heatmap(self, k: int) -> None:
+        doc = self.view.document
+        heat = doc.heatmap_image(self.view.plane_name, k)
+        if heat is None:
+            self.heatmap_item.setVisible(False)
+            return
+        index = np.rint(np.clip(np.nan_to_num(heat), 0.0, 1.0) * 255).astype(np.uint8)
+        self.heatmap_item.setImage(JET[index], autoLevels=False, levels=None)
+        self.heatmap_item.setRect(self.view.image_rect())
+        self.heatmap_item.setOpacity(doc.ai_display.heatmap_opacity)
+        self.heatmap_item.setVisible(True)
+
+    def _show_boxes(self, k: int) -> None:
+        self._clear_boxes()
+        doc = self.view.document
+        result = doc.ai_result
+        for box, (x0, y0, x1, y1) in doc.boxes_on_plane(self.view.plane_name, k):
+            index = result.labels.index(box.label) if box.label in result.labels else 0
+            colour = QColor(*rgb(result.colours[index] if result.colours else "", index))
+            top_left = self.view.pixel_to_view(x0, y0)
+            bottom_right = self.view.pixel_to_view(x1, y1)
+            rect_item = QGraphicsRectItem(QRectF(top_left, bottom_right))
+            pen = QPen(colour, 2)
+            pen.setCosmetic(True)  # 2 screen pixels at any zoom
+            rect_item.setPen(pen)
+            rect_item.setZValue(BOXES_Z)
+            text = pg.TextItem(f"{box.label} {box.score:.2f}", color=colour, anchor=(0, 1),
+                               fill=(0, 0, 0, 140))
+            text.setPos(top_left)
+            text.setZValue(BOXES_Z)
+            self.view.view_box.addItem(rect_item, ignoreBounds=True)
+            self.view.view_box.addItem(text, ignoreBounds=True)
+            self.box_items.append((box, rect_item, text))
+
+    def _clear_boxes(self) -> None:
+        for _box, rect_item, text in self.box_items:
+            self.view.view_box.removeItem(rect_item)
+            self.view.view_box.removeItem(text)
+        self.box_items = []

@@ -1,0 +1,390 @@
+"""The "AI results" dock: what the model said about the open series, and how it is drawn.
+
+A subscriber of the document like the views: it reads `document.ai_output`, the explanation
+and the AI display settings, and every control only calls a document setter (opacity, label
+visibility, box threshold), so the views follow. Sections show only when the result has that
+kind of answer: class scores of the current slice (and their course over the series),
+series verdicts side by side (lab 3's methods, each exportable as CSV), labels with colour,
+visibility, voxel count and volume, boxes with a score threshold, and the heatmap's opacity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medviewer.inference.results import Result
+from medviewer.ui.document.ai_state import rgb
+from medviewer.ui.document.study import StudyDocument
+
+PLOT_EVERY_LABEL = 4  # up to this many labels, one curve each; above, the top score only
+EMPTY_TEXT = ("No AI result on this series. Choose a model in the AI menu, then Run on "
+              "Current Slice (Ctrl+R) or Run on Whole Series (Ctrl+Shift+R).")
+
+
+def _table(headers: list[str]) -> QTableWidget:
+    table = QTableWidget(0, len(headers))
+    table.setHorizontalHeaderLabels(headers)
+    table.verticalHeader().hide()
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
+def _fit_rows(table: QTableWidget, most: int = 6) -> None:
+    """As tall as its rows (up to `most`, then it scrolls): no empty grid under two rows."""
+    rows = min(table.rowCount(), most)
+    height = table.horizontalHeader().sizeHint().height() + 2 * table.frameWidth() + sum(
+        table.rowHeight(r) for r in range(rows))
+    table.setFixedHeight(height + table.horizontalScrollBar().sizeHint().height())
+
+
+def _item(text: object, align_right: bool = False) -> QTableWidgetItem:
+    item = QTableWidgetItem(str(text))
+    if align_right:
+        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return item
+
+
+def _swatch(colour: tuple[int, int, int]) -> QIcon:
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(QColor(*colour))
+    return QIcon(pixmap)
+
+
+def _slider(value: int) -> QSlider:
+    slider = QSlider(Qt.Orientation.Horizontal)
+    slider.setRange(0, 100)
+    slider.setValue(value)
+    return slider
+
+
+def timings_text(result: Result) -> str:
+    t = result.timings
+    parts = [f"{name} {t[key] * 1000:.0f} ms" for key, name in
+             (("preprocess", "pre"), ("inference", "inference"), ("postprocess", "post"))
+             if key in t]
+    return " · ".join(parts)
+
+
+class AiPanel(QWidget):
+    """The results dock's content, for one document."""
+
+    sigExportVerdict = Signal(object)  # Result: the window asks where to save its CSV
+    sigGoToSlice = Signal(int)
+
+    def __init__(self, document: StudyDocument, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self._filling = False
+        inner = QWidget()
+        self.sections = QVBoxLayout(inner)
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.sections.addWidget(self.summary)
+        self._build_scores()
+        self._build_verdicts()
+        self._build_labels()
+        self._build_boxes()
+        self._build_heatmap()
+        self.sections.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+        document.sigAiResultChanged.connect(self.rebuild)
+        document.sigAiDisplayChanged.connect(self._sync_display)
+        document.sigSliceChanged.connect(self._on_slice_changed)
+        self.sigGoToSlice.connect(document.set_slice)
+        self.rebuild()
+
+    # ----------------------------------------------------------------- construction
+    def _group(self, title: str) -> tuple[QGroupBox, QVBoxLayout]:
+        group = QGroupBox(title)
+        layout = QVBoxLayout(group)
+        self.sections.addWidget(group)
+        return group, layout
+
+    def _build_scores(self) -> None:
+        self.scores_group, layout = self._group("Class scores")
+        self.predicted_label = QLabel()
+        self.scores_table = _table(["Label", "Probability"])
+        self.series_plot = pg.PlotWidget(background=None)
+        self.series_plot.setMinimumHeight(140)
+        self.series_plot.setLabel("bottom", "slice")
+        self.series_plot.setLabel("left", "probability")
+        self.series_plot.getPlotItem().enableAutoRange(y=False)
+        self.series_plot.setYRange(0, 1, padding=0.02)  # probabilities: always 0..1
+        self.series_plot.addLegend(offset=(5, 5))
+        self.slice_line = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 200, 200), width=1))
+        self.series_plot.addItem(self.slice_line, ignoreBounds=True)
+        for widget in (self.predicted_label, self.scores_table, self.series_plot):
+            layout.addWidget(widget)
+
+    def _build_verdicts(self) -> None:
+        self.verdicts_group, layout = self._group("Series verdicts (one per method)")
+        self.verdicts_table = _table(["Method", "Verdict", "Probability", ""])
+        self.failures_label = QLabel()
+        self.failures_label.setWordWrap(True)
+        layout.addWidget(self.verdicts_table)
+        layout.addWidget(self.failures_label)
+
+    def _build_labels(self) -> None:
+        self.labels_group, layout = self._group("Labels")
+        self.labels_table = _table(["Show", "Label", "Voxels", "Volume (mL)"])
+        self.labels_table.itemChanged.connect(self._on_label_toggled)
+        self.labels_note = QLabel()
+        self.opacity_slider = _slider(int(self.document.ai_display.opacity * 100))
+        self.opacity_slider.valueChanged.connect(
+            lambda v: self.document.set_ai_display(opacity=v / 100))
+        self.agreement_label = QLabel()  # Dice / IoU against a mask, when one was compared
+        self.agreement_label.setWordWrap(True)
+        layout.addWidget(self.labels_table)
+        layout.addWidget(self.labels_note)
+        layout.addWidget(self.agreement_label)
+        layout.addLayout(self._row("Opacity", self.opacity_slider))
+
+    def _build_boxes(self) -> None:
+        self.boxes_group, layout = self._group("Boxes")
+        self.threshold_slider = _slider(int(self.document.ai_display.min_score * 100))
+        self.threshold_slider.valueChanged.connect(
+            lambda v: self.document.set_ai_display(min_score=v / 100))
+        self.threshold_label = QLabel()
+        row = self._row("Score ≥", self.threshold_slider)
+        row.addWidget(self.threshold_label)
+        self.boxes_table = _table(["Slice", "Label", "Score", "x0", "y0", "x1", "y1"])
+        self.boxes_table.cellDoubleClicked.connect(self._on_box_chosen)
+        layout.addLayout(row)
+        layout.addWidget(self.boxes_table)
+
+    def _build_heatmap(self) -> None:
+        self.heatmap_group, layout = self._group("Explanation (heatmap)")
+        self.heatmap_label = QLabel()
+        self.heatmap_label.setWordWrap(True)
+        self.heatmap_slider = _slider(int(self.document.ai_display.heatmap_opacity * 100))
+        self.heatmap_slider.valueChanged.connect(
+            lambda v: self.document.set_ai_display(heatmap_opacity=v / 100))
+        layout.addWidget(self.heatmap_label)
+        layout.addLayout(self._row("Opacity", self.heatmap_slider))
+
+    @staticmethod
+    def _row(text: str, widget: QWidget) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.addWidget(QLabel(text))
+        row.addWidget(widget, 1)
+        return row
+
+    # ----------------------------------------------------------------- document -> widgets
+    def rebuild(self) -> None:
+        """A new result (or none): show the sections it has answers for."""
+        output, result = self.document.ai_output, self.document.ai_result
+        self.summary.setText(self._summary_text())
+        compare = output is not None and (output.scope == "compare" or (
+            result is not None and result.scores is not None and not result.slice_indices))
+        per_slice = result is not None and result.scores is not None and not compare
+        self.scores_group.setVisible(per_slice)
+        self.verdicts_group.setVisible(compare)
+        self.labels_group.setVisible(result is not None and result.label_map is not None)
+        self.boxes_group.setVisible(result is not None and result.task == "detection")
+        self.heatmap_group.setVisible(self.document.explanation is not None)
+        if per_slice:
+            self._fill_series_plot(result)
+        if compare:
+            self._fill_verdicts()
+        if not self.labels_group.isHidden():
+            self._fill_labels()
+        self._sync_display()
+        self._on_slice_changed(self.document.slice_index)
+
+    def _summary_text(self) -> str:
+        output, result = self.document.ai_output, self.document.ai_result
+        if result is None:
+            return "" if self.document.explanation is not None else EMPTY_TEXT
+        if output.scope == "compare":
+            seconds = sum(r.timings.get("total", 0.0) for r in output.results)
+            return (f"<b>{len(output.results)} fusion methods</b> on the whole series<br>"
+                    f"{result.provider.replace('ExecutionProvider', '')} · "
+                    f"{seconds * 1000:.0f} ms in all")
+        if output.scope == "series" or not result.slice_indices:
+            where = "the whole series"
+        else:
+            where = f"slice {result.slice_indices[0] + 1}"
+        return (f"<b>{result.title or result.model_id}</b> {result.model_version} on {where}"
+                f"<br>{result.provider.replace('ExecutionProvider', '')} · "
+                f"{timings_text(result)}")
+
+    def _on_slice_changed(self, k: int) -> None:
+        if not self.scores_group.isHidden():
+            self._fill_scores(self.document.ai_result, k)
+        if not self.heatmap_group.isHidden():
+            self._fill_heatmap(k)
+
+    def _fill_scores(self, result: Result, k: int) -> None:
+        self.slice_line.setValue(k)
+        if k not in result.slice_indices:
+            run = result.slice_indices
+            self.predicted_label.setText(f"Not run on this slice (run on {len(run)} slice(s): "
+                                         f"{', '.join(str(i + 1) for i in run[:5])}"
+                                         f"{'…' if len(run) > 5 else ''}).")
+            self.scores_table.setRowCount(0)
+            return
+        row = result.slice_indices.index(k)
+        label, probability = result.predicted(row)
+        self.predicted_label.setText(f"Slice {k + 1}: <b>{label}</b> ({probability:.3f})")
+        pairs = list(zip(result.labels, result.scores[row], strict=True))
+        if len(pairs) > PLOT_EVERY_LABEL:  # many classes: the likely ones first
+            pairs.sort(key=lambda pair: -pair[1])
+        self.scores_table.setRowCount(len(pairs))
+        for i, (name, p) in enumerate(pairs):
+            self.scores_table.setItem(i, 0, _item(name))
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setValue(int(round(float(p) * 1000)))
+            bar.setFormat(f"{float(p):.3f}")
+            self.scores_table.setCellWidget(i, 1, bar)
+        _fit_rows(self.scores_table)
+
+    def _fill_series_plot(self, result: Result) -> None:
+        plot = self.series_plot.getPlotItem()
+        for item in list(plot.listDataItems()):
+            plot.removeItem(item)
+        plot.legend.clear()
+        many = len(result.slice_indices) > 1
+        self.series_plot.setVisible(many)
+        if not many:
+            return
+        x = np.asarray(result.slice_indices)
+        if len(result.labels) > PLOT_EVERY_LABEL:  # ten digits' curves would be a tangle
+            plot.plot(x, result.scores.max(axis=1), pen=pg.mkPen((230, 230, 230), width=2),
+                      name="top label's probability")
+            return
+        for i, name in enumerate(result.labels):
+            colour = rgb(result.colours[i] if i < len(result.colours) else "", i)
+            plot.plot(x, result.scores[:, i], pen=pg.mkPen(colour, width=2), name=name)
+
+    def _fill_verdicts(self) -> None:
+        output = self.document.ai_output
+        table = self.verdicts_table
+        table.setRowCount(len(output.results))
+        for row, result in enumerate(output.results):
+            label, probability = result.predicted(0)
+            title = result.title or result.model_id
+            method = _item(title.split(":")[0])  # "Early fusion: nodule >= 10 mm" -> the method
+            method.setToolTip(f"{title} ({result.model_id} {result.model_version})")
+            table.setItem(row, 0, method)
+            table.setItem(row, 1, _item(label))
+            table.setItem(row, 2, _item(f"{probability:.3f}", align_right=True))
+            button = QPushButton("CSV…")
+            button.setToolTip(f"Export the verdict of {result.title or result.model_id} as CSV")
+            button.clicked.connect(lambda _=False, r=result: self.sigExportVerdict.emit(r))
+            table.setCellWidget(row, 3, button)
+        _fit_rows(table)
+        self.failures_label.setText("<br>".join(f"Could not run {f}" for f in output.failures))
+        self.failures_label.setVisible(bool(output.failures))
+
+    def show_agreement(self, scores: dict[str, dict]) -> None:
+        rows = "".join(f"<tr><td>{name}</td><td align=right>{s['dice']:.3f}</td>"
+                       f"<td align=right>{s['iou']:.3f}</td></tr>" for name, s in scores.items())
+        self.agreement_label.setText("Against the mask:<table><tr><th align=left>Label</th>"
+                                     f"<th>Dice</th><th>IoU</th></tr>{rows}</table>")
+
+    def _fill_labels(self) -> None:
+        self.agreement_label.clear()
+        output, result = self.document.ai_output, self.document.ai_result
+        hidden = self.document.ai_display.hidden_labels
+        self._filling = True
+        table = self.labels_table
+        table.setRowCount(max(len(result.labels) - 1, 0))
+        for row, name in enumerate(result.labels[1:]):
+            i = row + 1  # label value 0 is "nothing found"
+            show = _item("")
+            show.setIcon(_swatch(rgb(result.colours[i] if i < len(result.colours) else "", i)))
+            show.setFlags(show.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            show.setCheckState(Qt.CheckState.Unchecked if name in hidden
+                               else Qt.CheckState.Checked)
+            show.setData(Qt.ItemDataRole.UserRole, name)
+            voxels = output.label_voxels[i] if i < len(output.label_voxels) else 0
+            ml = f"{voxels * output.voxel_ml:.2f}" if output.voxel_ml else "–"
+            for col, item in enumerate((show, _item(name), _item(voxels, True), _item(ml, True))):
+                table.setItem(row, col, item)
+        self._filling = False
+        _fit_rows(table)
+        run = len(result.slice_indices)
+        self.labels_note.setText(f"Counted over the {run} slice(s) segmented."
+                                 if output.scope == "slice" else "Counted over the series.")
+
+    def _fill_heatmap(self, k: int) -> None:
+        exp = self.document.explanation
+        where = (f"slice {exp.slice_index + 1}" if exp.slice_index == k else
+                 f"slice {exp.slice_index + 1} (you are on slice {k + 1}; go back to see it)")
+        target = f" for {exp.target}" if exp.target else ""
+        notes = f"<br>{exp.notes}" if exp.notes else ""
+        self.heatmap_label.setText(f"<b>{exp.method}</b> of {exp.model_id}{target} on {where}, "
+                                   f"{exp.seconds:.1f} s{notes}")
+
+    def _sync_display(self) -> None:
+        """Sliders and the box list follow the document's display settings."""
+        display = self.document.ai_display
+        for slider, value in ((self.opacity_slider, display.opacity),
+                              (self.threshold_slider, display.min_score),
+                              (self.heatmap_slider, display.heatmap_opacity)):
+            slider.blockSignals(True)
+            slider.setValue(int(round(value * 100)))
+            slider.blockSignals(False)
+        self.threshold_label.setText(f"{display.min_score:.2f}")
+        if not self.boxes_group.isHidden():
+            self._fill_boxes()
+
+    def _fill_boxes(self) -> None:
+        result = self.document.ai_result
+        shown = [b for b in result.boxes if b.score >= self.document.ai_display.min_score]
+        table = self.boxes_table
+        table.setRowCount(len(shown))
+        for row, b in enumerate(sorted(shown, key=lambda b: (b.slice_index, -b.score))):
+            values = (b.slice_index + 1, b.label, f"{b.score:.3f}", *(
+                f"{v:.0f}" for v in (b.x0, b.y0, b.x1, b.y1)))
+            for col, value in enumerate(values):
+                table.setItem(row, col, _item(value, col != 1))
+        _fit_rows(table, 8)
+        self.boxes_group.setTitle(f"Boxes ({len(shown)} of {len(result.boxes)} shown)")
+
+    # ----------------------------------------------------------------- widgets -> document
+    def _on_label_toggled(self, item: QTableWidgetItem) -> None:
+        if self._filling or item.column() != 0:
+            return
+        name = item.data(Qt.ItemDataRole.UserRole)
+        self.document.set_label_visible(name, item.checkState() == Qt.CheckState.Checked)
+
+    def _on_box_chosen(self, row: int, _col: int) -> None:
+        item = self.boxes_table.item(row, 0)
+        if item is not None:
+            self.sigGoToSlice.emit(int(item.text()) - 1)
+
+    def set_label_checked(self, name: str, visible: bool) -> None:
+        """What a click on a label's Show box does (for tests and scripts)."""
+        for row in range(self.labels_table.rowCount()):
+            item = self.labels_table.item(row, 0)
+            if item.data(Qt.ItemDataRole.UserRole) == name:
+                item.setCheckState(Qt.CheckState.Checked if visible else Qt.CheckState.Unchecked)

@@ -1,0 +1,129 @@
+"""The AI's background work: open a model (once), run it, explain it. No Qt here.
+
+Plain functions run by `WorkerPool.start(fn, ...)` on a pool thread: opening a model checks
+the sha256 of its files and probes ONNX Runtime's providers (hundreds of milliseconds), and a
+run over a series takes seconds, so none of it may happen on the GUI thread. `ModelCache`
+keeps each opened model (`LoadedModel`) for the next run; a failed open is not cached, so a
+repaired model folder works on the next try.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from medviewer.inference import LoadedModel, Manifest, ModelError, open_model
+from medviewer.inference.results import Explanation, Result
+from medviewer.ui.document.ai_state import AiOutput, label_volumes, voxel_ml
+
+
+class ModelCache:
+    """Opened models by folder and version; safe to use from several workers at once."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, str, str], LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(manifest: Manifest) -> tuple[str, str, str]:
+        return manifest.id, manifest.version, str(manifest.folder)
+
+    def get(self, manifest: Manifest) -> LoadedModel:
+        """The opened model, opening it now (checksums, session) the first time."""
+        with self._lock:  # one open per model even when two runs ask at once
+            loaded = self._models.get(self.key(manifest))
+            if loaded is None:
+                loaded = open_model(manifest)
+                self._models[self.key(manifest)] = loaded
+            return loaded
+
+    def cached(self, manifest: Manifest) -> LoadedModel | None:
+        return self._models.get(self.key(manifest))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+@dataclass(frozen=True)
+class AiRun:
+    """What a worker hands back: the layer to show and the volume it was computed on."""
+
+    output: AiOutput
+    volume: Any
+    provider: str
+    seconds: float
+
+
+def run_model_task(ctx: Any, cache: ModelCache, manifest: Manifest, volume: Any,
+                   slices: Sequence[int] | None, scope: str) -> AiRun:
+    """Open (cached) and run one model on `slices` of `volume` (None: every slice)."""
+    start = time.perf_counter()
+    loaded = cache.get(manifest)
+    result = loaded.run(volume, slices, progress=ctx.progress, cancelled=ctx.is_cancelled)
+    output = AiOutput((result,), scope, *_label_stats(result, volume))
+    return AiRun(output, volume, loaded.provider, time.perf_counter() - start)
+
+
+def compare_task(ctx: Any, cache: ModelCache, manifests: Sequence[Manifest],
+                 volume: Any) -> AiRun:
+    """Run each series-level model on the whole series: one verdict per method. A method that
+    fails is reported beside the others' verdicts instead of hiding them."""
+    start = time.perf_counter()
+    results: list[Result] = []
+    failures: list[str] = []
+    provider = ""
+    for i, manifest in enumerate(manifests):
+        ctx.progress(i, len(manifests))
+        try:
+            loaded = cache.get(manifest)
+            results.append(loaded.run(volume, None, cancelled=ctx.is_cancelled))
+            provider = provider or loaded.provider
+        except ModelError as exc:
+            failures.append(f"{manifest.title}: {exc.reason}")
+    ctx.progress(len(manifests), len(manifests))
+    if not results:
+        raise ModelError(None, "No method could run: " + "; ".join(failures))
+    output = AiOutput(tuple(results), "compare", failures=tuple(failures))
+    return AiRun(output, volume, provider, time.perf_counter() - start)
+
+
+def explain_task(ctx: Any, manifest: Manifest, volume: Any, slice_index: int,
+                 method: str | None) -> tuple[Explanation, Any]:
+    """A heatmap of where the model looked on one slice (medviewer.explain: torch, so it is
+    imported here, in the worker, and only when the reader asks)."""
+    try:
+        from medviewer.explain import explain
+    except ImportError as exc:
+        raise ModelError(manifest.folder, "Explanations are not available in this "
+                         f"installation ({exc}); reinstall MedViewer with its AI "
+                         "dependencies (torch, grad-cam).") from exc
+    explanation = explain(manifest, volume, slice_index, method, progress=ctx.progress,
+                          cancelled=ctx.is_cancelled)
+    return explanation, volume
+
+
+def _label_stats(result: Result, volume: Any) -> tuple[tuple[int, ...], float]:
+    if result.label_map is None:
+        return (), 0.0
+    return label_volumes(result.label_map, len(result.labels)), voxel_ml(volume)
+
+
+def agreement_task(ctx: Any, result: Result, volume: Any, path: str) -> dict[str, dict]:
+    """Dice / IoU of a segmentation result against a DICOM SEG drawn on the same series."""
+    from medviewer.core.annotations import AnnotationError, read_seg
+    from medviewer.inference.metrics import scores_against_mask
+
+    try:
+        mask, mask_labels = read_seg(path, volume)
+    except AnnotationError as exc:
+        raise ModelError(path, exc.reason) from exc
+    scores = scores_against_mask(result.label_map, result.labels, mask, mask_labels,
+                                 result.slice_indices or None)
+    if not scores:
+        raise ModelError(path, f"The mask names none of the model's labels "
+                         f"({', '.join(result.labels[1:])}); it has {', '.join(mask_labels[1:])}.")
+    return scores

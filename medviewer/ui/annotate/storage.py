@@ -1,0 +1,301 @@
+"""Saving and reading back the reader's annotations: the workspace beside the data.
+
+Save (Ctrl+S) writes the label map as DICOM SEG and the boxes, class labels and the stack
+view's rulers (distance lines) as SR in the series' workspace, in a worker, recording the
+annotator (the OS user) and the model the work started from; opening a series reads them back
+the same way, in a worker, and draws the saved rulers again (not an edit: the series stays
+saved). Recovered work draws its autosaved rulers too. `AnnotationStorage` is a part of
+`AnnotateController` (a mixin), so `window.annotate.save()` stays the one name for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import getpass
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtWidgets import QFileDialog
+
+from medviewer.core.annotations import (
+    AnnotationError,
+    BoxSet,
+    DistanceLine,
+    History,
+    LabelMap,
+    LabelTable,
+    Workspace,
+    accept_prediction,
+    discard_autosave,
+    read_seg_table,
+)
+from medviewer.core.annotations.workspace import AUTOSAVE_NAME
+from medviewer.ui.annotate.box_controller import set_classes
+from medviewer.ui.common.guard import guarded
+from medviewer.ui.document.annotate_state import Annotation
+
+if TYPE_CHECKING:
+    from medviewer.ui.annotate.box_controller import BoxController
+    from medviewer.ui.document.study import StudyDocument
+
+
+def annotator_name() -> str:
+    """Who is editing: the OS user name (the SR and SEG record it)."""
+    try:
+        return getpass.getuser() or "unknown"
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# ----------------------------------------------------------------- worker tasks (no Qt)
+def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxes: BoxSet,
+              model: str | None, annotator: str,
+              lines: tuple[DistanceLine, ...] = ()) -> list[Path]:
+    """Write SEG (when there are labels) and SR (boxes, class labels, distance lines and
+    provenance) in the workspace."""
+    workspace = Workspace.for_series(volume)
+    saved = []
+    if len(table):
+        algorithm = (model.split("@")[0].removeprefix("model:"), model.split("@")[1]) \
+            if model else ("MedViewer manual", "1")
+        saved.append(workspace.save_seg(array, volume, table.seg_names(),
+                                        colours=table.seg_colours(), codes=table.seg_codes(),
+                                        algorithm=algorithm,
+                                        series_description=f"Segmentation ({annotator})",
+                                        annotator=annotator))
+    saved.append(workspace.save_sr(volume, boxes, lines, annotator=annotator, model=model))
+    with contextlib.suppress(AnnotationError):  # a real save replaces the autosave
+        discard_autosave(workspace.autosave_path)
+    return saved
+
+
+def load_task(_ctx: Any, volume: Any) -> Annotation | None:
+    """The series' saved SEG and SR as an Annotation, None when nothing was saved."""
+    from medviewer.core.annotations import read_provenance
+
+    workspace = Workspace.for_series(volume)
+    seg = workspace.load_seg_table(volume)  # names, colours and codes as saved
+    sr = workspace.load_sr(volume)
+    if seg is None and sr is None:
+        return None
+    labelmap = LabelMap.for_volume(volume)
+    if seg is not None:
+        array, labelmap.table = seg
+        labelmap.array[...] = np.asarray(array, np.uint8)
+    boxes = BoxSet(sr[0], sr[1]) if sr is not None else BoxSet()
+    model = None
+    if sr is not None and workspace.sr_path.exists():
+        model = read_provenance(workspace.sr_path).model
+    lines = list(sr[2]) if sr is not None else []
+    return Annotation(labelmap, History(labelmap), boxes, model, lines=lines)
+
+
+def has_saved_annotations(volume: Any) -> bool:
+    try:
+        found = Workspace.for_series(volume).list_annotations()
+    except (AnnotationError, OSError):  # not loaded from files: nowhere to look
+        return False
+    return any(f.kind in ("seg", "sr") for f in found)
+
+
+def import_task(_ctx: Any, volume: Any, path: str) -> tuple[np.ndarray, LabelTable]:
+    """A SEG made elsewhere, on the open series' grid, with its labels' colours and codes."""
+    return read_seg_table(path, volume)
+
+
+class AnnotationStorage:
+    """Save, save on close, recovery and loading: the AnnotateController's storage part
+    (it brings the window, the signals, the safety net and `_sync_actions`)."""
+
+    document: StudyDocument
+    boxes: BoxController
+    annotator: str
+
+    @guarded
+    def save(self) -> bool:
+        """Ctrl+S: SEG + SR into the workspace, in a worker; sigSaved when written."""
+        doc = self.document
+        annotation = self._to_save()
+        if annotation is None:
+            self.window.set_status("Nothing to save: no annotations on this series")
+            return False
+        labels = annotation.labelmap.table.labels
+        table = LabelTable({value: replace(label) for value, label in labels.items()})
+        self.window.set_status("Saving annotations\u2026")
+        self.window.tasks.start("annotate-save", save_task, doc.volume,
+                                annotation.labelmap.array.copy(), table, annotation.boxes,
+                                annotation.model, self.annotator, tuple(annotation.lines),
+                                on_result=lambda paths, n=annotation.edits:
+                                self._on_saved(annotation, paths, n),
+                                on_error=self._on_save_error)
+        return True
+
+    def save_now(self) -> bool:
+        """Save the open series on this thread (closing the window: no worker to wait for)."""
+        doc, annotation = self.document, self._to_save()
+        if annotation is None:
+            return False
+        try:
+            paths = save_task(None, doc.volume, annotation.labelmap.array,
+                              annotation.labelmap.table, annotation.boxes, annotation.model,
+                              self.annotator, tuple(annotation.lines))
+        except (AnnotationError, OSError) as exc:
+            self._on_save_error(exc)
+            return False
+        self._on_saved(annotation, paths)
+        return True
+
+    def _to_save(self) -> Annotation | None:
+        """The series' annotation with the stack view's rulers as its distance lines (a
+        ruler alone is worth saving), None when there is nothing to save."""
+        doc = self.document
+        lines = self.boxes.ruler_lines()
+        if doc.volume is None or (doc.annotation is None and (
+                not lines or doc.can_annotate() is not None)):
+            return None
+        annotation = doc.ensure_annotation()
+        annotation.lines = lines
+        return annotation
+
+    def restore_annotation(self, labelmap: LabelMap | None, boxes: BoxSet,
+                           model: str | None,
+                           lines: Iterable[DistanceLine] = ()) -> Annotation:
+        """Put recovered work on the open series: the map as ONE undo step, the boxes and
+        class labels as another, so Ctrl+Z goes back to what was there before; the rulers are
+        drawn again (rulers are not undo steps)."""
+        doc = self.document
+        annotation = doc.ensure_annotation()
+        if labelmap is not None:
+            target, history = annotation.labelmap, annotation.history
+            with history.stroke("recover unsaved work"):
+                history.touch(tuple(slice(0, n) for n in target.shape))
+                target.array[...] = labelmap.array
+                target.table.labels = copy.deepcopy(labelmap.table.labels)
+            first = next(iter(target.table), None)
+            doc.active_label = first.value if first is not None else 1
+        known = {b.uid for b in annotation.boxes}
+        new = [b for b in boxes if b.uid not in known]
+        classes = [c for c in boxes.class_labels if c not in annotation.boxes.class_labels]
+        if new or classes:
+            self.box_edit(lambda current: set_classes(
+                current, classes, "recover boxes", current.add(*new).before))
+        self.boxes.restore_rulers(lines)
+        annotation.model = annotation.model or model
+        doc.labelmap_changed(None)
+        self._sync_actions()
+        return annotation
+
+    def _on_saved(self, annotation: Annotation, paths: list[Path],
+                  edits: int | None = None) -> None:
+        """`edits`: the annotation's edit count when the save began; edits made while the
+        worker wrote stay unsaved (and autosaved)."""
+        if edits is None or annotation.edits == edits:
+            annotation.dirty = False
+            self.safety.forget(annotation)
+            # an autosave running beside the save may have landed after it: drop it too
+            with contextlib.suppress(AnnotationError, OSError):
+                discard_autosave(paths[-1].parent / AUTOSAVE_NAME)  # the SR's workspace
+        self.window.set_status(f"Annotations saved to {paths[0].parent}")
+        self.sigSaved.emit(paths)
+
+    def _on_save_error(self, exc: BaseException) -> None:
+        reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
+        self.show_error(f"Could not save the annotations: {reason}")
+
+    # ----------------------------------------------------------------- a SEG from elsewhere
+    @guarded
+    def import_seg_dialog(self) -> None:
+        volume = self.document.volume
+        folder = str(Path(volume.sources[0].path).parent) if volume is not None and \
+            getattr(volume, "sources", None) else ""
+        path, _ = QFileDialog.getOpenFileName(self.window, "DICOM SEG of this series", folder,
+                                              "DICOM (*.dcm);;All files (*)")
+        if path:
+            self.import_seg(path)
+
+    @guarded
+    def import_seg(self, path: str | Path) -> bool:
+        """A DICOM SEG made elsewhere (3D Slicer, OHIF, a PACS) on the open series becomes the
+        editable labels as ONE undo step, its labels matched by name and added with their
+        colours and codes. The file is only read: Ctrl+S writes the workspace's own SEG."""
+        doc = self.document
+        if (why := doc.can_annotate()) is not None:
+            self.window.set_status(why)
+            return False
+        volume, path = doc.volume, Path(path)
+        self.window.set_status(f"Reading {path.name}\u2026")
+        self.window.tasks.start("annotate-import", import_task, volume, str(path),
+                                on_result=lambda found: self._imported(volume, path, *found),
+                                on_error=self._on_import_error)
+        return True
+
+    def _imported(self, volume: Any, path: Path, array: np.ndarray, table: LabelTable) -> None:
+        doc = self.document
+        if doc.volume is not volume or doc.can_annotate() is not None:
+            return  # another series opened meanwhile
+        annotation = doc.ensure_annotation()
+        labelmap, history = annotation.labelmap, annotation.history
+        with history.stroke(f"import {path.name}"):
+            for label in table:
+                if labelmap.table.by_name(label.name) is None:
+                    labelmap.table.add(label.name, label.colour, category=label.category,
+                                       type=label.type)
+            accept_prediction(labelmap, history, array, table.seg_names())
+        first = labelmap.table.by_name(next(iter(table)).name) if len(table) else None
+        doc.active_label = first.value if first is not None else doc.active_label
+        doc.labelmap_changed(None)
+        self._sync_actions()
+        self.window.set_status(f"Imported {len(table)} segment(s) from {path.name}: edit, "
+                               "then save (the file itself is not changed)")
+        self.sigImported.emit(path)
+
+    def _on_import_error(self, exc: BaseException) -> None:
+        reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
+        self.show_error(f"Could not import the SEG: {reason}")
+
+    def _on_volume_changed(self) -> None:
+        doc = self.document
+        if doc.volume is not None and doc.annotate_tool is not None and doc.can_annotate():
+            doc.set_tool_settings(tool=None)  # a 4D or colour series: the mouse navigates
+        if doc.volume is None or doc.annotation is not None or doc.can_annotate():
+            if doc.annotation is not None:  # back to a series with unsaved edits
+                self.boxes.show_rulers(doc.annotation.lines)
+            self._sync_actions()
+            return
+        volume = doc.volume
+        if not has_saved_annotations(volume):  # a few stat calls: no worker, no busy bar
+            self.sigLoaded.emit(None)
+            return
+        doc.loading_annotations_of = volume  # edits wait: see AnnotationState
+        self._sync_actions()
+        self.window.tasks.start("annotate-load", load_task, volume,
+                                on_result=lambda a: self._on_loaded(volume, a),
+                                on_error=lambda exc: self._on_load_error(exc, volume))
+
+    def _loading_done(self, volume: Any) -> None:
+        doc = self.document
+        if doc.loading_annotations_of is volume:
+            doc.loading_annotations_of = None
+            self._sync_actions()
+
+    def _on_loaded(self, volume: Any, annotation: Annotation | None) -> None:
+        doc = self.document
+        self._loading_done(volume)
+        if doc.volume is not volume or doc.annotation is not None:
+            return  # another series opened (its own load runs), or work was recovered
+        if annotation is not None:
+            doc.set_annotation(annotation)
+            self.boxes.show_rulers(annotation.lines)
+            first = next(iter(annotation.labelmap.table), None)
+            doc.active_label = first.value if first is not None else 1
+            self.window.set_status("Saved annotations of this series loaded")
+        self.sigLoaded.emit(annotation)
+
+    def _on_load_error(self, exc: BaseException, volume: Any = None) -> None:
+        self._loading_done(volume)
+        reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
+        self.show_error(f"Could not read this series' annotations: {reason}")

@@ -1,0 +1,1 @@
+"""The Model menu: Retrain (training child process, live curves, comparison) and Versions."""

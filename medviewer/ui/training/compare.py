@@ -1,0 +1,319 @@
+"""What a retraining run shows: live progress while it trains, both versions at the end.
+
+`ProgressView`: progress bar with ETA, the loss curves (per step and per epoch, validation)
+and the main metric per epoch, and the log; it draws a `training_process.RunHistory`.
+`CompareView` reads the run's compare.json (both versions evaluated through ONNX Runtime on the same
+validation split): a table of metrics, main metric first, the better value of each row
+highlighted; ROC curves of both when the task has them, else the score of every validation
+case as points; and the two confusion matrices where the task has one. All metrics in
+compare.json are higher-is-better (the training contract), so "better" needs no table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+if TYPE_CHECKING:
+    from medviewer.ui.training.process import RunHistory
+
+SIDES = ("current", "candidate")
+CURVE_PENS = {"steps": "#5b6b7f", "train": "#4aa3ff", "val": "#f5a623", "metric": "#7ed957"}
+COLOURS = {"current": "#9aa0a6", "candidate": "#4aa3ff"}
+BETTER_BRUSH = QColor("#1f5130")
+TIE = 1e-9  # equal to this: neither side is highlighted
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One line of the table: a metric, both values (None: not measured), who is better."""
+
+    name: str
+    current: float | None
+    candidate: float | None
+    better: str  # "current" | "candidate" | "" (tie or not comparable)
+
+
+def load_compare(path: str | Path) -> dict[str, Any]:
+    """compare.json as a dict; OSError / ValueError for a missing or broken file."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "candidate" not in data:
+        raise ValueError(f"{path}: not a comparison file (no 'candidate')")
+    return data
+
+
+def _value(side: dict[str, Any] | None, name: str) -> float | None:
+    value = ((side or {}).get("metrics") or {}).get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _is_count(name: str) -> bool:
+    """'n', 'n_cases': how many were scored, context rather than a score to compare."""
+    return name == "n" or name.startswith("n_")
+
+
+def split_text(compare: dict[str, Any]) -> str:
+    """'10 validation cases (300 samples)' from compare.json's split summary ('' if none)."""
+    split = compare.get("split") or {}
+    cases, samples = split.get("validation_cases"), split.get("validation_samples")
+    if cases is None:
+        return ""
+    extra = f" ({samples} samples)" if samples not in (None, cases) else ""
+    return f"{cases} validation cases{extra}"
+
+
+def metric_rows(compare: dict[str, Any]) -> list[MetricRow]:
+    """Every numeric metric either side has, the main metric first, the rest by name."""
+    names: set[str] = set()
+    for side in SIDES:
+        names |= {k for k in ((compare.get(side) or {}).get("metrics") or {})
+                  if _value(compare.get(side), k) is not None and not _is_count(k)}
+    main = str(compare.get("main_metric", ""))
+    ordered = ([main] if main in names else []) + sorted(names - {main})
+    rows = []
+    for name in ordered:
+        old, new = _value(compare.get("current"), name), _value(compare.get("candidate"), name)
+        better = ""
+        if old is not None and new is not None and abs(new - old) > TIE:
+            better = "candidate" if new > old else "current"
+        rows.append(MetricRow(name, old, new, better))
+    return rows
+
+
+def version_text(compare: dict[str, Any], side: str) -> str:
+    version = (compare.get(side) or {}).get("version")
+    title = "Current" if side == "current" else "Candidate"
+    return f"{title} {version}" if version else f"{title} (none)"
+
+
+class ProgressView(QWidget):
+    """Progress bar and ETA, loss and metric curves, log: a running job as it reports."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setFormat("%p%")
+        self.eta_label = QLabel("")
+        self.eta_label.setObjectName("retrainEta")
+        self.eta_label.setMinimumWidth(170)  # a longer ETA text must not re-lay the page out
+        self._metric_name = ""
+        self.loss_plot = _plot("Loss", "epoch", "loss")
+        self.metric_plot = _plot("Validation metric", "epoch", "")
+        self.curves = {"steps": self.loss_plot.plot(pen=pg.mkPen(CURVE_PENS["steps"]),
+                                                    name="train (steps)"),
+                       "train": _points(self.loss_plot, "train", "train (epoch)"),
+                       "val": _points(self.loss_plot, "val", "validation"),
+                       "metric": _points(self.metric_plot, "metric", "main metric")}
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)
+        top, plots, layout = QHBoxLayout(), QHBoxLayout(), QVBoxLayout(self)
+        top.addWidget(self.progress_bar, 1)
+        top.addWidget(self.eta_label)
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.metric_plot)
+        layout.addLayout(top)
+        layout.addLayout(plots, 3)
+        layout.addWidget(self.log_view, 2)
+
+    def reset(self) -> None:
+        self._metric_name = ""
+        self.log_view.clear()
+        for curve in self.curves.values():
+            curve.setData([], [])
+        self.progress_bar.setValue(0)
+        self.eta_label.setText("")
+
+    def show_history(self, history: RunHistory, curves: bool = True) -> None:
+        """Progress and ETA; the curves too when `curves` (a step or epoch came in)."""
+        from medviewer.ui.training.process import format_eta
+
+        self.progress_bar.setValue(int(round(history.progress * 1000)))
+        self.eta_label.setText(format_eta(history.eta_s))
+        if not curves:
+            return
+        for key, points in (("steps", history.step_loss), ("train", history.train_loss),
+                            ("val", history.val_loss), ("metric", history.metric)):
+            if len(points) != len(self.curves[key].xData if self.curves[key].xData is not None
+                                  else ()):  # redraw only what changed: each costs ms
+                self.curves[key].setData([p[0] for p in points], [p[1] for p in points])
+        if history.main_metric and history.main_metric != self._metric_name:
+            self._metric_name = history.main_metric  # a new label re-lays the plot out
+            self.metric_plot.getPlotItem().setLabel("left", history.main_metric)
+
+
+class CompareView(QWidget):
+    """Metrics table, ROC / per-case plot and confusion matrices of one compare.json."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.compare: dict[str, Any] = {}
+        self.verdict = QLabel("")
+        self.verdict.setObjectName("compareVerdict")
+        self.verdict.setWordWrap(True)
+        self.table = _table()
+        self.plot = pg.PlotWidget()
+        _plain_numbers(self.plot)
+        self.plot.setMinimumHeight(180)
+        self.plot.addLegend(offset=(-10, 10))
+        self.confusion_box = QGroupBox("Confusion matrices (rows: truth, columns: predicted)")
+        self.confusion_tables = {side: _table(compact=True) for side in SIDES}
+        boxes = QHBoxLayout(self.confusion_box)
+        for side in SIDES:
+            column = QVBoxLayout()
+            column.addWidget(QLabel(side.capitalize()))
+            column.addWidget(self.confusion_tables[side])
+            boxes.addLayout(column)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.verdict)
+        layout.addWidget(self.table, 2)
+        layout.addWidget(self.plot, 3)
+        layout.addWidget(self.confusion_box, 4)
+
+    def show_compare(self, compare: dict[str, Any]) -> None:
+        self.compare = compare
+        better = bool(compare.get("better"))
+        main = compare.get("main_metric", "the main metric")
+        where = split_text(compare) or "the same validation split"
+        self.verdict.setText(
+            f"The candidate is {'better' if better else 'not better'} than the current version "
+            f"on {main}, both measured on {where} through ONNX Runtime.")
+        self._fill_table(metric_rows(compare))
+        self._fill_plot(compare)
+        self._fill_confusion(compare)
+
+    def _fill_table(self, rows: list[MetricRow]) -> None:
+        self.table.clear()
+        self.table.setColumnCount(3)
+        self.table.setRowCount(len(rows))
+        self.table.setHorizontalHeaderLabels(
+            ["Metric", version_text(self.compare, "current"),
+             version_text(self.compare, "candidate")])
+        for r, row in enumerate(rows):
+            self.table.setItem(r, 0, _item(row.name + (" (main)" if r == 0 else ""), r == 0))
+            for c, side in enumerate(SIDES, start=1):
+                value = getattr(row, side)
+                item = _item("\u2014" if value is None else f"{value:.4f}", row.better == side)
+                if row.better == side:
+                    item.setBackground(QBrush(BETTER_BRUSH))
+                    item.setToolTip("the better of the two")
+                self.table.setItem(r, c, item)
+
+    def _fill_plot(self, compare: dict[str, Any]) -> None:
+        self.plot.clear()
+        item = self.plot.getPlotItem()
+        rocs = {s: (compare.get(s) or {}).get("roc") for s in SIDES}
+        if any(roc and roc.get("fpr") for roc in rocs.values()):
+            item.setTitle("ROC on the validation split")
+            item.setLabel("bottom", "false positive rate")
+            item.setLabel("left", "true positive rate")
+            self.plot.plot([0, 1], [0, 1], pen=pg.mkPen("#555", style=Qt.PenStyle.DashLine))
+            for side, roc in rocs.items():
+                if roc and roc.get("fpr"):
+                    self.plot.plot(roc["fpr"], roc["tpr"], name=version_text(compare, side),
+                                   pen=pg.mkPen(COLOURS[side], width=2))
+            return
+        self._fill_per_case(compare)
+
+    def _fill_per_case(self, compare: dict[str, Any]) -> None:
+        item = self.plot.getPlotItem()
+        cases = sorted({c for s in SIDES for c in ((compare.get(s) or {}).get("per_case") or {})})
+        item.setTitle("Score of each validation case" if cases
+                      else "No per-case scores in this comparison")
+        item.setLabel("bottom", "validation case")
+        item.setLabel("left", "dice" if compare.get("main_metric") == "dice" else "score")
+        named = len(cases) <= 6  # more names than that overlap: numbers, names in the tooltip
+        item.getAxis("bottom").setTicks([list(enumerate(cases))] if named else None)
+        self.plot.setToolTip("\n".join(f"{i}: {c}" for i, c in enumerate(cases)))
+        for k, side in enumerate(SIDES):
+            per_case = (compare.get(side) or {}).get("per_case") or {}
+            xs = [i + (k - 0.5) * 0.2 for i, c in enumerate(cases) if c in per_case]
+            ys = [float(per_case[c]) for c in cases if c in per_case]
+            if xs:
+                self.plot.plot(xs, ys, pen=None, symbol="o", symbolSize=8,
+                               symbolBrush=COLOURS[side], name=version_text(compare, side))
+
+    def _fill_confusion(self, compare: dict[str, Any]) -> None:
+        shown = False
+        for side, table in self.confusion_tables.items():
+            confusion = (compare.get(side) or {}).get("confusion") or {}
+            matrix, labels = confusion.get("matrix") or [], confusion.get("labels") or []
+            table.clear()
+            table.setRowCount(len(matrix))
+            table.setColumnCount(len(matrix[0]) if matrix else 0)
+            names = [str(x) for x in labels] or [str(i) for i in range(len(matrix))]
+            table.setHorizontalHeaderLabels(names)
+            table.setVerticalHeaderLabels(names)
+            for r, row in enumerate(matrix):
+                for c, count in enumerate(row):
+                    table.setItem(r, c, _item(str(count), r == c))
+            shown = shown or bool(matrix)
+        self.confusion_box.setVisible(shown)
+
+
+def _table(compact: bool = False) -> QTableWidget:
+    """Read-only; `compact`: columns as narrow as their counts (a 10 x 10 matrix fits)."""
+    table = QTableWidget()
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    mode = QHeaderView.ResizeMode.ResizeToContents if compact else QHeaderView.ResizeMode.Stretch
+    table.horizontalHeader().setSectionResizeMode(mode)
+    if compact:
+        table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        table.verticalHeader().setMinimumSectionSize(12)
+        table.horizontalHeader().setMinimumSectionSize(12)
+    return table
+
+
+def _item(text: str, bold: bool = False) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    if bold:
+        font = QFont()
+        font.setBold(True)
+        item.setFont(font)
+    return item
+
+
+def _plot(title: str, bottom: str, left: str) -> pg.PlotWidget:
+    plot = pg.PlotWidget(title=title)
+    plot.setLabel("bottom", bottom)
+    if left:
+        plot.setLabel("left", left)
+    plot.addLegend(offset=(-10, 10))
+    plot.showGrid(x=True, y=True, alpha=0.2)
+    _plain_numbers(plot)
+    return plot
+
+
+def _plain_numbers(plot: pg.PlotWidget) -> None:
+    """Dice 0.94 reads 0.94, not 940 with an 'x0.001' unit prefix."""
+    for side in ("left", "bottom"):
+        plot.getAxis(side).enableAutoSIPrefix(False)
+
+
+def _points(plot: pg.PlotWidget, key: str, name: str) -> pg.PlotDataItem:
+    colour = CURVE_PENS[key]
+    return plot.plot(pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=6,
+                     symbolBrush=colour, name=name)

@@ -1,0 +1,558 @@
+"""The AI in the real window: menu, worker runs, results dock, overlays, boxes, heatmaps.
+
+The models are tiny ONNX graphs written here with onnx.helper (no torch: fast and exact), in
+a temporary MEDVIEWER_MODELS_DIR, run by a test plugin registered in-process. Their answers
+are predictable from the voxels, so the tests can check what is drawn where:
+- "test-seg" labels the HU of the chest phantom: background below -520 HU, "soft tissue"
+  up to 120 HU, "bone" above (window -200/1600 -> x in 0..1; thresholds 0.3 and 0.7);
+- "test-cls" says "brighter" when a slice's mean (windowed) is above 0.5;
+- "test-det" returns two fixed boxes (scores 0.9 and 0.3);
+- "test-fusion-a/-b" are series-level verdicts with opposite thresholds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from medviewer.core import synthetic as syn
+from medviewer.inference import (
+    Box,
+    Explanation,
+    InferenceCancelled,
+    Pipeline,
+    Plugin,
+    provider_status,
+    register_plugin,
+)
+from medviewer.inference import preprocess as pp
+from medviewer.inference.manifest import manifest_from_dict, write_manifest
+from medviewer.inference.pipelines import SliceClassifier, SliceSegmenter
+from medviewer.ui.ai.layers import JET
+
+SIZE = 64  # the phantom's rows and columns: the models see it unresized
+WINDOW = (-200.0, 1600.0)
+SEG_COLOURS = ("#000000", "#00ff00", "#ff00ff")
+BOXES = ((10, 12, 30, 40), (40, 36, 60, 58))
+BOX_SCORES = (0.9, 0.3)
+
+
+# ----------------------------------------------------------------------- tiny models
+class FixedBoxes(Pipeline):
+    """Test detection pipeline: outputs 'boxes' (n, 4), 'scores' (n,), 'classes' (n,)."""
+
+    def preprocess(self, voxels, batch, volume):
+        return {"image": pp.prepare_slices(voxels, batch[:1], self.manifest.input)}
+
+    def postprocess(self, outputs, batch, voxels, result):
+        for box, score, c in zip(outputs["boxes"], outputs["scores"], outputs["classes"],
+                                 strict=True):
+            result.boxes.append(Box(*map(float, box), label=result.labels[int(c)],
+                                    score=float(score), slice_index=batch[0]))
+
+    def batches(self, indices):
+        yield from ([k] for k in indices)
+
+
+class SeriesMean(Pipeline):
+    """Test fusion pipeline: 4 slices spread over the series as channels, one verdict."""
+
+    series_level = True
+
+    def preprocess(self, voxels, batch, volume):
+        spec = self.manifest.input
+        x = pp.resize(pp.to_unit(pp.volume_samples(voxels, 4), spec.window), spec.size)
+        return {"image": x[None]}
+
+    def postprocess(self, outputs, batch, voxels, result):
+        result.scores = pp.softmax(outputs["logits"].astype(np.float64))
+
+
+def _const(name, values):
+    values = np.asarray(values, np.float32)
+    return helper.make_tensor(name, TensorProto.FLOAT, values.shape, values.ravel())
+
+
+def _onnx(nodes, inputs, outputs, consts):
+    initializers = [_const(k, v) for k, v in consts.items()]
+    initializers.append(helper.make_tensor("axis1", TensorProto.INT64, [1], [1]))
+    graph = helper.make_graph(
+        nodes, "test", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                        for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model.SerializeToString()
+
+
+def _seg_graph(size: int):
+    nodes = [helper.make_node("Mul", ["image", "zero"], ["c0"]),
+             helper.make_node("Sub", ["image", "t1"], ["c1"]),
+             helper.make_node("Mul", ["image", "two"], ["x2"]),
+             helper.make_node("Sub", ["x2", "one"], ["c2"]),
+             helper.make_node("Concat", ["c0", "c1", "c2"], ["logits"], axis=1)]
+    consts = {"zero": [0.0], "t1": [0.3], "two": [2.0], "one": [1.0]}
+    return _onnx(nodes, {"image": ["batch", 1, size, size]}, ["logits"], consts)
+
+
+def _mean_logits(axes, threshold):
+    """(N, 2) logits [0, 10 (mean - threshold)] of the image's mean over `axes`."""
+    nodes = [helper.make_node("ReduceMean", ["image"], ["m"], axes=axes, keepdims=0)]
+    if len(axes) == 3:  # (N, C, H, W) -> (N,) -> (N, 1)
+        nodes.append(helper.make_node("Unsqueeze", ["m", "axis1"], ["m1"]))
+    else:  # (N, 1, H, W) -> (N, 1)
+        nodes.append(helper.make_node("Identity", ["m"], ["m1"]))
+    nodes += [helper.make_node("Sub", ["m1", "threshold"], ["d"]),
+              helper.make_node("Mul", ["d", "ten"], ["z"]),
+              helper.make_node("Mul", ["m1", "zero"], ["z0"]),
+              helper.make_node("Concat", ["z0", "z"], ["logits"], axis=1)]
+    consts = {"threshold": [threshold], "ten": [10.0], "zero": [0.0]}
+    return nodes, consts
+
+
+def _cls_graph():
+    nodes, consts = _mean_logits([2, 3], 0.5)
+    return _onnx(nodes, {"image": ["batch", 1, SIZE, SIZE]}, ["logits"], consts)
+
+
+def _fusion_graph(threshold):
+    nodes, consts = _mean_logits([1, 2, 3], threshold)
+    return _onnx(nodes, {"image": [1, 4, SIZE, SIZE]}, ["logits"], consts)
+
+
+def _det_graph():
+    nodes = [helper.make_node("ReduceMean", ["image"], ["m"], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"]),  # the input is used, not read
+             helper.make_node("Add", ["boxes_c", "z"], ["boxes"]),
+             helper.make_node("Add", ["scores_c", "z"], ["scores"]),
+             helper.make_node("Add", ["classes_c", "z"], ["classes"])]
+    consts = {"zero": [0.0], "boxes_c": BOXES, "scores_c": BOX_SCORES, "classes_c": [0, 1]}
+    return _onnx(nodes, {"image": [1, 1, SIZE, SIZE]}, ["boxes", "scores", "classes"], consts)
+
+
+def _write_model(root: Path, model_id: str, onnx_bytes: bytes, *, lab: int, task: str,
+                 labels, outputs, image_shape, modalities=("CT",), pipeline=None) -> Path:
+    folder = root / model_id
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(onnx_bytes)
+    (folder / "weights.safetensors").write_bytes(b"unused by these tests")
+    names = [lab_[0] for lab_ in labels]
+    d = {"id": model_id, "title": model_id.replace("-", " ").title(), "lab": lab,
+         "plugin": "aitest", "task": task, "arch": "test.onnx-helper", "version": "1.0.0",
+         "labels": [{"name": n, "colour": c} for n, c in labels],
+         "input": {"size": [SIZE, SIZE], "channels": image_shape[1], "context": "single",
+                   "window": list(WINDOW), "mean": [0.0], "std": [1.0],
+                   "modalities": list(modalities)},
+         "onnx_inputs": {"image": list(image_shape)}, "onnx_outputs": list(outputs),
+         "metrics": {"accuracy": 0.9, "dice": {n: 0.8 for n in names[1:]},
+                     "split": "held-out test phantoms", "n": 12},
+         "options": {"pipeline": pipeline} if pipeline else {},
+         "description": f"A tiny test {task} graph."}
+    write_manifest(manifest_from_dict(d, folder), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    register_plugin(Plugin(name="aitest", lab=0, title="UI tests", pipelines={
+        "classification": SliceClassifier, "segmentation": SliceSegmenter,
+        "detection": FixedBoxes, "fusion": SeriesMean}))
+    root = tmp_path_factory.mktemp("ai-models")
+    seg_labels = list(zip(("background", "soft tissue", "bone"), SEG_COLOURS, strict=True))
+    _write_model(root, "test-seg", _seg_graph(SIZE), lab=4, task="segmentation",
+                 labels=seg_labels, outputs=["logits"], image_shape=["batch", 1, SIZE, SIZE])
+    _write_model(root, "test-cls", _cls_graph(), lab=2, task="classification",
+                 labels=[("darker", "#4363d8"), ("brighter", "#f58231")], outputs=["logits"],
+                 image_shape=["batch", 1, SIZE, SIZE])
+    _write_model(root, "test-det", _det_graph(), lab=5, task="detection",
+                 labels=[("nodule", "#ffe119"), ("mass", "#00ffff")],
+                 outputs=["boxes", "scores", "classes"], image_shape=[1, 1, SIZE, SIZE],
+                 modalities=())
+    for name, threshold in (("a", 0.05), ("b", 0.95)):
+        _write_model(root, f"test-fusion-{name}", _fusion_graph(threshold), lab=3,
+                     task="fusion", labels=[("no nodule", "#3cb44b"), ("nodule", "#e6194b")],
+                     outputs=["logits"], image_shape=[1, 4, SIZE, SIZE])
+    return root
+
+
+@pytest.fixture
+def ai_window(make_main_window, models_dir, monkeypatch, qtbot, ct_series_dir):
+    """The main window with the test models installed and the phantom CT open."""
+    monkeypatch.setenv("MEDVIEWER_MODELS_DIR", str(models_dir))
+    window = make_main_window()
+    window.resize(1300, 850)
+    _open(window, qtbot, ct_series_dir)
+    return window
+
+
+def _open(window, qtbot, folder) -> None:
+    with qtbot.waitSignal(window.volume_loaded, timeout=10_000):
+        window.open_path(folder, auto_select=True)
+
+
+def _run(window, qtbot, trigger, timeout=10_000):
+    with qtbot.waitSignal(window.ai.sigRunFinished, timeout=timeout) as blocker:
+        assert trigger() is not False
+    return blocker.args[0]
+
+
+def _expected_labels(hu: np.ndarray) -> np.ndarray:
+    x = np.clip((hu.astype(np.float32) - (WINDOW[0] - WINDOW[1] / 2)) / WINDOW[1], 0, 1)
+    return np.where(x > 0.7, 2, np.where(x > 0.3, 1, 0)).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------- the menu
+def test_menu_groups_models_by_lab_and_greys_out_what_cannot_read_the_series(
+        make_main_window, models_dir, monkeypatch, qtbot, tmp_path):
+    (models_dir.parent / "broken-model").mkdir(exist_ok=True)
+    (models_dir.parent / "broken-model" / "manifest.json").write_text("{not json")
+    monkeypatch.setenv("MEDVIEWER_MODELS_DIR", f"{models_dir}:{models_dir.parent}")
+    window = make_main_window()
+    assert window.ai.provider_label.text() == "AI: idle"  # no provider probe at start-up
+    menu = window.ai.menu
+    texts = [a.text() for a in menu.actions()]
+    assert "Lab 4: segmentation" in texts and "Lab 3: fusion" in texts
+    assert texts.index("Lab 2: classification") < texts.index("Lab 4: segmentation")
+    seg = menu.model_actions["test-seg"]
+    assert "Test Seg" in seg.text() and "v1.0.0" in seg.text()
+    assert "A tiny test segmentation graph." in seg.toolTip()
+    assert ("Held-out metrics: accuracy 0.9; dice: bone 0.8, soft tissue 0.8 "
+            "(n: 12; split: held-out test phantoms)") in seg.toolTip()
+    assert any("broken-model" in t for t in texts)  # a bad folder is listed, not a crash
+    assert not menu.run_slice_action.isEnabled()  # nothing open yet
+    assert window.ai.run_model("test-seg") is False
+    assert "Open a series first" in window.status_label.text()
+    voxels = np.full((3, SIZE, SIZE), 100, np.int16)
+    syn.write_series(tmp_path / "mr", voxels, modality="MR", seed=3)
+    _open(window, qtbot, tmp_path / "mr")
+    assert not menu.model_actions["test-seg"].isEnabled()
+    assert "reads CT images; this series is MR" in menu.model_actions["test-seg"].toolTip()
+    assert menu.model_actions["test-det"].isEnabled()  # reads any modality
+    menu.model_actions["test-det"].trigger()
+    assert window.ai.chosen_id == "test-det" and menu.run_slice_action.isEnabled()
+    assert window.ai.run_model("test-cls", scope="series") is False
+    assert "reads CT images; this series is MR" in window.status_label.text()
+
+
+# ----------------------------------------------------------------------- segmentation
+def test_segmentation_of_a_slice_colours_the_overlay_where_the_labels_are(ai_window, qtbot):
+    window, doc = ai_window, ai_window.document
+    window.ai.menu.model_actions["test-seg"].trigger()
+    output = _run(window, qtbot, window.ai.menu.run_slice_action.trigger)
+    k = doc.slice_index
+    result = doc.ai_result
+    expected = _expected_labels(doc.volume.voxels[k])
+    assert np.mean(result.label_map[k] == expected) > 0.995
+    assert not np.delete(result.label_map, k, axis=0).any()  # other slices not run
+    assert (expected == 1).any() and (expected == 2).any() and (expected == 0).any()
+    item = window.viewer.single_view.ai_layers.labels_item
+    assert item.isVisible() and item.opacity() == pytest.approx(0.5)
+    rgba = item.image
+    labels = result.label_map[k]
+    assert (rgba[labels == 1] == (0, 255, 0, 255)).all()
+    assert (rgba[labels == 2] == (255, 0, 255, 255)).all()
+    assert (rgba[labels == 0][:, 3] == 0).all()
+    assert window.ai.provider_label.text() == provider_status(result.provider)
+    assert window.ai.provider_label.text().startswith("AI: ")
+    # the dock: voxel counts and volumes in mL (5.5 x 5.5 x 5 mm voxels)
+    panel = window.ai.panel
+    table = panel.labels_table
+    rows = {table.item(r, 1).text(): r for r in range(table.rowCount())}
+    assert set(rows) == {"soft tissue", "bone"}
+    tissue = int((labels == 1).sum())
+    assert output.label_voxels[1] == tissue
+    assert table.item(rows["soft tissue"], 2).text() == str(tissue)
+    assert float(table.item(rows["soft tissue"], 3).text()) == pytest.approx(
+        tissue * 5.5 * 5.5 * 5.0 / 1000, abs=0.01)
+    # the reader hides bone and turns the opacity up: every view follows the document
+    panel.set_label_checked("bone", False)
+    assert (item.image[labels == 2][:, 3] == 0).all()
+    assert (item.image[labels == 1][:, 3] == 255).all()
+    panel.opacity_slider.setValue(80)
+    assert item.opacity() == pytest.approx(0.8)
+    doc.step(1)  # a slice the model did not see: nothing drawn
+    assert not item.isVisible()
+    assert "labels on 1 slice" in window.status_label.text()
+
+
+def test_whole_series_segmentation_shows_on_the_mpr_planes_too(ai_window, qtbot):
+    window, doc = ai_window, ai_window.document
+    window.ai.choose("test-seg")
+    output = _run(window, qtbot, lambda: window.ai.run_model(scope="series"))
+    result = doc.ai_result
+    assert result.slice_indices == list(range(doc.slice_count))
+    assert np.mean(result.label_map == _expected_labels(doc.volume.voxels)) > 0.995
+    assert sum(output.label_voxels) == result.label_map.size
+    assert "over the series" in window.ai.panel.labels_note.text()
+    window.set_layout("mpr")
+    for name, view in window.viewer.mpr_view.views.items():
+        labels = doc.plane(name).image(result.label_map, view.slice_index)
+        drawn = view.ai_layers.labels_item.image
+        assert drawn.shape[:2] == labels.shape, name
+        assert ((drawn[..., 3] > 0) == (labels > 0)).all(), name
+
+
+def test_a_new_series_clears_the_ai_layers(ai_window, qtbot, tmp_path):
+    window = ai_window
+    _run(window, qtbot, lambda: window.ai.run_model("test-seg"))
+    assert window.viewer.single_view.ai_layers.labels_item.isVisible()
+    voxels, _ = syn.ct_chest_phantom((6, SIZE, SIZE), (5.0, 5.5, 5.5), seed=4)
+    syn.write_series(tmp_path / "other", voxels, spacing=(5.0, 5.5, 5.5), seed=9)
+    _open(window, qtbot, tmp_path / "other")
+    assert window.document.ai_output is None
+    assert not window.viewer.single_view.ai_layers.labels_item.isVisible()
+    assert not window.ai.panel.labels_group.isVisibleTo(window.ai.panel)
+    assert not window.ai.menu.clear_action.isEnabled()
+
+
+# ----------------------------------------------------------------------- classification
+def test_classifier_over_the_series_shows_the_current_slice_and_the_course(ai_window, qtbot):
+    window, doc = ai_window, ai_window.document
+    window.ai.choose("test-cls")
+    _run(window, qtbot, window.ai.menu.run_series_action.trigger)
+    result, panel = doc.ai_result, window.ai.panel
+    assert result.scores.shape == (doc.slice_count, 2)
+    windowed = pp.to_unit(doc.volume.voxels, WINDOW).mean(axis=(1, 2))
+    assert (result.scores[:, 1] > 0.5).tolist() == (windowed > 0.5).tolist()
+    for k in (0, doc.slice_count // 2):
+        doc.set_slice(k)
+        label, p = result.predicted(k)
+        assert f"Slice {k + 1}: <b>{label}</b> ({p:.3f})" == panel.predicted_label.text()
+        bars = [panel.scores_table.cellWidget(r, 1) for r in range(2)]
+        assert [b.value() for b in bars] == [round(s * 1000) for s in result.scores[k]]
+        assert panel.slice_line.value() == k
+    curves = panel.series_plot.getPlotItem().listDataItems()
+    assert len(curves) == 2 and len(curves[1].getData()[0]) == doc.slice_count
+    assert np.allclose(curves[1].getData()[1], result.scores[:, 1])
+
+
+def test_many_classes_show_the_likely_ones_first_and_clear_removes_all(ai_window):
+    from medviewer.inference import Result
+    from medviewer.ui.document.ai_state import AiOutput
+
+    doc, panel = ai_window.document, ai_window.ai.panel
+    n = doc.slice_count
+    scores = np.random.default_rng(0).dirichlet(np.ones(6), size=n)
+    labels = [str(d) for d in range(6)]
+    result = Result("digits", "1.0.0", "classification", labels, ["#ffffff"] * 6,
+                    slice_indices=list(range(n)), scores=scores)
+    doc.set_ai_output(AiOutput((result,), "series"))
+    k = doc.slice_index
+    order = [panel.scores_table.item(r, 0).text() for r in range(6)]
+    assert order == [labels[i] for i in np.argsort(-scores[k], kind="stable")]
+    (curve,) = panel.series_plot.getPlotItem().listDataItems()  # top score, not 6 tangles
+    assert np.allclose(curve.getData()[1], scores.max(axis=1))
+    assert ai_window.ai.menu.clear_action.isEnabled()
+    ai_window.ai.menu.clear_action.trigger()
+    assert doc.ai_output is None and panel.summary.text().startswith("No AI result")
+
+
+def test_classifier_on_one_slice_says_where_it_ran(ai_window, qtbot):
+    window, doc = ai_window, ai_window.document
+    _run(window, qtbot, lambda: window.ai.run_model("test-cls", scope="slice"))
+    k = doc.slice_index
+    label, p = doc.ai_result.predicted(0)
+    assert f"{label} ({p:.2f})" in window.status_label.text()
+    doc.set_slice(k + 2)
+    assert f"Not run on this slice (run on 1 slice(s): {k + 1})" in \
+        window.ai.panel.predicted_label.text()
+
+
+# ----------------------------------------------------------------------- detection
+def test_boxes_are_drawn_where_the_model_put_them_and_the_threshold_hides_them(ai_window,
+                                                                              qtbot):
+    window = ai_window
+    window.show()  # laid out: scene coordinates mean something
+    qtbot.waitExposed(window)
+    view = window.viewer.single_view
+    _run(window, qtbot, lambda: window.ai.run_model("test-det"))
+    panel = window.ai.panel
+    assert [b.label for b, _, _ in view.ai_layers.box_items] == ["nodule"]  # 0.3 < 0.5
+    box, rect_item, text = view.ai_layers.box_items[0]
+    row_mm, col_mm = view.spacing
+    rect = rect_item.rect()
+    x0, y0, x1, y1 = BOXES[0]
+    assert (rect.x(), rect.y(), rect.width(), rect.height()) == pytest.approx(
+        (x0 * col_mm, y0 * row_mm, (x1 - x0) * col_mm, (y1 - y0) * row_mm))
+    corner = view.scene_to_pixel(rect_item.mapToScene(rect.topLeft()))
+    assert corner == pytest.approx((x0, y0), abs=1e-6)
+    assert text.toPlainText() == "nodule 0.90"
+    assert rect_item.pen().color().name() == "#ffe119" == text.color.name()
+    assert panel.boxes_table.rowCount() == 1
+    panel.threshold_slider.setValue(20)
+    assert sorted(b.label for b, _, _ in view.ai_layers.box_items) == ["mass", "nodule"]
+    assert panel.boxes_table.rowCount() == 2 and "2 of 2" in panel.boxes_group.title()
+    panel.threshold_slider.setValue(95)
+    assert view.ai_layers.box_items == [] and panel.boxes_table.rowCount() == 0
+    window.document.step(1)  # boxes belong to their slice
+    panel.threshold_slider.setValue(0)
+    assert view.ai_layers.box_items == []
+
+
+# ----------------------------------------------------------------------- fusion compare
+def test_fusion_methods_side_by_side_each_exportable(ai_window, qtbot, tmp_path):
+    window = ai_window
+    ids = ["test-fusion-a", "test-fusion-b"]
+    output = _run(window, qtbot, lambda: window.ai.compare_fusion(ids))
+    assert output.scope == "compare" and len(output.results) == 2
+    table = window.ai.panel.verdicts_table
+    shown = [(table.item(r, 0).text(), table.item(r, 1).text()) for r in range(2)]
+    assert shown == [("Test Fusion A", "nodule"), ("Test Fusion B", "no nodule")]
+    assert float(table.item(0, 2).text()) == pytest.approx(output.results[0].predicted(0)[1],
+                                                           abs=1e-3)
+    path = window.ai.export_verdict(output.results[1], tmp_path / "b.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 1 and "no nodule" in rows[0].values()
+    saved = window.ai.export_results(tmp_path / "all.json")
+    data = json.loads(saved.read_text())
+    assert [f["label"] for f in data["findings"]] == ["nodule", "no nodule"]
+
+
+def test_export_results_as_csv_one_row_per_slice(ai_window, qtbot, tmp_path,
+                                                  monkeypatch):
+    window = ai_window
+    _run(window, qtbot, lambda: window.ai.run_model("test-cls", scope="series"))
+    path = window.ai.export_results(tmp_path / "scores")  # no suffix: CSV
+    assert path.suffix == ".csv"
+    rows = list(csv.DictReader(path.open()))
+    result = window.document.ai_result
+    assert [int(r["slice"]) for r in rows] == result.slice_indices
+    assert [r["label"] for r in rows] == [result.predicted(i)[0] for i in range(len(rows))]
+    assert all(r["sop_instance_uid"] for r in rows)
+    # AI > Export Results...: the dialog answered with a name and the JSON filter
+    from PySide6.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "picked"), "JSON (*.json)"))
+    window.ai.menu.export_action.trigger()
+    data = json.loads((tmp_path / "picked.json").read_text())
+    assert data["results"][0]["model"] == "test-cls" and len(data["findings"]) == len(rows)
+
+
+# ----------------------------------------------------------------------- explanations
+def _fake_explain(monkeypatch, fn):
+    """medviewer.explain stands in for the torch one: the worker imports it by name."""
+    module = types.ModuleType("medviewer.explain")
+    module.explain = fn
+    module.methods_for = lambda m: {"detection": ["EigenCAM", "AblationCAM"],
+                                    "classification": ["Grad-CAM"]}.get(m.task, [])
+    monkeypatch.setitem(sys.modules, "medviewer.explain", module)
+
+
+def test_explain_draws_a_heatmap_on_its_slice_only(ai_window, qtbot, monkeypatch):
+    window, doc = ai_window, ai_window.document
+    heat = np.linspace(0, 1, SIZE * SIZE, dtype=np.float32).reshape(SIZE, SIZE)
+    calls = []
+
+    def explain(manifest, volume, k, method, *, progress=None, cancelled=None):
+        calls.append((manifest.id, k, method))
+        return Explanation("Grad-CAM", manifest.id, k, heat, target="brighter", seconds=0.5)
+
+    _fake_explain(monkeypatch, explain)
+    window.ai.choose("test-cls")
+    _run(window, qtbot, window.ai.menu.explain_action.trigger)
+    k = doc.slice_index
+    assert calls == [("test-cls", k, None)]
+    item = window.viewer.single_view.ai_layers.heatmap_item
+    assert item.isVisible() and item.opacity() == pytest.approx(0.45)
+    assert (item.image == JET[np.rint(heat * 255).astype(np.uint8)]).all()
+    assert tuple(item.image[-1, -1, :3]) == (128, 0, 0)  # hottest: dark red
+    assert tuple(item.image[0, 0]) == (0, 0, 128, 0)  # coldest: transparent (dark blue)
+    panel = window.ai.panel
+    assert "Grad-CAM" in panel.heatmap_label.text()
+    panel.heatmap_slider.setValue(70)
+    assert item.opacity() == pytest.approx(0.7)
+    doc.step(1)
+    assert not item.isVisible() and "go back to see it" in panel.heatmap_label.text()
+    # a detector offers its methods by name; the one chosen is the one run
+    window.ai.menu.model_actions["test-det"].trigger()
+    methods = window.ai.menu.explain_menu.actions()
+    assert [a.text() for a in methods] == ["EigenCAM (default)", "AblationCAM"]
+    _run(window, qtbot, methods[1].trigger)
+    assert calls[-1] == ("test-det", k + 1, "AblationCAM")
+    window.ai.menu.model_actions["test-seg"].trigger()  # no method applies: greyed out
+    assert not window.ai.menu.explain_action.isEnabled()
+    assert not window.ai.menu.explain_menu.isEnabled()
+
+
+def test_a_long_explanation_can_be_cancelled(ai_window, qtbot, monkeypatch):
+    window = ai_window
+
+    def explain(manifest, volume, k, method, *, progress=None, cancelled=None):
+        while not cancelled():
+            progress(1, 10)
+            time.sleep(0.01)
+        raise InferenceCancelled()
+
+    _fake_explain(monkeypatch, explain)
+    assert window.ai.explain("test-cls")
+    qtbot.waitUntil(lambda: not window.cancel_button.isHidden(), timeout=5000)
+    window.cancel_button.click()
+    qtbot.waitUntil(lambda: "Explanation cancelled" in window.status_label.text(),
+                    timeout=5000)
+    assert window.document.explanation is None and not window.busy
+
+
+# ----------------------------------------------------------------------- failures
+def _broken_copies(models_dir: Path, root: Path) -> None:
+    bad_sum = root / "bad-sum"
+    bad_sum.mkdir(parents=True)
+    for name in ("manifest.json", "model.onnx", "weights.safetensors"):
+        (bad_sum / name).write_bytes((models_dir / "test-seg" / name).read_bytes())
+    manifest = json.loads((bad_sum / "manifest.json").read_text())
+    manifest["id"], manifest["title"] = "bad-sum", "Bad Sum"
+    (bad_sum / "manifest.json").write_text(json.dumps(manifest))
+    with (bad_sum / "model.onnx").open("ab") as f:
+        f.write(b"\0")  # a damaged copy
+    shape = root / "bad-shape"
+    _write_model(root, "bad-shape", _seg_graph(SIZE), lab=4, task="segmentation",
+                 labels=[("background", "#000000"), ("x", "#ff0000")], outputs=["logits"],
+                 image_shape=["batch", 1, 32, 32])
+    assert shape.is_dir()
+
+
+def test_a_broken_model_says_why_and_the_viewer_stays_usable(make_main_window, models_dir,
+                                                            monkeypatch, qtbot, tmp_path,
+                                                            ct_series_dir):
+    _broken_copies(models_dir, tmp_path / "broken")
+    monkeypatch.setenv("MEDVIEWER_MODELS_DIR", f"{models_dir}:{tmp_path / 'broken'}")
+    window = make_main_window()
+    _open(window, qtbot, ct_series_dir)
+    for model_id, words in (("bad-sum", "does not match the checksum"),
+                            ("bad-shape", "has shape")):
+        with qtbot.waitSignal(window.ai.sigRunFailed, timeout=10_000) as blocker:
+            window.ai.run_model(model_id)
+        assert words in blocker.args[0] and words in window.last_error
+        assert blocker.args[0].startswith("Bad ")  # the model's title first
+        assert window.document.ai_output is None
+    _run(window, qtbot, lambda: window.ai.run_model("test-seg"))  # a good one still runs
+    voxels, _ = syn.ct_chest_phantom((5, SIZE, SIZE), (5.0, 5.5, 5.5), seed=2)
+    syn.write_series(tmp_path / "next", voxels, spacing=(5.0, 5.5, 5.5), seed=5)
+    _open(window, qtbot, tmp_path / "next")
+    assert window.document.slice_count == 5
+
+
+# ----------------------------------------------------------------------- on screen
+def test_the_overlay_is_on_screen(ai_window, qtbot, tmp_path):
+    """What the reader sees, grabbed offscreen: the label colours are in the picture."""
+    window = ai_window
+    window.show()
+    qtbot.waitExposed(window)
+    _run(window, qtbot, lambda: window.ai.run_model("test-seg", scope="series"))
+    window.ai.panel.opacity_slider.setValue(100)
+    qtbot.wait(50)
+    image = window.viewer.single_view.grab().toImage()
+    window.grab().save(str(tmp_path / "ai_window.png"))
+    assert (tmp_path / "ai_window.png").stat().st_size > 10_000
+    colours = {image.pixelColor(x, y).name() for x in range(0, image.width(), 3)
+               for y in range(0, image.height(), 3)}
+    assert "#00ff00" in colours and "#ff00ff" in colours

@@ -1,0 +1,158 @@
+"""Model -> Versions in the real window: the table, rolling back with the button, and the run
+that follows using the version now active; the Model menu's place and its Retrain entry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from medviewer.core.dicom import scan
+from medviewer.inference import manifest as mf
+from medviewer.inference import registry, versions
+from medviewer.ui.training import menu as model_menu
+from medviewer.ui.training.versions_dialog import ACTIVE_TEXT, FIXED_COLUMNS
+
+LAB1 = "lab1-digits-mlp"
+
+
+@pytest.fixture
+def store(demo_study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A model store of this test only (the demo study was made before, in the session's)."""
+    monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv(registry.MODELS_ENV, raising=False)
+    return versions.store_dir()
+
+
+def _candidate(tmp_path: Path, version: str = "1.1.0") -> Path:
+    """The shipped digits model with other weights bytes (the ONNX graph is the same)."""
+    folder = tmp_path / f"candidate-{version}"
+    shutil.copytree(registry.shipped_models_dir() / LAB1, folder)
+    weights = folder / mf.WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    m = mf.load_manifest(folder, verify=False)
+    metrics = {**m.metrics, "accuracy": 0.5, "roc_auc": 0.75}
+    mf.write_manifest(replace(m, version=version, metrics=metrics,
+                              provenance={"init": "current", "epochs": 1}), folder)
+    return folder
+
+
+def _open_digits(window, demo_study, qtbot):
+    digits = next(s for s in scan(demo_study).all_series()
+                  if "DEMO-0004" in s.patient_key and s.modality == "OT")
+    with qtbot.waitSignal(window.volume_loaded, timeout=60_000):
+        window.open_series(digits)
+
+
+def _run_lab1(window, qtbot) -> str:
+    with qtbot.waitSignal(window.ai.sigRunFinished, timeout=60_000) as blocker:
+        assert window.ai.run_model(LAB1, "slice") is True
+    return blocker.args[0].results[0].model_version
+
+
+def _column(dialog, name: str) -> list[str]:
+    headers = [dialog.table.horizontalHeaderItem(c).text()
+               for c in range(dialog.table.columnCount())]
+    c = headers.index(name)
+    return [dialog.table.item(r, c).text() for r in range(dialog.table.rowCount())]
+
+
+def test_roll_back_with_the_button_and_the_next_run_uses_that_version(
+        make_main_window, store, demo_study, tmp_path, qtbot):
+    window = make_main_window()
+    _open_digits(window, demo_study, qtbot)
+    window.ai.choose(LAB1)
+    assert _run_lab1(window, qtbot) == "1.0.0"
+    old = window.ai.models[LAB1]
+    versions.publish(_candidate(tmp_path))
+    model_menu.models_changed(window)  # what the Retrain dialog does after publishing
+    assert window.ai.models[LAB1].version == "1.1.0"
+    assert window.ai.cache.cached(old) is None, "the old session was dropped"
+    assert _run_lab1(window, qtbot) == "1.1.0"
+
+    window.model_menu.versions_action.trigger()
+    dialog = window.model_menu.versions_dialog
+    assert dialog.isVisible() and dialog.model_id == LAB1  # the AI menu's model
+    assert _column(dialog, "Version") == ["1.0.0", "1.1.0"]
+    assert _column(dialog, "In use") == ["", ACTIVE_TEXT]
+    assert _column(dialog, "Source")[0] == "shipped (read-only)"
+    assert _column(dialog, "accuracy") == ["0.9806", "0.5"]
+    assert _column(dialog, "roc_auc") == ["", "0.75"]
+    assert "init: current" in _column(dialog, "Training")[1]
+    assert not dialog.use_button.isEnabled(), "the active row is selected"
+    dialog.table.selectRow(0)
+    assert dialog.use_button.isEnabled()
+    with qtbot.waitSignal(dialog.sigActiveChanged) as changed:
+        qtbot.mouseClick(dialog.use_button, Qt.MouseButton.LeftButton)
+    assert changed.args == [LAB1, "1.0.0"]
+    assert "now using version 1.0.0" in window.status_label.text()
+    assert _column(dialog, "In use") == [ACTIVE_TEXT, ""]
+    assert registry.find_model(LAB1).folder == registry.shipped_models_dir() / LAB1
+    assert window.ai.models[LAB1].version == "1.0.0"
+    assert _run_lab1(window, qtbot) == "1.0.0"
+
+
+def test_a_broken_pointer_is_explained_and_can_be_repaired(make_main_window, store, tmp_path):
+    versions.publish(_candidate(tmp_path))
+    versions.pointer_path(LAB1).write_text(json.dumps({"version": "0.5.0"}))
+    window = make_main_window()
+    dialog = window.model_menu.open_versions(LAB1)
+    assert dialog.message.isVisible()
+    assert "0.5.0" in dialog.message.text() and "no longer installed" in dialog.message.text()
+    assert _column(dialog, "In use") == ["", ACTIVE_TEXT], "the newest runs meanwhile"
+    assert dialog.use_version("1.0.0") is True
+    assert not dialog.message.isVisible()
+    assert window.ai.models[LAB1].version == "1.0.0"
+
+
+def test_a_damaged_version_is_refused_in_the_dialog(make_main_window, store, tmp_path):
+    published = versions.publish(_candidate(tmp_path))
+    versions.set_active(LAB1, "1.0.0")
+    (published.folder / mf.ONNX_FILE).write_bytes(b"damaged")
+    window = make_main_window()
+    dialog = window.model_menu.open_versions(LAB1)
+    assert dialog.use_version("1.1.0") is False
+    assert "checksum" in dialog.message.text()
+    assert _column(dialog, "In use") == [ACTIVE_TEXT, ""]
+
+
+def test_the_model_menu_follows_the_ai_menu(make_main_window, store):
+    window = make_main_window()
+    titles = [a.text() for a in window.menuBar().actions()]
+    assert titles[titles.index("&AI") + 1] == "&Model"
+    texts = [a.text() for a in window.model_menu.menu.actions()]
+    assert texts == ["&Retrain\u2026", "&Versions\u2026"]
+
+
+def test_retrain_opens_the_dialog_for_the_chosen_model(make_main_window, store, qtbot):
+    window = make_main_window()
+    window.ai.choose(LAB1)
+    window.model_menu.retrain_action.trigger()
+    dialog = window.model_menu.retrain_dialog
+    qtbot.add_widget(dialog)
+    assert dialog.isVisible() and dialog.model_id == LAB1
+    dialog.hide()
+    window.model_menu.retrain_action.trigger()
+    assert window.model_menu.retrain_dialog is dialog, "one dialog per window, shown again"
+    assert dialog.isVisible()
+    window.model_menu.shutdown()  # what closing the window calls
+    assert not dialog.process.running
+
+
+def test_the_table_has_one_row_per_version_of_any_model(make_main_window, store):
+    window = make_main_window()
+    dialog = window.model_menu.open_versions("lab4-chest-unet")
+    assert dialog.model_id == "lab4-chest-unet"
+    assert dialog.table.rowCount() == 1 and dialog.table.columnCount() > len(FIXED_COLUMNS)
+    headers = [dialog.table.horizontalHeaderItem(c).text()
+               for c in range(dialog.table.columnCount())]
+    assert "dice_lung" in headers and "final_train_loss" not in headers  # held-out only
+    assert _column(dialog, "Measured on")[0].startswith("n 716: 16 random phantoms")
+    ids = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
+    assert {LAB1, "lab4-chest-unet", "lab5-heart-frcnn"} <= set(ids)

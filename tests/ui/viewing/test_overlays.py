@@ -1,0 +1,180 @@
+"""Text on the image: demographics, series facts, spacing honesty, the O switch, the MONOCHROME1
+preview, and Help ▸ Keyboard Shortcuts against the keys the views really handle."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PySide6.QtCore import Qt
+
+from medviewer.core import synthetic as syn
+from medviewer.core.dicom import scan
+from medviewer.core.dicom.volume import Volume, load_series
+from medviewer.ui.common.workers import load_series_task
+from medviewer.ui.document.study import StudyDocument
+from medviewer.ui.shell import shortcuts
+from medviewer.ui.viewing import overlays
+from medviewer.ui.viewing.slice_view import KEY_NAMES, VIEW_KEYS, SliceView
+from medviewer.ui.viewing.viewer import (
+    HEADER_WINDOW_KEY,
+    INVERT_KEY,
+    OVERLAY_KEY,
+    PRESET_KEYS,
+    RESET_KEY,
+    ViewerPanel,
+)
+from tests.ui.conftest import write_series
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+CHARSETS = Path(pydicom.__file__).parent / "data" / "charset_files"
+
+
+@pytest.mark.parametrize("stored, shown", [
+    ("DOE^JANE", "DOE, JANE"), ("DOE^JANE^MARIE^DR^PHD", "DOE, DR JANE MARIE PHD"),
+    ("Yamada^Tarou=山田^太郎=やまだ^たろう", "Yamada, Tarou"), ("ANONYMOUS", "ANONYMOUS"),
+    ("=山田^太郎", "山田, 太郎")])
+def test_person_names_read_as_a_reader_writes_them(stored, shown):
+    assert overlays.person_name(stored) == shown
+
+
+@pytest.mark.parametrize("header, age", [
+    ({"PatientAge": "066Y", "PatientBirthDate": "19000101", "StudyDate": "20240101"}, "66Y"),
+    ({"PatientAge": "003M"}, "3M"),
+    ({"PatientBirthDate": "19580417", "StudyDate": "20240311"}, "65Y"),  # before the birthday
+    ({"PatientBirthDate": "19580417", "StudyDate": "20240417"}, "66Y"),
+    ({"PatientBirthDate": "20230101", "StudyDate": "20240215"}, "13M"),
+    ({"PatientBirthDate": "20240101", "StudyDate": "20240115"}, "14D"),
+    ({"PatientBirthDate": "19580417"}, ""), ({"PatientAge": "bad", "StudyDate": "x"}, "")])
+def test_age_from_the_header_or_the_birth_date(header, age):
+    assert overlays.patient_age(header) == age
+
+
+@pytest.fixture
+def make_view(qtbot):
+    def make(volume: Volume) -> SliceView:
+        doc = StudyDocument()
+        doc.set_volume(volume)
+        view = SliceView(doc)
+        qtbot.addWidget(view)
+        view.resize(520, 440)
+        view.show()
+        qtbot.waitExposed(view)
+        return view
+    return make
+
+
+def test_demographics_and_series_facts_of_a_loaded_series(make_view, tmp_path):
+    folder = write_series(tmp_path / "ct", ("DOE^JANE", "P001"), "CT", 2, "Thorax 2.5mm", 4)
+    view = make_view(load_series(folder))
+    top_left = view.overlays["top_left"].text().splitlines()
+    assert top_left == ["DOE, JANE", "ID P001", "F  54Y", "2024-01-02", "CHEST"]
+    assert view.overlays["series"].text().splitlines() == ["CT  Se 2  Thorax 2.5mm",
+                                                           "Thk 2.5 mm"]
+    assert view.overlays["top_right"].text().startswith("Axial  3 / 4")
+    assert view.overlays["bottom_right"].text() == "0.70 x 0.70 mm"
+    # the series block sits under the image lines, both at the right edge
+    image, series = view.overlays["top_right"].geometry(), view.overlays["series"].geometry()
+    assert series.top() >= image.bottom() and abs(series.right() - image.right()) <= 1
+
+
+def test_names_in_other_character_sets_are_decoded(make_view):
+    view = make_view(load_series(CHARSETS / "chrGerm.dcm"))
+    assert view.overlays["top_left"].text().splitlines()[0] == "Äneas, Rüdiger"
+
+
+def test_unknown_pixel_size_says_so_instead_of_one_millimetre(make_view):
+    voxels = np.zeros((1, 20, 20), np.uint8)
+    view = make_view(Volume(voxels=voxels, affine=np.eye(4), spacing_known=False))
+    assert view.overlays["bottom_right"].text() == "no pixel spacing"
+
+
+def test_long_header_text_is_elided_not_drawn_over_the_letters(make_view):
+    volume = Volume(voxels=np.zeros((3, 40, 40), np.int16), affine=np.eye(4), modality="CT",
+                    header={"PatientName": "VERYLONGFAMILYNAME" * 6 + "^JANE"})
+    view = make_view(volume)
+    name = view.overlays["top_left"]
+    assert name.text().endswith("…") and name.geometry().right() < view.width() // 2
+
+
+# ------------------------------------------------------------------------- preview
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_preview_is_inverted_like_its_volume_and_names_the_patient(qtbot, tmp_path,
+                                                                   task_context, photometric):
+    path, _ = syn.write_chest_xray(tmp_path, size=64, photometric=photometric,
+                                   PatientName="ROE^RICHARD", PatientID="P002")
+    (series,) = scan(tmp_path, cache=False).all_series()
+    ctx = task_context
+    volume = load_series_task(ctx, series)
+    (preview,) = ctx.partials
+    assert preview.photometric == photometric and preview.header["PatientID"] == "P002"
+    doc = StudyDocument()
+    view = SliceView(doc)
+    qtbot.addWidget(view)
+    preview.show_on(doc)
+    on_preview = view.displayed.copy()
+    assert doc.invert == (photometric == "MONOCHROME1")
+    assert view.overlays["top_left"].text().startswith("ROE, RICHARD\nID P002")
+    doc.set_volume(volume)
+    np.testing.assert_array_equal(view.displayed, on_preview)  # no flash of a negative
+
+
+# ------------------------------------------------------------------------- the O switch
+def test_o_hides_all_text_for_every_view_and_the_session(qtbot, tmp_path):
+    panel = ViewerPanel()
+    qtbot.addWidget(panel)
+    panel.resize(800, 700)
+    panel.show()
+    qtbot.waitExposed(panel)
+    folder = write_series(tmp_path / "ct", ("DOE^JANE", "P001"), "CT", 2, "Thorax", 6)
+    panel.document.set_volume(load_series(folder))
+    panel.document.set_layout("mpr")
+    views = panel.mpr_view.slice_views()
+    assert all(v.overlays["top_left"].isVisible() for v in views)
+    views[0].setFocus()
+    qtbot.waitUntil(views[0].hasFocus)
+    qtbot.keyClick(views[0], Qt.Key.Key_O)
+    labels = [label for v in [panel.single_view, *views] for label in v.overlays.values()]
+    assert not panel.document.overlays_visible and not any(x.isVisible() for x in labels)
+    assert not panel.overlays_action.isChecked()
+    panel.document.set_volume(load_series(folder))  # another series: still hidden
+    panel.document.set_layout("1x1")
+    assert not panel.single_view.overlays["top_right"].isVisible()
+    qtbot.keyClick(panel.single_view, Qt.Key.Key_O)
+    assert panel.single_view.overlays["top_left"].isVisible()
+
+
+# ------------------------------------------------------------------------- shortcuts
+def _tokens(text: str) -> set[str]:
+    return set(re.split(r"[\s,;:/()\"]+", text))
+
+
+def test_shortcut_table_lists_every_key_the_views_and_panel_handle():
+    handled = {KEY_NAMES[key] for key in VIEW_KEYS}
+    handled |= {HEADER_WINDOW_KEY, INVERT_KEY, RESET_KEY, OVERLAY_KEY, *PRESET_KEYS}
+    assert handled <= shortcuts.listed_keys(), handled - shortcuts.listed_keys()
+    for control in shortcuts.CONTROLS:  # each listed key really is in the text shown
+        assert set(control.keys) <= _tokens(control.how), control
+
+
+def test_readme_controls_table_is_the_same_table():
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| action | how |")
+    rows = lines[start: start + len(shortcuts.CONTROLS) + 3]
+    assert rows[:-1] == shortcuts.markdown_rows() and not rows[-1].startswith("|")
+
+
+def test_help_menu_opens_the_shortcuts_without_blocking(make_main_window, qtbot):
+    window = make_main_window()
+    help_menu = next(a.menu() for a in window.menuBar().actions() if "Help" in a.text())
+    action = next(a for a in help_menu.actions() if "Keyboard Shortcuts" in a.text())
+    action.trigger()
+    dialog = window.shortcuts_dialog
+    qtbot.waitUntil(dialog.isVisible)
+    assert not dialog.isModal()
+    assert dialog.rows() == [(c.action, c.how) for c in shortcuts.CONTROLS]
+    shown = " ".join(how for _, how in dialog.rows())
+    assert {KEY_NAMES[key] for key in VIEW_KEYS} <= _tokens(shown)
