@@ -13,6 +13,7 @@ repeatable, and each DataLoader worker gets its own stream.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ class Augment:
     intensity: contrast factor 1 +- intensity and brightness +- intensity image stds.
     scale: zoom 1 +- scale about the image centre. shift: +- shift of the width / height.
     size: (rows, cols) of a flat image input (lab 1's 64 numbers are an 8 x 8 digit).
+    gamma: grey levels to the power exp(+- gamma), for images in 0..1 (films: exposure and
+    processing curves differ more than a linear stretch can say). 0: none.
     """
 
     intensity: float = 0.1
@@ -38,6 +41,7 @@ class Augment:
     shift: float = 0.05
     flip: bool = False
     size: tuple[int, int] | None = None
+    gamma: float = 0.0
 
     def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
         image = item["image"]
@@ -47,6 +51,7 @@ class Augment:
         mirror = self.flip and torch.rand(()).item() < 0.5
         out = dict(item)
         planes = _jitter(warp(planes, zoom, dx, dy, "bilinear"), self.intensity)
+        planes = _gamma(planes, self.gamma)
         out["image"] = _mirror(planes, mirror).reshape(image.shape)
         target = item.get("target")
         if isinstance(target, dict):
@@ -68,6 +73,12 @@ def _jitter(image: torch.Tensor, amount: float) -> torch.Tensor:
     mean, spread = image.mean(), image.std()
     contrast, brightness = 1 + _uniform(amount), _uniform(amount)
     return (image - mean) * contrast + mean + brightness * spread
+
+
+def _gamma(image: torch.Tensor, amount: float) -> torch.Tensor:
+    if amount <= 0:
+        return image
+    return image.clamp(0, 1) ** math.exp(_uniform(amount))
 
 
 def warp(planes: torch.Tensor, zoom: float, dx: float, dy: float, mode: str) -> torch.Tensor:

@@ -65,7 +65,7 @@ class Case:
     case: str
     patient: str
     source: str  # "workspace:<annotation file>" | "demo:<seed>"
-    images: np.ndarray  # (n, *model input) float32
+    images: np.ndarray  # (n, *model input) float32 (or float16 to halve a large set)
     targets: list[Any]  # int | (H, W) int64 | {"boxes", "labels"} per sample
     slices: list[int]
     extras: np.ndarray | None = None  # (n, k) float32
@@ -90,7 +90,8 @@ class CaseDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         case, k = self.index[i]
         target = case.targets[k]
-        item = {"image": torch.from_numpy(case.images[k]), "target": _tensor(target),
+        # float16 storage (a large phantom set) comes out float32, as the models take it
+        item = {"image": torch.from_numpy(case.images[k]).float(), "target": _tensor(target),
                 "case": case.case, "patient": case.patient, "slice": case.slices[k]}
         if case.extras is not None:
             item["extras"] = torch.from_numpy(case.extras[k])
@@ -101,8 +102,8 @@ def _tensor(target: Any) -> Any:
     if isinstance(target, dict):
         return {"boxes": torch.from_numpy(target["boxes"]),
                 "labels": torch.from_numpy(target["labels"])}
-    if isinstance(target, np.ndarray):
-        return torch.from_numpy(target)
+    if isinstance(target, np.ndarray):  # a label map: int64, as the losses index with it
+        return torch.from_numpy(target).long()
     return torch.tensor(int(target), dtype=torch.int64)
 
 
@@ -347,7 +348,7 @@ def _seg_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context) -
 def _box_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context) -> tuple | None:
     from medviewer.core.annotations import ACCEPTED
 
-    boxes, _, _ = workspace.load_sr(volume)
+    boxes = workspace.load_sr(volume).boxes
     rows, cols = voxels.shape[1:3]
     scale = np.array([ctx.manifest.input.size[1] / cols, ctx.manifest.input.size[0] / rows] * 2)
     films: dict[int, list[tuple[list[float], int]]] = {}
@@ -362,7 +363,7 @@ def _box_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context) -
 
 def _class_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context
                  ) -> tuple | None:
-    _, labels, _ = workspace.load_sr(volume)
+    labels = workspace.load_sr(volume).class_labels
     source = workspace.newest("sr")
     series = next((c.label for c in labels if c.scope == "series"), None)
     if ctx.pipeline.series_level:

@@ -15,8 +15,8 @@ from typing import Any
 from medviewer.training.errors import TrainingError
 
 INITS = ("current", "scratch")
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("cosine", "step", "none")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "step", "onecycle", "none")
 DEVICES = ("auto", "cpu", "cuda")
 
 

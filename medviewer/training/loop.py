@@ -61,15 +61,25 @@ class Outcome:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None  # when run_dir is None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # what a busy, shared machine does not inflate
 
 
 def make_loader(dataset: Dataset, collate: Callable, batch_size: int, seed: int,
-                world_size: int = 1, rank: int = 0) -> tuple[DataLoader, Any]:
-    """Shuffled batches (a DistributedSampler's share per rank); no worker processes."""
-    if world_size > 1:
+                world_size: int = 1, rank: int = 0, draws: int | None = None
+                ) -> tuple[DataLoader, Any]:
+    """Shuffled batches (a DistributedSampler's share per rank); no worker processes.
+
+    draws: items drawn at random, with replacement, per epoch instead of one pass (a recipe
+    counted in steps: a few thousand draws from a large phantom set). One process only.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if draws:
+        sampler = RandomSampler(dataset, replacement=True, num_samples=draws,
+                                generator=generator)
+    elif world_size > 1:
         sampler = DistributedSampler(dataset, world_size, rank, shuffle=True, seed=seed)
     else:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        sampler = RandomSampler(dataset, generator=generator)
     n = len(sampler)
     # BatchNorm cannot learn from a batch of one: drop a lone last sample
     drop_last = n > batch_size and n % batch_size == 1
@@ -197,7 +207,7 @@ def sync_buffers(model: nn.Module, world_size: int) -> None:
 def fit(s: Setup, emit: Emit) -> Outcome:
     """The epoch loop with validation, the best checkpoint and early stopping."""
     out, clock, stale = Outcome(), Clock(s.epochs * s.steps), 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for epoch in range(s.epochs):
         train_loss = run_epoch(s, epoch, clock, emit)
         sync_buffers(s.model, s.world_size)
@@ -228,6 +238,7 @@ def fit(s: Setup, emit: Emit) -> Outcome:
                              f"{out.best_epoch})."})
             break
     out.seconds = time.perf_counter() - start
+    out.cpu_seconds = time.process_time() - cpu
     return out
 
 

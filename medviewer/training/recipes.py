@@ -1,8 +1,9 @@
 """Per-task training recipes: the model of a manifest, its loss, optimiser and schedule.
 
 The course's choices: CrossEntropy for classifiers (lab 1-3), Dice + CrossEntropy for
-segmentation (lab 4), Faster R-CNN's own losses summed for detection (lab 5); Adam, or SGD
-with momentum 0.9 and Nesterov (the detection default, as in lab 5).
+segmentation (lab 4), Faster R-CNN's own losses summed for detection (lab 5); Adam, AdamW, or
+SGD with momentum 0.9 and Nesterov (the detection default, as in lab 5). The labs' demo
+recipes (training.plan) and `medviewer train JOB.json` (run.py) both build from here.
 
 The loss is computed inside `Objective.forward`, so DistributedDataParallel (which syncs
 gradients only for what runs through its forward) sees the whole step, detection included.
@@ -11,6 +12,7 @@ gradients only for what runs through its forward) sees the whole step, detection
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from medviewer.training.errors import TrainingError
 
 SGD_MOMENTUM = 0.9
 SGD_WEIGHT_DECAY = 1e-4
+DEFAULT_WEIGHT_DECAY = {"adam": 0.0, "adamw": SGD_WEIGHT_DECAY, "sgd": SGD_WEIGHT_DECAY}
 
 
 def task_of(manifest: Manifest) -> str:
@@ -123,21 +126,39 @@ def detector_targets(batch: list[dict]) -> tuple[list[torch.Tensor], list[dict]]
 
 
 class Objective(nn.Module):
-    """model + loss: forward(batch) -> scalar loss (what DDP wraps)."""
+    """model + loss: forward(batch) -> scalar loss (what DDP wraps).
 
-    def __init__(self, model: nn.Module, arch: Any, task: str) -> None:
+    class_weights: CrossEntropy weight per label (a rare label the model would otherwise
+    shrink, e.g. lab 4's nodule). frozen_norm: BatchNorm layers keep their running
+    statistics while the rest trains (fine-tuning a trained network on a new task).
+    """
+
+    def __init__(self, model: nn.Module, arch: Any, task: str,
+                 class_weights: Sequence[float] | None = None, frozen_norm: bool = False
+                 ) -> None:
         super().__init__()
-        self.model, self.arch, self.task = model, arch, task
+        self.model, self.arch, self.task, self.frozen_norm = model, arch, task, frozen_norm
+        weights = None if class_weights is None else torch.tensor(class_weights)
+        self.register_buffer("class_weights", weights, persistent=False)
 
     def forward(self, batch: Any) -> torch.Tensor:
         if self.task == "detection":
             return sum(self.model.detector(*detector_targets(batch)).values())
         logits = self.model(*model_inputs(self.arch, batch))
-        return batch_loss(self.task, logits, batch["target"])
+        return batch_loss(self.task, logits, batch["target"], self.class_weights)
+
+    def train(self, mode: bool = True) -> Objective:
+        super().train(mode)
+        if self.frozen_norm:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
 
-def batch_loss(task: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    loss = nn.functional.cross_entropy(logits, target)
+def batch_loss(task: str, logits: torch.Tensor, target: torch.Tensor,
+               class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    loss = nn.functional.cross_entropy(logits, target, weight=class_weights)
     if task == "segmentation":
         loss = loss + soft_dice_loss(logits, target)
     return loss
@@ -145,28 +166,38 @@ def batch_loss(task: str, logits: torch.Tensor, target: torch.Tensor) -> torch.T
 
 # --- optimiser and schedule ------------------------------------------------------------------
 
-def make_optimizer(model: nn.Module, name: str | None, lr: float, task: str
-                   ) -> torch.optim.Optimizer:
-    """Adam, or SGD with momentum 0.9 and Nesterov (detection's default)."""
+def make_optimizer(model: nn.Module, name: str | None, lr: float, task: str,
+                   weight_decay: float | None = None) -> torch.optim.Optimizer:
+    """Adam, AdamW, or SGD with momentum 0.9 and Nesterov (detection's default); weight
+    decay None: the optimiser's default here (1e-4 for SGD and AdamW, none for Adam)."""
     name = name or ("sgd" if task == "detection" else "adam")
+    decay = DEFAULT_WEIGHT_DECAY[name] if weight_decay is None else weight_decay
     params = [p for p in model.parameters() if p.requires_grad]
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, nesterov=True,
-                               weight_decay=SGD_WEIGHT_DECAY)
-    return torch.optim.Adam(params, lr=lr)
+                               weight_decay=decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=decay)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, name: str, epochs: int,
-                  steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Stepped once per batch: cosine to 0 over the run, x0.1 every third of it, or flat."""
+                  steps_per_epoch: int, warmup: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per batch: cosine to 0 over the run, x0.1 every third of it, flat, or
+    one-cycle (up to lr over the first 30 %, then down; torch's OneCycleLR). `warmup` steps
+    ramp the others up linearly (a detector's first SGD steps would blow up at full lr)."""
     total = max(1, epochs * steps_per_epoch)
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total)
     every = max(1, epochs // 3) * steps_per_epoch
 
     def factor(step: int) -> float:
+        ramp = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
         if name == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+            return ramp * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
         if name == "step":
-            return 0.1 ** (step // every)
-        return 1.0
+            return ramp * 0.1 ** (step // every)
+        return ramp
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -92,16 +92,19 @@ def test_demo_films_are_labelled_by_ctr_and_held_out() -> None:
     assert not {2, 3} & (set(demo.TRAIN_SEEDS) | set(demo.VALIDATION_SEEDS))  # demo study
 
 
-def test_a_few_training_steps_run() -> None:
+def test_a_few_training_steps_run_in_the_training_loop() -> None:
     torch = pytest.importorskip("torch")
+    from dataclasses import replace
+
     from medviewer.labs.lab5 import demo
     from medviewer.labs.lab5.models import build_light
 
     torch.manual_seed(0)
     films = demo.make_films(range(30_000, 30_004), size=128)
     model = build_light()
-    history = demo.fit(model, films, epochs=2, batch=2, log=False)
-    assert len(history) == 2 and np.isfinite(history).all()
+    outcome = demo.fit(model, films, replace(demo.PLAN, epochs=2, batch=2, warmup=2))
+    losses = [epoch["train_loss"] for epoch in outcome.history]
+    assert len(losses) == 2 and np.isfinite(losses).all()
     assert not model.training and len(demo.predict(model, films.images[:1])) == 1
 
 

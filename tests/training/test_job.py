@@ -65,7 +65,7 @@ def test_relative_paths_are_relative_to_the_job_file(tmp_path: Path) -> None:
     (minimal(epochs=True), ["'epochs' must be a whole number"]),
     (minimal(lr=0), ["'lr' is 0;", "above 0."]),
     (minimal(init="pretrained"), ['"pretrained"', "current, scratch"]),
-    (minimal(optimizer="rmsprop"), ["adam, sgd"]),
+    (minimal(optimizer="rmsprop"), ["adam, adamw, sgd"]),
     (minimal(early_stopping={"patience": 0}), ["'early_stopping.patience' is 0"]),
     (minimal(data={"demo": 2, "val_fraction": 1.0}), ["'data.val_fraction' is 1.0", "below 1."]),
     (minimal(augment="yes"), ["'augment' must be true or false"]),

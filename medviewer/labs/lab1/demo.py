@@ -9,7 +9,7 @@ series in the demo study holds only digits this model never saw. Runs in seconds
 from __future__ import annotations
 
 import platform
-import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,34 +21,15 @@ from medviewer.core.demo import DIGITS_SEED, DIGITS_TEST_SIZE, digits_split
 from medviewer.inference.registry import shipped_models_dir
 from medviewer.labs.lab1.models import SIMPLENN, SimpleNN
 from medviewer.labs.lab1.plugin import DIGIT_SIZE, digit_features
+from medviewer.training import plan
 from medviewer.training.export import export_model
+from medviewer.training.plan import Plan
 
 MODEL_ID = "lab1-digits-mlp"
 COMMAND = "python -m medviewer.labs.lab1.demo"
-EPOCHS, BATCH, LEARNING_RATE = 60, 64, 1e-3
+PLAN = Plan(epochs=60, batch=64, lr=1e-3, optimizer="adam", schedule="none")
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
-
-
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[float]:
-    """CrossEntropy + Adam over shuffled mini-batches; the loss of each epoch."""
-    optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    loss_fn = nn.CrossEntropyLoss()
-    order = torch.Generator().manual_seed(seed)
-    losses = []
-    model.train()
-    for _ in range(EPOCHS):
-        total = 0.0
-        for idx in torch.randperm(len(x), generator=order).split(BATCH):
-            if len(idx) < 2:  # BatchNorm1d cannot learn from a batch of one
-                continue
-            optimiser.zero_grad()
-            loss = loss_fn(model(x[idx]), y[idx])
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(x))
-    return losses
 
 
 def predict(model: nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -70,7 +51,8 @@ def manifest_fields(metrics: dict, seed: int, seconds: float) -> dict:
             "backbone": "SimpleNN 64-128-64-10 (the lab's full architecture)",
             "data": "scikit-learn load_digits (1797 8x8 digits), stratified train_test_split "
                     f"test_size={DIGITS_TEST_SIZE} random_state={DIGITS_SEED}",
-            "optimiser": f"Adam lr {LEARNING_RATE}, CrossEntropy, {EPOCHS} epochs, batch {BATCH}",
+            "optimiser": f"Adam lr {PLAN.lr}, CrossEntropy, {PLAN.epochs} epochs, batch "
+                         f"{PLAN.batch} (medviewer.training's loop)", "plan": asdict(PLAN),
             "torch": torch.__version__, "python": platform.python_version(),
             "train_seconds": round(seconds, 1)},
         "options": {"pipeline": "classification",
@@ -86,22 +68,19 @@ def train(out_dir: Path, *, seed: int = 0) -> list[Path]:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     x_train, x_test, y_train, y_test = digits_split(DIGITS_SEED)
-    xt = torch.from_numpy(digit_features(x_train))
-    yt = torch.from_numpy(np.asarray(y_train, np.int64))
+    data = plan.samples(digit_features(x_train), np.asarray(y_train, np.int64))
     model = SimpleNN(**SIMPLENN.default_options)
-    start = time.perf_counter()
-    losses = fit(model, xt, yt, seed)
-    seconds = time.perf_counter() - start
+    outcome = plan.train(model, SIMPLENN, "classification", data, PLAN, seed=seed, name=MODEL_ID)
     predicted = predict(model, torch.from_numpy(digit_features(x_test)))
     metrics = {
         "accuracy": round(float(accuracy_score(y_test, predicted)), 4),
         "f1_macro": round(float(f1_score(y_test, predicted, average="macro")), 4),
-        "final_train_loss": round(losses[-1], 4),
+        "final_train_loss": plan.final_loss(outcome),
         "split": f"held-out test split of scikit-learn's digits ({DIGITS_TEST_SIZE:.0%}, "
                  f"stratified, random_state {DIGITS_SEED}); never used in training",
         "n": len(y_test)}
     folder = Path(out_dir) / MODEL_ID
-    export_model(model, SIMPLENN, folder, manifest_fields(metrics, seed, seconds),
+    export_model(model, SIMPLENN, folder, manifest_fields(metrics, seed, outcome.seconds),
                  inputs=SIMPLENN.example_inputs())
     return [folder]
 

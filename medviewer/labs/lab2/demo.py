@@ -11,7 +11,6 @@ four fixed nodules) is a third, untouched check. About 2 minutes on one free CPU
 from __future__ import annotations
 
 import platform
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -28,44 +27,21 @@ from medviewer.inference.registry import shipped_models_dir
 from medviewer.labs.architectures import ARCHITECTURES
 from medviewer.labs.lab2 import data
 from medviewer.labs.lab2.models import build_resnet_small_agesex
+from medviewer.training import plan
+from medviewer.training.augment import Augment
 from medviewer.training.export import export_model
+from medviewer.training.plan import Plan
 
 MODEL_ID = "lab2-nodule-slice"
 ARCH = "lab2.resnet_small_agesex"
 COMMAND = "python -m medviewer.labs.lab2.demo"
 TRAIN_SEEDS = list(range(1000, 1040))
 VALIDATION_SEEDS = list(range(9000, 9012))
-EPOCHS, BATCH, LEARNING_RATE, WEIGHT_DECAY = 6, 32, 2e-3, 1e-4
+PLAN = Plan(epochs=6, batch=32, lr=2e-3, optimizer="adamw", weight_decay=1e-4,
+            schedule="onecycle")
+# a nodule is a nodule on either side: mirror half the slices, nothing else
+AUGMENT = Augment(intensity=0.0, scale=0.0, shift=0.0, flip=True)
 COLOURS = ("#4daf4a", "#e41a1c")
-
-
-def fit(model: nn.Module, x: np.ndarray, extras: np.ndarray, y: np.ndarray, seed: int
-        ) -> list[float]:
-    """CrossEntropy + AdamW, cosine learning rate, random left-right flips; loss per epoch."""
-    optimiser = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE,
-                                  weight_decay=WEIGHT_DECAY)
-    steps = EPOCHS * -(-len(x) // BATCH)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, LEARNING_RATE, total_steps=steps)
-    loss_fn = nn.CrossEntropyLoss()
-    rng = np.random.default_rng([seed, 5])
-    losses = []
-    for _ in range(EPOCHS):
-        model.train()
-        total = 0.0
-        for idx in np.array_split(rng.permutation(len(x)), steps // EPOCHS):
-            image = torch.from_numpy(x[idx].astype(np.float32))
-            # a nodule is a nodule on either side: mirror half the batch
-            flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
-            image[flip] = image[flip].flip(-1)
-            optimiser.zero_grad()
-            loss = loss_fn(model(image, torch.from_numpy(extras[idx])),
-                           torch.from_numpy(y[idx]))
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(x))
-    return losses
 
 
 def nodule_probability(model: nn.Module, x: np.ndarray, extras: np.ndarray) -> np.ndarray:
@@ -115,8 +91,9 @@ def manifest_fields(spec: InputSpec, metrics: dict, seed: int, seconds: tuple[fl
                     f"{TRAIN_SEEDS[-1]}), 256x256 matrix, 300 mm high, 2.0-3.0 mm slices, "
                     "320-420 mm field of view, 2-5 random nodules of 6-20 mm, random age/sex; "
                     "all nodule slices + ~2 lung slices without a nodule per nodule slice",
-            "optimiser": f"AdamW lr {LEARNING_RATE} one-cycle, weight decay {WEIGHT_DECAY}, "
-                         f"CrossEntropy, {EPOCHS} epochs, batch {BATCH}, left-right flips",
+            "optimiser": f"AdamW lr {PLAN.lr} one-cycle, weight decay {PLAN.weight_decay}, "
+                         f"CrossEntropy, {PLAN.epochs} epochs, batch {PLAN.batch}, left-right "
+                         "flips (medviewer.training's loop)", "plan": asdict(PLAN),
             "torch": torch.__version__, "python": platform.python_version(),
             # wall clock and CPU time of the training loop (the machine may be shared)
             "train_seconds": round(seconds[0], 1), "train_cpu_seconds": round(seconds[1], 1)},
@@ -136,9 +113,9 @@ def train(out_dir: Path, *, seed: int = 0) -> list[Path]:
     spec = replace(data.INPUT, mean=(round(mean, 4),) * 3, std=(round(std, 4),) * 3)
     x = normalise(x, spec).astype(np.float16)
     model = build_resnet_small_agesex(**ARCHITECTURES[ARCH].default_options)
-    start, cpu = time.perf_counter(), time.process_time()
-    losses = fit(model, x, extras, y, seed)
-    seconds = (time.perf_counter() - start, time.process_time() - cpu)
+    outcome = plan.train(model, ARCHITECTURES[ARCH], "classification",
+                         plan.samples(x, y, extras, AUGMENT), PLAN, seed=seed, name=MODEL_ID)
+    seconds = (outcome.seconds, outcome.cpu_seconds)
     xv, ev, yv = data.build_set(VALIDATION_SEEDS, train=False, spec=spec)
     xd, ed, yd = demo_ct_set(spec)
     metrics = {**scores(yv, nodule_probability(model, xv, ev)),
@@ -147,7 +124,7 @@ def train(out_dir: Path, *, seed: int = 0) -> list[Path]:
                         "on); positive = a nodule covers a voxel of the slice; threshold 0.5",
                "demo_ct": {**scores(yd, nodule_probability(model, xd, ed)),
                            "split": "every lung slice of the demo study's CT (DEMO-0001)"},
-               "train_samples": int(len(y)), "final_train_loss": round(losses[-1], 4)}
+               "train_samples": int(len(y)), "final_train_loss": plan.final_loss(outcome)}
     folder = Path(out_dir) / MODEL_ID
     example = (torch.from_numpy(xv[:4].astype(np.float32)), torch.from_numpy(ev[:4]))
     export_model(model, ARCHITECTURES[ARCH], folder, manifest_fields(spec, metrics, seed, seconds),

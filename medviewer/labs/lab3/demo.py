@@ -11,7 +11,6 @@ verdict on the demo CT and on a phantom with no nodule.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,64 +24,46 @@ from medviewer.labs.architectures import ARCHITECTURES
 from medviewer.labs.lab3 import data
 from medviewer.labs.lab3 import models as _models  # noqa: F401 - registers the architectures
 from medviewer.labs.lab3.plugin import series_sample
+from medviewer.training import loop, plan
+from medviewer.training.augment import Augment
 from medviewer.training.export import export_model
+from medviewer.training.plan import Plan
 
 COMMAND = "python -m medviewer.labs.lab3.demo"
 SETS = {"train": 400, "validation": 160}
+# a nodule is a nodule in either lung: mirror half the series, nothing else
+AUGMENT = Augment(intensity=0.0, scale=0.0, shift=0.0, flip=True)
+
+
+def _plan(steps: int, batch: int, lr: float = 3e-3, frozen_norm: bool = False) -> Plan:
+    """`steps` random batches (of `batch` series) in ten epochs, Adam, one-cycle."""
+    return Plan(epochs=10, steps=steps // 10, batch=batch, lr=lr, optimizer="adam",
+                weight_decay=1e-4, schedule="onecycle", frozen_norm=frozen_norm)
+
+
 @dataclass(frozen=True)
 class Method:
     model_id: str
     arch: str
     title: str
-    steps: int
-    batch: int  # series per step
-    lr: float = 3e-3
+    plan: Plan
     # late fusion starts from the single-slice model's 2D network and fine-tunes it with the
-    # fusion weights, BatchNorm statistics kept: from scratch, averaging 12 slabs' answers
-    # buries the one slab with the nodule and it learned nothing in the same time
+    # fusion weights, BatchNorm statistics kept (frozen_norm): from scratch, averaging 12
+    # slabs' answers buries the one slab with the nodule and it learned nothing in the same time
     start_from: str | None = None
-    freeze_batchnorm: bool = False
 
 
 # each trains in about 1.5-3.5 min of one CPU core; late fusion runs its 2D network on every
 # slab, so it takes smaller batches
 METHODS = {
     "single_slice": Method("lab3-fusion-single", "lab3.single_slice_small", "Single slice",
-                           600, 16),
+                           _plan(600, 16)),
     "early_fusion": Method("lab3-fusion-early", "lab3.early_fusion_small", "Early fusion",
-                           600, 16),
-    "late_fusion": Method("lab3-fusion-late", "lab3.late_fusion_small", "Late fusion", 300, 8,
-                          lr=3e-4, start_from="single_slice", freeze_batchnorm=True),
-    "cnn3d": Method("lab3-fusion-3d", "lab3.cnn3d_small", "3D CNN", 400, 16),
+                           _plan(600, 16)),
+    "late_fusion": Method("lab3-fusion-late", "lab3.late_fusion_small", "Late fusion",
+                          _plan(300, 8, lr=3e-4, frozen_norm=True), start_from="single_slice"),
+    "cnn3d": Method("lab3-fusion-3d", "lab3.cnn3d_small", "3D CNN", _plan(400, 16)),
 }
-
-
-def fit(model: nn.Module, samples: np.ndarray, verdicts: np.ndarray, method: Method,
-        seed: int) -> list[float]:
-    """Adam, one-cycle learning rate, CrossEntropy; random left-right flips (either lung)."""
-    x, y = torch.from_numpy(samples), torch.from_numpy(verdicts)
-    optimiser = torch.optim.Adam(model.parameters(), lr=method.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=method.lr,
-                                                   total_steps=method.steps)
-    generator = torch.Generator().manual_seed(seed)
-    losses = []
-    model.train()
-    if method.freeze_batchnorm:
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
-    for _ in range(method.steps):
-        pick = torch.randint(0, len(x), (method.batch,), generator=generator)
-        images = x[pick].float()
-        flip = torch.rand(method.batch, generator=generator) < 0.5
-        images[flip] = images[flip].flip(-1)
-        loss = nn.functional.cross_entropy(model(images), y[pick])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        losses.append(loss.item())
-    return losses
 
 
 def probabilities(model: nn.Module, samples: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -140,7 +121,8 @@ def manifest_fields(name: str, metrics: dict[str, Any], seed: int,
                                "(medviewer.core.synthetic), 40-90 slices at 256^2, noise "
                                "4-25 HU, random nodules; 12 slab MIPs at 128^2",
                        "recipe": {**asdict(method), "optimiser": "Adam, one-cycle",
-                                  "loss": "cross-entropy", "augment": "left-right flip"},
+                                  "loss": "cross-entropy", "augment": "left-right flip",
+                                  "loop": "medviewer.training"},
                        "torch": torch.__version__, "train_seconds": round(seconds[0], 1),
                        "train_cpu_seconds": round(seconds[1], 1), "threads": 1},
         "description": f"{ARCHITECTURES[method.arch].description} Says whether the series "
@@ -150,7 +132,7 @@ def manifest_fields(name: str, metrics: dict[str, Any], seed: int,
 
 
 def fit_method(name: str, sets: dict, seed: int, trained: dict[str, nn.Module]
-               ) -> tuple[nn.Module, list[float], tuple[float, float]]:
+               ) -> tuple[nn.Module, loop.Outcome]:
     """Build and train one method; late fusion starts from the trained single-slice net."""
     method = METHODS[name]
     torch.manual_seed(seed)
@@ -158,21 +140,22 @@ def fit_method(name: str, sets: dict, seed: int, trained: dict[str, nn.Module]
     model = arch.build(num_classes=len(data.LABELS), **arch.default_options)
     if method.start_from:
         model.net.load_state_dict(trained[method.start_from].net.state_dict())
-    start, cpu = time.perf_counter(), time.process_time()
-    losses = fit(model, *sets["train"], method, seed)
-    return model, losses, (time.perf_counter() - start, time.process_time() - cpu)
+    outcome = plan.train(model, arch, "classification", plan.samples(*sets["train"],
+                         augment=AUGMENT), method.plan, seed=seed, name=method.model_id)
+    return model, outcome
 
 
 def export_method(name: str, fitted: tuple, sets: dict, cases: dict, out_dir: Path,
                   seed: int) -> Path:
     """Score on the held-out series and the reference cases, then export the folder."""
-    model, losses, seconds = fitted
+    model, outcome = fitted
     method = METHODS[name]
+    seconds = (outcome.seconds, outcome.cpu_seconds)
     # held-out numbers at the top level (what the viewer and `medviewer models` show), checks
     # on named reference cases beside them
     metrics = {**held_out_metrics(probabilities(model, sets["validation"][0]),
                                   sets["validation"][1]),
-               "final_train_loss": round(float(np.mean(losses[-20:])), 4),
+               "final_train_loss": plan.final_loss(outcome),
                "demo_checks": {f"p_positive_{case}": round(float(probabilities(model, x)[0]), 4)
                                for case, x in cases.items()}}
     export_model(model.eval(), ARCHITECTURES[method.arch], out_dir / method.model_id,

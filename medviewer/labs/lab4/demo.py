@@ -10,7 +10,7 @@ then exports models/lab4-chest-unet (ONNX + safetensors + manifest, parity-check
 from __future__ import annotations
 
 import argparse
-import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,47 +25,19 @@ from medviewer.labs.architectures import ARCHITECTURES
 from medviewer.labs.lab4 import data
 from medviewer.labs.lab4 import models as _models  # noqa: F401 - registers the architectures
 from medviewer.labs.lab4.plugin import upsample_labels
+from medviewer.training import plan
 from medviewer.training.export import export_model
+from medviewer.training.plan import Plan
 
 MODEL_ID = "lab4-chest-unet"
 ARCH = "lab4.unet_small"
 COMMAND = "python -m medviewer.labs.lab4.demo"
-RECIPE = {"train_volumes": 160, "slices_per_volume": 12, "validation_volumes": 16,
-          "steps": 500, "batch": 16, "lr": 3e-3,
-          # the nodule is ~0.05 % of the voxels: without a weight the model shrinks it
-          "class_weights": [1.0, 1.0, 1.0, 4.0, 1.0]}
-
-
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - mean soft Dice over the foreground labels (background left out: it dominates)."""
-    probs = logits.softmax(dim=1)[:, 1:]
-    onehot = nn.functional.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:]
-    overlap = (probs * onehot).sum(dim=(0, 2, 3))
-    total = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
-    return 1 - ((2 * overlap + 1) / (total + 1)).mean()
-
-
-def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, seed: int, steps: int,
-        batch: int, lr: float, class_weights: list[float], **_: Any) -> list[float]:
-    """Adam with a one-cycle learning rate on weighted CrossEntropy + soft Dice; the losses."""
-    x, y = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
-    weights = torch.tensor(class_weights)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
-    order = torch.Generator().manual_seed(seed)
-    losses = []
-    model.train()
-    for _ in range(steps):
-        pick = torch.randint(0, len(x), (batch,), generator=order)
-        logits = model(x[pick])
-        loss = (nn.functional.cross_entropy(logits, y[pick], weight=weights)
-                + soft_dice_loss(logits, y[pick]))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        losses.append(loss.item())
-    return losses
+RECIPE = {"train_volumes": 160, "slices_per_volume": 12, "validation_volumes": 16}
+# 500 random batches of 16 slices (ten epochs of 50), Adam, one-cycle; weighted CrossEntropy
+# + soft Dice (recipes.batch_loss)
+PLAN = Plan(epochs=10, steps=50, batch=16, lr=3e-3, optimizer="adam", schedule="onecycle",
+            # the nodule is ~0.05 % of the voxels: without a weight the model shrinks it
+            class_weights=(1.0, 1.0, 1.0, 4.0, 1.0))
 
 
 def predict_logits(model: nn.Module, images: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -112,7 +84,8 @@ def manifest_fields(metrics: dict[str, Any], seed: int, seconds: tuple[float, fl
                        "scratch", "backbone": f"{ARCH} (U-Net, base width 8)",
                        "data": "random chest CT phantoms (medviewer.core.synthetic): 0-4 "
                        "nodules of 4-25 mm, noise 4-30 HU, pixel 0.6-0.8 mm, 36-60 slices; "
-                       "drawn at 256^2, block-averaged to 128^2", "recipe": RECIPE,
+                       "drawn at 256^2, block-averaged to 128^2",
+                       "recipe": {**RECIPE, **asdict(PLAN), "loop": "medviewer.training"},
                        "torch": torch.__version__, "train_seconds": round(seconds[0], 1),
                        "train_cpu_seconds": round(seconds[1], 1), "threads": 1},
         "description": "Labels body, lung, nodule and spine on each axial slice of a chest CT, "
@@ -131,9 +104,9 @@ def train(out_dir: Path, *, seed: int = 0) -> list[Path]:
     arch = ARCHITECTURES[ARCH]
     model = arch.build(num_classes=len(data.LABELS), in_channels=data.SPEC.channels,
                        **arch.default_options)
-    start, cpu = time.perf_counter(), time.process_time()
-    losses = fit(model, images, labels, seed, **r)
-    seconds = (time.perf_counter() - start, time.process_time() - cpu)
+    outcome = plan.train(model, arch, "segmentation", plan.samples(images, labels), PLAN,
+                         seed=seed, name=MODEL_ID)
+    seconds = (outcome.seconds, outcome.cpu_seconds)
     val_images, val_labels = data.make_set("validation", r["validation_volumes"], None, seed)
     val_pred = predict_logits(model, val_images).argmax(axis=1)
     per_label = scores_table(val_pred, val_labels)
@@ -143,7 +116,7 @@ def train(out_dir: Path, *, seed: int = 0) -> list[Path]:
         **{f"dice_{name}": v["dice"] for name, v in per_label.items()},
         **{f"iou_{name}": v["iou"] for name, v in per_label.items()},
         "per_label": per_label, "demo_ct": demo_ct_scores(model),
-        "final_train_loss": round(float(np.mean(losses[-20:])), 4)}
+        "final_train_loss": plan.final_loss(outcome)}
     folder = Path(out_dir) / MODEL_ID
     export_model(model.eval(), arch, folder, manifest_fields(metrics, seed, seconds),
                  inputs=(torch.from_numpy(val_images[:2]),))

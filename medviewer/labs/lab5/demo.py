@@ -7,16 +7,15 @@ small random heart shift, drawn at 256, 512 or 1024 px and prepared exactly as t
 does (log transform, simplest colour balance, resize to 256 px). Label: "cardiomegaly" when
 the phantom's measured CTR > 0.5, else "normal heart". Training films use phantom seeds
 10000+, validation films 20000+ with their own CTRs and shifts; the demo study's films
-(seeds 2 and 3) are in neither. SGD with momentum and Nesterov, as in the lab.
+(seeds 2 and 3) are in neither. SGD with momentum and Nesterov, as in the lab, in
+medviewer.training's loop.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +23,13 @@ import torch
 
 from medviewer.core.synthetic import chest_xray_phantom
 from medviewer.inference.detection_metrics import ImageBoxes, detection_report
+from medviewer.labs.architectures import ARCHITECTURES
 from medviewer.labs.lab5.models import DEMO_SIZE, LABELS, DetectorExport, build_light
 from medviewer.labs.lab5.plugin import BALANCE_PERCENT, prepare_film
+from medviewer.training import loop
+from medviewer.training import plan as training_plan
+from medviewer.training.augment import Augment
+from medviewer.training.plan import Plan
 
 MODEL_ID = "lab5-heart-frcnn"
 ARCH = "lab5.fasterrcnn_light"
@@ -37,6 +41,10 @@ CTR_RANGE = (0.35, 0.70)
 SHIFT = 0.03  # largest heart shift, unit coordinates
 CARDIOMEGALY_CTR = 0.5
 COLOURS = {"cardiomegaly": "#e4572e", "normal heart": "#4caf50"}
+# SGD (momentum 0.9, Nesterov, weight decay 1e-4), 50 steps of linear warm-up, then cosine
+PLAN = Plan(epochs=14, batch=4, lr=0.02, optimizer="sgd", schedule="cosine", warmup=50)
+# films differ in exposure even after the contrast steps: a random gamma, nothing else
+AUGMENT = Augment(intensity=0.0, scale=0.0, shift=0.0, gamma=0.25)
 
 
 @dataclass
@@ -68,40 +76,15 @@ def make_films(seeds: range, size: int = DEMO_SIZE) -> Films:
     return Films(np.stack(images), np.stack(boxes), np.asarray(labels), np.asarray(ctrs))
 
 
-def _jitter(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """A random gamma: films differ in exposure even after the contrast steps."""
-    return image.clamp(0, 1) ** float(np.exp(rng.uniform(-0.25, 0.25)))
-
-
-def fit(model: DetectorExport, films: Films, *, epochs: int = 14, batch: int = 4,
-        lr: float = 0.02, seed: int = 0, log: bool = True) -> list[float]:
-    """SGD (momentum 0.9, Nesterov), linear warm-up then cosine decay; mean loss per epoch."""
-    detector = model.train().detector
-    rng = np.random.default_rng(seed)
-    params = [p for p in detector.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    steps = epochs * math.ceil(len(films.images) / batch)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / 50) * 0.5 * (1 + math.cos(math.pi * i / steps)))
-    history = []
-    for epoch in range(epochs):
-        order, losses = rng.permutation(len(films.images)), []
-        for start in range(0, len(order), batch):
-            pick = order[start:start + batch]
-            images = [_jitter(torch.from_numpy(films.images[i]), rng) for i in pick]
-            targets = [{"boxes": torch.from_numpy(films.boxes[i][None]),
-                        "labels": torch.tensor([films.labels[i] + 1])} for i in pick]
-            loss = sum(detector(images, targets).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-        history.append(float(np.mean(losses)))
-        if log:
-            print(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}", flush=True)
-    model.eval()
-    return history
+def fit(model: DetectorExport, films: Films, plan: Plan = PLAN, seed: int = 0
+        ) -> loop.Outcome:
+    """Train the detector on `films` with the training package's loop (heart box, 1-based
+    label as torchvision counts them); the model is left in eval mode."""
+    targets = [{"boxes": box[None].astype(np.float32), "labels": np.array([label + 1])}
+               for box, label in zip(films.boxes, films.labels, strict=True)]
+    return training_plan.train(model, ARCHITECTURES[ARCH], "detection",
+                               training_plan.samples(films.images, targets, augment=AUGMENT),
+                               plan, seed=seed, name=MODEL_ID)
 
 
 def predict(model: DetectorExport, images: np.ndarray) -> list[ImageBoxes]:
@@ -120,7 +103,7 @@ def evaluate(model: DetectorExport, films: Films) -> dict[str, float]:
     return detection_report(predict(model, films.images), truths, LABELS)
 
 
-def manifest_fields(metrics: dict, seconds: float, seed: int) -> dict:
+def manifest_fields(metrics: dict, outcome: loop.Outcome, seed: int) -> dict:
     return {
         "id": MODEL_ID, "title": "Heart detector, cardiomegaly (lab 5 demo, Faster R-CNN)",
         "plugin": "lab5", "version": "1.0.0",
@@ -133,8 +116,10 @@ def manifest_fields(metrics: dict, seconds: float, seed: int) -> dict:
                        "scratch", "backbone": "light 5-stage CNN (12-96 channels) + 32-channel "
                        "FPN (lab5.fasterrcnn_light), not the lab's ResNet50-FPN",
                        "data": f"chest_xray_phantom, train seeds {TRAIN_SEEDS.start}-"
-                       f"{TRAIN_SEEDS.stop - 1}", "torch": torch.__version__,
-                       "train_seconds": round(seconds, 1)},
+                       f"{TRAIN_SEEDS.stop - 1}", "plan": asdict(PLAN),
+                       "augment": "random gamma exp(+-0.25)", "loop": "medviewer.training",
+                       "torch": torch.__version__, "train_seconds": round(outcome.seconds, 1),
+                       "train_cpu_seconds": round(outcome.cpu_seconds, 1)},
         "options": {"balance_percent": BALANCE_PERCENT, "score_threshold": 0.05},
         "description": "Boxes the heart on a PA chest radiograph and labels it cardiomegaly "
                        "(cardiothoracic ratio > 0.5) or normal heart. Demo model: trained on "
@@ -142,9 +127,8 @@ def manifest_fields(metrics: dict, seconds: float, seed: int) -> dict:
                        "for clinical use."}
 
 
-def train(out_dir: Path, *, seed: int = 0, epochs: int = 14) -> list[Path]:
+def train(out_dir: Path, *, seed: int = 0, epochs: int = PLAN.epochs) -> list[Path]:
     """Train, evaluate on held-out phantoms, export `out_dir`/lab5-heart-frcnn."""
-    from medviewer.labs.architectures import ARCHITECTURES
     from medviewer.training.export import export_model
 
     threads = torch.get_num_threads()
@@ -153,9 +137,7 @@ def train(out_dir: Path, *, seed: int = 0, epochs: int = 14) -> list[Path]:
         torch.manual_seed(seed)
         films, held_out = make_films(TRAIN_SEEDS), make_films(VALIDATION_SEEDS)
         model = build_light()
-        start = time.perf_counter()
-        fit(model, films, epochs=epochs, seed=seed)
-        seconds = time.perf_counter() - start
+        outcome = fit(model, films, replace(PLAN, epochs=epochs), seed)
         metrics = {**evaluate(model, held_out), "iou_threshold": 0.5, "score_threshold": 0.5,
                    "split": f"held-out phantoms: seeds {VALIDATION_SEEDS.start}-"
                    f"{VALIDATION_SEEDS.stop - 1} (own CTRs and shifts; training used "
@@ -167,7 +149,7 @@ def train(out_dir: Path, *, seed: int = 0, epochs: int = 14) -> list[Path]:
         with warnings.catch_warnings():  # torchvision's tracer warnings are expected here
             warnings.simplefilter("ignore")
             export_model(model, ARCHITECTURES[ARCH], folder,
-                         manifest_fields(metrics, seconds, seed), example)
+                         manifest_fields(metrics, outcome, seed), example)
     finally:
         torch.set_num_threads(threads)
     print(f"{folder}: {metrics}")
