@@ -154,7 +154,7 @@ def test_infer_classification_csv_has_one_row_per_slice(models, ct_series_dir, t
     assert [int(r["slice"]) for r in rows] == list(range(5, 12))
     assert [r["sop_instance_uid"] for r in rows] == [
         volume.sources[k].sop_instance_uid for k in range(5, 12)]
-    probs = np.array([[float(r["p_dark"]), float(r["p_bright"])] for r in rows])
+    probs = np.array([[float(r["score_dark"]), float(r["score_bright"])] for r in rows])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert all(r["label"] == ("dark", "bright")[int(np.argmax(p))] for r, p in zip(
         rows, probs, strict=True))
@@ -301,8 +301,8 @@ def test_fusion_files_have_one_row_per_series_verdict(tmp_path):
     result = _result("fusion", scores=np.array([[0.2, 0.8]]), series_instance_uid="9.9")
     write_result_files(result, tmp_path, "fusion")
     (row,) = csv.DictReader((tmp_path / "fusion.csv").open())
-    assert (row["series_instance_uid"], row["label"], float(row["p_nodule"])) == (
-        "9.9", "nodule", 0.8)
+    assert (row["series_instance_uid"], row["label"], float(row["score"]),
+            float(row["score_nodule"])) == ("9.9", "nodule", 0.8, 0.8)
 
 
 # --- the third-party example plugin ---------------------------------------------------------------

@@ -2,12 +2,17 @@
 
     write_result_files(result, out_dir, stem, spacing=None) -> [paths]
 
-classification: `stem.csv` one row per slice (slice, SOP Instance UID, top label, its
-probability, one probability column per label) + `stem.json`. fusion: the same with one row
-per series verdict. detection: `stem.csv` one row per box (slice, SOP Instance UID, label,
-score, x0 y0 x1 y1 in the slice's pixels, x1/y1 exclusive) + `stem.json`. segmentation:
-`stem.json` with voxel counts and volumes per label (the mask itself goes to DICOM SEG, see
-medviewer.core.annotations). numpy, csv and json only; every file is written atomically.
+classification: `stem.csv` one row per slice (slice, SOP Instance UID, then the class-score
+columns below) + `stem.json`. fusion: the same with one row per series verdict. detection:
+`stem.csv` one row per box (slice, SOP Instance UID, label, score, x0 y0 x1 y1 in the slice's
+pixels, x1/y1 exclusive) + `stem.json`. segmentation: `stem.json` with voxel counts and
+volumes per label (the mask itself goes to DICOM SEG, see medviewer.core.annotations). numpy,
+csv and json only; every file is written atomically.
+
+Class scores have one column convention in every CSV MedViewer writes (these files, lab 3's
+verdicts, the viewer's AI > Export Results): `label` is the top class, `score` its
+probability (as `score` is a box's confidence in detection rows), then `score_<label>` per
+label in the manifest's label order, probabilities rounded to 6 decimals (`class_scores`).
 """
 
 from __future__ import annotations
@@ -62,6 +67,18 @@ def _uid_of(result: Result) -> dict[int, str]:
     return dict(zip(result.slice_indices, result.sop_instance_uids, strict=False))
 
 
+SCORE_PREFIX = "score_"
+
+
+def class_scores(labels: list[str], probs: Any) -> dict[str, Any]:
+    """The class-score columns of one row: `label`, `score`, `score_<label>` per label."""
+    probs = np.asarray(probs, np.float64).reshape(-1)
+    k = int(np.argmax(probs))
+    return {"label": labels[k], "score": round(float(probs[k]), 6),
+            **{f"{SCORE_PREFIX}{name}": round(float(p), 6)
+               for name, p in zip(labels, probs, strict=False)}}
+
+
 def score_rows(result: Result) -> list[dict[str, Any]]:
     """One row per slice (classification) or per series verdict (fusion, no slice indices)."""
     if result.scores is None:
@@ -71,15 +88,11 @@ def score_rows(result: Result) -> list[dict[str, Any]]:
     per_slice = len(result.slice_indices) == len(scores)
     rows = []
     for i, probs in enumerate(scores):
-        k = int(np.argmax(probs))
         row: dict[str, Any] = ({"slice": result.slice_indices[i],
                                 "sop_instance_uid": uids.get(result.slice_indices[i], "")}
                                if per_slice else
                                {"series_instance_uid": result.series_instance_uid})
-        row.update(label=result.labels[k], score=round(float(probs[k]), 6))
-        row.update({f"p_{name}": round(float(p), 6)
-                    for name, p in zip(result.labels, probs, strict=False)})
-        rows.append(row)
+        rows.append({**row, **class_scores(result.labels, probs)})
     return rows
 
 

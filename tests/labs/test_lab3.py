@@ -125,8 +125,9 @@ def test_verdicts_csv_has_a_row_per_method(fusion_models, tmp_path):
     rows = list(csv.DictReader(path.open(encoding="utf-8")))
     assert [row["model_id"] for row in rows] == list(METHODS.values())
     for row, r in zip(rows, results, strict=True):
-        assert row["verdict"] == r.predicted()[0]
-        assert float(row[f"p({POSITIVE})"]) == pytest.approx(_p_positive(r), abs=1e-4)
+        assert row["label"] == r.predicted()[0]
+        assert float(row["score"]) == pytest.approx(r.predicted()[1], abs=1e-6)
+        assert float(row[f"score_{POSITIVE}"]) == pytest.approx(_p_positive(r), abs=1e-6)
     files = write_method_csvs(results + results[:1], tmp_path / "per-method")
     assert sorted(f.name for f in files) == sorted(f"{m}.csv" for m in METHODS.values())
     single = tmp_path / "per-method" / f"{METHODS['single']}.csv"

@@ -20,6 +20,7 @@ from medviewer.core.atomic import atomic_file
 from medviewer.inference import preprocess as pp
 from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import InputSpec
+from medviewer.inference.outputs import class_scores
 from medviewer.inference.pipeline import Pipeline
 from medviewer.inference.registry import LoadedModel, Plugin, open_model
 from medviewer.inference.results import Result
@@ -88,29 +89,26 @@ def fusion_model_ids() -> list[str]:
     return [m.id for m in models if m.plugin == "lab3"]
 
 
-CSV_FIELDS = ("series_instance_uid", "model_id", "model_version", "method", "verdict",
-              "probability", "provider", "seconds")
+# the class-score columns (label, score, score_<label>) are every CSV's (inference.outputs)
+CSV_FIELDS = ("series_instance_uid", "model_id", "model_version", "method", "label", "score",
+              "provider", "seconds")
 
 
 def verdict_rows(results: Sequence[Result]) -> list[dict[str, Any]]:
-    """One row per result: the verdict, its probability and every class probability."""
-    rows = []
-    for r in results:
-        label, probability = r.predicted(0)
-        row = {"series_instance_uid": r.series_instance_uid, "model_id": r.model_id,
-               "model_version": r.model_version, "method": r.title, "verdict": label,
-               "probability": f"{probability:.4f}", "provider": r.provider,
-               "seconds": f"{r.timings.get('total', 0.0):.3f}"}
-        row.update({f"p({name})": f"{p:.4f}" for name, p in zip(r.labels, r.scores[0],
-                                                                 strict=True)})
-        rows.append(row)
-    return rows
+    """One row per result: the verdict (label), its probability (score), every label's."""
+    return [{"series_instance_uid": r.series_instance_uid, "model_id": r.model_id,
+             "model_version": r.model_version, "method": r.title,
+             **class_scores(r.labels, r.scores[0]), "provider": r.provider,
+             "seconds": f"{r.timings.get('total', 0.0):.3f}"}
+            for r in results]
 
 
 def write_verdicts_csv(results: Sequence[Result], path: str | Path) -> Path:
     """Write the verdicts (one row per result) to a CSV, atomically; returns the path."""
     rows = verdict_rows(results)
-    fields = list(CSV_FIELDS) + sorted({k for row in rows for k in row} - set(CSV_FIELDS))
+    # each label's score after the fixed columns, in the model's label order
+    fields = list(CSV_FIELDS) + [k for k in dict.fromkeys(k for row in rows for k in row)
+                                 if k not in CSV_FIELDS]
     with atomic_file(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
