@@ -28,6 +28,8 @@ from bench_render import WINDOW, make_ct  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from medviewer.core.dicom.volume import Volume  # noqa: E402
+from medviewer.ui.annotate.layers import AnnotationLayer  # noqa: E402
+from medviewer.ui.annotate.paint_tools import AnnotateMouse  # noqa: E402
 from medviewer.ui.document.study import StudyDocument  # noqa: E402
 from medviewer.ui.viewing.slice_view import SliceView  # noqa: E402
 
@@ -44,13 +46,15 @@ def make_view(size: int) -> tuple[StudyDocument, SliceView]:
     view.show()
     QApplication.processEvents()
     view.fit()
-    doc.set_tool_settings(tool="brush", radius_mm=5.0)
+    doc.set_tool_settings(radius_mm=5.0)
+    doc.set_tool("brush")
+    view.add_layer("annotation", AnnotationLayer)
     return doc, view
 
 
 def time_dabs(doc: StudyDocument, view: SliceView, dabs: int, full_redraw: bool
               ) -> list[float]:
-    mouse, layer, app = view.annotate_mouse, view.annotation_layer, QApplication.instance()
+    mouse, layer, app = AnnotateMouse(view), view.layers["annotation"], QApplication.instance()
     times = []
     mouse.begin((20.0, 256.0, 100.0))
     for i in range(dabs + 5):

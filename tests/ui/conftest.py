@@ -171,3 +171,12 @@ def fast_autosave(monkeypatch: pytest.MonkeyPatch) -> None:
     from medviewer.ui.annotate.autosave import AnnotationSafety
 
     monkeypatch.setattr(AnnotationSafety, "AUTOSAVE_MS", 100)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """The tiny test models (tests/ui/ai_models.py) in a folder of their own, their plugin
+    registered; point MEDVIEWER_MODELS_DIR at it."""
+    from tests.ui.ai_models import write_test_models
+
+    return write_test_models(tmp_path_factory.mktemp("ai-models"))

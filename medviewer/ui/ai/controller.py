@@ -14,14 +14,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel
 
 from medviewer.inference import Manifest, ModelError, list_models, provider_status
 from medviewer.inference.results import Result
 from medviewer.ui.ai.export import write_results, write_verdict_csv
+from medviewer.ui.ai.layers import AiLayerItems
 from medviewer.ui.ai.menu import AiMenu
 from medviewer.ui.ai.panel import AiPanel
 from medviewer.ui.ai.tasks import (
@@ -33,10 +34,10 @@ from medviewer.ui.ai.tasks import (
     run_model_task,
 )
 from medviewer.ui.common.guard import guarded
+from medviewer.ui.common.host import Host
+from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.viewing.export import EXPORT_FOLDER_KEY, export_folder
-
-if TYPE_CHECKING:
-    from medviewer.ui.shell.main_window import MainWindow
+from medviewer.ui.viewing.viewer import ViewerPanel
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +47,26 @@ SCOPES = ("slice", "series")
 
 
 class AiController(QObject):
-    """Menu, dock and provider label of one main window, and the runs behind them."""
+    """Menu, dock and provider label of one window (its `Host`), and the runs behind them."""
 
     sigRunFinished = Signal(object)  # AiOutput, or Explanation
     sigRunFailed = Signal(str)  # the sentence shown to the reader
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window, self.document = window, window.document
+    def __init__(self, host: Host, document: StudyDocument, viewer: ViewerPanel) -> None:
+        super().__init__(document)
+        self.host, self.document = host, document
+        viewer.add_layer("ai", AiLayerItems)  # label map, boxes, heatmap of the AI's result
         self.cache = ModelCache()
         self.models: dict[str, Manifest] = {}
         self.problems: list[ModelError] = []
-        self.chosen_id = str(window.settings.value(MODEL_KEY, "") or "")
+        self.chosen_id = str(host.settings.value(MODEL_KEY, "") or "")
         self._build_dock()
         self._build_menu()
         self.provider_label = QLabel(PROVIDER_IDLE)
         self.provider_label.setObjectName("aiProvider")
         self.provider_label.setToolTip("The ONNX Runtime provider the last model ran on; "
                                        "shown once a model has been opened")
-        window.statusBar().addPermanentWidget(self.provider_label)
+        host.add_status_widget(self.provider_label)
         self.document.sigVolumeChanged.connect(self._on_volume_changed)
         self.document.sigAiResultChanged.connect(self._sync_actions)
         self.refresh_models()
@@ -73,21 +75,14 @@ class AiController(QObject):
     def _build_dock(self) -> None:
         self.panel = AiPanel(self.document)
         self.panel.sigExportVerdict.connect(self.export_verdict_dialog)
-        self.dock = QDockWidget("AI results", self.window)
+        self.dock = QDockWidget("AI results", self.host.dialog_parent())
         self.dock.setObjectName("aiDock")  # saveState needs names
         self.dock.setWidget(self.panel)
-        self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
-        self.window.resizeDocks([self.window.tags_dock, self.dock], [480, 400],
-                                Qt.Orientation.Vertical)  # under the tags, room for a table
+        self.host.add_dock(self.dock, "right")  # under the tags, room for a table
 
     def _build_menu(self) -> None:
-        self.menu = AiMenu(self.window)
-        bar = self.window.menuBar()
-        help_menu = next((a for a in bar.actions() if a.text() == "&Help"), None)
-        if help_menu is not None:
-            bar.insertMenu(help_menu, self.menu)
-        else:
-            bar.addMenu(self.menu)
+        self.menu = AiMenu(self.host.dialog_parent())
+        self.host.add_menu(self.menu)
         self.menu.aboutToShow.connect(self.refresh_models)
         self.menu.sigModelChosen.connect(self.choose)
         self.menu.sigExplainWith.connect(lambda method: self.explain(method=method))
@@ -99,9 +94,6 @@ class AiController(QObject):
         menu.clear_action.triggered.connect(self.clear)
         menu.export_action.triggered.connect(self.export_results_dialog)
         menu.mask_action.triggered.connect(self.compare_with_mask_dialog)
-        view = next((a.menu() for a in bar.actions() if a.text() == "&View"), None)
-        if view is not None:
-            view.addAction(self.dock.toggleViewAction())
 
     # ----------------------------------------------------------------- models
     @guarded
@@ -114,17 +106,25 @@ class AiController(QObject):
         self._sync_actions()
 
     @guarded
+    def models_changed(self) -> None:
+        """The installed or active versions changed (Retrain published, Versions rolled
+        back): drop the opened sessions, so the next run opens the version active now, and
+        list the models again."""
+        self.cache.clear()  # a run in progress keeps its own reference
+        self.refresh_models()
+
+    @guarded
     def choose(self, model_id: str) -> None:
         """Make `model_id` the model that Run and Explain use."""
         manifest = self._manifest(model_id)
         if manifest is None:
             return
         self.chosen_id = model_id
-        self.window.settings.setValue(MODEL_KEY, model_id)
+        self.host.settings.setValue(MODEL_KEY, model_id)
         action = self.menu.model_actions.get(model_id)
         if action is not None:
             action.setChecked(True)
-        self.window.set_status(f"AI model: {manifest.title} {manifest.version}")
+        self.host.set_status(f"AI model: {manifest.title} {manifest.version}")
         self._sync_actions()
 
     def why_not(self, manifest: Manifest) -> str:
@@ -139,13 +139,13 @@ class AiController(QObject):
     def _manifest(self, model_id: str | None) -> Manifest | None:
         model_id = model_id or self.chosen_id
         if not model_id:
-            self.window.set_status("Choose a model in the AI menu first.")
+            self.host.set_status("Choose a model in the AI menu first.")
             return None
         if model_id not in self.models:
             self.refresh_models()  # installed since the menu was built?
         manifest = self.models.get(model_id)
         if manifest is None:
-            self.window.show_error(f"No AI model {model_id!r} is installed.")
+            self.host.show_error(f"No AI model {model_id!r} is installed.")
         return manifest
 
     def _runnable(self, model_id: str | None) -> Manifest | None:
@@ -153,11 +153,11 @@ class AiController(QObject):
         if manifest is None:
             return None
         if self.document.volume is None:
-            self.window.set_status("Open a series first: the model runs on a loaded series.")
+            self.host.set_status("Open a series first: the model runs on a loaded series.")
             return None
         reason = self.why_not(manifest)
         if reason:
-            self.window.set_status(reason)
+            self.host.set_status(reason)
             return None
         return manifest
 
@@ -177,8 +177,8 @@ class AiController(QObject):
         slices = [k] if scope == "slice" and not series_level else None
         scope = "series" if slices is None else "slice"
         where = f"slice {k + 1}" if slices else "the whole series"
-        self.window.set_status(f"Running {manifest.title} on {where}\u2026")
-        self.window.tasks.start("ai", run_model_task, self.cache, manifest, volume, slices,
+        self.host.set_status(f"Running {manifest.title} on {where}\u2026")
+        self.host.tasks.start("ai", run_model_task, self.cache, manifest, volume, slices,
                                 scope, on_result=self._on_run,
                                 on_error=lambda exc: self._on_error(manifest, exc))
         return True
@@ -191,11 +191,11 @@ class AiController(QObject):
             model_ids = [m.id for m in self.models.values() if m.task == "fusion"]
         manifests = [m for i in model_ids if (m := self._runnable(i)) is not None]
         if not manifests:
-            self.window.set_status("No lab 3 fusion model can run on this series "
+            self.host.set_status("No lab 3 fusion model can run on this series "
                                    "(none installed, or they read another modality).")
             return False
-        self.window.set_status(f"Comparing {len(manifests)} fusion methods\u2026")
-        self.window.tasks.start("ai", compare_task, self.cache, manifests,
+        self.host.set_status(f"Comparing {len(manifests)} fusion methods\u2026")
+        self.host.tasks.start("ai", compare_task, self.cache, manifests,
                                 self.document.volume, on_result=self._on_run,
                                 on_error=lambda exc: self._on_error(None, exc))
         return True
@@ -208,8 +208,8 @@ class AiController(QObject):
         if manifest is None:
             return False
         k = self.document.slice_index
-        self.window.set_status(f"Explaining {manifest.title} on slice {k + 1}\u2026")
-        self.window.tasks.start("explain", explain_task, manifest, self.document.volume, k,
+        self.host.set_status(f"Explaining {manifest.title} on slice {k + 1}\u2026")
+        self.host.tasks.start("explain", explain_task, manifest, self.document.volume, k,
                                 method, on_result=self._on_explained,
                                 on_error=lambda exc: self._on_error(manifest, exc))
         return True
@@ -220,7 +220,7 @@ class AiController(QObject):
             return  # computed on a series no longer on screen
         self.provider_label.setText(provider_status(run.provider))
         self.document.set_ai_output(run.output)
-        self.window.set_status(self._summary(run))
+        self.host.set_status(self._summary(run))
         self.dock.show()
         self.dock.raise_()
         self.sigRunFinished.emit(run.output)
@@ -232,7 +232,7 @@ class AiController(QObject):
             return
         self.document.set_explanation(explanation)
         notes = f" ({explanation.notes})" if explanation.notes else ""
-        self.window.set_status(f"{explanation.method} on slice {explanation.slice_index + 1} "
+        self.host.set_status(f"{explanation.method} on slice {explanation.slice_index + 1} "
                                f"in {explanation.seconds:.1f} s{notes}")
         self.dock.show()
         self.sigRunFinished.emit(explanation)
@@ -243,7 +243,7 @@ class AiController(QObject):
         else:
             log.error("AI run failed", exc_info=exc)
             text = f"The AI run failed: {exc}"
-        self.window.show_error(text)
+        self.host.show_error(text)
         self.sigRunFailed.emit(text)
 
     @staticmethod
@@ -268,25 +268,25 @@ class AiController(QObject):
     # ----------------------------------------------------------------- clear and export
     @guarded
     def clear(self) -> None:
-        self.window.tasks.cancel("ai")
-        self.window.tasks.cancel("explain")
+        self.host.tasks.cancel("ai")
+        self.host.tasks.cancel("explain")
         self.document.clear_ai()
-        self.window.set_status("AI results cleared")
+        self.host.set_status("AI results cleared")
 
     @guarded
     def export_results(self, path: str | Path) -> Path | None:
         """The shown results as CSV or JSON (by suffix), atomically."""
         output = self.document.ai_output
         if output is None:
-            self.window.set_status("No AI results to export: run a model first.")
+            self.host.set_status("No AI results to export: run a model first.")
             return None
         try:
             target = write_results(output, path, self.document.explanation)
         except OSError as exc:
-            self.window.show_error(f"Could not export the AI results to {path}: {exc}")
+            self.host.show_error(f"Could not export the AI results to {path}: {exc}")
             return None
-        self.window.settings.setValue(EXPORT_FOLDER_KEY, str(target.parent))
-        self.window.set_status(f"AI results exported to {target}")
+        self.host.settings.setValue(EXPORT_FOLDER_KEY, str(target.parent))
+        self.host.set_status(f"AI results exported to {target}")
         return target
 
     @guarded
@@ -294,9 +294,9 @@ class AiController(QObject):
         """Dice / IoU of the shown segmentation against a DICOM SEG of this series."""
         result = self.document.ai_result
         if result is None or result.label_map is None:
-            self.window.set_status("Run a segmentation model first, then compare it.")
+            self.host.set_status("Run a segmentation model first, then compare it.")
             return False
-        self.window.tasks.start("ai", agreement_task, result, self.document.volume, str(path),
+        self.host.tasks.start("ai", agreement_task, result, self.document.volume, str(path),
                                 on_result=lambda scores: self._on_agreement(result, scores),
                                 on_error=lambda exc: self._on_error(None, exc))
         return True
@@ -305,14 +305,15 @@ class AiController(QObject):
         if result is not self.document.ai_result:
             return  # another run replaced it meanwhile
         self.panel.show_agreement(scores)
-        self.window.set_status("Against the mask: " + ", ".join(
+        self.host.set_status("Against the mask: " + ", ".join(
             f"{name} Dice {s['dice']:.3f}" for name, s in scores.items()))
         self.sigRunFinished.emit(scores)
 
     @guarded
     def compare_with_mask_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Mask to compare with (DICOM SEG)",
-                                              str(export_folder(self.window.settings)),
+        path, _ = QFileDialog.getOpenFileName(self.host.dialog_parent(),
+                                              "Mask to compare with (DICOM SEG)",
+                                              str(export_folder(self.host.settings)),
                                               "DICOM (*.dcm);;All files (*)")
         if path:
             self.compare_with_mask(path)
@@ -321,11 +322,12 @@ class AiController(QObject):
     def export_results_dialog(self) -> None:
         result = self.document.ai_result
         if result is None:
-            self.window.set_status("No AI results to export: run a model first.")
+            self.host.set_status("No AI results to export: run a model first.")
             return
-        start = export_folder(self.window.settings) / f"{result.model_id}_results.csv"
-        path, chosen = QFileDialog.getSaveFileName(self.window, "Export AI results", str(start),
-                                                   "CSV (*.csv);;JSON (*.json)")
+        start = export_folder(self.host.settings) / f"{result.model_id}_results.csv"
+        path, chosen = QFileDialog.getSaveFileName(
+            self.host.dialog_parent(), "Export AI results", str(start),
+            "CSV (*.csv);;JSON (*.json)")
         if path:
             if not Path(path).suffix:
                 path += ".json" if "json" in chosen.lower() else ".csv"
@@ -336,16 +338,16 @@ class AiController(QObject):
         try:
             target = write_verdict_csv(result, path)
         except OSError as exc:
-            self.window.show_error(f"Could not write {path}: {exc}")
+            self.host.show_error(f"Could not write {path}: {exc}")
             return None
-        self.window.set_status(f"{result.title or result.model_id} verdict exported to {target}")
+        self.host.set_status(f"{result.title or result.model_id} verdict exported to {target}")
         return target
 
     @guarded
     def export_verdict_dialog(self, result: Result) -> None:
-        start = export_folder(self.window.settings) / f"{result.model_id}_verdict.csv"
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export verdict as CSV", str(start),
-                                              "CSV (*.csv)")
+        start = export_folder(self.host.settings) / f"{result.model_id}_verdict.csv"
+        path, _ = QFileDialog.getSaveFileName(
+            self.host.dialog_parent(), "Export verdict as CSV", str(start), "CSV (*.csv)")
         if path:
             self.export_verdict(result, path)
 
@@ -353,8 +355,8 @@ class AiController(QObject):
     @guarded
     def _on_volume_changed(self) -> None:
         """Another series: a run on the old one is no longer wanted; models may not apply."""
-        self.window.tasks.cancel("ai")
-        self.window.tasks.cancel("explain")
+        self.host.tasks.cancel("ai")
+        self.host.tasks.cancel("explain")
         self.refresh_models()
 
     @guarded

@@ -101,7 +101,7 @@ class AnnotationSafety(QObject):
 
     def __init__(self, controller: AnnotateController) -> None:
         super().__init__(controller)
-        self.controller, self.window = controller, controller.window
+        self.controller, self.host = controller, controller.host
         self.document = controller.document
         self.recoverable: list[Recoverable] = []
         self._written: dict[int, Path] = {}  # id(annotation) -> its autosave
@@ -115,9 +115,10 @@ class AnnotationSafety(QObject):
         self.timer.start()
         self.document.sigVolumeChanged.connect(self._on_volume_changed)
         self.document.sigLabelMapChanged.connect(lambda *_: self._remember_shown())
-        self.window.volume_loaded.connect(self._on_volume_loaded)
-        self.window.scan_finished.connect(self._on_scan_finished)
-        self.window.installEventFilter(self)
+        self.host.volume_loaded.connect(self._on_volume_loaded)
+        self.host.scan_finished.connect(self._on_scan_finished)
+        host_widget = self.host.dialog_parent()
+        host_widget.installEventFilter(self)
 
     # ----------------------------------------------------------------- autosave
     def needs_autosave(self, annotation: Annotation | None) -> bool:
@@ -134,7 +135,7 @@ class AnnotationSafety(QObject):
             return False  # mid-stroke: the next tick saves the whole stroke
         labelmap, boxes, lines = _snapshot(annotation)
         annotation.autosaved_edits = annotation.edits
-        self.window.pool.start(autosave_task, volume, labelmap, boxes, annotation.model, lines,
+        self.host.pool.start(autosave_task, volume, labelmap, boxes, annotation.model, lines,
                                on_result=lambda path: self._on_autosaved(annotation, path),
                                on_error=self._on_autosave_error)
         return True
@@ -145,7 +146,7 @@ class AnnotationSafety(QObject):
 
     def _on_autosave_error(self, exc: BaseException) -> None:
         reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
-        self.window.set_status(f"Autosave failed: {reason}")
+        self.host.set_status(f"Autosave failed: {reason}")
         log.warning("autosave failed: %s", reason)
 
     def _remember_shown(self) -> None:
@@ -167,25 +168,26 @@ class AnnotationSafety(QObject):
 
     # ----------------------------------------------------------------- recovery at start-up
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt
-        if watched is self.window and event.type() == QEvent.Type.Show and not self._checked:
+        shown = event.type() == QEvent.Type.Show
+        if watched is self.host.dialog_parent() and shown and not self._checked:
             self._checked = True
             QTimer.singleShot(0, self.check_recoverable)  # after the first paint
         return False
 
     def check_recoverable(self) -> None:
         """Look for autosaves newer than their last save, in a worker."""
-        folders = data_folders(self.window.recent_items())
-        self.window.pool.start(find_task, folders, on_result=self._on_found,
+        folders = data_folders(self.host.recent_items())
+        self.host.pool.start(find_task, folders, on_result=self._on_found,
                                on_error=self._on_autosave_error)
 
     def _on_found(self, found: list[Recoverable]) -> None:
         self.recoverable = [r for r in found if not r.problem]
         for bad in (r for r in found if r.problem):
-            self.window.set_status(f"An autosave cannot be recovered: {bad.problem}")
+            self.host.set_status(f"An autosave cannot be recovered: {bad.problem}")
         self.controller.recover_action.setEnabled(bool(self.recoverable))
         self.sigRecoverable.emit(list(self.recoverable))
         if self.recoverable:
-            self.window.set_status("Unsaved annotations from an earlier session can be "
+            self.host.set_status("Unsaved annotations from an earlier session can be "
                                    "recovered: Annotate \u2192 Recover Unsaved Annotations\u2026")
             self.prompt_recovery(self.recoverable[0])
 
@@ -193,7 +195,8 @@ class AnnotationSafety(QObject):
         """Offer the newest autosave back in a non-modal box (tests replace this)."""
         box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved annotations",
                           "MedViewer found annotations that were not saved before it closed "
-                          f"({item.path.parent.name}). Restore them?", parent=self.window)
+                          f"({item.path.parent.name}). Restore them?",
+                          parent=self.host.dialog_parent())
         restore = box.addButton("Restore", QMessageBox.ButtonRole.AcceptRole)
         discard = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
         box.addButton("Later", QMessageBox.ButtonRole.RejectRole)
@@ -228,13 +231,13 @@ class AnnotationSafety(QObject):
         volume = self.document.volume
         if volume is not None and self._uid(volume) == item.series_instance_uid:
             return self._apply(item, volume)
-        folder = data_folder_of(item, data_folders(self.window.recent_items()))
+        folder = data_folder_of(item, data_folders(self.host.recent_items()))
         if folder is None or not folder.is_dir():
             self.controller.show_error("The folder of these unsaved annotations is not among "
                                        "the recent folders: open it, then recover again.")
             return False
         self._restoring = item
-        self.window.open_path(folder)
+        self.host.open_path(folder)
         return True
 
     def _on_scan_finished(self, result: Any) -> None:
@@ -244,7 +247,7 @@ class AnnotationSafety(QObject):
         match = [s for s in result.all_series()
                  if s.series_instance_uid == item.series_instance_uid]
         if match:
-            self.window.open_series(match[0])
+            self.host.open_series(match[0])
         else:
             self._restoring = None
             self.controller.show_error("The series of these unsaved annotations was not found.")
@@ -269,7 +272,7 @@ class AnnotationSafety(QObject):
         annotation = self.controller.restore_annotation(labelmap, boxes, item.model, lines)
         self._written[id(annotation)] = item.path
         self._drop(item)
-        self.window.set_status("Unsaved annotations recovered: save them, or undo (Ctrl+Z)")
+        self.host.set_status("Unsaved annotations recovered: save them, or undo (Ctrl+Z)")
         self.sigRecovered.emit(annotation)
         return True
 
@@ -317,7 +320,7 @@ class AnnotationSafety(QObject):
             return KEEP
         buttons = QMessageBox.StandardButton
         answer = QMessageBox.question(
-            self.window, "Unsaved annotations",
+            self.host.dialog_parent(), "Unsaved annotations",
             f"{count} series ha{'s' if count == 1 else 've'} annotations that are not saved. "
             "Save the open series' annotations before closing?",
             buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)

@@ -81,15 +81,15 @@ def proposed_classes(result: Result, volume: Any) -> list[ClassLabel]:
 
 
 class BoxController:
-    """Box review, the Box tool's gestures, class labels and rulers of one main window."""
+    """Box review, the Box tool's gestures, class labels and rulers of the annotations."""
 
     def __init__(self, annotate: AnnotateController) -> None:
         self.annotate = annotate
-        self.window, self.document = annotate.window, annotate.document
+        self.host, self.document = annotate.host, annotate.document
         self.box_label = DEFAULT_BOX_LABEL  # what a new box is called (the dock's combo)
-        stack_view = self.window.viewer.single_view
-        self.mouse = BoxMouse(stack_view, self)
-        stack_view.annotate_mouse.box_tool = self.mouse
+        stack_view = annotate.viewer.single_view
+        self.mouse = BoxMouse(stack_view, self)  # the Box tool, on the stack view
+        annotate.viewer.tools.register(self.mouse)
         self._showing_rulers = False  # show_rulers' own rulers are not the reader's edits
         self._rulers_of: Any = self.document.volume  # the volume the view's rulers belong to
         layer = stack_view.measurements
@@ -109,21 +109,21 @@ class BoxController:
         try:
             edit = change(annotation.boxes)
         except (AnnotationError, KeyError) as exc:
-            self.window.set_status(getattr(exc, "reason", None) or f"No such box: {exc}")
+            self.host.set_status(getattr(exc, "reason", None) or f"No such box: {exc}")
             return None
         if not edit.changed:
             return None
         annotation.box_undo.append((edit, annotation.history.position))
         annotation.box_redo.clear()
         self.document.labelmap_changed(None)
-        self.window.set_status(edit.description.capitalize())
+        self.host.set_status(edit.description.capitalize())
         self.annotate._sync_actions()
         return edit
 
     def _editable(self) -> Annotation | None:
         """The series' annotation (made when there is none yet), None where none can be."""
         if (why := self.document.can_annotate()) is not None:
-            self.window.set_status(why)
+            self.host.set_status(why)
             return None
         return self.document.ensure_annotation()
 
@@ -156,7 +156,7 @@ class BoxController:
         k = doc.slice_index if slice_index is None else int(slice_index)
         rect = clamp_rect(x0, y0, x1, y1, *self._image_size())
         if not is_big_enough(rect):
-            self.window.set_status("A box needs at least one pixel each way")
+            self.host.set_status("A box needs at least one pixel each way")
             return None
         box = AnnotatedBox(*rect, k, (label or self.box_label).strip() or DEFAULT_BOX_LABEL,
                            sop_instance_uid=slice_uid(doc.volume, k))
@@ -271,7 +271,7 @@ class BoxController:
     # ----------------------------------------------------------------- rulers <-> SR lines
     def ruler_lines(self) -> list[DistanceLine]:
         """The stack view's rulers as distance lines in their slices' own pixels."""
-        view, volume = self.window.viewer.single_view, self.document.volume
+        view, volume = self.annotate.viewer.single_view, self.document.volume
         if volume is None:
             return []
         plane, out = view.plane, []
@@ -285,7 +285,7 @@ class BoxController:
     def show_rulers(self, lines: Iterable[DistanceLine]) -> None:
         """Draw saved distance lines as rulers on the stack view (none selected); drawing them
         is not an edit."""
-        view = self.window.viewer.single_view
+        view = self.annotate.viewer.single_view
         plane, layer = view.plane, view.measurements
         self._showing_rulers = True
         try:
@@ -313,7 +313,7 @@ class BoxController:
         self._rulers_of = self.document.volume
 
     def _on_rulers_added_or_removed(self) -> None:
-        if not self.window.viewer.single_view.measurements.drawing:  # drawn: counted at the end
+        if not self.annotate.viewer.single_view.measurements.drawing:  # drawn: counted at the end
             self._rulers_edited()
 
     def _on_ruler_drag_finished(self, measurement: Measurement) -> None:

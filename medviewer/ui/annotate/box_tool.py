@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QGraphicsRectItem, QInputDialog, QMenu
 
 from medviewer.core.annotations import ACCEPTED, PROPOSED, REJECTED, AnnotatedBox
 from medviewer.ui.annotate.boxes import SELECTED_COLOUR, Rect, plane_to_slice, slice_to_plane
+from medviewer.ui.viewing.tools import ViewTool
 
 if TYPE_CHECKING:
     from medviewer.ui.annotate.box_controller import BoxController
@@ -86,8 +87,11 @@ class _Gesture:
     rect: Rect | None = None
 
 
-class BoxMouse:
-    """Routes the stack view's left drags and clicks to box edits while the Box tool is on."""
+class BoxMouse(ViewTool):
+    """The Box tool: the stack view's left drags and clicks (right: a box's menu) become box
+    edits while it is the active tool (`viewing.tools`)."""
+
+    name, label = "box", "Box"
 
     def __init__(self, view: SliceView, controller: BoxController) -> None:
         self.view, self.controller = view, controller
@@ -129,6 +133,27 @@ class BoxMouse:
                 return box, edges
         return None
 
+    # ----------------------------------------------------------------- the tool manager's
+    def why_not(self) -> str | None:
+        return self.view.document.can_annotate()
+
+    def acts_on(self, view: SliceView) -> bool:
+        return view is self.view
+
+    def drag(self, view: SliceView, ev: Any) -> bool:
+        if self.why_not() is None:
+            self.handle_drag(ev)
+        return True
+
+    def click(self, view: SliceView, ev: Any) -> None:
+        if self.why_not() is None:
+            self.handle_click(ev)
+
+    def delete_selected(self, view: SliceView | None = None) -> bool:
+        """Delete / Backspace: remove the selected box (False: none, the key does the rest)."""
+        uid = self.view.document.selected_box
+        return uid is not None and self.controller.delete_box(uid) is not None
+
     # ----------------------------------------------------------------- events
     def handle_drag(self, ev: Any) -> None:
         if ev.isStart():
@@ -144,11 +169,6 @@ class BoxMouse:
         if found is not None and ev.button() == Qt.MouseButton.RightButton:
             self.context_menu(found[0]).popup(ev.screenPos().toPoint())
 
-    def delete_selected(self) -> bool:
-        """Delete / Backspace: remove the selected box (False: none, the key does the rest)."""
-        uid = self.view.document.selected_box
-        return uid is not None and self.controller.delete_box(uid) is not None
-
     # ----------------------------------------------------------------- one gesture
     def begin(self, point: Point) -> None:
         """Press: on an edge resizes, inside moves, elsewhere draws a new box."""
@@ -160,7 +180,7 @@ class BoxMouse:
         box, edges = found
         self.view.document.select_box(box.uid)
         self.gesture = _Gesture("resize" if edges else "move", point, box.uid, edges)
-        self.view.box_overlay.hide_box(box.uid)  # the preview stands in until the release
+        self.view.layers["boxes"].hide_box(box.uid)  # the preview stands in until the release
 
     def drag_to(self, point: Point) -> None:
         g = self.gesture
@@ -185,7 +205,7 @@ class BoxMouse:
         g, self.gesture = self.gesture, None
         self.preview.setVisible(False)
         if g is None or g.rect is None:
-            self.view.box_overlay.refresh()
+            self.view.layers["boxes"].refresh()
             return
         done = None
         if g.kind == "new" and is_big_enough(g.rect):
@@ -195,7 +215,7 @@ class BoxMouse:
         elif g.kind == "resize" and is_big_enough(g.rect):
             done = self.controller.resize_box(g.uid, *g.rect)
         if done is None:
-            self.view.box_overlay.refresh()  # show the box where it was again
+            self.view.layers["boxes"].refresh()  # show the box where it was again
 
     def cancel(self) -> None:
         """The view lost the gesture (a series change mid-drag): nothing is edited."""

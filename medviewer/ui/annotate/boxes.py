@@ -136,7 +136,7 @@ class BoxOverlay:
         handles: list[tuple[float, float]] = []
         doc = self.view.document
         selected = doc.selected_box
-        editing = doc.annotate_tool == "box" and self.view.annotate_mouse.box_tool is not None
+        editing = doc.annotate_tool == "box" and self.view.tools.active.acts_on(self.view)
         for box, rect, thin in self.shapes():
             self.items[box.uid] = self._draw(box, rect, thin, box.uid == selected)
             if thin is None:

@@ -12,7 +12,7 @@ Boxes, class labels and the Box tool are `annotate_box_controller.BoxController`
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction
@@ -31,44 +31,51 @@ from medviewer.core.annotations import (
 )
 from medviewer.ui.annotate.autosave import AnnotationSafety
 from medviewer.ui.annotate.box_controller import BoxController
+from medviewer.ui.annotate.boxes import BoxOverlay
+from medviewer.ui.annotate.layers import AnnotationLayer
+from medviewer.ui.annotate.paint_tools import PAINT_TOOLS, AnnotateMouse, PaintTool
 from medviewer.ui.annotate.panel import AnnotatePanel
 from medviewer.ui.annotate.storage import AnnotationStorage, annotator_name
 from medviewer.ui.common.guard import guarded
+from medviewer.ui.common.host import Host
 from medviewer.ui.document.annotate_state import TOOL_NAMES, TOOLS, Annotation
-
-if TYPE_CHECKING:
-    from medviewer.ui.shell.main_window import MainWindow
+from medviewer.ui.document.study import StudyDocument
+from medviewer.ui.viewing.viewer import ViewerPanel
 
 log = logging.getLogger(__name__)
 BOX_KEY = "B"
 
 
 class AnnotateController(AnnotationStorage, QObject):
-    """Menu, dock and commands of the reader's annotations in one main window."""
+    """Menu, dock and commands of the reader's annotations, on the stack view of `viewer`,
+    in the window `host`."""
 
     sigSaved = Signal(object)  # list of saved paths
     sigLoaded = Signal(object)  # the Annotation read back, or None
     sigImported = Signal(object)  # the path of a SEG made elsewhere, now editable labels
     sigFailed = Signal(str)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window, self.document = window, window.document
+    def __init__(self, host: Host, document: StudyDocument, viewer: ViewerPanel) -> None:
+        super().__init__(document)
+        self.host, self.document, self.viewer = host, document, viewer
         self.annotator = annotator_name()
+        viewer.add_layer("annotation", AnnotationLayer)  # the reader's editable label map
+        viewer.add_layer("boxes", BoxOverlay)  # the reader's boxes (a cut line across slices)
+        self.mouse = AnnotateMouse(viewer.single_view)  # painting: the stack view only
+        for tool in PAINT_TOOLS:
+            viewer.tools.register(PaintTool(tool, self.mouse))
         self.boxes = BoxController(self)  # boxes, class labels, the Box tool, rulers in SR
         self.panel = AnnotatePanel(self)
-        self.dock = QDockWidget("Annotate", window)
+        self.dock = QDockWidget("Annotate", host.dialog_parent())
         self.dock.setObjectName("annotateDock")
         scroll = QScrollArea()  # a small window still fits: the dock scrolls
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.panel)
         self.dock.setWidget(scroll)
-        window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
-        window.tabifyDockWidget(window.browser_dock, self.dock)  # a tab beside the studies
-        window.browser_dock.raise_()
+        host.add_dock(self.dock, "left")  # a tab beside the studies
         self._build_menu()
         self.safety = AnnotationSafety(self)  # autosave, recovery, the question on close
-        self.box_overlay = window.viewer.single_view.box_overlay
+        self.box_overlay = viewer.single_view.layers["boxes"]
         self.document.sigVolumeChanged.connect(self._on_volume_changed)
         self.document.sigLabelMapChanged.connect(lambda *_: self._sync_actions())
         self.document.sigAnnotateToolChanged.connect(self._sync_actions)
@@ -77,13 +84,8 @@ class AnnotateController(AnnotationStorage, QObject):
 
     # ----------------------------------------------------------------- construction
     def _build_menu(self) -> None:
-        bar = self.window.menuBar()
-        self.menu = QMenu("A&nnotate", self.window)
-        help_menu = next((a for a in bar.actions() if a.text() == "&Help"), None)
-        if help_menu is not None:
-            bar.insertMenu(help_menu, self.menu)
-        else:
-            bar.addMenu(self.menu)
+        self.menu = QMenu("A&nnotate", self.host.dialog_parent())
+        self.host.add_menu(self.menu)
         m = self.menu
         self.undo_action = self._action(m, "&Undo", self.undo, "Ctrl+Z")
         self.redo_action = self._action(m, "&Redo", self.redo, "Ctrl+Shift+Z")
@@ -96,7 +98,7 @@ class AnnotateController(AnnotationStorage, QObject):
         box = self.tool_actions["box"]  # B works in the image panel, not while typing a label
         box.setShortcut(BOX_KEY)
         box.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.window.viewer.addAction(box)
+        self.viewer.addAction(box)
         self._action(m, "Stop Annotating (mouse navigates)", lambda: self.set_tool(None))
         m.addSeparator()
         self.fill_between_action = self._action(m, "Fill Between Slices",
@@ -111,9 +113,6 @@ class AnnotateController(AnnotationStorage, QObject):
         self.recover_action = self._action(m, "Recover Unsaved Annotations\u2026",
                                            lambda: self.safety.recover_from_menu())
         self.recover_action.setEnabled(False)
-        view = next((a.menu() for a in bar.actions() if a.text() == "&View"), None)
-        if view is not None:
-            view.addAction(self.dock.toggleViewAction())
 
     def _action(self, menu: QMenu, text: str, slot: Any, key: str = "") -> QAction:
         action = menu.addAction(text)
@@ -137,20 +136,18 @@ class AnnotateController(AnnotationStorage, QObject):
         self.panel.sync()
 
     def show_error(self, text: str) -> None:
-        self.window.show_error(text)
+        self.host.show_error(text)
         self.sigFailed.emit(text)
 
     # ----------------------------------------------------------------- tools
     @guarded
     def set_tool(self, tool: str | None) -> bool:
-        """Pick the mouse's annotate tool (None: back to navigating)."""
-        if tool is not None and (why := self.document.can_annotate()):
-            self.window.set_status(why)
-            self._sync_actions()
+        """Make an annotate tool the mouse tool of every view (None: back to navigating);
+        False, with the reason in the status bar, when the series cannot be edited."""
+        if not self.viewer.tools.choose(tool):
+            self._sync_actions()  # the menu's check mark goes back
             return False
-        self.document.set_tool_settings(tool=tool)
-        self.window.set_status(f"Annotate: {TOOL_NAMES[tool]}" if tool else "Annotate: off")
-        self._sync_actions()
+        self.host.set_status(f"Annotate: {TOOL_NAMES[tool]}" if tool else "Annotate: off")
         return True
 
     def toggle_tool(self, tool: str) -> bool:
@@ -166,7 +163,7 @@ class AnnotateController(AnnotationStorage, QObject):
         """Run one core tool on the map as one undo item and redraw what it changed."""
         doc = self.document
         if (why := doc.can_annotate()) is not None:
-            self.window.set_status(why)
+            self.host.set_status(why)
             return None
         annotation = doc.ensure_annotation()
         try:
@@ -176,7 +173,7 @@ class AnnotateController(AnnotationStorage, QObject):
             return None
         if box is not None:
             doc.labelmap_changed(box)
-        self.window.set_status(f"{name}: {'done' if box is not None else 'nothing changed'}")
+        self.host.set_status(f"{name}: {'done' if box is not None else 'nothing changed'}")
         self._sync_actions()
         return box
 
@@ -268,11 +265,11 @@ class AnnotateController(AnnotationStorage, QObject):
         of proposed boxes (another) and a classifier's verdicts the classes (another)."""
         doc, result = self.document, self.document.ai_result
         if not _acceptable(result):
-            self.window.set_status("No AI segmentation, boxes or classes to accept: run a "
+            self.host.set_status("No AI segmentation, boxes or classes to accept: run a "
                                    "model first")
             return False
         if (why := doc.can_annotate()) is not None:
-            self.window.set_status(why)
+            self.host.set_status(why)
             return False
         annotation = doc.ensure_annotation()
         source = model_source(result.model_id, result.model_version)
@@ -286,7 +283,7 @@ class AnnotateController(AnnotationStorage, QObject):
             self.boxes.accept_classes(result)
         annotation.model = source
         doc.labelmap_changed(None)
-        self.window.set_status(f"Accepted {result.title or result.model_id}: edit it, then save")
+        self.host.set_status(f"Accepted {result.title or result.model_id}: edit it, then save")
         return True
 
     def _accept_labels(self, annotation: Annotation, result: Any) -> None:

@@ -7,8 +7,9 @@ point and this one (at most half a radius apart, so a fast drag leaves no gaps).
 dab changed goes to the document, which tells the views to redraw just that rectangle. A
 click is a one-dab stroke (brush, eraser) or a flood fill from that pixel; the polygon tool
 draws a lasso while dragging and fills it on release. Positions are voxel indices (slice, row,
-column) with the pixel centre at the integer, as the core tools take them. The Box tool's
-drags and clicks go to `box_tool` (`annotate_box_tool.BoxMouse`, set by the box controller).
+column) with the pixel centre at the integer, as the core tools take them. Each of the four
+tools is a `PaintTool` in the view's tool manager (`viewing.tools`): the manager hands it the
+stack view's presses only while it is the active tool.
 """
 
 from __future__ import annotations
@@ -28,35 +29,58 @@ from medviewer.core.annotations import (
     stroke_centres,
 )
 from medviewer.core.annotations.history import union_box
+from medviewer.ui.document.annotate_state import TOOL_NAMES
+from medviewer.ui.viewing.tools import ViewTool
 
 if TYPE_CHECKING:
-    from medviewer.ui.annotate.box_tool import BoxMouse
     from medviewer.ui.viewing.slice_view import SliceView
 
 LASSO_PEN = pg.mkPen((255, 255, 255), width=1.5, style=Qt.PenStyle.DashLine)
 Point = tuple[float, float, float]
+PAINT_TOOLS = ("brush", "eraser", "flood", "polygon")  # the Box tool is annotate.box_tool's
+
+
+class PaintTool(ViewTool):
+    """Brush, eraser, flood fill or polygon fill on the stack view (`mouse.view`)."""
+
+    def __init__(self, name: str, mouse: AnnotateMouse) -> None:
+        self.name, self.label, self.mouse = name, TOOL_NAMES[name], mouse
+
+    def why_not(self) -> str | None:
+        return self.mouse.view.document.can_annotate()
+
+    def acts_on(self, view: SliceView) -> bool:
+        return view is self.mouse.view
+
+    def drag(self, view: SliceView, ev: Any) -> bool:
+        """Paint; no edit (and no panning) while the series cannot take one, e.g. while its
+        saved annotations are being read."""
+        if (why := self.why_not()) is None:
+            self.mouse.handle_drag(ev)
+        elif ev.isStart():
+            view.sigCursorInfo.emit(why)
+        return True
+
+    def click(self, view: SliceView, ev: Any) -> None:
+        if self.why_not() is None:
+            self.mouse.handle_click(ev)
+
+    def cancel(self) -> None:
+        self.mouse.cancel()
 
 
 class AnnotateMouse:
-    """Routes one view's left-button drags and clicks to the document's annotate tool."""
+    """The stack view's painting: strokes, fills and the lasso of the active paint tool."""
 
     def __init__(self, view: SliceView) -> None:
         self.view = view
         self._stroke: contextlib.ExitStack | None = None
         self._last: Point | None = None
         self.points: list[Point] = []  # voxel positions of the current / last stroke
-        self.box_tool: BoxMouse | None = None  # the Box tool, on the view it edits boxes on
         self.lasso = pg.PlotCurveItem(pen=LASSO_PEN)
         self.lasso.setZValue(20)
         self.lasso.setVisible(False)
         view.view_box.addItem(self.lasso, ignoreBounds=True)
-
-    @property
-    def active(self) -> bool:
-        """Whether a left-button press here edits the label map (an annotate tool is on)."""
-        doc = self.view.document
-        return doc.annotate_tool is not None and self.view.plane_name == "stack" \
-            and doc.can_annotate() is None  # e.g. saved annotations still being read
 
     # ----------------------------------------------------------------- coordinates
     def voxel_at(self, scene_pos: QPointF) -> Point:
@@ -69,10 +93,6 @@ class AnnotateMouse:
     # ----------------------------------------------------------------- events
     def handle_drag(self, ev: Any) -> None:
         tool = self.view.document.annotate_tool
-        if tool == "box":
-            if self.box_tool is not None:
-                self.box_tool.handle_drag(ev)
-            return
         if ev.isStart():
             self.begin(self.voxel_at(ev.buttonDownScenePos(ev.button())))
         if tool == "polygon":
@@ -83,11 +103,7 @@ class AnnotateMouse:
             self.finish()
 
     def handle_click(self, ev: Any) -> None:
-        """Left click (any tool) or right click (the Box tool's menu) on the image."""
-        if self.view.document.annotate_tool == "box":
-            if self.box_tool is not None:
-                self.box_tool.handle_click(ev)
-            return
+        """A click: one dab (brush, eraser) or a flood fill from that pixel."""
         if ev.button() != Qt.MouseButton.LeftButton:
             return
         point = self.voxel_at(ev.scenePos())
@@ -150,16 +166,9 @@ class AnnotateMouse:
             self.view.document.sigAnnotateToolChanged.emit()  # undo / redo enablement
         self._last = None
 
-    def delete_selected(self) -> bool:
-        """Delete / Backspace with the Box tool on: delete the selected box (False: none)."""
-        if self.box_tool is None or not self.active or self.view.document.annotate_tool != "box":
-            return False
-        return self.box_tool.delete_selected()
-
     def cancel(self) -> None:
-        """End a stroke the view lost (a series change mid-drag): keep what was painted."""
-        if self.box_tool is not None:
-            self.box_tool.cancel()
+        """End a stroke the view lost (a series change mid-drag, another tool): keep what was
+        painted."""
         self.lasso.setVisible(False)
         self.points = []
         self.finish()

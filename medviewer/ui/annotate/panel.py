@@ -166,7 +166,7 @@ class AnnotatePanel(QWidget):
         try:
             self.document.add_label(name)
         except AnnotationError as exc:
-            self.controller.window.set_status(exc.reason)
+            self.controller.host.set_status(exc.reason)
             return
         self.new_label_edit.clear()
 
@@ -194,7 +194,7 @@ class AnnotatePanel(QWidget):
         table = self.document.labelmap.table
         other = table.by_name(name) if name else None
         if not name or (other is not None and other is not label):
-            self.controller.window.set_status(f"Cannot rename {label.name!r} to {name!r}")
+            self.controller.host.set_status(f"Cannot rename {label.name!r} to {name!r}")
             return
         table.labels[label.value] = Label(label.value, name, label.colour, label.visible)
 

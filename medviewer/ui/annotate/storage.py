@@ -121,12 +121,12 @@ class AnnotationStorage:
         doc = self.document
         annotation = self._to_save()
         if annotation is None:
-            self.window.set_status("Nothing to save: no annotations on this series")
+            self.host.set_status("Nothing to save: no annotations on this series")
             return False
         labels = annotation.labelmap.table.labels
         table = LabelTable({value: replace(label) for value, label in labels.items()})
-        self.window.set_status("Saving annotations\u2026")
-        self.window.tasks.start("annotate-save", save_task, doc.volume,
+        self.host.set_status("Saving annotations\u2026")
+        self.host.tasks.start("annotate-save", save_task, doc.volume,
                                 annotation.labelmap.array.copy(), table, annotation.boxes,
                                 annotation.model, self.annotator, tuple(annotation.lines),
                                 on_result=lambda paths, n=annotation.edits:
@@ -199,7 +199,7 @@ class AnnotationStorage:
             # an autosave running beside the save may have landed after it: drop it too
             with contextlib.suppress(AnnotationError, OSError):
                 discard_autosave(paths[-1].parent / AUTOSAVE_NAME)  # the SR's workspace
-        self.window.set_status(f"Annotations saved to {paths[0].parent}")
+        self.host.set_status(f"Annotations saved to {paths[0].parent}")
         self.sigSaved.emit(paths)
 
     def _on_save_error(self, exc: BaseException) -> None:
@@ -212,8 +212,9 @@ class AnnotationStorage:
         volume = self.document.volume
         folder = str(Path(volume.sources[0].path).parent) if volume is not None and \
             getattr(volume, "sources", None) else ""
-        path, _ = QFileDialog.getOpenFileName(self.window, "DICOM SEG of this series", folder,
-                                              "DICOM (*.dcm);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self.host.dialog_parent(), "DICOM SEG of this series", folder,
+            "DICOM (*.dcm);;All files (*)")
         if path:
             self.import_seg(path)
 
@@ -224,11 +225,11 @@ class AnnotationStorage:
         colours and codes. The file is only read: Ctrl+S writes the workspace's own SEG."""
         doc = self.document
         if (why := doc.can_annotate()) is not None:
-            self.window.set_status(why)
+            self.host.set_status(why)
             return False
         volume, path = doc.volume, Path(path)
-        self.window.set_status(f"Reading {path.name}\u2026")
-        self.window.tasks.start("annotate-import", import_task, volume, str(path),
+        self.host.set_status(f"Reading {path.name}\u2026")
+        self.host.tasks.start("annotate-import", import_task, volume, str(path),
                                 on_result=lambda found: self._imported(volume, path, *found),
                                 on_error=self._on_import_error)
         return True
@@ -249,7 +250,7 @@ class AnnotationStorage:
         doc.active_label = first.value if first is not None else doc.active_label
         doc.labelmap_changed(None)
         self._sync_actions()
-        self.window.set_status(f"Imported {len(table)} segment(s) from {path.name}: edit, "
+        self.host.set_status(f"Imported {len(table)} segment(s) from {path.name}: edit, "
                                "then save (the file itself is not changed)")
         self.sigImported.emit(path)
 
@@ -272,7 +273,7 @@ class AnnotationStorage:
             return
         doc.loading_annotations_of = volume  # edits wait: see AnnotationState
         self._sync_actions()
-        self.window.tasks.start("annotate-load", load_task, volume,
+        self.host.tasks.start("annotate-load", load_task, volume,
                                 on_result=lambda a: self._on_loaded(volume, a),
                                 on_error=lambda exc: self._on_load_error(exc, volume))
 
@@ -292,7 +293,7 @@ class AnnotationStorage:
             self.boxes.show_rulers(annotation.lines)
             first = next(iter(annotation.labelmap.table), None)
             doc.active_label = first.value if first is not None else 1
-            self.window.set_status("Saved annotations of this series loaded")
+            self.host.set_status("Saved annotations of this series loaded")
         self.sigLoaded.emit(annotation)
 
     def _on_load_error(self, exc: BaseException, volume: Any = None) -> None:

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     """An unexpected exception in `method` is logged and shown through the owner's
-    `show_error` (the window's, or its `window`'s for a controller), and returns None."""
+    `show_error` (the window's, or its `host`'s for a feature), and returns None."""
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -20,7 +20,7 @@ def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
             return method(self, *args, **kwargs)
         except Exception as exc:
             log.exception("error in %s", method.__name__)
-            show = getattr(self, "show_error", None) or self.window.show_error
+            show = getattr(self, "show_error", None) or self.host.show_error
             show(f"Unexpected error: {exc}")
             return None
 

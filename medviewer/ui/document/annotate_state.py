@@ -31,9 +31,8 @@ KEEP_UNSAVED = 3  # series whose unsaved edits stay in memory when another opens
 
 @dataclass(frozen=True)
 class ToolSettings:
-    """How the mouse edits: which tool, its size in mm, disc or sphere, optional value range."""
+    """How the painting tools edit: size in mm, disc or sphere, optional value range."""
 
-    tool: str | None = None  # None: the mouse navigates as usual
     radius_mm: float = 5.0
     sphere: bool = False
     value_range: tuple[float, float] | None = None  # e.g. (-100, 200) HU
@@ -174,7 +173,9 @@ class AnnotationState:
 
     @property
     def annotate_tool(self) -> str | None:
-        return self.tool_settings.tool
+        """The active mouse tool when it is one of the Annotate tools, else None."""
+        tool = getattr(self, "tool", None)
+        return tool if tool in TOOLS else None
 
     def select_box(self, uid: str | None) -> None:
         """Pick the box the dock's label and Delete act on (None: no box); the views and the

@@ -58,6 +58,7 @@ class StudyDocument(ReadingAids, AiLayers, AnnotationState, QObject):
     sigAiDisplayChanged = Signal()  # AI layer opacity, hidden labels, box threshold
     sigLabelMapChanged = Signal(object)  # edited (slice, row, col) box; None: all (annotate_state)
     sigAnnotateToolChanged = Signal()  # annotate tool, size, sphere, value range
+    sigToolChanged = Signal(str)  # the mouse tool every view uses (viewing.tools)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -76,6 +77,7 @@ class StudyDocument(ReadingAids, AiLayers, AnnotationState, QObject):
         self._preview_window: Window | None = None
         self.display_inverted = False  # the reader's Invert (I), on top of MONOCHROME1
         self.layout = "1x1"
+        self.tool = "navigate"  # the active mouse tool: one for every view (viewing.tools)
         self._init_reading_aids()  # slab and overlays: kept whichever series opens next
         self._init_ai()  # model results: display layers, dropped when another series opens
         self._init_annotations()  # the reader's label map and boxes: kept per series
@@ -357,6 +359,14 @@ class StudyDocument(ReadingAids, AiLayers, AnnotationState, QObject):
             self.layout = layout
             self.sigLayoutChanged.emit(layout)
         return True
+
+    def set_tool(self, name: str) -> None:
+        """Make `name` the mouse tool of every view; `viewing.tools.ToolManager.choose`
+        checks first whether it can be chosen now."""
+        if name != self.tool:
+            self.tool = name
+            self.sigToolChanged.emit(name)
+            self.sigAnnotateToolChanged.emit()  # the Annotate menu and dock follow
 
     def _leave_mpr_if_impossible(self) -> None:
         if self.layout == "mpr" and not self.can_reformat:

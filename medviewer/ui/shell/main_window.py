@@ -34,6 +34,7 @@ from medviewer.core.dicom.model import ScanResult, Series
 from medviewer.ui.ai.controller import AiController
 from medviewer.ui.annotate.controller import AnnotateController
 from medviewer.ui.common.guard import guarded
+from medviewer.ui.common.host import DockPlace
 from medviewer.ui.common.workers import (
     Preview,
     TaskRunner,
@@ -44,7 +45,7 @@ from medviewer.ui.common.workers import (
 )
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.shell.recent import RecentMenu, describe_paths
-from medviewer.ui.training.menu import install_model_menu
+from medviewer.ui.training.menu import ModelMenu
 from medviewer.ui.viewing.browser import StudyBrowser
 from medviewer.ui.viewing.export import (
     EXPORT_FOLDER_KEY,
@@ -96,9 +97,7 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_status_bar()
         self._build_menus()
-        self.ai = AiController(self)  # AI menu, results dock, provider label (ai_*.py)
-        self.model_menu = install_model_menu(self)  # Model: Retrain, Versions (model_menu.py)
-        self.annotate = AnnotateController(self)  # Annotate menu and dock (annotate_*.py)
+        self._build_features()
         self.resize(1400, 900)
         self._default_state = self.saveState()
         self._restore_settings()
@@ -109,6 +108,15 @@ class MainWindow(QMainWindow):
         self.viewer = ViewerPanel(self.document)
         self.viewer.sigStatusMessage.connect(self.set_status)
         self.setCentralWidget(self.viewer)
+
+    def _build_features(self) -> None:
+        """The features, each given the document, its views and this window as its `Host`;
+        what one feature tells another goes through here."""
+        # AI menu, results dock, provider label; Model menu; Annotate menu, dock and tools
+        self.ai = AiController(self, self.document, self.viewer)
+        self.model_menu = ModelMenu(self, chosen_model=lambda: self.ai.chosen_id or None)
+        self.model_menu.sigModelsChanged.connect(self.ai.models_changed)
+        self.annotate = AnnotateController(self, self.document, self.viewer)
 
     def _build_docks(self) -> None:
         self.browser = StudyBrowser(self.pool)
@@ -158,7 +166,7 @@ class MainWindow(QMainWindow):
         self._add(menu, "&Export View as PNG\u2026", self.export_view_dialog, "Ctrl+E")
         menu.addSeparator()
         self._add(menu, "&Quit", self.close, "Ctrl+Q")
-        view = self.menuBar().addMenu("&View")
+        view = self.view_menu = self.menuBar().addMenu("&View")
         group = QActionGroup(self)
         self.layout_actions: dict[str, QAction] = {}
         for layout, label, key in (("1x1", "Single View", "Ctrl+1"),
@@ -178,7 +186,7 @@ class MainWindow(QMainWindow):
         view.addAction(self.browser_dock.toggleViewAction())
         view.addAction(self.tags_dock.toggleViewAction())
         self._add(view, "Reset Layout", self.reset_layout)
-        help_menu = self.menuBar().addMenu("&Help")
+        help_menu = self.help_menu = self.menuBar().addMenu("&Help")
         self._add(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, "F1")
         self._add(help_menu, "&About MedViewer", self.show_about)
 
@@ -368,6 +376,27 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About MedViewer",
                           f"<b>MedViewer {__version__}</b><br>DICOM review, annotation and "
                           "model-assisted analysis.<br>Not for primary diagnosis.")
+
+    # ----------------------------------------------------------------- Host (common.host)
+    def add_dock(self, dock: QDockWidget, place: DockPlace) -> None:
+        """left: a tab beside the studies (which stay in front); right: under the tags."""
+        if place == "left":
+            self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+            self.tabifyDockWidget(self.browser_dock, dock)
+            self.browser_dock.raise_()
+        else:
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            self.resizeDocks([self.tags_dock, dock], [480, 400], Qt.Orientation.Vertical)
+        self.view_menu.addAction(dock.toggleViewAction())
+
+    def add_menu(self, menu: QMenu) -> None:
+        self.menuBar().insertMenu(self.help_menu.menuAction(), menu)
+
+    def add_status_widget(self, widget: QWidget) -> None:
+        self.statusBar().addPermanentWidget(widget)
+
+    def dialog_parent(self) -> QWidget:
+        return self
 
     # ----------------------------------------------------------------- messages
     def set_status(self, text: str) -> None:

@@ -1,48 +1,42 @@
 """The Model menu (Retrain..., Versions...) and `models_changed`, the viewer's switch to newly
 installed or chosen versions without a restart.
 
-`models_changed(window)` is what whoever changes the model store calls afterwards (the Versions
-dialog after a rollback, the Retrain dialog after publishing): the AI menu lists the models
-again (so it now offers the active versions) and the opened ONNX sessions are dropped, so the
-next run opens the version that is active now and the old one's memory is freed.
+`ModelMenu.models_changed()` is what whoever changes the model store calls afterwards (the
+Versions dialog after a rollback, the Retrain dialog after publishing): it emits
+`sigModelsChanged`, which the shell hands to the AI feature (it lists the models again and drops
+its opened ONNX sessions, so the next run opens the version that is active now), and an open
+Versions dialog reloads.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMenu, QWidget
 
 from medviewer.ui.common.guard import guarded
+from medviewer.ui.common.host import Host
 
 if TYPE_CHECKING:
-    from medviewer.ui.shell.main_window import MainWindow
     from medviewer.ui.training.versions_dialog import VersionsDialog
 
 log = logging.getLogger(__name__)
 
-AI_MENU_TEXT = "&AI"  # the Model menu goes right after it
-
-
-def models_changed(window: MainWindow) -> None:
-    """The installed or active versions changed: re-list them and drop opened sessions."""
-    window.ai.cache.clear()  # a run in progress keeps its own reference; later runs reopen
-    window.ai.refresh_models()
-    menu = getattr(window, "model_menu", None)
-    dialog = menu.versions_dialog if menu is not None else None
-    if dialog is not None and dialog.isVisible():
-        dialog.reload()  # e.g. the Retrain dialog published while Versions is open
-
 
 class ModelMenu(QObject):
-    """The "&Model" menu of one main window, placed right after the AI menu."""
+    """The "&Model" menu of one window (its `Host`); `chosen_model()` names the model the
+    dialogs start on (the AI menu's choice, handed in by the shell)."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
-        self.menu = QMenu("&Model", window)
+    sigModelsChanged = Signal()  # the installed or active versions changed
+
+    def __init__(self, host: Host, *,
+                 chosen_model: Callable[[], str | None] = lambda: None) -> None:
+        super().__init__(host.dialog_parent())
+        self.host, self.chosen_model = host, chosen_model
+        self.menu = QMenu("&Model", host.dialog_parent())
         self.menu.setObjectName("modelMenu")
         self.menu.setToolTipsVisible(True)
         self.retrain_action = self.menu.addAction("&Retrain\u2026")
@@ -55,24 +49,17 @@ class ModelMenu(QObject):
         self.versions_action.triggered.connect(lambda _checked=False: self.open_versions())
         self.retrain_dialog: QWidget | None = None
         self.versions_dialog: VersionsDialog | None = None
-        self._insert_after_ai()
+        host.add_menu(self.menu)
 
-    def _insert_after_ai(self) -> None:
-        bar = self.window.menuBar()
-        actions = bar.actions()
-        after = next((i + 1 for i, a in enumerate(actions) if a.text() == AI_MENU_TEXT),
-                     len(actions))
-        if after < len(actions):
-            bar.insertMenu(actions[after], self.menu)
-        else:
-            bar.addMenu(self.menu)
-
-    def chosen_model(self) -> str | None:
-        """The model the AI menu has chosen (None: none yet)."""
-        return getattr(getattr(self.window, "ai", None), "chosen_id", "") or None
+    def models_changed(self) -> None:
+        """The installed or active versions changed: tell the viewer, reload Versions."""
+        self.sigModelsChanged.emit()
+        dialog = self.versions_dialog
+        if _alive(dialog) and dialog.isVisible():
+            dialog.reload()  # e.g. the Retrain dialog published while Versions is open
 
     def show_error(self, text: str) -> None:  # what `guarded` calls
-        self.window.show_error(text)
+        self.host.show_error(text)
 
     @guarded
     def open_retrain(self) -> QWidget | None:
@@ -88,7 +75,8 @@ class ModelMenu(QObject):
             return dialog
         from medviewer.ui.training.retrain_dialog import RetrainDialog  # pyqtgraph plots: on demand
 
-        self.retrain_dialog = RetrainDialog(self.window, model_id=self.chosen_model())
+        self.retrain_dialog = RetrainDialog(self.host, model_id=self.chosen_model(),
+                                            on_models_changed=self.models_changed)
         self.retrain_dialog.show()
         return self.retrain_dialog
 
@@ -99,7 +87,8 @@ class ModelMenu(QObject):
 
         dialog = self.versions_dialog
         if not _alive(dialog):
-            dialog = self.versions_dialog = VersionsDialog(self.window)
+            dialog = self.versions_dialog = VersionsDialog(self.host,
+                                                           on_models_changed=self.models_changed)
         dialog.show_model(model_id or self.chosen_model())
         dialog.show()
         dialog.raise_()
@@ -124,7 +113,3 @@ def _alive(widget: Any) -> bool:
         return False
     return True
 
-
-def install_model_menu(window: MainWindow) -> ModelMenu:
-    """The Model menu of `window` (after the AI menu, which must exist already)."""
-    return ModelMenu(window)

@@ -12,8 +12,9 @@ store and the viewer switches to it without a restart, "Discard" leaves the stor
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, Signal
 from PySide6.QtWidgets import (
@@ -35,8 +36,8 @@ from PySide6.QtWidgets import (
 from medviewer.inference import Manifest, ModelError, list_models
 from medviewer.inference.versions import publish
 from medviewer.ui.common.guard import guarded
+from medviewer.ui.common.host import Host
 from medviewer.ui.training.compare import CompareView, ProgressView, load_compare
-from medviewer.ui.training.menu import models_changed
 from medviewer.ui.training.process import (
     CANCELLED,
     FINISHED,
@@ -46,9 +47,6 @@ from medviewer.ui.training.process import (
     write_job,
 )
 from medviewer.ui.training.series_list import SeriesPicker
-
-if TYPE_CHECKING:
-    from medviewer.ui.shell.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +60,11 @@ class RetrainDialog(QDialog):
     sigRunFinished = Signal(str)  # "finished" | "failed" | "cancelled"
     sigPublished = Signal(object)  # the published Manifest
 
-    def __init__(self, window: MainWindow, model_id: str | None = None, *,
-                 command: list[str] | None = None) -> None:
-        super().__init__(window)
-        self.main_window = window
+    def __init__(self, host: Host, model_id: str | None = None, *,
+                 command: list[str] | None = None,
+                 on_models_changed: Callable[[], None] = lambda: None) -> None:
+        super().__init__(host.dialog_parent())
+        self.host, self.on_models_changed = host, on_models_changed
         self.setWindowTitle("Retrain a model")
         self.setObjectName("retrainDialog")
         self.setModal(False)  # the viewer stays usable while a model trains
@@ -110,8 +109,7 @@ class RetrainDialog(QDialog):
         box = QGroupBox("Model")
         form = QFormLayout(box)
         self.model_combo = QComboBox()
-        self.reload_models(model_id or getattr(getattr(self.main_window, "ai", None),
-                                               "chosen_id", ""))
+        self.reload_models(model_id or "")
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         form.addRow("Model", self.model_combo)
         self.init_combo = _combo(INITS)
@@ -201,7 +199,7 @@ class RetrainDialog(QDialog):
 
     def refresh_series(self) -> None:
         """List the open study's annotated series again (after a save, another study)."""
-        self.series_list.refresh(getattr(self.main_window, "scan_result", None), self._reads())
+        self.series_list.refresh(self.host.scan_result, self._reads())
 
     def _reads(self) -> set[str]:
         manifest = self.models.get(self.model_id)
@@ -340,7 +338,7 @@ class RetrainDialog(QDialog):
         self.use_button.setEnabled(False)
         self.discard_button.setEnabled(False)
         self._status("Publishing the new version\u2026")
-        self.main_window.pool.start(lambda _ctx: publish(folder), on_result=self._published,
+        self.host.pool.start(lambda _ctx: publish(folder), on_result=self._published,
                                     on_error=self._publish_failed)
         return True
 
@@ -351,12 +349,12 @@ class RetrainDialog(QDialog):
         self.discard_button.setEnabled(True)
 
     def _published(self, manifest: Manifest) -> None:
-        models_changed(self.main_window)
+        self.on_models_changed()
         self.reload_models()
         self._set_running(False, ended=False)
         text = f"Now using {manifest.id} {manifest.version}"
         self._status(text + ".")
-        self.main_window.set_status(text)
+        self.host.set_status(text)
         self.sigPublished.emit(manifest)
 
     def discard(self) -> None:

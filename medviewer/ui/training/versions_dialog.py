@@ -12,8 +12,9 @@ is callable without clicking: `show_model(model_id)`, `use_version(version)`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -33,10 +34,7 @@ from PySide6.QtWidgets import (
 from medviewer.inference import ModelError, registry, versions
 from medviewer.inference.versions import ModelVersion
 from medviewer.ui.common.guard import guarded
-from medviewer.ui.training.menu import models_changed
-
-if TYPE_CHECKING:
-    from medviewer.ui.shell.main_window import MainWindow
+from medviewer.ui.common.host import Host
 
 ORIGIN_TEXT = {"shipped": "shipped (read-only)", "user": "your model store",
                "other": "MEDVIEWER_MODELS_DIR"}
@@ -106,9 +104,10 @@ class VersionsDialog(QDialog):
 
     sigActiveChanged = Signal(str, str)  # model id, the version now in use
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.main_window = window
+    def __init__(self, host: Host, *,
+                 on_models_changed: Callable[[], None] = lambda: None) -> None:
+        super().__init__(host.dialog_parent())
+        self.host, self.on_models_changed = host, on_models_changed
         self.setWindowTitle("Model versions")
         self.setObjectName("versionsDialog")
         self.setModal(False)
@@ -249,8 +248,8 @@ class VersionsDialog(QDialog):
         except ModelError as exc:
             self.show_error(f"Cannot use {model_id} {version}: {exc.reason}")
             return False
-        models_changed(self.main_window)
+        self.on_models_changed()
         self.reload()
-        self.main_window.set_status(f"{manifest.title}: now using version {version}")
+        self.host.set_status(f"{manifest.title}: now using version {version}")
         self.sigActiveChanged.emit(model_id, version)
         return True

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 from medviewer.core.geometry import PLANES
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.viewing.slice_view import SliceView
+from medviewer.ui.viewing.tools import ToolManager
 
 # (row, column, row span) of each plane: axial large on the left, coronal and sagittal stacked
 # on the right, so every image gets more screen than three narrow panes in a row.
@@ -26,7 +27,8 @@ class MprView(QWidget):
 
     sigCursorInfo = Signal(str)
 
-    def __init__(self, document: StudyDocument, parent: QWidget | None = None) -> None:
+    def __init__(self, document: StudyDocument, parent: QWidget | None = None, *,
+                 tools: ToolManager | None = None) -> None:
         super().__init__(parent)
         self.document = document
         self.views: dict[str, SliceView] = {}
@@ -34,7 +36,7 @@ class MprView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         for plane in PLANES:
-            view = SliceView(document, plane, self)
+            view = SliceView(document, plane, self, tools=tools)
             view.set_crosshair_enabled(True)
             view.sigCursorInfo.connect(self.sigCursorInfo)
             self.views[plane] = view

@@ -10,6 +10,9 @@ the cursor goes out through `sigCursorInfo` for the status bar.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
@@ -20,15 +23,11 @@ from medviewer.core import geometry
 from medviewer.core import slab as slabs
 from medviewer.core.display import Window, full_range_window, to_display
 from medviewer.core.reslice import ResliceView
-from medviewer.ui.ai.layers import AiLayerItems
-from medviewer.ui.annotate.boxes import BoxOverlay
-from medviewer.ui.annotate.layers import AnnotationLayer
-from medviewer.ui.annotate.paint_tools import AnnotateMouse
 from medviewer.ui.document.study import STACK, StudyDocument
 from medviewer.ui.viewing.measure_tools import MeasurementLayer
 from medviewer.ui.viewing.overlays import ImageOverlays
+from medviewer.ui.viewing.tools import ToolManager
 
-TOOLS = ("navigate", "window", "distance", "rect", "ellipse")
 # The keys a view handles itself, by what they do; the Help ▸ Keyboard Shortcuts table
 # (medviewer.ui.shell.shortcuts) is checked against this, so the two cannot drift apart.
 VIEW_KEYS: dict[Qt.Key, str] = {
@@ -83,10 +82,10 @@ class SliceView(QWidget):
     sigFocused = Signal(object)  # this view: the one Export View and the keys act on
 
     def __init__(self, document: StudyDocument, plane: str = STACK,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *, tools: ToolManager | None = None) -> None:
         super().__init__(parent)
         self.document, self.plane_name = document, plane
-        self.tool = "navigate"
+        self.tools = tools or ToolManager(document, self)  # shared by a panel's views
         self.crosshair_enabled = False  # MPR: left click/drag points the crosshair
         self._rendered_key: tuple | None = None
         self._rendered_crosshair: tuple | None = None
@@ -99,10 +98,9 @@ class SliceView(QWidget):
         self.overlays = self.overlay_text.labels
         self.failure_label = self.overlay_text.failure_label
         self.measurements = MeasurementLayer(self)
-        self.ai_layers = AiLayerItems(self)  # label map, boxes, heatmap of the AI's result
-        self.annotation_layer = AnnotationLayer(self)  # the reader's editable label map
-        self.annotate_mouse = AnnotateMouse(self)  # brush, eraser, fills (stack view only)
-        self.box_overlay = BoxOverlay(self)  # the reader's boxes (a cut line across slices)
+        # what features draw over the image (AI results, the reader's labels and boxes), by
+        # name, each with a refresh() called when the image changes (`add_layer`)
+        self.layers: dict[str, Any] = {}
         self._connect_document()
         if document.has_image:
             self._on_volume_changed()
@@ -134,6 +132,13 @@ class SliceView(QWidget):
                        doc.sigWindowChanged, doc.sigInvertChanged, doc.sigSlabChanged):
             signal.connect(self.refresh)
         doc.sigOverlaysChanged.connect(self._on_overlays_changed)
+
+    def add_layer(self, name: str, make: Callable[[SliceView], Any]) -> Any:
+        """Draw `make(self)` over the image; its refresh() runs whenever the image changes."""
+        layer = self.layers[name] = make(self)
+        if self.document.has_image:
+            layer.refresh()
+        return layer
 
     # ----------------------------------------------------------------- geometry helpers
     @property
@@ -171,7 +176,6 @@ class SliceView(QWidget):
     def _on_volume_changed(self) -> None:
         self._rendered_key = None
         self.measurements.clear()
-        self.annotate_mouse.cancel()
         if self.document.volume is not None and not self.document.is_colour:
             self._wl_speed = max(full_range_window(self.document.volume.voxels).width / 512, 0.05)
         self.refresh()
@@ -191,8 +195,8 @@ class SliceView(QWidget):
             self._render(k)
             self._rendered_key = key
             self.measurements.show_slice(k)
-            self.ai_layers.refresh()
-            self.annotation_layer.refresh()
+            for layer in self.layers.values():
+                layer.refresh()
         elif doc.crosshair == self._rendered_crosshair:
             return  # a second signal for the same change: nothing new to draw
         self._rendered_crosshair = doc.crosshair
@@ -334,36 +338,27 @@ class SliceView(QWidget):
             self.fit()
         elif action == "1:1":
             self.actual_size()
-        elif not self.annotate_mouse.delete_selected():  # the Box tool's selected box first
+        elif not self.tools.delete_selected(self):  # the active tool's selection first
             self.measurements.remove_selected()
 
     def handle_drag(self, ev) -> bool:
-        """Route a ViewBox drag; False lets the ViewBox pan (left/middle in navigate)."""
+        """Route a ViewBox drag: right is window/level, left goes to the active tool; False
+        lets the ViewBox pan (middle, or left while navigating)."""
         if not self.document.has_image:
             return True
-        button, left = ev.button(), Qt.MouseButton.LeftButton
-        if button == left and self.annotate_mouse.active:
-            self.annotate_mouse.handle_drag(ev)
-        elif button == Qt.MouseButton.RightButton or (button == left and self.tool == "window"):
-            self._drag_window_level(ev)
-        elif button == left and self.tool in ("distance", "rect", "ellipse"):
-            self.measurements.handle_drag(self.tool, ev)
-        elif button == left and self.crosshair_enabled and self.tool == "navigate":
-            self._point_crosshair(ev.scenePos())
-        else:
+        if ev.button() == Qt.MouseButton.RightButton:
+            self.drag_window_level(ev)
+        elif ev.button() != Qt.MouseButton.LeftButton or not self.tools.handle_drag(self, ev):
             return False
         ev.accept()
         return True
 
     def handle_click(self, ev) -> None:
         self.setFocus()
-        annotate = (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton)
-        if ev.button() in annotate and self.annotate_mouse.active:  # right: the Box tool's menu
-            self.annotate_mouse.handle_click(ev)
-        elif ev.button() == Qt.MouseButton.LeftButton and self.crosshair_enabled:
-            self._point_crosshair(ev.scenePos())
+        if self.document.has_image:
+            self.tools.handle_click(self, ev)  # right: e.g. the Box tool's menu
 
-    def _drag_window_level(self, ev) -> None:
+    def drag_window_level(self, ev) -> None:
         """Horizontal: width; vertical: level (down = higher); speed scales with value range."""
         if ev.isStart() or self._drag_start_window is None:
             self._drag_start_window = self.document.window
@@ -374,7 +369,7 @@ class SliceView(QWidget):
         if ev.isFinish():
             self._drag_start_window = None
 
-    def _point_crosshair(self, scene_pos: QPointF) -> None:
+    def point_crosshair(self, scene_pos: QPointF) -> None:
         x, y = self.scene_to_pixel(scene_pos)
         _, rows, cols = self.plane.shape
         row, col = int(np.clip(y, 0, rows - 1)), int(np.clip(x, 0, cols - 1))

@@ -14,6 +14,9 @@ set the document's thick slab, which every view of every plane shows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
@@ -34,9 +37,8 @@ from medviewer.core import slab as slabs
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.viewing.mpr_view import MprView
 from medviewer.ui.viewing.slice_view import SliceView
+from medviewer.ui.viewing.tools import VIEWING_TOOLS, ToolManager
 
-TOOL_LABELS = {"navigate": "Navigate", "window": "W/L", "distance": "Distance",
-               "rect": "Rect ROI", "ellipse": "Ellipse ROI"}
 CUSTOM_WINDOW = "W/L: custom"
 # CT presets on function keys, head to toe as a reading room uses them; stroke and liver stay
 # in the combo without a key. 0 is the header's own window.
@@ -56,10 +58,11 @@ class ViewerPanel(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.document = document or StudyDocument(self)
-        self.tool = "navigate"
+        self.tools = ToolManager(self.document, self)  # one active tool for every view
+        self._layers: dict[str, Callable[[SliceView], Any]] = {}  # add_layer: for MPR too
         self.cine_timer = QTimer(self)
         self.cine_timer.timeout.connect(self.cine_tick)
-        self.single_view = SliceView(self.document)
+        self.single_view = SliceView(self.document, tools=self.tools)
         self.single_view.sigCursorInfo.connect(self.sigStatusMessage)
         self.single_view.sigFocused.connect(self._on_view_focused)
         self._active_view: SliceView = self.single_view
@@ -76,15 +79,16 @@ class ViewerPanel(QWidget):
     # ----------------------------------------------------------------- construction
     def _build_toolbar(self) -> None:
         self.toolbar = QToolBar("Viewer")
-        group = QActionGroup(self)
+        group = QActionGroup(self)  # none checked while an Annotate tool is active
+        group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
         self.tool_actions: dict[str, QAction] = {}
-        for tool, text in TOOL_LABELS.items():
-            action = QAction(text, self, checkable=True)
-            action.triggered.connect(lambda _=False, t=tool: self.set_tool(t))
+        for tool in VIEWING_TOOLS:
+            action = QAction(tool.label, self, checkable=True)
+            action.triggered.connect(lambda _=False, t=tool.name: self.set_tool(t))
             group.addAction(action)
             self.toolbar.addAction(action)
-            self.tool_actions[tool] = action
-        self.tool_actions["navigate"].setChecked(True)
+            self.tool_actions[tool.name] = action
+        self._sync_tool_actions(self.document.tool)
         # Display controls on a second row, so that nothing hides behind the overflow arrow
         # when the docks leave the image panel narrow.
         self.display_toolbar = QToolBar("Display")
@@ -197,6 +201,8 @@ class ViewerPanel(QWidget):
         doc.sigInvertChanged.connect(self._sync_invert_action)
         doc.sigSlabChanged.connect(self._sync_slab_controls)
         doc.sigOverlaysChanged.connect(self._sync_overlays_action)
+        doc.sigToolChanged.connect(self._sync_tool_actions)
+        self.tools.sigToolRefused.connect(self.sigStatusMessage)
 
     # ----------------------------------------------------------------- document -> widgets
     def _on_volume_changed(self) -> None:
@@ -297,11 +303,12 @@ class ViewerPanel(QWidget):
 
     def _on_layout_changed(self, layout: str) -> None:
         if layout == "mpr" and self.mpr_view is None:
-            self.mpr_view = MprView(self.document)
+            self.mpr_view = MprView(self.document, tools=self.tools)
             self.mpr_view.sigCursorInfo.connect(self.sigStatusMessage)
             self.stack.addWidget(self.mpr_view)
             for view in self.mpr_view.slice_views():
-                view.tool = self.tool
+                for name, make in self._layers.items():
+                    view.add_layer(name, make)
                 view.sigFocused.connect(self._on_view_focused)
         self.stack.setCurrentWidget(self.mpr_view if layout == "mpr" else self.single_view)
         self.layout_combo.setCurrentIndex(1 if layout == "mpr" else 0)
@@ -322,14 +329,28 @@ class ViewerPanel(QWidget):
         views = self.views()
         return self._active_view if self._active_view in views else views[0]
 
-    def set_tool(self, tool: str) -> None:
-        """Navigate / W-L / distance / rectangle / ellipse for every view."""
-        self.tool = tool
-        self.tool_actions[tool].setChecked(True)
-        extra = self.mpr_view.slice_views() if self.mpr_view else []
-        for view in [self.single_view, *extra]:
-            view.tool = tool
-        self.sigStatusMessage.emit(f"Tool: {TOOL_LABELS[tool]}")
+    def add_layer(self, name: str, make: Callable[[SliceView], Any]) -> None:
+        """Draw `make(view)` over every view, the MPR planes made later included."""
+        self._layers[name] = make
+        for view in self.all_views():
+            view.add_layer(name, make)
+
+    def all_views(self) -> list[SliceView]:
+        """Every SliceView made so far, on screen or not."""
+        return [self.single_view, *(self.mpr_view.slice_views() if self.mpr_view else [])]
+
+    def set_tool(self, tool: str | None) -> bool:
+        """Choose the mouse tool of every view (None: navigate); False when it cannot be
+        chosen now (the status bar says why)."""
+        if not self.tools.choose(tool):
+            self._sync_tool_actions(self.document.tool)
+            return False
+        self.sigStatusMessage.emit(f"Tool: {self.tools.label()}")
+        return True
+
+    def _sync_tool_actions(self, name: str) -> None:
+        for tool, action in self.tool_actions.items():
+            action.setChecked(tool == name)
 
     def _on_preset_chosen(self, index: int) -> None:
         name = self.preset_combo.itemData(index)

@@ -21,167 +21,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 
 from medviewer.core import synthetic as syn
 from medviewer.inference import (
-    Box,
     Explanation,
     InferenceCancelled,
-    Pipeline,
-    Plugin,
     provider_status,
-    register_plugin,
 )
 from medviewer.inference import preprocess as pp
-from medviewer.inference.manifest import manifest_from_dict, write_manifest
-from medviewer.inference.pipelines import SliceClassifier, SliceSegmenter
 from medviewer.ui.ai.layers import JET
-
-SIZE = 64  # the phantom's rows and columns: the models see it unresized
-WINDOW = (-200.0, 1600.0)
-SEG_COLOURS = ("#000000", "#00ff00", "#ff00ff")
-BOXES = ((10, 12, 30, 40), (40, 36, 60, 58))
-BOX_SCORES = (0.9, 0.3)
-
-
-# ----------------------------------------------------------------------- tiny models
-class FixedBoxes(Pipeline):
-    """Test detection pipeline: outputs 'boxes' (n, 4), 'scores' (n,), 'classes' (n,)."""
-
-    def preprocess(self, voxels, batch, volume):
-        return {"image": pp.prepare_slices(voxels, batch[:1], self.manifest.input)}
-
-    def postprocess(self, outputs, batch, voxels, result):
-        for box, score, c in zip(outputs["boxes"], outputs["scores"], outputs["classes"],
-                                 strict=True):
-            result.boxes.append(Box(*map(float, box), label=result.labels[int(c)],
-                                    score=float(score), slice_index=batch[0]))
-
-    def batches(self, indices):
-        yield from ([k] for k in indices)
-
-
-class SeriesMean(Pipeline):
-    """Test fusion pipeline: 4 slices spread over the series as channels, one verdict."""
-
-    series_level = True
-
-    def preprocess(self, voxels, batch, volume):
-        spec = self.manifest.input
-        x = pp.resize(pp.to_unit(pp.volume_samples(voxels, 4), spec.window), spec.size)
-        return {"image": x[None]}
-
-    def postprocess(self, outputs, batch, voxels, result):
-        result.scores = pp.softmax(outputs["logits"].astype(np.float64))
-
-
-def _const(name, values):
-    values = np.asarray(values, np.float32)
-    return helper.make_tensor(name, TensorProto.FLOAT, values.shape, values.ravel())
-
-
-def _onnx(nodes, inputs, outputs, consts):
-    initializers = [_const(k, v) for k, v in consts.items()]
-    initializers.append(helper.make_tensor("axis1", TensorProto.INT64, [1], [1]))
-    graph = helper.make_graph(
-        nodes, "test", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
-                        for n, s in inputs.items()],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
-        initializer=initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    return model.SerializeToString()
-
-
-def _seg_graph(size: int):
-    nodes = [helper.make_node("Mul", ["image", "zero"], ["c0"]),
-             helper.make_node("Sub", ["image", "t1"], ["c1"]),
-             helper.make_node("Mul", ["image", "two"], ["x2"]),
-             helper.make_node("Sub", ["x2", "one"], ["c2"]),
-             helper.make_node("Concat", ["c0", "c1", "c2"], ["logits"], axis=1)]
-    consts = {"zero": [0.0], "t1": [0.3], "two": [2.0], "one": [1.0]}
-    return _onnx(nodes, {"image": ["batch", 1, size, size]}, ["logits"], consts)
-
-
-def _mean_logits(axes, threshold):
-    """(N, 2) logits [0, 10 (mean - threshold)] of the image's mean over `axes`."""
-    nodes = [helper.make_node("ReduceMean", ["image"], ["m"], axes=axes, keepdims=0)]
-    if len(axes) == 3:  # (N, C, H, W) -> (N,) -> (N, 1)
-        nodes.append(helper.make_node("Unsqueeze", ["m", "axis1"], ["m1"]))
-    else:  # (N, 1, H, W) -> (N, 1)
-        nodes.append(helper.make_node("Identity", ["m"], ["m1"]))
-    nodes += [helper.make_node("Sub", ["m1", "threshold"], ["d"]),
-              helper.make_node("Mul", ["d", "ten"], ["z"]),
-              helper.make_node("Mul", ["m1", "zero"], ["z0"]),
-              helper.make_node("Concat", ["z0", "z"], ["logits"], axis=1)]
-    consts = {"threshold": [threshold], "ten": [10.0], "zero": [0.0]}
-    return nodes, consts
-
-
-def _cls_graph():
-    nodes, consts = _mean_logits([2, 3], 0.5)
-    return _onnx(nodes, {"image": ["batch", 1, SIZE, SIZE]}, ["logits"], consts)
-
-
-def _fusion_graph(threshold):
-    nodes, consts = _mean_logits([1, 2, 3], threshold)
-    return _onnx(nodes, {"image": [1, 4, SIZE, SIZE]}, ["logits"], consts)
-
-
-def _det_graph():
-    nodes = [helper.make_node("ReduceMean", ["image"], ["m"], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"]),  # the input is used, not read
-             helper.make_node("Add", ["boxes_c", "z"], ["boxes"]),
-             helper.make_node("Add", ["scores_c", "z"], ["scores"]),
-             helper.make_node("Add", ["classes_c", "z"], ["classes"])]
-    consts = {"zero": [0.0], "boxes_c": BOXES, "scores_c": BOX_SCORES, "classes_c": [0, 1]}
-    return _onnx(nodes, {"image": [1, 1, SIZE, SIZE]}, ["boxes", "scores", "classes"], consts)
-
-
-def _write_model(root: Path, model_id: str, onnx_bytes: bytes, *, lab: int, task: str,
-                 labels, outputs, image_shape, modalities=("CT",), pipeline=None) -> Path:
-    folder = root / model_id
-    folder.mkdir(parents=True)
-    (folder / "model.onnx").write_bytes(onnx_bytes)
-    (folder / "weights.safetensors").write_bytes(b"unused by these tests")
-    names = [lab_[0] for lab_ in labels]
-    d = {"id": model_id, "title": model_id.replace("-", " ").title(), "lab": lab,
-         "plugin": "aitest", "task": task, "arch": "test.onnx-helper", "version": "1.0.0",
-         "labels": [{"name": n, "colour": c} for n, c in labels],
-         "input": {"size": [SIZE, SIZE], "channels": image_shape[1], "context": "single",
-                   "window": list(WINDOW), "mean": [0.0], "std": [1.0],
-                   "modalities": list(modalities)},
-         "onnx_inputs": {"image": list(image_shape)}, "onnx_outputs": list(outputs),
-         "metrics": {"accuracy": 0.9, "dice": {n: 0.8 for n in names[1:]},
-                     "split": "held-out test phantoms", "n": 12},
-         "options": {"pipeline": pipeline} if pipeline else {},
-         "description": f"A tiny test {task} graph."}
-    write_manifest(manifest_from_dict(d, folder), folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory) -> Path:
-    register_plugin(Plugin(name="aitest", lab=0, title="UI tests", pipelines={
-        "classification": SliceClassifier, "segmentation": SliceSegmenter,
-        "detection": FixedBoxes, "fusion": SeriesMean}))
-    root = tmp_path_factory.mktemp("ai-models")
-    seg_labels = list(zip(("background", "soft tissue", "bone"), SEG_COLOURS, strict=True))
-    _write_model(root, "test-seg", _seg_graph(SIZE), lab=4, task="segmentation",
-                 labels=seg_labels, outputs=["logits"], image_shape=["batch", 1, SIZE, SIZE])
-    _write_model(root, "test-cls", _cls_graph(), lab=2, task="classification",
-                 labels=[("darker", "#4363d8"), ("brighter", "#f58231")], outputs=["logits"],
-                 image_shape=["batch", 1, SIZE, SIZE])
-    _write_model(root, "test-det", _det_graph(), lab=5, task="detection",
-                 labels=[("nodule", "#ffe119"), ("mass", "#00ffff")],
-                 outputs=["boxes", "scores", "classes"], image_shape=[1, 1, SIZE, SIZE],
-                 modalities=())
-    for name, threshold in (("a", 0.05), ("b", 0.95)):
-        _write_model(root, f"test-fusion-{name}", _fusion_graph(threshold), lab=3,
-                     task="fusion", labels=[("no nodule", "#3cb44b"), ("nodule", "#e6194b")],
-                     outputs=["logits"], image_shape=[1, 4, SIZE, SIZE])
-    return root
+from tests.ui.ai_models import (
+    BOXES,
+    SIZE,
+    WINDOW,
+    _seg_graph,
+    _write_model,
+)
+from tests.ui.gui import _open, _run
 
 
 @pytest.fixture
@@ -192,17 +48,6 @@ def ai_window(make_main_window, models_dir, monkeypatch, qtbot, ct_series_dir):
     window.resize(1300, 850)
     _open(window, qtbot, ct_series_dir)
     return window
-
-
-def _open(window, qtbot, folder) -> None:
-    with qtbot.waitSignal(window.volume_loaded, timeout=10_000):
-        window.open_path(folder, auto_select=True)
-
-
-def _run(window, qtbot, trigger, timeout=10_000):
-    with qtbot.waitSignal(window.ai.sigRunFinished, timeout=timeout) as blocker:
-        assert trigger() is not False
-    return blocker.args[0]
 
 
 def _expected_labels(hu: np.ndarray) -> np.ndarray:
@@ -254,7 +99,7 @@ def test_segmentation_of_a_slice_colours_the_overlay_where_the_labels_are(ai_win
     assert np.mean(result.label_map[k] == expected) > 0.995
     assert not np.delete(result.label_map, k, axis=0).any()  # other slices not run
     assert (expected == 1).any() and (expected == 2).any() and (expected == 0).any()
-    item = window.viewer.single_view.ai_layers.labels_item
+    item = window.viewer.single_view.layers["ai"].labels_item
     assert item.isVisible() and item.opacity() == pytest.approx(0.5)
     rgba = item.image
     labels = result.label_map[k]
@@ -296,7 +141,7 @@ def test_whole_series_segmentation_shows_on_the_mpr_planes_too(ai_window, qtbot)
     window.set_layout("mpr")
     for name, view in window.viewer.mpr_view.views.items():
         labels = doc.plane(name).image(result.label_map, view.slice_index)
-        drawn = view.ai_layers.labels_item.image
+        drawn = view.layers["ai"].labels_item.image
         assert drawn.shape[:2] == labels.shape, name
         assert ((drawn[..., 3] > 0) == (labels > 0)).all(), name
 
@@ -304,12 +149,12 @@ def test_whole_series_segmentation_shows_on_the_mpr_planes_too(ai_window, qtbot)
 def test_a_new_series_clears_the_ai_layers(ai_window, qtbot, tmp_path):
     window = ai_window
     _run(window, qtbot, lambda: window.ai.run_model("test-seg"))
-    assert window.viewer.single_view.ai_layers.labels_item.isVisible()
+    assert window.viewer.single_view.layers["ai"].labels_item.isVisible()
     voxels, _ = syn.ct_chest_phantom((6, SIZE, SIZE), (5.0, 5.5, 5.5), seed=4)
     syn.write_series(tmp_path / "other", voxels, spacing=(5.0, 5.5, 5.5), seed=9)
     _open(window, qtbot, tmp_path / "other")
     assert window.document.ai_output is None
-    assert not window.viewer.single_view.ai_layers.labels_item.isVisible()
+    assert not window.viewer.single_view.layers["ai"].labels_item.isVisible()
     assert not window.ai.panel.labels_group.isVisibleTo(window.ai.panel)
     assert not window.ai.menu.clear_action.isEnabled()
 
@@ -376,8 +221,8 @@ def test_boxes_are_drawn_where_the_model_put_them_and_the_threshold_hides_them(a
     view = window.viewer.single_view
     _run(window, qtbot, lambda: window.ai.run_model("test-det"))
     panel = window.ai.panel
-    assert [b.label for b, _, _ in view.ai_layers.box_items] == ["nodule"]  # 0.3 < 0.5
-    box, rect_item, text = view.ai_layers.box_items[0]
+    assert [b.label for b, _, _ in view.layers["ai"].box_items] == ["nodule"]  # 0.3 < 0.5
+    box, rect_item, text = view.layers["ai"].box_items[0]
     row_mm, col_mm = view.spacing
     rect = rect_item.rect()
     x0, y0, x1, y1 = BOXES[0]
@@ -389,13 +234,13 @@ def test_boxes_are_drawn_where_the_model_put_them_and_the_threshold_hides_them(a
     assert rect_item.pen().color().name() == "#ffe119" == text.color.name()
     assert panel.boxes_table.rowCount() == 1
     panel.threshold_slider.setValue(20)
-    assert sorted(b.label for b, _, _ in view.ai_layers.box_items) == ["mass", "nodule"]
+    assert sorted(b.label for b, _, _ in view.layers["ai"].box_items) == ["mass", "nodule"]
     assert panel.boxes_table.rowCount() == 2 and "2 of 2" in panel.boxes_group.title()
     panel.threshold_slider.setValue(95)
-    assert view.ai_layers.box_items == [] and panel.boxes_table.rowCount() == 0
+    assert view.layers["ai"].box_items == [] and panel.boxes_table.rowCount() == 0
     window.document.step(1)  # boxes belong to their slice
     panel.threshold_slider.setValue(0)
-    assert view.ai_layers.box_items == []
+    assert view.layers["ai"].box_items == []
 
 
 # ----------------------------------------------------------------------- fusion compare
@@ -462,7 +307,7 @@ def test_explain_draws_a_heatmap_on_its_slice_only(ai_window, qtbot, monkeypatch
     _run(window, qtbot, window.ai.menu.explain_action.trigger)
     k = doc.slice_index
     assert calls == [("test-cls", k, None)]
-    item = window.viewer.single_view.ai_layers.heatmap_item
+    item = window.viewer.single_view.layers["ai"].heatmap_item
     assert item.isVisible() and item.opacity() == pytest.approx(0.45)
     assert (item.image == JET[np.rint(heat * 255).astype(np.uint8)]).all()
     assert tuple(item.image[-1, -1, :3]) == (128, 0, 0)  # hottest: dark red

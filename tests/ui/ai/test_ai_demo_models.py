@@ -75,7 +75,7 @@ def test_lab4_segments_lungs_and_the_nodules_on_the_overlay(demo_window, qtbot, 
         k, row, col = (int(round(v)) for v in nodule["center_voxel"])
         assert labels[result.label_map[k, row, col]] == "nodule", nodule["label"]
         doc.set_slice(k)
-        drawn = demo_window.viewer.single_view.ai_layers.labels_item.image
+        drawn = demo_window.viewer.single_view.layers["ai"].labels_item.image
         assert drawn is not None and drawn[row, col, 3] > 0  # coloured, not transparent
     lung = result.label_map == labels.index("lung")
     assert lung.sum() > 0.05 * lung.size
@@ -96,7 +96,7 @@ def test_lab5_boxes_the_heart_with_the_right_finding(demo_window, qtbot, truth, 
     union = top.width * top.height + (x1 - x0) * (y1 - y0) - ix * iy
     assert ix * iy / union > 0.5
     assert top.label == label
-    assert demo_window.viewer.single_view.ai_layers.box_items  # drawn on the image
+    assert demo_window.viewer.single_view.layers["ai"].box_items  # drawn on the image
 
 
 def test_lab3_compares_the_four_fusion_methods_on_the_nodule_ct(demo_window, qtbot):
@@ -124,7 +124,7 @@ def test_grad_cam_of_the_slice_model_looks_at_the_nodule(demo_window, qtbot, tru
     radius = int(big["diameter_mm"] / 0.7)  # a nodule's width around its centre, in pixels
     near = heat[row - radius:row + radius, col - radius:col + radius].mean()
     assert near > 2 * heat.mean()
-    assert demo_window.viewer.single_view.ai_layers.heatmap_item.isVisible()
+    assert demo_window.viewer.single_view.layers["ai"].heatmap_item.isVisible()
 
 
 def test_eigencam_of_the_detector_is_hotter_inside_the_heart_box(demo_window, qtbot, truth):

@@ -8,59 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
-from test_ai import _run, models_dir  # noqa: F401 - the tiny test models (session fixture)
 
 from medviewer.core import synthetic as syn
 from medviewer.core.annotations import History, LabelMap, brush_stroke, stroke_centres
-
-RADIUS = 12.0  # mm: about 2 pixels of the 5.5 mm phantom
-
-
-def _window(make_main_window, qtbot, folder, **kwargs):
-    """A shown main window (the size the drag coordinates assume) with `folder` open."""
-    win = make_main_window(**kwargs)
-    win.resize(1300, 850)
-    win.show()
-    qtbot.waitExposed(win)
-    _open(win, qtbot, folder)
-    return win
+from tests.ui.gui import RADIUS, _drag, _open, _paint, _run, _window
 
 
 @pytest.fixture
 def window(make_main_window, qtbot, ct_series_dir):
     return _window(make_main_window, qtbot, ct_series_dir)
-
-
-def _open(win, qtbot, folder) -> None:
-    with qtbot.waitSignal(win.volume_loaded, timeout=10_000):
-        win.open_path(folder, auto_select=True)
-
-
-def _screen(view, col: float, row: float) -> QPoint:
-    scene = view.view_box.mapViewToScene(view.pixel_to_view(col, row))
-    return view.graphics.mapFromScene(scene)
-
-
-def _drag(view, points: list[tuple[float, float]]) -> None:
-    """Press at the first (col, row), move through the others with the button held, release."""
-    viewport, left = view.graphics.viewport(), Qt.MouseButton.LeftButton
-
-    def send(kind, pos, button, buttons):
-        QApplication.sendEvent(viewport, QMouseEvent(
-            kind, QPointF(pos), QPointF(viewport.mapToGlobal(pos)), button, buttons,
-            Qt.KeyboardModifier.NoModifier))
-
-    screen = [_screen(view, c, r) for c, r in points]
-    send(QMouseEvent.Type.MouseButtonPress, screen[0], left, left)
-    for pos in screen[1:]:
-        QTest.qWait(12)  # pyqtgraph drops moves closer than 10 ms apart
-        send(QMouseEvent.Type.MouseMove, pos, Qt.MouseButton.NoButton, left)
-    send(QMouseEvent.Type.MouseButtonRelease, screen[-1], left, Qt.MouseButton.NoButton)
-    QApplication.processEvents()
 
 
 def _expected_stroke(labelmap: LabelMap, before: np.ndarray, points, value: int) -> np.ndarray:
@@ -70,12 +28,6 @@ def _expected_stroke(labelmap: LabelMap, before: np.ndarray, points, value: int)
     return copy.array
 
 
-def _paint(win, path) -> tuple[np.ndarray, np.ndarray]:
-    """A brush drag along `path` on the current slice: (map before, map after)."""
-    view, doc = win.viewer.single_view, win.document
-    before = doc.ensure_annotation().labelmap.array.copy()
-    _drag(view, path)
-    return before, doc.labelmap.array.copy()
 
 
 def test_a_brush_drag_is_one_stroke_undo_restores_byte_for_byte(window):
@@ -86,20 +38,20 @@ def test_a_brush_drag_is_one_stroke_undo_restores_byte_for_byte(window):
     ctl.set_brush(radius_mm=RADIUS)
     k = doc.slice_index
     before, after = _paint(win, [(20, 20), (30, 24), (40, 34), (44, 44)])
-    points = view.annotate_mouse.points
+    points = ctl.mouse.points
     assert len(points) >= 3 and all(p[0] == k for p in points)
     expected = _expected_stroke(doc.labelmap, before, points, lesion.value)
     assert np.array_equal(after, expected)
     assert after[k].sum() > 0 and not np.delete(after, k, axis=0).any()
     assert len(doc.history) == 1 and doc.history.undo_name() == "brush"
     # the overlay shows exactly the painted pixels, in the label's colour
-    rgba = view.annotation_layer.item.image
-    assert view.annotation_layer.item.isVisible()
+    rgba = view.layers["annotation"].item.image
+    assert view.layers["annotation"].item.isVisible()
     assert np.array_equal(rgba[..., 3] > 0, after[k] > 0)
     assert (rgba[after[k] > 0][:, :3] == (0xe6, 0x9f, 0x00)).all()
     QTest.keyClick(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # Ctrl+Z
     assert doc.labelmap.array.tobytes() == before.tobytes()
-    assert not (view.annotation_layer.item.image[..., 3] > 0).any()
+    assert not (view.layers["annotation"].item.image[..., 3] > 0).any()
     win.annotate.redo_action.trigger()
     assert np.array_equal(doc.labelmap.array, after)
     assert doc.annotation.dirty
@@ -107,7 +59,6 @@ def test_a_brush_drag_is_one_stroke_undo_restores_byte_for_byte(window):
 
 def test_eraser_value_range_and_flood_fill_from_the_mouse(window):
     win, doc, ctl = window, window.document, window.annotate
-    view = win.viewer.single_view
     doc.add_label("lung")
     ctl.set_tool("brush")
     ctl.set_brush(radius_mm=RADIUS, value_range=(-100.0, 200.0))
@@ -123,7 +74,7 @@ def test_eraser_value_range_and_flood_fill_from_the_mouse(window):
     ctl.set_tool("flood")
     ctl.set_brush(value_range=(-1100.0, -400.0))  # the phantom's lung
     row, col = np.argwhere((hu <= -400) & (hu >= -1100))[0]
-    view.annotate_mouse.flood((float(k), float(row), float(col)))
+    ctl.mouse.flood((float(k), float(row), float(col)))
     assert doc.labelmap.array[k, row, col] == 1 and len(doc.history) == 3
 
 
@@ -165,7 +116,7 @@ def test_accepting_a_segmentation_is_one_undo_step(make_main_window, qtbot, ct_s
     assert np.array_equal(doc.labelmap.array, result.label_map)
     assert len(doc.history) == 1 and doc.annotation.model == "model:test-seg@1.0.0"
     view = win.viewer.single_view
-    assert view.annotation_layer.item.isVisible()
+    assert view.layers["annotation"].item.isVisible()
     ctl.undo()
     assert not doc.labelmap.array.any() and len(doc.labelmap.table) == 0
     ctl.redo()
@@ -201,7 +152,7 @@ def test_saved_annotations_come_back_when_the_series_is_opened_again(window, qtb
     assert np.array_equal(doc.labelmap.array, painted)
     assert [(lab.name, lab.colour) for lab in doc.labelmap.table] == [("lesion", "#12ab34")]
     assert len(doc.history) == 0 and not doc.annotation.dirty
-    assert win.viewer.single_view.annotation_layer.item.isVisible()
+    assert win.viewer.single_view.layers["annotation"].item.isVisible()
 
 
 def test_unsaved_edits_survive_a_trip_to_another_series(window, qtbot, tmp_path,
@@ -241,7 +192,7 @@ def test_no_edit_before_the_saved_annotations_are_read(window, qtbot, tmp_path, 
                         lambda *a: (release.wait(10), real_load(*a))[1])
     _open(win, qtbot, ct_series_dir)  # back to the saved series: its SEG is being read
     assert "saved annotations" in (doc.can_annotate() or "")
-    assert not win.viewer.single_view.annotate_mouse.active
+    assert "saved annotations" in win.viewer.tools.active.why_not()  # the brush waits
     assert ctl._edit("Keep largest", lambda *a: None) is None  # commands wait too
     with qtbot.waitSignal(ctl.sigLoaded, timeout=10_000):
         release.set()

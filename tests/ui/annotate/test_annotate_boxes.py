@@ -14,12 +14,12 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QGraphicsLineItem
-from test_annotate import RADIUS, _drag, _open, _paint, _screen, _window
 
 from medviewer.core import synthetic as syn
 from medviewer.core.annotations import ACCEPTED, read_sr
 from medviewer.ui.annotate.boxes import slice_to_plane
 from medviewer.ui.viewing.measure_tools import DistanceMeasurement
+from tests.ui.gui import RADIUS, _drag, _open, _paint, _screen, _window
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_boxes_stay_in_the_image_clicks_select_and_off_the_tool_drags_pan(window
     _click(view, 56, 56)
     assert doc.selected_box == box.uid
     shown = []
-    view.annotate_mouse.box_tool.context_menu = lambda b: shown.append(b) or _NoMenu()
+    ctl.boxes.mouse.context_menu = lambda b: shown.append(b) or _NoMenu()
     _click(view, 56, 56, Qt.MouseButton.RightButton)
     assert shown == [box]
     _box_drag(win, [(5, 5), (5.3, 5.2)])  # too small to be a box
@@ -164,13 +164,13 @@ def test_right_click_menu_relabels_and_deletes(window):
     ctl.set_tool("box")
     ctl.boxes.add_box(8, 8, 20, 20)
     box = _only_box(doc)
-    menu = window.viewer.single_view.annotate_mouse.box_tool.context_menu(box)
+    menu = window.annotate.boxes.mouse.context_menu(box)
     actions = {a.text(): a for a in menu.actions()}
     labels = {a.text(): a for a in actions["Label"].menu().actions()}
     assert labels["finding"].isChecked() and "Other\u2026" in labels
     assert "Reject" not in actions  # a box drawn by hand is deleted, not rejected
     ctl.boxes.box_label = "mass"
-    menu = window.viewer.single_view.annotate_mouse.box_tool.context_menu(box)
+    menu = window.annotate.boxes.mouse.context_menu(box)
     label_menu = next(a for a in menu.actions() if a.text() == "Label").menu()
     next(a for a in label_menu.actions() if a.text() == "mass").trigger()
     assert _only_box(doc).label == "mass"
@@ -189,10 +189,10 @@ def test_a_box_shows_on_the_coronal_and_sagittal_planes_as_its_cut_line(window, 
     views = win.viewer.mpr_view.views
     doc.set_crosshair((40, 25, k))  # column 40 is outside the box, row 25 inside
     coronal, sagittal = views["coronal"], views["sagittal"]
-    assert box.uid in views["axial"].box_overlay.items
-    assert len(views["axial"].box_overlay.handles.data) == 0  # no Box tool on MPR
-    assert box.uid not in sagittal.box_overlay.items
-    line = coronal.box_overlay.items[box.uid]
+    assert box.uid in views["axial"].layers["boxes"].items
+    assert len(views["axial"].layers["boxes"].handles.data) == 0  # no Box tool on MPR
+    assert box.uid not in sagittal.layers["boxes"].items
+    line = coronal.layers["boxes"].items[box.uid]
     assert isinstance(line, QGraphicsLineItem)
     plane = coronal.plane
     row_mm, col_mm = plane.spacing
@@ -204,11 +204,11 @@ def test_a_box_shows_on_the_coronal_and_sagittal_planes_as_its_cut_line(window, 
     expected = sorted((cols - 30, cols - 10)) if plane.flips[1] else [10, 30]
     assert xs == pytest.approx([x * col_mm for x in expected])
     doc.set_crosshair((20, 25, k))  # now inside in x too: the sagittal plane cuts it
-    assert isinstance(sagittal.box_overlay.items[box.uid], QGraphicsLineItem)
+    assert isinstance(sagittal.layers["boxes"].items[box.uid], QGraphicsLineItem)
     doc.set_crosshair((20, 50, k))  # a row below the box: the coronal plane misses it
-    assert box.uid not in coronal.box_overlay.items
+    assert box.uid not in coronal.layers["boxes"].items
     doc.set_crosshair((20, 25, k + 1))  # another slice: the axial plane misses it
-    assert box.uid not in views["axial"].box_overlay.items
+    assert box.uid not in views["axial"].layers["boxes"].items
 
 
 def test_boxes_classes_and_rulers_come_back_when_the_series_is_opened_again(
@@ -231,7 +231,7 @@ def test_boxes_classes_and_rulers_come_back_when_the_series_is_opened_again(
     with qtbot.waitSignal(ctl.sigSaved, timeout=10_000) as saved:
         QTest.keyClick(win, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)  # Ctrl+S
     sr_path = saved.args[0][-1]
-    boxes, classes, lines = read_sr(sr_path, doc.volume)
+    boxes, classes, lines, _ = read_sr(sr_path, doc.volume)
     assert [b.uid for b in boxes] == [box.uid] and len(lines) == 1
     assert lines[0].length_mm == pytest.approx(length, rel=1e-3)
     assert lines[0].slice_index == k

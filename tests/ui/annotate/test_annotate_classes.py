@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from test_ai import _run, models_dir  # noqa: F401 - the tiny test models (session fixture)
-from test_annotate import RADIUS, _open, _paint
 
 from medviewer.core.annotations import AnnotatedBox, BoxSet, ClassLabel, model_source
+from tests.ui.gui import RADIUS, _open, _paint, _run
 
 ANNOTATOR = "annotator"
 

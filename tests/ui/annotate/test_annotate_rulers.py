@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from test_annotate import _drag, _open, _window
 
 from medviewer.core import synthetic as syn
 from medviewer.core.annotations import Workspace
@@ -20,6 +19,7 @@ from medviewer.core.annotations.autosave import autosaved_lines
 from medviewer.ui.annotate import autosave as annotate_autosave
 from medviewer.ui.annotate.boxes import plane_to_slice, slice_to_plane
 from medviewer.ui.viewing.measure_tools import DistanceMeasurement
+from tests.ui.gui import _drag, _open, _window
 
 ENDS = [(10.0, 40.0), (50.0, 52.0)]  # slice pixels (x=column, y=row) a ruler is drawn between
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from test_annotate import RADIUS, _paint, _window
 
 from medviewer.core.annotations import ACCEPTED, PROPOSED, REJECTED, AnnotatedBox, load_autosave
 from medviewer.ui.annotate import autosave as annotate_autosave
+from tests.ui.gui import RADIUS, _paint, _window
 
 
 def _painted(win) -> np.ndarray:

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt
-from test_ai import _run
-from test_annotate import RADIUS, _open, _paint
 
 from medviewer.inference import find_model
 from medviewer.inference.versions import set_active
-from medviewer.ui.training.menu import models_changed
 from medviewer.ui.training.process import FINISHED
+from tests.ui.gui import RADIUS, _open, _paint, _run
 
 MODEL = "lab4-chest-unet"
 
@@ -77,5 +75,5 @@ def test_corrections_saved_in_the_viewer_train_the_next_version(make_main_window
     assert result.results[0].model_version == new
     assert np.array_equal(doc.labelmap.array, after)  # the reader's work is untouched
     set_active(MODEL, old)
-    models_changed(win)
+    win.model_menu.models_changed()
     assert find_model(MODEL).version == old

@@ -14,7 +14,6 @@ from PySide6.QtCore import Qt
 from medviewer.core.dicom import scan
 from medviewer.inference import manifest as mf
 from medviewer.inference import registry, versions
-from medviewer.ui.training import menu as model_menu
 from medviewer.ui.training.versions_dialog import ACTIVE_TEXT, FIXED_COLUMNS
 
 LAB1 = "lab1-digits-mlp"
@@ -71,7 +70,7 @@ def test_roll_back_with_the_button_and_the_next_run_uses_that_version(
     assert _run_lab1(window, qtbot) == "1.0.0"
     old = window.ai.models[LAB1]
     versions.publish(_candidate(tmp_path))
-    model_menu.models_changed(window)  # what the Retrain dialog does after publishing
+    window.model_menu.models_changed()  # what the Retrain dialog does after publishing
     assert window.ai.models[LAB1].version == "1.1.0"
     assert window.ai.cache.cached(old) is None, "the old session was dropped"
     assert _run_lab1(window, qtbot) == "1.1.0"
@@ -82,7 +81,8 @@ def test_roll_back_with_the_button_and_the_next_run_uses_that_version(
     assert _column(dialog, "Version") == ["1.0.0", "1.1.0"]
     assert _column(dialog, "In use") == ["", ACTIVE_TEXT]
     assert _column(dialog, "Source")[0] == "shipped (read-only)"
-    assert _column(dialog, "accuracy") == ["0.9806", "0.5"]
+    shipped = mf.load_manifest(registry.shipped_models_dir() / LAB1, verify=False)
+    assert _column(dialog, "accuracy") == [f"{shipped.metrics['accuracy']:.4g}", "0.5"]
     assert _column(dialog, "roc_auc") == ["", "0.75"]
     assert "init: current" in _column(dialog, "Training")[1]
     assert not dialog.use_button.isEnabled(), "the active row is selected"

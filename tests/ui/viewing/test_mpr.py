@@ -137,7 +137,8 @@ def test_panel_switches_layout_and_keeps_one_document(qtbot):
     QTest.qWait(10)
     assert panel.single_view.slice_index == 5  # a second subscriber, not a copy
     panel.set_tool("distance")
-    assert {v.tool for v in panel.views()} == {"distance"}
+    assert {v.tools for v in panel.views()} == {panel.tools}
+    assert panel.document.tool == "distance"
     panel.document.set_layout("1x1")
     assert panel.views() == [panel.single_view]
 

@@ -222,7 +222,7 @@ def test_distance_ruler_reads_mm(make_view):
 
 def test_distance_drawn_with_the_mouse(make_view):
     view = make_view()
-    view.tool = "distance"
+    view.tools.choose("distance")
     send_drag(view, Qt.MouseButton.LeftButton, screen_pos(view, 4, 4), screen_pos(view, 24, 4))
     (ruler,) = view.measurements.items
     assert ruler.length_mm == pytest.approx(20 * SPACING[2], abs=0.3)
