@@ -1,18 +1,19 @@
 """Autosave and crash recovery: unsaved edits survive a crash or a power cut (no Qt).
 
-    save_autosave(workspace, labelmap, boxset, model="model:lung-seg@1.2.0", lines=rulers)
+    save_autosave(workspace, labelmap, boxset, model="model:lung-seg@1.2.0", lines=rulers,
+                  areas=rois)
     for r in find_recoverable([data_folder]):   # next start: offer these back
         labelmap, boxset = load_autosave(r.path, volume)
-        rulers = autosaved_lines(r.path)
+        rulers, rois = autosaved_lines(r.path), autosaved_areas(r.path)
     discard_autosave(workspace.autosave_path)   # after a real save, or when declined
 
 An autosave is one `autosave.npz` in the series' workspace folder: the label map (deflated,
 mostly zeros so small and quick) and a JSON record (label table, boxes, class labels, distance
-lines, series and study UIDs, the time, the model the work started from) stored as bytes, so
-loading never unpickles anything. It is written atomically, so a save killed half-way leaves the
-previous autosave whole. It is "recoverable" while it is newer than the folder's last real save
-(SEG, SR or sidecar). A file that is not a readable autosave of the series raises
-AnnotationError and is left as it is: it may be the only copy of someone's work.
+lines, area ROIs, series and study UIDs, the time, the model the work started from) stored as
+bytes, so loading never unpickles anything. It is written atomically, so a save killed half-way
+leaves the previous autosave whole. It is "recoverable" while it is newer than the folder's
+last real save (SEG, SR or sidecar). A file that is not a readable autosave of the series
+raises AnnotationError and is left as it is: it may be the only copy of someone's work.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from medviewer.core.annotations.boxes import AnnotatedBox, BoxSet, ClassLabel, DistanceLine
+from medviewer.core.annotations.boxes import (
+    AnnotatedBox,
+    AreaMeasurement,
+    BoxSet,
+    ClassLabel,
+    DistanceLine,
+    area_from_dict,
+)
 from medviewer.core.annotations.labelmap import Label, LabelMap, LabelTable
 from medviewer.core.annotations.seg import AnnotationError
 from medviewer.core.annotations.workspace import (
@@ -62,17 +70,20 @@ class Recoverable:
 # --- saving ----------------------------------------------------------------------------------
 
 def save_autosave(workspace: Workspace, labelmap: LabelMap | None, boxset: BoxSet | None, *,
-                  model: str | None = None, lines: Iterable[DistanceLine] = ()) -> Path:
+                  model: str | None = None, lines: Iterable[DistanceLine] = (),
+                  areas: Iterable[AreaMeasurement] = ()) -> Path:
     """Write the unsaved state to `workspace.autosave_path` atomically; returns the path.
 
     Either part may be None (only boxes, or only a mask, were edited). `model` names the model
     version the work started from ('model:<id>@<version>'), kept for the real save later;
-    `lines` are the reader's rulers (the SR's distance lines), read back by `autosaved_lines`.
+    `lines` are the reader's rulers (the SR's distance lines), read back by `autosaved_lines`;
+    `areas` the rectangle / ellipse ROIs, read back by `autosaved_areas`.
     """
     path = workspace.autosave_path
     _check_same_series(workspace, labelmap, path)
     record = _record(workspace, labelmap, boxset, model)
     record["lines"] = [asdict(line) for line in lines]  # tuples become JSON lists
+    record["areas"] = [asdict(area) for area in areas]
     arrays: dict[str, np.ndarray] = {"record": np.frombuffer(
         json.dumps(record).encode("utf-8"), np.uint8)}
     if labelmap is not None:
@@ -162,6 +173,18 @@ def autosaved_lines(path: str | Path) -> list[DistanceLine]:
     except (KeyError, TypeError, ValueError) as exc:
         raise AnnotationError(path, f"This autosave's rulers are damaged ({exc}); it was left "
                               "untouched.") from exc
+
+
+def autosaved_areas(path: str | Path) -> list[AreaMeasurement]:
+    """The area ROIs kept in an autosave; [] for one written before areas were autosaved.
+    AnnotationError when the file or an area in it is damaged."""
+    path = Path(path)
+    record = read_autosave_record(path)
+    try:
+        return [area_from_dict(item) for item in record.get("areas") or []]
+    except (KeyError, TypeError, ValueError, AnnotationError) as exc:
+        raise AnnotationError(path, f"This autosave's area ROIs are damaged ({exc}); it was "
+                              "left untouched.") from exc
 
 
 def _point(value: Any) -> tuple[float, float]:

@@ -1,4 +1,5 @@
-"""Boxes, class labels and distance lines on a series, edited with undo (numpy/pydicom only).
+"""Boxes, class labels, distance lines and area ROIs on a series, edited with undo
+(numpy/pydicom only).
 
     boxes = boxes_from_model(result.boxes, volume, source="model:lung-det@1.2.0")
     edit = boxes.accept_above(0.5)      # every edit is applied at once and returned ...
@@ -25,6 +26,8 @@ ANNOTATOR = "annotator"
 PROPOSED, ACCEPTED, REJECTED = "proposed", "accepted", "rejected"
 STATES = (PROPOSED, ACCEPTED, REJECTED)
 SLICE, SERIES = "slice", "series"
+RECT, ELLIPSE = "rect", "ellipse"
+MM2, PX2 = "mm2", "px2"  # an area's unit: px2 when the series gives no pixel size
 
 
 def model_source(model_id: str, version: str) -> str:
@@ -109,6 +112,100 @@ class DistanceLine:
     label: str = "distance"
     sop_instance_uid: str = ""
     uid: str = field(default_factory=generate_uid)
+
+
+@dataclass(frozen=True)
+class AreaMeasurement:
+    """A rectangle or ellipse ROI on slice `slice_index` (as acquired) with its statistics.
+
+    p0, p1: opposite corners of the rectangle (the ellipse's bounding box) in the slice's
+    pixels, x = column, y = row, as DistanceLine's points; stored top-left / bottom-right.
+    area: in mm2, or px2 when the series gives no pixel size (`area_unit` says which).
+    mean, sd, minimum, maximum: of the pixels inside, in modality units (`units`, e.g. 'HU';
+    '' when unknown); None for a colour image, which has no modality values.
+    """
+
+    slice_index: int
+    kind: str  # RECT or ELLIPSE
+    p0: tuple[float, float]
+    p1: tuple[float, float]
+    area: float
+    area_unit: str = MM2
+    mean: float | None = None
+    sd: float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    units: str = ""
+    label: str = "area"
+    sop_instance_uid: str = ""
+    uid: str = field(default_factory=generate_uid)  # stable identity; the SR tracking UID
+
+    def __post_init__(self) -> None:
+        (xa, xb), (ya, yb) = sorted((self.p0[0], self.p1[0])), sorted((self.p0[1], self.p1[1]))
+        object.__setattr__(self, "p0", (float(xa), float(ya)))
+        object.__setattr__(self, "p1", (float(xb), float(yb)))
+        if self.kind not in (RECT, ELLIPSE):
+            raise AnnotationError(None, f"An area ROI is a {RECT!r} or an {ELLIPSE!r}, not "
+                                  f"{self.kind!r}.")
+        if not (xb > xa and yb > ya and all(map(math.isfinite, (xa, ya, xb, yb)))):
+            raise AnnotationError(None, f"An area ROI needs two corners apart in x and y, got "
+                                  f"{self.p0} and {self.p1}.")
+        if self.area_unit not in (MM2, PX2):
+            raise AnnotationError(None, f"An area is in {MM2!r} or {PX2!r}, not "
+                                  f"{self.area_unit!r}.")
+        values = (self.area, self.mean, self.sd, self.minimum, self.maximum)
+        if not all(v is None or math.isfinite(v) for v in values) or self.area is None:
+            raise AnnotationError(None, "An area ROI's area and statistics must be numbers "
+                                  "(None for the statistics of a colour image).")
+        if not self.label:
+            raise AnnotationError(None, "An area ROI needs a label.")
+
+    @property
+    def corners(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1), top-left and bottom-right."""
+        return (*self.p0, *self.p1)
+
+
+def area_from_dict(item: dict[str, Any]) -> AreaMeasurement:
+    """An AreaMeasurement from its asdict() as JSON gave it back (corners as lists)."""
+    (x0, y0), (x1, y1) = item["p0"], item["p1"]
+    return AreaMeasurement(**{**item, "p0": (float(x0), float(y0)),
+                              "p1": (float(x1), float(y1))})
+
+
+def area_measurement(volume: Any, slice_index: int, kind: str, p0: Sequence[float],
+                     p1: Sequence[float], label: str = "area") -> AreaMeasurement:
+    """An AreaMeasurement whose statistics come from the volume's voxels on that slice (time
+    point 0): the pixels whose centres lie inside, as the viewer's ROI readout counts them."""
+    import numpy as np
+
+    from medviewer.core import geometry
+
+    image = _slice_image(volume, slice_index)
+    affine = np.asarray(volume.affine, float)
+    known = getattr(volume, "spacing_known", True)  # else the area counts pixels (px2)
+    spacing = (float(np.linalg.norm(affine[:3, 1])), float(np.linalg.norm(affine[:3, 0]))) \
+        if known else (1.0, 1.0)
+    mask = geometry.shape_mask(image.shape[:2], p0[0], p0[1], p1[0], p1[1],
+                               ellipse=kind == ELLIPSE)
+    stats = geometry.roi_stats(image if image.ndim == 2 else image[..., 0], mask, spacing)
+    values = {name: stats[key] if image.ndim == 2 and stats["n"] else None
+              for name, key in (("mean", "mean"), ("sd", "sd"), ("minimum", "min"),
+                                ("maximum", "max"))}
+    return AreaMeasurement(slice_index, kind, (float(p0[0]), float(p0[1])),
+                           (float(p1[0]), float(p1[1])), stats["area_mm2"],
+                           MM2 if known else PX2, **values,
+                           units="HU" if getattr(volume, "modality", "") == "CT" else "",
+                           label=label, sop_instance_uid=slice_uid(volume, slice_index))
+
+
+def _slice_image(volume: Any, k: int) -> Any:
+    """Slice k of time point 0: (rows, columns), or (rows, columns, 3) for colour."""
+    voxels = volume.voxels
+    colour = bool(getattr(volume, "is_colour", False))
+    if voxels.ndim - colour == 2:
+        return voxels
+    return voxels[0, k] if voxels.ndim - colour == 4 else voxels[k]
 
 
 def distance_line(volume: Any, slice_index: int, start: Sequence[float], end: Sequence[float],

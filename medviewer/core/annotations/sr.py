@@ -1,13 +1,14 @@
-"""Boxes, distance lines and class labels as DICOM SR (TID 1500) plus a JSON sidecar.
+"""Boxes, distance lines, area ROIs and class labels as DICOM SR (TID 1500) + a JSON sidecar.
 
-    write_sr(path, volume, box_set, measurements, annotator="Jane Doe", model="m@1") -> Path
-    read_sr(path, volume) -> (boxes, class_labels, measurements)
+    write_sr(path, volume, box_set, lines, annotator="Jane Doe", model="m@1", areas=rois)
+    read_sr(path, volume) -> Annotations(boxes, class_labels, lines, areas)
     read_provenance(path) -> Provenance (annotator, model, saved_at)
 
 The SR is the standard part that 3D Slicer or OHIF open: a Comprehensive 3D SR holding a
 Measurement Report whose groups reference the source images; a box is a closed 5-point
-POLYLINE in pixel coordinates, a distance a 2-point POLYLINE with its length in mm, a class
-label a qualitative evaluation (of one image, or of the series when it names no image).
+POLYLINE in pixel coordinates, a distance a 2-point POLYLINE with its length in mm, an area
+ROI its outline with area, mean, SD, min and max (see sr_areas), a class label a qualitative
+evaluation (of one image, or of the series when it names no image).
 Rejected model boxes are no findings, so they stay out of the SR.
 
 What SR cannot hold cleanly (a model's score, a box's proposed/accepted/rejected state,
@@ -25,10 +26,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from medviewer.core.annotations import sr_areas
 from medviewer.core.annotations.boxes import (
     ACCEPTED,
     ANNOTATOR,
@@ -36,9 +38,11 @@ from medviewer.core.annotations.boxes import (
     SERIES,
     SLICE,
     AnnotatedBox,
+    AreaMeasurement,
     BoxSet,
     ClassLabel,
     DistanceLine,
+    area_from_dict,
 )
 from medviewer.core.annotations.seg import DEFAULT_MANUFACTURER, AnnotationError, person_name
 from medviewer.core.atomic import atomic_file, write_text_atomic
@@ -46,7 +50,15 @@ from medviewer.core.atomic import atomic_file, write_text_atomic
 SIDECAR_FORMAT = "medviewer-annotations"
 SIDECAR_VERSION = 1
 _SCHEME = "99MEDVIEWER"  # private coding scheme for free-text labels (meaning = the label)
-Annotations = tuple[list[AnnotatedBox], list[ClassLabel], list[DistanceLine]]
+
+
+class Annotations(NamedTuple):
+    """What an SR holds; unpacks as (boxes, class_labels, lines, areas)."""
+
+    boxes: list[AnnotatedBox]
+    class_labels: list[ClassLabel]
+    lines: list[DistanceLine]
+    areas: list[AreaMeasurement]
 
 
 @dataclass(frozen=True)
@@ -67,34 +79,39 @@ def sidecar_path_for(path: str | Path) -> Path:
 def write_sr(path: str | Path, volume: Any, boxes: BoxSet | Iterable[AnnotatedBox],
              measurements: Iterable[DistanceLine] = (), *, annotator: str,
              model: str | None = None, class_labels: Iterable[ClassLabel] | None = None,
-             saved_at: dt.datetime | None = None, series_number: int = 901) -> Path:
-    """Save as SR + sidecar; class labels default to those of a BoxSet."""
+             saved_at: dt.datetime | None = None, series_number: int = 901,
+             areas: Iterable[AreaMeasurement] = ()) -> Path:
+    """Save as SR + sidecar; class labels default to those of a BoxSet. `measurements` are
+    the distance lines (rulers), `areas` the rectangle / ellipse ROIs."""
     boxes_in = list(boxes)
     labels = list(boxes.class_labels if class_labels is None and isinstance(boxes, BoxSet)
                   else class_labels or ())
-    measurements = list(measurements)
+    measurements, areas = list(measurements), list(areas)
     when = (saved_at or dt.datetime.now().astimezone()).replace(microsecond=0)
-    headers = _evidence(volume, boxes_in, labels, measurements)
+    headers = _evidence(volume, boxes_in, labels, [*measurements, *areas])
+    modality = str(getattr(volume, "modality", "") or "")
     groups = ([_box_group(b, headers) for b in boxes_in if b.state != REJECTED]
               + [_line_group(m, headers) for m in measurements]
+              + [_area_group(a, headers, modality) for a in areas]
               + [_label_group(c, headers) for c in labels]) or [_empty_group()]
     sr = _document(volume, groups, list(headers.values()), annotator, model, when,
                    series_number, Path(path))
     path = Path(path)
     with atomic_file(path) as f:
         sr.save_as(f, enforce_file_format=True)
-    _write_sidecar(path, sr.SOPInstanceUID, volume, boxes_in, labels, measurements,
+    _write_sidecar(path, sr.SOPInstanceUID, volume,
+                   Annotations(boxes_in, labels, measurements, areas),
                    Provenance(annotator, model, when.isoformat()))
     return path
 
 
 def _evidence(volume: Any, boxes: list[AnnotatedBox], labels: list[ClassLabel],
-              lines: list[DistanceLine]) -> dict[int, Any]:
+              measured: list[DistanceLine | AreaMeasurement]) -> dict[int, Any]:
     """Headers of the slices the content references (the first slice when none is)."""
     import pydicom
 
     slices = {b.slice_index for b in boxes if b.state != REJECTED}
-    slices |= {m.slice_index for m in lines}
+    slices |= {m.slice_index for m in measured}
     slices |= {c.slice_index for c in labels if c.scope == SLICE}
     sources = list(getattr(volume, "sources", None) or [])
     if not sources:
@@ -137,12 +154,12 @@ def _tracking(uid: str, text: str) -> Any:
     return hd.sr.TrackingIdentifier(uid=uid, identifier=text)
 
 
-def _region(points: np.ndarray, header: Any) -> Any:
+def _region(points: np.ndarray, header: Any, graphic_type: str = "POLYLINE") -> Any:
     import highdicom as hd
 
     frames = [1] if int(getattr(header, "NumberOfFrames", 1) or 1) > 1 else None
     source = hd.sr.SourceImageForRegion.from_source_image(header, referenced_frame_numbers=frames)
-    return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+    return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues(graphic_type),
                              graphic_data=points.astype(np.float32), source_image=source)
 
 
@@ -167,6 +184,16 @@ def _line_group(line: DistanceLine, headers: dict[int, Any]) -> Any:
         tracking_identifier=_tracking(line.uid, f"distance {line.label}"[:64]),
         referenced_region=_region(np.array([line.start, line.end]), headers[line.slice_index]),
         finding_type=_code(line.label), measurements=[length])
+
+
+def _area_group(area: AreaMeasurement, headers: dict[int, Any], modality: str) -> Any:
+    import highdicom as hd
+
+    graphic_type, points = sr_areas.outline(area)
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(area.uid, f"{area.kind} {area.label}"[:64]),
+        referenced_region=_region(points, headers[area.slice_index], graphic_type),
+        finding_type=_code(area.label), measurements=sr_areas.measurements(area, modality))
 
 
 def _label_group(label: ClassLabel, headers: dict[int, Any]) -> Any:
@@ -240,8 +267,7 @@ def _document(volume: Any, groups: list[Any], evidence: list[Any], annotator: st
 
 # --- the JSON sidecar --------------------------------------------------------------------------
 
-def _write_sidecar(path: Path, sr_uid: str, volume: Any, boxes: list[AnnotatedBox],
-                   labels: list[ClassLabel], lines: list[DistanceLine],
+def _write_sidecar(path: Path, sr_uid: str, volume: Any, content: Annotations,
                    provenance: Provenance) -> Path:
     series = getattr(volume, "series", None)
     record = {
@@ -249,8 +275,10 @@ def _write_sidecar(path: Path, sr_uid: str, volume: Any, boxes: list[AnnotatedBo
         "series_instance_uid": getattr(series, "series_instance_uid", ""),
         "study_instance_uid": getattr(series, "study_instance_uid", ""),
         **asdict(provenance),
-        "boxes": [asdict(b) for b in boxes], "class_labels": [asdict(c) for c in labels],
-        "measurements": [asdict(m) for m in lines],
+        "boxes": [asdict(b) for b in content.boxes],
+        "class_labels": [asdict(c) for c in content.class_labels],
+        "measurements": [asdict(m) for m in content.lines],
+        "areas": [asdict(a) for a in content.areas],  # absent from sidecars before areas
     }
     return write_text_atomic(sidecar_path_for(path), json.dumps(record, indent=1) + "\n")
 
@@ -276,15 +304,17 @@ def annotations_from_sidecar(record: dict[str, Any], path: Path) -> Annotations:
         labels = [ClassLabel(**c) for c in record["class_labels"]]
         lines = [DistanceLine(**{**m, "start": tuple(m["start"]), "end": tuple(m["end"])})
                  for m in record["measurements"]]
-    except (KeyError, TypeError, AnnotationError) as exc:
+        areas = [area_from_dict(a) for a in record.get("areas") or []]
+    except (KeyError, TypeError, ValueError, AnnotationError) as exc:
         raise AnnotationError(path, f"The annotation sidecar is damaged ({exc}).") from exc
-    return boxes, labels, lines
+    return Annotations(boxes, labels, lines, areas)
 
 
 # --- reading -----------------------------------------------------------------------------------
 
 def read_sr(path: str | Path, volume: Any = None) -> Annotations:
-    """(boxes, class labels, distance lines) saved by write_sr, or from any TID 1500 SR.
+    """(boxes, class labels, distance lines, area ROIs) saved by write_sr, or from any TID 1500
+    SR (its area ROIs: rectangles and image-aligned ellipses with an Area measurement).
 
     With a matching sidecar the result is exactly what was saved. Without one, `volume` is
     needed to place the referenced images on slices, and the SR must reference that series.
@@ -323,7 +353,7 @@ def _report(path: Path) -> _Report:
 
 def _annotations_from_report(report: _Report, volume: Any, path: Path) -> Annotations:
     slice_of = {s.sop_instance_uid: k for k, s in enumerate(volume.sources)}
-    boxes, lines, labels = [], [], []
+    boxes, lines, labels, areas = [], [], [], []
     for group in report.content.get_planar_roi_measurement_groups():
         roi = group.roi
         if roi is None or not hasattr(roi, "value"):
@@ -331,6 +361,10 @@ def _annotations_from_report(report: _Report, volume: Any, path: Path) -> Annota
         k, uid = _placed(roi.ContentSequence[0], slice_of, path)
         points = np.asarray(roi.value, float)
         label = group.finding_type.meaning if group.finding_type else "finding"
+        area = sr_areas.area_from_group(group, str(roi.graphic_type.value), points, k, uid)
+        if area is not None:
+            areas.append(area)
+            continue
         length = _length_mm(group)
         if length is not None and len(points) == 2:
             start, end = (tuple(float(v) for v in p) for p in points)
@@ -343,7 +377,7 @@ def _annotations_from_report(report: _Report, volume: Any, path: Path) -> Annota
                                   str(group.tracking_uid or _new_uid())))
     for group in report.content.get_image_measurement_groups():
         labels.extend(_class_labels(group, slice_of, path))
-    return boxes, labels, lines
+    return Annotations(boxes, labels, lines, areas)
 
 
 def _new_uid() -> str:

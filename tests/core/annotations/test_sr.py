@@ -55,7 +55,8 @@ def test_round_trip_is_identical(volume, tmp_path):
     boxes, lines = _annotations(volume)
     path = write_sr(tmp_path / "a.dcm", volume, boxes, lines, annotator="Jane Doe",
                     model=MODEL)
-    back, labels, measured = read_sr(path)
+    back, labels, measured, areas = read_sr(path)
+    assert areas == []
     assert back == list(boxes.boxes) and labels == list(boxes.class_labels)
     assert measured == lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.dcm", "a.json"]
@@ -85,7 +86,7 @@ def test_without_the_sidecar_the_sr_alone_gives_the_findings(volume, tmp_path):
     sidecar_path_for(path).unlink()
     with pytest.raises(AnnotationError):
         read_sr(path)  # without the series the images cannot be placed
-    back, labels, measured = read_sr(path, volume)
+    back, labels, measured, _ = read_sr(path, volume)
     kept = [b for b in boxes if b.state != "rejected"]
     assert [(b.uid, b.label, b.slice_index, b.sop_instance_uid, b.source) for b in back] == \
         [(b.uid, b.label, b.slice_index, b.sop_instance_uid, b.source) for b in kept]
@@ -101,7 +102,7 @@ def test_a_stale_sidecar_is_ignored(volume, tmp_path):
     old_sidecar = (tmp_path / "a.json").read_text()
     write_sr(tmp_path / "a.dcm", volume, BoxSet(), annotator="J")
     (tmp_path / "a.json").write_text(old_sidecar)  # e.g. a crash between the two renames
-    assert read_sr(tmp_path / "a.dcm", volume) == ([], [], [])
+    assert read_sr(tmp_path / "a.dcm", volume) == ([], [], [], [])
 
 
 def test_provenance_records_annotator_time_and_model(volume, tmp_path):

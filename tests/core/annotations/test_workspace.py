@@ -44,7 +44,7 @@ def test_workspace_lies_beside_the_data_and_a_reopened_study_finds_it(ct_series_
     again = Workspace.for_series(series)  # a new session scans the folder again
     assert again.folder == ws.folder
     assert {f.kind for f in again.list_annotations()} == {"seg", "sr", "sidecar"}
-    boxes, class_labels, _ = again.load_sr(volume)
+    boxes, class_labels, _, _ = again.load_sr(volume)
     assert [(b.label, b.x0, b.sop_instance_uid) for b in boxes] == [
         ("mass", 3, slice_uid(volume, 2))]
     assert class_labels[0].label == "pneumonia"
