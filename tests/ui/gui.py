@@ -33,7 +33,8 @@ def _screen(view, col: float, row: float) -> QPoint:
 
 
 def _drag(view, points: list[tuple[float, float]]) -> None:
-    """Press at the first (col, row), move through the others with the button held, release."""
+    """Move to the first (col, row) as a mouse does (what lies under it sees the hover), press,
+    move through the others with the button held, release."""
     viewport, left = view.graphics.viewport(), Qt.MouseButton.LeftButton
 
     def send(kind, pos, button, buttons):
@@ -42,6 +43,8 @@ def _drag(view, points: list[tuple[float, float]]) -> None:
             Qt.KeyboardModifier.NoModifier))
 
     screen = [_screen(view, c, r) for c, r in points]
+    send(QMouseEvent.Type.MouseMove, screen[0], Qt.MouseButton.NoButton, Qt.MouseButton.NoButton)
+    QTest.qWait(12)
     send(QMouseEvent.Type.MouseButtonPress, screen[0], left, left)
     for pos in screen[1:]:
         QTest.qWait(12)  # pyqtgraph drops moves closer than 10 ms apart

@@ -27,10 +27,12 @@ from PySide6.QtWidgets import QMessageBox
 
 from medviewer.core.annotations import (
     AnnotationError,
+    AreaMeasurement,
     BoxSet,
     DistanceLine,
     Recoverable,
     Workspace,
+    autosaved_areas,
     autosaved_lines,
     discard_autosave,
     find_recoverable,
@@ -38,6 +40,7 @@ from medviewer.core.annotations import (
     save_autosave,
 )
 from medviewer.core.annotations.workspace import HIDDEN_FOLDER
+from medviewer.ui.annotate.measures import saved_measurements
 
 if TYPE_CHECKING:
     from medviewer.ui.annotate.controller import AnnotateController
@@ -49,9 +52,10 @@ SAVE, DISCARD, CANCEL, KEEP = "save", "discard", "cancel", "keep"
 
 # ----------------------------------------------------------------- worker tasks (no Qt)
 def autosave_task(_ctx: Any, volume: Any, labelmap: Any, boxes: BoxSet,
-                  model: str | None, lines: tuple[DistanceLine, ...] = ()) -> Path:
+                  model: str | None, lines: tuple[DistanceLine, ...] = (),
+                  areas: tuple[AreaMeasurement, ...] = ()) -> Path:
     return save_autosave(Workspace.for_series(volume), labelmap, boxes, model=model,
-                         lines=lines)
+                         lines=lines, areas=areas)
 
 
 def find_task(_ctx: Any, folders: list[str]) -> list[Recoverable]:
@@ -82,13 +86,15 @@ def data_folder_of(item: Recoverable, folders: list[str]) -> Path | None:
     return None
 
 
-def _snapshot(annotation: Annotation) -> tuple[Any, BoxSet, tuple[DistanceLine, ...]]:
-    """A copy the worker may read while the reader keeps painting (lines are frozen)."""
+def _snapshot(annotation: Annotation, volume: Any, measures: list) -> tuple:
+    """A copy the worker may read while the reader keeps painting: (label map, boxes,
+    rulers, area ROIs of the series' stack view)."""
     labelmap = copy.copy(annotation.labelmap)
     labelmap.array = annotation.labelmap.array.copy()
     labelmap.table = copy.deepcopy(annotation.labelmap.table)
     boxes = BoxSet(annotation.boxes.boxes, annotation.boxes.class_labels)
-    return labelmap, boxes, tuple(annotation.lines)
+    lines, areas = saved_measurements(volume, measures)
+    return labelmap, boxes, tuple(lines), tuple(areas)
 
 
 class AnnotationSafety(QObject):
@@ -133,11 +139,12 @@ class AnnotationSafety(QObject):
             return False
         if annotation.history._pending is not None:
             return False  # mid-stroke: the next tick saves the whole stroke
-        labelmap, boxes, lines = _snapshot(annotation)
+        labelmap, boxes, lines, areas = _snapshot(annotation, volume,
+                                                  self.document.measurements_of(volume))
         annotation.autosaved_edits = annotation.edits
         self.host.pool.start(autosave_task, volume, labelmap, boxes, annotation.model, lines,
-                               on_result=lambda path: self._on_autosaved(annotation, path),
-                               on_error=self._on_autosave_error)
+                             areas, on_result=lambda path: self._on_autosaved(annotation, path),
+                             on_error=self._on_autosave_error)
         return True
 
     def _on_autosaved(self, annotation: Annotation, path: Path) -> None:
@@ -265,11 +272,11 @@ class AnnotationSafety(QObject):
     def _apply(self, item: Recoverable, volume: Any) -> bool:
         try:
             labelmap, boxes = load_autosave(item.path, volume)
-            lines = autosaved_lines(item.path)
+            saved = [*autosaved_lines(item.path), *autosaved_areas(item.path)]
         except AnnotationError as exc:
             self.controller.show_error(exc.reason)
             return False
-        annotation = self.controller.restore_annotation(labelmap, boxes, item.model, lines)
+        annotation = self.controller.restore_annotation(labelmap, boxes, item.model, saved)
         self._written[id(annotation)] = item.path
         self._drop(item)
         self.host.set_status("Unsaved annotations recovered: save them, or undo (Ctrl+Z)")
@@ -308,9 +315,10 @@ class AnnotationSafety(QObject):
         if volume is None or not self.needs_autosave(annotation):
             return
         try:
-            labelmap, boxes, lines = _snapshot(annotation)
+            labelmap, boxes, lines, areas = _snapshot(annotation, volume,
+                                                      self.document.measurements_of(volume))
             save_autosave(Workspace.for_series(volume), labelmap, boxes, model=annotation.model,
-                          lines=lines)
+                          lines=lines, areas=areas)
         except AnnotationError as exc:
             log.warning("autosave on close failed: %s", exc.reason)
 

@@ -1,15 +1,11 @@
-"""The series' boxes, class labels and rulers: the logic behind the Box tool and the dock.
+"""The series' boxes and class labels: the logic behind the Box tool and the dock.
 
 `BoxController` is usable without clicking (`add_box(...)`, `move_box(uid, dx, dy)`,
 `set_class("nodule")`, `accept_classes(result)`); the Box tool's mouse (`annotate_box_tool`),
 the dock and the right-click menu only call it. Every change is ONE BoxEdit put on the
 annotation's box undo stack with the label map's position at that moment, so Ctrl+Z undoes
 boxes, classes and brush strokes in the order they were made (`AnnotateController._replay`).
-Rulers drawn on the stack view are the SR's distance lines: `ruler_lines()` turns them into
-`DistanceLine`s and `show_rulers()` draws saved or recovered ones again. Drawing, moving or
-deleting a ruler is an edit like a stroke (unsaved, autosaved, asked about on close): when a
-drag ends or a ruler comes or goes, the annotation's lines follow the view. Not an undo step:
-a ruler is deleted with the Delete key, not Ctrl+Z.
+(Rulers and area ROIs are document state, saved beside these: `annotate.measures`.)
 """
 
 from __future__ import annotations
@@ -23,24 +19,19 @@ from medviewer.core.annotations import (
     BoxEdit,
     BoxSet,
     ClassLabel,
-    DistanceLine,
-    distance_line,
     model_source,
     slice_uid,
 )
 from medviewer.core.annotations.boxes import ANNOTATOR, SERIES, SLICE
 from medviewer.ui.annotate.box_tool import BoxMouse, clamp_move, clamp_rect, is_big_enough
-from medviewer.ui.annotate.boxes import plane_to_slice, slice_to_plane
 from medviewer.ui.common.guard import guarded
 from medviewer.ui.document.annotate_state import Annotation
-from medviewer.ui.viewing.measure_tools import DistanceMeasurement, Measurement
 
 if TYPE_CHECKING:
     from medviewer.inference.results import Result
     from medviewer.ui.annotate.controller import AnnotateController
 
 DEFAULT_BOX_LABEL = "finding"
-SAME_PLACE_PX = 0.01  # rulers whose ends are this close are the same ruler (SR keeps floats)
 
 
 def set_classes(boxes: BoxSet, labels: Iterable[ClassLabel], description: str,
@@ -51,17 +42,6 @@ def set_classes(boxes: BoxSet, labels: Iterable[ClassLabel], description: str,
     for label in labels:
         boxes.set_class(label)
     return BoxEdit(description, before, (boxes.boxes, boxes.class_labels))
-
-
-def same_place(a: DistanceLine, b: DistanceLine) -> bool:
-    """Whether two distance lines lie on the same slice between the same points."""
-    return a.slice_index == b.slice_index and all(
-        abs(p - q) <= SAME_PLACE_PX for p, q in zip((*a.start, *a.end), (*b.start, *b.end),
-                                                    strict=True))
-
-
-def same_lines(a: list[DistanceLine], b: list[DistanceLine]) -> bool:
-    return len(a) == len(b) and all(same_place(x, y) for x, y in zip(a, b, strict=True))
 
 
 def proposed_classes(result: Result, volume: Any) -> list[ClassLabel]:
@@ -81,7 +61,7 @@ def proposed_classes(result: Result, volume: Any) -> list[ClassLabel]:
 
 
 class BoxController:
-    """Box review, the Box tool's gestures, class labels and rulers of the annotations."""
+    """Box review, the Box tool's gestures and class labels of the annotations."""
 
     def __init__(self, annotate: AnnotateController) -> None:
         self.annotate = annotate
@@ -90,12 +70,6 @@ class BoxController:
         stack_view = annotate.viewer.single_view
         self.mouse = BoxMouse(stack_view, self)  # the Box tool, on the stack view
         annotate.viewer.tools.register(self.mouse)
-        self._showing_rulers = False  # show_rulers' own rulers are not the reader's edits
-        self._rulers_of: Any = self.document.volume  # the volume the view's rulers belong to
-        layer = stack_view.measurements
-        layer.sigMeasurementsChanged.connect(self._on_rulers_added_or_removed)
-        layer.sigMeasurementChangeFinished.connect(self._on_ruler_drag_finished)
-        self.document.sigVolumeChanged.connect(self._on_volume_changed)
 
     def show_error(self, text: str) -> None:
         self.annotate.show_error(text)
@@ -267,67 +241,3 @@ class BoxController:
         if not labels or self._editable() is None:
             return None
         return self.box_edit(lambda boxes: set_classes(boxes, labels, "accept AI classes"))
-
-    # ----------------------------------------------------------------- rulers <-> SR lines
-    def ruler_lines(self) -> list[DistanceLine]:
-        """The stack view's rulers as distance lines in their slices' own pixels."""
-        view, volume = self.annotate.viewer.single_view, self.document.volume
-        if volume is None:
-            return []
-        plane, out = view.plane, []
-        for ruler in view.measurements.items:
-            if isinstance(ruler, DistanceMeasurement):
-                start, end = (plane_to_slice(plane, *p) for p in ruler.endpoints_px())
-                k = plane.to_voxel(ruler.k, 0, 0)[2]
-                out.append(distance_line(volume, k, start, end))
-        return out
-
-    def show_rulers(self, lines: Iterable[DistanceLine]) -> None:
-        """Draw saved distance lines as rulers on the stack view (none selected); drawing them
-        is not an edit."""
-        view = self.annotate.viewer.single_view
-        plane, layer = view.plane, view.measurements
-        self._showing_rulers = True
-        try:
-            for line in lines:
-                k = plane.from_voxel(0, 0, line.slice_index)[0]
-                layer.add_distance(slice_to_plane(plane, *line.start),
-                                   slice_to_plane(plane, *line.end), k)
-        finally:
-            self._showing_rulers = False
-        layer.select(None)
-        layer.show_slice(view.slice_index)
-
-    def restore_rulers(self, lines: Iterable[DistanceLine]) -> None:
-        """Recovered rulers: draw those not on the view yet; the annotation keeps them all."""
-        shown = self.ruler_lines()
-        self.show_rulers([line for line in lines
-                          if not any(same_place(line, other) for other in shown)])
-        if self.document.annotation is not None:
-            self.document.annotation.lines = self.ruler_lines()
-
-    # ----------------------------------------------------------------- ruler edits
-    def _on_volume_changed(self) -> None:
-        # connected after the stack view's own slot, which has cleared the leaving series'
-        # rulers by now: those removals were not edits of the series that opens
-        self._rulers_of = self.document.volume
-
-    def _on_rulers_added_or_removed(self) -> None:
-        if not self.annotate.viewer.single_view.measurements.drawing:  # drawn: counted at the end
-            self._rulers_edited()
-
-    def _on_ruler_drag_finished(self, measurement: Measurement) -> None:
-        if isinstance(measurement, DistanceMeasurement):  # area ROIs are not annotations
-            self._rulers_edited()
-
-    def _rulers_edited(self) -> None:
-        """The view's rulers changed: when they differ from the annotation's lines, that is
-        one edit (an area ROI coming or going leaves the lines as they were)."""
-        doc = self.document
-        if self._showing_rulers or doc.volume is None or doc.volume is not self._rulers_of \
-                or doc.can_annotate() is not None:
-            return
-        lines = self.ruler_lines()
-        kept = doc.annotation.lines if doc.annotation is not None else []
-        if not same_lines(lines, kept):
-            doc.lines_changed(lines)

@@ -65,6 +65,7 @@ class AnnotatePanel(QWidget):
     def _build_tools(self) -> QGridLayout:
         grid = QGridLayout()
         self.tool_group = QButtonGroup(self)
+        self.tool_group.setExclusive(False)  # none checked while a viewing tool is active
         self.tool_buttons: dict[str, QPushButton] = {}
         for i, tool in enumerate((NAVIGATE, *TOOLS)):
             button = QPushButton("Navigate" if tool == NAVIGATE else TOOL_NAMES[tool])
@@ -74,7 +75,6 @@ class AnnotatePanel(QWidget):
             self.tool_group.addButton(button)
             self.tool_buttons[tool] = button
             grid.addWidget(button, i // 3, i % 3)
-        self.tool_buttons[NAVIGATE].setChecked(True)
         return grid
 
     def _build_brush(self) -> QFormLayout:
@@ -226,7 +226,8 @@ class AnnotatePanel(QWidget):
     # ----------------------------------------------------------------- following the document
     def sync(self) -> None:
         doc = self.document
-        self.tool_buttons[doc.annotate_tool or NAVIGATE].setChecked(True)
+        for tool, button in self.tool_buttons.items():
+            button.setChecked(tool == doc.tool)  # the viewer's tools are not shown here
         self.command_buttons["Undo"].setEnabled(self.controller.undo_action.isEnabled())
         self.command_buttons["Redo"].setEnabled(self.controller.redo_action.isEnabled())
         self.box_panel.sync()

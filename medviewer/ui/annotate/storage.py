@@ -1,11 +1,13 @@
 """Saving and reading back the reader's annotations: the workspace beside the data.
 
 Save (Ctrl+S) writes the label map as DICOM SEG and the boxes, class labels and the stack
-view's rulers (distance lines) as SR in the series' workspace, in a worker, recording the
-annotator (the OS user) and the model the work started from; opening a series reads them back
-the same way, in a worker, and draws the saved rulers again (not an edit: the series stays
-saved). Recovered work draws its autosaved rulers too. `AnnotationStorage` is a part of
-`AnnotateController` (a mixin), so `window.annotate.save()` stays the one name for it.
+view's measurements (rulers and area ROIs, `annotate.measures`) as SR in the series'
+workspace, in a worker, recording the annotator (the OS user) and the model the work started
+from; opening a series reads them back the same way, in a worker (the saved measurements
+become the series' measurements unless this session already has some: not an edit, the
+series stays saved). Recovered work brings its autosaved measurements too.
+`AnnotationStorage` is a part of `AnnotateController` (a mixin), so `annotate.save()` stays
+the one name for it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from medviewer.core.annotations import (
     AnnotationError,
+    AreaMeasurement,
     BoxSet,
     DistanceLine,
     History,
@@ -35,6 +38,7 @@ from medviewer.core.annotations import (
 )
 from medviewer.core.annotations.workspace import AUTOSAVE_NAME
 from medviewer.ui.annotate.box_controller import set_classes
+from medviewer.ui.annotate.measures import Saved, document_measurements, saved_measurements
 from medviewer.ui.common.guard import guarded
 from medviewer.ui.document.annotate_state import Annotation
 
@@ -53,9 +57,9 @@ def annotator_name() -> str:
 
 # ----------------------------------------------------------------- worker tasks (no Qt)
 def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxes: BoxSet,
-              model: str | None, annotator: str,
-              lines: tuple[DistanceLine, ...] = ()) -> list[Path]:
-    """Write SEG (when there are labels) and SR (boxes, class labels, distance lines and
+              model: str | None, annotator: str, lines: tuple[DistanceLine, ...] = (),
+              areas: tuple[AreaMeasurement, ...] = ()) -> list[Path]:
+    """Write SEG (when there are labels) and SR (boxes, class labels, rulers, area ROIs and
     provenance) in the workspace."""
     workspace = Workspace.for_series(volume)
     saved = []
@@ -67,21 +71,23 @@ def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxe
                                         algorithm=algorithm,
                                         series_description=f"Segmentation ({annotator})",
                                         annotator=annotator))
-    saved.append(workspace.save_sr(volume, boxes, lines, annotator=annotator, model=model))
+    saved.append(workspace.save_sr(volume, boxes, lines, annotator=annotator, model=model,
+                                   areas=areas))
     with contextlib.suppress(AnnotationError):  # a real save replaces the autosave
         discard_autosave(workspace.autosave_path)
     return saved
 
 
-def load_task(_ctx: Any, volume: Any) -> Annotation | None:
-    """The series' saved SEG and SR as an Annotation, None when nothing was saved."""
+def load_task(_ctx: Any, volume: Any) -> tuple[Annotation | None, list[Saved]]:
+    """The series' saved SEG and SR as an Annotation (None when nothing was saved) and the
+    SR's rulers and area ROIs."""
     from medviewer.core.annotations import read_provenance
 
     workspace = Workspace.for_series(volume)
     seg = workspace.load_seg_table(volume)  # names, colours and codes as saved
     sr = workspace.load_sr(volume)
     if seg is None and sr is None:
-        return None
+        return None, []
     labelmap = LabelMap.for_volume(volume)
     if seg is not None:
         array, labelmap.table = seg
@@ -90,8 +96,8 @@ def load_task(_ctx: Any, volume: Any) -> Annotation | None:
     model = None
     if sr is not None and workspace.sr_path.exists():
         model = read_provenance(workspace.sr_path).model
-    lines = list(sr[2]) if sr is not None else []
-    return Annotation(labelmap, History(labelmap), boxes, model, lines=lines)
+    saved = [*sr.lines, *sr.areas] if sr is not None else []
+    return Annotation(labelmap, History(labelmap), boxes, model), saved
 
 
 def has_saved_annotations(volume: Any) -> bool:
@@ -119,16 +125,17 @@ class AnnotationStorage:
     def save(self) -> bool:
         """Ctrl+S: SEG + SR into the workspace, in a worker; sigSaved when written."""
         doc = self.document
-        annotation = self._to_save()
-        if annotation is None:
+        found = self._to_save()
+        if found is None:
             self.host.set_status("Nothing to save: no annotations on this series")
             return False
+        annotation, (lines, areas) = found
         labels = annotation.labelmap.table.labels
         table = LabelTable({value: replace(label) for value, label in labels.items()})
         self.host.set_status("Saving annotations\u2026")
         self.host.tasks.start("annotate-save", save_task, doc.volume,
                                 annotation.labelmap.array.copy(), table, annotation.boxes,
-                                annotation.model, self.annotator, tuple(annotation.lines),
+                                annotation.model, self.annotator, tuple(lines), tuple(areas),
                                 on_result=lambda paths, n=annotation.edits:
                                 self._on_saved(annotation, paths, n),
                                 on_error=self._on_save_error)
@@ -136,37 +143,37 @@ class AnnotationStorage:
 
     def save_now(self) -> bool:
         """Save the open series on this thread (closing the window: no worker to wait for)."""
-        doc, annotation = self.document, self._to_save()
-        if annotation is None:
+        doc, found = self.document, self._to_save()
+        if found is None:
             return False
+        annotation, (lines, areas) = found
         try:
             paths = save_task(None, doc.volume, annotation.labelmap.array,
                               annotation.labelmap.table, annotation.boxes, annotation.model,
-                              self.annotator, tuple(annotation.lines))
+                              self.annotator, tuple(lines), tuple(areas))
         except (AnnotationError, OSError) as exc:
             self._on_save_error(exc)
             return False
         self._on_saved(annotation, paths)
         return True
 
-    def _to_save(self) -> Annotation | None:
-        """The series' annotation with the stack view's rulers as its distance lines (a
-        ruler alone is worth saving), None when there is nothing to save."""
+    def _to_save(self) -> tuple[Annotation, tuple[list, list]] | None:
+        """The series' annotation and its stack-view rulers and ROIs (a ruler alone is worth
+        saving), None when there is nothing to save."""
         doc = self.document
-        lines = self.boxes.ruler_lines()
-        if doc.volume is None or (doc.annotation is None and (
-                not lines or doc.can_annotate() is not None)):
+        if doc.volume is None:
             return None
-        annotation = doc.ensure_annotation()
-        annotation.lines = lines
-        return annotation
+        editable = doc.can_annotate() is None  # a 4D or colour series carries none
+        measured = saved_measurements(doc.volume, doc.measurements) if editable else ([], [])
+        if doc.annotation is None and not (editable and any(measured)):
+            return None
+        return doc.ensure_annotation(), measured
 
     def restore_annotation(self, labelmap: LabelMap | None, boxes: BoxSet,
-                           model: str | None,
-                           lines: Iterable[DistanceLine] = ()) -> Annotation:
+                           model: str | None, saved: Iterable[Saved] = ()) -> Annotation:
         """Put recovered work on the open series: the map as ONE undo step, the boxes and
-        class labels as another, so Ctrl+Z goes back to what was there before; the rulers are
-        drawn again (rulers are not undo steps)."""
+        class labels as another, so Ctrl+Z goes back to what was there before; the rulers and
+        ROIs join the series' measurements (they are not undo steps)."""
         doc = self.document
         annotation = doc.ensure_annotation()
         if labelmap is not None:
@@ -183,7 +190,10 @@ class AnnotationStorage:
         if new or classes:
             self.box_edit(lambda current: set_classes(
                 current, classes, "recover boxes", current.add(*new).before))
-        self.boxes.restore_rulers(lines)
+        known = {m.uid for m in doc.measurements}
+        recovered = [m for m in document_measurements(doc.volume, saved) if m.uid not in known]
+        if recovered:
+            doc.set_measurements(doc.measurements + recovered)
         annotation.model = annotation.model or model
         doc.labelmap_changed(None)
         self._sync_actions()
@@ -260,11 +270,7 @@ class AnnotationStorage:
 
     def _on_volume_changed(self) -> None:
         doc = self.document
-        if doc.volume is not None and doc.annotate_tool is not None and doc.can_annotate():
-            doc.set_tool_settings(tool=None)  # a 4D or colour series: the mouse navigates
         if doc.volume is None or doc.annotation is not None or doc.can_annotate():
-            if doc.annotation is not None:  # back to a series with unsaved edits
-                self.boxes.show_rulers(doc.annotation.lines)
             self._sync_actions()
             return
         volume = doc.volume
@@ -283,14 +289,15 @@ class AnnotationStorage:
             doc.loading_annotations_of = None
             self._sync_actions()
 
-    def _on_loaded(self, volume: Any, annotation: Annotation | None) -> None:
-        doc = self.document
+    def _on_loaded(self, volume: Any, loaded: tuple[Annotation | None, list[Saved]]) -> None:
+        doc, (annotation, saved) = self.document, loaded
         self._loading_done(volume)
         if doc.volume is not volume or doc.annotation is not None:
             return  # another series opened (its own load runs), or work was recovered
+        if not doc.measurements_known():  # this session has none drawn on it yet
+            doc.set_measurements(document_measurements(volume, saved))
         if annotation is not None:
             doc.set_annotation(annotation)
-            self.boxes.show_rulers(annotation.lines)
             first = next(iter(annotation.labelmap.table), None)
             doc.active_label = first.value if first is not None else 1
             self.host.set_status("Saved annotations of this series loaded")

@@ -55,8 +55,6 @@ class Annotation:
     # not len(history), because the memory cap drops the oldest map items
     box_undo: list = field(default_factory=list)
     box_redo: list = field(default_factory=list)
-    # the stack view's rulers as distance lines (kept current by BoxController, saved in SR)
-    lines: list = field(default_factory=list)
 
 
 def rgba_lut(table: LabelTable) -> np.ndarray:
@@ -155,14 +153,6 @@ class AnnotationState:
             self.annotation.dirty = True
             self.annotation.edits += 1
         self.sigLabelMapChanged.emit(box)
-
-    def lines_changed(self, lines: list) -> None:
-        """The reader drew, moved or deleted a ruler: the annotation's distance lines are an
-        edit (unsaved, autosaved) but no overlay changed, so no sigLabelMapChanged."""
-        annotation = self.ensure_annotation()
-        annotation.lines = list(lines)
-        annotation.dirty = True
-        annotation.edits += 1
 
     # ----------------------------------------------------------------- tool settings
     def set_tool_settings(self, **changes: Any) -> None:

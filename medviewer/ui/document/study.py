@@ -25,6 +25,7 @@ from medviewer.core.dicom.volume import SliceSource, Volume
 from medviewer.core.display import Window, default_window
 from medviewer.ui.document.ai_state import AiLayers
 from medviewer.ui.document.annotate_state import AnnotationState
+from medviewer.ui.document.measurements import MeasurementState
 from medviewer.ui.document.reading_aids import STACK, ReadingAids
 
 LAYOUTS = ("1x1", "mpr")
@@ -42,7 +43,14 @@ def _spatial_shape(volume: Volume) -> tuple[int, int, int]:
     return tuple(shape[-3:]) if len(shape) >= 3 else (1, *shape[-2:])
 
 
-class StudyDocument(ReadingAids, AiLayers, AnnotationState, QObject):
+def stack_plane(volume: Volume) -> geometry.PlaneView:
+    """The plane a series was acquired in, cut along its voxels: what 'stack' shows."""
+    affine = np.asarray(volume.affine, float)
+    return geometry.plane_view(_spatial_shape(volume), affine,
+                               geometry.acquisition_plane(affine))
+
+
+class StudyDocument(ReadingAids, AiLayers, AnnotationState, MeasurementState, QObject):
     """State of the open study. Signals say what changed; views read the rest from here."""
 
     sigVolumeChanged = Signal()
@@ -59,6 +67,7 @@ class StudyDocument(ReadingAids, AiLayers, AnnotationState, QObject):
     sigLabelMapChanged = Signal(object)  # edited (slice, row, col) box; None: all (annotate_state)
     sigAnnotateToolChanged = Signal()  # annotate tool, size, sphere, value range
     sigToolChanged = Signal(str)  # the mouse tool every view uses (viewing.tools)
+    sigMeasurementsChanged = Signal(object)  # uid drawn / moved / deleted; None: all (measurements)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -81,6 +90,7 @@ class StudyDocument(ReadingAids, AiLayers, AnnotationState, QObject):
         self._init_reading_aids()  # slab and overlays: kept whichever series opens next
         self._init_ai()  # model results: display layers, dropped when another series opens
         self._init_annotations()  # the reader's label map and boxes: kept per series
+        self._init_measurements()  # rulers and ROIs: every series' for the session
         self._planes: dict[str, geometry.PlaneView | reslice.ResliceView] = {}
         self._shape = (0, 0, 0)
         self._set_geometry(np.eye(4), self._shape)

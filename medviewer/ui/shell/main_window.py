@@ -54,6 +54,7 @@ from medviewer.ui.viewing.export import (
     save_png_atomic,
     with_png_suffix,
 )
+from medviewer.ui.viewing.measurements_panel import MeasurementsPanel
 from medviewer.ui.viewing.tags import TagPanel
 from medviewer.ui.viewing.viewer import ViewerPanel
 from medviewer.ui.viewing.volume_cache import VolumeCache
@@ -120,13 +121,20 @@ class MainWindow(QMainWindow):
 
     def _build_docks(self) -> None:
         self.browser = StudyBrowser(self.pool)
-        self.browser.sigSeriesActivated.connect(self.open_series)
+        self.browser.sigSeriesActivated.connect(self._on_series_chosen)
         self.browser_dock = self._dock("Studies", "browserDock", self.browser)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.browser_dock)
         self.tags = TagPanel(self.pool)
         self.tags.set_document(self.document)
         self.tags_dock = self._dock("DICOM Tags", "tagsDock", self.tags)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tags_dock)
+        self.measurements = MeasurementsPanel(self.document)
+        self.measurements.sigStatusMessage.connect(self.set_status)
+        self.measurements_dock = self._dock("Measurements", "measurementsDock",
+                                            self.measurements)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.measurements_dock)
+        self.tabifyDockWidget(self.tags_dock, self.measurements_dock)  # a tab beside the tags
+        self.tags_dock.raise_()
         self.resizeDocks([self.browser_dock, self.tags_dock], [360, 360],
                          Qt.Orientation.Horizontal)
 
@@ -141,6 +149,13 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel("Ready")
         self.status_label.setObjectName("statusMessage")
         bar.addWidget(self.status_label, 1)
+        self.tool_label = QLabel()  # the one place that always says which tool has the mouse
+        self.tool_label.setObjectName("activeTool")
+        self.tool_label.setToolTip("The mouse tool of every view: choose another in the "
+                                   "toolbar or the Annotate menu and dock")
+        bar.addPermanentWidget(self.tool_label)
+        self.document.sigToolChanged.connect(self._show_tool)
+        self._show_tool()
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumWidth(220)
         self.progress_bar.setMaximumHeight(16)
@@ -152,6 +167,9 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.cancel_button)
         self.tasks = TaskRunner(self.pool, (self.progress_bar, self.cancel_button),
                                 self.progress_bar, on_cancelled=self._on_cancelled)
+
+    def _show_tool(self, *_args: object) -> None:
+        self.tool_label.setText(f"Tool: {self.viewer.tools.label()}")
 
     def _build_menus(self) -> None:
         menu = self.menuBar().addMenu("&File")
@@ -185,6 +203,7 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         view.addAction(self.browser_dock.toggleViewAction())
         view.addAction(self.tags_dock.toggleViewAction())
+        view.addAction(self.measurements_dock.toggleViewAction())
         self._add(view, "Reset Layout", self.reset_layout)
         help_menu = self.help_menu = self.menuBar().addMenu("&Help")
         self._add(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, "F1")
@@ -245,6 +264,12 @@ class MainWindow(QMainWindow):
         self.tasks.start("load", load_series_task, series,
                          on_partial=self._on_preview, on_result=self._on_volume,
                          on_error=self._on_load_error)
+
+    def _on_series_chosen(self, series: Series) -> None:
+        """A series clicked or activated in the study tree: show it, and the slice keys (arrows,
+        PgUp / PgDn, Home / End) go to its view from now on, not to the tree."""
+        self.open_series(series)
+        self.viewer.active_view().setFocus(Qt.FocusReason.OtherFocusReason)
 
     @guarded
     def _on_preview(self, preview: Preview) -> None:

@@ -1,23 +1,27 @@
-"""Distance and ROI measurements drawn on a SliceView: only the drawing lives here.
+"""Rulers and area ROIs drawn on a SliceView: the drawing of the document's measurements.
 
-Shapes are pyqtgraph ROIs in the view's millimetre coordinates; the numbers come from
-`core.geometry` (distance_mm, shape_mask, roi_stats) in image pixel coordinates, so the same
-figures are testable without a screen. A measurement belongs to one image of one plane and is
-hidden on the others; labels update live while a shape is dragged. The layer says when its
-shapes change: `sigMeasurementsChanged` (one added or removed) and
-`sigMeasurementChangeFinished(m)` (a drag that drew, moved or resized `m` ended), so a listener
-that keeps them (the annotation's rulers) counts one edit per drag, not one per mouse move.
+The measurements themselves are document state (`document.measurements`): this layer draws
+those of its view's plane as pyqtgraph ROIs in the view's millimetre coordinates, shows each
+only on its own image, and turns the reader's gestures into document edits: a drag with a
+measuring tool draws one (added when the drag ends), a drag of a shape or its handle moves it
+(saved when the drag ends), Delete removes the selected one. Labels update live while a
+shape is dragged; their numbers come from `measure_values`, like the panel's and the SR's.
+
+A shape takes a mouse press only when the active tool may grab it (`ToolManager.may_grab`:
+Navigate, or the shape's own tool), so a new ellipse drawn next to a ruler's handle is an
+ellipse, not a moved ruler.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QPointF, Signal
+from pyqtgraph.graphicsItems.ROI import Handle
+from PySide6.QtCore import QObject, QPointF
 
-from medviewer.core import geometry
+from medviewer.ui.document.measurements import Measure, measure_text, measure_values
 
 if TYPE_CHECKING:
     from medviewer.ui.viewing.slice_view import SliceView
@@ -25,36 +29,124 @@ if TYPE_CHECKING:
 SHAPE_PEN = pg.mkPen((255, 210, 60), width=1.5)
 SELECTED_PEN = pg.mkPen((255, 120, 40), width=2.5)
 LABEL_COLOUR = (255, 230, 120)
+Point = tuple[float, float]
+
+
+class _GatedHandle(Handle):
+    """A handle that takes the mouse only when its shape may be grabbed now."""
+
+    def _open(self) -> bool:
+        return all(getattr(roi, "may_grab", lambda: True)() for roi in self.rois)
+
+    def hoverEvent(self, ev) -> None:  # noqa: N802 - pyqtgraph naming
+        if self._open() or ev.isExit():
+            super().hoverEvent(ev)
+
+    def mouseDragEvent(self, ev) -> None:  # noqa: N802
+        if self._open():
+            super().mouseDragEvent(ev)
+        else:
+            ev.ignore()
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802
+        if self._open():
+            super().mouseClickEvent(ev)
+        else:
+            ev.ignore()
+
+
+class _Gated:
+    """Mixin for pyqtgraph ROIs: the body and handles answer the mouse only when `may_grab()`
+    (set by the layer) says the active tool may grab this shape."""
+
+    may_grab = staticmethod(lambda: True)
+
+    def addHandle(self, info, index=None):  # noqa: N802
+        if info.get("item") is None:
+            info["item"] = _GatedHandle(self.handleSize, typ=info["type"], pen=self.handlePen,
+                                        hoverPen=self.handleHoverPen, parent=self,
+                                        antialias=self._antialias)
+        return super().addHandle(info, index)
+
+    def hoverEvent(self, ev) -> None:  # noqa: N802
+        if self.may_grab() or ev.isExit():
+            super().hoverEvent(ev)
+
+    def mouseDragEvent(self, ev) -> None:  # noqa: N802
+        if self.may_grab():
+            super().mouseDragEvent(ev)
+        else:
+            ev.ignore()
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802
+        if self.may_grab():
+            super().mouseClickEvent(ev)
+        else:
+            ev.ignore()
+
+
+class _Line(_Gated, pg.LineSegmentROI):
+    pass
+
+
+class _Rect(_Gated, pg.RectROI):
+    pass
+
+
+class _Ellipse(_Gated, pg.EllipseROI):
+    pass
 
 
 class Measurement(QObject):
-    """One drawn shape on image `k` of its view's plane, with a live label."""
+    """The shape and live label of one document `Measure` on one view."""
 
-    sigChanged = Signal(object)
-
-    def __init__(self, view: SliceView, k: int, roi: pg.ROI) -> None:
+    def __init__(self, view: SliceView, measure: Measure, roi: pg.ROI) -> None:
         super().__init__()
-        self.view, self.k, self.roi = view, k, roi
+        self.view, self.measure, self.roi = view, measure, roi
+        roi.may_grab = lambda: view.tools.may_grab(measure.kind)
         self.label = pg.TextItem(color=LABEL_COLOUR, anchor=(0, 1), fill=(0, 0, 0, 140))
         view.view_box.addItem(roi)
         view.view_box.addItem(self.label, ignoreBounds=True)
         roi.sigRegionChanged.connect(self.update_label)
         self.update_label()
 
-    def _to_pixel(self, p: QPointF) -> tuple[float, float]:
+    @property
+    def uid(self) -> str:
+        return self.measure.uid
+
+    @property
+    def k(self) -> int:
+        return self.measure.k
+
+    def _to_pixel(self, p: QPointF) -> Point:
         row_mm, col_mm = self.view.spacing
         return p.x() / col_mm, p.y() / row_mm
 
-    def text(self) -> str:
+    def points_px(self) -> tuple[Point, Point]:
+        """The shape's two defining points now, in image (x=column, y=row) pixels."""
         raise NotImplementedError
 
-    def anchor(self) -> QPointF:
+    def place(self, measure: Measure) -> None:
+        """Put the shape where `measure` says (the document changed it)."""
         raise NotImplementedError
+
+    def live(self) -> Measure:
+        """The measure with the shape's points as they are now (mid-drag too)."""
+        p0, p1 = self.points_px()
+        return replace(self.measure, p0=p0, p1=p1)
+
+    def values(self) -> dict[str, float]:
+        return measure_values(self.view.document, self.live())
+
+    def text(self) -> str:
+        return measure_text(self.view.document, self.live())
+
+    def anchor(self) -> QPointF:
+        return self.roi.pos()
 
     def update_label(self, *_args: object) -> None:
         self.label.setText(self.text())
         self.label.setPos(self.anchor())
-        self.sigChanged.emit(self)
 
     def set_visible(self, visible: bool) -> None:
         self.roi.setVisible(visible)
@@ -68,32 +160,23 @@ class Measurement(QObject):
         self.view.view_box.removeItem(self.label)
 
 
-def _in_mm(view: SliceView) -> bool:
-    """Whether the image's pixel size is known; if not, its 1 mm stands for one pixel."""
-    volume = view.document.volume
-    return volume is None or volume.spacing_known
-
-
 class DistanceMeasurement(Measurement):
     """A ruler between two points; reads in mm with the plane's (row, column) spacing."""
 
-    def __init__(self, view: SliceView, k: int, p0: tuple[float, float],
-                 p1: tuple[float, float]) -> None:
-        roi = pg.LineSegmentROI([view.pixel_to_view(*p0), view.pixel_to_view(*p1)], pen=SHAPE_PEN)
-        super().__init__(view, k, roi)
+    def __init__(self, view: SliceView, measure: Measure) -> None:
+        ends = [view.pixel_to_view(*measure.p0), view.pixel_to_view(*measure.p1)]
+        super().__init__(view, measure, _Line(ends, pen=SHAPE_PEN))
 
-    def endpoints_px(self) -> tuple[tuple[float, float], tuple[float, float]]:
+    def endpoints_px(self) -> tuple[Point, Point]:
         """The two ends in image (x=column, y=row) coordinates."""
         ends = [self.roi.mapToParent(h["item"].pos()) for h in self.roi.handles[:2]]
         return self._to_pixel(ends[0]), self._to_pixel(ends[1])
 
+    points_px = endpoints_px
+
     @property
     def length_mm(self) -> float:
-        p0, p1 = self.endpoints_px()
-        return geometry.distance_mm(p0, p1, self.view.spacing)
-
-    def text(self) -> str:
-        return f"{self.length_mm:.1f} {'mm' if _in_mm(self.view) else 'px'}"
+        return self.values()["length"]
 
     def anchor(self) -> QPointF:
         return self.roi.mapToParent(self.roi.handles[1]["item"].pos())
@@ -102,20 +185,26 @@ class DistanceMeasurement(Measurement):
         handle = self.roi.handles[1]["item"]
         self.roi.movePoint(handle, self.view.pixel_to_view(x, y), finish=False)
 
+    def place(self, measure: Measure) -> None:
+        self.measure = measure
+        for handle, p in zip(self.roi.handles[:2], (measure.p0, measure.p1), strict=True):
+            self.roi.movePoint(handle["item"], self.view.pixel_to_view(*p), finish=False)
+
 
 class AreaMeasurement(Measurement):
     """A rectangle or ellipse ROI: mean, SD, min, max in modality units and area in mm^2."""
 
-    def __init__(self, view: SliceView, k: int, kind: str, p0: tuple[float, float],
-                 p1: tuple[float, float]) -> None:
-        self.kind = kind
-        cls = pg.EllipseROI if kind == "ellipse" else pg.RectROI
-        roi = cls(view.pixel_to_view(*p0), view.pixel_to_view(1, 1), pen=SHAPE_PEN)
+    def __init__(self, view: SliceView, measure: Measure) -> None:
+        cls = _Ellipse if measure.kind == "ellipse" else _Rect
+        roi = cls(view.pixel_to_view(*measure.p0), view.pixel_to_view(1, 1), pen=SHAPE_PEN)
         for handle in [h["item"] for h in roi.handles if h["type"] == "r"]:
             roi.removeHandle(handle)  # statistics are for axis-aligned shapes
-        self._stats: dict = {}
-        super().__init__(view, k, roi)
-        self.set_corners(p0, p1)
+        super().__init__(view, measure, roi)
+        self.set_corners(measure.p0, measure.p1)
+
+    @property
+    def kind(self) -> str:
+        return self.measure.kind
 
     def corners_px(self) -> tuple[float, float, float, float]:
         pos, size = self.roi.pos(), self.roi.size()
@@ -123,122 +212,165 @@ class AreaMeasurement(Measurement):
         x1, y1 = self._to_pixel(pos + size)
         return x0, y0, x1, y1
 
-    def set_corners(self, p0: tuple[float, float], p1: tuple[float, float]) -> None:
+    def points_px(self) -> tuple[Point, Point]:
+        x0, y0, x1, y1 = self.corners_px()
+        return (x0, y0), (x1, y1)
+
+    def set_corners(self, p0: Point, p1: Point) -> None:
         (xa, xb), (ya, yb) = sorted((p0[0], p1[0])), sorted((p0[1], p1[1]))
         origin, far = self.view.pixel_to_view(xa, ya), self.view.pixel_to_view(xb, yb)
         self.roi.setPos(origin, update=False, finish=False)
         self.roi.setSize(far - origin, finish=False)
 
+    def place(self, measure: Measure) -> None:
+        self.measure = measure
+        self.set_corners(measure.p0, measure.p1)
+
     @property
     def stats(self) -> dict:
-        frame = self.view.document.frame(self.view.plane_name, self.k)
-        if frame is None:
+        """{'n', 'area_mm2'} and, for grey images, 'mean', 'sd', 'min', 'max'."""
+        values = self.values()
+        if not values:
             return {}
-        mask = geometry.shape_mask(frame.shape[:2], *self.corners_px(),
-                                   ellipse=self.kind == "ellipse")
-        if frame.ndim == 3:  # colour: no modality values, the area still means something
-            return {"n": int(mask.sum()), "area_mm2": float(mask.sum()) * np.prod(
-                self.view.spacing)}
-        return geometry.roi_stats(frame, mask, self.view.spacing)
+        return {**{k: v for k, v in values.items() if k != "area"},
+                "area_mm2": values["area"]}
 
-    def text(self) -> str:
-        s = self.stats
-        if not s or not s["n"]:
-            return "no pixels"
-        area = f"area {s['area_mm2']:.1f} {'mm²' if _in_mm(self.view) else 'px²'}"
-        if "mean" not in s:
-            return area
-        units = self.view.document.units
-        return (f"mean {s['mean']:.1f} {units}  SD {s['sd']:.1f}\n"
-                f"min {s['min']:.0f}  max {s['max']:.0f}\n{area}")
 
-    def anchor(self) -> QPointF:
-        return self.roi.pos()
+def _shape(view: SliceView, measure: Measure) -> Measurement:
+    if measure.kind == "distance":
+        return DistanceMeasurement(view, measure)
+    return AreaMeasurement(view, measure)
 
 
 class MeasurementLayer(QObject):
-    """The measurements of one SliceView: creation by drag, selection, per-image visibility."""
-
-    sigMeasurementsChanged = Signal()
-    sigMeasurementChangeFinished = Signal(object)  # the Measurement a drag drew or moved
+    """The document's measurements on one SliceView's plane: drawing, selection, gestures."""
 
     def __init__(self, view: SliceView) -> None:
         super().__init__(view)
         self.view = view
-        self.items: list[Measurement] = []
+        self._shapes: dict[str, Measurement] = {}  # measure uid -> its shape here
         self.selected: Measurement | None = None
-        self._drawing: Measurement | None = None
-        self._start: tuple[float, float] | None = None  # where the shape being drawn began
+        self._drawing: Measurement | None = None  # a shape being drawn: not in the document yet
+        self._start: Point | None = None  # where the shape being drawn began
+        doc = view.document
+        doc.sigMeasurementsChanged.connect(self.sync)
+        doc.sigVolumeChanged.connect(self._on_volume_changed)
 
-    def add_distance(self, p0: tuple[float, float], p1: tuple[float, float],
-                     k: int | None = None) -> DistanceMeasurement:
-        """A ruler from p0 to p1 in image (x=column, y=row) pixels on image k (default: current)."""
-        return self._add(DistanceMeasurement(self.view, self._k(k), p0, p1))
+    @property
+    def items(self) -> list[Measurement]:
+        """The shapes of this view's plane, in the order they were drawn."""
+        return [self._shapes[m.uid] for m in self.view.document.measurements
+                if m.uid in self._shapes]
 
-    def add_area(self, kind: str, p0: tuple[float, float], p1: tuple[float, float],
-                 k: int | None = None) -> AreaMeasurement:
+    # ----------------------------------------------------------------- document -> shapes
+    def sync(self, *_args: object) -> None:
+        """Draw what the document holds for this plane: new shapes, moved ones, none of the
+        deleted ones."""
+        wanted = {m.uid: m for m in self.view.document.measurements
+                  if m.plane == self.view.plane_name}
+        for uid in [u for u in self._shapes if u not in wanted]:
+            self._forget(self._shapes.pop(uid))
+        for uid, m in wanted.items():
+            shape = self._shapes.get(uid)
+            if shape is None:
+                self._shapes[uid] = self._make(m)
+            elif shape.measure != m:
+                shape.place(m)
+        self.show_slice(self.view.slice_index)
+
+    def _make(self, m: Measure) -> Measurement:
+        if self._drawing is not None and self._drawing.uid == m.uid:
+            shape, self._drawing = self._drawing, None  # the drawn shape is now the document's
+            shape.measure = m
+        else:
+            shape = _shape(self.view, m)
+        roi = shape.roi
+        roi.sigRegionChangeStarted.connect(lambda *_: self.select(shape))
+        roi.sigClicked.connect(lambda *_: self.select(shape))
+        roi.sigRegionChangeFinished.connect(lambda *_: self._moved(shape))
+        return shape
+
+    def _moved(self, shape: Measurement) -> None:
+        if shape.uid in self._shapes:  # a drag of the shape or a handle ended
+            self.view.document.move_measurement(shape.uid, *shape.points_px())
+
+    def _forget(self, shape: Measurement) -> None:
+        shape.remove()
+        if self.selected is shape:
+            self.selected = None
+
+    def _on_volume_changed(self) -> None:
+        self.clear()
+        self.sync()
+
+    def clear(self) -> None:
+        """Drop the shapes (not the document's measurements): another series is shown."""
+        for shape in list(self._shapes.values()):
+            self._forget(shape)
+        self._shapes = {}
+        if self._drawing is not None:
+            self._forget(self._drawing)
+        self._drawing = self._start = None
+
+    def show_slice(self, k: int) -> None:
+        """Only the shapes of image k are visible; their numbers follow the time point."""
+        for shape in self._shapes.values():
+            shape.set_visible(shape.k == k)
+            if shape.k == k:
+                shape.update_label()
+
+    # ----------------------------------------------------------------- the reader's edits
+    def add_distance(self, p0: Point, p1: Point, k: int | None = None) -> DistanceMeasurement:
+        """A ruler from p0 to p1 in image (x=column, y=row) pixels on image k (default:
+        current), added to the document."""
+        return self._add(Measure("distance", self.view.plane_name, self._k(k), p0, p1))
+
+    def add_area(self, kind: str, p0: Point, p1: Point, k: int | None = None) -> AreaMeasurement:
         """A 'rect' or 'ellipse' ROI spanning the pixel corners p0, p1."""
-        return self._add(AreaMeasurement(self.view, self._k(k), kind, p0, p1))
+        return self._add(Measure(kind, self.view.plane_name, self._k(k), p0, p1))
 
     def _k(self, k: int | None) -> int:
         return self.view.slice_index if k is None else k
 
-    def _add(self, m: Measurement) -> Measurement:
-        self.items.append(m)
-        m.roi.sigRegionChangeStarted.connect(lambda *_: self.select(m))
-        m.roi.sigClicked.connect(lambda *_: self.select(m))
-        m.roi.sigRegionChangeFinished.connect(lambda *_: self.sigMeasurementChangeFinished.emit(m))
-        m.roi.setAcceptedMouseButtons(pg.QtCore.Qt.MouseButton.LeftButton)
-        self.select(m)
-        self.sigMeasurementsChanged.emit()
-        return m
+    def _add(self, m: Measure) -> Any:
+        self.view.document.add_measurement(m)
+        shape = self._shapes[m.uid]
+        self.select(shape)
+        return shape
 
-    def select(self, m: Measurement | None) -> None:
-        for item in self.items:
-            item.set_selected(item is m)
-        self.selected = m
+    def select(self, shape: Measurement | None) -> None:
+        for item in self._shapes.values():
+            item.set_selected(item is shape)
+        self.selected = shape
 
-    def remove(self, m: Measurement) -> None:
-        m.remove()
-        self.items.remove(m)
-        if self.selected is m:
-            self.selected = None
-        self.sigMeasurementsChanged.emit()
+    def remove(self, shape: Measurement) -> None:
+        self.view.document.remove_measurement(shape.uid)
 
     def remove_selected(self) -> None:
         if self.selected is not None:
             self.remove(self.selected)
-
-    def clear(self) -> None:
-        self._drawing = self._start = None
-        for m in list(self.items):
-            self.remove(m)
 
     @property
     def drawing(self) -> bool:
         """A shape is being drawn with the mouse: its edit is the drag's end, not its start."""
         return self._start is not None
 
-    def show_slice(self, k: int) -> None:
-        """Only the measurements of image k are visible; their numbers follow the time point."""
-        for m in self.items:
-            m.set_visible(m.k == k)
-            if m.k == k:
-                m.update_label()
-
-    def handle_drag(self, tool: str, ev) -> None:
-        """Left-drag with a measuring tool: press sets the first point, release the last."""
+    def handle_drag(self, kind: str, ev: Any) -> None:
+        """Left-drag with a measuring tool: press sets the first point, release the last and
+        adds the shape to the document (one edit per drawn shape)."""
         x, y = self.view.scene_to_pixel(ev.scenePos())
         if ev.isStart() or self._drawing is None:
             self._start = self.view.scene_to_pixel(ev.buttonDownScenePos(ev.button()))
-            if tool == "distance":
-                self._drawing = self.add_distance(self._start, (x, y))
-            else:
-                self._drawing = self.add_area(tool, self._start, (x, y))
+            measure = Measure(kind, self.view.plane_name, self.view.slice_index, self._start,
+                              (x, y))
+            self._drawing = _shape(self.view, measure)
+            self._drawing.set_selected(True)
         elif isinstance(self._drawing, DistanceMeasurement):
             self._drawing.move_end(x, y)
         else:
             self._drawing.set_corners(self._start, (x, y))
         if ev.isFinish():
-            drawn, self._drawing, self._start = self._drawing, None, None
-            self.sigMeasurementChangeFinished.emit(drawn)
+            drawn, self._start = self._drawing, None
+            self.view.document.add_measurement(drawn.live())
+            if drawn.uid in self._shapes:
+                self.select(drawn)

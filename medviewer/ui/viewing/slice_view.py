@@ -17,7 +17,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QWheelEvent
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QLineEdit,
+    QPlainTextEdit,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
 
 from medviewer.core import geometry
 from medviewer.core import slab as slabs
@@ -45,6 +53,7 @@ KEY_NAMES: dict[Qt.Key, str] = {
 _ACTION_OF_KEY = {int(key.value): action for key, action in VIEW_KEYS.items()}
 CROSSHAIR_PEN = pg.mkPen((80, 200, 255, 200), width=1, style=Qt.PenStyle.DashLine)
 PAGE = 10  # slices per PgUp/PgDn
+TYPING_WIDGETS = (QLineEdit, QAbstractSpinBox, QTextEdit, QPlainTextEdit)  # keep their focus
 # grey level g -> RGBA (g, g, g, 255) packed in one little-endian uint32
 _GREY_TO_RGBA = (np.arange(256, dtype=np.uint32) * 0x010101 + 0xFF000000).astype("<u4")
 
@@ -175,7 +184,6 @@ class SliceView(QWidget):
     # ----------------------------------------------------------------- rendering
     def _on_volume_changed(self) -> None:
         self._rendered_key = None
-        self.measurements.clear()
         if self.document.volume is not None and not self.document.is_colour:
             self._wl_speed = max(full_range_window(self.document.volume.voxels).width / 512, 0.05)
         self.refresh()
@@ -302,6 +310,14 @@ class SliceView(QWidget):
             if event.type() == QEvent.Type.MouseButtonPress:
                 self.setFocus()  # keys go to the view the reader last touched
         return super().eventFilter(obj, event)
+
+    def enterEvent(self, event) -> None:  # noqa: N802
+        """The keys go to the view under the mouse, unless the reader is typing somewhere."""
+        super().enterEvent(event)
+        focus = QApplication.focusWidget()
+        if not isinstance(focus, TYPING_WIDGETS) and (focus is None
+                                                      or focus.window() is self.window()):
+            self.setFocus(Qt.FocusReason.MouseFocusReason)
 
     def focusInEvent(self, event) -> None:  # noqa: N802
         super().focusInEvent(event)

@@ -105,7 +105,7 @@ class ToolManager(QObject):
             self.register(tool)
         self._last = document.tool
         document.sigToolChanged.connect(self._on_tool_changed)
-        document.sigVolumeChanged.connect(self.cancel)
+        document.sigVolumeChanged.connect(self._on_volume_changed)
 
     def register(self, tool: ViewTool) -> None:
         self.tools[tool.name] = tool
@@ -138,6 +138,13 @@ class ToolManager(QObject):
 
     def cancel(self, *_args: object) -> None:
         self.active.cancel()
+
+    def _on_volume_changed(self) -> None:
+        """Another series: end the gesture; a tool that cannot work on it (painting on a
+        colour or 4D series) hands the mouse back to Navigate."""
+        self.cancel()
+        if self.active.why_not() is not None and self.document.volume is not None:
+            self.document.set_tool(NAVIGATE)
 
     def may_grab(self, kind: str) -> bool:
         """Whether a measurement of `kind` may take a mouse press now."""

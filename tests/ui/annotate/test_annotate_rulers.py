@@ -1,6 +1,7 @@
-"""Rulers are annotations too: drawing, moving or deleting one on the stack view is an unsaved
-edit (one per drag), autosaved and recovered after a crash, asked about on close; rulers read
-back from a saved SR or a parked series are drawn again without becoming an edit.
+"""Rulers and area ROIs are annotations too: drawing, moving or deleting one on the stack view
+is an unsaved edit (one per drag), autosaved and recovered after a crash, asked about on close;
+those read back from a saved SR or kept from an earlier visit are drawn again without becoming
+an edit.
 
 Mouse positions are slice pixels put on screen through the stack plane, as in
 test_annotate_boxes.
@@ -18,6 +19,7 @@ from medviewer.core.annotations import Workspace
 from medviewer.core.annotations.autosave import autosaved_lines
 from medviewer.ui.annotate import autosave as annotate_autosave
 from medviewer.ui.annotate.boxes import plane_to_slice, slice_to_plane
+from medviewer.ui.annotate.measures import saved_measurements
 from medviewer.ui.viewing.measure_tools import DistanceMeasurement
 from tests.ui.gui import _drag, _open, _window
 
@@ -54,6 +56,11 @@ def _slice_ends(view, ruler) -> np.ndarray:
     return np.array([plane_to_slice(view.plane, *p) for p in ruler.endpoints_px()])
 
 
+def _lines(doc) -> list:
+    """The series' rulers as the SR would save them now."""
+    return saved_measurements(doc.volume, doc.measurements)[0]
+
+
 def _line_ends(line) -> np.ndarray:
     return np.array([line.start, line.end])
 
@@ -65,26 +72,26 @@ def test_a_drawn_ruler_is_one_unsaved_edit_moving_and_deleting_are_more(window, 
     ruler = _draw_ruler(win)
     annotation = doc.annotation
     assert annotation is not None and annotation.dirty and annotation.edits == 1  # one drag
-    (line,) = annotation.lines
+    (line,) = _lines(doc)
     assert line.slice_index == k and np.allclose(_line_ends(line), ENDS, atol=1.0)
     assert np.allclose(_line_ends(line), _slice_ends(view, ruler), atol=1e-6)
     assert line.length_mm == pytest.approx(ruler.length_mm, rel=1e-6)
-    win.viewer.set_tool("rect")  # an area ROI is a measurement, not an annotation
+    win.viewer.set_tool("rect")  # an area ROI is saved in the SR too: one more edit
     _mouse(view, [(5.0, 5.0), (15.0, 12.0), (20.0, 20.0)])
-    assert len(view.measurements.items) == 2 and annotation.edits == 1
+    assert len(view.measurements.items) == 2 and annotation.edits == 2
     view.measurements.remove(view.measurements.items[-1])
-    assert annotation.edits == 1
+    assert annotation.edits == 3 and len(view.measurements.items) == 1
     win.viewer.set_tool("navigate")  # grab the ruler's far end and drag it down 10 rows
     _mouse(view, [ENDS[1], (50.0, 55.0), (50.0, 58.0), (50.0, 62.0)])
-    assert annotation.edits == 2
-    (moved,) = annotation.lines
+    assert annotation.edits == 4
+    (moved,) = _lines(doc)
     assert np.allclose(_line_ends(moved), _slice_ends(view, ruler), atol=1e-6)
     assert moved.end[1] == pytest.approx(ENDS[1][1] + 10, abs=1.0)
-    assert np.allclose(moved.start, line.start, atol=1e-6)
+    assert np.allclose(moved.start, line.start, atol=1e-6) and moved.uid == line.uid
     view.measurements.select(ruler)
     view.setFocus()
     QTest.keyClick(view, Qt.Key.Key_Delete)
-    assert not _rulers(win) and annotation.lines == [] and annotation.edits == 3
+    assert not _rulers(win) and _lines(doc) == [] and annotation.edits == 5
     assert annotation.dirty
 
 
@@ -122,8 +129,8 @@ def test_an_autosaved_ruler_comes_back_in_a_new_window(fast_autosave, make_main_
     (ruler,) = _rulers(new)
     assert ruler.k == new_view.plane.from_voxel(0, 0, k)[0]
     assert np.allclose(_slice_ends(new_view, ruler), ends, atol=0.5)
-    assert doc.annotation.dirty and len(doc.annotation.lines) == 1
-    assert np.allclose(_line_ends(doc.annotation.lines[0]), ends, atol=0.5)
+    assert doc.annotation.dirty and len(_lines(doc)) == 1
+    assert np.allclose(_line_ends(_lines(doc)[0]), ends, atol=0.5)
     doc.set_slice(k)
     assert ruler.roi.isVisible()
 
@@ -149,7 +156,7 @@ def _two_rulers(win) -> list[np.ndarray]:
     doc.set_slice(doc.slice_index + 1)
     ends.append(_slice_ends(view, _draw_ruler(win, [(5.0, 5.0), (20.0, 25.0), (30.0, 35.0)])))
     doc.set_slice(doc.slice_index - 1)
-    assert doc.annotation.edits == 2 and len(doc.annotation.lines) == 2
+    assert doc.annotation.edits == 2 and len(_lines(doc)) == 2
     return ends
 
 
@@ -175,7 +182,7 @@ def test_rulers_come_back_from_a_parked_series_and_from_the_saved_sr_without_an_
     doc.set_slice(k)
     assert np.allclose(_shown_ends(win, k), ends, atol=1e-6)
     assert doc.annotation.dirty and doc.annotation.edits == 2
-    assert len(doc.annotation.lines) == 2
+    assert len(_lines(doc)) == 2
     with qtbot.waitSignal(ctl.sigSaved, timeout=10_000):
         ctl.save()
     assert not doc.annotation.dirty
@@ -187,5 +194,5 @@ def test_rulers_come_back_from_a_parked_series_and_from_the_saved_sr_without_an_
     assert np.allclose(_shown_ends(win, k), ends, atol=1e-3)
     assert [r.k for r in _rulers(win)] == [view.plane.from_voxel(0, 0, j)[0] for j in (k, k + 1)]
     annotation = doc.annotation
-    assert not annotation.dirty and annotation.edits == 0 and len(annotation.lines) == 2
+    assert not annotation.dirty and annotation.edits == 0 and len(_lines(doc)) == 2
     assert win.annotate.safety.unsaved() == []
