@@ -1,7 +1,8 @@
 """AI ▸ Export Results…: what the models said, as CSV (one row per finding) or JSON.
 
-No Qt: rows come from the `AiOutput` on the document. Classification gives a row per slice
-(predicted label, its probability, every label's probability), detection a row per box in
+No Qt: rows come from the `AiOutput` on the document, built by the same functions as
+`medviewer infer`'s files (`inference.outputs`). Classification gives a row per slice (the
+top label, its score, every label's score as `score_<label>`), detection a row per box in
 pixel coordinates of its slice, segmentation a row per label (voxels, mL), fusion a row per
 method. Every row names the series and, where there is one, the SOP instance of its slice,
 so a finding can be traced to its image. Files are written atomically (temporary file in the
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medviewer.core.atomic import write_text_atomic
-from medviewer.inference.outputs import box_rows, csv_text
+from medviewer.inference.outputs import box_rows, csv_text, score_rows
 from medviewer.inference.results import Explanation, Result
 from medviewer.ui.document.ai_state import AiOutput
 
@@ -23,57 +24,22 @@ FORMATS = ("csv", "json")
 
 
 def result_rows(output: AiOutput) -> list[dict[str, Any]]:
-    """Flat rows for a CSV: one per slice, box, label or method, as the task is."""
+    """Flat rows for a CSV: one per slice, box, label or method, as the task is. Class
+    scores follow `medviewer infer`'s columns: `label`, `score`, `score_<label>`."""
     rows: list[dict[str, Any]] = []
     for result in output.results:
         base = {"model": result.model_id, "version": result.model_version,
                 "task": result.task, "series_instance_uid": result.series_instance_uid}
         if output.scope == "compare" or (result.scores is not None and not result.slice_indices):
-            rows.extend({**base, **row} for row in verdict_rows(result))
-        elif result.scores is not None:
-            rows.extend({**base, **row} for row in _slice_rows(result))
+            base["method"] = result.title or result.model_id  # a series-level verdict
+        rows.extend({**base, **row} for row in score_rows(result))
         if result.boxes:
             rows.extend({**base, **row} for row in box_rows(result))
-        if result.label_map is not None:
-            rows.extend({**base, **row} for row in _label_rows(result, output))
+        for label in output.label_stats if result.label_map is not None else ():
+            rows.append({**base, "label": label["name"], "voxels": label["voxels"],
+                         "volume_ml": "" if label["volume_ml"] is None else label["volume_ml"],
+                         "slices_run": len(result.slice_indices)})
     return rows
-
-
-def verdict_rows(result: Result) -> list[dict[str, Any]]:
-    """A series-level verdict: method, predicted label, its probability, every label's."""
-    label, probability = result.predicted(0)
-    scores = {f"p_{name}": round(float(p), 6)
-              for name, p in zip(result.labels, result.scores[0], strict=True)}
-    return [{"method": result.title or result.model_id, "label": label,
-             "probability": round(probability, 6), **scores}]
-
-
-def _slice_rows(result: Result) -> list[dict[str, Any]]:
-    rows = []
-    for row, k in enumerate(result.slice_indices):
-        label, probability = result.predicted(row)
-        scores = {f"p_{name}": round(float(p), 6)
-                  for name, p in zip(result.labels, result.scores[row], strict=True)}
-        rows.append({"slice": k, "sop_instance_uid": _sop(result, row), "label": label,
-                     "probability": round(probability, 6), **scores})
-    return rows
-
-
-def _label_rows(result: Result, output: AiOutput) -> list[dict[str, Any]]:
-    rows = []
-    for i, name in enumerate(result.labels):
-        if i == 0 or i >= len(output.label_voxels):
-            continue  # 0 is "nothing found" (and the slices not run)
-        voxels = output.label_voxels[i]
-        ml = round(voxels * output.voxel_ml, 3) if output.voxel_ml else ""
-        rows.append({"label": name, "voxels": voxels, "volume_ml": ml,
-                     "slices_run": len(result.slice_indices)})
-    return rows
-
-
-def _sop(result: Result, row: int) -> str:
-    uids = result.sop_instance_uids
-    return uids[row] if row < len(uids) else ""
 
 
 def to_json(output: AiOutput, explanation: Explanation | None = None) -> dict[str, Any]:

@@ -325,8 +325,9 @@ class AiPanel(QWidget):
             show.setCheckState(Qt.CheckState.Unchecked if name in hidden
                                else Qt.CheckState.Checked)
             show.setData(Qt.ItemDataRole.UserRole, name)
-            voxels = output.label_voxels[i] if i < len(output.label_voxels) else 0
-            ml = f"{voxels * output.voxel_ml:.2f}" if output.voxel_ml else "–"
+            stats = next((s for s in output.label_stats if s["value"] == i), {})
+            voxels, ml = stats.get("voxels", 0), stats.get("volume_ml")
+            ml = "–" if ml is None else f"{ml:.2f}"
             for col, item in enumerate((show, _item(name), _item(voxels, True), _item(ml, True))):
                 table.setItem(row, col, item)
         self._filling = False

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from medviewer.inference import LoadedModel, Manifest, ModelError, open_model
+from medviewer.inference.outputs import label_volumes
 from medviewer.inference.results import Explanation, Result
-from medviewer.ui.document.ai_state import AiOutput, label_volumes, voxel_ml
+from medviewer.ui.document.ai_state import AiOutput
 
 
 class ModelCache:
@@ -64,7 +65,7 @@ def run_model_task(ctx: Any, cache: ModelCache, manifest: Manifest, volume: Any,
     start = time.perf_counter()
     loaded = cache.get(manifest)
     result = loaded.run(volume, slices, progress=ctx.progress, cancelled=ctx.is_cancelled)
-    output = AiOutput((result,), scope, *_label_stats(result, volume))
+    output = AiOutput((result,), scope, _label_stats(result, volume))
     return AiRun(output, volume, loaded.provider, time.perf_counter() - start)
 
 
@@ -106,10 +107,11 @@ def explain_task(ctx: Any, manifest: Manifest, volume: Any, slice_index: int,
     return explanation, volume
 
 
-def _label_stats(result: Result, volume: Any) -> tuple[tuple[int, ...], float]:
-    if result.label_map is None:
-        return (), 0.0
-    return label_volumes(result.label_map, len(result.labels)), voxel_ml(volume)
+def _label_stats(result: Result, volume: Any) -> tuple[dict, ...]:
+    """Voxels and mL of each label (mL only where the images have patient geometry: a
+    radiograph's pixel grid has no depth)."""
+    spacing = volume.spacing if getattr(volume, "has_geometry", False) else None
+    return tuple(label_volumes(result, spacing))
 
 
 def agreement_task(ctx: Any, result: Result, volume: Any, path: str) -> dict[str, dict]:

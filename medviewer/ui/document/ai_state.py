@@ -11,15 +11,12 @@ and `sigAiDisplayChanged` (opacity, hidden labels, box threshold: every view fol
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from medviewer.core.geometry import PlaneView
 from medviewer.inference.results import Box, Explanation, Result
-
-if TYPE_CHECKING:
-    from medviewer.core.dicom.volume import Volume
 
 # colours for labels whose manifest gives none (or a malformed one)
 FALLBACK_COLOURS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4",
@@ -30,14 +27,14 @@ FALLBACK_COLOURS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911
 class AiOutput:
     """One AI run shown on the study: one result, or several (lab 3's methods compared).
 
-    `label_voxels` counts each label of the (first) result's label map, computed in the
-    worker so the dock never counts 30 million voxels on the GUI thread; `voxel_ml` is one
-    voxel's volume (0 when the images carry no patient geometry)."""
+    `label_stats` has one entry per label of the (first) result's label map, background
+    excluded (`inference.outputs.label_volumes`: value, name, voxels, volume_ml, slices),
+    computed in the worker so the dock never counts 30 million voxels on the GUI thread;
+    `volume_ml` is None when the images carry no patient geometry."""
 
     results: tuple[Result, ...]
     scope: str = "slice"  # "slice" | "series" | "compare"
-    label_voxels: tuple[int, ...] = ()
-    voxel_ml: float = 0.0
+    label_stats: tuple[dict, ...] = ()
     failures: tuple[str, ...] = ()  # compare: the methods that could not run, and why
 
 
@@ -70,23 +67,6 @@ def label_lut(result: Result, hidden: frozenset[str] = frozenset()) -> np.ndarra
         if 0 < i < 256 and name not in hidden:
             lut[i] = (*rgb(colour, i), 255)
     return lut
-
-
-def label_volumes(label_map: np.ndarray, count: int) -> tuple[int, ...]:
-    """Voxels of each label value 0..count-1 (slice by slice: no 8-byte copy of the map)."""
-    totals = np.zeros(count, np.int64)
-    for plane in label_map.reshape(-1, *label_map.shape[-2:]):
-        totals += np.bincount(plane.ravel(), minlength=count)[:count]
-    return tuple(int(n) for n in totals)
-
-
-def voxel_ml(volume: Volume) -> float:
-    """One voxel's volume in mL from the affine's column, row and slice steps; 0 without
-    patient geometry (a radiograph's pixel grid has no depth)."""
-    if not getattr(volume, "has_geometry", False):
-        return 0.0
-    steps = np.linalg.norm(np.asarray(volume.affine, float)[:3, :3], axis=0)
-    return float(np.prod(steps) / 1000.0)
 
 
 class AiLayers:

@@ -114,7 +114,8 @@ def test_segmentation_of_a_slice_colours_the_overlay_where_the_labels_are(ai_win
     rows = {table.item(r, 1).text(): r for r in range(table.rowCount())}
     assert set(rows) == {"soft tissue", "bone"}
     tissue = int((labels == 1).sum())
-    assert output.label_voxels[1] == tissue
+    assert output.label_stats[0]["name"] == "soft tissue"
+    assert output.label_stats[0]["voxels"] == tissue
     assert table.item(rows["soft tissue"], 2).text() == str(tissue)
     assert float(table.item(rows["soft tissue"], 3).text()) == pytest.approx(
         tissue * 5.5 * 5.5 * 5.0 / 1000, abs=0.01)
@@ -136,7 +137,7 @@ def test_whole_series_segmentation_shows_on_the_mpr_planes_too(ai_window, qtbot)
     result = doc.ai_result
     assert result.slice_indices == list(range(doc.slice_count))
     assert np.mean(result.label_map == _expected_labels(doc.volume.voxels)) > 0.995
-    assert sum(output.label_voxels) == result.label_map.size
+    assert sum(s["voxels"] for s in output.label_stats) == np.count_nonzero(result.label_map)
     assert "over the series" in window.ai.panel.labels_note.text()
     window.set_layout("mpr")
     for name, view in window.viewer.mpr_view.views.items():
