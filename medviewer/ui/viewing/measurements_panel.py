@@ -1,7 +1,7 @@
 """The Measurements panel: every ruler and ROI of the open series, with its value.
 
-One row per measurement, in the order drawn: what it is, its value (the same text as its label
-on the image, from `measure_values`), the plane and image it lies on. Double-click (or Go To)
+One row per measurement, in the order drawn: what it is, the plane and image it lies on, its
+value (the same text as its label on the image, from `measure_values`). Double-click (or Go To)
 shows that image, switching to MPR for one drawn on a reformatted plane; Delete (button or
 key) removes it. The rows follow the document: a measurement drawn, moved or deleted in any
 view, another time point or slab, another series.
@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from medviewer.ui.document.measurements import KIND_NAMES, Measure, measure_text
 from medviewer.ui.document.study import STACK, StudyDocument
 
-COLUMNS = ("Type", "Value", "Image")
+COLUMNS = ("Type", "Image", "Value")
 UID_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -55,7 +55,9 @@ class MeasurementsPanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # the value, wrapped
+        self.table.setWordWrap(True)
         self.table.cellDoubleClicked.connect(lambda row, _col: self.go_to(self.uid_at(row)))
         self.table.sigDeletePressed.connect(self.delete_selected)
         self.empty_label = QLabel("No measurements on this series: draw one with Distance, "
@@ -84,15 +86,17 @@ class MeasurementsPanel(QWidget):
         measures = doc.measurements if doc.has_image else []
         self.table.setRowCount(len(measures))
         for row, m in enumerate(measures):
-            cells = (KIND_NAMES[m.kind], measure_text(doc, m).replace("\n", "  "),
-                     self._where(m))
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
+            text = measure_text(doc, m)
+            image = str(m.k + 1) if m.plane == STACK else f"{m.k + 1} {m.plane[:3]}"
+            cells = (KIND_NAMES[m.kind], image, text)
+            for col, cell in enumerate(cells):
+                item = QTableWidgetItem(cell)
                 item.setData(UID_ROLE, m.uid)
-                item.setToolTip(measure_text(doc, m))
+                item.setToolTip(f"{text}\nimage {self._where(m)}")
                 self.table.setItem(row, col, item)
             if m.uid == chosen:
                 self.table.selectRow(row)
+        self.table.resizeRowsToContents()
         self.empty_label.setVisible(not measures)
         for button in (self.go_button, self.delete_button):
             button.setEnabled(bool(measures))

@@ -91,7 +91,8 @@ def test_measurements_survive_a_series_switch_and_a_save_and_reopen(
     assert panel.table.rowCount() == 3
     assert [panel.table.item(r, 0).text() for r in range(3)] == ["Rect ROI", "Ellipse ROI",
                                                                 "Distance"]
-    assert panel.table.item(0, 1).text().startswith("mean ")
+    assert panel.table.item(0, 2).text().startswith("mean ")
+    assert panel.table.item(0, 1).text() == str(k + 1)
     voxels, _ = syn.ct_chest_phantom((6, 64, 64), (5.0, 5.5, 5.5), seed=4)
     syn.write_series(tmp_path / "other", voxels, spacing=(5.0, 5.5, 5.5), seed=9)
     _open(win, qtbot, tmp_path / "other")
