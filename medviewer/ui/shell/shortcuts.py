@@ -66,10 +66,26 @@ CONTROLS: tuple[Control, ...] = (
             "and sagittal planes. The 1x1 view shows the images as acquired. Offered for "
             "volumes only, not for single images, projections or localizers",
             ("Ctrl+1", "Ctrl+2")),
+    Control("tools",
+            "one tool has the mouse in every view, named in the status bar (`Tool: Distance`): "
+            "Navigate, W/L, Distance, Rect ROI, Ellipse ROI in the toolbar, Brush, Eraser, "
+            "Flood fill, Polygon fill and Box in the Annotate menu and dock; choosing one "
+            "anywhere ends the last. Right-drag is window/level with any tool. A shape takes "
+            "a press only from its own tool or Navigate (which moves any of them), so a new "
+            "ellipse drawn on a ruler's end is an ellipse"),
     Control("measure",
             "Distance (mm), Rect ROI and Ellipse ROI (mean, SD, min, max, area mm²); in px / "
             "px² when the header gives no pixel size; Delete or Backspace removes the selected "
-            "one", ("Delete", "Backspace")),
+            "one. Measurements belong to their series: they are still there when you come "
+            "back to it, listed in the Measurements dock (type, image, value; Go To or "
+            "double-click shows the image, Delete removes it), and those on the images as "
+            "acquired are saved in the SR with the annotations (Ctrl+S) and read back",
+            ("Delete", "Backspace", "Ctrl+S")),
+    Control("keys after the study tree",
+            "clicking a series in the tree hands the keys to its view: ↑ / ↓, PgUp / PgDn, "
+            "Home / End move through the series shown, not through the tree; the keys also "
+            "follow the mouse into a view (not while you type in a field)",
+            ("↑", "↓", "PgUp", "PgDn", "Home", "End")),
     Control("tags",
             "right dock: every element of the current image, sequences expandable, searchable "
             "by keyword, tag or value; right-click: Copy value / tag / row; Ctrl+C copies the "
@@ -100,8 +116,9 @@ CONTROLS: tuple[Control, ...] = (
             "Largest, Smooth; the label table (add, rename, colour, show), opacity, fill or "
             "outline; Accept AI Prediction (one undo step; a classifier's verdict becomes the "
             "slice or series class). Undo (Ctrl+Z) and Redo (Ctrl+Shift+Z) one stroke at a "
-            "time; Save Annotations (Ctrl+S): DICOM SEG and SR (boxes, classes, rulers) beside "
-            "the data, read back when the series is opened again",
+            "time; Save Annotations (Ctrl+S): DICOM SEG and SR (boxes, classes, rulers, area "
+            "ROIs with their statistics) beside the data, read back when the series is "
+            "opened again",
             ("Ctrl+Z", "Ctrl+Shift+Z", "Ctrl+S")),
     Control("boxes and classes",
             "B: the Box tool (again: back to navigating). On the stack view drag on the image "
