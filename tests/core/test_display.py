@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,6 @@ def _pydicom_reference(frame: np.ndarray, window: Window) -> np.ndarray:
 @pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
 @pytest.mark.parametrize("center,width", [(40, 400), (-600, 1500), (0.5, 1), (100, 2)])
 def test_window_functions_match_pydicom(function: str, center: float, width: float) -> None:
-    if function == "LINEAR_EXACT" and width < 1:
-        pytest.skip("LINEAR_EXACT needs width > 0 only; covered by the others")
     frame = np.arange(-2048, 2048, dtype=np.int16).reshape(64, 64)
     window = Window(center, width, function=function)
     ours = to_display(frame, window).astype(float)
@@ -105,14 +102,12 @@ def test_voi_lut_sequence_matches_pydicom() -> None:
     assert np.abs(ours - ref).max() <= 1.0
 
 
-def test_ct_presets_and_speed() -> None:
+def test_ct_presets_and_the_cached_table_give_the_same_image() -> None:
+    """The speed of this mapping is measured by benchmarks/bench_render.py, not asserted."""
     for name in ("brain", "lung", "mediastinum", "abdomen", "bone"):
         assert CT_PRESETS[name].width > 0
     frame = np.random.default_rng(1).integers(-1024, 3000, (512, 512)).astype(np.int16)
-    to_display(frame, CT_PRESETS["lung"])  # builds and caches the table
-    start = time.perf_counter()
-    for _ in range(20):
-        out = to_display(frame, CT_PRESETS["lung"])
-    per_frame = (time.perf_counter() - start) / 20
+    first = to_display(frame, CT_PRESETS["lung"])  # builds and caches the table
+    out = to_display(frame, CT_PRESETS["lung"])  # from the cached table
     assert out.dtype == np.uint8 and out.shape == frame.shape
-    assert per_frame < 0.01  # ~1 ms here; generous for a busy test machine
+    np.testing.assert_array_equal(out, first)

@@ -4,6 +4,10 @@ The dialog tests run it as the child so they need no torch and no minutes of CPU
 comes from the environment (the child inherits the test's):
   FAKE_TRAIN_MODE = ok (default) | fail | slow | noise
   FAKE_TRAIN_STEP_S = seconds between events (default 0.02)
+  FAKE_TRAIN_GATE = a path: after epoch 1 the child waits until this file exists (the test's
+    viewer creates it from its event loop), so what the viewer does in between is ordered
+    between the child's events; it gives up after FAKE_TRAIN_GATE_S seconds (default 60) with
+    an error event and exit 1 (a viewer whose event loop is blocked never opens the gate)
 ok: start, steps and epochs with falling loss and rising metric, export, compare (writes
 compare.json and a candidate folder), done, exit 0. fail: a few steps, an error event, a
 traceback on stderr, exit 1. slow: steps for a minute (to be cancelled); it records its pid in
@@ -29,6 +33,19 @@ def emit(event: dict) -> None:
 
 def pause() -> None:
     time.sleep(float(os.environ.get("FAKE_TRAIN_STEP_S", "0.02")))
+
+
+def gate_opened() -> bool:
+    """FAKE_TRAIN_GATE: wait for the file; True when it appeared (or no gate was asked for)."""
+    gate = os.environ.get("FAKE_TRAIN_GATE")
+    if not gate:
+        return True
+    deadline = time.monotonic() + float(os.environ.get("FAKE_TRAIN_GATE_S", "60"))
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def compare_file(run_dir: Path) -> Path:
@@ -80,6 +97,9 @@ def train(job: dict, run_dir: Path, mode: str) -> int:
                   "metrics": {"roc_auc": 1 - 0.3 / epoch, "accuracy": 0.5 + 0.1 * epoch},
                   "main_metric": "roc_auc", "best": True, "lr": job["lr"],
                   "eta_s": 0.1 * (total - i), "progress": (i + 1) / total})
+            if epoch == 1 and not gate_opened():
+                emit({"event": "error", "message": "The viewer never opened the gate."})
+                return 1
     candidate = run_dir / "candidate"
     candidate.mkdir(exist_ok=True)
     emit({"event": "export", "folder": str(candidate), "parity": 1e-7})

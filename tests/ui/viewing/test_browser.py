@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydicom
-import pytest
 from PySide6.QtCore import Qt
 
+from medviewer.core.dicom import scan
 from medviewer.core.dicom.model import FileProblem, Instance, Patient, ScanResult, Series, Study
 from medviewer.ui.viewing import browser as browser_mod
 from medviewer.ui.viewing.tags import TagRow, dataset_rows
+
+WAIT_MS = 30_000  # generous: costs nothing when the event comes early (a shared 2-core CI)
 
 
 def _series(uid: str, modality: str, n: int, description: str, **kw: object) -> Series:
@@ -66,11 +68,11 @@ def test_click_and_enter_activate_a_series(make_browser, qtbot):
     browser.show()
     ct = result.all_series()[0]
     item = browser.series_items()[ct.key]
-    with qtbot.waitSignal(browser.sigSeriesActivated) as blocker:
+    with qtbot.waitSignal(browser.sigSeriesActivated, timeout=WAIT_MS) as blocker:
         browser.tree.itemClicked.emit(item, 0)
     assert blocker.args[0] is ct
     browser.tree.setCurrentItem(item)
-    with qtbot.waitSignal(browser.sigSeriesActivated) as blocker:
+    with qtbot.waitSignal(browser.sigSeriesActivated, timeout=WAIT_MS) as blocker:
         qtbot.keyClick(browser.tree, Qt.Key.Key_Return)
     assert blocker.args[0].key == ct.key
 
@@ -87,11 +89,11 @@ def test_filter_by_description_and_patient_name(make_browser, qtbot):
     browser.set_scan(_scan())
     items = browser.series_items()
     browser.filter_edit.setText("localizer")
-    qtbot.waitUntil(lambda: items["1.2.1#0"].isHidden())
+    qtbot.waitUntil(lambda: items["1.2.1#0"].isHidden(), timeout=WAIT_MS)
     assert not items["1.2.2#1"].isHidden()
     assert browser.tree.topLevelItem(1).isHidden()  # ROE has no localizer
     browser.filter_edit.setText("roe")
-    qtbot.waitUntil(lambda: not browser.tree.topLevelItem(1).isHidden())
+    qtbot.waitUntil(lambda: not browser.tree.topLevelItem(1).isHidden(), timeout=WAIT_MS)
     assert browser.tree.topLevelItem(0).isHidden()
     assert not items["1.3.1#0"].isHidden()
 
@@ -105,15 +107,11 @@ def test_thumbnail_image_is_64_pixels_and_keeps_aspect():
 
 
 def test_thumbnails_arrive_for_real_series(make_browser, qtbot, dicom_folder):
-    scan = pytest.importorskip("medviewer.core.dicom").scan
-    try:
-        result = scan(dicom_folder, cache=False)
-    except NotImplementedError:
-        pytest.skip("core scan not implemented yet")
+    result = scan(dicom_folder, cache=False)
     browser = make_browser()
     browser.set_scan(result)
     keys = [s.key for s in result.all_series()]
-    qtbot.waitUntil(lambda: all(browser.has_thumbnail(k) for k in keys), timeout=5000)
+    qtbot.waitUntil(lambda: all(browser.has_thumbnail(k) for k in keys), timeout=WAIT_MS)
     assert not browser.series_items()[keys[0]].icon(0).isNull()
 
 
@@ -121,7 +119,7 @@ def test_thumbnails_arrive_for_real_series(make_browser, qtbot, dicom_folder):
 
 
 def _wait_rows(panel, qtbot) -> None:
-    qtbot.waitUntil(lambda: panel.model.rowCount() > 0, timeout=3000)
+    qtbot.waitUntil(lambda: panel.model.rowCount() > 0, timeout=WAIT_MS)
 
 
 def test_tag_panel_shows_every_element_with_names(make_tag_panel, qtbot, ct_file):
