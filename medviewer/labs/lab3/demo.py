@@ -53,7 +53,7 @@ class Method:
     start_from: str | None = None
 
 
-# each trains in about 1.5-3.5 min of one CPU core; late fusion runs its 2D network on every
+# each trains in 0.5-2 min of one CPU core; late fusion runs its 2D network on every
 # slab, so it takes smaller batches
 METHODS = {
     "single_slice": Method("lab3-fusion-single", "lab3.single_slice_small", "Single slice",
