@@ -147,11 +147,17 @@ class AnnotationState:
             n += 1
         return self.add_label(f"segment {n}")
 
+    def mark_edited(self) -> None:
+        """One more unsaved edit of the series' annotations (autosaved, asked about on
+        close); makes the annotation when there is none yet."""
+        annotation = self.ensure_annotation()
+        annotation.dirty = True
+        annotation.edits += 1
+
     def labelmap_changed(self, box: Any, *, dirty: bool = True) -> None:
         """Announce an edit of `box` (None: all, or the table / display settings)."""
         if self.annotation is not None and dirty:
-            self.annotation.dirty = True
-            self.annotation.edits += 1
+            self.mark_edited()
         self.sigLabelMapChanged.emit(box)
 
     # ----------------------------------------------------------------- tool settings

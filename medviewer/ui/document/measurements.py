@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 from pydicom.uid import generate_uid
 
 from medviewer.core import geometry
@@ -56,11 +55,11 @@ def measure_values(doc: Any, m: Measure) -> dict[str, float]:
     if frame is None:
         return {}
     mask = geometry.shape_mask(frame.shape[:2], *m.p0, *m.p1, ellipse=m.kind == "ellipse")
-    if frame.ndim == 3:  # colour: no modality values, the area still means something
-        return {"n": int(mask.sum()), "area": float(mask.sum()) * float(np.prod(spacing))}
-    stats = geometry.roi_stats(frame, mask, spacing)
-    return {"n": stats["n"], "area": stats["area_mm2"],
-            **{key: stats[key] for key in ("mean", "sd", "min", "max") if key in stats}}
+    stats = geometry.roi_stats(frame if frame.ndim == 2 else frame[..., 0], mask, spacing)
+    values = {"n": stats["n"], "area": stats["area_mm2"]}
+    if frame.ndim == 2:  # colour has no modality values; its area still means something
+        values.update({key: stats[key] for key in ("mean", "sd", "min", "max") if key in stats})
+    return values
 
 
 def measure_text(doc: Any, m: Measure, values: dict[str, float] | None = None) -> str:
@@ -143,7 +142,5 @@ class MeasurementState:
         with the annotations, so it is an edit of them (unsaved, autosaved, asked about on
         close) where the series can carry them."""
         if m.plane == "stack" and self.can_annotate() is None:
-            annotation = self.ensure_annotation()
-            annotation.dirty = True
-            annotation.edits += 1
+            self.mark_edited()
         self.sigMeasurementsChanged.emit(m.uid)

@@ -32,11 +32,11 @@ LABEL_COLOUR = (255, 230, 120)
 Point = tuple[float, float]
 
 
-class _GatedHandle(Handle):
-    """A handle that takes the mouse only when its shape may be grabbed now."""
+class _Gate:
+    """Mixin for pyqtgraph items: they answer the mouse only while `_open()`."""
 
     def _open(self) -> bool:
-        return all(getattr(roi, "may_grab", lambda: True)() for roi in self.rois)
+        return True
 
     def hoverEvent(self, ev) -> None:  # noqa: N802 - pyqtgraph naming
         if self._open() or ev.isExit():
@@ -55,11 +55,21 @@ class _GatedHandle(Handle):
             ev.ignore()
 
 
-class _Gated:
+class _GatedHandle(_Gate, Handle):
+    """A handle that takes the mouse only when its shape may be grabbed now."""
+
+    def _open(self) -> bool:
+        return all(roi._open() for roi in self.rois)
+
+
+class _Gated(_Gate):
     """Mixin for pyqtgraph ROIs: the body and handles answer the mouse only when `may_grab()`
     (set by the layer) says the active tool may grab this shape."""
 
     may_grab = staticmethod(lambda: True)
+
+    def _open(self) -> bool:
+        return self.may_grab()
 
     def addHandle(self, info, index=None):  # noqa: N802
         if info.get("item") is None:
@@ -67,22 +77,6 @@ class _Gated:
                                         hoverPen=self.handleHoverPen, parent=self,
                                         antialias=self._antialias)
         return super().addHandle(info, index)
-
-    def hoverEvent(self, ev) -> None:  # noqa: N802
-        if self.may_grab() or ev.isExit():
-            super().hoverEvent(ev)
-
-    def mouseDragEvent(self, ev) -> None:  # noqa: N802
-        if self.may_grab():
-            super().mouseDragEvent(ev)
-        else:
-            ev.ignore()
-
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802
-        if self.may_grab():
-            super().mouseClickEvent(ev)
-        else:
-            ev.ignore()
 
 
 class _Line(_Gated, pg.LineSegmentROI):

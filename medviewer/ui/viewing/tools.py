@@ -136,7 +136,7 @@ class ToolManager(QObject):
             last.cancel()
         self._last = name
 
-    def cancel(self, *_args: object) -> None:
+    def cancel(self) -> None:
         self.active.cancel()
 
     def _on_volume_changed(self) -> None:
