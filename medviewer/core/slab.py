@@ -87,13 +87,16 @@ def _slab_of_images(image_of: Callable[[int], np.ndarray], k: int, half_width: i
     return out
 
 
-def slab_label(mode: str, thickness_mm: float, bounds: tuple[int, int]) -> str:
-    """What the overlay says: 'MIP 10.0 mm (5 images)' for a slab over images [first, stop),
-    fewer at the ends of the volume; '' when no slab is on."""
+def slab_label(mode: str, spacing_mm: float, bounds: tuple[int, int]) -> str:
+    """What the overlay says: 'MIP 12.5 mm (5 images)' for a slab over images [first, stop)
+    of a plane whose images are `spacing_mm` apart, fewer at the ends of the volume; '' when
+    no slab is on. The thickness is the one really covered, as a radiologist counts it: the
+    images times their spacing (the span from the first image's centre to the last's plus one
+    spacing), not the thickness asked for: 10 mm asked on 2.5 mm slices is 5 images, 12.5 mm."""
     images = bounds[1] - bounds[0]
     if mode == OFF or images <= 1:
         return ""
-    return f"{MODE_LABELS[mode]} {thickness_mm:.1f} mm ({images} images)"
+    return f"{MODE_LABELS[mode]} {images * spacing_mm:.1f} mm ({images} images)"
 
 
 def plane_slab(voxels: np.ndarray, plane: PlaneView, k: int, half_width: int,

@@ -111,8 +111,9 @@ def test_a_reformatted_plane_is_reduced_along_its_own_normal_and_keeps_its_flips
 
 
 def test_labels_and_bad_modes():
-    assert slabs.slab_label(slabs.MIP, 10.0, (3, 8)) == "MIP 10.0 mm (5 images)"
-    assert slabs.slab_label(slabs.MINIP, 10.0, (0, 3)) == "MinIP 10.0 mm (3 images)"
-    assert slabs.slab_label(slabs.OFF, 10.0, (3, 8)) == ""
+    # the thickness covered: 5 images 2.5 mm apart are 12.5 mm, 3 at the volume's end 7.5 mm
+    assert slabs.slab_label(slabs.MIP, 2.5, (3, 8)) == "MIP 12.5 mm (5 images)"
+    assert slabs.slab_label(slabs.MINIP, 2.5, (0, 3)) == "MinIP 7.5 mm (3 images)"
+    assert slabs.slab_label(slabs.OFF, 2.5, (3, 8)) == ""
     with pytest.raises(ValueError):
         slabs.slab(sphere_volume(), 3, 1, "maxip")

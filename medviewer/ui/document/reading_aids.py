@@ -102,11 +102,12 @@ class ReadingAids:
         return slabs.half_width_for(self.slab_mm, self.plane(name).slice_spacing)
 
     def slab_label(self, name: str = STACK, k: int | None = None) -> str:
-        """'MIP 10.0 mm (5 images)' for image k (default: current) of a plane, '' if none."""
+        """'MIP 12.5 mm (5 images)' for image k (default: current) of a plane, '' if none:
+        the thickness the images cover, which may differ from the one asked for."""
         k = self.plane_index(name) if k is None else k
-        return slabs.slab_label(self.slab_mode, self.slab_mm,
-                                slabs.slab_bounds(k, self.slab_half_width(name),
-                                                  self.plane(name).count))
+        plane = self.plane(name)
+        return slabs.slab_label(self.slab_mode, plane.slice_spacing,
+                                slabs.slab_bounds(k, self.slab_half_width(name), plane.count))
 
     def slab_image(self, name: str, voxels: np.ndarray, k: int) -> np.ndarray:
         """Image k of a plane as the current slab, computed once per (image, time, mode)."""

@@ -251,7 +251,8 @@ def test_mip_10_mm_shows_a_nodule_two_images_from_its_centre(shown: ViewerPanel,
     assert mip[row, col] > 200  # the nodule's 50 HU, near white in the lung window
     expected = to_display(volume.voxels[k - 2: k + 3].max(axis=0), CT_PRESETS["lung"])
     np.testing.assert_array_equal(mip, expected)
-    assert "MIP 10.0 mm (5 images)" in view.overlays["top_right"].text()
+    # the thickness really covered, 5 images x 2.5 mm, not the 10 mm asked for
+    assert "MIP 12.5 mm (5 images)" in view.overlays["top_right"].text()
     shown.set_slab("off")
     np.testing.assert_array_equal(view.displayed, plain)
 
@@ -286,6 +287,6 @@ def test_slab_applies_to_every_plane_with_its_own_spacing(shown: ViewerPanel, ph
     plane = doc.plane("coronal")
     expected = np.min([plane.image(volume.voxels, j) for j in range(k - 2, k + 3)], axis=0)
     np.testing.assert_array_equal(doc.frame("coronal"), expected)
-    assert "MinIP 10.0 mm" in coronal.overlays["top_right"].text()
+    assert "MinIP 11.0 mm (5 images)" in coronal.overlays["top_right"].text()  # 5 x 2.2 mm
     doc.set_volume(volume)  # the reader's slab stays for the next series
     assert shown.slab_combo.currentData() == "minip" and doc.slab_on
