@@ -143,8 +143,10 @@ class Measurement(QObject):
         self.label.setPos(self.anchor())
 
     def set_visible(self, visible: bool) -> None:
+        """Shape and label on their own image; the label is text on the image, so the
+        overlay switch (O) hides it too while the shape stays."""
         self.roi.setVisible(visible)
-        self.label.setVisible(visible)
+        self.label.setVisible(visible and self.view.document.overlays_visible)
 
     def set_selected(self, selected: bool) -> None:
         self.roi.setPen(SELECTED_PEN if selected else SHAPE_PEN)
@@ -249,6 +251,7 @@ class MeasurementLayer(QObject):
         doc = view.document
         doc.sigMeasurementsChanged.connect(self.sync)
         doc.sigVolumeChanged.connect(self._on_volume_changed)
+        doc.sigOverlaysChanged.connect(lambda *_: self.show_slice(self.view.slice_index))
 
     @property
     def items(self) -> list[Measurement]:

@@ -147,6 +147,28 @@ def test_o_hides_all_text_for_every_view_and_the_session(qtbot, tmp_path):
     assert panel.single_view.overlays["top_left"].isVisible()
 
 
+def test_o_hides_the_measurement_labels_too_and_keeps_the_shapes(make_main_window, qtbot,
+                                                                 dicom_folder):
+    from tests.ui.gui import _drag, _window
+
+    win = _window(make_main_window, qtbot, dicom_folder)
+    view = win.viewer.single_view
+    win.viewer.set_tool("distance")
+    _drag(view, [(4, 4), (12, 10), (20, 20)])
+    (ruler,) = view.measurements.items
+    assert ruler.label.isVisible() and "mm" in ruler.label.toPlainText()
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus)
+    qtbot.keyClick(view, Qt.Key.Key_O)
+    assert not view.overlays["top_left"].isVisible()
+    assert not ruler.label.isVisible() and ruler.roi.isVisible()  # the line stays, no text
+    qtbot.keyClick(view, Qt.Key.Key_Down)  # away and back: still no text
+    qtbot.keyClick(view, Qt.Key.Key_Up)
+    assert ruler.roi.isVisible() and not ruler.label.isVisible()
+    qtbot.keyClick(view, Qt.Key.Key_O)
+    assert ruler.label.isVisible() and view.overlays["top_left"].isVisible()
+
+
 # ------------------------------------------------------------------------- shortcuts
 def _tokens(text: str) -> set[str]:
     return set(re.split(r"[\s,;:/()\"]+", text))
