@@ -171,7 +171,7 @@ def _single_frame(inst: Instance, fallback: tuple[float, float], dose: float | N
     position = np.array(inst.position, float) if inst.position else None
     order = (inst.temporal_position or 0, inst.acquisition_time, inst.instance_number or 0, 0)
     return Frame(inst, 0, position, _orientation(inst.orientation),
-                 inst.pixel_spacing or fallback,
+                 usable_spacing(inst.pixel_spacing) or fallback,
                  _rescale(inst.rescale_slope, inst.rescale_intercept, dose), order,
                  located=position is not None and inst.orientation is not None)
 
@@ -214,14 +214,14 @@ def _frame_of(inst: Instance, ds: Dataset, k: int, offsets: np.ndarray | None,
     ipp = _floats(_group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3)
     if ipp is None and inst.position and offsets is not None:
         ipp = tuple(np.array(inst.position) + offsets[k] * np.cross(cosines[:3], cosines[3:]))
-    spacing = _floats(_group_value(groups, "PixelMeasuresSequence", "PixelSpacing"), 2)
+    spacing = usable_spacing(_group_value(groups, "PixelMeasuresSequence", "PixelSpacing"))
     transform = "PixelValueTransformationSequence"
     rescale = _rescale(_group_value(groups, transform, "RescaleSlope") or ds.get("RescaleSlope"),
                        _group_value(groups, transform, "RescaleIntercept")
                        or ds.get("RescaleIntercept"), dose)
     temporal = _number(_group_value(groups, "FrameContentSequence", "TemporalPositionIndex"), int)
     return Frame(inst, k, None if ipp is None else np.array(ipp, float), cosines,
-                 spacing or inst.pixel_spacing or fallback, rescale,
+                 spacing or usable_spacing(inst.pixel_spacing) or fallback, rescale,
                  (temporal or 0, "", inst.instance_number or 0, k),
                  located=ipp is not None and iop is not None)
 
@@ -337,15 +337,23 @@ def patient_orientation(ref: Dataset) -> tuple[str, str] | None:
     return letters[0], letters[1]
 
 
+def usable_spacing(value: object) -> tuple[float, float] | None:
+    """(row, column) mm of a PixelSpacing-like value; None unless both are positive numbers:
+    scanners write 0\\0 (and worse) for "unknown", which must read as pixels, not as a
+    zero-sized image."""
+    pair = _floats(value, 2)
+    return pair if pair is not None and min(pair) > 0 and np.isfinite(pair).all() else None
+
+
 def _spacing_of(ds: Dataset) -> tuple[float, float] | None:
     """PixelSpacing at the top level or in the functional groups (patient-plane spacing)."""
-    return _floats(ds.get("PixelSpacing"), 2) or _floats(
-        _group_value(_frame_groups(ds, 0), "PixelMeasuresSequence", "PixelSpacing"), 2)
+    return usable_spacing(ds.get("PixelSpacing")) or usable_spacing(
+        _group_value(_frame_groups(ds, 0), "PixelMeasuresSequence", "PixelSpacing"))
 
 
 def detector_spacing(ref: Dataset) -> tuple[float, float] | None:
     """ImagerPixelSpacing of a projection image (spacing at the detector plane)."""
-    return _floats(ref.get("ImagerPixelSpacing"), 2)
+    return usable_spacing(ref.get("ImagerPixelSpacing"))
 
 
 def ultrasound_spacing(ref: Dataset) -> tuple[float, float] | None:
@@ -356,25 +364,29 @@ def ultrasound_spacing(ref: Dataset) -> tuple[float, float] | None:
         units = (region.get("PhysicalUnitsXDirection"), region.get("PhysicalUnitsYDirection"))
         dx, dy = region.get("PhysicalDeltaX"), region.get("PhysicalDeltaY")
         if units == (3, 3) and dx and dy:
-            return abs(float(dy)) * 10.0, abs(float(dx)) * 10.0
+            return usable_spacing((abs(float(dy)) * 10.0, abs(float(dx)) * 10.0))
     return None
 
 
 def spacing_known(instances: list[Instance], ref: Dataset) -> bool:
     """Whether any header gives the pixel size; without it measurements are in pixels."""
-    return bool(instances[0].pixel_spacing or _spacing_of(ref) or detector_spacing(ref)
-                or ultrasound_spacing(ref))
+    return bool(usable_spacing(instances[0].pixel_spacing) or _spacing_of(ref)
+                or detector_spacing(ref) or ultrasound_spacing(ref))
 
 
 def spacing_notes(instances: list[Instance], ref: Dataset) -> list[str]:
     """The caveat a radiologist expects when distances do not come from PixelSpacing."""
-    if instances[0].pixel_spacing or _spacing_of(ref):
+    if usable_spacing(instances[0].pixel_spacing) or _spacing_of(ref):
         return []
     if detector_spacing(ref):
         return ["Spacing is at the detector (ImagerPixelSpacing): measurements are not "
                 "corrected for magnification."]
     if ultrasound_spacing(ref):
         return ["Spacing is from the ultrasound region calibration."]
+    stated = ref.get("PixelSpacing")
+    if stated:  # 0\0, negative: said, not silently taken as 1 mm
+        text = "\\".join(str(v) for v in stated) if isinstance(stated, Sequence) else stated
+        return [f"PixelSpacing {text} is not a usable pixel size: measurements are in pixels."]
     return ["The images carry no pixel spacing: measurements are in pixels."]
 
 

@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, Signal
 
 from medviewer.core import geometry, reslice
 from medviewer.core.dicom.model import Series
+from medviewer.core.dicom.plan import usable_spacing
 from medviewer.core.dicom.volume import SliceSource, Volume
 from medviewer.core.display import Window, default_window
 from medviewer.ui.document.ai_state import AiLayers
@@ -164,8 +165,9 @@ class StudyDocument(ReadingAids, AiLayers, AnnotationState, MeasurementState, QO
             return np.asarray(affine, float)
         a = np.eye(4)
         inst = series.instances[0] if series and series.instances else None
-        if inst and inst.pixel_spacing:
-            a[0, 0], a[1, 1] = inst.pixel_spacing[1], inst.pixel_spacing[0]
+        spacing = usable_spacing(inst.pixel_spacing) if inst else None
+        if spacing:  # 0\0 or negative: pixels, as the volume will be
+            a[0, 0], a[1, 1] = spacing[1], spacing[0]
         return a
 
     # ----------------------------------------------------------------- geometry

@@ -397,7 +397,8 @@ class SliceView(QWidget):
             self.sigCursorInfo.emit(info)
 
     def cursor_info(self, scene_pos: QPointF) -> str:
-        """'voxel (c, r, s)  value  LPS (x, y, z) mm' for the pixel under the cursor."""
+        """'voxel (c, r, s)  value  LPS (x, y, z) mm' for the pixel under the cursor; on a
+        projection image (no patient geometry) 'pixel (c, r)  value  image (x, y) mm'."""
         if not self.document.has_image:
             return ""
         x, y = self.scene_to_pixel(scene_pos)
@@ -418,6 +419,11 @@ class SliceView(QWidget):
             shown = f"{value:g} {self.document.units}".strip()
         if slab:
             shown = f"{slabs.MODE_LABELS[self.document.slab_mode]} value {shown}"
+        if not self.document.has_geometry:  # a film: no patient coordinates to give
+            mm = self.view_box.mapSceneToView(scene_pos)  # from the image's top left corner
+            where = f"   image ({mm.x():.1f}, {mm.y():.1f}) mm" if self.document.spacing_known \
+                else ""
+            return f"pixel ({col}, {row})   {shown}{where}"
         lps = geometry.voxel_to_lps(self.document.affine, col, row, slc)
         return (f"voxel ({col}, {row}, {slc})   {shown}   "
                 f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm")
