@@ -163,7 +163,11 @@ class ShortcutsDialog(QDialog):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.table.resizeRowsToContents()
+        # rows fit their wrapped text at the width the column has on screen, and follow it
+        # when the dialog is resized (sized once at construction they wrapped at the column's
+        # width before the first layout, and kept rows many lines too tall)
+        self.table.verticalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         self.resize(760, 560)

@@ -200,3 +200,26 @@ def test_help_menu_opens_the_shortcuts_without_blocking(make_main_window, qtbot)
     assert dialog.rows() == [(c.action, c.how) for c in shortcuts.CONTROLS]
     shown = " ".join(how for _, how in dialog.rows())
     assert {KEY_NAMES[key] for key in VIEW_KEYS} <= _tokens(shown)
+
+
+def test_shortcut_rows_are_as_tall_as_their_wrapped_text(make_main_window, qtbot):
+    """No huge empty rows: each row is the height of its text wrapped at the column's width
+    on screen (plus at most a line), also after the dialog is resized."""
+    from PySide6.QtCore import QRect
+
+    window = make_main_window()
+    window.show_shortcuts()
+    dialog = window.shortcuts_dialog
+    qtbot.waitExposed(dialog)
+    for width in (760, 1100):
+        dialog.resize(width, 560)
+        qtbot.waitUntil(lambda w=width: dialog.width() == w)
+        table = dialog.table
+        metrics, column = table.fontMetrics(), table.columnWidth(1)
+        for row in range(table.rowCount()):
+            text = table.item(row, 1).text()
+            wrapped = metrics.boundingRect(QRect(0, 0, column - 8, 10_000),
+                                           Qt.TextFlag.TextWordWrap, text).height()
+            # slack: one line and the cell's margins (a one-line row is ~2 lines' height)
+            assert table.rowHeight(row) <= wrapped + metrics.height() + 4, (width, text)
+            assert table.rowHeight(row) >= metrics.height()
