@@ -117,7 +117,11 @@ class ViewerPanel(QWidget):
             "Patient, series and image text on the images")
         self.overlays_action.setCheckable(True)
         self.overlays_action.setChecked(self.document.overlays_visible)
-        self._build_slab_controls(self.toolbar)  # the tools row has room; this one has not
+        # the slab on a row of its own, kept wide enough for both controls: in the tools row a
+        # wide dock pushed the mm box into the overflow menu
+        self.slab_toolbar = QToolBar("Slab")
+        self._build_slab_controls(self.slab_toolbar)
+        self.slab_toolbar.setMinimumWidth(self.slab_toolbar.sizeHint().width())
         self.cine_action = QAction("Cine ▶", self, checkable=True)
         self.cine_action.toggled.connect(self.set_cine)
         self.cine_button = QToolButton()  # beside the slice slider it drives
@@ -127,7 +131,6 @@ class ViewerPanel(QWidget):
 
     def _build_slab_controls(self, bar: QToolBar) -> None:
         """Thick slab: mode (Off / MIP / MinIP / Avg) and thickness in mm, for every view."""
-        bar.addSeparator()
         self.slab_combo = QComboBox()
         for mode in slabs.SLAB_MODES:
             self.slab_combo.addItem(f"Slab: {slabs.MODE_LABELS[mode]}", mode)
@@ -188,6 +191,7 @@ class ViewerPanel(QWidget):
         layout.setSpacing(2)
         layout.addWidget(self.toolbar)
         layout.addWidget(self.display_toolbar)
+        layout.addWidget(self.slab_toolbar)
         layout.addWidget(self.stack, 1)
         layout.addLayout(sliders)
 

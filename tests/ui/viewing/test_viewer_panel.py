@@ -290,3 +290,22 @@ def test_slab_applies_to_every_plane_with_its_own_spacing(shown: ViewerPanel, ph
     assert "MinIP 11.0 mm (5 images)" in coronal.overlays["top_right"].text()  # 5 x 2.2 mm
     doc.set_volume(volume)  # the reader's slab stays for the next series
     assert shown.slab_combo.currentData() == "minip" and doc.slab_on
+
+
+def test_slab_box_stays_on_screen_when_the_tag_dock_is_wide(make_main_window, qtbot,
+                                                            dicom_folder):
+    """The mm box is never pushed into a toolbar's overflow menu by a wide dock."""
+    from tests.ui.gui import _window
+
+    win = _window(make_main_window, qtbot, dicom_folder)
+    viewer = win.viewer
+    for dock_width in (400, 800, 1000):
+        win.resizeDocks([win.tags_dock], [dock_width], Qt.Orientation.Horizontal)
+        qtbot.wait(50)
+        for widget in (viewer.slab_combo, viewer.slab_spin):
+            assert widget.isVisible(), (dock_width, widget)
+            box = widget.geometry().translated(widget.parentWidget().mapTo(viewer, widget.pos())
+                                               - widget.pos())
+            assert viewer.rect().contains(box), (dock_width, box, viewer.rect())
+    viewer.slab_spin.setValue(15.0)  # and it works from there
+    assert win.document.slab_mm == 15.0
