@@ -20,6 +20,10 @@ from medviewer.inference.detection_metrics import ImageBoxes
 from medviewer.inference.manifest import Manifest, load_manifest
 
 DETAIL_KEYS = ("per_case", "roc", "confusion")
+# what `per_case` holds for each task: the score the paired comparison of two versions uses
+PER_CASE = {"segmentation": "the mean Dice of each case",
+            "classification": "the accuracy on each case's samples",
+            "detection": "the recall of each case's boxes (IoU 0.5, score 0.5)"}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -66,7 +70,9 @@ class Collector:
         if self.tally is not None:
             return self.tally.scores()
         if self.task == "detection":
-            return metrics.detection_scores(self.pred, self.truth, self.labels)
+            out = dict(metrics.detection_scores(self.pred, self.truth, self.labels))
+            out.setdefault("per_case", _per_case_recall(self.pred, self.truth, self.cases))
+            return out
         truth, probs = np.concatenate(self.truth), np.concatenate(self.pred)
         out = dict(metrics.classification_scores(truth, probs, self.labels))
         out.setdefault("per_case", _per_case_accuracy(truth, probs, self.cases))
@@ -81,6 +87,22 @@ def _per_case_accuracy(truth: np.ndarray, probs: np.ndarray, cases: Sequence[str
     for case, ok in zip(cases, right, strict=True):
         out.setdefault(case, []).append(bool(ok))
     return {case: float(np.mean(v)) for case, v in out.items()}
+
+
+def _per_case_recall(pred: Sequence[ImageBoxes], truth: Sequence[ImageBoxes],
+                     cases: Sequence[str]) -> dict[str, float]:
+    """Share of each case's truth boxes found (cases without truth boxes are left out)."""
+    from medviewer.inference.detection_metrics import recall
+
+    groups: dict[str, list[int]] = {}
+    for i, case in enumerate(cases):
+        groups.setdefault(case, []).append(i)
+    out = {}
+    for case, rows in groups.items():
+        if sum(len(truth[i].boxes) for i in rows):
+            out[case] = float(recall([pred[i] for i in rows], [truth[i] for i in rows],
+                                     iou_threshold=0.5, score_threshold=0.5))
+    return out
 
 
 def main_metric(task: str, scores: dict[str, Any] | None = None) -> str:

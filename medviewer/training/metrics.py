@@ -264,3 +264,72 @@ def score_summary(scores: Mapping[str, Any], digits: int | None = None
         else:
             out[name] = round(float(value), digits) if digits is not None else float(value)
     return out
+
+
+# --- is the candidate better? ------------------------------------------------------------------
+
+# Below this many paired validation cases no verdict is given. The percentile bootstrap's
+# nominal 95% interval is too narrow on few cases: simulated on normal per-case differences it
+# covers the true mean difference in 76% of runs with 3 cases, 83% with 5 and 90% with 10
+# (92% with 20), so with fewer than 10 cases "better" would overstate the evidence.
+MIN_PAIRED_CASES = 10
+BOOTSTRAP_RESAMPLES = 2000
+VERDICTS = {"better": "better", "worse": "worse",
+            "no clear difference": "no clear difference",
+            "too few cases": "not enough validation cases to tell"}
+
+
+def paired_comparison(current: Mapping[str, Any] | None, candidate: Mapping[str, Any] | None,
+                      *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                      min_cases: int = MIN_PAIRED_CASES, level: float = 0.95
+                      ) -> dict[str, Any]:
+    """Candidate minus current on each validation case both scored, with a paired bootstrap
+    interval of the mean difference (cases resampled with replacement, `seed` fixed).
+
+    The verdict (higher is better): "better" when the whole interval lies above 0, "worse"
+    when below, "no clear difference" when it holds 0, "too few cases" below `min_cases`
+    (the interval is still given from 2 cases on, as a hint). JSON-safe.
+    """
+    current, candidate = dict(current or {}), dict(candidate or {})
+    cases = sorted(c for c in set(current) & set(candidate)
+                   if not _is_nan(current[c]) and not _is_nan(candidate[c]))
+    old = np.array([float(current[c]) for c in cases])
+    new = np.array([float(candidate[c]) for c in cases])
+    diffs = new - old
+    n = len(cases)
+    out: dict[str, Any] = {
+        "cases": cases, "current": old.tolist(), "candidate": new.tolist(),
+        "differences": diffs.tolist(), "n": n, "min_cases": min_cases, "level": level,
+        "resamples": resamples, "seed": seed,
+        "mean_difference": float(diffs.mean()) if n else None, "ci": None,
+        "unpaired": sorted(set(current) ^ set(candidate))}
+    if n >= 2:
+        rng = np.random.default_rng(seed)
+        means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+        tail = (1 - level) / 2
+        out["ci"] = [float(v) for v in np.quantile(means, [tail, 1 - tail])]
+    if n < min_cases:
+        out["verdict"] = "too few cases"
+    elif out["ci"][0] > 0:
+        out["verdict"] = "better"
+    elif out["ci"][1] < 0:
+        out["verdict"] = "worse"
+    else:
+        out["verdict"] = "no clear difference"
+    return out
+
+
+def comparison_text(paired: Mapping[str, Any], what: str = "score") -> str:
+    """One sentence: the verdict, the mean difference and its interval, the cases."""
+    n, verdict = int(paired.get("n") or 0), str(paired.get("verdict") or "too few cases")
+    mean, ci = paired.get("mean_difference"), paired.get("ci")
+    interval = (f"mean difference {mean:+.4f}, {round(100 * paired.get('level', 0.95))}% "
+                f"interval {ci[0]:+.4f} to {ci[1]:+.4f} (paired bootstrap, "
+                f"{paired.get('resamples')} resamples)") if ci else ""
+    if verdict == "too few cases":
+        return (f"Not enough validation cases to tell: {n} case(s) scored by both versions, "
+                f"at least {paired.get('min_cases')} needed" + (f"; {interval}" if ci else "")
+                + ".")
+    head = {"better": "The candidate is better", "worse": "The candidate is worse",
+            "no clear difference": "No clear difference"}[verdict]
+    return f"{head} on {what} over {n} validation cases: {interval}."

@@ -278,17 +278,25 @@ def _evaluate(p: Prepared, manifest: Manifest, emit: Reporter) -> dict[str, Any]
 def compare(p: Prepared, candidate: Manifest, emit: Reporter) -> dict[str, Any]:
     """Both versions through ONNX Runtime on the same validation split -> compare.json."""
     from medviewer.training import evaluate, recipes
+    from medviewer.training.metrics import paired_comparison
 
+    task = recipes.task_of(p.manifest)
     current, new = _evaluate(p, p.manifest, emit), _evaluate(p, candidate, emit)
-    main = evaluate.main_metric(recipes.task_of(p.manifest), new["metrics"])
-    a, b = current["metrics"].get(main), new["metrics"].get(main)
-    better = b is not None and (a is None or b > a)
+    main = evaluate.main_metric(task, new["metrics"])
+    # the verdict rests on the cases, not on two averages: paired per-case differences and
+    # their bootstrap interval; "better" only when the whole interval lies above 0
+    paired = {**paired_comparison(current.get("per_case"), new.get("per_case"),
+                                  seed=p.job.seed), "per_case_score": evaluate.PER_CASE[task]}
+    better = paired["verdict"] == "better"
     record = {"main_metric": main, "split": split_summary(p.data), "current": current,
-              "candidate": new, "better": better}
+              "candidate": new, "paired": paired, "better": better}
     path = write_text_atomic(p.run_dir / "compare.json", json.dumps(record, indent=2) + "\n")
     return {"event": "compare", "file": str(path), "main_metric": main,
             "current": {"version": current["version"], "metrics": current["metrics"]},
             "candidate": {"version": new["version"], "metrics": new["metrics"]},
+            "paired": {k: paired[k] for k in ("n", "min_cases", "mean_difference", "ci",
+                                               "level", "resamples", "verdict",
+                                               "per_case_score")},
             "better": better}
 
 

@@ -83,6 +83,12 @@ def test_train_prints_only_json_lines_and_ends_with_done(tmp_path: Path,
     events = [json.loads(line) for line in done.stdout.splitlines()]  # every line parses
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
     assert Path(events[-1]["candidate"], "model.onnx").is_file()
+    compare = next(e for e in events if e["event"] == "compare")  # issue 11.18: evidence
+    paired = compare["paired"]
+    assert paired["n"] < paired["min_cases"] and paired["verdict"] == "too few cases"
+    assert compare["better"] is False
+    record = json.loads((tmp_path / "run" / "compare.json").read_text(encoding="utf-8"))
+    assert len(record["paired"]["differences"]) == paired["n"]
     # the candidate is published from the command line, then rolled back
     models = [sys.executable, "-m", "medviewer", "models", "--json"]
     published = subprocess.run([*models, "--publish", events[-1]["candidate"]],

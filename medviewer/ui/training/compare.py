@@ -4,9 +4,14 @@
 and the main metric per epoch, and the log; it draws a `training_process.RunHistory`.
 `CompareView` reads the run's compare.json (both versions evaluated through ONNX Runtime on the same
 validation split): a table of metrics, main metric first, the better value of each row
-highlighted; ROC curves of both when the task has them, else the score of every validation
+marked; ROC curves of both when the task has them, else the score of every validation
 case as points; and the two confusion matrices where the task has one. All metrics in
-compare.json are higher-is-better (the training contract), so "better" needs no table.
+compare.json are higher-is-better (the training contract).
+
+The verdict is never read off two averages: it is the paired comparison of the cases both
+versions scored (`training.metrics.paired_comparison`: per-case differences, a seeded paired
+bootstrap 95% interval of their mean, no verdict below MIN_PAIRED_CASES cases), shown with
+its per-case table. A higher average inside the interval is "no clear difference".
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from medviewer.training.metrics import comparison_text, paired_comparison
 
 if TYPE_CHECKING:
     from medviewer.ui.training.process import RunHistory
@@ -100,6 +107,25 @@ def metric_rows(compare: dict[str, Any]) -> list[MetricRow]:
             better = "candidate" if new > old else "current"
         rows.append(MetricRow(name, old, new, better))
     return rows
+
+
+def paired_of(compare: dict[str, Any]) -> dict[str, Any]:
+    """compare.json's paired comparison (computed from both sides' per-case scores for a
+    file written before it was recorded)."""
+    paired = compare.get("paired")
+    if isinstance(paired, dict) and "verdict" in paired:
+        return paired
+    return paired_comparison((compare.get("current") or {}).get("per_case"),
+                             (compare.get("candidate") or {}).get("per_case"))
+
+
+def verdict_text(compare: dict[str, Any]) -> str:
+    """The sentence above the tables: verdict, interval, cases, and what was compared."""
+    paired = paired_of(compare)
+    what = str(paired.get("per_case_score") or "the per-case score")
+    where = split_text(compare) or "the same validation split"
+    return (f"{comparison_text(paired, what)} Both versions were run through ONNX Runtime on "
+            f"{where}; the table below lists the averages, the per-case table the evidence.")
 
 
 def version_text(compare: dict[str, Any], side: str) -> str:
@@ -175,6 +201,8 @@ class CompareView(QWidget):
         self.verdict.setObjectName("compareVerdict")
         self.verdict.setWordWrap(True)
         self.table = _table()
+        self.cases_table = _table()
+        self.cases_table.setObjectName("perCaseDifferences")
         self.plot = pg.PlotWidget()
         _plain_numbers(self.plot)
         self.plot.setMinimumHeight(180)
@@ -190,18 +218,15 @@ class CompareView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.verdict)
         layout.addWidget(self.table, 2)
+        layout.addWidget(self.cases_table, 2)
         layout.addWidget(self.plot, 3)
         layout.addWidget(self.confusion_box, 4)
 
     def show_compare(self, compare: dict[str, Any]) -> None:
         self.compare = compare
-        better = bool(compare.get("better"))
-        main = compare.get("main_metric", "the main metric")
-        where = split_text(compare) or "the same validation split"
-        self.verdict.setText(
-            f"The candidate is {'better' if better else 'not better'} than the current version "
-            f"on {main}, both measured on {where} through ONNX Runtime.")
+        self.verdict.setText(verdict_text(compare))
         self._fill_table(metric_rows(compare))
+        self._fill_cases(paired_of(compare))
         self._fill_plot(compare)
         self._fill_confusion(compare)
 
@@ -219,8 +244,25 @@ class CompareView(QWidget):
                 item = _item("\u2014" if value is None else f"{value:.4f}", row.better == side)
                 if row.better == side:
                     item.setBackground(QBrush(BETTER_BRUSH))
-                    item.setToolTip("the better of the two")
+                    item.setToolTip("the higher average; whether the difference is real is "
+                                    "what the paired interval above says")
                 self.table.setItem(r, c, item)
+
+    def _fill_cases(self, paired: dict[str, Any]) -> None:
+        """Case | current | candidate | difference: what the verdict rests on."""
+        table = self.cases_table
+        table.clear()
+        table.setColumnCount(4)
+        table.setHorizontalHeaderLabels(["Validation case", version_text(self.compare, "current"),
+                                         version_text(self.compare, "candidate"),
+                                         "Difference"])
+        cases = paired.get("cases") or []
+        table.setRowCount(len(cases))
+        for r, case in enumerate(cases):
+            values = (paired["current"][r], paired["candidate"][r], paired["differences"][r])
+            table.setItem(r, 0, _item(str(case)))
+            for c, value in enumerate(values, start=1):
+                table.setItem(r, c, _item(f"{value:+.4f}" if c == 3 else f"{value:.4f}"))
 
     def _fill_plot(self, compare: dict[str, Any]) -> None:
         self.plot.clear()

@@ -180,8 +180,12 @@ def describe_event(event: dict[str, Any]) -> str:
         check = f"largest relative difference to PyTorch {parity:.1e}" if _number(parity) else ""
         return f"Exported to ONNX: {event.get('folder')} ({check or 'no parity check'})"
     if kind == "compare":
-        verdict = "better than" if event.get("better") else "not better than"
-        return f"Candidate is {verdict} the current version on {event.get('main_metric')}"
+        from medviewer.training.metrics import comparison_text
+
+        paired = event.get("paired")
+        if not isinstance(paired, dict):  # a child that reports no paired comparison
+            return f"Compared with the current version on {event.get('main_metric')}"
+        return comparison_text(paired, str(paired.get("per_case_score") or "the cases"))
     if kind == "done":
         return f"Finished in {float(event.get('seconds', 0.0)):.0f} s: {event.get('candidate')}"
     return ""

@@ -35,9 +35,10 @@ from PySide6.QtWidgets import (
 
 from medviewer.inference import Manifest, ModelError, list_models
 from medviewer.inference.versions import publish
+from medviewer.training.metrics import comparison_text
 from medviewer.ui.common.guard import guarded
 from medviewer.ui.common.host import Host
-from medviewer.ui.training.compare import CompareView, ProgressView, load_compare
+from medviewer.ui.training.compare import CompareView, ProgressView, load_compare, paired_of
 from medviewer.ui.training.process import (
     CANCELLED,
     FINISHED,
@@ -308,19 +309,18 @@ class RetrainDialog(QDialog):
         done = self.history.done or {}
         run_dir = Path(str(done.get("run_dir") or self.job_path.parent))  # type: ignore[union-attr]
         path = Path(str((self.history.compare or {}).get("file") or run_dir / "compare.json"))
+        compare = self.history.compare or {}
         try:
-            self.compare_view.show_compare(load_compare(path))
+            compare = load_compare(path)
+            self.compare_view.show_compare(compare)
         except (OSError, ValueError) as exc:
             self.log_view.appendPlainText(f"Warning: no comparison to show ({exc})")
         else:
             self.tabs.setTabEnabled(1, True)
             self.tabs.setCurrentIndex(1)
-        compare = self.history.compare or {}
-        verdict = "is ready"
-        if compare.get("main_metric"):
-            better = "is better" if compare.get("better") else "is not better"
-            verdict = f"{better} on {compare['main_metric']}"
-        self._status(f"Finished: the new version {verdict}. Use it, or discard it.")
+        paired = paired_of(compare)
+        self._status(f"Finished. {comparison_text(paired, 'the per-case scores')} "
+                     "Use the new version, or discard it.")
 
     # ----------------------------------------------------------------- keep or discard
     @property

@@ -48,15 +48,24 @@ def gate_opened() -> bool:
     return True
 
 
+def per_case() -> tuple[dict, dict]:
+    """FAKE_TRAIN_CASES validation cases (default 2): the candidate's average is higher, by
+    less than the cases disagree (+0.02, -0.01, +0.02, -0.01, ...)."""
+    n = int(os.environ.get("FAKE_TRAIN_CASES", "2"))
+    old = {f"case {i + 1}": 0.7 + 0.01 * i for i in range(n)}
+    return old, {c: v + (0.02 if i % 2 == 0 else -0.01) for i, (c, v) in enumerate(old.items())}
+
+
 def compare_file(run_dir: Path) -> Path:
     roc = {"fpr": [0.0, 0.1, 0.3, 1.0], "tpr": [0.0, 0.6, 0.9, 1.0]}
+    old, new = per_case()
     data = {"main_metric": "roc_auc", "split": {"train": 6, "validation": 2},
-            "current": {"version": "1.0.0", "folder": "models/x", "per_case": {"a": 0.7},
+            "current": {"version": "1.0.0", "folder": "models/x", "per_case": old,
                         "metrics": {"roc_auc": 0.81, "accuracy": 0.75, "f1": 0.7},
                         "roc": {"fpr": [0.0, 0.4, 1.0], "tpr": [0.0, 0.6, 1.0]},
                         "confusion": {"labels": ["no", "yes"], "matrix": [[3, 1], [1, 3]]}},
             "candidate": {"version": "1.1.0", "folder": str(run_dir / "candidate"),
-                          "per_case": {"a": 0.9},
+                          "per_case": new,
                           "metrics": {"roc_auc": 0.9, "accuracy": 0.75, "f1": 0.65},
                           "roc": roc,
                           "confusion": {"labels": ["no", "yes"], "matrix": [[4, 0], [1, 3]]}},

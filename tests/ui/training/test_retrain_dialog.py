@@ -124,7 +124,12 @@ def test_the_end_shows_both_versions_and_discard_leaves_the_store(dialog, qtbot)
     assert _run(dialog, qtbot) == FINISHED
     view = dialog.compare_view
     assert dialog.tabs.currentWidget() is view and dialog.use_button.isEnabled()
-    assert "is better on roc_auc" in dialog.status_label.text()
+    # two validation cases: whatever the averages say, no verdict (issue 11.18)
+    assert "Not enough validation cases to tell" in dialog.status_label.text()
+    assert "better" not in dialog.status_label.text()
+    assert view.verdict.text().startswith("Not enough validation cases to tell: 2 case(s)")
+    assert view.cases_table.rowCount() == 2
+    assert view.cases_table.item(0, 3).text() == "+0.0200"
     table = view.table
     assert table.item(0, 0).text().startswith("roc_auc")  # the main metric first
     assert table.horizontalHeaderItem(2).text() == "Candidate 1.1.0"
@@ -137,6 +142,25 @@ def test_the_end_shows_both_versions_and_discard_leaves_the_store(dialog, qtbot)
     dialog.discard_button.click()
     assert not dialog.use_button.isEnabled() and "Discarded" in dialog.status_label.text()
     assert _store() == before
+
+
+def test_a_higher_average_inside_the_paired_interval_is_not_called_better(dialog, qtbot,
+                                                                          monkeypatch):
+    """12 validation cases, the candidate higher on average but worse on half of them: the
+    comparison shows each case's difference and the interval, and says no clear difference
+    although compare.json's old-style "better" flag says true."""
+    monkeypatch.setenv("FAKE_TRAIN_CASES", "12")
+    assert _run(dialog, qtbot) == FINISHED
+    view = dialog.compare_view
+    status, verdict = dialog.status_label.text(), view.verdict.text()
+    assert "No clear difference" in status and "better" not in status
+    assert verdict.startswith("No clear difference") and "over 12 validation cases" in verdict
+    assert "interval" in verdict and "paired bootstrap" in verdict
+    table = view.cases_table
+    assert table.rowCount() == 12
+    differences = [float(table.item(r, 3).text()) for r in range(12)]
+    assert sum(d < 0 for d in differences) == 6 and sum(differences) > 0
+    assert view.cases_table.isVisibleTo(dialog)
 
 
 def test_cancel_ends_the_child_and_publishes_nothing(dialog, qtbot, monkeypatch):
