@@ -71,6 +71,8 @@ class Volume:
     voi_lut: np.ndarray | None = None  # first VOI LUT of the header, applied for display
     voi_lut_first: int = 0  # first mapped input value of that LUT
     sources: list[SliceSource] = field(default_factory=list)  # one per slice (per time point 0)
+    # a 4D series' sources at every time point, [t][k] (empty for 3D): see `source`
+    time_sources: list[list[SliceSource]] = field(default_factory=list)
     series: Series | None = None
     description: str = ""
     warnings: list[str] = field(default_factory=list)  # e.g. "slice gap at slice 12 (5.0 mm)"
@@ -108,6 +110,11 @@ class Volume:
         if not self.bad_slices:
             return None
         return self.bad_slices.get(t * self.slice_count + k)
+
+    def source(self, k: int, t: int = 0) -> SliceSource | None:
+        """The file (and frame) of slice k at time point t; None past the end."""
+        sources = self.time_sources[t] if 0 < t < len(self.time_sources) else self.sources
+        return sources[k] if 0 <= k < len(sources) else None
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -256,12 +263,14 @@ class SeriesLoader:
     def _volume(self, voxels: np.ndarray) -> Volume:
         ref = self.reference
         lut, first = plan.voi_lut(ref)
-        sources = [self.source(k) for k in range(self.slice_count)]
+        sources = [[self.source(k, t) for k in range(self.slice_count)]
+                   for t in range(len(self.grid))]
         return Volume(
             voxels=voxels, affine=self.affine,
             modality="RTDOSE" if self.dose else str(ref.get("Modality", "")),
             photometric=self.photometric, windows=list(self.windows), voi_lut=lut,
-            voi_lut_first=first, sources=sources, series=self.series,
+            voi_lut_first=first, sources=sources[0],
+            time_sources=sources if len(sources) > 1 else [], series=self.series,
             description=str(ref.get("SeriesDescription", "")), warnings=list(self.warnings),
             has_geometry=self.has_geometry, patient_orientation=self.patient_orientation,
             spacing_known=self.spacing_known,

@@ -422,11 +422,11 @@ class StudyDocument(ReadingAids, AiLayers, AnnotationState, MeasurementState, QO
         return (self.photometric == "MONOCHROME1") != self.display_inverted
 
     def current_source(self) -> SliceSource | None:
-        """The file (and frame) of the acquired slice on screen, for the tag panel."""
+        """The file (and frame) of the acquired slice and time point on screen, for the tag
+        panel."""
         if self.volume is None:
             return self._preview_source
-        sources = self.volume.sources
-        return sources[self.slice_index] if self.slice_index < len(sources) else None
+        return self.volume.source(self.slice_index, self.time_index)
 
     def value_at(self, col: int, row: int) -> float | tuple | None:
         """Modality value (RGB triple for colour) of voxel (col, row) on the current slice."""

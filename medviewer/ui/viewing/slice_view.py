@@ -100,6 +100,7 @@ class SliceView(QWidget):
         self._rendered_crosshair: tuple | None = None
         self._wl_speed = 1.0
         self._drag_start_window: Window | None = None
+        self._hover: QPointF | None = None  # scene point under the resting mouse, if over us
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(160, 160)
         self._build_scene()
@@ -205,6 +206,8 @@ class SliceView(QWidget):
             self.measurements.show_slice(k)
             for layer in self.layers.values():
                 layer.refresh()
+            if self._hover is not None:  # keys and wheel move the image, not the mouse
+                self._on_mouse_moved(self._hover)
         elif doc.crosshair == self._rendered_crosshair:
             return  # a second signal for the same change: nothing new to draw
         self._rendered_crosshair = doc.crosshair
@@ -391,7 +394,12 @@ class SliceView(QWidget):
         row, col = int(np.clip(y, 0, rows - 1)), int(np.clip(x, 0, cols - 1))
         self.document.set_crosshair_at(self.plane_name, self.slice_index, row, col)
 
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        super().leaveEvent(event)
+        self._hover = None
+
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        self._hover = QPointF(scene_pos)
         info = self.cursor_info(scene_pos)
         if info:
             self.sigCursorInfo.emit(info)

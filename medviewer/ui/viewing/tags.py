@@ -268,9 +268,10 @@ class TagPanel(QWidget):
     # -- following the document ------------------------------------------------------------
 
     def set_document(self, document: StudyDocument) -> None:
-        """Follow the document's slice (debounced: scrolling must stay smooth)."""
+        """Follow the document's slice and time point (debounced: scrolling must stay smooth)."""
         self._document = document
-        for signal in (document.sigSliceChanged, document.sigVolumeChanged):
+        for signal in (document.sigSliceChanged, document.sigTimeChanged,
+                       document.sigVolumeChanged):
             signal.connect(lambda *_a: self._follow_timer.start())
 
     def _follow_document(self) -> None:
