@@ -206,7 +206,7 @@ class SliceView(QWidget):
             self.measurements.show_slice(k)
             for layer in self.layers.values():
                 layer.refresh()
-            if self._hover is not None:  # keys and wheel move the image, not the mouse
+            if self._hover is not None and self.isVisible():  # keys and wheel move the image
                 self._on_mouse_moved(self._hover)
         elif doc.crosshair == self._rendered_crosshair:
             return  # a second signal for the same change: nothing new to draw

@@ -115,3 +115,25 @@ def test_readout_follows_the_time_point_under_a_still_mouse(make_main_window, qt
     assert doc.time_index == 1
     assert win.status_label.text().startswith(_readout_at(win, 3, 2)) and \
         win.status_label.text() != shown  # another time point, another value
+
+
+def test_a_hidden_view_keeps_quiet_while_another_is_read(make_main_window, qtbot, dicom_folder):
+    """After 1x1 -> MPR the single view is hidden: scrolling the axial view under the mouse
+    must not bring back the single view's old readout."""
+    win = _window(make_main_window, qtbot, dicom_folder)
+    single, doc = win.viewer.single_view, win.document
+    hover(single, 5.5, 6.5)
+    assert doc.set_layout("mpr")
+    QApplication.processEvents()
+    axial = win.viewer.mpr_view.views["axial"]
+    assert not single.isVisible() and axial.isVisible()
+    heard: list[str] = []
+    single.sigCursorInfo.connect(heard.append)
+    hover(axial, 10.5, 12.5)
+    axial.setFocus()
+    before = doc.slice_index
+    _key(axial, Qt.Key.Key_Down if before == 0 else Qt.Key.Key_Up)
+    assert doc.slice_index != before
+    assert heard == []
+    col, row, k = doc.plane("axial").to_voxel(axial.slice_index, 12, 10)
+    assert win.status_label.text().startswith(f"voxel ({col}, {row}, {k})")
