@@ -125,7 +125,7 @@ def _ushort(raw: bytes) -> int | None:
     return int.from_bytes(raw[:2], "little") if len(raw) >= 2 else None
 
 
-_NUMBER_DECODERS = {"ds": _numbers, "is": _integer, "us": _ushort}
+_NUMBER_DECODERS = {"ds": _numbers, "is": _integer, "us": _ushort, "flag": bool}
 
 
 def _build(path: str, values: dict[int, Any], pixel: tuple[int, bool] | None,
@@ -164,6 +164,7 @@ def _instance(path: str, v: dict[str, Any], pixel: tuple[int, bool] | None) -> I
         rescale_slope=_first(v.get("RescaleSlope")),
         rescale_intercept=_first(v.get("RescaleIntercept")),
         temporal_position=v.get("TemporalPositionIdentifier"),
+        float_pixels=bool(v.get("FloatPixelData") or v.get("DoubleFloatPixelData")),
     )
 
 
@@ -253,6 +254,9 @@ def _values_from_dataset(ds: pydicom.Dataset) -> dict[int, Any]:
 def _collect(ds: pydicom.Dataset, values: dict[int, Any]) -> None:
     for tag, (_keyword, kind) in TAGS.items():
         if tag in values or tag >> 16 == 0x0002 or tag not in ds:
+            continue
+        if kind == "flag":  # present is all it says; the (deferred) value stays unread
+            values[tag] = True
             continue
         value = ds[tag].value
         if value is None or value == "":

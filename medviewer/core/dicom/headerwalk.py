@@ -57,6 +57,9 @@ TAGS: dict[int, tuple[str, str]] = {
     0x00280103: ("PixelRepresentation", "us"),
     0x00281052: ("RescaleIntercept", "ds"),
     0x00281053: ("RescaleSlope", "ds"),
+    # which pixel element the file has: Float / Double Float Pixel Data (parametric maps)
+    0x7FE00008: ("FloatPixelData", "flag"),
+    0x7FE00009: ("DoubleFloatPixelData", "flag"),
 }
 # Enhanced multi-frame: shared groups, first per-frame item, and the macros inside (plane
 # position / orientation, pixel measures, pixel value transformation = rescale)
@@ -167,6 +170,8 @@ class _Walk:
                 return vpos
             if top and tag in PIXEL_TAGS:
                 self.pixel = self.pixel_location(length, vpos)
+                if into is not None and tag in TAGS:
+                    into[tag] = b"\x01"
                 return vpos
             if length == UNDEFINED:
                 pos = self.sequence(vpos, None, into if tag in DESCEND else None, tag == PER_FRAME)

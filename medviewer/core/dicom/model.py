@@ -39,6 +39,9 @@ class Instance:
     rescale_slope: float | None = None  # RescaleSlope, None when absent
     rescale_intercept: float | None = None  # RescaleIntercept, None when absent
     temporal_position: int | None = None  # TemporalPositionIdentifier, for 4D ordering
+    # Float (32-bit) or Double Float (64-bit, BitsAllocated says which) Pixel Data instead of
+    # integer Pixel Data: parametric maps such as ADC
+    float_pixels: bool = False
 
 
 @dataclass

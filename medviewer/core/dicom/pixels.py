@@ -22,7 +22,9 @@ from medviewer.core.dicom.errors import DicomError
 
 NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
-_PIXEL_TAG = b"\xe0\x7f\x10\x00"
+# Pixel Data, Float Pixel Data, Double Float Pixel Data (little endian tag bytes)
+_PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _ITEM, _SEQ_END = 0xFFFEE000, 0xFFFEE0DD
 
 
@@ -42,9 +44,12 @@ class Rescale:
         return self.slope == 1.0 and self.intercept == 0.0
 
 
-def stored_dtype(bits_allocated: int, signed: bool) -> np.dtype:
-    """The numpy type holding one stored sample (little endian)."""
-    if bits_allocated not in (8, 16, 32):
+def stored_dtype(bits_allocated: int, signed: bool, floating: bool = False) -> np.dtype:
+    """The numpy type holding one stored sample (little endian); `floating` for Float (32)
+    and Double Float (64) Pixel Data."""
+    if floating and bits_allocated in (32, 64):
+        return np.dtype(f"<f{bits_allocated // 8}")
+    if bits_allocated not in (8, 16, 32) or floating:
         raise ValueError(bits_allocated)
     return np.dtype(f"<{'i' if signed else 'u'}{bits_allocated // 8}")
 
@@ -61,7 +66,7 @@ def read_native(path: str, offset: int, out: np.ndarray, skip: int = 0) -> None:
         with open(path, "rb", buffering=0) as f:
             f.seek(max(0, offset - 12))
             head = f.read(min(offset, 12))
-            if _PIXEL_TAG not in head:
+            if not any(tag in head for tag in _PIXEL_TAGS):
                 raise DicomError(path, "The file changed since it was indexed; rescan the folder.")
             if skip:
                 f.seek(offset + skip)
@@ -92,7 +97,7 @@ def read_fragments(path: str, offset: int) -> list[bytes]:
             raise DicomError(path, "The compressed image data is truncated or corrupt.")
         items.append(data[pos + 8:pos + 8 + length])
         pos += 8 + length
-    at_value = head.startswith(_PIXEL_TAG) and len(head) == 12
+    at_value = head.startswith(_PIXEL_TAGS[0]) and len(head) == 12
     return items[1:] if at_value and items else items
 
 
@@ -179,7 +184,7 @@ def _infer_transfer_syntax(ds: Dataset) -> None:
 def decode_dataset(path: str, ds: Dataset, index: int | None = None) -> np.ndarray:
     """All frames of `ds` as (frames, rows, cols[, 3]), or only frame `index` as (1, ...);
     colour converted to RGB uint8."""
-    if "PixelData" not in ds:
+    if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
         # pydicom returns an empty dataset when encapsulated pixel data is cut short
         if ds.get("Rows") or not len(ds):
             raise DicomError(path, "The image data is missing: the file was cut short, copy it "
@@ -237,13 +242,34 @@ def _to_display_colour(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
-        arr = apply_color_lut(arr, ds)
+        arr = apply_color_lut(arr, _palette_little_endian(ds))
         bits = 16 if arr.dtype.itemsize > 1 else 8
     else:
         bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8))
     if arr.dtype == np.uint8:
         return arr
     return (arr.astype(np.uint32) >> max(0, bits - 8)).clip(0, 255).astype(np.uint8)
+
+
+def _palette_little_endian(ds: Dataset) -> Dataset:
+    """The palette elements with their (non-segmented) LUT data as little-endian words:
+    pydicom's apply_color_lut reads those bytes in the machine's order whatever the file's, so
+    a big-endian palette (OW words byte-swapped) comes out nearly black."""
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))) if "file_meta" in ds.__dict__ \
+        else None
+    if syntax is None or not syntax.is_valid or syntax.is_little_endian:
+        return ds
+    palette = Dataset()
+    for tag in [0x00281101, 0x00281102, 0x00281103, 0x00281104]:  # descriptors
+        if tag in ds:
+            palette[tag] = ds[tag]
+    for tag in [0x00281201, 0x00281202, 0x00281203, 0x00281204]:  # R, G, B, alpha data
+        value = ds[tag].value if tag in ds else None
+        if isinstance(value, bytes) and len(value) % 2 == 0:
+            palette.add_new(tag, "OW", np.frombuffer(value, ">u2").astype("<u2").tobytes())
+    if not any(tag in palette for tag in (0x00281201, 0x00281202, 0x00281203)):
+        return ds  # segmented palettes: pydicom honours the file's byte order for those
+    return palette
 
 
 def modality_lut(ds: Dataset) -> tuple[int, np.ndarray] | None:

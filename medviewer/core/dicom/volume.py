@@ -188,6 +188,8 @@ class SeriesLoader:
 
     def _raw_dtype(self) -> np.dtype:
         inst = self.frames[0].instance
+        if inst.float_pixels and inst.bits_allocated in (32, 64):
+            return px.stored_dtype(inst.bits_allocated, True, floating=True)
         if self.colour or inst.bits_allocated not in (8, 16, 32):
             return np.dtype(np.uint8)
         return px.stored_dtype(inst.bits_allocated, bool(inst.pixel_representation))
@@ -251,6 +253,9 @@ class SeriesLoader:
         """Unused bits, then the Modality LUT (rescale or table); colour passes through."""
         if self.colour:
             return raw
+        if raw.dtype.kind == "f":  # Float Pixel Data: the stored values are the values
+            identity = all(r.is_identity for r in rescales)
+            return raw if identity else px.to_float32(raw, rescales)
         px.fix_unused_bits(raw, int(self.reference.get("BitsStored") or 0))
         if self.lut is not None:
             return px.apply_lut_table(raw, *self.lut)
@@ -369,7 +374,8 @@ def _by_file(frames: list[plan.Frame], order: list[int]) -> list[tuple[str, list
 def _strategy(inst: Instance, colour: bool, lut: object) -> str:
     """native (read at offset), rle (pylibjpeg-rle) or pydicom (everything else)."""
     simple = (not colour and lut is None and inst.pixel_data_offset is not None
-              and inst.samples_per_pixel == 1 and inst.bits_allocated in (8, 16, 32))
+              and inst.samples_per_pixel == 1
+              and inst.bits_allocated in ((32, 64) if inst.float_pixels else (8, 16, 32)))
     if simple and inst.transfer_syntax_uid in px.NATIVE_LE:
         return "native"
     if simple and inst.transfer_syntax_uid == px.RLE_LOSSLESS:
