@@ -6,7 +6,9 @@ thick slab; under it the modality, series number and description and slice thick
 level, zoom and an "Inverted" flag (bottom left), pixel size (bottom right). Edges: orientation
 letters. Middle: why an image failed to decode, instead of a silent blank. Demographics are on
 every image because wrong-patient errors are a real hazard. O hides all text but the failure
-message (clean screenshots, teaching). The labels are children of the SliceView, so
+message (clean screenshots, teaching). The text is light with a dark outline round every glyph
+(`OutlinedLabel`), readable on black and on white alike (an inverted film, bone). The labels
+are children of the SliceView, so
 `widget.grab()` (and Export View) carries them.
 """
 
@@ -16,16 +18,18 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QGraphicsDropShadowEffect, QLabel
+from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QLabel, QWidget
 
 from medviewer.core import geometry
 
 if TYPE_CHECKING:
     from medviewer.ui.viewing.slice_view import SliceView
 
-OVERLAY_STYLE = "color: #e8e8a0; background: transparent; font: 11px 'DejaVu Sans';"
-LETTER_STYLE = "color: #ffd24a; background: transparent; font: bold 14px 'DejaVu Sans';"
+# light text with a dark outline round every glyph: readable on black, on white (an inverted
+# film, bone, contrast) and on anything between, as PACS draw their overlays
+TEXT_COLOUR, LETTER_COLOUR, OUTLINE_COLOUR = QColor("#e8e8a0"), QColor("#ffd24a"), QColor("#000")
+OUTLINE_PX = 2.0  # pen width of the outline: 1 px of dark on each side of a stroke
 FAILURE_STYLE = ("color: #ff7a6e; background: rgba(0, 0, 0, 170); padding: 8px; "
                  "border: 1px solid #ff7a6e; font: bold 13px 'DejaVu Sans';")
 # where each overlay sits, as fractions of the free width and height ("series" goes under
@@ -105,16 +109,35 @@ def series_lines(header: dict[str, str], modality: str, description: str) -> lis
 
 
 # ----------------------------------------------------------------------- the labels
-def _label(parent: SliceView, style: str) -> QLabel:
-    label = QLabel(parent)
-    label.setStyleSheet(style)
-    label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-    shadow = QGraphicsDropShadowEffect(label)  # readable over bone and contrast too
-    shadow.setBlurRadius(0)
-    shadow.setOffset(1, 1)
-    shadow.setColor(QColor(0, 0, 0, 230))
-    label.setGraphicsEffect(shadow)
-    return label
+class OutlinedLabel(QLabel):
+    """A QLabel drawn as light text with a dark outline (`colour` on `OUTLINE_COLOUR`)."""
+
+    def __init__(self, parent: QWidget, colour: QColor, *, size_px: int,
+                 bold: bool = False) -> None:
+        super().__init__(parent)
+        self.colour, self.outline = QColor(colour), QColor(OUTLINE_COLOUR)
+        font = QFont("DejaVu Sans")
+        font.setPixelSize(size_px)
+        font.setBold(bold)
+        self.setFont(font)
+        self.setTextFormat(Qt.TextFormat.PlainText)  # header text is never markup
+        self.setContentsMargins(2, 2, 2, 2)  # room for the outline
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """Each line as a path: outlined first, then filled, aligned as the label is."""
+        metrics, area = self.fontMetrics(), self.contentsRect()
+        right = bool(self.alignment() & Qt.AlignmentFlag.AlignRight)
+        path, y = QPainterPath(), area.top() + metrics.ascent()
+        for line in self.text().split("\n"):
+            x = area.right() + 1 - metrics.horizontalAdvance(line) if right else area.left()
+            path.addText(x, y, self.font(), line)
+            y += metrics.lineSpacing()
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.strokePath(path, QPen(self.outline, OUTLINE_PX, Qt.PenStyle.SolidLine,
+                                      Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin))
+        painter.fillPath(path, self.colour)
 
 
 class ImageOverlays:
@@ -126,10 +149,13 @@ class ImageOverlays:
         self.labels: dict[str, QLabel] = {}
         flag = Qt.AlignmentFlag
         for name, (fx, _) in OVERLAY_PLACES.items():
-            label = _label(view, OVERLAY_STYLE if name in TEXT_BLOCKS else LETTER_STYLE)
+            label = (OutlinedLabel(view, TEXT_COLOUR, size_px=11) if name in TEXT_BLOCKS
+                     else OutlinedLabel(view, LETTER_COLOUR, size_px=14, bold=True))
             label.setAlignment((flag.AlignRight if fx == 1 else flag.AlignLeft) | flag.AlignTop)
             self.labels[name] = label
-        self.failure_label = _label(view, FAILURE_STYLE)
+        self.failure_label = QLabel(view)  # on a dark box of its own
+        self.failure_label.setStyleSheet(FAILURE_STYLE)
+        self.failure_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.failure_label.setWordWrap(True)
         self.failure_label.setAlignment(flag.AlignCenter)
         self.failure_label.hide()

@@ -10,10 +10,12 @@ import numpy as np
 import pydicom
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from medviewer.core import synthetic as syn
 from medviewer.core.dicom import scan
 from medviewer.core.dicom.volume import Volume, load_series
+from medviewer.core.display import Window
 from medviewer.ui.common.workers import load_series_task
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.shell import shortcuts
@@ -98,6 +100,48 @@ def test_long_header_text_is_elided_not_drawn_over_the_letters(make_view):
     view = make_view(volume)
     name = view.overlays["top_left"]
     assert name.text().endswith("…") and name.geometry().right() < view.width() // 2
+
+
+def _rgb(widget) -> np.ndarray:
+    from PySide6.QtGui import QImage
+
+    shot = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    rgb = np.frombuffer(shot.constBits(), np.uint8).reshape(shot.height(), shot.bytesPerLine())
+    return rgb[:, : shot.width() * 3].reshape(shot.height(), shot.width(), 3).astype(int)
+
+
+def _outline_share(rgb: np.ndarray) -> float:
+    """Of the pixels touching the light text (pixels of the text's colour), the share that is
+    not near-white: an outline round every glyph makes it 1, a one-sided shadow about half."""
+    text = (rgb[..., 0] > 200) & (rgb[..., 1] > 200) & (rgb[..., 2] < 190)
+    grown = text.copy()
+    for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)):
+        grown |= np.roll(np.roll(text, dy, 0), dx, 1)
+    ring = grown & ~text
+    assert text.sum() > 20  # the text is drawn
+    return float((rgb[ring].mean(axis=1) < 200).mean())
+
+
+@pytest.mark.parametrize("hu, inverted", [(-1000, True), (1000, False)])
+def test_overlay_text_is_outlined_so_it_reads_on_white(make_view, hu, inverted):
+    """Air on an inverted CT, or bone, fills the view with white: the light text keeps a dark
+    outline on every side of every glyph, so it reads there as on black (the one-pixel drop
+    shadow it had left its top and left edges yellow on white)."""
+    voxels = np.full((4, 64, 64), hu, np.int16)
+    view = make_view(Volume(voxels=voxels, affine=np.eye(4), modality="CT",
+                            header={"PatientName": "DOE^JANE", "PatientID": "P001"}))
+    view.document.set_window(Window(40, 400))
+    view.document.set_display_inverted(inverted)
+    view.view_box.setRange(xRange=(20, 40), yRange=(20, 40), padding=0)  # the image fills it
+    QApplication.processEvents()
+    rgb = _rgb(view)
+    for name in ("top_left", "bottom_left", "top_right", "left"):
+        box = view.overlays[name].geometry()
+        inside = rgb[box.top():box.bottom() + 1, box.left():box.right() + 1]
+        assert inside[0, 0].min() > 240  # white image around the text
+        assert _outline_share(inside) > 0.9, name
+        label = view.overlays[name]
+        assert label.colour.lightness() > 150 and label.outline.lightness() < 40
 
 
 # ------------------------------------------------------------------------- preview
