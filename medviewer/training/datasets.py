@@ -5,7 +5,9 @@
 Every image goes through the model plugin's own `preprocess` (the viewer's code, called with
 no ONNX session), so training sees exactly the numbers the viewer feeds the model. The truth:
 - segmentation (lab 4): the SEG saved in the series' workspace; segments are matched to the
-  model's labels by name. Only annotated slices are used (see SLICES).
+  model's labels by name or code, or as the job's data.segment_labels maps them
+  (`training.labels`); a segment with voxels that none takes stops the job, excluded ones are
+  ignored (no loss, no score), never background. Only annotated slices are used (see SLICES).
 - detection (lab 5): the SR's accepted and hand-drawn boxes; proposed and rejected ones are
   no findings. Labels by name; box labels are 1-based as the detector counts them.
 - classification (labs 1, 2): the SR's slice class labels, a series label for every slice
@@ -31,6 +33,13 @@ from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import Manifest
 from medviewer.training.augment import Augment
 from medviewer.training.errors import TrainingError
+from medviewer.training.labels import (
+    IGNORE,
+    Segment,
+    check_mapping,
+    target_value,
+    unmapped_text,
+)
 from medviewer.training.split import split_patients, split_record
 
 TASKS = {"classification": "classification", "fusion": "classification",
@@ -119,6 +128,10 @@ def build_data(job: Any, manifest: Manifest) -> TrainingData:
     where = getattr(job, "path", None)
     ctx = _Context(manifest, where)
     data = job.data
+    ctx.segment_labels = dict(data.get("segment_labels") or {})
+    wrong = check_mapping(ctx.segment_labels, manifest.label_names)
+    if wrong:
+        raise TrainingError(where, wrong)
     warnings: list[str] = []
     from medviewer.training.phantoms import demo_case  # it builds on this module's Case
 
@@ -181,6 +194,7 @@ class _Context:
             raise TrainingError(manifest.folder, exc.reason) from exc
         self.key = next(n for n in manifest.onnx_inputs if n != "extras")
         self.index = {n.strip().lower(): i for i, n in enumerate(manifest.label_names)}
+        self.segment_labels: dict[str, str | None] = {}  # the job's data.segment_labels
 
     def label(self, name: str, what: str, fate: str = "left out") -> int | None:
         """The model's index of a label name (any case); None plus a warning when unknown."""
@@ -226,7 +240,8 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int], count: int) -> np.n
     """(n, rows, cols) label maps at the model's `size` as int64, like lab4.data does.
 
     Integer shrink factors take each block's majority (ties to the higher, rarer label: a
-    nodule's edge pixel stays nodule); other factors take the nearest label.
+    nodule's edge pixel stays nodule; IGNORE, excluded voxels, wins its ties too); other
+    factors take the nearest label.
     """
     from medviewer.inference import preprocess as pp
 
@@ -235,11 +250,12 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int], count: int) -> np.n
     if (rows, cols) == tuple(size):
         return labels.astype(np.int64)
     if fr >= 1 and fc >= 1 and fr == int(fr) and fc == int(fc):
+        values = np.array([*range(count), *([IGNORE] if (labels == IGNORE).any() else [])])
         blocks = labels.reshape(n, size[0], int(fr), size[1], int(fc))
-        votes = np.stack([(blocks == v).sum(axis=(2, 4), dtype=np.int32) for v in range(count)],
+        votes = np.stack([(blocks == v).sum(axis=(2, 4), dtype=np.int32) for v in values],
                          axis=-1)
-        votes = votes * (count + 1) + np.arange(count)  # ties: the higher value wins
-        return votes.argmax(axis=-1).astype(np.int64)
+        votes = votes * (len(values) + 1) + np.arange(len(values))  # ties: the later wins
+        return values[votes.argmax(axis=-1)].astype(np.int64)
     return np.asarray(pp.resize(labels, tuple(size), order=0), np.int64)
 
 
@@ -332,13 +348,25 @@ def _series_case(series: Any, kind: str, ctx: _Context) -> Case | None:
 
 
 def _seg_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context) -> tuple | None:
-    label_map, names = workspace.load_seg(volume)
+    """Segments -> model label values (training.labels); an undecided segment with voxels
+    stops the job, excluded voxels become IGNORE, slices without a kept voxel are left out."""
+    label_map, table = workspace.load_seg_table(volume)
     source = workspace.newest("seg")  # a directory listing: once, not once per segment
-    lut = np.zeros(max(len(names), 256), np.uint8)  # uint8: a full CT stays small
-    for value, name in enumerate(names[1:], start=1):
-        lut[value] = ctx.label(name, f"segment of {source}",
-                               "its voxels count as background") or 0
-    slices = np.flatnonzero(label_map.reshape(len(label_map), -1).any(axis=1))
+    counts = np.bincount(label_map.ravel(), minlength=256)
+    lut = np.zeros(256, np.uint8)  # uint8: a full CT stays small
+    kept = np.zeros(256, bool)
+    undecided = []
+    for label in table:
+        value = target_value(label.name, label.type, ctx.manifest.label_names,
+                             ctx.segment_labels)
+        if value is None and counts[label.value]:
+            undecided.append(Segment(label.name, int(counts[label.value]), label.type))
+        lut[label.value] = value or 0
+        kept[label.value] = value is not None and value != IGNORE
+    if undecided:
+        raise TrainingError(source, unmapped_text(undecided, ctx.manifest.label_names,
+                                                  ctx.manifest.id))
+    slices = np.flatnonzero(kept[label_map].reshape(len(label_map), -1).any(axis=1))
     if not len(slices):
         return None
     maps = resize_labels(lut[label_map[slices]], ctx.manifest.input.size, len(ctx.index))

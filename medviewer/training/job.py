@@ -51,6 +51,9 @@ class DataSpec(_Mapping):
     max_cases: int | None = None
     val_fraction: float = 0.25
     split_seed: int = 0
+    # segment name -> model label name, or None: excluded (ignored, not background); segments
+    # not named here match a label by name or code (training.labels)
+    segment_labels: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def load_job(path: str | Path) -> Job:
 _TOP = {"model", "init", "data", "epochs", "batch_size", "lr", "optimizer", "schedule",
         "early_stopping", "augment", "seed", "device", "max_steps_per_epoch", "out",
         "backbone_weights"}
-_DATA = {"series", "demo", "max_cases", "val_fraction", "split_seed"}
+_DATA = {"series", "demo", "max_cases", "val_fraction", "split_seed", "segment_labels"}
 _STOP = {"patience", "min_delta"}
 
 
@@ -230,11 +233,23 @@ def _parse_data(d: Any, path: str | Path | None, base: Path | None) -> DataSpec:
         max_cases=c.number("max_cases", None, integer=True, low=1, none=True),
         val_fraction=c.number("val_fraction", 0.25, integer=False, low=0.0, high=1.0,
                               strict_low=True),
-        split_seed=c.number("split_seed", 0, integer=True, low=0))
+        split_seed=c.number("split_seed", 0, integer=True, low=0),
+        segment_labels=_segment_labels(c))
     if not spec.series and spec.demo == 0:
         c.fail("The job has no data: list annotated series in 'data.series' or set "
                "'data.demo' to a number of demo cases.")
     return spec
+
+
+def _segment_labels(c: _Checker) -> dict[str, str | None]:
+    """{"segment 1": "nodule", "marker": null}: a model label name, or null to exclude."""
+    value = c.get("segment_labels", (dict,), {}, what='an object like {"segment 1": '
+                  '"nodule", "marker": null}')
+    bad = [k for k, v in value.items() if not (v is None or (isinstance(v, str) and v.strip()))]
+    if bad:
+        c.fail(f"'data.segment_labels' maps {bad[0]!r} to {json.dumps(value[bad[0]])}; give a "
+               "model label name, or null to leave the segment out of training.")
+    return dict(value)
 
 
 def _series_entry(c: _Checker, entry: Any, base: Path | None) -> str | SeriesRef:

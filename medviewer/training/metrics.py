@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from medviewer.inference.detection_metrics import ImageBoxes, average_precision, recall
+from medviewer.training.labels import IGNORE
 
 MAIN_METRICS = {"classification": "roc_auc", "segmentation": "dice", "detection": "ap50"}
 
@@ -121,20 +122,25 @@ class SegmentationTally:
     map, so a 256 x 256 slice costs well under a millisecond.
     """
 
-    def __init__(self, labels: Sequence[str]) -> None:
+    def __init__(self, labels: Sequence[str], ignore: int | None = IGNORE) -> None:
         self.labels = [str(n) for n in labels]
+        self.ignore = ignore
         if len(self.labels) < 2:
             raise ValueError("segmentation needs background and at least one label")
         self.counts: dict[str, np.ndarray] = {}  # case -> (K, K) int64, rows truth
 
     def add(self, pred: Iterable[Any], truth: Iterable[Any],
             cases: Sequence[str] | None = None) -> None:
-        """Add maps pairwise (lists or (B, ...) arrays); `cases` names each (else its own)."""
+        """Add maps pairwise (lists or (B, ...) arrays); `cases` names each (else its own).
+        Truth voxels of excluded segments (`ignore`, training.labels.IGNORE) are not scored."""
         k = len(self.labels)
         for i, (p, t) in enumerate(zip(pred, truth, strict=True)):
             p, t = np.asarray(p), np.asarray(t)
             if p.shape != t.shape:
                 raise ValueError(f"label maps differ in shape: {p.shape} vs {t.shape}")
+            if self.ignore is not None:
+                scored = t != self.ignore
+                p, t = p[scored], t[scored]
             for m in (p, t):
                 if m.size and (m.min() < 0 or m.max() >= k):
                     raise ValueError(f"label values must lie in 0..{k - 1}")

@@ -22,6 +22,7 @@ from torch import nn
 from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import WEIGHTS_FILE, Manifest
 from medviewer.training.errors import TrainingError
+from medviewer.training.labels import IGNORE
 
 SGD_MOMENTUM = 0.9
 SGD_WEIGHT_DECAY = 1e-4
@@ -109,9 +110,12 @@ def batch_size_of(batch: Any) -> int:
 # --- losses --------------------------------------------------------------------------------
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - mean soft Dice over the foreground labels (the background would dominate it)."""
-    probs = logits.softmax(dim=1)[:, 1:]
-    onehot = nn.functional.one_hot(target, logits.shape[1]).movedim(-1, 1)[:, 1:]
+    """1 - mean soft Dice over the foreground labels (the background would dominate it);
+    voxels of excluded segments (IGNORE) count for neither side."""
+    keep = (target != IGNORE).unsqueeze(1)
+    probs = logits.softmax(dim=1)[:, 1:] * keep
+    onehot = nn.functional.one_hot(target.masked_fill(~keep[:, 0], 0),
+                                   logits.shape[1]).movedim(-1, 1)[:, 1:] * keep
     dims = (0, *range(2, logits.ndim))
     overlap = (probs * onehot).sum(dim=dims)
     total = probs.sum(dim=dims) + onehot.sum(dim=dims)
@@ -158,7 +162,8 @@ class Objective(nn.Module):
 
 def batch_loss(task: str, logits: torch.Tensor, target: torch.Tensor,
                class_weights: torch.Tensor | None = None) -> torch.Tensor:
-    loss = nn.functional.cross_entropy(logits, target, weight=class_weights)
+    loss = nn.functional.cross_entropy(logits, target, weight=class_weights,
+                                       ignore_index=IGNORE)  # excluded segments: no loss
     if task == "segmentation":
         loss = loss + soft_dice_loss(logits, target)
     return loss

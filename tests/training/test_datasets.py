@@ -27,6 +27,7 @@ from medviewer.inference.registry import shipped_models_dir
 from medviewer.training.augment import Augment
 from medviewer.training.datasets import build_data
 from medviewer.training.errors import TrainingError
+from medviewer.training.labels import IGNORE
 from medviewer.training.phantoms import DEMO_SEED_BASE
 
 SHAPE, SPACING = (12, 64, 64), (10.0, 5.5, 5.5)
@@ -82,22 +83,61 @@ def test_a_corrected_seg_becomes_the_target_with_values_mapped_by_name(tmp_path,
     first, second = _ct(tmp_path / "a", "P1", 1), _ct(tmp_path / "b", "P2", 2)
     seg = _save_corrected_seg(first, nodule_slice=6)
     _save_corrected_seg(second, nodule_slice=None)
-    data = build_data(_job([tmp_path / "a", tmp_path / "b"]), m)
+    # 'liver' is no label of the model: never silently background (issue 11.17)
+    with pytest.raises(TrainingError, match=r"'liver' \(9 voxels\) matches no label.*"
+                       r"segment_labels.*trained as background"):
+        build_data(_job([tmp_path / "a", tmp_path / "b"]), m)
+    with pytest.raises(TrainingError, match="'liver' -> 'kidney', which is no label"):
+        build_data(_job([tmp_path / "a"], segment_labels={"liver": "kidney"}), m)
+    data = build_data(_job([tmp_path / "a", tmp_path / "b"], segment_labels={"Liver": None}), m)
     assert data.task == "segmentation" and data.labels == m.label_names
     ours = {it["slice"]: it for it in _items(data) if it["patient"] == "P1"}
     assert sorted(ours) == [k for k in range(SHAPE[0]) if k != 1]  # annotated slices only
-    model_value = {0: 0, 5: 0, **{v: m.label_names.index(n) for n, v in SEG_VALUE.items()}}
+    model_value = {0: 0, 5: IGNORE, **{v: m.label_names.index(n) for n, v in SEG_VALUE.items()}}
     expected = np.vectorize(model_value.get)(seg[6])
     expected = np.repeat(np.repeat(expected, 2, axis=0), 2, axis=1)  # 64 -> 128, nearest
     target = ours[6]["target"]
     assert target.dtype == torch.int64 and target.shape == (128, 128)
     np.testing.assert_array_equal(target.numpy(), expected)
     assert (target == m.label_names.index("nodule")).sum() == 4 * 25  # the painted nodule
-    assert any("'liver'" in w for w in data.split["warnings"])
+    assert (target == IGNORE).sum() == 4 * 9  # excluded 'liver': ignored, not background
     image = pp.prepare_slices(first.voxels, [6], m.input)[0]  # what the viewer feeds
     np.testing.assert_array_equal(ours[6]["image"].numpy(), image)
     seg_file = Workspace.for_series(first).seg_path
     assert data.split["sources"][ours[6]["case"]] == f"workspace:{seg_file}"
+    mapped = build_data(_job([tmp_path / "a", tmp_path / "b"],
+                             segment_labels={"liver": "Body"}), m)
+    target = {it["slice"]: it for it in _items(mapped) if it["patient"] == "P1"}[6]["target"]
+    assert (target == IGNORE).sum() == 0 and target[4, 4] == m.label_names.index("body")
+
+
+def test_segments_match_by_code_and_excluded_only_slices_are_left_out(tmp_path, manifests):
+    """A segment named otherwise but coded SNOMED Lung trains as 'lung'; a slice whose only
+    annotation is an excluded segment is no sample (it says nothing about the labels)."""
+    from medviewer.core.annotations.labelmap import default_codes
+    from medviewer.training.labels import read_segments
+
+    m = manifests["lab4-chest-unet"]
+    volume, other = _ct(tmp_path / "a", "P1", 1), _ct(tmp_path / "b", "P2", 2)
+    lung = np.zeros(SHAPE, np.uint8)
+    lung[7, 10:20, 10:20] = 1
+    Workspace.for_series(other).save_seg(lung, other, ["background", "lung"])
+    seg = np.zeros(SHAPE, np.uint8)
+    seg[3, 10:20, 10:20] = 1  # "Left lung", coded Lung
+    seg[5, 30:34, 30:34] = 2  # "pen mark": excluded
+    path = Workspace.for_series(volume).save_seg(
+        seg, volume, ["background", "Left lung", "pen mark"],
+        codes={1: default_codes("lung"), 2: default_codes("pen mark")})
+    found = {s.name: s for s in read_segments(path)}
+    assert found["Left lung"].voxels == 100 and found["pen mark"].voxels == 16
+    assert found["Left lung"].code[1] == "39607008"  # SNOMED Lung
+    with pytest.raises(TrainingError, match="'pen mark' \\(16 voxels\\)"):
+        build_data(_job([tmp_path / "a", tmp_path / "b"]), m)
+    data = build_data(_job([tmp_path / "a", tmp_path / "b"],
+                           segment_labels={"pen mark": None}), m)
+    items = [it for it in _items(data) if it["patient"] == "P1"]
+    assert [it["slice"] for it in items] == [3]
+    assert (items[0]["target"] == m.label_names.index("lung")).sum() == 4 * 100
 
 
 # --- classification and fusion -----------------------------------------------------------------
