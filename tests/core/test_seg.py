@@ -31,7 +31,7 @@ def _label_map(volume) -> np.ndarray:
     return out
 
 
-def test_round_trip_is_identical_with_an_empty_label(volume, tmp_path):
+def test_round_trip_is_identical_and_an_empty_label_is_left_out(volume, tmp_path):
     labels = _label_map(volume)
     assert set(np.unique(labels)) == {0, 1, 2, 3}
     path = write_seg(labels, volume, LABELS, tmp_path / "out" / "seg.dcm", colours=COLOURS,
@@ -39,7 +39,7 @@ def test_round_trip_is_identical_with_an_empty_label(volume, tmp_path):
     back, names = read_seg(path, volume)
     assert back.dtype == np.uint8 and back.shape == labels.shape
     np.testing.assert_array_equal(back, labels)
-    assert names == LABELS
+    assert names == LABELS[:-1]  # 'body' has no voxels: no segment without frames
     assert [p.name for p in path.parent.iterdir()] == ["seg.dcm"]  # no temporary file left
 
 
@@ -59,13 +59,13 @@ def test_highdicom_reads_it_and_it_references_the_source_series(volume, tmp_path
                      algorithm=("test-model", "1.2.0"))
     seg = hd.seg.segread(path)
     assert seg.SegmentationType == "BINARY" and seg.Modality == "SEG"
-    assert [int(s.SegmentNumber) for s in seg.SegmentSequence] == [1, 2, 3, 4]
+    assert [int(s.SegmentNumber) for s in seg.SegmentSequence] == [1, 2, 3]  # not 'body'
     ref = seg.ReferencedSeriesSequence[0]
     assert ref.SeriesInstanceUID == volume.series.series_instance_uid
     uids = [s.sop_instance_uid for s in volume.sources]
     assert {r.ReferencedSOPInstanceUID for r in ref.ReferencedInstanceSequence} == set(uids)
     # sparse: frames only where a segment is present (slices 0-1 and the empty label have none)
-    present = sum(int((labels == v).any(axis=(1, 2)).sum()) for v in range(1, 5))
+    present = sum(int((labels == v).any(axis=(1, 2)).sum()) for v in range(1, 4))
     assert seg.NumberOfFrames == present
     # highdicom's own reader agrees with ours
     peer = seg.get_pixels_by_source_instance(uids, combine_segments=True)
@@ -82,7 +82,11 @@ def test_segments_carry_algorithm_and_snomed_codes(volume, tmp_path):
     assert (algo.AlgorithmName, algo.AlgorithmVersion) == ("lab4-unet", "2.0.1")
     kind = {k: s.SegmentedPropertyTypeCodeSequence[0].CodeMeaning for k, s in by_label.items()}
     assert kind["lung"] == "Lung" and kind["nodule"] == "Nodule"
-    assert kind["body"] == "Tissue"  # no SNOMED keyword: the generic code
+    assert "body" not in kind  # no voxels: left out
+    other = write_seg((_label_map(volume) > 0).astype(np.uint8), volume, ["background", "body"],
+                      tmp_path / "body.dcm")
+    body = pydicom.dcmread(other).SegmentSequence[0]
+    assert body.SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Tissue"  # no SNOMED name
     category = by_label["nodule"].SegmentedPropertyCategoryCodeSequence[0].CodeMeaning
     assert category == "Morphologically Abnormal Structure"
 
@@ -155,10 +159,16 @@ def test_a_corrected_segmentation_names_its_annotator(tmp_path, volume):
                      algorithm=("lab4-chest-unet", "1.0.0"), annotator="Doe^Jane")
     seg = hd.seg.segread(path)
     assert str(seg.ContentCreatorName) == "Doe^Jane"
-    assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
-    auto = hd.seg.segread(write_seg(labels, volume, ["background", "lesion"],
-                                    tmp_path / "a.dcm"))
-    assert auto.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    # who saved it is not how it was made: a model's labels without an edit stay AUTOMATIC
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    corrected = hd.seg.segread(write_seg(
+        labels, volume, ["background", "lesion"], tmp_path / "c.dcm", annotator="Doe^Jane",
+        origins={1: ("SEMIAUTOMATIC", ("lab4-chest-unet", "1.0.0"))}))
+    assert corrected.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    manual = hd.seg.segread(write_seg(labels, volume, ["background", "lesion"],
+                                      tmp_path / "a.dcm"))
+    assert manual.SegmentSequence[0].SegmentAlgorithmType == "MANUAL"
+    assert "SegmentationAlgorithmIdentificationSequence" not in manual.SegmentSequence[0]
     login = hd.seg.segread(write_seg(labels, volume, ["background", "lesion"],
                                      tmp_path / "l.dcm", annotator="jdoe"))
     assert str(login.ContentCreatorName) == "jdoe^"  # an OS login: one name component

@@ -16,6 +16,11 @@ the buffer grows by reading the new voxels from the map, which no dab of this st
 written yet. A voxel's saved old value is therefore the one from before its first touch, and an
 overlapping dab never overwrites it. On commit the box shrinks to the voxels that really
 changed (an eraser over empty space leaves no item at all).
+
+A stroke is a person's correction unless it says otherwise (`keeps_provenance=True`: accepting
+a prediction, importing a SEG, recovering autosaved work): on commit, every AUTOMATIC label
+whose voxels it changed (painted over or painted with) becomes SEMIAUTOMATIC, in the same undo
+item, so undoing the edit makes the label the model's untouched output again.
 """
 
 from __future__ import annotations
@@ -130,6 +135,7 @@ class _Pending:
     table: Any
     box: Box | None = None
     old: np.ndarray | None = None
+    keeps_provenance: bool = False
 
 
 class History:
@@ -146,13 +152,15 @@ class History:
 
     # -- recording ---------------------------------------------------------------------------
     @contextlib.contextmanager
-    def stroke(self, name: str) -> Iterator[History]:
+    def stroke(self, name: str, *, keeps_provenance: bool = False) -> Iterator[History]:
         """Group every edit inside into one undo item; nested strokes join the outer one.
 
         The item is committed even when the block raises, so a half-done edit stays undoable.
+        `keeps_provenance` (of the outer stroke): not a correction, AUTOMATIC labels stay so.
         """
         if self._depth == 0:
-            self._pending = _Pending(name, copy.deepcopy(self.labelmap.table))
+            self._pending = _Pending(name, copy.deepcopy(self.labelmap.table),
+                                     keeps_provenance=keeps_provenance)
         self._depth += 1
         try:
             yield self
@@ -181,17 +189,21 @@ class History:
 
     def _commit(self) -> None:
         pending, self._pending = self._pending, None
-        labels = _changed_labels(pending.table.labels, self.labelmap.table.labels)
         box, old = pending.box, pending.old
         if box is not None:
-            changed = old != self.labelmap.array[box]
+            new = self.labelmap.array[box]
+            changed = old != new
             inner = mask_box(changed)
             if inner is None:
                 box = old = None
             else:
+                if not pending.keeps_provenance:
+                    self.labelmap.table.mark_corrected(
+                        np.union1d(old[changed], new[changed]).tolist())
                 old = old[inner].copy()
                 box = tuple(slice(b.start + i.start, b.start + i.stop)
                             for b, i in zip(box, inner, strict=True))
+        labels = _changed_labels(pending.table.labels, self.labelmap.table.labels)
         if box is None and not labels:
             return
         self._undo.append(Edit(pending.name, box, old, labels or None))

@@ -6,20 +6,32 @@
 
 Value 0 is the background and never has a label. Each label carries what a DICOM SEG needs
 (name, colour, SNOMED category and type as plain (scheme, value, meaning) tuples, so the table
-copies and compares cheaply for undo) and what the viewer needs (visible). The map keeps the
+copies and compares cheaply for undo; how it was made: MANUAL, AUTOMATIC or SEMIAUTOMATIC, and
+the model that made it) and what the viewer needs (visible). A label drawn by hand is MANUAL;
+accepting a model's prediction makes its labels AUTOMATIC by that model; an edit of an
+AUTOMATIC label's voxels (History) makes it SEMIAUTOMATIC. The map keeps the
 voxel spacing in mm in array order (slice, row, column) because the tools size brushes in mm.
 Opacity and fill/outline are plain display settings the overlay reads; no Qt here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from medviewer.core.annotations.seg import AnnotationError, property_codes
+from medviewer.core.annotations.seg import (
+    ALGORITHM_TYPES,
+    AUTOMATIC,
+    MANUAL,
+    SEMIAUTOMATIC,
+    Algorithm,
+    AnnotationError,
+    Origin,
+    property_codes,
+)
 
 Code = tuple[str, str, str]  # (coding scheme designator, code value, code meaning)
 MAX_LABEL = 255
@@ -58,6 +70,8 @@ class Label:
     visible: bool = True
     category: Code | None = None  # SNOMED segmented property category; None: from the name
     type: Code | None = None  # SNOMED segmented property type; None: from the name
+    algorithm_type: str = MANUAL  # the SEG's SegmentAlgorithmType: how the voxels were made
+    algorithm: Algorithm | None = None  # (model id, version) for AUTOMATIC / SEMIAUTOMATIC
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.value) <= MAX_LABEL:
@@ -71,6 +85,33 @@ class Label:
             category, kind = default_codes(self.name)
             self.category = self.category or category
             self.type = self.type or kind
+        self._check_origin()
+
+    def _check_origin(self) -> None:
+        if self.algorithm_type not in ALGORITHM_TYPES:
+            raise AnnotationError(None, f"Label {self.name!r}: {self.algorithm_type!r} is not "
+                                  f"one of {', '.join(ALGORITHM_TYPES)}.")
+        if self.algorithm_type == MANUAL:
+            self.algorithm = None
+        elif not self.algorithm:
+            raise AnnotationError(None, f"Label {self.name!r} is {self.algorithm_type} but "
+                                  "names no model.")
+        else:
+            self.algorithm = (str(self.algorithm[0]), str(self.algorithm[1]))
+
+    @property
+    def origin(self) -> Origin:
+        return self.algorithm_type, self.algorithm
+
+    def made_by(self, algorithm: Algorithm) -> Label:
+        """This label as a model's untouched output (AUTOMATIC by `algorithm`)."""
+        return replace(self, algorithm_type=AUTOMATIC, algorithm=tuple(algorithm))
+
+    def corrected(self) -> Label:
+        """This label after a person edited its voxels: SEMIAUTOMATIC if a model made it."""
+        if self.algorithm_type != AUTOMATIC:
+            return self
+        return replace(self, algorithm_type=SEMIAUTOMATIC)
 
 
 @dataclass
@@ -80,15 +121,16 @@ class LabelTable:
     labels: dict[int, Label] = field(default_factory=dict)
 
     def add(self, name: str, colour: str | None = None, value: int | None = None,
-            **codes: Code) -> Label:
-        """A new label with the lowest free value (or `value`) and the next palette colour."""
+            **fields: Any) -> Label:
+        """A new label with the lowest free value (or `value`) and the next palette colour;
+        `fields`: category, type, algorithm_type, algorithm (see Label)."""
         if self.by_name(name) is not None:
             raise AnnotationError(None, f"There is already a label named {name!r}.")
         value = self._free_value() if value is None else int(value)
         if value in self.labels:
             raise AnnotationError(None, f"Label value {value} is already {self[value].name!r}.")
         colour = colour or PALETTE[(value - 1) % len(PALETTE)]
-        label = Label(value, name.strip(), colour, **codes)
+        label = Label(value, name.strip(), colour, **fields)
         self.labels[value] = label
         self.labels = dict(sorted(self.labels.items()))
         return label
@@ -137,6 +179,18 @@ class LabelTable:
         """value -> SNOMED (category, type), as write_seg's `codes` takes them."""
         return {v: (lab.category, lab.type) for v, lab in self.labels.items()
                 if lab.category and lab.type}
+
+    def seg_origins(self) -> dict[int, Origin]:
+        """value -> (SegmentAlgorithmType, model), as write_seg's `origins` takes them."""
+        return {v: lab.origin for v, lab in self.labels.items()}
+
+    def mark_corrected(self, values: Iterable[int]) -> None:
+        """The labels of `values` had voxels edited by a person: AUTOMATIC -> SEMIAUTOMATIC.
+        New Label objects, so undo items holding the old ones stay as they were."""
+        for value in values:
+            label = self.labels.get(int(value))
+            if label is not None and label.algorithm_type == AUTOMATIC:
+                self.labels[int(value)] = label.corrected()
 
     @classmethod
     def from_names(cls, names: list[str] | tuple[str, ...]) -> LabelTable:

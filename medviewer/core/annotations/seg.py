@@ -10,22 +10,36 @@ label becomes one BINARY segment whose number is its label value, so a SEG read 
 same values. highdicom leaves out frames that are empty, so `read_seg` places every frame it
 finds by the source SOP Instance UID it references (or, for a SEG made elsewhere, by its
 position) and leaves the rest 0.
+
+Only labels with voxels become segments, numbered 1..n in value order (the standard wants
+segment numbers from 1 without gaps), so a SEG read back names the same structures, possibly
+with smaller values. Each segment says how it was made (SegmentAlgorithmType): MANUAL (drawn
+by hand, no algorithm named), AUTOMATIC (a model's output, untouched) or SEMIAUTOMATIC (a
+model's output a person corrected), with the model's name and version for the last two.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medviewer.core.annotations.seg_geometry import finish_seg, prepare_sources
 from medviewer.core.atomic import atomic_file
 
 if TYPE_CHECKING:
     from medviewer.core.annotations.labelmap import LabelTable
 
 Code = tuple[str, str, str]  # (coding scheme designator, code value, code meaning)
+Algorithm = tuple[str, str]  # (name, version) of the algorithm (model) that made a segment
+Origin = tuple[str, "Algorithm | None"]  # (SegmentAlgorithmType, the algorithm if any)
+MANUAL, SEMIAUTOMATIC, AUTOMATIC = "MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"
+ALGORITHM_TYPES = (MANUAL, SEMIAUTOMATIC, AUTOMATIC)
+# what hand-drawn segments were called before they were written as MANUAL
+_OLD_MANUAL_NAME = "MedViewer manual"
 
 # "abnormal" findings get that category; anatomy known to SNOMED gets its own code
 _ABNORMAL = {"nodule", "lesion", "mass", "tumor", "tumour", "neoplasm", "cyst", "metastasis"}
@@ -82,31 +96,62 @@ def _coded(code: Code) -> Any:
 
 
 def segment_descriptions(labels: Sequence[str], colours: Sequence[str] | None,
-                         algorithm: tuple[str, str], edited: bool = False,
-                         codes_of: Mapping[int, tuple[Code, Code]] | None = None) -> list[Any]:
-    """One highdicom SegmentDescription per label value 1..len(labels)-1, empty ones too;
-    `edited`: a person corrected the algorithm's output (SEMIAUTOMATIC, not AUTOMATIC);
-    `codes_of`: value -> (category, type) chosen in the label table (else from the name)."""
+                         algorithm: Algorithm | None = None, *,
+                         codes_of: Mapping[int, tuple[Code, Code]] | None = None,
+                         origins: Mapping[int, Origin] | None = None,
+                         values: Sequence[int] | None = None) -> list[Any]:
+    """One highdicom SegmentDescription per label value in `values` (default 1..n-1), numbered
+    1, 2, ... in that order. `origins`: value -> (SegmentAlgorithmType, algorithm); a value
+    without one is AUTOMATIC by `algorithm` when given, else MANUAL. `codes_of`: value ->
+    (category, type) chosen in the label table (else from the name)."""
+    import highdicom as hd
+
+    chosen = list(range(1, len(labels))) if values is None else [int(v) for v in values]
+    out = []
+    for number, value in enumerate(chosen, start=1):
+        name = labels[value]
+        picked = (codes_of or {}).get(value)
+        category, kind = (_coded(picked[0]), _coded(picked[1])) if picked else \
+            property_codes(name)
+        colour = _lab_colour(colours[value]) if colours and value < len(colours) else None
+        how, made_by = _origin_of(value, name, origins, algorithm)
+        out.append(hd.seg.SegmentDescription(
+            segment_number=number, segment_label=name[:64] or f"label {value}",
+            segmented_property_category=category, segmented_property_type=kind,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues[how],
+            algorithm_identification=_identification(made_by) if how != MANUAL else None,
+            display_color=colour))
+    return out
+
+
+def _origin_of(value: int, name: str, origins: Mapping[int, Origin] | None,
+               algorithm: Algorithm | None) -> Origin:
+    how, made_by = (origins or {}).get(value) or \
+        ((AUTOMATIC, algorithm) if algorithm else (MANUAL, None))
+    if how not in ALGORITHM_TYPES:
+        raise AnnotationError(None, f"Label {name!r} says it was made {how!r}; a segment is "
+                              f"one of {', '.join(ALGORITHM_TYPES)}.")
+    if how != MANUAL and not made_by:
+        raise AnnotationError(None, f"Label {name!r} is {how} but names no model; a SEG must "
+                              "say which algorithm made it.")
+    return how, made_by
+
+
+def _identification(algorithm: Algorithm) -> Any:
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    family = codes.cid7162.ArtificialIntelligence
-    algo = hd.AlgorithmIdentificationSequence(name=algorithm[0], family=family,
-                                              version=str(algorithm[1]))
-    types = hd.seg.SegmentAlgorithmTypeValues
-    kind_of_algorithm = types.SEMIAUTOMATIC if edited else types.AUTOMATIC
-    out = []
-    for number, name in enumerate(labels[1:], start=1):
-        chosen = (codes_of or {}).get(number)
-        category, kind = (_coded(chosen[0]), _coded(chosen[1])) if chosen else \
-            property_codes(name)
-        colour = _lab_colour(colours[number]) if colours and number < len(colours) else None
-        out.append(hd.seg.SegmentDescription(
-            segment_number=number, segment_label=name[:64] or f"label {number}",
-            segmented_property_category=category, segmented_property_type=kind,
-            algorithm_type=kind_of_algorithm,
-            algorithm_identification=algo, display_color=colour))
-    return out
+    return hd.AlgorithmIdentificationSequence(
+        name=str(algorithm[0])[:64], family=codes.cid7162.ArtificialIntelligence,
+        version=str(algorithm[1])[:64])
+
+
+def _quiet_highdicom() -> None:
+    """highdicom logs an INFO line per module it copies: keep them off the reader's console,
+    unless someone chose a level for highdicom's logger."""
+    logger = logging.getLogger("highdicom")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
 
 
 def _source_datasets(volume: Any, slices: list[int]) -> tuple[list[Any], list[int]]:
@@ -143,8 +188,8 @@ def _read_header(pydicom: Any, path: str) -> Any:
 
 
 def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: str | Path, *,
-              series_description: str = "Segmentation",
-              algorithm: tuple[str, str] = ("MedViewer", "1"),
+              series_description: str = "Segmentation", algorithm: Algorithm | None = None,
+              origins: Mapping[int, Origin] | None = None,
               colours: Sequence[str] | None = None, slices: Sequence[int] | None = None,
               series_number: int = 900, manufacturer: str = DEFAULT_MANUFACTURER,
               annotator: str | None = None,
@@ -152,37 +197,76 @@ def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: s
     """Save `label_map` as a multi-segment BINARY DICOM SEG referencing the volume's images.
 
     labels[v] names label value v (labels[0] is the background); colours are '#rrggbb' in the
-    same order. `slices` limits the SEG to the slices that were segmented (default: all).
-    `annotator`: the person who corrected it (ContentCreatorName; segments SEMIAUTOMATIC).
-    `codes`: value -> SNOMED (category, type) from the label table (default: from the name).
+    same order. Labels without voxels are left out (`labels_without_voxels` names them);
+    AnnotationError when no label has any. `slices` limits the SEG to the slices that were
+    segmented (default: all). `origins`: value -> (SegmentAlgorithmType, (model, version));
+    a value without one is AUTOMATIC by `algorithm` when given, else MANUAL. `annotator`: the
+    person who drew or corrected it (ContentCreatorName). `codes`: value -> SNOMED (category,
+    type) from the label table (default: from the name).
     Written atomically: a temporary file in the target folder, fsync, rename.
     """
+    _quiet_highdicom()
+    label_map = _checked_label_map(label_map, volume, labels)
+    chosen = list(range(label_map.shape[0])) if slices is None else [int(k) for k in slices]
+    values = _values_with_voxels(label_map, chosen, len(labels))
+    if not values:
+        raise AnnotationError(path, "No label has any voxels, so there is no segmentation to "
+                              "save.")
+    datasets, frames = _source_datasets(volume, chosen)
+    prepare_sources(datasets, float(volume.spacing[0]) if hasattr(volume, "spacing") else 1.0)
+    pixels = _numbered(_pixels_for_sources(label_map, chosen, frames, datasets), values)
+    seg = _segmentation(datasets, pixels, segment_descriptions(
+        labels, colours, algorithm, codes_of=codes, origins=origins, values=values), path,
+        series_description=series_description, algorithm=algorithm,
+        series_number=series_number, manufacturer=manufacturer, annotator=annotator)
+    finish_seg(seg, datasets)
+    return _save_atomically(seg, Path(path))
+
+
+def labels_without_voxels(label_map: np.ndarray, labels: Sequence[str]) -> list[str]:
+    """Names of the labels (values 1..) that have no voxel in the map: write_seg skips them."""
+    counts = np.bincount(np.asarray(label_map, np.uint8).ravel(), minlength=len(labels))
+    return [name for value, name in enumerate(labels) if value and not counts[value]]
+
+
+def _values_with_voxels(label_map: np.ndarray, chosen: list[int], count: int) -> list[int]:
+    part = label_map if chosen == list(range(label_map.shape[0])) else label_map[chosen]
+    counts = np.bincount(part.ravel(), minlength=count)
+    return [v for v in range(1, count) if counts[v]]
+
+
+def _numbered(pixels: np.ndarray, values: list[int]) -> np.ndarray:
+    """Label values -> segment numbers 1..n (unchanged when they already are)."""
+    if values == list(range(1, len(values) + 1)):
+        return pixels
+    lut = np.zeros(256, np.uint8)
+    lut[values] = np.arange(1, len(values) + 1)
+    return lut[pixels]
+
+
+def _segmentation(datasets: list[Any], pixels: np.ndarray, descriptions: list[Any],
+                  path: str | Path, *, series_description: str, algorithm: Algorithm | None,
+                  series_number: int, manufacturer: str, annotator: str | None) -> Any:
     import highdicom as hd
 
     from medviewer import __version__
 
-    label_map = _checked_label_map(label_map, volume, labels)
-    chosen = list(range(label_map.shape[0])) if slices is None else [int(k) for k in slices]
-    datasets, frames = _source_datasets(volume, chosen)
-    pixels = _pixels_for_sources(label_map, chosen, frames, datasets)
+    made_by = f"{algorithm[0]} {algorithm[1]}" if algorithm else "MedViewer"
     try:
-        seg = hd.seg.Segmentation(
+        return hd.seg.Segmentation(
             source_images=datasets, pixel_array=pixels,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=segment_descriptions(labels, colours, algorithm,
-                                                      edited=annotator is not None,
-                                                      codes_of=codes),
+            segment_descriptions=descriptions,
             content_creator_name=person_name(annotator) if annotator else None,
             series_instance_uid=hd.UID(), series_number=series_number,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer=manufacturer,
-            manufacturer_model_name=f"{algorithm[0]}"[:64], software_versions=__version__,
-            device_serial_number="none", series_description=series_description[:64],
-            content_label="SEGMENTATION", content_description=f"{algorithm[0]} "
-            f"{algorithm[1]}"[:64])
+            manufacturer_model_name=(algorithm[0] if algorithm else "MedViewer")[:64],
+            software_versions=__version__, device_serial_number="none",
+            series_description=series_description[:64], content_label="SEGMENTATION",
+            content_description=made_by[:64])
     except (ValueError, TypeError, AttributeError) as exc:
         raise AnnotationError(path, f"The segmentation cannot be encoded as DICOM SEG ({exc})."
                               ) from exc
-    return _save_atomically(seg, Path(path))
 
 
 def _checked_label_map(label_map: np.ndarray, volume: Any, labels: Sequence[str]) -> np.ndarray:
@@ -253,10 +337,25 @@ def read_seg_table(path: str | Path, volume: Any) -> tuple[np.ndarray, LabelTabl
     for number, name in enumerate(_labels_of(seg)[1:], start=1):
         item = described.get(number)
         unique = name if table.by_name(name) is None else f"{name} ({number})"
+        how, made_by = origin_of_segment(item)
         table.labels[number] = Label(number, unique, _rgb_of(item) or _fallback_colour(number),
                                      category=_code_of(item, "SegmentedPropertyCategory"),
-                                     type=_code_of(item, "SegmentedPropertyType"))
+                                     type=_code_of(item, "SegmentedPropertyType"),
+                                     algorithm_type=how, algorithm=made_by)
     return out, table
+
+
+def origin_of_segment(item: Any) -> Origin:
+    """How a SEG says a segment was made: (SegmentAlgorithmType, (algorithm name, version)),
+    MANUAL without an algorithm; an unknown type counts as MANUAL."""
+    how = str(item.get("SegmentAlgorithmType", "") if item is not None else "").upper()
+    found = item.get("SegmentationAlgorithmIdentificationSequence") if item is not None else None
+    made_by = (str(found[0].get("AlgorithmName", "")), str(found[0].get("AlgorithmVersion", ""))
+               ) if found else None
+    if how not in ALGORITHM_TYPES or how == MANUAL or \
+            (made_by is not None and made_by[0] == _OLD_MANUAL_NAME):
+        return MANUAL, None  # older MedViewer SEGs called hand-drawn segments this way
+    return how, made_by or ("unknown", "")
 
 
 def _rgb_of(item: Any) -> str | None:
@@ -331,6 +430,7 @@ class _FrameGroups:
 def _read_seg_dataset(path: Path) -> Any:
     import highdicom as hd
 
+    _quiet_highdicom()
     try:
         return hd.seg.segread(path)
     except (OSError, ValueError, AttributeError, KeyError, EOFError) as exc:

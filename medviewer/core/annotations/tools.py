@@ -340,11 +340,14 @@ def _interpolate_pair(labelmap: LabelMap, history: History, value: int, k1: int,
 
 # -- a model's result as an edit -------------------------------------------------------------
 def accept_prediction(labelmap: LabelMap, history: History, label_map_from_model: np.ndarray,
-                      label_names: Sequence[str]) -> Box | None:
+                      label_names: Sequence[str],
+                      algorithm: tuple[str, str] | None = None) -> Box | None:
     """Make a model's label map the editable map, as ONE undo step (undo brings back the old).
 
     Model value v is label_names[v] ([0] the background); labels are matched by name
-    (case-insensitive) and the ones the table lacks are added.
+    (case-insensitive) and the ones the table lacks are added. `algorithm`: the (model id,
+    version) that predicted it; its labels become AUTOMATIC by it (None, e.g. a SEG imported
+    from elsewhere: the labels keep how they say they were made). Not a correction.
     """
     _checked(labelmap, history)
     predicted = np.asarray(label_map_from_model)
@@ -354,10 +357,12 @@ def accept_prediction(labelmap: LabelMap, history: History, label_map_from_model
     if predicted.size and (predicted.min() < 0 or predicted.max() >= len(label_names)):
         raise AnnotationError(None, "The prediction holds values that its label names do "
                               "not name; check the model's manifest labels.")
-    with history.stroke("accept prediction"):
+    with history.stroke("accept prediction", keeps_provenance=True):
         lut = np.zeros(len(label_names), np.uint8)
         for v, name in enumerate(label_names[1:], start=1):
             label = labelmap.table.by_name(name) or labelmap.table.add(name)
+            if algorithm is not None:
+                labelmap.table.labels[label.value] = label = label.made_by(algorithm)
             lut[v] = label.value
         new = lut[predicted]
         box = mask_box(new != labelmap.array)

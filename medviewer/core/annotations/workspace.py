@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medviewer.core.annotations.boxes import BoxSet, DistanceLine
-from medviewer.core.annotations.seg import AnnotationError, read_seg, read_seg_table, write_seg
+from medviewer.core.annotations.seg import (
+    AnnotationError,
+    labels_without_voxels,
+    read_seg,
+    read_seg_table,
+    write_seg,
+)
 
 if TYPE_CHECKING:
     from medviewer.core.annotations.labelmap import LabelTable
@@ -110,6 +116,38 @@ class Workspace:
         self._check_replaceable_seg(self.seg_path)
         return write_seg(label_map, volume, labels, self.seg_path, **options)
 
+    def save_labels(self, label_map: Any, volume: Any, table: LabelTable, *,
+                    annotator: str | None = None) -> tuple[Path | None, list[str]]:
+        """A label map and its table as this series' SEG: each label's name, colour, codes and
+        how it was made (MANUAL / AUTOMATIC / SEMIAUTOMATIC by its model). Returns the SEG's
+        path (None when no label has voxels: no SEG is written, and an older one of this
+        series is removed, so reopening shows what was saved) and sentences for the reader
+        about what was left out."""
+        names = table.seg_names()
+        empty = [n for n in labels_without_voxels(label_map, names)
+                 if table.by_name(n) is not None]
+        if len(empty) == len(table):
+            return None, [self._drop_seg(empty)]
+        path = self.save_seg(label_map, volume, names, colours=table.seg_colours(),
+                             codes=table.seg_codes(), origins=table.seg_origins(),
+                             annotator=annotator, series_description=_described(annotator))
+        notes = [f"{_listed(empty)} not saved: no voxels"] if empty else []
+        return path, notes
+
+    def _drop_seg(self, empty: list[str]) -> str:
+        said = f"no SEG written: {_listed(empty)} {'has' if len(empty) == 1 else 'have'} no " \
+            "voxels" if empty else "no SEG written: no labels"
+        if self.seg_path.exists():
+            self._check_replaceable_seg(self.seg_path)
+            try:
+                self.seg_path.unlink()
+            except OSError as exc:
+                raise AnnotationError(self.seg_path, f"The previous segmentation could not "
+                                      f"be removed ({exc}); it still holds the old labels."
+                                      ) from exc
+            said += " (the previous segmentation was removed)"
+        return said
+
     def save_sr(self, volume: Any, boxes: BoxSet, measurements: Iterable[DistanceLine] = (),
                 **options: Any) -> Path:
         """Boxes, lines and class labels as SR + sidecar (options: annotator, model, ...)."""
@@ -158,6 +196,15 @@ class Workspace:
             if record.get("series_instance_uid") not in ("", self.series_instance_uid):
                 raise AnnotationError(path, "This sidecar belongs to another series; it was "
                                       "left untouched.")
+
+
+def _described(annotator: str | None) -> str:
+    return f"Segmentation ({annotator})" if annotator else "Segmentation"
+
+
+def _listed(names: list[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
 def _series_and_paths(source: Any) -> tuple[Any, list[str]]:
