@@ -27,6 +27,7 @@ PROPOSED, ACCEPTED, REJECTED = "proposed", "accepted", "rejected"
 STATES = (PROPOSED, ACCEPTED, REJECTED)
 SLICE, SERIES = "slice", "series"
 RECT, ELLIPSE = "rect", "ellipse"
+MM, PX = "mm", "px"  # a length's unit: px when the series gives no pixel size
 MM2, PX2 = "mm2", "px2"  # an area's unit: px2 when the series gives no pixel size
 
 
@@ -103,7 +104,10 @@ class ClassLabel:
 
 @dataclass(frozen=True)
 class DistanceLine:
-    """A distance measured on slice `slice_index` between two pixel points (x, y)."""
+    """A distance measured on slice `slice_index` between two pixel points (x, y).
+
+    length_mm: the length in `unit`: mm, or px when the series gives no pixel size (the
+    viewer then says px too; the SR writes UCUM {pixels})."""
 
     slice_index: int
     start: tuple[float, float]
@@ -112,6 +116,11 @@ class DistanceLine:
     label: str = "distance"
     sop_instance_uid: str = ""
     uid: str = field(default_factory=generate_uid)
+    unit: str = MM
+
+    def __post_init__(self) -> None:
+        if self.unit not in (MM, PX):
+            raise AnnotationError(None, f"A length is in {MM!r} or {PX!r}, not {self.unit!r}.")
 
 
 @dataclass(frozen=True)
@@ -210,14 +219,18 @@ def _slice_image(volume: Any, k: int) -> Any:
 
 def distance_line(volume: Any, slice_index: int, start: Sequence[float], end: Sequence[float],
                   label: str = "distance") -> DistanceLine:
-    """A DistanceLine whose length comes from the volume's pixel spacing (its affine)."""
+    """A DistanceLine whose length comes from the volume's pixel spacing (its affine), in
+    pixels when the series gives no pixel size."""
     import numpy as np
 
     affine = np.asarray(volume.affine, float)
+    known = getattr(volume, "spacing_known", True)
+    if not known:  # the affine's unit step is then a pixel, or a zero from a 0\0 header
+        affine = np.eye(4)
     step = affine[:3, 0] * (end[0] - start[0]) + affine[:3, 1] * (end[1] - start[1])
     return DistanceLine(slice_index, (float(start[0]), float(start[1])),
                         (float(end[0]), float(end[1])), float(np.linalg.norm(step)), label,
-                        slice_uid(volume, slice_index))
+                        slice_uid(volume, slice_index), unit=MM if known else PX)
 
 
 def slice_uid(volume: Any, slice_index: int) -> str:

@@ -6,9 +6,11 @@
 
 The SR is the standard part that 3D Slicer or OHIF open: a Comprehensive 3D SR holding a
 Measurement Report whose groups reference the source images; a box is a closed 5-point
-POLYLINE in pixel coordinates, a distance a 2-point POLYLINE with its length in mm, an area
-ROI its outline with area, mean, SD, min and max (see sr_areas), a class label a qualitative
-evaluation (of one image, or of the series when it names no image).
+POLYLINE in pixel coordinates, a distance a 2-point POLYLINE with its length (mm, or UCUM
+{pixels} on an image without pixel size), an area ROI its outline with area, mean, SD, min and
+max (see sr_areas), a class label a qualitative evaluation (of one image, or of the series
+when it names no image). Every reference to an image of a multi-frame file names its frame.
+Labels are coded as the SEG codes them (see sr_codes); the procedure follows the modality.
 Rejected model boxes are no findings, so they stay out of the SR.
 
 What SR cannot hold cleanly (a model's score, a box's proposed/accepted/rejected state,
@@ -21,19 +23,21 @@ accepted) so an SR made or changed elsewhere still opens. Both saves are atomic.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from pydicom.multival import MultiValue
 
-from medviewer.core.annotations import sr_areas
+from medviewer.core.annotations import sr_areas, sr_codes
 from medviewer.core.annotations.boxes import (
     ACCEPTED,
     ANNOTATOR,
+    MM,
+    PX,
     REJECTED,
     SERIES,
     SLICE,
@@ -49,7 +53,8 @@ from medviewer.core.atomic import atomic_file, write_text_atomic
 
 SIDECAR_FORMAT = "medviewer-annotations"
 SIDECAR_VERSION = 1
-_SCHEME = "99MEDVIEWER"  # private coding scheme for free-text labels (meaning = the label)
+_LENGTH = "410668003"  # SCT Length
+_LENGTH_UNITS = {"mm": 1.0, "cm": 10.0, "m": 1000.0, "um": 0.001}  # UCUM -> mm; others: px
 
 
 class Annotations(NamedTuple):
@@ -88,14 +93,14 @@ def write_sr(path: str | Path, volume: Any, boxes: BoxSet | Iterable[AnnotatedBo
                   else class_labels or ())
     measurements, areas = list(measurements), list(areas)
     when = (saved_at or dt.datetime.now().astimezone()).replace(microsecond=0)
-    headers = _evidence(volume, boxes_in, labels, [*measurements, *areas])
+    refs = _evidence(volume, boxes_in, labels, [*measurements, *areas])
     modality = str(getattr(volume, "modality", "") or "")
-    groups = ([_box_group(b, headers) for b in boxes_in if b.state != REJECTED]
-              + [_line_group(m, headers) for m in measurements]
-              + [_area_group(a, headers, modality) for a in areas]
-              + [_label_group(c, headers) for c in labels]) or [_empty_group()]
-    sr = _document(volume, groups, list(headers.values()), annotator, model, when,
-                   series_number, Path(path))
+    groups = ([_box_group(b, refs) for b in boxes_in if b.state != REJECTED]
+              + [_line_group(m, refs) for m in measurements]
+              + [_area_group(a, refs, modality) for a in areas]
+              + [_label_group(c, refs) for c in labels]) or [_empty_group()]
+    evidence = list({str(r.header.SOPInstanceUID): r.header for r in refs.values()}.values())
+    sr = _document(volume, groups, evidence, annotator, model, when, series_number, Path(path))
     path = Path(path)
     with atomic_file(path) as f:
         sr.save_as(f, enforce_file_format=True)
@@ -105,11 +110,16 @@ def write_sr(path: str | Path, volume: Any, boxes: BoxSet | Iterable[AnnotatedBo
     return path
 
 
-def _evidence(volume: Any, boxes: list[AnnotatedBox], labels: list[ClassLabel],
-              measured: list[DistanceLine | AreaMeasurement]) -> dict[int, Any]:
-    """Headers of the slices the content references (the first slice when none is)."""
-    import pydicom
+class _Ref(NamedTuple):
+    """The image a slice is: its file's header and, in a multi-frame file, its frame."""
 
+    header: Any
+    frames: list[int] | None  # [1-based frame number], None for a single-frame image
+
+
+def _evidence(volume: Any, boxes: list[AnnotatedBox], labels: list[ClassLabel],
+              measured: list[DistanceLine | AreaMeasurement]) -> dict[int, _Ref]:
+    """The images of the slices the content references (the first slice when none is)."""
     slices = {b.slice_index for b in boxes if b.state != REJECTED}
     slices |= {m.slice_index for m in measured}
     slices |= {c.slice_index for c in labels if c.scope == SLICE}
@@ -117,26 +127,31 @@ def _evidence(volume: Any, boxes: list[AnnotatedBox], labels: list[ClassLabel],
     if not sources:
         raise AnnotationError(None, "The series does not list its source files; reload it "
                               "from disk before saving annotations.")
+    headers: dict[str, Any] = {}  # a multi-frame file is read once
     out = {}
     for k in sorted(slices) or [0]:
         if not 0 <= k < len(sources):
             raise AnnotationError(None, f"An annotation lies on slice {k + 1}, but the series "
                                   f"has {len(sources)} slices.")
-        try:
-            out[k] = pydicom.dcmread(sources[k].path, stop_before_pixels=True)
-        except (OSError, ValueError, EOFError) as exc:
-            raise AnnotationError(sources[k].path, f"The source image cannot be read ({exc});"
-                                  " the SR must reference it, so restore the series.") from exc
+        path = sources[k].path
+        header = headers[path] = headers.get(path) or _header(path)
+        multi = int(header.get("NumberOfFrames", 1) or 1) > 1
+        out[k] = _Ref(header, [int(sources[k].frame) + 1] if multi else None)
     return out
 
 
-def _code(label: str) -> Any:
-    """A private code whose meaning is the label (CodeValue is at most 16 characters)."""
-    import highdicom as hd
+def _header(path: str) -> Any:
+    import pydicom
 
-    digest = hashlib.sha1(label.encode("utf-8")).hexdigest()[:15]
-    return hd.sr.CodedConcept(value=f"L{digest}", scheme_designator=_SCHEME,
-                              meaning=label[:64])
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (OSError, ValueError, EOFError) as exc:
+        raise AnnotationError(path, f"The source image cannot be read ({exc}); the SR must "
+                              "reference it, so restore the series.") from exc
+
+
+def _code(label: str) -> Any:
+    return sr_codes.label_code(label)
 
 
 def _algorithm(source: str) -> Any:
@@ -154,58 +169,65 @@ def _tracking(uid: str, text: str) -> Any:
     return hd.sr.TrackingIdentifier(uid=uid, identifier=text)
 
 
-def _region(points: np.ndarray, header: Any, graphic_type: str = "POLYLINE") -> Any:
+def _region(points: np.ndarray, ref: _Ref, graphic_type: str = "POLYLINE") -> Any:
     import highdicom as hd
 
-    frames = [1] if int(getattr(header, "NumberOfFrames", 1) or 1) > 1 else None
-    source = hd.sr.SourceImageForRegion.from_source_image(header, referenced_frame_numbers=frames)
+    source = hd.sr.SourceImageForRegion.from_source_image(
+        ref.header, referenced_frame_numbers=ref.frames)
     return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues(graphic_type),
                              graphic_data=points.astype(np.float32), source_image=source)
 
 
-def _box_group(box: AnnotatedBox, headers: dict[int, Any]) -> Any:
+def _box_group(box: AnnotatedBox, refs: dict[int, _Ref]) -> Any:
     import highdicom as hd
 
     corners = np.array([[box.x0, box.y0], [box.x1, box.y0], [box.x1, box.y1], [box.x0, box.y1],
                         [box.x0, box.y0]])
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(box.uid, f"box {box.label}"[:64]),
-        referenced_region=_region(corners, headers[box.slice_index]),
+        referenced_region=_region(corners, refs[box.slice_index]),
         finding_type=_code(box.label), algorithm_id=_algorithm(box.source))
 
 
-def _line_group(line: DistanceLine, headers: dict[int, Any]) -> Any:
+def _line_group(line: DistanceLine, refs: dict[int, _Ref]) -> Any:
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    length = hd.sr.Measurement(name=codes.SCT.Length, value=float(line.length_mm),
-                               unit=codes.UCUM.Millimeter)
+    unit = codes.UCUM.Millimeter if line.unit == MM else sr_codes.unit_code(sr_codes.PIXELS)
+    length = hd.sr.Measurement(name=codes.SCT.Length, value=float(line.length_mm), unit=unit)
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(line.uid, f"distance {line.label}"[:64]),
-        referenced_region=_region(np.array([line.start, line.end]), headers[line.slice_index]),
-        finding_type=_code(line.label), measurements=[length])
+        referenced_region=_region(np.array([line.start, line.end]), refs[line.slice_index]),
+        finding_type=_finding(line.label, DistanceLine.label), measurements=[length])
 
 
-def _area_group(area: AreaMeasurement, headers: dict[int, Any], modality: str) -> Any:
+def _area_group(area: AreaMeasurement, refs: dict[int, _Ref], modality: str) -> Any:
     import highdicom as hd
 
     graphic_type, points = sr_areas.outline(area)
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(area.uid, f"{area.kind} {area.label}"[:64]),
-        referenced_region=_region(points, headers[area.slice_index], graphic_type),
-        finding_type=_code(area.label), measurements=sr_areas.measurements(area, modality))
+        referenced_region=_region(points, refs[area.slice_index], graphic_type),
+        finding_type=_finding(area.label, AreaMeasurement.label),
+        measurements=sr_areas.measurements(area, modality))
 
 
-def _label_group(label: ClassLabel, headers: dict[int, Any]) -> Any:
+def _finding(label: str, default: str) -> Any:
+    """A ruler or ROI left with its default name ('distance', 'area') names no finding."""
+    return None if label == default else _code(label)
+
+
+def _label_group(label: ClassLabel, refs: dict[int, _Ref]) -> Any:
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     images = None
     if label.scope == SLICE:
+        ref = refs[label.slice_index]
         images = [hd.sr.SourceImageForMeasurementGroup.from_source_image(
-            headers[label.slice_index])]
+            ref.header, referenced_frame_numbers=ref.frames)]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(label.uid, f"{label.scope} class"),
+        tracking_identifier=_tracking(label.uid, f"{label.scope} class {label.label}"[:64]),
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.SCT.Classification,
                                                              _code(label.label))],
         algorithm_id=_algorithm(label.source), source_images=images)
@@ -245,16 +267,16 @@ def _observers(annotator: str, model: str | None) -> Any:
 def _document(volume: Any, groups: list[Any], evidence: list[Any], annotator: str,
               model: str | None, when: dt.datetime, series_number: int, path: Path) -> Any:
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
     from medviewer import __version__
 
+    procedure = sr_codes.procedure_code(str(getattr(volume, "modality", "") or ""),
+                                        str(evidence[0].get("BodyPartExamined", "") or ""))
     try:
         report = hd.sr.MeasurementReport(
-            observation_context=_observers(annotator, model),
-            procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+            observation_context=_observers(annotator, model), procedure_reported=procedure,
             imaging_measurements=groups)
-        return hd.sr.Comprehensive3DSR(
+        sr = hd.sr.Comprehensive3DSR(
             evidence=evidence, content=report, series_instance_uid=hd.UID(),
             series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
             manufacturer=DEFAULT_MANUFACTURER, series_description="Annotations",
@@ -263,6 +285,8 @@ def _document(volume: Any, groups: list[Any], evidence: list[Any], annotator: st
     except (ValueError, TypeError, AttributeError) as exc:
         raise AnnotationError(path, f"The annotations cannot be encoded as DICOM SR ({exc})."
                               ) from exc
+    sr_codes.declare_private_scheme(sr)
+    return sr
 
 
 # --- the JSON sidecar --------------------------------------------------------------------------
@@ -352,7 +376,7 @@ def _report(path: Path) -> _Report:
 
 
 def _annotations_from_report(report: _Report, volume: Any, path: Path) -> Annotations:
-    slice_of = {s.sop_instance_uid: k for k, s in enumerate(volume.sources)}
+    slice_of = _slices_of(volume)
     boxes, lines, labels, areas = [], [], [], []
     for group in report.content.get_planar_roi_measurement_groups():
         roi = group.roi
@@ -360,21 +384,21 @@ def _annotations_from_report(report: _Report, volume: Any, path: Path) -> Annota
             continue  # a segmentation or 3D region: not a box or line of this viewer
         k, uid = _placed(roi.ContentSequence[0], slice_of, path)
         points = np.asarray(roi.value, float)
-        label = group.finding_type.meaning if group.finding_type else "finding"
         area = sr_areas.area_from_group(group, str(roi.graphic_type.value), points, k, uid)
         if area is not None:
-            areas.append(area)
+            areas.append(replace(area, label=_label(group, area.kind, AreaMeasurement.label)))
             continue
-        length = _length_mm(group)
+        length = _length(group)
         if length is not None and len(points) == 2:
             start, end = (tuple(float(v) for v in p) for p in points)
-            lines.append(DistanceLine(k, start, end, length, label, uid,
-                                      str(group.tracking_uid or _new_uid())))
+            lines.append(DistanceLine(k, start, end, length[0],
+                                      _label(group, "distance", DistanceLine.label), uid,
+                                      str(group.tracking_uid or _new_uid()), length[1]))
             continue
         (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
-        boxes.append(AnnotatedBox(float(x0), float(y0), float(x1), float(y1), k, label, None,
-                                  _source_of(group), ACCEPTED, uid,
-                                  str(group.tracking_uid or _new_uid())))
+        boxes.append(AnnotatedBox(float(x0), float(y0), float(x1), float(y1), k,
+                                  _label(group, "box", "finding"), None, _source_of(group),
+                                  ACCEPTED, uid, str(group.tracking_uid or _new_uid())))
     for group in report.content.get_image_measurement_groups():
         labels.extend(_class_labels(group, slice_of, path))
     return Annotations(boxes, labels, lines, areas)
@@ -386,18 +410,46 @@ def _new_uid() -> str:
     return generate_uid()
 
 
-def _placed(source_item: Any, slice_of: dict[str, int], path: Path) -> tuple[int, str]:
-    uid = str(source_item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
-    if uid not in slice_of:
+def _label(group: Any, prefix: str, default: str) -> str:
+    """The group's finding as the label typed (see sr_codes.label_of); `default` without one."""
+    if group.finding_type is None:
+        return default
+    return sr_codes.label_of(group.finding_type.meaning, group.tracking_identifier, prefix)
+
+
+def _slices_of(volume: Any) -> dict[tuple[str, int | None], int]:
+    """(SOP Instance UID, 1-based frame number) -> slice; frame None -> the file's first."""
+    out: dict[tuple[str, int | None], int] = {}
+    for k, source in enumerate(volume.sources):
+        out[(source.sop_instance_uid, int(getattr(source, "frame", 0)) + 1)] = k
+        out.setdefault((source.sop_instance_uid, None), k)
+    return out
+
+
+def _placed(source_item: Any, slice_of: dict[tuple[str, int | None], int],
+            path: Path) -> tuple[int, str]:
+    """(slice, SOP Instance UID) of the image (and frame) an SR item references."""
+    ref = source_item.ReferencedSOPSequence[0]
+    uid = str(ref.ReferencedSOPInstanceUID)
+    frames = ref.get("ReferencedFrameNumber")  # IS, VM 1-n: a number or a list of them
+    frames = [] if frames is None or frames == "" else \
+        list(frames) if isinstance(frames, MultiValue) else [frames]
+    frame = int(frames[0]) if frames else None
+    if (uid, None) not in slice_of:
         raise AnnotationError(path, "The SR references an image that is not in this series: "
                               "it belongs to another series.")
-    return slice_of[uid], uid
+    if (uid, frame) not in slice_of:
+        raise AnnotationError(path, f"The SR references frame {frame} of an image that has "
+                              "no such frame in this series.")
+    return slice_of[(uid, frame)], uid
 
 
-def _length_mm(group: Any) -> float | None:
+def _length(group: Any) -> tuple[float, str] | None:
+    """(length, 'mm' or 'px') of a ruler: lengths in other UCUM units than lengths are px."""
     for m in group.get_measurements():
-        if m.name.value == "410668003":  # SCT Length
-            return float(m.value)
+        if m.name.value == _LENGTH:
+            scale = _LENGTH_UNITS.get(str(m.unit.value))
+            return (float(m.value) * scale, MM) if scale else (float(m.value), PX)
     return None
 
 
@@ -413,10 +465,13 @@ def _source_of(group: Any) -> str:
     return ANNOTATOR
 
 
-def _class_labels(group: Any, slice_of: dict[str, int], path: Path) -> list[ClassLabel]:
+def _class_labels(group: Any, slice_of: dict[tuple[str, int | None], int],
+                  path: Path) -> list[ClassLabel]:
     images = group.source_images
     k, uid = _placed(images[0], slice_of, path) if images else (None, "")
-    return [ClassLabel(q.value.meaning, _source_of(group), SLICE if images else SERIES, k, uid,
+    scope = SLICE if images else SERIES
+    return [ClassLabel(sr_codes.label_of(q.value.meaning, group.tracking_identifier,
+                                         f"{scope} class"), _source_of(group), scope, k, uid,
                        None, str(group.tracking_uid or _new_uid()))
             for q in group.get_qualitative_evaluations()]
 

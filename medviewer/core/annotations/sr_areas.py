@@ -3,12 +3,15 @@
 One group per ROI (TID 1410 Planar ROI Measurements): its outline on the source image as
 SCOORD in pixel coordinates, then TID 1419 ROI measurements:
 
-- Area (SCT 42798000) in UCUM mm2, or UCUM 1 ("px2") when the series gives no pixel size;
+- Area (SCT 42798000) in UCUM mm2, or UCUM {square pixels} when the series gives no pixel
+  size;
 - Mean, Standard Deviation, Minimum, Maximum of the pixel values as one quantity with a
   Derivation modifier (DCM 121401; SCT 373098007, 386136009, 255605001, 56851009), the way
-  dcmqi writes them. The quantity follows the modality: Attenuation Coefficient in HU
-  (UCUM [hnsf'U]) for CT, MR signal intensity for MR, else a private "Pixel value"; units
-  UCUM 1 when none is known. Colour images have no modality values: area only.
+  dcmqi writes them, where the modality names the quantity: Attenuation Coefficient in HU
+  (UCUM [hnsf'U]) for CT, MR signal intensity for MR. Other modalities (an X-ray's pixel
+  values have no standard quantity) get the statistics as measurements of their own (SCT
+  Mean, ...), the OHIF way, rather than a private code; units UCUM 1 when none is known.
+  Colour images have no modality values: area only.
 
 A rectangle is a closed POLYLINE of 5 points (SCOORD has no POLYGON: a polyline whose last
 point is its first is the closed one); an ellipse is an ELLIPSE with the end points of its
@@ -23,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from medviewer.core.annotations import sr_codes
 from medviewer.core.annotations.boxes import ELLIPSE, MM2, PX2, RECT, AreaMeasurement
 
 AREA = "42798000"  # SCT Area
 STATISTICS = {"373098007": "mean", "386136009": "sd", "255605001": "minimum",
               "56851009": "maximum"}  # SCT Mean, Standard Deviation, Minimum, Maximum
-_PRIVATE_SCHEME = "99MEDVIEWER"
 _NO_UNIT = "1"
 
 
@@ -66,25 +69,26 @@ def measurements(area: AreaMeasurement, modality: str = "") -> list[Any]:
     from pydicom.sr.codedict import codes
 
     area_unit = codes.UCUM.SquareMillimeter if area.area_unit == MM2 else \
-        hd.sr.CodedConcept(_NO_UNIT, "UCUM", PX2)
+        sr_codes.unit_code(sr_codes.SQUARE_PIXELS)
     out = [hd.sr.Measurement(name=codes.SCT.Area, value=float(area.area), unit=area_unit)]
     derived = ((codes.SCT.Mean, area.mean), (codes.SCT.StandardDeviation, area.sd),
                (codes.SCT.Minimum, area.minimum), (codes.SCT.Maximum, area.maximum))
     quantity, unit = _quantity(area.units, modality), _unit(area.units)
-    out += [hd.sr.Measurement(name=quantity, value=float(value), unit=unit, derivation=how)
+    out += [hd.sr.Measurement(name=quantity or how, value=float(value), unit=unit,
+                              derivation=how if quantity else None)
             for how, value in derived if value is not None]
     return out
 
 
 def _quantity(units: str, modality: str) -> Any:
-    import highdicom as hd
+    """The quantity the statistics derive from; None when the modality names none."""
     from pydicom.sr.codedict import codes
 
     if units == "HU":
         return codes.DCM.AttenuationCoefficient
     if modality == "MR":
         return codes.DCM.MRSignalIntensity
-    return hd.sr.CodedConcept("PIXELVALUE", _PRIVATE_SCHEME, "Pixel value")
+    return None
 
 
 def _unit(units: str) -> Any:

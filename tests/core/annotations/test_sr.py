@@ -64,6 +64,7 @@ def test_round_trip_is_identical(volume, tmp_path):
 
 def test_highdicom_reads_it_and_it_references_the_source_series(volume, tmp_path):
     import highdicom as hd
+    from pydicom.sr.codedict import codes
 
     boxes, lines = _annotations(volume)
     sr = hd.sr.srread(write_sr(tmp_path / "a.dcm", volume, boxes, lines, annotator="J"))
@@ -73,7 +74,7 @@ def test_highdicom_reads_it_and_it_references_the_source_series(volume, tmp_path
     report = hd.sr.MeasurementReport.from_sequence([sr])
     rois = report.get_planar_roi_measurement_groups()
     assert len(rois) == 4  # 3 boxes not rejected + 1 line
-    box = next(g for g in rois if g.finding_type.meaning == "mass")
+    box = next(g for g in rois if g.finding_type == codes.SCT.Mass)  # the label "mass"
     assert box.roi.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
     assert box.roi.value.tolist() == [[3, 4], [9, 4], [9, 9], [3, 9], [3, 4]]
     source = box.roi.ContentSequence[0].ReferencedSOPSequence[0]
