@@ -243,13 +243,15 @@ def arrange(frames: list[Frame], ref: Dataset) -> tuple[list[list[int]], np.ndar
     mixed = not same_orientation(frames)
     if mixed or any(f.position is None for f in frames):
         grid = [sorted(range(len(frames)), key=lambda i: frames[i].order)]
-        step = normal * _nominal_step(frames[0].instance, ref)
-        origin = frames[grid[0][0]].position
+        # no patient geometry: the bare pixel grid, so the images show as stored (a film
+        # with an orientation but no position is neither flipped nor turned by it)
+        bare = replace(frames[grid[0][0]], orientation=_orientation(None))
+        step = np.array([0.0, 0.0, _nominal_step(frames[0].instance, ref)])
         notes = [] if len(frames) == 1 else [
             "The images lie in different orientations (a localizer, rotating projections): "
             "shown one by one in acquisition order, without MPR or slice positions." if mixed
             else "The images carry no slice positions: they are ordered by instance number."]
-        return grid, _affine(frames[grid[0][0]], step, origin), notes
+        return grid, _affine(bare, step, None), notes
     depth = np.array([float(f.position @ normal) for f in frames])
     grid, notes = _split_time(frames, depth)
     positions = np.array([frames[i].position for i in grid[0]])

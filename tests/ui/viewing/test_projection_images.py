@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import ComputedRadiographyImageStorage
@@ -14,6 +15,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 import medviewer.core.synthetic as syn
+from medviewer.ui.viewing.slice_view import display_frame
 from tests.ui.gui import _open, _screen, _window
 
 SIZE = 64
@@ -107,3 +109,24 @@ def test_ct_readout_keeps_voxel_and_lps(make_main_window, qtbot, dicom_folder):
     readout = win.status_label.text()
     assert readout.startswith(f"voxel (5, 6, {k})") and "LPS (" in readout
     assert readout.endswith(" mm")
+
+
+@pytest.mark.parametrize("iop", [[-1, 0, 0, 0, 0, -1], [0, -1, 0, 0, 0, -1], [0, 0, -1, 1, 0, 0]])
+def test_a_film_with_orientation_but_no_position_shows_as_stored(make_main_window, qtbot,
+                                                                 tmp_path, iop):
+    """Some exporters write ImageOrientationPatient on a film without ImagePositionPatient: no
+    patient geometry, so the film is shown as stored with the letters of PatientOrientation,
+    never flipped or turned by a half-known orientation."""
+    folder = write_cr(tmp_path / "cr", pixel_spacing=[0.5, 0.25])
+    path = next(folder.glob("*.dcm"))
+    ds = pydicom.dcmread(path)
+    ds.ImageOrientationPatient = iop
+    ds.save_as(path)
+    win = _window(make_main_window, qtbot, folder)
+    view, doc = win.viewer.single_view, win.document
+    assert not doc.has_geometry
+    expected = display_frame(doc.volume.voxels[0], doc.window, invert=doc.invert)
+    np.testing.assert_array_equal(view.displayed, expected)
+    letters = {edge: view.overlays[edge].text() for edge in ("left", "right", "top", "bottom")}
+    assert letters == {"left": "R", "right": "L", "top": "H", "bottom": "F"}
+    assert view.spacing == pytest.approx((0.5, 0.25))
