@@ -17,6 +17,7 @@ from typing import Any
 import pydicom
 from pydicom.charset import convert_encodings, decode_bytes
 
+from medviewer.core.dicom import mosaic
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.headerwalk import TAGS, Unsupported, first_fragment_offset, walk_file
 from medviewer.core.dicom.model import Instance
@@ -125,7 +126,7 @@ def _ushort(raw: bytes) -> int | None:
     return int.from_bytes(raw[:2], "little") if len(raw) >= 2 else None
 
 
-_NUMBER_DECODERS = {"ds": _numbers, "is": _integer, "us": _ushort, "flag": bool}
+_NUMBER_DECODERS = {"ds": _numbers, "is": _integer, "us": _ushort, "flag": bool, "bytes": bytes}
 
 
 def _build(path: str, values: dict[int, Any], pixel: tuple[int, bool] | None,
@@ -165,7 +166,15 @@ def _instance(path: str, v: dict[str, Any], pixel: tuple[int, bool] | None) -> I
         rescale_intercept=_first(v.get("RescaleIntercept")),
         temporal_position=v.get("TemporalPositionIdentifier"),
         float_pixels=bool(v.get("FloatPixelData") or v.get("DoubleFloatPixelData")),
+        mosaic_images=_mosaic_images(v),
     )
+
+
+def _mosaic_images(v: dict[str, Any]) -> int:
+    """NumberOfImagesInMosaic of a Siemens mosaic whose grid divides into whole tiles, else 0."""
+    csa = v.get("CSAImageHeader") if v.get("CSACreator") == mosaic.CSA_CREATOR else None
+    count = mosaic.images_in_mosaic(str(v.get("ImageType", "")), csa)
+    return count if mosaic.fits(v.get("Rows") or 0, v.get("Columns") or 0, count) else 0
 
 
 def _first(numbers: tuple[float, ...] | None) -> float | None:
@@ -265,6 +274,8 @@ def _collect(ds: pydicom.Dataset, values: dict[int, Any]) -> None:
 
 
 def _python_value(value: Any, kind: str) -> Any:
+    if kind == "bytes":
+        return bytes(value) if isinstance(value, bytes | bytearray) else b""
     if kind == "str":
         return str(value).strip("\0 ")
     if kind == "ds":

@@ -22,6 +22,7 @@ TAGS: dict[int, tuple[str, str]] = {
     0x00020002: ("MediaStorageSOPClassUID", "str"),
     0x00020010: ("TransferSyntaxUID", "str"),
     0x00080005: ("SpecificCharacterSet", "str"),
+    0x00080008: ("ImageType", "str"),
     0x00080016: ("SOPClassUID", "str"),
     0x00080018: ("SOPInstanceUID", "str"),
     0x00080020: ("StudyDate", "str"),
@@ -57,6 +58,9 @@ TAGS: dict[int, tuple[str, str]] = {
     0x00280103: ("PixelRepresentation", "us"),
     0x00281052: ("RescaleIntercept", "ds"),
     0x00281053: ("RescaleSlope", "ds"),
+    # Siemens mosaic: the private creator of block 0x10 and its CSA image header (mosaic.py)
+    0x00290010: ("CSACreator", "str"),
+    0x00291010: ("CSAImageHeader", "bytes"),
     # which pixel element the file has: Float / Double Float Pixel Data (parametric maps)
     0x7FE00008: ("FloatPixelData", "flag"),
     0x7FE00009: ("DoubleFloatPixelData", "flag"),

@@ -42,6 +42,8 @@ class Instance:
     # Float (32-bit) or Double Float (64-bit, BitsAllocated says which) Pixel Data instead of
     # integer Pixel Data: parametric maps such as ADC
     float_pixels: bool = False
+    # Siemens mosaic: slices tiled in the one image (NumberOfImagesInMosaic), 0 otherwise
+    mosaic_images: int = 0
 
 
 @dataclass
@@ -63,7 +65,7 @@ class Series:
 
     @property
     def image_count(self) -> int:
-        return sum(max(1, i.number_of_frames) for i in self.instances)
+        return sum(i.mosaic_images or max(1, i.number_of_frames) for i in self.instances)
 
     @property
     def key(self) -> str:

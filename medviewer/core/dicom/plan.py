@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medviewer.core.dicom import headers
+from medviewer.core.dicom import headers, mosaic
 from medviewer.core.dicom import pixels as px
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import Instance, Series
@@ -41,6 +41,7 @@ class Frame:
     rescale: px.Rescale
     order: tuple  # (temporal position, acquisition time, instance number, frame) for 4D
     located: bool = False  # position and orientation came from the header, not defaults
+    tile: mosaic.Tile | None = None  # where this slice lies in a Siemens mosaic image
 
 
 def collect(source: Series | str | Path | Sequence[str | Path]
@@ -159,7 +160,9 @@ def expand_frames(instances: list[Instance], ref: Dataset) -> list[Frame]:
         if not inst.transfer_syntax_uid and syntax:  # no File Meta: inferred when read
             inst = replace(inst, transfer_syntax_uid=syntax)
         own = inst.path == instances[0].path  # else its own header, read only when needed
-        if inst.number_of_frames > 1 or enhanced:
+        if inst.mosaic_images:
+            frames += _mosaic_frames(inst, ref, fallback)
+        elif inst.number_of_frames > 1 or enhanced:
             frames += _multiframe(inst, ref if own else reference_header(inst), fallback)
         else:
             scaling = _dose_scaling(ref if own else reference_header(inst)) if dose else None
@@ -174,6 +177,26 @@ def _single_frame(inst: Instance, fallback: tuple[float, float], dose: float | N
                  usable_spacing(inst.pixel_spacing) or fallback,
                  _rescale(inst.rescale_slope, inst.rescale_intercept, dose), order,
                  located=position is not None and inst.orientation is not None)
+
+
+def _mosaic_frames(inst: Instance, ref: Dataset, fallback: tuple[float, float]) -> list[Frame]:
+    """One Frame per tile of a Siemens mosaic, placed along the CSA SliceNormalVector (the
+    orientation's normal when the header has none) one slice step apart."""
+    whole = _single_frame(inst, fallback, None)
+    normal = mosaic.slice_normal(mosaic.csa_header(ref))
+    if normal is None:
+        normal = np.cross(whole.orientation[:3], whole.orientation[3:])
+    step = _nominal_step(inst, ref)
+    return [replace(whole, position=position, tile=tile, order=(*whole.order[:3], k))
+            for k, (tile, position) in enumerate(mosaic.tiles(
+                inst, inst.mosaic_images, normal, step, whole.orientation, whole.pixel_spacing))]
+
+
+def image_size(frame: Frame) -> tuple[int, int]:
+    """(rows, columns) of the frame's image: a tile's for a mosaic slice."""
+    if frame.tile is not None:
+        return frame.tile[2], frame.tile[3]
+    return frame.instance.rows, frame.instance.columns
 
 
 def _orientation(value: Sequence[float] | None) -> np.ndarray:

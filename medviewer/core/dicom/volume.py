@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from pydicom.multival import MultiValue
 
+from medviewer.core.dicom import mosaic, plan
 from medviewer.core.dicom import pixels as px
-from medviewer.core.dicom import plan
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import Instance, Series
 from medviewer.core.display import Window
@@ -52,6 +52,9 @@ class SliceSource:
     path: str
     frame: int = 0  # frame index inside a multi-frame file
     sop_instance_uid: str = ""
+    # (top, left, rows, columns) of the slice inside a Siemens mosaic image, None otherwise:
+    # the file's one image holds several slices, so the SOP instance alone does not name it
+    tile: tuple[int, int, int, int] | None = None
 
 
 @dataclass
@@ -140,7 +143,7 @@ class SeriesLoader:
         self.frame_rate = plan.frame_rate(ref)
         self.dose = plan.is_dose(ref)
         first = self.frames[0].instance
-        self.rows, self.columns = first.rows, first.columns
+        self.rows, self.columns = plan.image_size(self.frames[0])
         self.colour = px._is_colour(ref)
         self.photometric = "RGB" if self.colour else str(
             ref.get("PhotometricInterpretation") or first.photometric or "MONOCHROME2")
@@ -165,7 +168,8 @@ class SeriesLoader:
     def source(self, k: int, t: int = 0) -> SliceSource:
         """The file and frame that slice k (time point t) comes from."""
         frame = self.frames[self.grid[t][k]]
-        return SliceSource(frame.instance.path, frame.frame, frame.instance.sop_instance_uid)
+        return SliceSource(frame.instance.path, frame.frame, frame.instance.sop_instance_uid,
+                           frame.tile)
 
     def load(self, progress: ProgressCallback | None = None,
              cancel: CancelCheck | None = None) -> Volume:
@@ -216,13 +220,15 @@ class SeriesLoader:
 
     def _decode_file(self, path: str, indices: list[int], raw: np.ndarray,
                      slot_of: dict[int, int]) -> np.ndarray:
-        how = _strategy(self.frames[indices[0]].instance, self.colour, self.lut)
-        if how == "pydicom":
-            frames = px.decode_dataset(path, px.read_dataset(path))
+        first = self.frames[indices[0]]
+        how = _strategy(first.instance, self.colour, self.lut)
+        if how == "pydicom" or first.tile is not None:  # whole file once (a mosaic: all tiles)
+            frames = self._decode_images(first, how)
             if frames.dtype != raw.dtype and not np.can_cast(frames.dtype, raw.dtype, "safe"):
                 raw = raw.astype(np.result_type(raw.dtype, frames.dtype))
             for i in indices:
-                raw[slot_of[i]] = frames[self.frames[i].frame]
+                frame = self.frames[i]
+                raw[slot_of[i]] = mosaic.tile_of(frames[frame.frame], frame.tile)
             return raw
         for i in indices:
             self._decode_fast(self.frames[i], raw[slot_of[i]], how)
@@ -241,12 +247,18 @@ class SeriesLoader:
             px.decode_rle(inst.path, piece, out, inst.bits_allocated)
 
     def _decode_one(self, frame: plan.Frame) -> np.ndarray:
+        how = _strategy(frame.instance, self.colour, self.lut)
+        return mosaic.tile_of(self._decode_images(frame, how, one=True)[0], frame.tile)
+
+    def _decode_images(self, frame: plan.Frame, how: str, *, one: bool = False) -> np.ndarray:
+        """The stored images of the frame's file (only the frame's own with `one`) as
+        (images, rows, columns[, 3]); a mosaic's is the whole tiled picture."""
         inst = frame.instance
-        how = _strategy(inst, self.colour, self.lut)
         if how == "pydicom":
-            return px.decode_dataset(inst.path, px.read_dataset(inst.path), frame.frame)[0]
-        out = np.empty((self.rows, self.columns), self._raw_dtype())
-        self._decode_fast(frame, out, how)
+            ds = px.read_dataset(inst.path)
+            return px.decode_dataset(inst.path, ds, frame.frame if one else None)
+        out = np.empty((1, inst.rows, inst.columns), self._raw_dtype())
+        self._decode_fast(frame, out[0], how)
         return out
 
     def _finish(self, raw: np.ndarray, rescales: list[px.Rescale]) -> np.ndarray:
