@@ -288,11 +288,14 @@ class AnnotateController(AnnotationStorage, QObject):
 
     def _accept_labels(self, annotation: Annotation, result: Any) -> None:
         labelmap, history = annotation.labelmap, annotation.history
-        with history.stroke("accept prediction"):  # the new labels join the same undo item
+        # the new labels join the same undo item; they are the model's (AUTOMATIC) until a
+        # person edits their voxels (then SEMIAUTOMATIC, see History)
+        with history.stroke("accept prediction", keeps_provenance=True):
             for name, colour in zip(result.labels[1:], result.colours[1:], strict=False):
                 if labelmap.table.by_name(name) is None:
                     labelmap.table.add(name, colour if _is_colour(colour) else None)
-            accept_prediction(labelmap, history, result.label_map, result.labels)
+            accept_prediction(labelmap, history, result.label_map, result.labels,
+                              algorithm=(result.model_id, result.model_version))
         first = next(iter(labelmap.table), None)
         if first is not None and self.document.active_label not in labelmap.table:
             self.document.active_label = first.value

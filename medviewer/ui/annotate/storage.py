@@ -6,6 +6,10 @@ workspace, in a worker, recording the annotator (the OS user) and the model the 
 from; opening a series reads them back the same way, in a worker (the saved measurements
 become the series' measurements unless this session already has some: not an edit, the
 series stays saved). Recovered work brings its autosaved measurements too.
+The two files stand alone: a SEG that cannot be written (a legacy multi-frame source) does not
+stop the SR, and one that cannot be read does not hide the SR's boxes, classes and rulers. The
+message says what was not saved or read and why; the work stays unsaved (and autosaved) until
+all of it is saved.
 `AnnotationStorage` is a part of `AnnotateController` (a mixin), so `annotate.save()` stays
 the one name for it.
 """
@@ -60,34 +64,55 @@ def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxe
               model: str | None, annotator: str, lines: tuple[DistanceLine, ...] = (),
               areas: tuple[AreaMeasurement, ...] = ()) -> list[Path]:
     """Write SEG (when there are labels) and SR (boxes, class labels, rulers, area ROIs and
-    provenance) in the workspace."""
+    provenance) in the workspace. PartlySaved when the SEG could not be written (the SR is):
+    the autosave then stays."""
     workspace = Workspace.for_series(volume)
-    saved = []
-    if len(table):
-        algorithm = (model.split("@")[0].removeprefix("model:"), model.split("@")[1]) \
-            if model else ("MedViewer manual", "1")
-        saved.append(workspace.save_seg(array, volume, table.seg_names(),
-                                        colours=table.seg_colours(), codes=table.seg_codes(),
-                                        algorithm=algorithm,
-                                        series_description=f"Segmentation ({annotator})",
-                                        annotator=annotator))
+    saved, seg_refused = SavedFiles(), None
+    if len(table):  # each label says how it was made (drawn, a model's, corrected)
+        try:
+            seg, saved.notes = workspace.save_labels(array, volume, table,
+                                                     annotator=annotator)
+            saved.extend([seg] if seg is not None else [])
+        except AnnotationError as exc:  # the boxes and rulers are still worth saving
+            seg_refused = exc
     saved.append(workspace.save_sr(volume, boxes, lines, annotator=annotator, model=model,
                                    areas=areas))
+    if seg_refused is not None:
+        raise PartlySaved(saved, f"boxes, classes and measurements were saved to "
+                          f"{saved[-1].parent}, but the segmentation was NOT saved: "
+                          f"{seg_refused.reason} It stays in the autosave.")
     with contextlib.suppress(AnnotationError):  # a real save replaces the autosave
         discard_autosave(workspace.autosave_path)
     return saved
 
 
-def load_task(_ctx: Any, volume: Any) -> tuple[Annotation | None, list[Saved]]:
-    """The series' saved SEG and SR as an Annotation (None when nothing was saved) and the
-    SR's rulers and area ROIs."""
+class SavedFiles(list):
+    """The paths a save wrote, and `notes`: what it left out and why (said in the status)."""
+
+    notes: list[str] = []
+
+
+class PartlySaved(AnnotationError):
+    """The SR was written, the SEG was not: `paths` were saved, `reason` says why not."""
+
+    def __init__(self, paths: list[Path], reason: str) -> None:
+        super().__init__(None, reason)
+        self.paths = paths
+
+
+def load_task(_ctx: Any, volume: Any) -> tuple[Annotation | None, list[Saved], list[str]]:
+    """The series' saved SEG and SR as an Annotation (None when nothing was saved), the SR's
+    rulers and area ROIs, and what could not be read (one file failing does not hide the
+    other; AnnotationError when nothing could be read)."""
     from medviewer.core.annotations import read_provenance
 
     workspace = Workspace.for_series(volume)
-    seg = workspace.load_seg_table(volume)  # names, colours and codes as saved
-    sr = workspace.load_sr(volume)
+    seg, seg_problem = _read(lambda: workspace.load_seg_table(volume))  # names, colours, codes
+    sr, sr_problem = _read(lambda: workspace.load_sr(volume))
     if seg is None and sr is None:
-        return None, []
+        if seg_problem or sr_problem:
+            raise seg_problem or sr_problem
+        return None, [], []
     labelmap = LabelMap.for_volume(volume)
     if seg is not None:
         array, labelmap.table = seg
@@ -97,7 +122,18 @@ def load_task(_ctx: Any, volume: Any) -> tuple[Annotation | None, list[Saved]]:
     if sr is not None and workspace.sr_path.exists():
         model = read_provenance(workspace.sr_path).model
     saved = [*sr.lines, *sr.areas] if sr is not None else []
-    return Annotation(labelmap, History(labelmap), boxes, model), saved
+    notes = [f"the {what} could not be read ({problem.reason}); the file was left as it is"
+             for what, problem in (("segmentation", seg_problem),
+                                   ("boxes, classes and measurements", sr_problem)) if problem]
+    return Annotation(labelmap, History(labelmap), boxes, model), saved, notes
+
+
+def _read(load: Any) -> tuple[Any, AnnotationError | None]:
+    """What load() returns, or the AnnotationError it raised."""
+    try:
+        return load(), None
+    except AnnotationError as exc:
+        return None, exc
 
 
 def has_saved_annotations(volume: Any) -> bool:
@@ -178,7 +214,7 @@ class AnnotationStorage:
         annotation = doc.ensure_annotation()
         if labelmap is not None:
             target, history = annotation.labelmap, annotation.history
-            with history.stroke("recover unsaved work"):
+            with history.stroke("recover unsaved work", keeps_provenance=True):
                 history.touch(tuple(slice(0, n) for n in target.shape))
                 target.array[...] = labelmap.array
                 target.table.labels = copy.deepcopy(labelmap.table.labels)
@@ -209,10 +245,14 @@ class AnnotationStorage:
             # an autosave running beside the save may have landed after it: drop it too
             with contextlib.suppress(AnnotationError, OSError):
                 discard_autosave(paths[-1].parent / AUTOSAVE_NAME)  # the SR's workspace
-        self.host.set_status(f"Annotations saved to {paths[0].parent}")
+        notes = "".join(f"; {note}" for note in getattr(paths, "notes", []))
+        self.host.set_status(f"Annotations saved to {paths[0].parent}{notes}")
         self.sigSaved.emit(paths)
 
     def _on_save_error(self, exc: BaseException) -> None:
+        if isinstance(exc, PartlySaved):  # the SR is written; the work stays unsaved
+            self.show_error(f"Annotations partly saved: {exc.reason}")
+            return
         reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
         self.show_error(f"Could not save the annotations: {reason}")
 
@@ -250,11 +290,12 @@ class AnnotationStorage:
             return  # another series opened meanwhile
         annotation = doc.ensure_annotation()
         labelmap, history = annotation.labelmap, annotation.history
-        with history.stroke(f"import {path.name}"):
+        with history.stroke(f"import {path.name}", keeps_provenance=True):
             for label in table:
                 if labelmap.table.by_name(label.name) is None:
                     labelmap.table.add(label.name, label.colour, category=label.category,
-                                       type=label.type)
+                                       type=label.type, algorithm_type=label.algorithm_type,
+                                       algorithm=label.algorithm)
             accept_prediction(labelmap, history, array, table.seg_names())
         first = labelmap.table.by_name(next(iter(table)).name) if len(table) else None
         doc.active_label = first.value if first is not None else doc.active_label
@@ -289,8 +330,9 @@ class AnnotationStorage:
             doc.loading_annotations_of = None
             self._sync_actions()
 
-    def _on_loaded(self, volume: Any, loaded: tuple[Annotation | None, list[Saved]]) -> None:
-        doc, (annotation, saved) = self.document, loaded
+    def _on_loaded(self, volume: Any,
+                   loaded: tuple[Annotation | None, list[Saved], list[str]]) -> None:
+        doc, (annotation, saved, notes) = self.document, loaded
         self._loading_done(volume)
         if doc.volume is not volume or doc.annotation is not None:
             return  # another series opened (its own load runs), or work was recovered
@@ -301,6 +343,8 @@ class AnnotationStorage:
             first = next(iter(annotation.labelmap.table), None)
             doc.active_label = first.value if first is not None else 1
             self.host.set_status("Saved annotations of this series loaded")
+        if notes:
+            self.show_error("Saved annotations partly loaded: " + "; ".join(notes) + ".")
         self.sigLoaded.emit(annotation)
 
     def _on_load_error(self, exc: BaseException, volume: Any = None) -> None:
