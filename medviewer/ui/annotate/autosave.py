@@ -300,7 +300,8 @@ class AnnotationSafety(QObject):
             return False
         self.timer.stop()
         if answer == SAVE:
-            self.controller.save_now()
+            if not self.controller.save_now():  # not all saved (a SEG refused): keep it
+                self._autosave_now()
         elif answer == DISCARD:
             for annotation in unsaved:
                 path = self._written.pop(id(annotation), None)
