@@ -7,6 +7,7 @@ image) does not stop the SR, and a SEG that cannot be read does not hide the SR'
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
@@ -142,3 +143,65 @@ def test_an_unreadable_seg_does_not_take_the_boxes_classes_and_rulers_with_it(
     assert seg.read_bytes() == damaged  # left as it is
     assert not doc.annotation.dirty
 
+
+
+def test_closing_with_save_keeps_what_the_seg_could_not_hold_in_the_autosave(
+        make_main_window, qtbot, tmp_path):
+    from medviewer.ui.annotate import autosave as annotate_autosave
+
+    folder = _multiframe(tmp_path / "legacy", enhanced=False)
+    win = _window(make_main_window, qtbot, folder)
+    doc, ctl = win.document, win.annotate
+    doc.add_label("lesion")
+    ctl.set_tool("brush")
+    ctl.set_brush(radius_mm=RADIUS)
+    _, painted = _paint(win, [(20, 20), (30, 30)])
+    workspace = Workspace.for_series(doc.volume)
+    assert not workspace.autosave_path.exists()  # the 30 s autosave has not run yet
+    ctl.safety.ask_unsaved = lambda n: annotate_autosave.SAVE
+    volume = doc.volume
+    win.close()
+    assert workspace.sr_path.exists()  # what could be saved is
+    labelmap, _ = load_autosave(workspace.autosave_path, volume)
+    assert np.array_equal(labelmap.array, painted)  # the rest waits for the next start
+
+
+def _cr_without_pixel_size(folder):
+    import pydicom
+    from pydicom.uid import ComputedRadiographyImageStorage
+
+    path, _ = syn.write_chest_xray(folder, size=64, seed=5)
+    ds = pydicom.dcmread(path)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
+    ds.Modality, ds.PixelSpacing = "CR", [0, 0]  # as some digitisers write it
+    del ds.ImagerPixelSpacing
+    ds.save_as(path)
+    return folder
+
+
+def test_a_ruler_on_an_image_without_pixel_size_is_saved_and_read_back_in_pixels(
+        make_main_window, qtbot, tmp_path):
+    import highdicom as hd
+
+    folder = _cr_without_pixel_size(tmp_path / "cr")
+    win = _window(make_main_window, qtbot, folder)
+    doc, ctl, view = win.document, win.annotate, win.viewer.single_view
+    win.viewer.set_tool("distance")
+    _slice_drag(win, [(10, 10), (20, 20), (40, 50)])
+    (ruler,) = [m for m in view.measurements.items if isinstance(m, DistanceMeasurement)]
+    shown = ruler.label.toPlainText()
+    assert shown.endswith(" px")
+    with qtbot.waitSignal(ctl.sigSaved, timeout=10_000) as saved:
+        _ctrl_s(win)
+    sr_path = saved.args[0][-1]
+    report = hd.sr.MeasurementReport.from_sequence([hd.sr.srread(sr_path)])
+    (length,) = [m for g in report.get_planar_roi_measurement_groups()
+                 for m in g.get_measurements()]
+    assert length.unit.value == "{pixels}"
+    assert f"{float(length.value):.1f} px" == shown  # the number the reader saw, in px
+    sr_path.with_suffix(".json").unlink()
+    _, _, (line,), _ = read_sr(sr_path, doc.volume)
+    assert line.unit == "px" and line.length_mm == pytest.approx(float(length.value))
+    _reopen(win, qtbot, folder, tmp_path / "other")
+    (back,) = [m for m in view.measurements.items if isinstance(m, DistanceMeasurement)]
+    assert back.label.toPlainText() == shown
