@@ -3,32 +3,30 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 import struct
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
-    UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    MRImageStorage,
-    generate_uid,
 )
 
 from medviewer.core.dicom import scan
 from medviewer.core.dicom.mosaic import csa_fields
 from medviewer.core.dicom.volume import SeriesLoader, load_series
-
-AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
-SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+from tests.core.mosaic_files import (
+    AXIAL,
+    CORONAL,
+    SAGITTAL,
+    csa_header,
+    mosaic_volumes,
+    write_mosaics,
+)
 
 
 def _oblique() -> tuple[float, ...]:
@@ -36,94 +34,6 @@ def _oblique() -> tuple[float, ...]:
     column = np.array([-0.1563, 0.8863, 0.4358])
     column -= row * (row @ column)
     return (*row / np.linalg.norm(row), *column / np.linalg.norm(column))
-
-
-# -- writing mosaics as a Siemens VB/VE scanner does ------------------------------------------
-
-
-def csa_header(fields: dict[str, tuple[str, list[str]]]) -> bytes:
-    """A CSA header in Siemens' SV10 format: per tag a 64-byte name, VM, VR, syngo type, item
-    count and 77; per item its length (twice), 77 and the length, then the text padded to 4."""
-    out = b"SV10\x04\x03\x02\x01" + struct.pack("<2I", len(fields), 77)
-    for name, (vr, values) in fields.items():
-        out += struct.pack("<64si4s3i", name.encode(), len(values), vr.encode(), 3,
-                           len(values), 77)
-        for value in values:
-            data = value.encode() + b"\0"
-            out += struct.pack("<4i", len(data), len(data), 77, len(data))
-            out += data + b"\0" * (-len(data) % 4)
-    return out
-
-
-def write_mosaics(folder: Path, volumes: np.ndarray, *, orientation=AXIAL,
-                  first=(-100.0, -90.0, -20.0), spacing=(3.0, 2.0, 2.5), flip_normal=False,
-                  syntax: str = ExplicitVRLittleEndian, image_type="MOSAIC") -> list[Path]:
-    """One mosaic file per time point of `volumes` (time, slices, rows, columns), uint16.
-
-    `first` is the true position of slice 0's first pixel; the file's ImagePositionPatient is
-    that of the whole grid centred on slice 0, as the scanner writes it. Slice k lies k
-    `spacing[0]` further along the CSA SliceNormalVector, which is the orientation's normal or,
-    with `flip_normal`, its opposite (as Siemens writes for some sagittal and coronal stacks)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    times, count, rows, columns = volumes.shape
-    side = math.ceil(math.sqrt(count))
-    iop = np.array(orientation, float)
-    normal = np.cross(iop[:3], iop[3:]) * (-1 if flip_normal else 1)
-    step, row_spacing, column_spacing = spacing
-    ipp = (np.array(first, float) - iop[:3] * column_spacing * (columns * side - columns) / 2
-           - iop[3:] * row_spacing * (rows * side - rows) / 2)
-    csa = csa_header({"EchoLinePosition": ("IS", ["32"]),
-                      "NumberOfImagesInMosaic": ("US", [str(count)]),
-                      "SliceNormalVector": ("FD", [f"{v:.8f}" for v in normal]),
-                      "ImaCoilString": ("LO", ["HEA;HEP"])})
-    study, series = generate_uid(), generate_uid()
-    paths = []
-    for t in range(times):
-        grid = np.zeros((rows * side, columns * side), np.uint16)
-        for k in range(count):
-            top, left = divmod(k, side)
-            grid[top * rows:(top + 1) * rows, left * columns:(left + 1) * columns] = volumes[t, k]
-        ds = _mosaic_header(t, study, series, syntax, image_type)
-        ds.SliceThickness = ds.SpacingBetweenSlices = step
-        ds.PixelSpacing = [row_spacing, column_spacing]
-        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
-        ds.ImagePositionPatient = [f"{v:.6f}" for v in ipp]
-        ds.AcquisitionMatrix = [0, columns, rows, 0]
-        ds.Rows, ds.Columns = grid.shape
-        ds.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(0x0A, "US", count)
-        block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
-        block.add_new(0x08, "CS", "IMAGE NUM 4")
-        block.add_new(0x10, "OB", csa)
-        ds.PixelData = grid.astype("<u2" if UID(syntax).is_little_endian else ">u2").tobytes()
-        paths.append(folder / f"MR{t + 1:04d}.dcm")
-        pydicom.dcmwrite(paths[-1], ds, enforce_file_format=True)
-    return paths
-
-
-def _mosaic_header(t: int, study: str, series: str, syntax: str, image_type: str) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND", image_type]
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    ds.PatientName, ds.PatientID, ds.Modality = "Mosaic^Test", "MOSAIC", "MR"
-    ds.Manufacturer, ds.SeriesDescription = "SIEMENS", "ep2d_bold"
-    ds.StudyDate = ds.SeriesDate = "20240101"
-    ds.SeriesNumber, ds.AcquisitionNumber, ds.InstanceNumber = 5, t + 1, t + 1
-    ds.AcquisitionTime = f"1200{t:02d}.000000"
-    ds.EchoTime, ds.RepetitionTime, ds.FlipAngle, ds.MagneticFieldStrength = 30, 2000, 90, 3
-    ds.InPlanePhaseEncodingDirection = "COL"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    return ds
-
-
-def _volumes(times: int, slices: int, rows: int = 6, columns: int = 8, seed: int = 0
-             ) -> np.ndarray:
-    return np.random.default_rng(seed).integers(1, 4000, (times, slices, rows, columns)
-                                                 ).astype(np.uint16)
 
 
 # -- reading dcm2niix's answer ------------------------------------------------------------------
@@ -168,7 +78,7 @@ def _voxel_centres(volume) -> np.ndarray:
                               "oblique"])
 def test_mosaic_geometry_matches_dcm2niix(tmp_path: Path, orientation, flip: bool) -> None:
     """Every voxel of the loaded 4D volume lies where dcm2niix puts the same value."""
-    volumes = _volumes(3, 10)
+    volumes = mosaic_volumes(3, 10)
     write_mosaics(tmp_path / "dicom", volumes, orientation=orientation, flip_normal=flip)
     data, sform = _dcm2niix(tmp_path / "dicom", tmp_path / "nifti")
     volume = load_series(tmp_path / "dicom")
@@ -187,7 +97,7 @@ def test_mosaic_geometry_matches_dcm2niix(tmp_path: Path, orientation, flip: boo
 def test_mosaic_slices_by_hand(tmp_path: Path, syntax: str, flip: bool) -> None:
     """Tile k at the hand-computed position, sorted along the orientation's normal; 10 slices
     in a 4 x 4 grid (six empty tiles), in every native transfer syntax."""
-    volumes = _volumes(1, 10)
+    volumes = mosaic_volumes(1, 10)
     first = np.array([-100.0, -90.0, -20.0])
     write_mosaics(tmp_path, volumes, first=first, spacing=(3.0, 2.0, 2.5), flip_normal=flip,
                   syntax=syntax)
@@ -201,7 +111,7 @@ def test_mosaic_slices_by_hand(tmp_path: Path, syntax: str, flip: bool) -> None:
 
 
 def test_mosaic_series_in_the_browser_is_4d(tmp_path: Path) -> None:
-    volumes = _volumes(4, 9, rows=5, columns=7)  # a 3 x 3 grid, four time points
+    volumes = mosaic_volumes(4, 9, rows=5, columns=7)  # a 3 x 3 grid, four time points
     paths = write_mosaics(tmp_path, volumes)
     result = scan(tmp_path)
     assert not result.problems
@@ -219,7 +129,7 @@ def test_mosaic_series_in_the_browser_is_4d(tmp_path: Path) -> None:
 
 def test_not_a_mosaic_keeps_its_picture(tmp_path: Path) -> None:
     """A Siemens image with a CSA header but no MOSAIC in ImageType stays one image."""
-    volumes = _volumes(1, 4)
+    volumes = mosaic_volumes(1, 4)
     write_mosaics(tmp_path, volumes, image_type="NORM")
     (series,) = scan(tmp_path).all_series()
     assert series.image_count == 1
