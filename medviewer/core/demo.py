@@ -21,7 +21,8 @@ import numpy as np
 
 from medviewer.core import synthetic as syn
 
-DEMO_VERSION = f"demo-2/generator-{syn.GENERATOR_VERSION}"
+# demo-3: the images validate clean with dciodvfy (attributes added, pixels unchanged)
+DEMO_VERSION = f"demo-3/generator-{syn.GENERATOR_VERSION}"
 VERSION_FILE = "VERSION"
 TRUTH_FILE = "ground_truth.json"
 DATA_DIR_ENV = "MEDVIEWER_DATA_DIR"
@@ -195,7 +196,7 @@ def _digits(folder: Path) -> dict[str, Any]:
     attributes = _study(DIGITS, "digits", StudyDate="20240401", StudyTime="090000",
                         AccessionNumber="A240401001", StudyDescription="HANDWRITTEN DIGITS",
                         SeriesNumber=1, SeriesDescription="DIGITS HELD-OUT TEST SET",
-                        BodyPartExamined="")
+                        BodyPartExamined="", ImageLaterality="U")  # no paired body part
     series = folder / "DEMO-0004" / "DIGITS"
     syn.write_series(series, pixels, modality="OT", windows=[(2048.0, 4096.0, "FULL RANGE")],
                      seed=5, **attributes)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydicom.dataset import Dataset
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian
 
 from medviewer.core.synthetic.writer import (
@@ -305,6 +306,15 @@ def _xray_truth(heart: np.ndarray, thorax: np.ndarray) -> dict[str, Any]:
             "ctr": round((box[2] - box[0]) / width, 4)}
 
 
+def _code(value: str, scheme: str, meaning: str, **more: Any) -> Dataset:
+    """One coded item (Code Sequence macro), plus any `more` attributes."""
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    for keyword, v in more.items():
+        setattr(item, keyword, v)
+    return item
+
+
 def write_chest_xray(
     folder: str | Path,
     *,
@@ -334,6 +344,14 @@ def write_chest_xray(
         "PresentationLUTShape": "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY",
         "PixelIntensityRelationship": "LOG", "PixelIntensityRelationshipSign": 1,
         "DetectorType": "SCINTILLATOR", "SeriesDescription": "CHEST PA",
+        # what a DX chest unit writes besides (DX IOD): the chest is unpaired, the film is
+        # stored as acquired, the view and region as SNOMED CT codes; positioner type and
+        # acquisition context Type 2, empty
+        "ImageLaterality": "U", "LossyImageCompression": "00", "PositionerType": "",
+        "AcquisitionContextSequence": [], "BodyPartExamined": "CHEST",
+        "AnatomicRegionSequence": [_code("51185008", "SCT", "Chest")],
+        "ViewCodeSequence": [_code("399348003", "SCT", "postero-anterior",
+                                   ViewModifierCodeSequence=[])],
         "StudyDescription": "XR CHEST PA", **window_attributes([(centre, width, "DEFAULT")]),
         **attributes})
     ds = new_dataset(DigitalXRayImageStorageForPresentation,

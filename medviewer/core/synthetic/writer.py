@@ -45,13 +45,15 @@ _SOP_CLASS = {"CT": CTImageStorage, "MR": MRImageStorage, "NM": NuclearMedicineI
               "DX": DigitalXRayImageStorageForPresentation}
 _ENHANCED_SOP_CLASS = {"CT": EnhancedCTImageStorage, "MR": EnhancedMRImageStorage,
                        "PT": EnhancedPETImageStorage}
-_IMAGE_TYPE = {"CT": ["ORIGINAL", "PRIMARY", "AXIAL"], "MR": ["ORIGINAL", "PRIMARY", "M", "ND"]}
+# MR value 3 as GE writes it: Siemens' M\ND is not a defined term (dciodvfy warns)
+_IMAGE_TYPE = {"CT": ["ORIGINAL", "PRIMARY", "AXIAL"], "MR": ["ORIGINAL", "PRIMARY", "OTHER"]}
 _MODALITY_HEADER: dict[str, dict[str, Any]] = {
     "CT": {"KVP": 120, "XRayTubeCurrent": 250, "ConvolutionKernel": "STANDARD",
            "GantryDetectorTilt": 0, "RotationDirection": "CW", "PatientPosition": "HFS"},
     "MR": {"MagneticFieldStrength": 1.5, "RepetitionTime": 550, "EchoTime": 12,
            "ScanningSequence": "SE", "SequenceVariant": "NONE", "MRAcquisitionType": "2D",
-           "ImagingFrequency": 63.87, "EchoTrainLength": 1, "PatientPosition": "HFS"},
+           "ImagingFrequency": 63.87, "EchoTrainLength": 1, "PatientPosition": "HFS",
+           "ScanOptions": ""},  # Type 2: empty when no option (saturation, gating) was used
 }
 
 
@@ -204,6 +206,8 @@ def base_attributes(modality: str, seed: int, **attributes: Any) -> dict[str, An
     }
     if modality in _SOP_CLASS:
         del out["ConversionType"]  # only Secondary Capture carries it
+        # Frame of Reference, Type 2: empty, as scanners write it when no landmark was set
+        out["PositionReferenceIndicator"] = ""
     out.update(_MODALITY_HEADER.get(modality, {}))
     out.update(attributes)
     for key in ("Series", "Content", "Acquisition", "InstanceCreation"):
@@ -309,6 +313,7 @@ class SeriesPlan:
     sop_class: str
     common: dict[str, Any]
     photometric: str = "MONOCHROME2"
+    plane: bool = True  # Image Plane attributes; Secondary Capture has no patient geometry
 
     @classmethod
     def build(cls, voxels: np.ndarray, geometry: Geometry, *, modality: str, rescale: Any,
@@ -318,11 +323,18 @@ class SeriesPlan:
             rescale = (1.0, -1024.0) if modality == "CT" else None
         coding = plan_coding(voxels, rescale)
         windows = _default_windows(voxels, modality) if windows is None else windows
-        common = base_attributes(modality, seed, **{
-            **geometry.header(), **window_attributes(windows),
-            **_rescale_attributes(coding, rescale, modality), **attributes})
         sop_class = _SOP_CLASS.get(modality, SecondaryCaptureImageStorage)
-        return cls(geometry, coding, sop_class, common, photometric)
+        plane = sop_class != SecondaryCaptureImageStorage
+        # the SC IOD has no Frame of Reference or Image Plane module: no position, orientation
+        # or slice thickness; PatientOrientation (Type 2C) stands in for them, empty
+        space = geometry.header() if plane else {
+            "PixelSpacing": geometry.header()["PixelSpacing"], "PatientOrientation": ""}
+        common = base_attributes(modality, seed, **{
+            **space, **window_attributes(windows),
+            **_rescale_attributes(coding, rescale, modality), **attributes})
+        if not plane:
+            common.pop("FrameOfReferenceUID", None)
+        return cls(geometry, coding, sop_class, common, photometric, plane)
 
     def image(self, k: int, values: np.ndarray, *, instance: int, uid_parts: Sequence[object] = (),
               extra: Mapping[str, Any] | None = None) -> Dataset:
@@ -330,8 +342,9 @@ class SeriesPlan:
         uid = make_uid(self.common["SeriesInstanceUID"], k, *uid_parts)
         ds = new_dataset(self.sop_class, uid, self.common)
         ds.InstanceNumber = instance
-        ds.ImagePositionPatient = [float(v) for v in position]
-        ds.SliceLocation = round(float(position @ self.geometry.normal), 4) + 0.0
+        if self.plane:
+            ds.ImagePositionPatient = [float(v) for v in position]
+            ds.SliceLocation = round(float(position @ self.geometry.normal), 4) + 0.0
         for keyword, value in (extra or {}).items():
             setattr(ds, keyword, value)
         set_grey_pixels(ds, self.coding.stored(values), self.coding, self.photometric)
