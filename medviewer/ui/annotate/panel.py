@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -121,7 +121,56 @@ class AnnotatePanel(QWidget):
         row.addWidget(self.add_label_button)
         layout.addWidget(self.labels_table)
         layout.addLayout(row)
+        layout.addWidget(self._build_model_labels())
         return box
+
+    def _build_model_labels(self) -> QWidget:
+        """The AI model's labels (name, colour; the name gives the SEG code), offered when the
+        series has an AI segmentation: a correction named like the model's label retrains it,
+        one named "segment 1" would have to be mapped by hand."""
+        self.model_labels_row = QWidget()
+        row = QHBoxLayout(self.model_labels_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.model_label_combo = QComboBox()
+        self.model_label_combo.setToolTip("The labels of the model whose segmentation is shown: "
+                                          "paint corrections with these, so retraining knows "
+                                          "which label each one is")
+        self.add_model_label_button = QPushButton("Add Model Label")
+        self.add_model_label_button.clicked.connect(self._on_add_model_label)
+        row.addWidget(self.model_label_combo, 1)
+        row.addWidget(self.add_model_label_button)
+        self.document.sigAiResultChanged.connect(self._sync_model_labels)
+        self._sync_model_labels()
+        return self.model_labels_row
+
+    def _sync_model_labels(self, *_args: object) -> None:
+        result = self.document.ai_result
+        labels = list(zip(result.labels, result.colours, strict=False))[1:] \
+            if result is not None and result.label_map is not None else []
+        self.model_label_combo.clear()
+        for name, colour in labels:
+            self.model_label_combo.addItem(_swatch(colour), name, colour)
+        self.model_labels_row.setVisible(bool(labels))
+        if labels:
+            self.model_label_combo.setToolTip(f"The labels of {result.title or result.model_id}"
+                                              ": paint corrections with these, so retraining "
+                                              "knows which label each one is")
+
+    def _on_add_model_label(self) -> None:
+        """The chosen model label becomes the brush's label (added once, then selected)."""
+        name = self.model_label_combo.currentText()
+        if not name or self.document.can_annotate():
+            return
+        existing = self.document.ensure_annotation().labelmap.table.by_name(name)
+        if existing is not None:
+            self.document.active_label = existing.value
+            self.document.labelmap_changed(None, dirty=False)
+            return
+        colour = self.model_label_combo.currentData()
+        try:
+            self.document.add_label(name, colour if _is_colour(colour) else None)
+        except AnnotationError as exc:
+            self.controller.host.set_status(exc.reason)
 
     def _build_display(self) -> QFormLayout:
         form = QFormLayout()
@@ -258,3 +307,13 @@ class AnnotatePanel(QWidget):
             if label.value == self.document.active_label:
                 table.selectRow(row)
         table.blockSignals(False)
+
+
+def _is_colour(text: object) -> bool:
+    return isinstance(text, str) and len(text) == 7 and text.startswith("#")
+
+
+def _swatch(colour: object) -> QIcon:
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(QColor(colour if _is_colour(colour) else "#808080"))
+    return QIcon(pixmap)

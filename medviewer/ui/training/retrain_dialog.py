@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, Signal
+from PySide6.QtCore import QCoreApplication, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -35,10 +35,12 @@ from PySide6.QtWidgets import (
 
 from medviewer.inference import Manifest, ModelError, list_models
 from medviewer.inference.versions import publish
+from medviewer.training.labels import series_segments
 from medviewer.training.metrics import comparison_text
 from medviewer.ui.common.guard import guarded
 from medviewer.ui.common.host import Host
 from medviewer.ui.training.compare import CompareView, ProgressView, load_compare, paired_of
+from medviewer.ui.training.label_mapping import LabelMappingBox
 from medviewer.ui.training.process import (
     CANCELLED,
     FINISHED,
@@ -78,7 +80,13 @@ class RetrainDialog(QDialog):
         self.job_path: Path | None = None
         self.extra_job: dict[str, Any] = {}  # merged into the job (scripts, tests)
         self.models: dict[str, Manifest] = {}
+        self.segments_pending, self._segments_run = False, 0
+        self._segments_timer = QTimer(self)  # many check changes at once: one reading
+        self._segments_timer.setSingleShot(True)
+        self._segments_timer.timeout.connect(self.refresh_segments)
         self._build(model_id)
+        self._segments_timer.stop()  # read once now, not again when the timer fires
+        self.refresh_segments()
         self.resize(1100, 720)
         app = QCoreApplication.instance()
         if app is not None:  # the child must not outlive the viewer
@@ -89,6 +97,9 @@ class RetrainDialog(QDialog):
         left = QVBoxLayout()
         left.addWidget(self._model_box(model_id))
         left.addWidget(self._data_box())
+        self.mapping_box = LabelMappingBox()
+        self.mapping_box.sigChanged.connect(self._sync_start)
+        left.addWidget(self.mapping_box)
         left.addStretch(1)
         left.addWidget(self._recipe_box())
         left.addLayout(self._buttons())
@@ -133,6 +144,7 @@ class RetrainDialog(QDialog):
         form.addRow("Validation fraction", self.val_spin)
         form.addRow("Split seed", self.seed_spin)
         self.refresh_series()
+        self.series_list.itemChanged.connect(lambda _item: self._segments_timer.start(0))
         return box
 
     def _recipe_box(self) -> QGroupBox:
@@ -197,6 +209,7 @@ class RetrainDialog(QDialog):
         fresh = self.init_combo.currentData() == "scratch"
         self.lr_spin.setValue((5e-3 if sgd else 1e-3) * (1.0 if fresh else 0.1))
         self._check_matching_series()
+        self._segments_timer.start(0)
 
     def refresh_series(self) -> None:
         """List the open study's annotated series again (after a save, another study)."""
@@ -205,6 +218,62 @@ class RetrainDialog(QDialog):
     def _reads(self) -> set[str]:
         manifest = self.models.get(self.model_id)
         return set(manifest.input.modalities) if manifest is not None else set()
+
+    # ----------------------------------------------------------------- the label mapping
+    def _segmentation(self) -> bool:
+        manifest = self.models.get(self.model_id)
+        return manifest is not None and manifest.task == "segmentation"
+
+    def refresh_segments(self) -> None:
+        """Read the chosen series' segments (a worker) into the label mapping; only a
+        segmentation model trains on segments."""
+        self._segments_run += 1
+        self.mapping_box.setVisible(self._segmentation())
+        entries = self.series_list.checked_entries()
+        if not self._segmentation() or not entries:
+            self.segments_pending = False
+            self.mapping_box.set_segments([], self.models[self.model_id].label_names
+                                          if self.model_id in self.models else [])
+            return
+        self.segments_pending = True
+        self.mapping_box.show_reading()
+        self._sync_start()
+        run = self._segments_run
+        self.host.pool.start(lambda _ctx: series_segments(entries),
+                             on_result=lambda found: self._on_segments(run, found),
+                             on_error=lambda exc: self._on_segments(run, ([], [str(exc)])))
+
+    def _on_segments(self, run: int, found: tuple[list, list[str]]) -> None:
+        if run != self._segments_run or self.model_id not in self.models:
+            return  # the choice of series or model changed meanwhile
+        self.segments_pending = False
+        segments, problems = found
+        self.mapping_box.set_segments(segments, self.models[self.model_id].label_names,
+                                      problems)
+
+    def start_refusal(self) -> str:
+        """Why Start is refused now ('' when it is not)."""
+        if not self._segmentation():
+            return ""
+        if self.segments_pending:
+            return "Reading the segments of the chosen series…"
+        undecided = self.mapping_box.unmapped()
+        if undecided:
+            names = ", ".join(f"{s.name!r} ({s.voxels:,} voxels)" for s in undecided)
+            return (f"Map or exclude {names} in the label mapping: it matches no label of "
+                    f"{self.model_id}, and unmapped its voxels would train as background.")
+        return ""
+
+    def _sync_start(self) -> None:
+        reason = self.start_refusal()
+        running = self.process.running
+        self.start_button.setEnabled(not running and not reason)
+        self.start_button.setToolTip(reason)
+        if reason and not running:
+            self._status(reason)
+        elif not running and self.status_label.text().startswith(("Map or exclude",
+                                                                   "Reading the segments")):
+            self._status("Choose the data and press Start.")
 
     def _check_matching_series(self) -> None:
         self.series_list.check_matching(self._reads())
@@ -234,6 +303,8 @@ class RetrainDialog(QDialog):
                "schedule": "cosine",
                "early_stopping": {"patience": patience, "min_delta": 0.0} if patience else None,
                "augment": True, "seed": 0, "device": "auto", "max_steps_per_epoch": None}
+        if self._segmentation():  # which model label each segment trains as
+            job["data"]["segment_labels"] = self.mapping_box.mapping()
         return {**job, **self.extra_job}
 
     # ----------------------------------------------------------------- running
@@ -241,6 +312,10 @@ class RetrainDialog(QDialog):
     def start(self) -> bool:
         """Write the job into a new run folder and start the child; False when refused."""
         if self.process.running:
+            return False
+        refusal = self.start_refusal()
+        if refusal:
+            self._status(refusal)
             return False
         job = self.job_from_form()
         if not job["model"]:
@@ -276,8 +351,9 @@ class RetrainDialog(QDialog):
         for widget in (self.model_combo, self.init_combo, self.series_list, self.demo_spin,
                        self.val_spin, self.seed_spin, self.epochs_spin, self.lr_spin,
                        self.batch_spin, self.optimizer_combo, self.patience_spin,
-                       self.start_button):
+                       self.mapping_box):
             widget.setEnabled(not running)
+        self.start_button.setEnabled(not running and not self.start_refusal())
         self.cancel_button.setEnabled(running)
         self.use_button.setEnabled(ended)
         self.discard_button.setEnabled(ended)

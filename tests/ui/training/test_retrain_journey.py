@@ -48,6 +48,12 @@ def test_corrections_saved_in_the_viewer_train_the_next_version(make_main_window
     dialog.refresh_series()
     items = dialog._series_items()
     assert [i.checkState() for i in items] == [Qt.CheckState.Checked]  # the saved series
+    # the accepted prediction's segments are named like the model's labels: all matched
+    qtbot.waitUntil(lambda: not dialog.segments_pending and bool(dialog.mapping_box.segments),
+                    timeout=30_000)
+    assert dialog.mapping_box.unmapped() == [] and dialog.start_button.isEnabled()
+    assert set(dialog.job_from_form()["data"]["segment_labels"].values()) <= {
+        "body", "lung", "nodule", "spine"}
     dialog.demo_spin.setValue(3)
     dialog.epochs_spin.setValue(1)
     try:
