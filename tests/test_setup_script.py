@@ -40,7 +40,7 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert os.access(ROOT / ".ci" / "run", os.X_OK)
 
 
-def test_launcher_and_setup_are_executable_from_a_checkout():
+def test_launcher_is_executable_from_a_checkout():
     mode = subprocess.run(["git", "ls-files", "-s", "scripts/python"], cwd=ROOT,
                           capture_output=True, text=True).stdout
     if mode:  # committed: git must keep the executable bit for `scripts/python` to run
@@ -73,6 +73,9 @@ echo "apt-get $*" >> "$FAKE_LOG"
 if [ "$1" = install ]; then for p in "$@"; do touch "$FAKE_STATE/$p"; done; fi
 exit "${FAKE_APT_FAILS:-0}"
 """
+SUDO = r"""#!/bin/bash
+exec "$@"  # as a user: the fakes, never the machine's apt
+"""
 DPKG_QUERY = r"""#!/bin/bash
 # installed: everything but FAKE_MISSING, unless apt-get installed it since
 p="${@: -1}"
@@ -89,7 +92,7 @@ def machine(tmp_path):
     fakes.mkdir()
     state.mkdir()
     for name, text in {"python3": FAKE_PYTHON3, "envpython": ENV_PYTHON, "apt-get": APT_GET,
-                       "dpkg-query": DPKG_QUERY}.items():
+                       "dpkg-query": DPKG_QUERY, "sudo": SUDO}.items():
         (fakes / name).write_text(text)
         (fakes / name).chmod(0o755)
     log = tmp_path / "log"
