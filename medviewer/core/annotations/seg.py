@@ -164,6 +164,11 @@ def _source_datasets(volume: Any, slices: list[int]) -> tuple[list[Any], list[in
         raise AnnotationError(None, "The series does not list its source files; reload it "
                               "from disk before saving a segmentation.")
     paths = [sources[k].path for k in slices]
+    if any(getattr(sources[k], "tile", None) for k in slices):
+        raise AnnotationError(paths[0], "This is a Siemens mosaic (one image holds all the "
+                              "slices as tiles): a DICOM SEG references whole images, so it "
+                              "cannot say which slice a segment lies on. The segmentation "
+                              "cannot be saved as DICOM SEG.")
     if len(set(paths)) == len(paths):  # one file per slice: the common case
         return [_read_header(pydicom, p) for p in paths], list(range(len(slices)))
     if len(set(paths)) == 1:  # one multi-frame file: the SEG frames follow its frame numbers

@@ -115,6 +115,9 @@ class _Ref(NamedTuple):
 
     header: Any
     frames: list[int] | None  # [1-based frame number], None for a single-frame image
+    # (column, row) of the slice's first pixel in the stored image: a Siemens mosaic tile's
+    # place in its grid, so the SCOORDs are right on the image the SR references
+    offset: tuple[int, int] = (0, 0)
 
 
 def _evidence(volume: Any, boxes: list[AnnotatedBox], labels: list[ClassLabel],
@@ -136,7 +139,9 @@ def _evidence(volume: Any, boxes: list[AnnotatedBox], labels: list[ClassLabel],
         path = sources[k].path
         header = headers[path] = headers.get(path) or _header(path)
         multi = int(header.get("NumberOfFrames", 1) or 1) > 1
-        out[k] = _Ref(header, [int(sources[k].frame) + 1] if multi else None)
+        tile = getattr(sources[k], "tile", None)  # (top, left, rows, columns)
+        out[k] = _Ref(header, [int(sources[k].frame) + 1] if multi else None,
+                      (tile[1], tile[0]) if tile else (0, 0))
     return out
 
 
@@ -175,7 +180,8 @@ def _region(points: np.ndarray, ref: _Ref, graphic_type: str = "POLYLINE") -> An
     source = hd.sr.SourceImageForRegion.from_source_image(
         ref.header, referenced_frame_numbers=ref.frames)
     return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues(graphic_type),
-                             graphic_data=points.astype(np.float32), source_image=source)
+                             graphic_data=(points + ref.offset).astype(np.float32),
+                             source_image=source)
 
 
 def _box_group(box: AnnotatedBox, refs: dict[int, _Ref]) -> Any:
@@ -383,7 +389,7 @@ def _annotations_from_report(report: _Report, volume: Any, path: Path) -> Annota
         if roi is None or not hasattr(roi, "value"):
             continue  # a segmentation or 3D region: not a box or line of this viewer
         k, uid = _placed(roi.ContentSequence[0], slice_of, path)
-        points = np.asarray(roi.value, float)
+        k, points = _from_mosaic(volume, k, np.asarray(roi.value, float))
         area = sr_areas.area_from_group(group, str(roi.graphic_type.value), points, k, uid)
         if area is not None:
             areas.append(replace(area, label=_label(group, area.kind, AreaMeasurement.label)))
@@ -424,6 +430,21 @@ def _slices_of(volume: Any) -> dict[tuple[str, int | None], int]:
         out[(source.sop_instance_uid, int(getattr(source, "frame", 0)) + 1)] = k
         out.setdefault((source.sop_instance_uid, None), k)
     return out
+
+
+def _from_mosaic(volume: Any, k: int, points: np.ndarray) -> tuple[int, np.ndarray]:
+    """A region on a Siemens mosaic image: the slice whose tile holds its centre, and the
+    points in that tile's pixels (unchanged for any other image)."""
+    sources = volume.sources
+    if getattr(sources[k], "tile", None) is None:
+        return k, points
+    x, y = points.mean(axis=0)
+    for j, source in enumerate(sources):
+        top, left, rows, columns = source.tile or (0, 0, 0, 0)
+        if source.sop_instance_uid == sources[k].sop_instance_uid and \
+                left <= x < left + columns and top <= y < top + rows:
+            return j, points - (left, top)
+    return k, points
 
 
 def _placed(source_item: Any, slice_of: dict[tuple[str, int | None], int],
