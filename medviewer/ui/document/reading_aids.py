@@ -1,27 +1,39 @@
-"""The reader's choices on how every image is shown: window, invert, thick slab, text overlays.
+"""The reader's choices on how every image is shown: window, invert, thick slab, text overlays,
+the order images are numbered and scrolled in.
 
 A part of `StudyDocument` (a mixin, so the views still read one object): the slab mode and
 thickness apply to every view of every plane and survive opening another series, as a reading
 room expects of a 10 mm MIP while it pages through studies; the overlay switch (O) hides all
-text for clean screenshots and teaching. The document declares the signals
-(`sigWindowChanged`, `sigInvertChanged`, `sigSlabChanged`, `sigOverlaysChanged`) and owns
-the volume, voxels and planes this reads.
+text for clean screenshots and teaching.
+
+Image order is a display convention, never a reordering of the voxels (whose slice order,
+ascending along the slice normal, annotations, SEG and models rely on): the image number the
+reader sees (slider, "Axial 1 / 120") and the direction of the wheel and keys follow the most
+common PACS default, head first: image 1 is the most cranial axial image, the most anterior
+coronal one, the patient's rightmost sagittal one, and wheel down, ↓ and PgDn move towards the
+feet (back, left). Feet first is the other convention. Images without patient geometry
+(projections, cine loops) keep their stored order. The document declares the signals
+(`sigWindowChanged`, `sigInvertChanged`, `sigSlabChanged`, `sigOverlaysChanged`,
+`sigImageOrderChanged`) and owns the volume, voxels and planes this reads.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medviewer.core import geometry, reslice
 from medviewer.core import slab as slabs
 from medviewer.core.display import CT_PRESETS, Window, default_window, full_range_window
 
-if TYPE_CHECKING:
-    from medviewer.core import geometry
-
 STACK = "stack"
+HEAD_FIRST, FEET_FIRST = "head first", "feet first"
+IMAGE_ORDERS = (HEAD_FIRST, FEET_FIRST)
+# the LPS direction image numbers run in, head first: axial towards the feet, coronal front to
+# back, sagittal right to left (feet first: the opposite)
+_HEAD_FIRST_DIRECTION = {"axial": (0.0, 0.0, -1.0), "coronal": (0.0, 1.0, 0.0),
+                         "sagittal": (1.0, 0.0, 0.0)}
 
 
 class ReadingAids:
@@ -31,6 +43,7 @@ class ReadingAids:
     def _init_reading_aids(self) -> None:
         self.slab_mode, self.slab_mm = slabs.OFF, 10.0
         self.overlays_visible = True
+        self.image_order = HEAD_FIRST
         self._slabs = slabs.SlabCache()
 
     # ----------------------------------------------------------------- window
@@ -123,3 +136,50 @@ class ReadingAids:
         if bool(on) != self.overlays_visible:
             self.overlays_visible = bool(on)
             self.sigOverlaysChanged.emit(self.overlays_visible)
+
+    # ----------------------------------------------------------------- image order
+    def set_image_order(self, order: str) -> None:
+        """HEAD_FIRST (image 1 most cranial, wheel down towards the feet) or FEET_FIRST."""
+        if order not in IMAGE_ORDERS:
+            raise ValueError(f"unknown image order {order!r}; expected one of {IMAGE_ORDERS}")
+        if order != self.image_order:
+            self.image_order = order
+            self.sigImageOrderChanged.emit(order)
+
+    def numbered_backwards(self, name: str = STACK) -> bool:
+        """Whether a plane's image 1 is its last index (its indices run against the chosen
+        order's direction). Never for images without patient geometry."""
+        plane = self.plane(name)
+        if not self.has_geometry or plane.count < 2:
+            return False
+        if isinstance(plane, reslice.ResliceView):
+            step = plane.to_lps(1, 0, 0) - plane.to_lps(0, 0, 0)
+        else:
+            step = (geometry.voxel_to_lps(self.affine, *plane.to_voxel(1, 0, 0))
+                    - geometry.voxel_to_lps(self.affine, *plane.to_voxel(0, 0, 0)))
+        wanted = np.array(_HEAD_FIRST_DIRECTION[plane.name])
+        return bool((step @ wanted < 0) == (self.image_order == HEAD_FIRST))
+
+    def image_position(self, name: str = STACK, k: int | None = None) -> int:
+        """Where image k (default: current) of a plane comes in the reading order, from 0:
+        the image number shown is this + 1. Its own inverse: see `index_at_position`."""
+        k = self.plane_index(name) if k is None else k
+        return self.plane(name).count - 1 - k if self.numbered_backwards(name) else k
+
+    def index_at_position(self, name: str, position: int) -> int:
+        """The plane index of the image at `position` (clamped) in the reading order."""
+        count = self.plane(name).count
+        return self.image_position(name, int(np.clip(position, 0, max(count - 1, 0))))
+
+    def go_to_position(self, name: str, position: int) -> None:
+        """Show the image at `position` of the reading order (0: image 1) of a plane."""
+        k = self.index_at_position(name, position)
+        if name == STACK:
+            self.set_slice(k)
+        else:
+            self.set_plane_slice(name, k)
+
+    def step_images(self, name: str, n: int) -> None:
+        """Move n images along the reading order of a plane (head first, +1 on axial is one
+        image towards the feet), as the wheel and the arrow keys do."""
+        self.go_to_position(name, self.image_position(name) + n)

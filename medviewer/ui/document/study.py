@@ -63,6 +63,7 @@ class StudyDocument(ReadingAids, AiLayers, AnnotationState, MeasurementState, QO
     sigInvertChanged = Signal(bool)  # the effective display inversion
     sigSlabChanged = Signal()  # thick-slab mode or thickness
     sigOverlaysChanged = Signal(bool)  # text on the images shown (O)
+    sigImageOrderChanged = Signal(str)  # head first / feet first (reading_aids)
     sigAiResultChanged = Signal()  # AI results or explanation replaced (ai_state)
     sigAiDisplayChanged = Signal()  # AI layer opacity, hidden labels, box threshold
     sigLabelMapChanged = Signal(object)  # edited (slice, row, col) box; None: all (annotate_state)

@@ -43,6 +43,7 @@ from medviewer.ui.common.workers import (
     load_series_task,
     scan_task,
 )
+from medviewer.ui.document.reading_aids import IMAGE_ORDERS
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.shell.recent import RecentMenu, describe_paths
 from medviewer.ui.training.menu import ModelMenu
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 
 LAST_FOLDER_KEY = "files/lastFolder"
 GEOMETRY_KEY, STATE_KEY = "window/geometry", "window/state"
+IMAGE_ORDER_KEY = "view/imageOrder"  # head first (the PACS default) or feet first
 PathLike = str | Path
 
 
@@ -200,6 +202,12 @@ class MainWindow(QMainWindow):
         view.addAction(self.viewer.invert_action)  # keys I and R work in the image panel
         view.addAction(self.viewer.reset_action)
         view.addAction(self.viewer.overlays_action)
+        order_menu = view.addMenu("Image &Order")
+        order_menu.setToolTipsVisible(True)
+        for action in self.viewer.image_order_actions.values():
+            order_menu.addAction(action)
+        self.document.sigImageOrderChanged.connect(
+            lambda order: self.settings.setValue(IMAGE_ORDER_KEY, order))
         view.addSeparator()
         view.addAction(self.browser_dock.toggleViewAction())
         view.addAction(self.tags_dock.toggleViewAction())
@@ -461,6 +469,9 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- settings and close
     def _restore_settings(self) -> None:
+        order = str(self.settings.value(IMAGE_ORDER_KEY, "") or "")
+        if order in IMAGE_ORDERS:  # an unknown value keeps the default
+            self.document.set_image_order(order)
         geometry = self.settings.value(GEOMETRY_KEY)
         if isinstance(geometry, QByteArray | bytes):
             self.restoreGeometry(geometry)

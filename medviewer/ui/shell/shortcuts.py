@@ -31,7 +31,11 @@ class Control:
 
 CONTROLS: tuple[Control, ...] = (
     Control("next / previous slice",
-            "wheel, ↑ / ↓, slider; PgUp / PgDn: 10 slices; Home / End",
+            "wheel, ↑ / ↓, slider; PgUp / PgDn: 10 slices; Home / End. Head first, as most "
+            "PACS: image 1 is the most cranial axial image (coronal: the most anterior, "
+            "sagittal: the patient's right), wheel down, ↓, PgDn and End go towards the feet "
+            "(back, left); View ▸ Image Order ▸ Feet First numbers and scrolls the other way "
+            "(remembered). Images without patient geometry keep their stored order",
             ("↑", "↓", "PgUp", "PgDn", "Home", "End")),
     Control("time point (4D)", "← / →, time slider", ("←", "→")),
     Control("window / level",
@@ -55,7 +59,9 @@ CONTROLS: tuple[Control, ...] = (
     Control("thick slab",
             "Slab combo and mm box in the toolbar: MIP, MinIP or Avg over the thickness "
             "(converted to images with each plane's slice spacing), in every view; the "
-            "corner and the cursor readout say so (\"MIP value\"), measurements read the slab"),
+            "corner says so with the thickness the images cover (10 mm on 2.5 mm slices: "
+            "\"MIP 12.5 mm (5 images)\"), so does the cursor readout (\"MIP value\"); "
+            "measurements read the slab"),
     Control("zoom / pan / fit / 1:1", "Ctrl+wheel / left-drag / F / 1", ("F", "1")),
     Control("cine", "Cine ▶ with frames per second"),
     Control("MPR",

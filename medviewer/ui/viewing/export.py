@@ -50,7 +50,7 @@ def export_file_name(document: StudyDocument) -> str:
     volume, series = document.volume, document.series
     description = (volume.description if volume else "") or (series.description if series
                                                               else "")
-    parts = [document.modality, description, str(document.slice_index + 1)]
+    parts = [document.modality, description, str(document.image_position() + 1)]  # as shown
     name = "_".join(_UNSAFE.sub("-", p).strip("-") for p in parts if p)
     return f"{name or 'view'}.png"
 

@@ -87,7 +87,8 @@ class MeasurementsPanel(QWidget):
         self.table.setRowCount(len(measures))
         for row, m in enumerate(measures):
             text = measure_text(doc, m)
-            image = str(m.k + 1) if m.plane == STACK else f"{m.k + 1} {m.plane[:3]}"
+            number = doc.image_position(m.plane, m.k) + 1  # as the view numbers it
+            image = str(number) if m.plane == STACK else f"{number} {m.plane[:3]}"
             cells = (KIND_NAMES[m.kind], image, text)
             for col, cell in enumerate(cells):
                 item = QTableWidgetItem(cell)
@@ -104,7 +105,7 @@ class MeasurementsPanel(QWidget):
     def _where(self, m: Measure) -> str:
         count = self.document.plane(m.plane).count
         name = "as acquired" if m.plane == STACK else m.plane
-        return f"{m.k + 1} / {count} ({name})"
+        return f"{self.document.image_position(m.plane, m.k) + 1} / {count} ({name})"
 
     def uid_at(self, row: int) -> str | None:
         item = self.table.item(row, 0)

@@ -195,7 +195,7 @@ class ImageOverlays:
         """Top right: plane, image, time, position and slab; a projection image (no geometry)
         is "Image k / n" with no position, never an invented "Axial" at "Pos 0.0 mm"."""
         view, doc = self.view, self.view.document
-        n, k = view.plane.count, view.slice_index + 1
+        n, k = view.plane.count, doc.image_position(view.plane_name) + 1  # reading order
         located = doc.has_geometry
         lines = [f"{view.plane.name.capitalize()}  {k} / {n}" if located else f"Image {k} / {n}"]
         if doc.time_count > 1:

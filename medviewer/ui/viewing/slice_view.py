@@ -2,7 +2,8 @@
 
 A pyqtgraph ViewBox in millimetres (the image rectangle is its true physical size, so the
 aspect is right for any pixel spacing) with the document's current image mapped to 8-bit grey
-per frame. Plain wheel and arrows scroll, Ctrl+wheel zooms, right-drag sets window/level,
+per frame. Plain wheel and arrows scroll in the document's image order (head first: wheel down
+and ↓ towards the feet, image 1 the most cranial), Ctrl+wheel zooms, right-drag sets window/level,
 left-drag pans (navigate), moves the crosshair (MPR) or draws a measurement. Corners carry the
 series, slice, position, W/L and zoom; edges carry the orientation letters; the readout under
 the cursor goes out through `sigCursorInfo` for the status bar.
@@ -142,6 +143,7 @@ class SliceView(QWidget):
                        doc.sigWindowChanged, doc.sigInvertChanged, doc.sigSlabChanged):
             signal.connect(self.refresh)
         doc.sigOverlaysChanged.connect(self._on_overlays_changed)
+        doc.sigImageOrderChanged.connect(self._on_overlays_changed)  # "Axial 1 / n" renumbered
 
     def add_layer(self, name: str, make: Callable[[SliceView], Any]) -> Any:
         """Draw `make(self)` over the image; its refresh() runs whenever the image changes."""
@@ -293,11 +295,9 @@ class SliceView(QWidget):
 
     # ----------------------------------------------------------------- input
     def step(self, n: int) -> None:
-        """Move n images through this plane."""
-        if self.plane_name == STACK:
-            self.document.step(n)
-        else:
-            self.document.set_plane_slice(self.plane_name, self.slice_index + n)
+        """Move n images along this plane's reading order (head first: +1 is one image
+        towards the feet on axial images; `ReadingAids` has the convention)."""
+        self.document.step_images(self.plane_name, n)
 
     def go_to(self, k: int) -> None:
         if self.plane_name == STACK:
@@ -345,11 +345,11 @@ class SliceView(QWidget):
         if action is None:
             super().keyPressEvent(event)
             return
-        k, n = self.slice_index, self.plane.count
-        moves = {"previous": k - 1, "next": k + 1, "page back": k - PAGE, "page on": k + PAGE,
-                 "first": 0, "last": n - 1}
+        p, n = self.document.image_position(self.plane_name), self.plane.count
+        moves = {"previous": p - 1, "next": p + 1, "page back": p - PAGE, "page on": p + PAGE,
+                 "first": 0, "last": n - 1}  # in the reading order, as the images are numbered
         if action in moves:
-            self.go_to(moves[action])
+            self.document.go_to_position(self.plane_name, moves[action])
         elif action in ("earlier time", "later time"):
             step = 1 if action == "later time" else -1
             self.document.set_time(self.document.time_index + step)

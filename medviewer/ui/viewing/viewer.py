@@ -8,8 +8,10 @@ series) at the chosen rate, wrapping at the end.
 Reading-room keys act while the focus is in the panel (a view, its toolbars), never while
 the reader types in the tag search: I inverts, R resets the display, O hides or shows the text
 on the images, 0 is the header's window and F2..F7 the CT presets in the order of
-`PRESET_KEYS`, which the preset combo also shows. The slab controls (mode and thickness in mm)
-set the document's thick slab, which every view of every plane shows.
+`PRESET_KEYS`, which the preset combo also shows. The slab controls (mode and thickness in mm,
+on a row of their own) set the document's thick slab, which every view of every plane shows.
+The slice slider runs through the images in the document's image order (head first: image 1,
+the most cranial, on the left); View ▸ Image Order chooses it (`image_order_actions`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.core import slab as slabs
+from medviewer.ui.document.reading_aids import FEET_FIRST, HEAD_FIRST, STACK
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.viewing.mpr_view import MprView
 from medviewer.ui.viewing.slice_view import SliceView
@@ -47,6 +50,14 @@ PRESET_KEYS: dict[str, str] = {"F2": "brain", "F3": "subdural", "F4": "lung",
 HEADER_WINDOW_KEY = "0"
 INVERT_KEY, RESET_KEY, OVERLAY_KEY = "I", "R", "O"
 SLAB_MM = (1.0, 100.0)  # thickness range of the slab spin box
+# View ▸ Image Order: (menu text, tooltip) of each convention
+IMAGE_ORDER_TEXT = {
+    HEAD_FIRST: ("Head First (image 1 most cranial, wheel down to the feet)",
+                 "Axial: image 1 is the most cranial, wheel down, ↓ and PgDn move towards the "
+                 "feet; coronal: anterior first; sagittal: the patient's right first"),
+    FEET_FIRST: ("Feet First (image 1 most caudal, wheel down to the head)",
+                 "Axial: image 1 is the most caudal, wheel down, ↓ and PgDn move towards the "
+                 "head; coronal: posterior first; sagittal: the patient's left first")}
 
 
 class ViewerPanel(QWidget):
@@ -71,6 +82,7 @@ class ViewerPanel(QWidget):
         self.stack.addWidget(self.single_view)
         self._build_toolbar()
         self._build_key_actions()
+        self._build_image_order_actions()
         self._build_sliders()
         self._build_layout()
         self._connect_document()
@@ -168,9 +180,23 @@ class ViewerPanel(QWidget):
         self.preset_combo.setToolTip("Window/level presets: the header's (key 0), then CT "
                                      f"presets ({keys})")
 
+    def _build_image_order_actions(self) -> None:
+        """View ▸ Image Order: head first (the PACS default) or feet first."""
+        group = QActionGroup(self)
+        self.image_order_actions: dict[str, QAction] = {}
+        for order, (text, tip) in IMAGE_ORDER_TEXT.items():
+            action = QAction(text, self, checkable=True)
+            action.setToolTip(tip)
+            action.setChecked(order == self.document.image_order)
+            action.triggered.connect(lambda _=False, o=order: self.set_image_order(o))
+            group.addAction(action)
+            self.image_order_actions[order] = action
+
     def _build_sliders(self) -> None:
         self.slice_slider = QSlider(Qt.Orientation.Horizontal)
-        self.slice_slider.valueChanged.connect(self.document.set_slice)
+        # the slider runs through the images in their reading order (image 1 on the left)
+        self.slice_slider.valueChanged.connect(
+            lambda p: self.document.go_to_position(STACK, p))
         self.slice_label = QLabel()
         self.time_slider = QSlider(Qt.Orientation.Horizontal)
         self.time_slider.valueChanged.connect(self.document.set_time)
@@ -205,6 +231,7 @@ class ViewerPanel(QWidget):
         doc.sigInvertChanged.connect(self._sync_invert_action)
         doc.sigSlabChanged.connect(self._sync_slab_controls)
         doc.sigOverlaysChanged.connect(self._sync_overlays_action)
+        doc.sigImageOrderChanged.connect(self._on_image_order_changed)
         doc.sigToolChanged.connect(self._sync_tool_actions)
         self.tools.sigToolRefused.connect(self.sigStatusMessage)
 
@@ -236,11 +263,12 @@ class ViewerPanel(QWidget):
             self.fps_spin.setValue(int(min(high, max(low, round(rate)))))
 
     def _sync_slice_slider(self, k: int) -> None:
+        position = self.document.image_position(STACK, k)
         self.slice_slider.blockSignals(True)
-        self.slice_slider.setValue(k)
+        self.slice_slider.setValue(position)
         self.slice_slider.blockSignals(False)
         count = self.document.slice_count
-        self.slice_label.setText(f"{k + 1} / {count}" if count else "")
+        self.slice_label.setText(f"{position + 1} / {count}" if count else "")
 
     def _sync_time_slider(self, t: int) -> None:
         self.time_slider.blockSignals(True)
@@ -284,6 +312,10 @@ class ViewerPanel(QWidget):
         self.slab_spin.setValue(doc.slab_mm)
         for widget in (self.slab_combo, self.slab_spin):
             widget.blockSignals(False)
+
+    def _on_image_order_changed(self, order: str) -> None:
+        self.image_order_actions[order].setChecked(True)
+        self._sync_slice_slider(self.document.slice_index)
 
     def _sync_overlays_action(self, *_args: object) -> None:
         self.overlays_action.blockSignals(True)
@@ -378,6 +410,12 @@ class ViewerPanel(QWidget):
         self.sigStatusMessage.emit("Slab off" if doc.slab_mode == slabs.OFF
                                    else f"Slab: {label or chosen}")
 
+    def set_image_order(self, order: str) -> None:
+        """Number and scroll the images head first (image 1 most cranial, wheel down towards
+        the feet) or feet first; the voxels keep their order."""
+        self.document.set_image_order(order)
+        self.sigStatusMessage.emit(f"Image order: {IMAGE_ORDER_TEXT[order][0]}")
+
     def set_overlays_visible(self, on: bool) -> None:
         """O: all text on the images off or on, remembered for the session."""
         self.document.set_overlays_visible(on)
@@ -435,4 +473,4 @@ class ViewerPanel(QWidget):
         if doc.time_count > 1:
             doc.set_time((doc.time_index + 1) % doc.time_count)
         elif doc.slice_count > 1:
-            doc.set_slice((doc.slice_index + 1) % doc.slice_count)
+            doc.go_to_position(STACK, (doc.image_position() + 1) % doc.slice_count)

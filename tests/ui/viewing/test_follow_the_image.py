@@ -53,9 +53,9 @@ def test_tags_show_the_file_of_this_slice_at_this_time_point(make_main_window, q
     assert doc.time_count == TIMES
     view.setFocus()
     _key(view, Qt.Key.Key_Home)
-    _key(view, Qt.Key.Key_Down, 3)  # slice 4
+    _key(view, Qt.Key.Key_Down, 3)  # image 4 (head first: the 4th from the top)
     _key(view, Qt.Key.Key_Right, 2)  # time point 3
-    assert (doc.slice_index, doc.time_index) == (3, 2)
+    assert (doc.image_position(), doc.time_index) == (3, 2)
     assert "Time 3 / 4" in view.overlays["top_right"].text()
     z_mm = geometry.voxel_to_lps(doc.affine, *doc.crosshair)[2]
     expected = _file_at(folder, z_mm, 3)
@@ -91,9 +91,9 @@ def test_readout_follows_key_and_wheel_scrolling_under_a_still_mouse(
     _key(view, Qt.Key.Key_Home)
     hover(view, 5.5, 6.5)
     assert win.status_label.text().startswith(_readout_at(win, 5, 6))
-    first = doc.slice_index
+    first = doc.image_position()
     _key(view, Qt.Key.Key_Down)  # the mouse does not move
-    assert doc.slice_index == first + 1
+    assert doc.image_position() == first + 1
     assert win.status_label.text().startswith(_readout_at(win, 5, 6))
     _key(view, Qt.Key.Key_End)
     assert win.status_label.text().startswith(_readout_at(win, 5, 6))

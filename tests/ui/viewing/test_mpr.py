@@ -218,12 +218,13 @@ def test_click_in_oblique_mpr_moves_the_others_to_the_clicked_point(oblique_mpr)
 def test_scrolling_a_resliced_plane_reaches_every_image(oblique_mpr, name):
     mpr, _ = oblique_mpr
     view = mpr.views[name]
-    view.go_to(0)
+    view.document.go_to_position(name, 0)  # image 1
     seen = [view.slice_index]
     for _ in range(view.plane.count - 1):
         view.step(1)
         seen.append(view.slice_index)
-    assert seen == list(range(view.plane.count))  # never stuck at the tilted volume's edge
+    # one new image per step, in order: never stuck at the tilted volume's edge
+    assert seen in (list(range(view.plane.count)), list(range(view.plane.count))[::-1])
 
 
 def test_pointing_in_a_resliced_plane_keeps_its_image(oblique_mpr):

@@ -76,7 +76,7 @@ def test_demographics_and_series_facts_of_a_loaded_series(make_view, tmp_path):
     assert top_left == ["DOE, JANE", "ID P001", "F  54Y", "2024-01-02", "CHEST"]
     assert view.overlays["series"].text().splitlines() == ["CT  Se 2  Thorax 2.5mm",
                                                            "Thk 2.5 mm"]
-    assert view.overlays["top_right"].text().startswith("Axial  3 / 4")
+    assert view.overlays["top_right"].text().startswith("Axial  2 / 4")  # 2nd from the top
     assert view.overlays["bottom_right"].text() == "0.70 x 0.70 mm"
     # the series block sits under the image lines, both at the right edge
     image, series = view.overlays["top_right"].geometry(), view.overlays["series"].geometry()

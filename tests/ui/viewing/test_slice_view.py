@@ -98,18 +98,21 @@ def bright_pixels(view: SliceView) -> int:
 
 
 def test_keys_scroll_and_only_slice_7_shows_the_square(make_view, qtbot):
+    """Head first (the PACS default): Home is the most cranial slice (the last index here,
+    slices ascend towards the head), ↓ moves towards the feet."""
     view = make_view()
-    view.document.set_slice(0)
-    for _ in range(7):
+    qtbot.keyClick(view, Qt.Key.Key_Home)
+    assert view.document.slice_index == SLICES - 1
+    for _ in range(SLICES - 1 - 7):
         qtbot.keyClick(view, Qt.Key.Key_Down)
     assert view.document.slice_index == 7
     shown = view.displayed
     assert (shown[SQUARE[1:]] == 255).all() and (shown == 255).sum() == 10 * 8
     assert bright_pixels(view) > 100  # rendered on screen, magnified
-    qtbot.keyClick(view, Qt.Key.Key_Up)
-    assert view.document.slice_index == 6 and bright_pixels(view) == 0
-    for key, expected in ((Qt.Key.Key_PageDown, 11), (Qt.Key.Key_Home, 0),
-                          (Qt.Key.Key_End, SLICES - 1), (Qt.Key.Key_PageUp, 1)):
+    qtbot.keyClick(view, Qt.Key.Key_Up)  # one towards the head
+    assert view.document.slice_index == 8 and bright_pixels(view) == 0
+    for key, expected in ((Qt.Key.Key_PageDown, 0), (Qt.Key.Key_Home, SLICES - 1),
+                          (Qt.Key.Key_End, 0), (Qt.Key.Key_PageUp, SLICES - 2)):
         qtbot.keyClick(view, key)
         assert view.document.slice_index == expected
     for k in range(SLICES):
@@ -120,13 +123,13 @@ def test_keys_scroll_and_only_slice_7_shows_the_square(make_view, qtbot):
 def test_wheel_scrolls_and_ctrl_wheel_zooms(make_view):
     view = make_view()
     view.document.set_slice(5)
-    send_wheel(view, -1)
-    assert view.document.slice_index == 6
-    send_wheel(view, 2)
+    send_wheel(view, -1)  # wheel down: one image towards the feet (lower z, lower index)
     assert view.document.slice_index == 4
+    send_wheel(view, 2)
+    assert view.document.slice_index == 6
     zoom = view.zoom()
     send_wheel(view, 1, Qt.KeyboardModifier.ControlModifier)
-    assert view.zoom() > zoom * 1.1 and view.document.slice_index == 4
+    assert view.zoom() > zoom * 1.1 and view.document.slice_index == 6
 
 
 def test_right_drag_changes_window_and_rendered_grey(make_view):
@@ -199,8 +202,8 @@ def test_orientation_letters_and_overlays(make_view):
     view = make_view()
     letters = {e: view.overlays[e].text() for e in ("left", "right", "top", "bottom")}
     assert letters == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
-    view.document.set_slice(3)
-    assert "4 / 12" in view.overlays["top_right"].text()
+    view.document.set_slice(3)  # 4th from the feet: image 9 counted from the head
+    assert "9 / 12" in view.overlays["top_right"].text()
     assert "W 400  L 40" in view.overlays["bottom_left"].text()
 
 
@@ -338,7 +341,7 @@ def test_projection_letters_come_from_patient_orientation(make_view):
     assert edge_letters(lateral) == {"left": "A", "right": "P", "top": "HL", "bottom": "FR"}
     unknown = make_view(make_volume(has_geometry=False))
     assert set(edge_letters(unknown).values()) == {""}
-    assert "Axial  7 / 12" in make_view().overlays["top_right"].text()
+    assert "Axial  6 / 12" in make_view().overlays["top_right"].text()  # head first
 
 
 def test_loaded_chest_xray_reads_as_a_film(make_view, tmp_path):
@@ -398,6 +401,6 @@ def test_a_slice_that_failed_to_decode_says_so(make_view, tmp_path):
     inside = rgb[box.top():box.bottom(), box.left():box.right()]
     reddish = (inside[..., 0] > 150) & (inside[..., 0] > 2 * inside[..., 1])
     assert reddish.sum() > 100  # the message is drawn, in red, over the black image
-    send_wheel(view, -1)  # next image
-    assert view.document.slice_index == 4 and not label.isVisible()
+    send_wheel(view, -1)  # next image, towards the feet
+    assert view.document.slice_index == 2 and not label.isVisible()
     assert view.displayed.any()
