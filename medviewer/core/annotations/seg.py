@@ -146,9 +146,9 @@ def _identification(algorithm: Algorithm) -> Any:
         version=str(algorithm[1])[:64])
 
 
-def _quiet_highdicom() -> None:
-    """highdicom logs an INFO line per module it copies: keep them off the reader's console,
-    unless someone chose a level for highdicom's logger."""
+def quiet_highdicom() -> None:
+    """highdicom logs an INFO line per module it copies, on every SEG and SR it writes: keep
+    them off the reader's console, unless someone chose a level for highdicom's logger."""
     logger = logging.getLogger("highdicom")
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.WARNING)
@@ -210,7 +210,7 @@ def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: s
     type) from the label table (default: from the name).
     Written atomically: a temporary file in the target folder, fsync, rename.
     """
-    _quiet_highdicom()
+    quiet_highdicom()
     label_map = _checked_label_map(label_map, volume, labels)
     chosen = list(range(label_map.shape[0])) if slices is None else [int(k) for k in slices]
     values = _values_with_voxels(label_map, chosen, len(labels))
@@ -435,7 +435,7 @@ class _FrameGroups:
 def _read_seg_dataset(path: Path) -> Any:
     import highdicom as hd
 
-    _quiet_highdicom()
+    quiet_highdicom()
     try:
         return hd.seg.segread(path)
     except (OSError, ValueError, AttributeError, KeyError, EOFError) as exc:

@@ -25,6 +25,7 @@ from medviewer.core.annotations.boxes import BoxSet, DistanceLine
 from medviewer.core.annotations.seg import (
     AnnotationError,
     labels_without_voxels,
+    quiet_highdicom,
     read_seg,
     read_seg_table,
     write_seg,
@@ -153,6 +154,7 @@ class Workspace:
         """Boxes, lines and class labels as SR + sidecar (options: annotator, model, ...)."""
         self._check_replaceable_sr(self.sr_path)
         self._check_replaceable_sidecar(self.sidecar_path)
+        quiet_highdicom()
         return write_sr(self.sr_path, volume, boxes, measurements, **options)
 
     def load_seg(self, volume: Any) -> tuple[Any, list[str]] | None:

@@ -149,12 +149,32 @@ def test_a_map_without_voxels_writes_no_seg_and_replaces_the_last_one(volume, tm
     assert not (tmp_path / "zero.dcm").exists()  # no 4 MB of all-zero frames
 
 
-def test_highdicom_info_lines_stay_off_the_log(volume, tmp_path, caplog):
+@pytest.fixture
+def highdicom_as_installed():
+    """highdicom's logger as a fresh interpreter has it (no level of its own)."""
+    logger = logging.getLogger("highdicom")
+    level = logger.level
+    logger.setLevel(logging.NOTSET)
+    yield
+    logger.setLevel(level)
+
+
+@pytest.mark.parametrize("what", ["SEG", "SR"])
+def test_highdicom_info_lines_stay_off_the_log_on_every_save(volume, caplog, what,
+                                                             highdicom_as_installed):
+    from medviewer.core.annotations import BoxSet, ClassLabel
+
     caplog.set_level(logging.INFO)  # as the viewer configures logging
-    labels = np.zeros(volume.voxels.shape, np.uint8)
-    labels[4, 10:20, 10:20] = 1
-    path = write_seg(labels, volume, ["background", "lesion"], tmp_path / "seg.dcm")
-    read_seg_table(path, volume)
+    workspace = Workspace.for_series(volume)
+    if what == "SEG":
+        labelmap = LabelMap.for_volume(volume)
+        labelmap.table.add("lesion")
+        labelmap.array[4, 10:20, 10:20] = 1
+        path, _ = workspace.save_labels(labelmap.array, volume, labelmap.table)
+        read_seg_table(path, volume)
+    else:  # a class label alone: the SR is the whole save
+        workspace.save_sr(volume, BoxSet([], [ClassLabel("pneumonia")]), annotator="J")
     chatter = [r.getMessage() for r in caplog.records if r.name.startswith("highdicom")
                and r.levelno < logging.WARNING]
     assert chatter == []
+    assert logging.getLogger("highdicom").isEnabledFor(logging.WARNING)  # warnings still show
