@@ -7,7 +7,8 @@ current and candidate through ONNX Runtime on the same validation split -> compa
 Progress is one JSON object per line on stdout (and in <run_dir>/events.jsonl). Nothing is
 published: the candidate waits in the run folder until the user picks "Use this version", so
 a run that is cancelled or fails leaves the model store as it was.
-Exit codes: 0 done, 1 the run failed, 2 a bad job (file, model or data), 130 / 143 cancelled.
+Exit codes: 0 done, 1 the run failed, 2 a bad job (file, model or data), 130 / 143 cancelled
+(a "cancelled" event, not an error).
 """
 
 from __future__ import annotations
@@ -355,8 +356,9 @@ def _cancel(_signum: int, _frame: Any) -> None:
 
 
 def _stopped(emit: Reporter, code: int) -> int:
-    emit({"event": "error", "message": "Training was cancelled; no new version was made."})
-    print("Training was cancelled; no new version was made.", file=sys.stderr)
+    """A cancel is what the user asked for, not an error: one "cancelled" event, no stderr."""
+    emit({"event": "cancelled", "level": "info",
+          "message": "Training was cancelled; no new version was made."})
     return code
 
 

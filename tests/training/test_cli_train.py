@@ -104,7 +104,7 @@ def test_cancel_mid_epoch_leaves_no_candidate_and_the_store_untouched(tmp_path: 
     before = store_snapshot()
     job = write_job(tmp_path, epochs=5000, data={"demo": 6})  # far longer than the test
     child = subprocess.Popen(train_command(job), stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                             env=child_env(), stderr=subprocess.DEVNULL)
+                             env=child_env(), stderr=subprocess.PIPE)
     seen = []
     try:
         for line in child.stdout:
@@ -112,14 +112,16 @@ def test_cancel_mid_epoch_leaves_no_candidate_and_the_store_untouched(tmp_path: 
             if seen[-1]["event"] == "step":
                 break
         child.send_signal(signal.SIGTERM)
-        rest, _ = child.communicate(timeout=60)
+        rest, errors = child.communicate(timeout=60)
     finally:
         if child.poll() is None:
             child.kill()
     seen += [json.loads(line) for line in rest.splitlines()]
     assert child.returncode == run.EXIT_TERMINATED
-    assert seen[-1]["event"] == "error" and "cancelled" in seen[-1]["message"]
+    assert seen[-1]["event"] == "cancelled" and "cancelled" in seen[-1]["message"]
+    assert "error" not in [e["event"] for e in seen]  # what the user asked for: no error
     assert "done" not in [e["event"] for e in seen]
+    assert "cancelled" not in errors  # said once, on stdout, not again as an error
     run_dir = tmp_path / "run"
     assert not (run_dir / "candidate").exists()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".candidate")]

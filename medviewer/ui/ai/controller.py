@@ -136,6 +136,40 @@ class AiController(QObject):
                     f"{modality or 'of unknown modality'}.")
         return ""
 
+    def model_for_series(self) -> str | None:
+        """The model the Model menu's dialogs start on: one that reads the open series, the
+        one its annotations started from or suit (a label map: a segmenter, boxes: a
+        detector, class labels: a classifier) first, then the AI menu's choice; the choice
+        when no series is open or no model reads it."""
+        if not self.document.has_image:
+            return self.chosen_id or None
+        self.refresh_models()  # manifests only: cheap, and a version may be new
+        fitting = [m for m in self.models.values() if not self.why_not(m)]
+        if not fitting:
+            return self.chosen_id or None
+        started_from, task = self._annotated()
+        result = self.document.ai_result
+        shown = result.model_id if result is not None else ""
+        return min(fitting, key=lambda m: (m.id != started_from,
+                                           task is not None and m.task not in task,
+                                           m.id != shown, m.id != self.chosen_id,
+                                           m.lab, m.id)).id
+
+    def _annotated(self) -> tuple[str, tuple[str, ...] | None]:
+        """(model id the series' annotation started from, the tasks its annotations suit)."""
+        annotation = self.document.annotation
+        if annotation is None:
+            return "", None
+        started = (annotation.model or "").removeprefix("model:").split("@")[0]
+        labelmap, boxes = annotation.labelmap, annotation.boxes
+        if labelmap is not None and len(labelmap.table) and labelmap.array.any():
+            return started, ("segmentation",)
+        if boxes.boxes:
+            return started, ("detection",)
+        if boxes.class_labels:
+            return started, ("classification", "fusion")
+        return started, None
+
     def _manifest(self, model_id: str | None) -> Manifest | None:
         model_id = model_id or self.chosen_id
         if not model_id:

@@ -117,7 +117,7 @@ class MainWindow(QMainWindow):
         what one feature tells another goes through here."""
         # AI menu, results dock, provider label; Model menu; Annotate menu, dock and tools
         self.ai = AiController(self, self.document, self.viewer)
-        self.model_menu = ModelMenu(self, chosen_model=lambda: self.ai.chosen_id or None)
+        self.model_menu = ModelMenu(self, chosen_model=self.ai.model_for_series)
         self.model_menu.sigModelsChanged.connect(self.ai.models_changed)
         self.annotate = AnnotateController(self, self.document, self.viewer)
 

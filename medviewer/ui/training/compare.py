@@ -222,6 +222,16 @@ class CompareView(QWidget):
         layout.addWidget(self.plot, 3)
         layout.addWidget(self.confusion_box, 4)
 
+    def reset(self) -> None:
+        """Nothing compared (a new run starts, or the versions it compared changed)."""
+        self.compare = {}
+        self.verdict.setText("")
+        for table in (self.table, self.cases_table, *self.confusion_tables.values()):
+            table.clear()
+            table.setRowCount(0)
+        self.plot.clear()
+        self.confusion_box.setVisible(False)
+
     def show_compare(self, compare: dict[str, Any]) -> None:
         self.compare = compare
         self.verdict.setText(verdict_text(compare))

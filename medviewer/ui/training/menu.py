@@ -4,8 +4,8 @@ installed or chosen versions without a restart.
 `ModelMenu.models_changed()` is what whoever changes the model store calls afterwards (the
 Versions dialog after a rollback, the Retrain dialog after publishing): it emits
 `sigModelsChanged`, which the shell hands to the AI feature (it lists the models again and drops
-its opened ONNX sessions, so the next run opens the version that is active now), and an open
-Versions dialog reloads.
+its opened ONNX sessions, so the next run opens the version that is active now), an open
+Versions dialog reloads and the Retrain dialog shows the version now in use.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 class ModelMenu(QObject):
     """The "&Model" menu of one window (its `Host`); `chosen_model()` names the model the
-    dialogs start on (the AI menu's choice, handed in by the shell)."""
+    dialogs start on (handed in by the shell: one that reads the open series)."""
 
     sigModelsChanged = Signal()  # the installed or active versions changed
 
@@ -57,6 +57,9 @@ class ModelMenu(QObject):
         dialog = self.versions_dialog
         if _alive(dialog) and dialog.isVisible():
             dialog.reload()  # e.g. the Retrain dialog published while Versions is open
+        retrain = self.retrain_dialog
+        if _alive(retrain):
+            retrain.active_changed()  # e.g. rolled back in Versions: not "Now using" the old
 
     def show_error(self, text: str) -> None:  # what `guarded` calls
         self.host.show_error(text)
@@ -82,7 +85,7 @@ class ModelMenu(QObject):
 
     @guarded
     def open_versions(self, model_id: str | None = None) -> VersionsDialog | None:
-        """Show the Versions dialog on `model_id` (default: the AI menu's chosen model)."""
+        """Show the Versions dialog on `model_id` (default: one that reads the open series)."""
         from medviewer.ui.training.versions_dialog import VersionsDialog
 
         dialog = self.versions_dialog

@@ -161,7 +161,7 @@ def _number(value: Any) -> bool:
 def describe_event(event: dict[str, Any]) -> str:
     """One log line for an event the log pane shows ('' for the ones only the curves show)."""
     kind = event.get("event")
-    if kind in ("start", "log", "early_stop", "error"):
+    if kind in ("start", "log", "early_stop", "error", "cancelled"):
         level = event.get("level", "error" if kind == "error" else "info")
         prefix = "" if level == "info" else f"{str(level).capitalize()}: "
         return prefix + str(event.get("message", ""))

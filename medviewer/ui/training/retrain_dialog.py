@@ -192,6 +192,21 @@ class RetrainDialog(QDialog):
         self.model_combo.setCurrentIndex(max(self.model_combo.findData(chosen), 0))
         self.model_combo.blockSignals(False)
 
+    def active_changed(self) -> None:
+        """The active versions changed elsewhere (a rollback in Versions): list them again,
+        and when the chosen model now runs another version than this dialog showed, say so
+        and clear the last run's curves and comparison, which were of the old one."""
+        before = {k: m.version for k, m in self.models.items()}
+        self.reload_models()
+        manifest = self.models.get(self.model_id)
+        if manifest is None or self.process.running or \
+                before.get(manifest.id) == manifest.version:
+            return
+        self._reset_run()
+        self._set_running(False)
+        self._status(f"Now using {manifest.id} {manifest.version} (chosen in Model > "
+                     "Versions); the last run's curves and comparison were cleared.")
+
     @property
     def model_id(self) -> str:
         return str(self.model_combo.currentData() or "")
@@ -344,6 +359,7 @@ class RetrainDialog(QDialog):
     def _reset_run(self) -> None:
         self.history = RunHistory()
         self.progress_view.reset()
+        self.compare_view.reset()
         self.tabs.setTabEnabled(1, False)
         self.tabs.setCurrentIndex(0)
 
@@ -425,8 +441,8 @@ class RetrainDialog(QDialog):
         self.discard_button.setEnabled(True)
 
     def _published(self, manifest: Manifest) -> None:
+        self.reload_models()  # first: models_changed must find this dialog up to date
         self.on_models_changed()
-        self.reload_models()
         self._set_running(False, ended=False)
         text = f"Now using {manifest.id} {manifest.version}"
         self._status(text + ".")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -120,7 +121,15 @@ def train(job: dict, run_dir: Path, mode: str) -> int:
     return 0
 
 
+def on_terminate(_signum, _frame) -> None:
+    """What `medviewer train` does when cancelled: one "cancelled" event, exit 143."""
+    emit({"event": "cancelled", "level": "info",
+          "message": "Training was cancelled; no new version was made."})
+    sys.exit(143)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, on_terminate)
     job_path = Path(sys.argv[1])
     job = json.loads(job_path.read_text(encoding="utf-8"))
     run_dir = Path(job.get("out") or job_path.parent)

@@ -178,6 +178,8 @@ def test_cancel_ends_the_child_and_publishes_nothing(dialog, qtbot, monkeypatch)
     assert dialog.start_button.isEnabled() and not dialog.use_button.isEnabled()
     assert "nothing was published" in dialog.status_label.text()
     assert not dialog.tabs.isTabEnabled(1) and _store() == before
+    log = dialog.log_view.toPlainText()  # issue 11.19: said once, and not as an error
+    assert log.count("cancelled") == 1 and "Error" not in log, log
 
 
 def test_a_child_killed_from_outside_says_so(dialog, qtbot, monkeypatch):

@@ -156,3 +156,69 @@ def test_the_table_has_one_row_per_version_of_any_model(make_main_window, store)
     assert _column(dialog, "Measured on")[0].startswith("n 716: 16 random phantoms")
     ids = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
     assert {LAB1, "lab4-chest-unet", "lab5-heart-frcnn"} <= set(ids)
+
+
+def test_the_dialogs_start_on_a_model_that_reads_the_open_series(make_main_window, store,
+                                                                 demo_study, ct_series_dir,
+                                                                 qtbot):
+    """Issue 11.19: the digits model chosen last in the AI menu is no default for a chest
+    CT; one that reads CT is, the segmenter once the reader has painted a label map."""
+    from tests.ui.gui import RADIUS, _open, _paint
+
+    window = make_main_window()
+    window.resize(1300, 850)
+    window.show()
+    qtbot.waitExposed(window)
+    _open_digits(window, demo_study, qtbot)
+    window.ai.choose(LAB1)
+    assert window.model_menu.open_versions().model_id == LAB1  # it reads these digits
+    _open(window, qtbot, ct_series_dir)
+    retrain = window.model_menu.open_retrain()
+    qtbot.add_widget(retrain)
+    chosen = window.ai.models[retrain.model_id]
+    assert retrain.model_id != LAB1 and "CT" in chosen.input.modalities
+    assert window.model_menu.open_versions().model_id == retrain.model_id
+    window.annotate.set_tool("brush")
+    window.annotate.set_brush(radius_mm=RADIUS)
+    _paint(window, [(20, 20), (24, 24)])  # a label map: the segmenter's kind of truth
+    retrain.hide()
+    assert window.model_menu.open_retrain().model_id == "lab4-chest-unet"
+    assert window.model_menu.open_versions().model_id == "lab4-chest-unet"
+    window.model_menu.shutdown()
+
+
+def test_a_rollback_in_versions_updates_the_retrain_dialog(make_main_window, store, tmp_path,
+                                                          qtbot, monkeypatch):
+    """Issue 11.19: after "Use this version" in Retrain and a rollback in Versions, Retrain
+    no longer says "Now using ... 1.1.0" nor shows the curves of the run it came from."""
+    from tests.ui.training.test_retrain_dialog import FAKE, WAIT_MS
+
+    monkeypatch.setenv("FAKE_TRAIN_STEP_S", "0.01")
+    window = make_main_window()
+    window.ai.choose(LAB1)
+    menu = window.model_menu
+    retrain = menu.open_retrain()
+    qtbot.add_widget(retrain)
+    retrain.process.command = FAKE
+    retrain.demo_spin.setValue(6)
+    with qtbot.waitSignal(retrain.sigRunFinished, timeout=WAIT_MS):
+        retrain.start_button.click()
+    retrain.history.done["candidate"] = str(_candidate(tmp_path))  # a real model folder
+    with qtbot.waitSignal(retrain.sigPublished, timeout=WAIT_MS):
+        retrain.use_button.click()
+    assert "Now using lab1-digits-mlp 1.1.0" in retrain.status_label.text()
+    assert len(retrain.curves["steps"].getData()[0]) == 8  # the run stays on screen
+    assert retrain.model_combo.currentText().endswith("v1.1.0")
+
+    versions_dialog = menu.open_versions(LAB1)
+    versions_dialog.table.selectRow(0)
+    qtbot.mouseClick(versions_dialog.use_button, Qt.MouseButton.LeftButton)
+    assert window.ai.models[LAB1].version == "1.0.0"
+    status = retrain.status_label.text()
+    assert "Now using lab1-digits-mlp 1.0.0" in status and "1.1.0" not in status
+    assert retrain.model_combo.currentText().endswith("v1.0.0")
+    xs = retrain.curves["steps"].getData()[0]
+    assert xs is None or len(xs) == 0
+    assert not retrain.tabs.isTabEnabled(1) and retrain.compare_view.cases_table.rowCount() == 0
+    assert not retrain.use_button.isEnabled() and retrain.start_button.isEnabled()
+    menu.shutdown()
