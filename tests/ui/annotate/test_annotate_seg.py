@@ -57,6 +57,29 @@ def test_a_correction_saved_on_a_chest_xray_reopens_in_the_viewer(make_main_wind
     assert win.viewer.single_view.layers["annotation"].item.isVisible()
 
 
+@pytest.mark.parametrize("kind", ["Enhanced CT", "multi-frame MR", "MR", "CT with gaps",
+                                  "CR spacing 0\\0", "CR without spacing"])
+def test_a_correction_on_each_kind_of_source_reopens_in_the_viewer(make_main_window, qtbot,
+                                                                   tmp_path, kind):
+    from tests.core.annotations.test_seg_conformance import SOURCES
+
+    SOURCES[kind](tmp_path / "source")
+    win = _window(make_main_window, qtbot, tmp_path / "source")
+    doc, ctl = win.document, win.annotate
+    failures = []
+    ctl.sigFailed.connect(failures.append)
+    doc.add_label("lesion")
+    ctl.set_tool("brush")
+    ctl.set_brush(radius_mm=4.0)
+    rows, cols = doc.labelmap.shape[1:]
+    _, painted = _paint(win, [(cols // 4, rows // 3), (cols // 2, rows // 2)])
+    assert painted.any()
+    _save(win, qtbot)
+    assert _reopen(win, qtbot, tmp_path / "source", tmp_path) is not None
+    assert failures == []
+    np.testing.assert_array_equal(doc.labelmap.array, painted)
+
+
 def _segments(path) -> dict[str, tuple]:
     out = {}
     for s in pydicom.dcmread(path).SegmentSequence:
