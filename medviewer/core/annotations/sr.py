@@ -177,8 +177,10 @@ def _tracking(uid: str, text: str) -> Any:
 def _region(points: np.ndarray, ref: _Ref, graphic_type: str = "POLYLINE") -> Any:
     import highdicom as hd
 
-    source = hd.sr.SourceImageForRegion.from_source_image(
-        ref.header, referenced_frame_numbers=ref.frames)
+    # not from_source_image: it refuses frame numbers in a single-frame SOP class's file
+    # (an MR Image holding several frames), where the frame is what places the slice
+    source = hd.sr.SourceImageForRegion(str(ref.header.SOPClassUID),
+                                        str(ref.header.SOPInstanceUID), ref.frames)
     return hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues(graphic_type),
                              graphic_data=(points + ref.offset).astype(np.float32),
                              source_image=source)
@@ -230,8 +232,8 @@ def _label_group(label: ClassLabel, refs: dict[int, _Ref]) -> Any:
     images = None
     if label.scope == SLICE:
         ref = refs[label.slice_index]
-        images = [hd.sr.SourceImageForMeasurementGroup.from_source_image(
-            ref.header, referenced_frame_numbers=ref.frames)]
+        images = [hd.sr.SourceImageForMeasurementGroup(
+            str(ref.header.SOPClassUID), str(ref.header.SOPInstanceUID), ref.frames)]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(label.uid, f"{label.scope} class {label.label}"[:64]),
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.SCT.Classification,

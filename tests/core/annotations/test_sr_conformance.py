@@ -1,7 +1,7 @@
 """The SR this viewer writes, on every kind of source a scanner or PACS gives: single-frame CT
-and MR, Enhanced CT and MR (one multi-frame file, frames stored out of spatial order), a
-legacy multi-frame image, DX, a CR whose PixelSpacing is 0\\0 and one with no spacing at all,
-and pydicom's bundled CT_small / MR_small.
+and MR, Enhanced CT and MR (one multi-frame file, frames stored out of spatial order), legacy
+multi-frame Secondary Capture and MR, DX, a CR whose PixelSpacing is 0\\0 and one with no
+spacing at all, and pydicom's bundled CT_small / MR_small.
 
 Each is annotated on a slice that is not the first (a box, a ruler, a rectangle and an
 ellipse ROI, a slice class, a series class), saved the way Ctrl+S saves it (the workspace),
@@ -71,6 +71,18 @@ def _legacy_multiframe(folder):
                                rescale=None, enhanced=False)
 
 
+def _legacy_mr(folder):
+    """An MR Image with NumberOfFrames and no functional groups, as pydicom's emri_small.dcm
+    (not bundled): the frames of a single-frame MR series in one file."""
+    paths = synthetic.write_mr_series(folder / "frames", shape=(4, 32, 32),
+                                      spacing=(5.0, 4.0, 4.0), seed=6)
+    ds = pydicom.dcmread(paths[0])
+    ds.NumberOfFrames = len(paths)
+    ds.PixelData = np.stack([pydicom.dcmread(p).pixel_array for p in paths]).tobytes()
+    shutil.rmtree(folder / "frames")
+    ds.save_as(folder / "emri.dcm")
+
+
 def _dx(folder):
     synthetic.write_chest_xray(folder, size=64)
 
@@ -99,7 +111,8 @@ def _bundled(name):
 
 
 SOURCES = {"CT": _ct, "MR": _mr, "Enhanced CT": _enhanced("CT"), "Enhanced MR": _enhanced("MR"),
-           "legacy multi-frame": _legacy_multiframe, "DX": _dx, "CR 0\\0": _cr([0, 0]),
+           "legacy multi-frame": _legacy_multiframe, "legacy multi-frame MR": _legacy_mr,
+           "DX": _dx, "CR 0\\0": _cr([0, 0]),
            "CR no spacing": _cr(None), "CT_small": _bundled("CT_small.dcm"),
            "MR_small": _bundled("MR_small.dcm")}
 PROCEDURE = {"CT": "25045-6", "MR": "25056-3", "DX": "43468-8", "CR": "43468-8",
@@ -155,11 +168,19 @@ def _dciodvfy(path) -> list[str]:
 
 def test_dciodvfy_finds_nothing_the_source_does_not_carry(saved):
     """The SR copies the patient and study attributes of its source (CT_small's zero Patient's
-    Weight, MR_small's retired PN form): those are the source's findings, nothing else is."""
+    Weight, MR_small's retired PN form): those are the source's findings, nothing else is.
+
+    One follows from a source's own flaw: an MR Image holding several frames (dciodvfy:
+    Number of Frames is not in that IOD) can only be placed by frame number, which dciodvfy
+    then says a single-frame SOP class should not have. The frame is kept: without it every
+    finding would land on the first frame's slice."""
     said = _dciodvfy(saved.path)
     source = set()
     for path in sorted({s.path for s in saved.volume.sources}):
         source |= set(_dciodvfy(path))
+    if any("<Number of Frames>" in line for line in source):
+        source.add("Error - Shall not be present for Referenced SOP Class that is not "
+                   "multi-frame - attribute <ReferencedFrameNumber>")
     assert [line for line in said if line not in source] == []
     assert not [line for line in said if PRIVATE_SCHEME in line]
 
