@@ -213,7 +213,9 @@ def _write_outputs(model, result, volume, out, stem: str) -> list:
     from medviewer.inference.outputs import write_result_files
 
     files = []
-    if result.task == "segmentation" and result.label_map is not None:  # first: it may refuse
+    # first: it may refuse; a model that found nothing writes no SEG (the JSON says 0 voxels)
+    if result.task == "segmentation" and result.label_map is not None and \
+            result.label_map.any():
         m = model.manifest
         files.append(write_seg(result.label_map, volume, result.labels, out / f"{stem}.seg.dcm",
                                series_description=f"AI {m.title}", algorithm=(m.id, m.version),

@@ -144,6 +144,16 @@ def test_infer_segmentation_writes_a_seg_that_reads_back(models, study, tmp_path
     assert bone["volume_ml"] == pytest.approx(bone["voxels"] * voxel_ml, rel=1e-3)
 
 
+def test_a_segmentation_that_finds_nothing_writes_no_empty_seg(models, tmp_path):
+    air = tmp_path / "air"
+    syn.write_series(air, np.full((3, 32, 32), -1000, np.int16), spacing=(2.5, 1.0, 1.0))
+    out = tmp_path / "results"
+    assert main(["infer", "--model", str(models["seg"]), str(air), "--out", str(out)]) == 0
+    assert not list(out.glob("*.seg.dcm"))  # no segment has voxels: no all-zero frames
+    (summary,) = out.glob("*.json")
+    assert all(label["voxels"] == 0 for label in json.loads(summary.read_text())["labels"])
+
+
 def test_infer_classification_csv_has_one_row_per_slice(models, ct_series_dir, tmp_path):
     out = tmp_path / "results"
     assert main(["infer", "--model", str(models["cls"]), str(ct_series_dir), "--out", str(out),
