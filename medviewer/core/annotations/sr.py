@@ -95,10 +95,14 @@ def write_sr(path: str | Path, volume: Any, boxes: BoxSet | Iterable[AnnotatedBo
     when = (saved_at or dt.datetime.now().astimezone()).replace(microsecond=0)
     refs = _evidence(volume, boxes_in, labels, [*measurements, *areas])
     modality = str(getattr(volume, "modality", "") or "")
-    groups = ([_box_group(b, refs) for b in boxes_in if b.state != REJECTED]
-              + [_line_group(m, refs) for m in measurements]
-              + [_area_group(a, refs, modality) for a in areas]
-              + [_label_group(c, refs) for c in labels]) or [_empty_group()]
+    try:  # highdicom checks each item: what it refuses is a message, not a crash
+        groups = ([_box_group(b, refs) for b in boxes_in if b.state != REJECTED]
+                  + [_line_group(m, refs) for m in measurements]
+                  + [_area_group(a, refs, modality) for a in areas]
+                  + [_label_group(c, refs) for c in labels]) or [_empty_group()]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise AnnotationError(path, f"The annotations cannot be encoded as DICOM SR ({exc})."
+                              ) from exc
     evidence = list({str(r.header.SOPInstanceUID): r.header for r in refs.values()}.values())
     sr = _document(volume, groups, evidence, annotator, model, when, series_number, Path(path))
     path = Path(path)

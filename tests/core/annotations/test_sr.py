@@ -166,3 +166,17 @@ def test_an_sr_of_another_series_is_refused(volume, tmp_path):
     other = SimpleNamespace(sources=[SimpleNamespace(sop_instance_uid="1.2.3", path="")])
     with pytest.raises(AnnotationError, match="another series"):
         read_sr(path, other)
+
+
+def test_an_item_highdicom_refuses_is_an_annotation_error_and_nothing_is_written(
+        volume, tmp_path, monkeypatch):
+    import highdicom as hd
+
+    def refuse(*args, **kwargs):
+        raise TypeError("no frame numbers for this SOP class")
+
+    monkeypatch.setattr(hd.sr, "ImageRegion", refuse)
+    boxes, lines = _annotations(volume)
+    with pytest.raises(AnnotationError, match="cannot be encoded as DICOM SR .no frame"):
+        write_sr(tmp_path / "a.dcm", volume, boxes, lines, annotator="J")
+    assert list(tmp_path.iterdir()) == []
