@@ -198,8 +198,7 @@ class History:
                 box = old = None
             else:
                 if not pending.keeps_provenance:
-                    self.labelmap.table.mark_corrected(
-                        np.union1d(old[changed], new[changed]).tolist())
+                    self.labelmap.table.mark_corrected(_values_in(old[changed], new[changed]))
                 old = old[inner].copy()
                 box = tuple(slice(b.start + i.start, b.start + i.stop)
                             for b, i in zip(box, inner, strict=True))
@@ -267,6 +266,12 @@ class History:
         self._dropped += len(self._undo)
         self._undo.clear()
         self._redo.clear()
+
+
+def _values_in(*blocks: np.ndarray) -> list[int]:
+    """The label values present in uint8 blocks (bincount: linear, no sort of the voxels)."""
+    seen = sum(np.bincount(b.ravel(), minlength=256) for b in blocks)
+    return np.flatnonzero(seen).tolist()
 
 
 def _changed_labels(before: dict[int, Label], after: dict[int, Label]
