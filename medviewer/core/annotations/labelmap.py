@@ -103,6 +103,16 @@ class Label:
     def origin(self) -> Origin:
         return self.algorithm_type, self.algorithm
 
+    @property
+    def origin_text(self) -> str:
+        """How the label was made, in the reader's words (the dock's tooltip)."""
+        if self.algorithm_type == MANUAL or not self.algorithm:
+            return "Drawn by hand (saved as MANUAL)"
+        model = f"{self.algorithm[0]} {self.algorithm[1]}"
+        if self.algorithm_type == AUTOMATIC:
+            return f"{model}'s output, untouched (saved as AUTOMATIC)"
+        return f"{model}'s output, corrected by hand (saved as SEMIAUTOMATIC)"
+
     def made_by(self, algorithm: Algorithm) -> Label:
         """This label as a model's untouched output (AUTOMATIC by `algorithm`)."""
         return replace(self, algorithm_type=AUTOMATIC, algorithm=tuple(algorithm))

@@ -285,7 +285,8 @@ class AnnotatePanel(QWidget):
             self.controller.accept_action.isEnabled())
         labelmap = doc.labelmap
         labels = list(labelmap.table) if labelmap is not None else []
-        signature = tuple((lab.value, lab.name, lab.colour, lab.visible) for lab in labels)
+        signature = tuple((lab.value, lab.name, lab.colour, lab.visible, lab.origin)
+                          for lab in labels)
         if signature != self._table_signature:
             self._table_signature = signature
             self._fill_table(labels)
@@ -299,6 +300,7 @@ class AnnotatePanel(QWidget):
             show.setCheckState(Qt.CheckState.Checked if label.visible else Qt.CheckState.Unchecked)
             name = QTableWidgetItem(label.name)
             name.setData(Qt.ItemDataRole.UserRole, label.value)
+            name.setToolTip(label.origin_text)  # what the SEG will say about it
             colour = QTableWidgetItem("")
             colour.setBackground(QColor(label.colour))
             colour.setFlags(colour.flags() & ~Qt.ItemFlag.ItemIsEditable)

@@ -120,6 +120,11 @@ def test_drawn_accepted_and_corrected_segments_are_saved_as_such_and_come_back(
         edited = not np.array_equal(accepted == v, final == v)
         expected[name] = ("SEMIAUTOMATIC" if edited else "AUTOMATIC", model)
     assert expected["bone"][0] == "SEMIAUTOMATIC"
+    table_widget = ctl.panel.labels_table  # the dock tells the reader what the SEG will say
+    tips = {table_widget.item(r, 1).text(): table_widget.item(r, 1).toolTip()
+            for r in range(table_widget.rowCount())}
+    assert "test-seg 1.0.0" in tips["bone"] and "corrected" in tips["bone"]
+    assert "Drawn by hand" in tips["lesion"]
     seg_path = _save(win, qtbot)[0]
     assert _segments(seg_path) == expected
     _reopen(win, qtbot, ct_series_dir, tmp_path)
