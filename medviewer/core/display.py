@@ -29,6 +29,14 @@ class Window:
     explanation: str = ""
     function: str = "LINEAR"  # LINEAR, LINEAR_EXACT or SIGMOID (VOILUTFunction)
 
+    @property
+    def narrowest(self) -> float:
+        """The smallest width this function allows: LINEAR steps by stored values (PS3.3
+        C.11.2.1.2: width >= 1); LINEAR_EXACT and SIGMOID only need a positive width."""
+        return 1.0 if self.function == "LINEAR" else MIN_EXACT_WIDTH
+
+
+MIN_EXACT_WIDTH = 1e-9  # LINEAR_EXACT / SIGMOID: any positive width (floats in small units)
 
 CT_PRESETS: dict[str, Window] = {
     "brain": Window(40, 80, "Brain"),
@@ -85,7 +93,7 @@ def default_window(volume_or_array: Any, windows: list[Window] | None = None) ->
     lo, hi = (float(v) for v in np.percentile(sample, [1, 99]))
     if hi <= lo:
         lo, hi = float(arr.min()), float(arr.max())
-    return Window((lo + hi) / 2, max(hi - lo, 1.0), "Auto")
+    return _spanning(lo, hi, "Auto", arr.dtype)
 
 
 def full_range_window(voxels: np.ndarray) -> Window:
@@ -93,7 +101,15 @@ def full_range_window(voxels: np.ndarray) -> Window:
     step = max(1, int(round((voxels.size / 2_000_000) ** (1 / 3))))
     sample = voxels[(slice(None, None, step),) * min(voxels.ndim, 3)]
     lo, hi = float(np.min(sample)), float(np.max(sample))
-    return Window((lo + hi) / 2, max(hi - lo, 1.0), "Full range")
+    return _spanning(lo, hi, "Full range", voxels.dtype)
+
+
+def _spanning(lo: float, hi: float, explanation: str, dtype: np.dtype) -> Window:
+    """A window from lo to hi. LINEAR needs a width of at least 1 (a stored value step), so
+    float values spanning less (a parametric map in mm2/s: 0 to 0.003) get LINEAR_EXACT."""
+    if dtype.kind == "f" and hi - lo < 1.0:
+        return Window((lo + hi) / 2, max(hi - lo, MIN_EXACT_WIDTH), explanation, "LINEAR_EXACT")
+    return Window((lo + hi) / 2, max(hi - lo, 1.0), explanation)
 
 
 def window_curve(x: np.ndarray, window: Window) -> np.ndarray:

@@ -65,6 +65,9 @@ def test_parametric_map_loads_its_float_values(tmp_path: Path, dtype: type) -> N
         np.testing.assert_array_equal(volume.voxels, values)
         np.testing.assert_allclose(volume.affine, ct_affine, atol=1e-6)
         assert not volume.bad_slices
+        (window,) = volume.windows  # 1.5e-3 / 3e-3 mm2/s: too narrow for LINEAR's w >= 1
+        assert (window.center, window.width, window.function) == \
+            (pytest.approx(1.5e-3), pytest.approx(3e-3), "LINEAR_EXACT")
 
 
 def _float_image(path: Path, frames: np.ndarray, syntax: str, *, double: bool) -> None:

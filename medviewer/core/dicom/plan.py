@@ -417,7 +417,13 @@ def spacing_notes(instances: list[Instance], ref: Dataset) -> list[str]:
 
 def header_windows(ref: Dataset) -> list[Window]:
     """The header's windows; an enhanced image keeps them in the FrameVOILUTSequence (first
-    frame's, per-frame before shared) when the top level has none."""
+    frame's, per-frame before shared) when the top level has none. A LINEAR window narrower
+    than the 1 LINEAR allows (a parametric map's, in mm2/s) is taken as LINEAR_EXACT."""
+    return [replace(w, function="LINEAR_EXACT") if w.function == "LINEAR" and w.width < 1
+            else w for w in _header_windows(ref)]
+
+
+def _header_windows(ref: Dataset) -> list[Window]:
     windows = windows_from_dataset(ref)
     if windows or "SharedFunctionalGroupsSequence" not in ref and \
             "PerFrameFunctionalGroupsSequence" not in ref:

@@ -48,7 +48,7 @@ class ReadingAids:
 
     # ----------------------------------------------------------------- window
     def set_window(self, window: Window) -> None:
-        window = replace(window, width=max(float(window.width), 1.0))
+        window = replace(window, width=max(float(window.width), window.narrowest))
         if window != self.window:
             self.window = window
             self.sigWindowChanged.emit(window)

@@ -188,7 +188,8 @@ class SliceView(QWidget):
     def _on_volume_changed(self) -> None:
         self._rendered_key = None
         if self.document.volume is not None and not self.document.is_colour:
-            self._wl_speed = max(full_range_window(self.document.volume.voxels).width / 512, 0.05)
+            full = full_range_window(self.document.volume.voxels)  # small units: finer steps
+            self._wl_speed = max(full.width / 512, min(0.05, full.narrowest))
         self.refresh()
         self.fit()
 
@@ -384,7 +385,8 @@ class SliceView(QWidget):
         delta = ev.screenPos() - ev.buttonDownScreenPos(ev.button())
         start = self._drag_start_window
         self.document.set_window(Window(start.center + delta.y() * self._wl_speed,
-                                        max(1.0, start.width + delta.x() * self._wl_speed)))
+                                        start.width + delta.x() * self._wl_speed,
+                                        function=start.function))  # set_window keeps w >= min
         if ev.isFinish():
             self._drag_start_window = None
 
