@@ -283,7 +283,8 @@ def _document(volume: Any, groups: list[Any], evidence: list[Any], annotator: st
     from medviewer import __version__
 
     procedure = sr_codes.procedure_code(str(getattr(volume, "modality", "") or ""),
-                                        str(evidence[0].get("BodyPartExamined", "") or ""))
+                                        str(evidence[0].get("BodyPartExamined", "") or ""),
+                                        evidence[0])
     try:
         report = hd.sr.MeasurementReport(
             observation_context=_observers(annotator, model), procedure_reported=procedure,

@@ -6,9 +6,11 @@
   ("no nodule", a digit) gets a code of the private scheme 99MEDVIEWER whose meaning is the
   label; the SR then declares that scheme in CodingSchemeIdentificationSequence (dciodvfy still
   warns "Unrecognized defined term <99MEDVIEWER>": it knows no private scheme).
-- The procedure reported (TID 1500, mandatory) follows the source's modality with the codes of
-  CID 100 (LOINC "CT / MRI / XR / NM / PET unspecified body region", or "... whole body" when
-  the whole body was imaged); any other modality reports SCT 363679005 Imaging procedure.
+- The procedure reported (TID 1500, mandatory; CID 100 is extensible) is the source's own
+  ProcedureCodeSequence when it has one (the site's code for the exam, body part included:
+  RadLex "CT CHEST", a LOINC playbook code); else the modality's code of CID 100 (LOINC
+  "CT / MRI / XR / NM / PET unspecified body region", or "... whole body" when the whole body
+  was imaged); any other modality reports SCT 363679005 Imaging procedure.
 - Units of a measurement on an image without pixel size: UCUM {pixels} (DCMTK's
   CODE_UCUM_Pixels) and {square pixels}.
 """
@@ -57,10 +59,17 @@ def unit_code(code: tuple[str, str, str]) -> Any:
     return hd.sr.CodedConcept(value=code[0], scheme_designator=code[1], meaning=code[2])
 
 
-def procedure_code(modality: str, body_part: str = "") -> Any:
-    """The TID 1500 procedure reported for images of `modality` (CID 100)."""
+def procedure_code(modality: str, body_part: str = "", source: Any = None) -> Any:
+    """The TID 1500 procedure reported for a source image (its header: `source`) of
+    `modality`: the image's own procedure code, else CID 100's for the modality."""
+    import highdicom as hd
     from pydicom.sr.codedict import codes
 
+    for item in (source.get("ProcedureCodeSequence") or [])[:1] if source is not None else []:
+        try:
+            return hd.sr.CodedConcept.from_dataset(item)
+        except (AttributeError, TypeError, ValueError):
+            break  # an incomplete code: the modality's instead
     modality = modality.strip().upper()
     if body_part.strip().upper() == "WHOLEBODY" and modality in _WHOLE_BODY:
         return getattr(codes.cid100, _WHOLE_BODY[modality])

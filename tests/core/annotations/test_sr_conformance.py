@@ -270,3 +270,26 @@ def test_a_label_without_a_standard_code_is_declared_as_private(ct_series, tmp_p
     assert scheme.CodingSchemeDesignator == PRIVATE_SCHEME and scheme.CodingSchemeName
     sidecar_path_for(path).unlink()
     assert read_sr(path, volume)[0][0].label == "no nodule >= 10 mm"
+
+
+def test_the_procedure_is_the_sources_own_code_when_it_has_one(tmp_path):
+    """A PACS's image names its exam (RadLex 'CT CHEST'): the SR reports that procedure,
+    body part included, rather than 'CT unspecified body region'; dciodvfy accepts it."""
+    from pydicom.dataset import Dataset
+
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = \
+        "RPID16", "RADLEX", "CT CHEST"
+    voxels, _ = synthetic.ct_chest_phantom((3, 32, 32), (5.0, 5.0, 5.0))
+    synthetic.write_series(tmp_path / "ct", voxels, spacing=(5.0, 5.0, 5.0),
+                           ProcedureCodeSequence=[code])
+    volume = load_series(scan(tmp_path / "ct", cache=False).all_series()[0])
+    path = write_sr(tmp_path / "a.dcm", volume, BoxSet(), annotator="J")
+    sr = pydicom.dcmread(path)
+    (procedure,) = [item for item in sr.ContentSequence
+                    if item.ConceptNameCodeSequence[0].CodeValue == "121058"]
+    reported = procedure.ConceptCodeSequence[0]
+    assert (reported.CodingSchemeDesignator, reported.CodeValue, reported.CodeMeaning) == \
+        ("RADLEX", "RPID16", "CT CHEST")
+    if shutil.which("dciodvfy"):
+        assert not [line for line in _dciodvfy(path) if line.startswith("Error")]
