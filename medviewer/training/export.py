@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,11 @@ def export_model(model: nn.Module, arch: str | Architecture, folder: str | Path,
         d = {"lab": arch.lab, "task": arch.task, "arch": arch.name, **manifest}
         d["onnx_inputs"] = _signature(arch, inputs)
         d["onnx_outputs"] = list(arch.output_names)
-        # a new dict: the caller's provenance (often reused for the next export) stays as given
-        d["provenance"] = {**d.get("provenance", {}), "parity_max_relative_error": worst}
+        # a new dict: the caller's provenance (often reused for the next export) stays as given;
+        # "created" is when these weights were exported (Model > Versions shows it), UTC
+        d["provenance"] = {**d.get("provenance", {}),
+                           "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                           "parity_max_relative_error": worst}
         write_manifest(manifest_from_dict(d, staging), staging)
         os.chmod(staging, shareable_mode(0o777))  # mkdtemp's 0700 would hide it from others
         if folder.exists():

@@ -213,7 +213,9 @@ def train_and_export(p: Prepared, world: Any, emit: Reporter) -> None:
     candidate = export_candidate(p, model, built, outcome)
     emit({"event": "export", "folder": str(candidate.folder),
           "parity": candidate.provenance.get("parity_max_relative_error")})
-    emit(compare(p, candidate, emit))
+    compared = compare(p, candidate, emit)
+    record_baseline(candidate, compared)
+    emit(compared)
     emit({"event": "done", "candidate": str(candidate.folder), "run_dir": str(p.run_dir),
           "seconds": round(outcome.seconds, 1)})
 
@@ -299,6 +301,24 @@ def compare(p: Prepared, candidate: Manifest, emit: Reporter) -> dict[str, Any]:
                                                "level", "resamples", "verdict",
                                                "per_case_score")},
             "better": better}
+
+
+def record_baseline(candidate: Manifest, compared: dict[str, Any]) -> None:
+    """The candidate's manifest keeps its comparison with the version it was trained from,
+    both measured on this run's validation set: the one pair of versions Model > Versions
+    can set side by side (numbers on different sets do not compare)."""
+    from dataclasses import replace
+
+    from medviewer.inference.manifest import write_manifest
+
+    main, paired = compared["main_metric"], compared["paired"]
+    baseline = {"version": compared["current"]["version"], "metric": main,
+                "baseline": compared["current"]["metrics"].get(main),
+                "candidate": compared["candidate"]["metrics"].get(main),
+                "cases": paired["n"], "verdict": paired["verdict"],
+                "mean_difference": paired["mean_difference"], "ci": paired["ci"]}
+    metrics = {**candidate.metrics, "versus_baseline": baseline}
+    write_manifest(replace(candidate, metrics=metrics), candidate.folder)
 
 
 def run_job(job_path: str | Path, *, stream: IO[str] | None = sys.stdout,

@@ -89,6 +89,10 @@ def test_train_prints_only_json_lines_and_ends_with_done(tmp_path: Path,
     assert compare["better"] is False
     record = json.loads((tmp_path / "run" / "compare.json").read_text(encoding="utf-8"))
     assert len(record["paired"]["differences"]) == paired["n"]
+    manifest = json.loads(Path(events[-1]["candidate"], "manifest.json").read_text())
+    versus = manifest["metrics"]["versus_baseline"]  # issue 11.20: the same-set comparison
+    assert versus["version"] == "1.0.0" and versus["verdict"] == "too few cases"
+    assert manifest["provenance"]["created"][:4].isdigit()
     # the candidate is published from the command line, then rolled back
     models = [sys.executable, "-m", "medviewer", "models", "--json"]
     published = subprocess.run([*models, "--publish", events[-1]["candidate"]],

@@ -1,9 +1,12 @@
 """Model -> Versions...: every installed version of a model, its metrics, and the switch.
 
 One row per version, oldest first: where it lives (the shipped read-only models/, the user's
-model store, or a MEDVIEWER_MODELS_DIR folder), whether the viewer runs it, when it was made,
-its held-out scalar metrics (one column each, so versions compare down a column) and a summary
-of how it was trained. "Use this version" makes the selected row active (a rollback or a roll
+model store, or a MEDVIEWER_MODELS_DIR folder), whether the viewer runs it, when it was made
+(the date its manifest records, never a file's time: a copy is not a new model), its held-out
+scalar metrics and a summary of how it was trained. Each metric cell names how many samples it
+was measured on and on which validation set (A, B, ... explained under the table): numbers
+measured on different sets are not comparable, and the note under the table says which rows
+are and which are not. "Use this version" makes the selected row active (a rollback or a roll
 forward: `versions.set_active`) and `models_changed` switches the viewer to it without a
 restart. A pointer that names a missing version is shown in words above the table. The logic
 is callable without clicking: `show_model(model_id)`, `use_version(version)`.
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -43,6 +45,7 @@ MAX_METRICS = 10
 DATE_KEYS = ("created", "date", "finished", "trained_at", "exported_at", "time")
 SUMMARY_KEYS = ("init", "from_version", "epochs", "data", "job", "command", "pretrained")
 ACTIVE_TEXT = "\u2713 active"
+BASELINE_COLUMN = "Versus its baseline (same set)"
 
 
 # ----------------------------------------------------------------------- what a row says
@@ -71,16 +74,71 @@ def metric_columns(rows: list[ModelVersion]) -> list[str]:
 
 
 def created(row: ModelVersion) -> str:
-    """When the version was made: a date in its provenance, else its manifest's file time."""
+    """When the version was made, as its manifest records it ('unknown' when it does not:
+    the file's time is when it was installed or copied, not made)."""
     for key in DATE_KEYS:
         value = row.manifest.provenance.get(key)
         if isinstance(value, str) and value[:4].isdigit():
-            return value[:16].replace("T", " ")
-    try:
-        stamp = (row.folder / "manifest.json").stat().st_mtime
-    except OSError:
+            text = value[:16].replace("T", " ")
+            return f"{text} UTC" if len(value) > 10 and value.endswith(("+00:00", "Z")) else text
+    return "unknown"
+
+
+def validation_sets(rows: list[ModelVersion]) -> dict[str, str]:
+    """Each distinct validation set (the manifests' metrics "split") -> a letter, A, B, ...
+    in the order the rows first name them."""
+    out: dict[str, str] = {}
+    for row in rows:
+        split = str(row.manifest.metrics.get("split", "") or "not stated")
+        if split not in out:
+            out[split] = _letter(len(out))
+    return out
+
+
+def _letter(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else f"S{i + 1}"
+
+
+def set_of(row: ModelVersion, sets: dict[str, str]) -> str:
+    return sets[str(row.manifest.metrics.get("split", "") or "not stated")]
+
+
+def metric_cell(value: float, manifest: Any, letter: str) -> str:
+    """'0.9991 (n 716, set A)': the number, what it was measured on, and where."""
+    n = manifest.metrics.get("n")
+    return f"{_number(value)} (n {n}, set {letter})" if n is not None else \
+        f"{_number(value)} (set {letter})"
+
+
+def versus_baseline(manifest: Any) -> str:
+    """'vs 1.0.0: dice 0.9493 -> 0.9508, not enough validation cases to tell (2 cases)':
+    the comparison its training run made on one set ('' for a version not retrained here)."""
+    from medviewer.training.metrics import VERDICTS
+
+    b = manifest.metrics.get("versus_baseline")
+    if not isinstance(b, dict):
         return ""
-    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+    numbers = ""
+    if isinstance(b.get("baseline"), int | float) and isinstance(b.get("candidate"), int | float):
+        numbers = f"{b.get('metric')} {b['baseline']:.4g} \u2192 {b['candidate']:.4g}, "
+    verdict = VERDICTS.get(str(b.get("verdict")), str(b.get("verdict")))
+    return f"vs {b.get('version')}: {numbers}{verdict} ({b.get('cases')} cases)"
+
+
+def comparability(rows: list[ModelVersion], sets: dict[str, str]) -> str:
+    """The legend of the sets and which versions' numbers compare (only on one set)."""
+    if not rows:
+        return ""
+    legend = "; ".join(f"set {letter}: {split}" for split, letter in sets.items())
+    if len(sets) == 1:
+        return f"All versions were measured on one validation set ({legend}): their numbers " \
+            "compare down a column."
+    groups = {letter: [r.version for r in rows if set_of(r, sets) == letter]
+              for letter in sets.values()}
+    parts = [f"{', '.join(v)} on set {letter}" for letter, v in groups.items()]
+    return (f"Not comparable across sets: {'; '.join(parts)}. Numbers compare only between "
+            f"versions measured on the same set; a retrained version's comparison with its "
+            f"baseline on one set is in its training run's compare.json. Sets: {legend}")
 
 
 def provenance_summary(provenance: dict[str, Any], limit: int = 140) -> str:
@@ -143,6 +201,11 @@ class VersionsDialog(QDialog):
         layout.addLayout(top)
         layout.addWidget(self.message)
         layout.addWidget(self.table, 1)
+        self.sets_label = QLabel()
+        self.sets_label.setObjectName("versionsSets")
+        self.sets_label.setWordWrap(True)
+        self.sets_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.sets_label)
         layout.addWidget(buttons)
 
     def show_error(self, text: str) -> None:  # what `guarded` calls
@@ -188,16 +251,18 @@ class VersionsDialog(QDialog):
 
     def _fill_table(self) -> None:
         metrics = metric_columns(self.rows)
-        headers = [*FIXED_COLUMNS, *metrics, "Training"]
+        self.sets = validation_sets(self.rows)
+        self.sets_label.setText(comparability(self.rows, self.sets))
+        headers = [*FIXED_COLUMNS, *metrics, BASELINE_COLUMN, "Training"]
         self.table.clearContents()
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
-            for c, (text, tip) in enumerate(self._cells(row, metrics)):
+            for c, (text, tip) in enumerate(self._cells(row, metrics, self.sets)):
                 item = QTableWidgetItem(text)
                 item.setToolTip(tip)
-                if c >= len(FIXED_COLUMNS) and c < len(headers) - 1:
+                if len(FIXED_COLUMNS) <= c < len(headers) - 2:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                           | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
@@ -210,17 +275,23 @@ class VersionsDialog(QDialog):
         self._sync_button()
 
     @staticmethod
-    def _cells(row: ModelVersion, metrics: list[str]) -> list[tuple[str, str]]:
+    def _cells(row: ModelVersion, metrics: list[str], sets: dict[str, str]
+               ) -> list[tuple[str, str]]:
         """(text, tooltip) of each column of one version."""
         values = scalar_metrics(row.manifest)
         split = row.manifest.metrics.get("split", "")
+        letter = set_of(row, sets)
         provenance = json.dumps(row.manifest.provenance, indent=1, sort_keys=True, default=str)
         return [(row.version, str(row.folder)),
                 (ORIGIN_TEXT.get(row.origin, row.origin), str(row.folder)),
                 (ACTIVE_TEXT if row.active else "", ""),
-                (created(row), ""),
-                (measured_on(row.manifest), str(split)),
-                *[(_number(values[m]) if m in values else "", str(split)) for m in metrics],
+                (created(row), "" if created(row) != "unknown" else
+                 "The manifest records no creation date"),
+                (f"set {letter}: {measured_on(row.manifest)}", str(split)),
+                *[(metric_cell(values[m], row.manifest, letter) if m in values else "",
+                   f"set {letter}: {split}") for m in metrics],
+                (versus_baseline(row.manifest), "Both versions measured on this version's "
+                 "validation set, by the training run that made it"),
                 (provenance_summary(row.manifest.provenance), provenance)]
 
     # ----------------------------------------------------------------- switching

@@ -82,8 +82,11 @@ def test_roll_back_with_the_button_and_the_next_run_uses_that_version(
     assert _column(dialog, "In use") == ["", ACTIVE_TEXT]
     assert _column(dialog, "Source")[0] == "shipped (read-only)"
     shipped = mf.load_manifest(registry.shipped_models_dir() / LAB1, verify=False)
-    assert _column(dialog, "accuracy") == [f"{shipped.metrics['accuracy']:.4g}", "0.5"]
-    assert _column(dialog, "roc_auc") == ["", "0.75"]
+    n = shipped.metrics["n"]  # the candidate kept the shipped split: one set, comparable
+    assert _column(dialog, "accuracy") == [f"{shipped.metrics['accuracy']:.4g} (n {n}, set A)",
+                                           f"0.5 (n {n}, set A)"]
+    assert _column(dialog, "roc_auc") == ["", f"0.75 (n {n}, set A)"]
+    assert dialog.sets_label.text().startswith("All versions were measured on one validation")
     assert "init: current" in _column(dialog, "Training")[1]
     assert not dialog.use_button.isEnabled(), "the active row is selected"
     dialog.table.selectRow(0)
@@ -153,7 +156,7 @@ def test_the_table_has_one_row_per_version_of_any_model(make_main_window, store)
     headers = [dialog.table.horizontalHeaderItem(c).text()
                for c in range(dialog.table.columnCount())]
     assert "dice_lung" in headers and "final_train_loss" not in headers  # held-out only
-    assert _column(dialog, "Measured on")[0].startswith("n 716: 16 random phantoms")
+    assert _column(dialog, "Measured on")[0].startswith("set A: n 716: 16 random phantoms")
     ids = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
     assert {LAB1, "lab4-chest-unet", "lab5-heart-frcnn"} <= set(ids)
 
@@ -222,3 +225,31 @@ def test_a_rollback_in_versions_updates_the_retrain_dialog(make_main_window, sto
     assert not retrain.tabs.isTabEnabled(1) and retrain.compare_view.cases_table.rowCount() == 0
     assert not retrain.use_button.isEnabled() and retrain.start_button.isEnabled()
     menu.shutdown()
+
+
+def test_created_is_the_manifests_date_and_other_sets_are_not_compared(make_main_window, store,
+                                                                       tmp_path):
+    """Issue 11.20: the shipped version was made when its manifest says, not when this machine
+    installed it; numbers measured on 360 held-out digits and on a 24-sample training split
+    are labelled with n and their set, and said not to compare."""
+    folder = _candidate(tmp_path)
+    m = mf.load_manifest(folder, verify=False)
+    split = "validation split of training run lab1-digits-mlp-20261204: 2 cases of 2 patients"
+    versus = {"version": "1.0.0", "metric": "accuracy", "baseline": 0.9, "candidate": 0.95,
+              "cases": 2, "verdict": "too few cases", "mean_difference": 0.05, "ci": None}
+    mf.write_manifest(replace(m, metrics={"accuracy": 0.95, "n": 24, "split": split,
+                                          "versus_baseline": versus}), folder)
+    versions.publish(folder)
+    window = make_main_window()
+    dialog = window.model_menu.open_versions(LAB1)
+    shipped = mf.load_manifest(registry.shipped_models_dir() / LAB1, verify=False)
+    assert _column(dialog, "Created") == [shipped.provenance["created"], "unknown"]
+    n = shipped.metrics["n"]
+    assert _column(dialog, "accuracy") == [f"{shipped.metrics['accuracy']:.4g} (n {n}, set A)",
+                                           "0.95 (n 24, set B)"]
+    note = dialog.sets_label.text()
+    assert note.startswith("Not comparable across sets: 1.0.0 on set A; 1.1.0 on set B")
+    assert f"set A: {shipped.metrics['split']}" in note and f"set B: {split}" in note
+    # the one comparison on a single set: the training run's, old and new on set B
+    assert _column(dialog, "Versus its baseline (same set)") == [
+        "", "vs 1.0.0: accuracy 0.9 \u2192 0.95, not enough validation cases to tell (2 cases)"]
