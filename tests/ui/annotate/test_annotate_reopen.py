@@ -205,3 +205,25 @@ def test_a_ruler_on_an_image_without_pixel_size_is_saved_and_read_back_in_pixels
     _reopen(win, qtbot, folder, tmp_path / "other")
     (back,) = [m for m in view.measurements.items if isinstance(m, DistanceMeasurement)]
     assert back.label.toPlainText() == shown
+
+
+def test_an_unreadable_sr_does_not_take_the_segmentation_with_it(tmp_path, ct_series_dir):
+    """The other way round, as the load worker does it: the SEG's labels come back, the
+    reason names the SR, and the damaged SR is left as it is."""
+    from medviewer.core.annotations import BoxSet, LabelMap
+    from medviewer.core.dicom import load_series, scan
+    from medviewer.ui.annotate.storage import load_task, save_task
+
+    volume = load_series(scan(ct_series_dir, cache=False).all_series()[0])
+    labelmap = LabelMap.for_volume(volume)
+    lesion = labelmap.table.add("lesion")
+    labelmap.array[3, 10:20, 10:20] = lesion.value
+    save_task(None, volume, labelmap.array, labelmap.table, BoxSet(), None, "J")
+    sr = Workspace.for_series(volume).sr_path
+    sr.write_bytes(b"not an SR" * 30)
+    annotation, _, notes = load_task(None, volume)
+    assert np.array_equal(annotation.labelmap.array, labelmap.array)
+    assert [label.name for label in annotation.labelmap.table] == ["lesion"]
+    assert len(notes) == 1 and notes[0].startswith("the boxes, classes and measurements could "
+                                                   "not be read")
+    assert sr.read_bytes() == b"not an SR" * 30
