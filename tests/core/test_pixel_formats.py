@@ -145,3 +145,23 @@ def test_big_endian_palette_decodes_like_little_endian(tmp_path: Path) -> None:
         decoded = load_series(big).voxels
         assert decoded.shape == expected.shape
         np.testing.assert_array_equal(decoded, expected)
+
+
+def test_big_endian_voi_lut_reads_like_little_endian(tmp_path: Path) -> None:
+    """A VOI LUT Sequence whose LUT Data is OW: 16-bit words in the file's byte order too."""
+    hu = np.random.default_rng(5).integers(-1000, 1000, (1, 24, 20)).astype(np.int16)
+    (little,) = syn.write_series(tmp_path / "le", hu, spacing=(2.0, 0.8, 0.8))
+    ds = pydicom.dcmread(little)
+    table = np.linspace(0, 4095, 2048).astype(np.uint16)
+    item = Dataset()
+    item.add_new(0x00283002, "SS", [2048, -1024, 12])  # LUT Descriptor: first value -1024
+    item.add_new(0x00283006, "OW", table.astype("<u2").tobytes())  # LUT Data
+    ds.VOILUTSequence = [item]
+    ds.save_as(little)
+    big = tmp_path / "be.dcm"
+    _as_big_endian(little, big)
+    for path in (little, big):
+        volume = load_series(path)
+        np.testing.assert_array_equal(volume.voi_lut, table)
+        assert volume.voi_lut_first == -1024
+        np.testing.assert_array_equal(volume.voxels, hu)

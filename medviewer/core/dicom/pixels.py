@@ -251,13 +251,18 @@ def _to_display_colour(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     return (arr.astype(np.uint32) >> max(0, bits - 8)).clip(0, 255).astype(np.uint8)
 
 
+def little_endian(ds: Dataset) -> bool:
+    """Whether the dataset's transfer syntax is little endian (True when it names none)."""
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))) if "file_meta" in ds.__dict__ \
+        else None
+    return syntax is None or not syntax.is_valid or syntax.is_little_endian
+
+
 def _palette_little_endian(ds: Dataset) -> Dataset:
     """The palette elements with their (non-segmented) LUT data as little-endian words:
     pydicom's apply_color_lut reads those bytes in the machine's order whatever the file's, so
     a big-endian palette (OW words byte-swapped) comes out nearly black."""
-    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))) if "file_meta" in ds.__dict__ \
-        else None
-    if syntax is None or not syntax.is_valid or syntax.is_little_endian:
+    if little_endian(ds):
         return ds
     palette = Dataset()
     for tag in [0x00281101, 0x00281102, 0x00281103, 0x00281104]:  # descriptors

@@ -444,12 +444,13 @@ def voi_lut(ref: Dataset) -> tuple[np.ndarray | None, int]:
     item = seq[0]
     data = item.LUTData
     bits = int(item.LUTDescriptor[2]) if len(item.LUTDescriptor) > 2 else 16
-    if isinstance(data, bytes):
-        table = np.frombuffer(data, "<u2" if bits > 8 else "u1")
+    if isinstance(data, bytes):  # OW: 16-bit words in the file's byte order
+        order = "<" if px.little_endian(ref) else ">"
+        table = np.frombuffer(data, f"{order}u2" if bits > 8 else "u1")
     else:
-        table = np.asarray(data, dtype=np.uint16 if bits > 8 else np.uint8)
+        table = np.asarray(data)
     first = int(item.LUTDescriptor[1])
-    return table.copy(), first
+    return table.astype(np.uint16 if bits > 8 else np.uint8), first
 
 
 def frame_rate(ref: Dataset) -> float | None:
