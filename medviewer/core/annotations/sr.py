@@ -431,11 +431,14 @@ def _label(group: Any, prefix: str, default: str) -> str:
 
 
 def _slices_of(volume: Any) -> dict[tuple[str, int | None], int]:
-    """(SOP Instance UID, 1-based frame number) -> slice; frame None -> the file's first."""
+    """(SOP Instance UID, 1-based frame number) -> slice; frame None (a reference to the whole
+    file) -> the slice of its frame 1, as other viewers show such a reference."""
     out: dict[tuple[str, int | None], int] = {}
     for k, source in enumerate(volume.sources):
-        out[(source.sop_instance_uid, int(getattr(source, "frame", 0)) + 1)] = k
-        out.setdefault((source.sop_instance_uid, None), k)
+        uid, frame = source.sop_instance_uid, int(getattr(source, "frame", 0)) + 1
+        out[(uid, frame)] = k
+        if frame == 1 or (uid, None) not in out:
+            out[(uid, None)] = k
     return out
 
 

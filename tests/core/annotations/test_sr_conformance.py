@@ -293,3 +293,27 @@ def test_the_procedure_is_the_sources_own_code_when_it_has_one(tmp_path):
         ("RADLEX", "RPID16", "CT CHEST")
     if shutil.which("dciodvfy"):
         assert not [line for line in _dciodvfy(path) if line.startswith("Error")]
+
+
+def test_a_reference_to_a_whole_multiframe_file_lands_on_its_first_frame(tmp_path):
+    """An SR made elsewhere may name the multi-frame image without a frame: its finding goes
+    on the slice of frame 1 (here not the first slice: the frames are stored shuffled)."""
+    _enhanced("CT")(tmp_path / "ect")
+    volume = load_series(scan(tmp_path / "ect", cache=False).all_series()[0])
+    first_frame = next(k for k, s in enumerate(volume.sources) if s.frame == 0)
+    k = (first_frame + 2) % volume.slice_count
+    boxes = BoxSet([AnnotatedBox(2, 3, 10, 12, k, "nodule")])
+    path = write_sr(tmp_path / "a.dcm", volume, boxes, annotator="J")
+    sidecar_path_for(path).unlink()
+    assert read_sr(path, volume)[0][0].slice_index == k  # with its frame number
+    ds = pydicom.dcmread(path)
+
+    def strip(item):
+        item.pop("ReferencedFrameNumber", None)
+        for element in item:
+            for child in element.value if element.VR == "SQ" else []:
+                strip(child)
+    strip(ds)
+    ds.save_as(path)
+    assert "ReferencedFrameNumber" not in str(pydicom.dcmread(path))
+    assert read_sr(path, volume)[0][0].slice_index == first_frame
