@@ -84,17 +84,13 @@ def _float_image(path: Path, frames: np.ndarray, syntax: str, *, double: bool) -
     ds.NumberOfFrames = len(frames)
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated = 64 if double else 32
-    order = "<" if UIDlittle(syntax) else ">"
+    order = "<" if pydicom.uid.UID(syntax).is_little_endian else ">"
     data = frames.astype(f"{order}f{8 if double else 4}").tobytes()
     if double:
         ds.DoubleFloatPixelData = data
     else:
         ds.FloatPixelData = data
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
-
-
-def UIDlittle(syntax: str) -> bool:  # noqa: N802 - reads like the UID property it wraps
-    return pydicom.uid.UID(syntax).is_little_endian
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian,

@@ -10,15 +10,8 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from tests.core.test_pixel_formats import _adc, _float_image
-from tests.ui.gui import _screen, _window
-
-
-def _hover(view, col: float, row: float) -> None:
-    viewport, pos = view.graphics.viewport(), _screen(view, col, row)
-    QApplication.sendEvent(viewport, QMouseEvent(
-        QMouseEvent.Type.MouseMove, QPointF(pos), QPointF(viewport.mapToGlobal(pos)),
-        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier))
-    QApplication.processEvents()
+from tests.ui.gui import _window
+from tests.ui.viewing.test_projection_images import hover
 
 
 @pytest.mark.parametrize("double", [False, True], ids=["float", "double"])
@@ -32,7 +25,7 @@ def test_float_map_opens_with_its_values(make_main_window, qtbot, tmp_path, doub
     doc, view = win.document, win.viewer.single_view
     assert doc.volume is not None and not doc.volume.bad_slices
     np.testing.assert_array_equal(doc.volume.voxels, frames.astype(doc.volume.voxels.dtype))
-    _hover(view, 5.5, 7.5)
+    hover(view, 5.5, 7.5)
     value = frames[doc.slice_index, 7, 5]
     assert f"{float(doc.volume.voxels[doc.slice_index, 7, 5]):g}" in win.status_label.text()
     assert float(f"{value:g}") == pytest.approx(float(value), rel=1e-5)

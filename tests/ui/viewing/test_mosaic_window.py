@@ -5,26 +5,18 @@ position and file."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QMouseEvent
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from medviewer.ui.viewing.browser import COL_IMAGES
 from tests.core.mosaic_files import mosaic_volumes, write_mosaics
-from tests.ui.gui import _screen, _window
+from tests.ui.gui import _window
+from tests.ui.viewing.test_projection_images import hover
 
 TIMES, SLICES, ROWS, COLUMNS = 3, 9, 12, 14
 FIRST = np.array([-100.0, -90.0, -20.0])  # slice 0's first pixel (axial, head first)
 SPACING = (3.0, 2.0, 2.5)  # slice step, row, column (mm)
-
-
-def _hover(view, col: float, row: float) -> None:
-    viewport, pos = view.graphics.viewport(), _screen(view, col, row)
-    QApplication.sendEvent(viewport, QMouseEvent(
-        QMouseEvent.Type.MouseMove, QPointF(pos), QPointF(viewport.mapToGlobal(pos)),
-        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier))
-    QApplication.processEvents()
 
 
 def test_mosaic_series_reads_as_slices_and_time_points(make_main_window, qtbot, tmp_path):
@@ -43,7 +35,7 @@ def test_mosaic_series_reads_as_slices_and_time_points(make_main_window, qtbot, 
     QApplication.processEvents()
     k, t = doc.slice_index, doc.time_index
     assert t == 2
-    _hover(view, 3.5, 2.5)
+    hover(view, 3.5, 2.5)
     x, y, z = FIRST + [3 * SPACING[2], 2 * SPACING[1], k * SPACING[0]]
     assert win.status_label.text().startswith(
         f"voxel (3, 2, {k})   {volumes[t, k, 2, 3]}")
