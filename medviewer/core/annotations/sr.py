@@ -159,10 +159,6 @@ def _header(path: str) -> Any:
                               "reference it, so restore the series.") from exc
 
 
-def _code(label: str) -> Any:
-    return sr_codes.label_code(label)
-
-
 def _algorithm(source: str) -> Any:
     import highdicom as hd
 
@@ -198,7 +194,7 @@ def _box_group(box: AnnotatedBox, refs: dict[int, _Ref]) -> Any:
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(box.uid, f"box {box.label}"[:64]),
         referenced_region=_region(corners, refs[box.slice_index]),
-        finding_type=_code(box.label), algorithm_id=_algorithm(box.source))
+        finding_type=sr_codes.label_code(box.label), algorithm_id=_algorithm(box.source))
 
 
 def _line_group(line: DistanceLine, refs: dict[int, _Ref]) -> Any:
@@ -226,7 +222,7 @@ def _area_group(area: AreaMeasurement, refs: dict[int, _Ref], modality: str) -> 
 
 def _finding(label: str, default: str) -> Any:
     """A ruler or ROI left with its default name ('distance', 'area') names no finding."""
-    return None if label == default else _code(label)
+    return None if label == default else sr_codes.label_code(label)
 
 
 def _label_group(label: ClassLabel, refs: dict[int, _Ref]) -> Any:
@@ -241,7 +237,7 @@ def _label_group(label: ClassLabel, refs: dict[int, _Ref]) -> Any:
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(label.uid, f"{label.scope} class {label.label}"[:64]),
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.SCT.Classification,
-                                                             _code(label.label))],
+                                                             sr_codes.label_code(label.label))],
         algorithm_id=_algorithm(label.source), source_images=images)
 
 
