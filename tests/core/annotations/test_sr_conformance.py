@@ -317,3 +317,29 @@ def test_a_reference_to_a_whole_multiframe_file_lands_on_its_first_frame(tmp_pat
     ds.save_as(path)
     assert "ReferencedFrameNumber" not in str(pydicom.dcmread(path))
     assert read_sr(path, volume)[0][0].slice_index == first_frame
+
+
+def test_a_label_has_the_same_code_in_the_sr_as_in_the_seg(ct_series, tmp_path):
+    """'nodule' and 'lung' are SNOMED's Nodule and Lung in the SEG's segments and in the SR's
+    findings alike (the SR used to code them privately)."""
+    import highdicom as hd
+
+    from medviewer.core.annotations.seg import write_seg
+
+    volume = load_series(scan(ct_series.folder, cache=False).all_series()[0])
+    names = ["background", "nodule", "lung"]
+    labels = np.zeros(volume.voxels.shape, np.uint8)
+    labels[4, 10:20, 10:20], labels[4, 30:40, 30:40] = 1, 2
+    seg = pydicom.dcmread(write_seg(labels, volume, names, tmp_path / "seg.dcm"))
+    in_seg = {item.SegmentLabel: item.SegmentedPropertyTypeCodeSequence[0]
+              for item in seg.SegmentSequence}
+    boxes = BoxSet([AnnotatedBox(2, 3, 10, 12, 4, "nodule", sop_instance_uid=slice_uid(volume, 4)),
+                    AnnotatedBox(20, 3, 30, 12, 4, "lung", sop_instance_uid=slice_uid(volume, 4))])
+    sr = pydicom.dcmread(write_sr(tmp_path / "sr.dcm", volume, boxes, annotator="J"))
+    report = hd.sr.MeasurementReport.from_sequence([hd.sr.Comprehensive3DSR.from_dataset(sr)])
+    in_sr = {g.tracking_identifier.removeprefix("box "): g.finding_type
+             for g in report.get_planar_roi_measurement_groups()}
+    for name in ("nodule", "lung"):
+        code = in_seg[name]
+        assert (in_sr[name].value, in_sr[name].scheme_designator) == \
+            (code.CodeValue, code.CodingSchemeDesignator)
