@@ -34,13 +34,8 @@ from medviewer.core.annotations.boxes import (
 )
 from medviewer.core.annotations.history import Box, History
 from medviewer.core.annotations.labelmap import Label, LabelMap, LabelTable, spacing_from_affine
-from medviewer.core.annotations.seg import (
-    AnnotationError,
-    property_codes,
-    read_seg,
-    read_seg_table,
-    write_seg,
-)
+from medviewer.core.annotations.seg import AnnotationError, property_codes, write_seg
+from medviewer.core.annotations.seg_read import read_seg, read_seg_table
 from medviewer.core.annotations.sr import (
     Annotations,
     Provenance,

@@ -26,10 +26,9 @@ from medviewer.core.annotations.seg import (
     AnnotationError,
     labels_without_voxels,
     quiet_highdicom,
-    read_seg,
-    read_seg_table,
     write_seg,
 )
+from medviewer.core.annotations.seg_read import read_seg, read_seg_table
 
 if TYPE_CHECKING:
     from medviewer.core.annotations.labelmap import LabelTable
