@@ -215,7 +215,10 @@ def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: s
         raise AnnotationError(path, "No label has any voxels, so there is no segmentation to "
                               "save.")
     datasets, frames = _source_datasets(volume, chosen)
-    prepare_sources(datasets, float(volume.spacing[0]) if hasattr(volume, "spacing") else 1.0)
+    try:
+        prepare_sources(datasets, float(getattr(volume, "spacing", (1.0,))[0]))
+    except ValueError as exc:
+        raise AnnotationError(path, str(exc)) from exc
     pixels = _numbered(_pixels_for_sources(label_map, chosen, frames, datasets), values)
     seg = _segmentation(datasets, pixels, segment_descriptions(
         labels, colours, algorithm, codes_of=codes, origins=origins, values=values), path,

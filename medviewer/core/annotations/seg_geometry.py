@@ -9,7 +9,8 @@ that in three ways, each fixed here on the headers read for the save (never in t
   Measures: its frames lie on the referenced image, which keeps its own spacing. The SEG gets
   the source's PatientOrientation instead (Type 2C without a plane orientation).
 - a cross-sectional image with an empty SliceThickness (Type 2) gets the slice step, as
-  SliceThickness is Type 1C in the SEG's Pixel Measures.
+  SliceThickness is Type 1C in the SEG's Pixel Measures; one without a usable PixelSpacing
+  (itself invalid) is refused with that reason (ValueError) rather than copied.
 - SpacingBetweenSlices is the step between the referenced planes when they are evenly spaced,
   measured from their positions, and absent otherwise (a series with gaps), never a header's
   value copied onto planes it does not describe.
@@ -28,11 +29,12 @@ _STEP_TOLERANCE = 0.01  # relative: steps within 1 % of each other are "evenly s
 
 def prepare_sources(datasets: Sequence[Any], slice_step: float) -> None:
     """Make the source headers (read for this save only) ones that highdicom turns into a
-    readable, valid SEG."""
+    readable, valid SEG; ValueError, with the reason, for a source no valid SEG can have."""
     for ds in datasets:
         if "SharedFunctionalGroupsSequence" in ds:
             _prepare_enhanced(ds, slice_step)
         elif "ImageOrientationPatient" in ds:
+            _check_spacing(ds.get("PixelSpacing"))
             if not _positive(ds.get("SliceThickness")):
                 ds.SliceThickness = _ds(slice_step)
         else:  # a projection image: its frames are placed by reference, not by geometry
@@ -52,6 +54,7 @@ def _prepare_enhanced(ds: Any, slice_step: float) -> None:
             return
         shared.PixelMeasuresSequence = copy.deepcopy(measures)
     item = shared.PixelMeasuresSequence[0]
+    _check_spacing(item.get("PixelSpacing"))
     if not _positive(item.get("SliceThickness")):
         item.SliceThickness = _ds(slice_step)
 
@@ -107,6 +110,16 @@ def _positions(sources: Sequence[Any]) -> tuple[list[Any], Any]:
         if orientation is None and "PlaneOrientationSequence" in frame:
             orientation = frame.PlaneOrientationSequence[0].get("ImageOrientationPatient")
     return [p for p in positions if p], orientation
+
+
+def _check_spacing(spacing: Any) -> None:
+    """A cross-sectional image's SEG repeats its pixel size, which DICOM requires of it."""
+    if not spacing or len(spacing) != 2 or not all(_positive(v) for v in spacing):
+        said = "no PixelSpacing" if not spacing else \
+            "PixelSpacing " + "\\".join(str(v) for v in spacing)
+        raise ValueError(f"The source images have {said}, so a DICOM SEG of them cannot say "
+                         "its pixel size; fix the series' PixelSpacing to save a "
+                         "segmentation of it.")
 
 
 def _positive(value: Any) -> bool:

@@ -190,3 +190,49 @@ def test_geometry_is_what_the_source_planes_are(saved):
     else:
         step = float(np.linalg.norm(positions[1] - positions[0]))
         assert spacing is not None and float(spacing) == pytest.approx(step, rel=1e-3), kind
+
+
+def _ct_with(folder: Path, **change) -> object:
+    """The small CT with header values changed in every file (None deletes), loaded."""
+    _ct(folder)
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        for keyword, value in change.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+        ds.save_as(path)
+    return load_series(scan(folder, cache=False).all_series()[0])
+
+
+def _lesion(volume) -> tuple[np.ndarray, LabelTable]:
+    table = LabelTable()
+    table.add("lesion")
+    labels = np.zeros(volume.voxels.shape, np.uint8)
+    labels[2, 5:12, 5:12] = 1
+    return labels, table
+
+
+def test_an_empty_slice_thickness_gets_the_slice_step(tmp_path):
+    volume = _ct_with(tmp_path / "ct", SliceThickness="")  # Type 2: present, empty
+    labels, table = _lesion(volume)
+    path, _ = Workspace.for_series(volume).save_labels(labels, volume, table)
+    measures = pydicom.dcmread(path).SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SliceThickness) == pytest.approx(2.5)
+    np.testing.assert_array_equal(read_seg_table(path, volume)[0], labels)
+
+
+@pytest.mark.parametrize("spacing", [[0, 0], None])
+def test_a_cross_sectional_series_without_a_pixel_size_is_refused_with_the_reason(
+        tmp_path, spacing):
+    from medviewer.core.annotations import AnnotationError
+
+    volume = _ct_with(tmp_path / "ct", PixelSpacing=spacing)
+    labels, table = _lesion(volume)
+    workspace = Workspace.for_series(volume)
+    with pytest.raises(AnnotationError, match="PixelSpacing") as refused:
+        workspace.save_labels(labels, volume, table)
+    assert "0.0\\0.0" in refused.value.reason if spacing else "no PixelSpacing" in \
+        refused.value.reason
+    assert not workspace.seg_path.exists()
