@@ -402,6 +402,7 @@ class AiController(QObject):
         menu.run_series_action.setEnabled(ready)
         methods = explain_methods(chosen) if chosen is not None else []
         menu.explain_action.setEnabled(ready and methods != [])  # None: not known here
+        menu.show_explain_reason(explain_refusal(chosen) if ready and methods == [] else "")
         menu.set_explain_methods(methods if ready and methods else [])
         fusion = [m for m in self.models.values() if m.task == "fusion" and not self.why_not(m)]
         menu.compare_action.setEnabled(doc.volume is not None and bool(fusion))
@@ -409,6 +410,16 @@ class AiController(QObject):
         menu.export_action.setEnabled(doc.ai_output is not None)
         result = doc.ai_result
         menu.mask_action.setEnabled(result is not None and result.label_map is not None)
+
+
+def explain_refusal(manifest: Manifest) -> str:
+    """Why no explanation applies to a model, in a sentence (lab 1's fully connected net)."""
+    try:
+        from medviewer.explain import why_not
+
+        return why_not(manifest, None)
+    except Exception:  # noqa: BLE001 - a broken explain package must not break the menu
+        return f"No explanation method applies to {manifest.title}."
 
 
 def explain_methods(manifest: Manifest) -> list[str] | None:

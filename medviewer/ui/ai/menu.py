@@ -9,6 +9,7 @@ emits what the reader chose; `AiController` does it.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,9 @@ from PySide6.QtWidgets import QMenu, QWidget
 from medviewer.inference import Manifest, ModelError
 
 RUN_SLICE_KEY, RUN_SERIES_KEY = "Ctrl+R", "Ctrl+Shift+R"
+TOOLTIP_COLUMNS = 72  # characters per tooltip line
+EXPLAIN_TIP = ("Where the chosen model looked on this slice (Grad-CAM / EigenCAM), in the "
+               "background")
 NO_MODELS_TEXT = "No models installed (models/ folder, or MEDVIEWER_MODELS_DIR)"
 
 
@@ -44,6 +48,13 @@ def describe_metrics(metrics: dict[str, Any], limit: int = 8) -> str:
     return f"{text} ({'; '.join(context)})" if context else text
 
 
+def wrapped(lines: Sequence[str], width: int = TOOLTIP_COLUMNS) -> str:
+    """Lines broken at words to `width` characters: a tooltip is one line per line of text,
+    however wide the screen."""
+    return "\n".join(textwrap.fill(line, width, break_on_hyphens=False) or line
+                     for line in lines)
+
+
 def model_tooltip(manifest: Manifest, reason: str = "") -> str:
     """Description, held-out metrics and what the model reads, as the menu's tooltip."""
     spec = manifest.input
@@ -58,7 +69,7 @@ def model_tooltip(manifest: Manifest, reason: str = "") -> str:
                  + (f", with {' and '.join(spec.extras)}" if spec.extras else ""))
     if reason:
         lines.append(f"Not available: {reason}")
-    return "\n".join(lines)
+    return wrapped(lines)
 
 
 class AiMenu(QMenu):
@@ -79,9 +90,7 @@ class AiMenu(QMenu):
                                               "Run the chosen model on the slice on screen")
         self.run_series_action = self._command(owner, "Run on &Whole Series", RUN_SERIES_KEY,
                                                "Run the chosen model on every slice")
-        self.explain_action = self._command(owner, "&Explain (Heatmap)", "",
-                                            "Where the chosen model looked on this slice "
-                                            "(Grad-CAM / EigenCAM), in the background")
+        self.explain_action = self._command(owner, "&Explain (Heatmap)", "", EXPLAIN_TIP)
         self.explain_menu = QMenu("Explain &With", owner)
         self.explain_menu.setToolTipsVisible(True)
         self.compare_action = self._command(owner, "&Compare Fusion Methods (Lab 3)", "",
@@ -138,6 +147,15 @@ class AiMenu(QMenu):
         self.addSeparator()
         self.addAction(self.clear_action)
         self.addAction(self.export_action)
+
+    def show_explain_reason(self, reason: str) -> None:
+        """Explain greyed out says why ('' : the usual text and tooltip)."""
+        action = self.explain_action
+        action.setText("&Explain (Heatmap): not for this model" if reason
+                       else "&Explain (Heatmap)")
+        tip = wrapped([reason]) if reason else EXPLAIN_TIP
+        action.setToolTip(tip)
+        action.setStatusTip(reason or EXPLAIN_TIP)
 
     def set_explain_methods(self, methods: Sequence[str]) -> None:
         """The chosen model's explanation methods (the default first), by name."""

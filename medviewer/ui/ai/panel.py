@@ -21,11 +21,12 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QProgressBar,
-    QPushButton,
     QScrollArea,
     QSlider,
+    QStyle,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -40,13 +41,17 @@ EMPTY_TEXT = ("No AI result on this series. Choose a model in the AI menu, then 
 
 
 def _table(headers: list[str]) -> QTableWidget:
+    """Columns as wide as their contents (a dock is narrow: headers and texts are short), the
+    last one taking what is left."""
     table = QTableWidget(0, len(headers))
     table.setHorizontalHeaderLabels(headers)
     table.verticalHeader().hide()
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setMinimumSectionSize(24)
+    header.setStretchLastSection(True)
     return table
 
 
@@ -145,7 +150,9 @@ class AiPanel(QWidget):
 
     def _build_verdicts(self) -> None:
         self.verdicts_group, layout = self._group("Series verdicts (one per method)")
-        self.verdicts_table = _table(["Method", "Verdict", "Probability", ""])
+        self.verdicts_table = _table(["Method", "Verdict", "Prob.", ""])
+        self.verdicts_table.horizontalHeaderItem(2).setToolTip("Probability of the verdict")
+        self.verdicts_table.horizontalHeader().setStretchLastSection(False)
         self.failures_label = QLabel()
         self.failures_label.setWordWrap(True)
         layout.addWidget(self.verdicts_table)
@@ -174,7 +181,9 @@ class AiPanel(QWidget):
         self.threshold_label = QLabel()
         row = self._row("Score ≥", self.threshold_slider)
         row.addWidget(self.threshold_label)
-        self.boxes_table = _table(["Slice", "Label", "Score", "x0", "y0", "x1", "y1"])
+        self.boxes_table = _table(["Slice", "Label", "Score", "Box (px)"])
+        self.boxes_table.horizontalHeaderItem(3).setToolTip("x0,y0\u2013x1,y1 in pixels of the "
+                                                            "image")
         self.boxes_table.cellDoubleClicked.connect(self._on_box_chosen)
         layout.addLayout(row)
         layout.addWidget(self.boxes_table)
@@ -296,13 +305,25 @@ class AiPanel(QWidget):
             table.setItem(row, 0, method)
             table.setItem(row, 1, _item(label))
             table.setItem(row, 2, _item(f"{probability:.3f}", align_right=True))
-            button = QPushButton("CSV…")
-            button.setToolTip(f"Export the verdict of {result.title or result.model_id} as CSV")
-            button.clicked.connect(lambda _=False, r=result: self.sigExportVerdict.emit(r))
-            table.setCellWidget(row, 3, button)
+            table.setCellWidget(row, 3, self._csv_button(result))
+        # a cell widget is no content to ResizeToContents: its column gets the button's width
+        table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Fixed)
+        table.setColumnWidth(3, max((table.cellWidget(r, 3).sizeHint().width()
+                                     for r in range(table.rowCount())), default=60) + 6)
         _fit_rows(table)
         self.failures_label.setText("<br>".join(f"Could not run {f}" for f in output.failures))
         self.failures_label.setVisible(bool(output.failures))
+
+    def _csv_button(self, result: Result) -> QToolButton:
+        """A save icon (a dock is narrow: a text button's column would be cut off)."""
+        button = QToolButton()
+        button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_DialogSaveButton))
+        button.setText("CSV")
+        button.setAutoRaise(True)
+        button.setObjectName("verdictCsvButton")
+        button.setToolTip(f"Export the verdict of {result.title or result.model_id} as CSV")
+        button.clicked.connect(lambda _=False, r=result: self.sigExportVerdict.emit(r))
+        return button
 
     def show_agreement(self, scores: dict[str, dict]) -> None:
         rows = "".join(f"<tr><td>{name}</td><td align=right>{s['dice']:.3f}</td>"
@@ -364,8 +385,8 @@ class AiPanel(QWidget):
         table = self.boxes_table
         table.setRowCount(len(shown))
         for row, b in enumerate(sorted(shown, key=lambda b: (b.slice_index, -b.score))):
-            values = (b.slice_index + 1, b.label, f"{b.score:.3f}", *(
-                f"{v:.0f}" for v in (b.x0, b.y0, b.x1, b.y1)))
+            values = (b.slice_index + 1, b.label, f"{b.score:.3f}",
+                      f"{b.x0:.0f},{b.y0:.0f}\u2013{b.x1:.0f},{b.y1:.0f}")
             for col, value in enumerate(values):
                 table.setItem(row, col, _item(value, col != 1))
         _fit_rows(table, 8)

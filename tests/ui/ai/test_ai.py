@@ -71,7 +71,7 @@ def test_menu_groups_models_by_lab_and_greys_out_what_cannot_read_the_series(
     assert "Test Seg" in seg.text() and "v1.0.0" in seg.text()
     assert "A tiny test segmentation graph." in seg.toolTip()
     assert ("Held-out metrics: accuracy 0.9; dice: bone 0.8, soft tissue 0.8 "
-            "(n: 12; split: held-out test phantoms)") in seg.toolTip()
+            "(n: 12; split: held-out test phantoms)") in " ".join(seg.toolTip().split())
     assert any("broken-model" in t for t in texts)  # a bad folder is listed, not a crash
     assert not menu.run_slice_action.isEnabled()  # nothing open yet
     assert window.ai.run_model("test-seg") is False
