@@ -29,7 +29,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import medviewer.core.synthetic as syn  # noqa: E402
-from medviewer.core.annotations.seg import read_seg, write_seg  # noqa: E402
+from medviewer.core.annotations import read_seg, write_seg  # noqa: E402
 from medviewer.core.dicom import load_series, scan  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
