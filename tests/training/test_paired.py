@@ -81,3 +81,19 @@ def test_the_interval_is_seeded_and_covers_the_known_mean_difference():
         paired_comparison(_cases(old), _cases(new))
     assert first["ci"] == again["ci"]
     assert first["ci"][0] <= first["mean_difference"] <= first["ci"][1]
+
+
+def test_detection_scores_each_case_for_the_paired_comparison():
+    """Detectors get per-case scores too (the recall of each case's boxes), so their verdict
+    is paired like the others'; a case without truth boxes has none to score."""
+    from medviewer.training.evaluate import Collector
+
+    collector = Collector("detection", ["cardiomegaly", "normal heart"])
+    hit = (np.array([[10.0, 10, 50, 50]]), np.array([0.9]), np.array([1]))
+    miss = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+    truth = {"boxes": np.array([[12.0, 11, 49, 50]]), "labels": np.array([1])}
+    collector.add_boxes(hit, truth, "film A")
+    collector.add_boxes(miss, truth, "film B")
+    collector.add_boxes(hit, {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, np.int64)},
+                        "film C")
+    assert collector.scores()["per_case"] == {"film A": 1.0, "film B": 0.0}
