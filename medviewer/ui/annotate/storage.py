@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime as dt
 import getpass
 from collections.abc import Iterable
 from dataclasses import replace
@@ -40,6 +41,7 @@ from medviewer.core.annotations import (
     discard_autosave,
     read_seg_table,
 )
+from medviewer.core.annotations.sr import sidecar_path_for
 from medviewer.core.annotations.workspace import AUTOSAVE_NAME
 from medviewer.ui.annotate.box_controller import set_classes
 from medviewer.ui.annotate.measures import Saved, document_measurements, saved_measurements
@@ -109,9 +111,13 @@ def load_task(_ctx: Any, volume: Any) -> tuple[Annotation | None, list[Saved], l
     workspace = Workspace.for_series(volume)
     seg, seg_problem = _read(lambda: workspace.load_seg_table(volume))  # names, colours, codes
     sr, sr_problem = _read(lambda: workspace.load_sr(volume))
+    notes = [f"the {what} could not be read ({problem.reason}); {_set_aside(workspace, kind)}"
+             for what, kind, problem in (("segmentation", "seg", seg_problem),
+                                         ("boxes, classes and measurements", "sr", sr_problem))
+             if problem]
     if seg is None and sr is None:
-        if seg_problem or sr_problem:
-            raise seg_problem or sr_problem
+        if notes:
+            raise AnnotationError(None, "; ".join(notes) + ".")
         return None, [], []
     labelmap = LabelMap.for_volume(volume)
     if seg is not None:
@@ -122,10 +128,24 @@ def load_task(_ctx: Any, volume: Any) -> tuple[Annotation | None, list[Saved], l
     if sr is not None and workspace.sr_path.exists():
         model = read_provenance(workspace.sr_path).model
     saved = [*sr.lines, *sr.areas] if sr is not None else []
-    notes = [f"the {what} could not be read ({problem.reason}); the file was left as it is"
-             for what, problem in (("segmentation", seg_problem),
-                                   ("boxes, classes and measurements", sr_problem)) if problem]
     return Annotation(labelmap, History(labelmap), boxes, model), saved, notes
+
+
+def _set_aside(workspace: Workspace, kind: str) -> str:
+    """Rename the unreadable file of `kind` (an SR with its sidecar) so that no save replaces
+    or removes it; says where it is."""
+    path = workspace.newest(kind)
+    if path is None:
+        return "the file was left as it is"
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    kept = path.with_name(f"{path.stem}.unreadable-{stamp}{path.suffix}")
+    try:
+        path.rename(kept)
+        if kind == "sr" and sidecar_path_for(path).exists():
+            sidecar_path_for(path).rename(sidecar_path_for(kept))
+    except OSError:  # a read-only folder: no save can replace it there either
+        return "the file was left as it is"
+    return f"it was kept as {kept.name}, which no save replaces"
 
 
 def _read(load: Any) -> tuple[Any, AnnotationError | None]:

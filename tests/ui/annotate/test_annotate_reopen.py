@@ -140,9 +140,17 @@ def test_an_unreadable_seg_does_not_take_the_boxes_classes_and_rulers_with_it(
     assert (back.uid, back.slice_index) == (box.uid, k)
     assert doc.annotation.boxes.class_of(k).label == "cardiomegaly"
     assert len(doc.measurements) == 1
-    assert seg.read_bytes() == damaged  # left as it is
     assert not doc.annotation.dirty
-
+    (kept,) = seg.parent.glob("segmentation.unreadable-*.dcm")
+    assert kept.name in failed.args[0] and kept.read_bytes() == damaged
+    # painting again and saving writes a new SEG beside it: the damaged one is never replaced
+    doc.add_label("lesion")
+    ctl.set_tool("brush")
+    ctl.set_brush(radius_mm=RADIUS)
+    _paint(win, [(20, 20), (30, 30)])
+    with qtbot.waitSignal(ctl.sigSaved, timeout=10_000):
+        _ctrl_s(win)
+    assert seg.read_bytes() != damaged and kept.read_bytes() == damaged
 
 
 def test_closing_with_save_keeps_what_the_seg_could_not_hold_in_the_autosave(
@@ -226,4 +234,6 @@ def test_an_unreadable_sr_does_not_take_the_segmentation_with_it(tmp_path, ct_se
     assert [label.name for label in annotation.labelmap.table] == ["lesion"]
     assert len(notes) == 1 and notes[0].startswith("the boxes, classes and measurements could "
                                                    "not be read")
-    assert sr.read_bytes() == b"not an SR" * 30
+    (kept,) = sr.parent.glob("annotations.unreadable-*.dcm")
+    assert kept.name in notes[0] and kept.read_bytes() == b"not an SR" * 30
+    assert kept.with_suffix(".json").is_file() and not sr.exists()  # its sidecar went with it
