@@ -3,14 +3,16 @@
 One row per segment of the chosen series' SEGs: its name, its voxels, and a choice of the
 model's labels plus "exclude". Rows start on the label the segment matches by name or SNOMED
 code (`training.labels.auto_label`); one that matches none starts on "choose a label", and
-the dialog will not start while such a segment holds voxels: its voxels would otherwise be
-trained as background. The choices become the job's data.segment_labels (`mapping()`).
-Reading the SEGs runs in a worker (`RetrainDialog` starts it); this widget only shows them.
+the dialog will not start while such a segment holds voxels (`refusal()`): its voxels would
+otherwise be trained as background. The choices become the job's data.segment_labels
+(`mapping()`). `read()` reads the chosen series' SEGs in a worker (pydicom only, the source
+images are not loaded); a newer `read()` drops the answer of an older one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -24,7 +26,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from medviewer.training.labels import Segment, auto_label
+from medviewer.training.labels import Segment, auto_label, series_segments
 
 CHOOSE = "\u2014 choose a label \u2014"
 EXCLUDE_TEXT = "exclude (ignored in training)"
@@ -42,6 +44,8 @@ class LabelMappingBox(QGroupBox):
         self.segments: list[Segment] = []
         self.labels: list[str] = []
         self._chosen: dict[str, str] = {}  # the reader's own choices, kept across refreshes
+        self.pending = False  # a read of the series' SEGs is under way
+        self._reads = 0
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.table = QTableWidget(0, 3)
@@ -60,8 +64,38 @@ class LabelMappingBox(QGroupBox):
         layout.addWidget(self.table)
         self.combos: list[QComboBox] = []
 
-    def show_reading(self) -> None:
+    def read(self, pool: Any, entries: Sequence[Any], labels: Sequence[str]) -> None:
+        """The segments of the SEGs of `entries` (the job's data.series), in a worker of
+        `pool`; sigChanged when they are shown."""
+        self._reads += 1
+        if not entries:
+            self.pending = False
+            self.set_segments([], labels)
+            return
+        self.pending = True
         self._note("Reading the segments of the chosen series\u2026")
+        self.sigChanged.emit()
+        run, entries = self._reads, list(entries)
+        pool.start(lambda _ctx: series_segments(entries),
+                   on_result=lambda found: self._on_read(run, labels, *found),
+                   on_error=lambda exc: self._on_read(run, labels, [], [str(exc)]))
+
+    def _on_read(self, run: int, labels: Sequence[str], segments: list[Segment],
+                 problems: list[str]) -> None:
+        if run == self._reads:  # else the series or the model changed meanwhile
+            self.pending = False
+            self.set_segments(segments, labels, problems)
+
+    def refusal(self, model: str) -> str:
+        """Why training must not start yet ('' when it may)."""
+        if self.pending:
+            return "Reading the segments of the chosen series\u2026"
+        undecided = self.unmapped()
+        if not undecided:
+            return ""
+        names = ", ".join(f"{s.name!r} ({s.voxels:,} voxels)" for s in undecided)
+        return (f"Map or exclude {names} in the label mapping: it matches no label of {model}, "
+                "and unmapped its voxels would train as background.")
 
     def set_segments(self, segments: Sequence[Segment], labels: Sequence[str],
                      problems: Sequence[str] = ()) -> None:

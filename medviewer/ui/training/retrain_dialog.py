@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
 
 from medviewer.inference import Manifest, ModelError, list_models
 from medviewer.inference.versions import publish
-from medviewer.training.labels import series_segments
 from medviewer.training.metrics import comparison_text
 from medviewer.ui.common.guard import guarded
 from medviewer.ui.common.host import Host
@@ -80,7 +79,6 @@ class RetrainDialog(QDialog):
         self.job_path: Path | None = None
         self.extra_job: dict[str, Any] = {}  # merged into the job (scripts, tests)
         self.models: dict[str, Manifest] = {}
-        self.segments_pending, self._segments_run = False, 0
         self._segments_timer = QTimer(self)  # many check changes at once: one reading
         self._segments_timer.setSingleShot(True)
         self._segments_timer.timeout.connect(self.refresh_segments)
@@ -240,44 +238,18 @@ class RetrainDialog(QDialog):
         return manifest is not None and manifest.task == "segmentation"
 
     def refresh_segments(self) -> None:
-        """Read the chosen series' segments (a worker) into the label mapping; only a
+        """Read the chosen series' segments into the label mapping (a worker); only a
         segmentation model trains on segments."""
-        self._segments_run += 1
-        self.mapping_box.setVisible(self._segmentation())
-        entries = self.series_list.checked_entries()
-        if not self._segmentation() or not entries:
-            self.segments_pending = False
-            self.mapping_box.set_segments([], self.models[self.model_id].label_names
-                                          if self.model_id in self.models else [])
-            return
-        self.segments_pending = True
-        self.mapping_box.show_reading()
-        self._sync_start()
-        run = self._segments_run
-        self.host.pool.start(lambda _ctx: series_segments(entries),
-                             on_result=lambda found: self._on_segments(run, found),
-                             on_error=lambda exc: self._on_segments(run, ([], [str(exc)])))
-
-    def _on_segments(self, run: int, found: tuple[list, list[str]]) -> None:
-        if run != self._segments_run or self.model_id not in self.models:
-            return  # the choice of series or model changed meanwhile
-        self.segments_pending = False
-        segments, problems = found
-        self.mapping_box.set_segments(segments, self.models[self.model_id].label_names,
-                                      problems)
+        segmentation = self._segmentation()
+        self.mapping_box.setVisible(segmentation)
+        manifest = self.models.get(self.model_id)
+        self.mapping_box.read(self.host.pool,
+                              self.series_list.checked_entries() if segmentation else [],
+                              manifest.label_names if manifest is not None else [])
 
     def start_refusal(self) -> str:
         """Why Start is refused now ('' when it is not)."""
-        if not self._segmentation():
-            return ""
-        if self.segments_pending:
-            return "Reading the segments of the chosen series…"
-        undecided = self.mapping_box.unmapped()
-        if undecided:
-            names = ", ".join(f"{s.name!r} ({s.voxels:,} voxels)" for s in undecided)
-            return (f"Map or exclude {names} in the label mapping: it matches no label of "
-                    f"{self.model_id}, and unmapped its voxels would train as background.")
-        return ""
+        return self.mapping_box.refusal(self.model_id) if self._segmentation() else ""
 
     def _sync_start(self) -> None:
         reason = self.start_refusal()

@@ -35,7 +35,7 @@ def _mapping_dialog(win, qtbot) -> RetrainDialog:
     dialog = RetrainDialog(win, model_id=UNET, command=FAKE)
     qtbot.add_widget(dialog)
     dialog.show()
-    qtbot.waitUntil(lambda: not dialog.segments_pending and bool(dialog.mapping_box.segments),
+    qtbot.waitUntil(lambda: not dialog.mapping_box.pending and bool(dialog.mapping_box.segments),
                     timeout=WAIT_MS)
     return dialog
 

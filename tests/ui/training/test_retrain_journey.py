@@ -49,7 +49,7 @@ def test_corrections_saved_in_the_viewer_train_the_next_version(make_main_window
     items = dialog._series_items()
     assert [i.checkState() for i in items] == [Qt.CheckState.Checked]  # the saved series
     # the accepted prediction's segments are named like the model's labels: all matched
-    qtbot.waitUntil(lambda: not dialog.segments_pending and bool(dialog.mapping_box.segments),
+    qtbot.waitUntil(lambda: not dialog.mapping_box.pending and bool(dialog.mapping_box.segments),
                     timeout=30_000)
     assert dialog.mapping_box.unmapped() == [] and dialog.start_button.isEnabled()
     assert set(dialog.job_from_form()["data"]["segment_labels"].values()) <= {
