@@ -64,3 +64,38 @@ def test_the_job_file_takes_a_mapping_and_refuses_a_malformed_one(tmp_path):
         load_job(job({"segment 1": 3}))
     with pytest.raises(TrainingError, match="segment_labels' must be an object"):
         load_job(job(["segment 1"]))
+
+
+def test_segments_of_a_fractional_seg_from_another_tool(tmp_path):
+    """A FRACTIONAL SEG written by highdicom as another tool would (two segments, one coded
+    Lung, frames of one segment only on some slices): names, codes and voxel counts."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from medviewer.core import synthetic as syn
+    from medviewer.training.labels import read_segments
+
+    hu, _ = syn.ct_chest_phantom((4, 32, 32), (5.0, 2.0, 2.0), seed=1, nodules=())
+    syn.write_series(tmp_path / "ct", hu, spacing=(5.0, 2.0, 2.0), seed=1)
+    sources = sorted((pydicom.dcmread(p) for p in (tmp_path / "ct").iterdir()),
+                     key=lambda ds: float(ds.ImagePositionPatient[2]))
+    masks = np.zeros((4, 32, 32, 2), np.float32)
+    masks[1, 4:10, 4:10, 0] = 0.6  # 36 voxels of "Left lung"
+    masks[2, 20:22, 20:25, 1] = 1.0  # 10 voxels of "Marker"
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="other tool", version="1", family=codes.cid7162.ArtificialIntelligence)
+    descriptions = [
+        hd.seg.SegmentDescription(1, "Left lung", codes.SCT.AnatomicalStructure,
+                                  codes.SCT.Lung, hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                                  algorithm),
+        hd.seg.SegmentDescription(2, "Marker", codes.SCT.Tissue, codes.SCT.Tissue,
+                                  hd.seg.SegmentAlgorithmTypeValues.MANUAL)]
+    seg = hd.seg.Segmentation(sources, masks, hd.seg.SegmentationTypeValues.FRACTIONAL,
+                              descriptions, hd.UID(), 99, hd.UID(), 1, "Other", "Tool", "1",
+                              "0", max_fractional_value=255)
+    seg.save_as(tmp_path / "seg.dcm")
+    found = {s.name: s for s in read_segments(tmp_path / "seg.dcm")}
+    assert found["Left lung"].voxels == 36 and found["Marker"].voxels == 10
+    assert auto_label("Left lung", found["Left lung"].code, LABELS) == "lung"
+    assert [s.name for s in unmapped(found.values(), LABELS, {})] == ["Marker"]
