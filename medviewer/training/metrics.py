@@ -297,8 +297,8 @@ def paired_comparison(current: Mapping[str, Any] | None, candidate: Mapping[str,
     (the interval is still given from 2 cases on, as a hint). JSON-safe.
     """
     current, candidate = dict(current or {}), dict(candidate or {})
-    cases = sorted(c for c in set(current) & set(candidate)
-                   if not _is_nan(current[c]) and not _is_nan(candidate[c]))
+    cases = sorted((c for c in set(current) & set(candidate)
+                    if not _is_nan(current[c]) and not _is_nan(candidate[c])), key=_natural)
     old = np.array([float(current[c]) for c in cases])
     new = np.array([float(candidate[c]) for c in cases])
     diffs = new - old
@@ -323,6 +323,13 @@ def paired_comparison(current: Mapping[str, Any] | None, candidate: Mapping[str,
     else:
         out["verdict"] = "no clear difference"
     return out
+
+
+def _natural(name: str) -> list:
+    """'case 2' before 'case 10': numbers in names compare as numbers."""
+    import re
+
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", str(name))]
 
 
 def comparison_text(paired: Mapping[str, Any], what: str = "score") -> str:
