@@ -270,7 +270,10 @@ def arrange(frames: list[Frame], ref: Dataset) -> tuple[list[list[int]], np.ndar
         # with an orientation but no position is neither flipped nor turned by it)
         bare = replace(frames[grid[0][0]], orientation=_orientation(None))
         step = np.array([0.0, 0.0, _nominal_step(frames[0].instance, ref)])
-        notes = [] if len(frames) == 1 else [
+        # a stack of Secondary Capture images (scanned films, digits) has no positions by
+        # definition: saying so would be noise
+        capture = str(ref.get("SOPClassUID", "")).startswith("1.2.840.10008.5.1.4.1.1.7")
+        notes = [] if len(frames) == 1 or (capture and not mixed) else [
             "The images lie in different orientations (a localizer, rotating projections): "
             "shown one by one in acquisition order, without MPR or slice positions." if mixed
             else "The images carry no slice positions: they are ordered by instance number."]
