@@ -3,7 +3,7 @@
 `ProgressView`: progress bar with ETA, the loss curves (per step and per epoch, validation)
 and the main metric per epoch, and the log; it draws a `training_process.RunHistory`.
 `CompareView` reads the run's compare.json (both versions evaluated through ONNX Runtime on the same
-validation split): a table of metrics, main metric first, the better value of each row
+validation split): a table of metrics, main metric first, the higher value of each row
 marked; ROC curves of both when the task has them, else the score of every validation
 case as points; and the two confusion matrices where the task has one. All metrics in
 compare.json are higher-is-better (the training contract).
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
@@ -47,13 +47,13 @@ if TYPE_CHECKING:
 SIDES = ("current", "candidate")
 CURVE_PENS = {"steps": "#5b6b7f", "train": "#4aa3ff", "val": "#f5a623", "metric": "#7ed957"}
 COLOURS = {"current": "#9aa0a6", "candidate": "#4aa3ff"}
-BETTER_BRUSH = QColor("#1f5130")
 TIE = 1e-9  # equal to this: neither side is highlighted
 
 
 @dataclass(frozen=True)
 class MetricRow:
-    """One line of the table: a metric, both values (None: not measured), who is better."""
+    """One line of the table: a metric, both values (None: not measured), whose is higher
+    (in bold: an average, no verdict; the verdict is the paired comparison's)."""
 
     name: str
     current: float | None
@@ -253,7 +253,6 @@ class CompareView(QWidget):
                 value = getattr(row, side)
                 item = _item("\u2014" if value is None else f"{value:.4f}", row.better == side)
                 if row.better == side:
-                    item.setBackground(QBrush(BETTER_BRUSH))
                     item.setToolTip("the higher average; whether the difference is real is "
                                     "what the paired interval above says")
                 self.table.setItem(r, c, item)

@@ -161,6 +161,9 @@ def test_a_higher_average_inside_the_paired_interval_is_not_called_better(dialog
     differences = [float(table.item(r, 3).text()) for r in range(12)]
     assert sum(d < 0 for d in differences) == 6 and sum(differences) > 0
     assert view.cases_table.isVisibleTo(dialog)
+    main = view.table  # the higher average is marked, not painted as the better version
+    assert main.item(0, 2).font().bold() and "higher average" in main.item(0, 2).toolTip()
+    assert main.item(0, 2).background().style() == Qt.BrushStyle.NoBrush
 
 
 def test_cancel_ends_the_child_and_publishes_nothing(dialog, qtbot, monkeypatch):
