@@ -31,7 +31,7 @@ def describe_metrics(metrics: dict[str, Any], limit: int = 8) -> str:
     manifest's metrics, nested per-label dicts included."""
     values, context = [], []
     for key, value in metrics.items():
-        if isinstance(value, bool):
+        if isinstance(value, bool) or key == "versus_baseline":  # a comparison, not a score
             continue
         if key == "n" or key.startswith("n_"):  # how many cases: context, not a score
             context.append(f"{key}: {value}")
