@@ -210,7 +210,7 @@ class AiController(QObject):
         k = self.document.slice_index
         slices = [k] if scope == "slice" and not series_level else None
         scope = "series" if slices is None else "slice"
-        where = f"slice {k + 1}" if slices else "the whole series"
+        where = f"slice {self.document.image_position(k=k) + 1}" if slices else "the whole series"
         self.host.set_status(f"Running {manifest.title} on {where}\u2026")
         self.host.tasks.start("ai", run_model_task, self.cache, manifest, volume, slices,
                                 scope, on_result=self._on_run,
@@ -242,7 +242,8 @@ class AiController(QObject):
         if manifest is None:
             return False
         k = self.document.slice_index
-        self.host.set_status(f"Explaining {manifest.title} on slice {k + 1}\u2026")
+        self.host.set_status(f"Explaining {manifest.title} on slice "
+                             f"{self.document.image_position(k=k) + 1}\u2026")
         self.host.tasks.start("explain", explain_task, manifest, self.document.volume, k,
                                 method, on_result=self._on_explained,
                                 on_error=lambda exc: self._on_error(manifest, exc))
@@ -266,7 +267,8 @@ class AiController(QObject):
             return
         self.document.set_explanation(explanation)
         notes = f" ({explanation.notes})" if explanation.notes else ""
-        self.host.set_status(f"{explanation.method} on slice {explanation.slice_index + 1} "
+        number = self.document.image_position(k=explanation.slice_index) + 1
+        self.host.set_status(f"{explanation.method} on slice {number} "
                                f"in {explanation.seconds:.1f} s{notes}")
         self.dock.show()
         self.sigRunFinished.emit(explanation)

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from medviewer.inference.results import Result
 from medviewer.ui.document.ai_state import rgb
+from medviewer.ui.document.reading_aids import STACK
 from medviewer.ui.document.study import StudyDocument
 
 PLOT_EVERY_LABEL = 4  # up to this many labels, one curve each; above, the top score only
@@ -239,10 +240,14 @@ class AiPanel(QWidget):
         if output.scope == "series" or not result.slice_indices:
             where = "the whole series"
         else:
-            where = f"slice {result.slice_indices[0] + 1}"
+            where = f"slice {self._number(result.slice_indices[0])}"
         return (f"<b>{result.title or result.model_id}</b> {result.model_version} on {where}"
                 f"<br>{result.provider.replace('ExecutionProvider', '')} · "
                 f"{timings_text(result)}")
+
+    def _number(self, k: int) -> int:
+        """The image number the views show for slice index k (the reading order)."""
+        return self.document.image_position(k=k) + 1
 
     def _on_slice_changed(self, k: int) -> None:
         if not self.scores_group.isHidden():
@@ -251,17 +256,18 @@ class AiPanel(QWidget):
             self._fill_heatmap(k)
 
     def _fill_scores(self, result: Result, k: int) -> None:
-        self.slice_line.setValue(k)
+        self.slice_line.setValue(self._number(k))
         if k not in result.slice_indices:
-            run = result.slice_indices
+            run = sorted(self._number(i) for i in result.slice_indices)
             self.predicted_label.setText(f"Not run on this slice (run on {len(run)} slice(s): "
-                                         f"{', '.join(str(i + 1) for i in run[:5])}"
+                                         f"{', '.join(str(n) for n in run[:5])}"
                                          f"{'…' if len(run) > 5 else ''}).")
             self.scores_table.setRowCount(0)
             return
         row = result.slice_indices.index(k)
         label, probability = result.predicted(row)
-        self.predicted_label.setText(f"Slice {k + 1}: <b>{label}</b> ({probability:.3f})")
+        self.predicted_label.setText(f"Slice {self._number(k)}: <b>{label}</b> "
+                                     f"({probability:.3f})")
         pairs = list(zip(result.labels, result.scores[row], strict=True))
         if len(pairs) > PLOT_EVERY_LABEL:  # many classes: the likely ones first
             pairs.sort(key=lambda pair: -pair[1])
@@ -284,14 +290,16 @@ class AiPanel(QWidget):
         self.series_plot.setVisible(many)
         if not many:
             return
-        x = np.asarray(result.slice_indices)
+        x = np.asarray([self._number(k) for k in result.slice_indices])  # as the views count
+        order = np.argsort(x)
+        x, scores = x[order], result.scores[order]
         if len(result.labels) > PLOT_EVERY_LABEL:  # ten digits' curves would be a tangle
-            plot.plot(x, result.scores.max(axis=1), pen=pg.mkPen((230, 230, 230), width=2),
+            plot.plot(x, scores.max(axis=1), pen=pg.mkPen((230, 230, 230), width=2),
                       name="top label's probability")
             return
         for i, name in enumerate(result.labels):
             colour = rgb(result.colours[i] if i < len(result.colours) else "", i)
-            plot.plot(x, result.scores[:, i], pen=pg.mkPen(colour, width=2), name=name)
+            plot.plot(x, scores[:, i], pen=pg.mkPen(colour, width=2), name=name)
 
     def _fill_verdicts(self) -> None:
         output = self.document.ai_output
@@ -359,8 +367,9 @@ class AiPanel(QWidget):
 
     def _fill_heatmap(self, k: int) -> None:
         exp = self.document.explanation
-        where = (f"slice {exp.slice_index + 1}" if exp.slice_index == k else
-                 f"slice {exp.slice_index + 1} (you are on slice {k + 1}; go back to see it)")
+        shown = self._number(exp.slice_index)
+        where = (f"slice {shown}" if exp.slice_index == k else
+                 f"slice {shown} (you are on slice {self._number(k)}; go back to see it)")
         target = f" for {exp.target}" if exp.target else ""
         notes = f"<br>{exp.notes}" if exp.notes else ""
         self.heatmap_label.setText(f"<b>{exp.method}</b> of {exp.model_id}{target} on {where}, "
@@ -384,8 +393,9 @@ class AiPanel(QWidget):
         shown = [b for b in result.boxes if b.score >= self.document.ai_display.min_score]
         table = self.boxes_table
         table.setRowCount(len(shown))
-        for row, b in enumerate(sorted(shown, key=lambda b: (b.slice_index, -b.score))):
-            values = (b.slice_index + 1, b.label, f"{b.score:.3f}",
+        for row, b in enumerate(sorted(shown, key=lambda b: (self._number(b.slice_index),
+                                                              -b.score))):
+            values = (self._number(b.slice_index), b.label, f"{b.score:.3f}",
                       f"{b.x0:.0f},{b.y0:.0f}\u2013{b.x1:.0f},{b.y1:.0f}")
             for col, value in enumerate(values):
                 table.setItem(row, col, _item(value, col != 1))
@@ -402,7 +412,7 @@ class AiPanel(QWidget):
     def _on_box_chosen(self, row: int, _col: int) -> None:
         item = self.boxes_table.item(row, 0)
         if item is not None:
-            self.sigGoToSlice.emit(int(item.text()) - 1)
+            self.sigGoToSlice.emit(self.document.index_at_position(STACK, int(item.text()) - 1))
 
     def set_label_checked(self, name: str, visible: bool) -> None:
         """What a click on a label's Show box does (for tests and scripts)."""

@@ -227,7 +227,8 @@ class BoxReview(QWidget):
         self.table.setRowCount(len(boxes))
         for row, box in enumerate(boxes):
             score = "" if box.score is None else f"{box.score:.2f}"
-            for col, text in enumerate((str(box.slice_index + 1), box.label, score, box.state)):
+            number = self.document.image_position(k=box.slice_index) + 1  # as the views count
+            for col, text in enumerate((str(number), box.label, score, box.state)):
                 self.table.setItem(row, col, QTableWidgetItem(text))
             self.table.setCellWidget(row, 4, self._buttons(box))
         self.accept_above_button.setEnabled(any(b.state == PROPOSED for b in boxes))

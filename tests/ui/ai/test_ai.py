@@ -172,13 +172,16 @@ def test_classifier_over_the_series_shows_the_current_slice_and_the_course(ai_wi
     for k in (0, doc.slice_count // 2):
         doc.set_slice(k)
         label, p = result.predicted(k)
-        assert f"Slice {k + 1}: <b>{label}</b> ({p:.3f})" == panel.predicted_label.text()
+        n = doc.image_position(k=k) + 1  # the number the views show (head first)
+        assert f"Slice {n}: <b>{label}</b> ({p:.3f})" == panel.predicted_label.text()
         bars = [panel.scores_table.cellWidget(r, 1) for r in range(2)]
         assert [b.value() for b in bars] == [round(s * 1000) for s in result.scores[k]]
-        assert panel.slice_line.value() == k
+        assert panel.slice_line.value() == n
     curves = panel.series_plot.getPlotItem().listDataItems()
-    assert len(curves) == 2 and len(curves[1].getData()[0]) == doc.slice_count
-    assert np.allclose(curves[1].getData()[1], result.scores[:, 1])
+    numbers = np.array([doc.image_position(k=i) + 1 for i in range(doc.slice_count)])
+    assert numbers[0] == doc.slice_count  # the phantom's first index is its lowest slice
+    assert curves[1].getData()[0].tolist() == sorted(numbers.tolist())
+    assert np.allclose(curves[1].getData()[1], result.scores[np.argsort(numbers), 1])
 
 
 def test_many_classes_show_the_likely_ones_first_and_clear_removes_all(ai_window):
@@ -196,7 +199,8 @@ def test_many_classes_show_the_likely_ones_first_and_clear_removes_all(ai_window
     order = [panel.scores_table.item(r, 0).text() for r in range(6)]
     assert order == [labels[i] for i in np.argsort(-scores[k], kind="stable")]
     (curve,) = panel.series_plot.getPlotItem().listDataItems()  # top score, not 6 tangles
-    assert np.allclose(curve.getData()[1], scores.max(axis=1))
+    numbers = [doc.image_position(k=i) for i in range(n)]  # plotted in reading order
+    assert np.allclose(curve.getData()[1], scores.max(axis=1)[np.argsort(numbers)])
     assert ai_window.ai.menu.clear_action.isEnabled()
     ai_window.ai.menu.clear_action.trigger()
     assert doc.ai_output is None and panel.summary.text().startswith("No AI result")
@@ -209,7 +213,7 @@ def test_classifier_on_one_slice_says_where_it_ran(ai_window, qtbot):
     label, p = doc.ai_result.predicted(0)
     assert f"{label} ({p:.2f})" in window.status_label.text()
     doc.set_slice(k + 2)
-    assert f"Not run on this slice (run on 1 slice(s): {k + 1})" in \
+    assert f"Not run on this slice (run on 1 slice(s): {doc.image_position(k=k) + 1})" in \
         window.ai.panel.predicted_label.text()
 
 
@@ -237,6 +241,11 @@ def test_boxes_are_drawn_where_the_model_put_them_and_the_threshold_hides_them(a
     panel.threshold_slider.setValue(20)
     assert sorted(b.label for b, _, _ in view.layers["ai"].box_items) == ["mass", "nodule"]
     assert panel.boxes_table.rowCount() == 2 and "2 of 2" in panel.boxes_group.title()
+    k = window.document.slice_index  # the table numbers the slice as the views do
+    assert panel.boxes_table.item(0, 0).text() == str(window.document.image_position(k=k) + 1)
+    window.document.step(2)
+    panel.boxes_table.cellDoubleClicked.emit(0, 0)  # and a row takes the reader back to it
+    assert window.document.slice_index == k
     panel.threshold_slider.setValue(95)
     assert view.layers["ai"].box_items == [] and panel.boxes_table.rowCount() == 0
     window.document.step(1)  # boxes belong to their slice

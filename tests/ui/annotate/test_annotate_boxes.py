@@ -71,6 +71,9 @@ def test_draw_move_resize_relabel_delete_each_one_undo_step_among_strokes(window
     assert drawn.sop_instance_uid == doc.volume.sources[k].sop_instance_uid
     assert doc.selected_box == drawn.uid and drawn.uid in ctl.box_overlay.items
     assert len(ctl.box_overlay.handles.data) == 8  # corners and edge middles to grab
+    review = ctl.panel.box_review  # the box list numbers the slice as the views do
+    review.sync()
+    assert review.table.item(0, 0).text() == str(doc.image_position(k=k) + 1)
 
     _box_drag(win, [(20, 20), (23, 21), (26, 24)])  # inside: move by about (6, 4)
     moved = _only_box(doc)
