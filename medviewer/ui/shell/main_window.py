@@ -15,8 +15,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -137,7 +144,12 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.measurements_dock)
         self.tabifyDockWidget(self.tags_dock, self.measurements_dock)  # a tab beside the tags
         self.tags_dock.raise_()
-        self.resizeDocks([self.browser_dock, self.tags_dock], [360, 360],
+        self._sized = False  # the docks get their default widths when first shown
+
+    def _default_dock_widths(self) -> None:
+        """Room for the browser's names and the AI and annotation tables: Qt lays docks out
+        only once the window has its size, so this runs on show and on View ▸ Reset Layout."""
+        self.resizeDocks([self.browser_dock, self.tags_dock], [280, 380],
                          Qt.Orientation.Horizontal)
 
     def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
@@ -393,6 +405,7 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state)
         self.browser_dock.show()
         self.tags_dock.show()
+        QTimer.singleShot(0, self._default_dock_widths)  # after the restored layout has run
 
     def show_shortcuts(self) -> None:
         """Help ▸ Keyboard Shortcuts: one non-modal list of every key and mouse action."""
@@ -477,7 +490,13 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         state = self.settings.value(STATE_KEY)
         if isinstance(state, QByteArray | bytes):
-            self.restoreState(state)
+            self._sized = self.restoreState(state)  # the reader's own widths win
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._sized:
+            self._sized = True
+            QTimer.singleShot(0, self._default_dock_widths)  # once the layout has run
 
     def save_settings(self) -> None:
         self.settings.setValue(GEOMETRY_KEY, self.saveGeometry())

@@ -176,6 +176,31 @@ def test_window_layout_is_remembered(make_main_window, qtbot, temp_settings):
     assert not again.tags_dock.isHidden()
 
 
+def test_the_docks_start_wide_enough_for_their_tables_and_keep_the_readers_width(
+        make_main_window, qtbot, temp_settings):
+    """A first start gives the right-hand docks (tags, AI results, annotation tables) room;
+    a width the reader chose comes back next time; Reset Layout gives the default again."""
+    window = make_main_window()
+    window.resize(1400, 900)
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.waitUntil(lambda: window.tags_dock.width() >= 360, timeout=2000)  # laid out
+    assert window.ai.dock.width() >= 360
+    assert window.browser_dock.width() >= 260
+    window.resizeDocks([window.tags_dock], [300], Qt.Orientation.Horizontal)  # the reader
+    qtbot.waitUntil(lambda: window.tags_dock.width() < 360, timeout=2000)
+    chosen = window.tags_dock.width()
+    window.close()
+    again = make_main_window(settings=temp_settings())
+    again.resize(1400, 900)
+    again.show()
+    qtbot.waitExposed(again)
+    qtbot.wait(100)  # what a default sizing would need to show up
+    assert again.tags_dock.width() == chosen
+    again.reset_layout()
+    qtbot.waitUntil(lambda: again.tags_dock.width() >= 360, timeout=2000)
+
+
 def _drag_and_drop(window, urls: list[QUrl]) -> tuple[bool, bool]:
     """Drag enter then drop, as the platform sends them; returns whether each was accepted."""
     mime = QMimeData()
