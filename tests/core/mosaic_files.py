@@ -90,7 +90,7 @@ def _mosaic_header(t: int, study: str, series: str, syntax: str, image_type: str
     ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "120000", "1", "", ""
     ds.PatientBirthDate, ds.PatientSex = "19700101", "O"
     ds.SeriesNumber, ds.AcquisitionNumber, ds.InstanceNumber = 5, t + 1, t + 1
-    ds.AcquisitionTime = f"1200{t:02d}.000000"
+    ds.AcquisitionTime = f"12{t // 60:02d}{t % 60:02d}.000000"  # one per second
     ds.EchoTime, ds.RepetitionTime, ds.FlipAngle, ds.MagneticFieldStrength = 30, 2000, 90, 3
     ds.InPlanePhaseEncodingDirection = "COL"
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
