@@ -1,16 +1,25 @@
 """A model folder's manifest.json: what the model is, what it expects, how good it is.
 
 A model version is a folder holding `manifest.json`, `model.onnx` and `weights.safetensors`
-(the torch weights, for explanations and fine-tuning). The manifest records the sha256 of
-each file; `load_manifest` checks them, so a truncated copy or a swapped file is refused with
-a sentence instead of producing wrong answers.
+(the torch weights, for explanations and fine-tuning). Every field is checked against
+`manifest.schema.json` (types and ranges; docs/plugins.md publishes it) on every load, so a
+manifest that would make a model silently wrong (a std of 0, a window of width 0, a batch
+size of -1, NaN anywhere) is refused with a sentence naming the field. The manifest records
+the sha256 of each file and, since format 2, of itself (`manifest_sha256`, over its canonical
+JSON without that field); opening a model (`verify`) checks them all, so a truncated copy, a
+swapped file or an edited manifest is refused instead of producing wrong answers.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
+import math
+import re
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +29,19 @@ from medviewer.inference.errors import ModelError
 MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.safetensors"
-FORMAT = 1
+SCHEMA_FILE = "manifest.schema.json"
+CHECKSUM_KEY = "manifest_sha256"
+FORMAT = 2  # 2: the manifest carries its own checksum; 1 (or no "format"): older, without
 TASKS = ("classification", "fusion", "segmentation", "detection")
 # slice context: the current slice, previous/current/next as 3 channels, N slices centred on
 # the current one ("stack:N"), or the whole series resampled to N slices ("volume:N")
 CONTEXTS = ("single", "prev-current-next")
 EXTRAS = ("age", "sex")
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"  # ids and versions: one folder name (the schema's)
+MAX_DEPTH = 32  # nesting of the manifest's JSON (metrics and provenance are free-form)
+MAX_BYTES = 16 << 20  # a manifest is a few kilobytes; anything this big is not one
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,62 +109,105 @@ class Manifest:
         return d
 
 
-def _validate(d: dict[str, Any], where: Path) -> None:
-    missing = [k for k in ("id", "title", "lab", "plugin", "task", "arch", "version", "labels",
-                           "input", "onnx_inputs", "onnx_outputs") if k not in d]
+# ----------------------------------------------------------------------------- validation
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (draft 2020-12), shipped beside this module."""
+    return json.loads(resources.files(__package__).joinpath(SCHEMA_FILE).read_text("utf-8"))
+
+
+@functools.cache
+def _validator() -> Any:
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator  # + tuples as arrays: Manifest.to_dict keeps them
+    checker = base.TYPE_CHECKER.redefine(
+        "array", lambda _checker, value: isinstance(value, (list, tuple)))
+    return jsonschema.validators.extend(base, type_checker=checker)(schema())
+
+
+def validate(d: Any, where: Path) -> None:
+    """Every field's type and range (the schema), finite numbers, shallow nesting: one
+    ModelError naming the first wrong field, else nothing."""
+    if not isinstance(d, dict):
+        raise ModelError(where, "The manifest is not a JSON object.")
+    missing = [k for k in schema()["required"] if k not in d]
     if missing:
         raise ModelError(where, f"The manifest lacks {', '.join(missing)}; re-export the model "
                          "with `medviewer export`.")
-    if not isinstance(d["input"], dict) or not isinstance(d["labels"], (list, tuple)):
-        raise ModelError(where, "The manifest's input or labels are not in the expected form; "
-                         "re-export the model with `medviewer export`.")
-    if not isinstance(d.get("format", FORMAT), int):
-        raise ModelError(where, f"The manifest's format {d['format']!r} is not a number; "
-                         "re-export the model with `medviewer export`.")
-    if d.get("format", FORMAT) > FORMAT:
-        raise ModelError(where, f"The manifest is format {d['format']}, newer than this "
-                         f"MedViewer reads ({FORMAT}); update MedViewer.")
-    if d["task"] not in TASKS:
-        raise ModelError(where, f"Unknown task {d['task']!r}; expected one of {', '.join(TASKS)}.")
-    context = d["input"].get("context", "single")
-    if not _known_context(context):
-        raise ModelError(where, f"Unknown slice context {context!r} in the manifest; expected "
-                         f"{', '.join(CONTEXTS)}, stack:N or volume:N (N a whole number).")
-    bad = [e for e in d["input"].get("extras", ()) if e not in EXTRAS]
-    if bad:
-        raise ModelError(where, f"Unknown extra inputs {bad}; this MedViewer knows {EXTRAS}.")
+    fmt = d.get("format", 1)
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT:
+        raise ModelError(where, f"The manifest is format {fmt}, newer than this MedViewer "
+                         f"reads ({FORMAT}); update MedViewer.")
+    _check_plain(d, where)
+    for key in ("id", "version"):  # the schema's pattern would let a trailing newline through
+        if isinstance(d[key], str) and not re.fullmatch(SAFE_NAME, d[key]):
+            raise ModelError(where, f"The manifest's {key} {d[key][:100]!r} cannot name a "
+                             "folder (letters, digits, '.', '_', '+' and '-' only, not first "
+                             "'.'); re-export the model with another one.")
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(d))
+    if error is not None:
+        raise ModelError(where, _sentence(error))
+    spec = d["input"]
+    for key in ("mean", "std"):
+        values = spec.get(key, [0.0])
+        if len(values) not in (1, spec.get("channels", 1)):
+            raise ModelError(where, f"The manifest's input.{key} has {len(values)} values for "
+                             f"{spec.get('channels', 1)} channels; give one, or one per "
+                             "channel, and re-export the model.")
 
 
-def _known_context(context: object) -> bool:
-    """'single', 'prev-current-next', or 'stack:N' / 'volume:N' with N >= 1."""
-    if not isinstance(context, str):
-        return False
-    if context in CONTEXTS:
-        return True
-    kind, _, count = context.partition(":")
-    return kind in ("stack", "volume") and count.isdigit() and int(count) >= 1
+def _check_plain(d: dict[str, Any], where: Path) -> None:
+    """No NaN or Infinity (JSON has none; Python's parser lets them in), no deep nesting."""
+    pending: list[tuple[Any, str, int]] = [(d, "", 0)]
+    while pending:
+        value, at, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise ModelError(where, f"The manifest nests deeper than {MAX_DEPTH} levels (at "
+                             f"{at[:200]}); it is not one MedViewer wrote. Re-export the model.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ModelError(where, f"The manifest's {at} is {value}; every number must be "
+                             "finite (no NaN or Infinity). Fix it or re-export the model.")
+        if isinstance(value, dict):
+            pending += [(v, f"{at}.{k}" if at else str(k), depth + 1) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            pending += [(v, f"{at}[{i}]", depth + 1) for i, v in enumerate(value)]
+
+
+def _sentence(error: Any) -> str:
+    """A schema error as a sentence: the field, what is wrong, the rule when the schema says."""
+    at = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    field_name = at.lstrip(".") or "top level"
+    what = error.message if len(error.message) <= 300 else error.message[:300] + "..."
+    if error.validator == "additionalProperties":
+        what = f"unexpected field ({what})"
+    rule = error.schema.get("description") if isinstance(error.schema, dict) else None
+    return (f"The manifest's {field_name} is wrong: {what}" + (f" (expected: {rule})" if rule
+            else "") + ". Fix it or re-export the model with `medviewer export`.")
 
 
 def manifest_from_dict(d: dict[str, Any], folder: Path | None = None) -> Manifest:
     where = folder / MANIFEST if folder else Path(MANIFEST)
-    _validate(d, where)
+    validate(d, where)
     spec = dict(d["input"])
     for key in ("size", "window", "mean", "std", "extras", "modalities"):
         if spec.get(key) is not None:
             spec[key] = tuple(spec[key])
-    try:
-        return Manifest(
-            id=d["id"], title=d["title"], lab=int(d["lab"]), plugin=d["plugin"], task=d["task"],
-            arch=d["arch"], version=str(d["version"]),
-            labels=tuple(Label(**lab) for lab in d["labels"]), input=InputSpec(**spec),
-            onnx_inputs={k: list(v) for k, v in d["onnx_inputs"].items()},
-            onnx_outputs=tuple(d["onnx_outputs"]), metrics=d.get("metrics", {}),
-            provenance=d.get("provenance", {}), options=d.get("options", {}),
-            files=d.get("files", {}), description=d.get("description", ""), folder=folder)
-    except TypeError as exc:
-        raise ModelError(where, f"The manifest has an unexpected field ({exc}).") from exc
+    spec["size"] = tuple(int(s) for s in spec["size"])  # the schema lets 8.0 pass as 8
+    spec["channels"] = int(spec.get("channels", 1))
+    return Manifest(
+        id=d["id"], title=d["title"], lab=int(d["lab"]), plugin=d["plugin"], task=d["task"],
+        arch=d["arch"], version=d["version"],
+        labels=tuple(Label(**lab) for lab in d["labels"]), input=InputSpec(**spec),
+        onnx_inputs={k: list(v) for k, v in d["onnx_inputs"].items()},
+        onnx_outputs=tuple(d["onnx_outputs"]), metrics=d.get("metrics", {}),
+        provenance=d.get("provenance", {}), options=d.get("options", {}),
+        files=d.get("files", {}), description=d.get("description", ""), folder=folder)
 
 
+# ----------------------------------------------------------------------------- checksums
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -157,24 +216,59 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
-    """Read and validate `folder`/manifest.json; with `verify`, check every file's sha256."""
-    folder = Path(folder)
-    path = folder / MANIFEST
+def manifest_digest(d: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (keys sorted, no spaces) without its own
+    checksum: re-indenting the file keeps it, changing any value does not."""
+    body = {k: v for k, v in d.items() if k != CHECKSUM_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read(path: Path) -> Any:
+    folder = path.parent
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_BYTES:
+            raise ModelError(path, f"The manifest is {path.stat().st_size >> 20} MB, far too big "
+                             "for a manifest; restore the model folder from its source.")
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ModelError(folder, "This folder has no manifest.json, so it is not a model "
                          "folder; export one with `medviewer export`.") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(path, f"The manifest cannot be read ({exc}); restore the model "
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "it nests too deep" if isinstance(exc, RecursionError) else str(exc)[:300]
+        raise ModelError(path, f"The manifest cannot be read ({reason}); restore the model "
                          "folder from its source.") from exc
-    if not isinstance(d, dict):
-        raise ModelError(path, "The manifest is not a JSON object.")
+
+
+def load_manifest(folder: str | Path, *, verify: bool = True) -> Manifest:
+    """Read and validate `folder`/manifest.json; with `verify`, check the manifest's own
+    checksum and every file's sha256."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    d = _read(path)
     manifest = manifest_from_dict(d, folder)
     if verify:
+        verify_manifest(d, path)
         verify_files(manifest)
     return manifest
+
+
+def verify_manifest(d: dict[str, Any], path: Path) -> None:
+    """A format-2 manifest matches its own checksum; a format-1 one (an older MedViewer's,
+    already schema-checked) is accepted with a logged warning."""
+    if d.get("format", 1) < 2:
+        log.warning("%s: written by an older MedViewer, this manifest has no checksum of its "
+                    "own; its fields were checked. Re-export or publish the model to add one.",
+                    path)
+        return
+    if CHECKSUM_KEY not in d:
+        raise ModelError(path, f"The manifest lacks its own checksum ({CHECKSUM_KEY}), which "
+                         "format 2 always has: it was edited. Copy the folder again or "
+                         "re-export the model.")
+    if manifest_digest(d) != d[CHECKSUM_KEY]:
+        raise ModelError(path, "manifest.json does not match the checksum it records "
+                         f"({CHECKSUM_KEY}): it was edited or damaged after export. Copy the "
+                         "folder again or re-export the model.")
 
 
 def verify_files(manifest: Manifest, names: tuple[str, ...] = (ONNX_FILE, WEIGHTS_FILE)) -> None:
@@ -194,10 +288,13 @@ def verify_files(manifest: Manifest, names: tuple[str, ...] = (ONNX_FILE, WEIGHT
 
 
 def write_manifest(manifest: Manifest, folder: str | Path) -> Path:
-    """Record the files' checksums and write manifest.json atomically."""
+    """Validate, record the files' checksums and the manifest's own, write it atomically."""
     folder = Path(folder)
     files = {name: sha256(folder / name) for name in (ONNX_FILE, WEIGHTS_FILE)
              if (folder / name).is_file()}
-    d = manifest.to_dict()
-    d["files"] = files
+    d = {**manifest.to_dict(), "files": files}
+    _check_plain(d, folder / MANIFEST)
+    d = json.loads(json.dumps(d))  # tuples -> lists: what a reader will see
+    validate(d, folder / MANIFEST)
+    d[CHECKSUM_KEY] = manifest_digest(d)
     return write_text_atomic(folder / MANIFEST, json.dumps(d, indent=2, sort_keys=True) + "\n")

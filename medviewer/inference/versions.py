@@ -8,8 +8,11 @@ registry always did). A pointer naming a version that is no longer installed is 
 the newest version runs and the reason is reported (`active_problem`, and a problem in
 `registry.list_models`), so a deleted folder never leaves a model unusable.
 
-Publishing never overwrites: a candidate is verified (checksums), copied into a hidden
-".<version>-xxxx" folder of the store (the registry ignores dot folders) and renamed into place.
+Publishing never overwrites: a candidate is verified (schema and checksums), its two model
+files (regular files only: a symbolic link in a candidate is refused, never followed) are
+copied into a hidden staging folder of the store (staging.py; the registry ignores dot folders)
+beside a freshly written manifest, and the folder is renamed into place. Staging folders a
+killed publish left behind are removed by the next publish.
 A candidate whose files are identical to an installed version is refused (it is already
 published); a different candidate whose version number is taken (two runs trained from the same
 baseline, or a scratch run numbered 1.0.0) is published under `next_version` instead, its
@@ -23,18 +26,28 @@ import json
 import os
 import re
 import shutil
-import tempfile
+import stat
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from medviewer.core.atomic import shareable_mode, write_text_atomic
 from medviewer.inference.errors import ModelError
-from medviewer.inference.manifest import Manifest, load_manifest, write_manifest
+from medviewer.inference.manifest import (
+    MANIFEST,
+    ONNX_FILE,
+    SAFE_NAME,
+    WEIGHTS_FILE,
+    Manifest,
+    load_manifest,
+    write_manifest,
+)
+from medviewer.inference.staging import make_staging, remove_stale
 
 POINTER = "active.json"
 FIRST_VERSION = "1.0.0"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # one folder name, never ".." or "/"
+_SAFE_NAME = re.compile(SAFE_NAME)  # one folder name, never ".." or "/"
+COPY_CHUNK = 1 << 20
 ORIGINS = ("shipped", "user", "other")  # models/, the user store, a MEDVIEWER_MODELS_DIR root
 
 
@@ -71,7 +84,7 @@ def pointer_path(model_id: str) -> Path:
 
 def _checked_name(name: str, what: str) -> str:
     """`name` as one folder name in the store (ids and versions come from files)."""
-    if not _SAFE_NAME.match(name):
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
         raise ModelError(None, f"The {what} {name!r} cannot name a folder (letters, digits, "
                          "'.', '_', '+' and '-' only); re-export the model with another one.")
     return name
@@ -80,7 +93,7 @@ def _checked_name(name: str, what: str) -> str:
 # ----------------------------------------------------------------------------- the pointer
 def read_pointer(model_id: str) -> tuple[str | None, ModelError | None]:
     """The version active.json names (None: no pointer), or why it could not be read."""
-    if not _SAFE_NAME.match(model_id):
+    if not _SAFE_NAME.fullmatch(model_id):
         return None, None  # such an id can never have a pointer (set_active refuses it)
     path = pointer_path(model_id)
     try:
@@ -193,6 +206,7 @@ def set_active(model_id: str, version: str, roots: list[Path] | None = None) -> 
 def publish(candidate_folder: str | Path) -> Manifest:
     """Copy a verified candidate model folder into the user's store as a new version of its
     model and make it active. Returns the published manifest (its folder in the store)."""
+    _refuse_links(Path(candidate_folder))
     candidate = load_manifest(candidate_folder, verify=True)
     _checked_name(candidate.id, "model id")
     versions = list_versions(candidate.id)
@@ -208,6 +222,24 @@ def publish(candidate_folder: str | Path) -> Manifest:
     return load_manifest(folder, verify=False)
 
 
+def _refuse_links(folder: Path) -> None:
+    """The manifest and the model files must be regular files of the candidate folder: a link
+    could copy any file of this machine into the store."""
+    for name in (MANIFEST, ONNX_FILE, WEIGHTS_FILE):
+        path = folder / name
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue  # load_manifest says what is missing
+        except OSError as exc:
+            raise ModelError(path, f"The candidate's file cannot be read ({exc.strerror}).") \
+                from exc
+        if not stat.S_ISREG(mode):
+            kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+            raise ModelError(path, f"{name} in the candidate is {kind}; a model folder holds "
+                             "its own files, so it is not published. Export the model again.")
+
+
 def _copy_into_store(candidate: Manifest, version: str) -> Path:
     """Stage in a hidden folder beside the target, verify the copy, rename it into place."""
     parent = store_dir() / candidate.id
@@ -217,7 +249,8 @@ def _copy_into_store(candidate: Manifest, version: str) -> Path:
                          "but holds no readable model; move it away and publish again.")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=parent))
+        remove_stale(parent)
+        staging = make_staging(parent, version)
     except OSError as exc:
         raise ModelError(parent, f"Your model store cannot be written ({exc}); check the "
                          "folder's permissions and free space.") from exc
@@ -235,15 +268,28 @@ def _copy_into_store(candidate: Manifest, version: str) -> Path:
 
 
 def _fill(staging: Path, candidate: Manifest, version: str) -> None:
+    """The two model files (never through a link) and a manifest written from the validated
+    one (with its own checksum, whatever the candidate's format)."""
     os.chmod(staging, shareable_mode(0o777))  # mkdtemp's 0700 would hide it from other users
     source = Path(candidate.folder or ".")
-    shutil.copytree(source, staging, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns(".*"))
+    for name in (ONNX_FILE, WEIGHTS_FILE):
+        _copy_regular(source / name, staging / name)
+    provenance = candidate.provenance
     if version != candidate.version:
         provenance = {**candidate.provenance, "candidate_version": candidate.version}
-        write_manifest(replace(candidate, version=version, provenance=provenance), staging)
+    write_manifest(replace(candidate, version=version, provenance=provenance), staging)
     load_manifest(staging, verify=True)  # the copy is whole before anyone can list it
-    for path in staging.iterdir():
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
+
+
+def _copy_regular(source: Path, target: Path) -> None:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(source, flags)
+    with os.fdopen(fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise ModelError(source, f"{source.name} in the candidate is not a regular file; "
+                             "export the model again.")
+        with open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, COPY_CHUNK)
+            dst.flush()
+            os.fsync(dst.fileno())
+    os.chmod(target, shareable_mode())

@@ -211,6 +211,7 @@ def test_open_model_with_an_uninstalled_plugin(exported, tmp_path: Path) -> None
     shutil.copytree(manifest.folder, copy)
     d = json.loads((copy / mf.MANIFEST).read_text())
     d["plugin"] = "lab-from-elsewhere"
+    d[mf.CHECKSUM_KEY] = mf.manifest_digest(d)
     (copy / mf.MANIFEST).write_text(json.dumps(d))
     with pytest.raises(ModelError, match="No plugin named 'lab-from-elsewhere'"):
         registry.open_model(copy)

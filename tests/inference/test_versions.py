@@ -198,10 +198,19 @@ def test_a_damaged_version_cannot_be_made_active(store, tmp_path):
     assert _active_lab1().version == "1.0.0"
 
 
-@pytest.mark.parametrize("bad_id", ["../escape", ".hidden", "a/b"])
-def test_ids_that_cannot_name_a_folder_are_refused(store, tmp_path, bad_id):
+@pytest.mark.parametrize(("key", "bad"), [("id", "../escape"), ("id", ".hidden"),
+                                          ("id", "a/b"), ("version", "../../x"),
+                                          ("version", "1.0\n"), ("id", "..")])
+def test_ids_that_cannot_name_a_folder_are_refused(store, tmp_path, key, bad):
     folder = tmp_path / "odd"
-    write_model_folder(folder, classifier_onnx()[0], id=bad_id)
+    write_model_folder(folder, classifier_onnx()[0])
+    with pytest.raises(ModelError, match="cannot name a folder"):  # not written either
+        write_model_folder(folder, classifier_onnx()[0], **{key: bad})
+    d = json.loads((folder / mf.MANIFEST).read_text())  # by hand, as an older MedViewer would
+    d[key], d["format"] = bad, 1
+    del d[mf.CHECKSUM_KEY]
+    (folder / mf.MANIFEST).write_text(json.dumps(d))
     with pytest.raises(ModelError, match="cannot name a folder"):
         versions.publish(folder)
     assert not store.exists() or not any(store.rglob("manifest.json"))
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "x").exists()
