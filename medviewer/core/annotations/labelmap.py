@@ -31,6 +31,7 @@ from medviewer.core.annotations.seg import (
     AnnotationError,
     Origin,
     property_codes,
+    voxel_counts,
 )
 
 Code = tuple[str, str, str]  # (coding scheme designator, code value, code meaning)
@@ -264,8 +265,7 @@ class LabelMap:
 
     def voxel_counts(self) -> dict[int, int]:
         """Voxels per label value present in the map (background left out)."""
-        counts = np.bincount(self.array.ravel(), minlength=MAX_LABEL + 1)
-        return {v: int(n) for v, n in enumerate(counts) if v and n}
+        return {v: int(n) for v, n in enumerate(voxel_counts(self.array)) if v and n}
 
     def volume_ml(self, value: int) -> float:
         """Volume of one label in millilitres (cm3)."""

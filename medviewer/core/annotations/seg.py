@@ -181,6 +181,22 @@ def _source_datasets(volume: Any, slices: list[int]) -> tuple[list[Any], list[in
                           "segmentation of it cannot be saved as one DICOM SEG.")
 
 
+def check_unique_images(volume: Any, path: str | Path | None) -> None:
+    """AnnotationError when two files of the series share one SOPInstanceUID: a SEG or SR
+    names its images by that UID, so what it says could not be put back on the right slice
+    (a SEG on six such files read back with five slices empty). Nothing is written."""
+    first: dict[str, str] = {}
+    for source in getattr(volume, "sources", None) or []:
+        uid = str(getattr(source, "sop_instance_uid", "") or "")
+        other = first.setdefault(uid, source.path)
+        if uid and other != source.path:
+            raise AnnotationError(path, f"The files {Path(other).name} and "
+                                  f"{Path(source.path).name} share the SOP Instance UID "
+                                  f"{uid}, so saved annotations could not say which image "
+                                  "they belong to. Nothing was saved: give each file its own "
+                                  "UID (or remove the duplicate copies) and reopen the series.")
+
+
 def _read_header(pydicom: Any, path: str) -> Any:
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
@@ -214,6 +230,7 @@ def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: s
     if not values:
         raise AnnotationError(path, "No label has any voxels, so there is no segmentation to "
                               "save.")
+    check_unique_images(volume, path)
     datasets, frames = _source_datasets(volume, chosen)
     try:
         prepare_sources(datasets, float(getattr(volume, "spacing", (1.0,))[0]))
@@ -228,15 +245,24 @@ def write_seg(label_map: np.ndarray, volume: Any, labels: Sequence[str], path: s
     return _save_atomically(seg, Path(path))
 
 
+def voxel_counts(label_map: np.ndarray) -> np.ndarray:
+    """Voxels per label value (256 counts) of a uint8 map, slice by slice: one bincount over
+    the whole raveled map converts it to 8-byte indices first (10x slower on a CT)."""
+    counts = np.zeros(256, np.int64)
+    for plane in np.asarray(label_map, np.uint8).reshape(-1, *label_map.shape[-2:]):
+        counts += np.bincount(plane.ravel(), minlength=256)
+    return counts
+
+
 def labels_without_voxels(label_map: np.ndarray, labels: Sequence[str]) -> list[str]:
     """Names of the labels (values 1..) that have no voxel in the map: write_seg skips them."""
-    counts = np.bincount(np.asarray(label_map, np.uint8).ravel(), minlength=len(labels))
+    counts = voxel_counts(label_map)
     return [name for value, name in enumerate(labels) if value and not counts[value]]
 
 
 def _values_with_voxels(label_map: np.ndarray, chosen: list[int], count: int) -> list[int]:
     part = label_map if chosen == list(range(label_map.shape[0])) else label_map[chosen]
-    counts = np.bincount(part.ravel(), minlength=count)
+    counts = voxel_counts(part)
     return [v for v in range(1, count) if counts[v]]
 
 
