@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -78,6 +79,11 @@ def _cmd_train(ns: argparse.Namespace) -> int:
 def _cmd_scan(ns: argparse.Namespace) -> int:
     from medviewer.core.dicom import scan
 
+    missing = [path for path in ns.path if not os.path.lexists(path)]
+    for path in missing:
+        print(f"medviewer scan: {_printable(path)}: no such file or folder", file=sys.stderr)
+    if missing:
+        return 2
     result = scan(ns.path if len(ns.path) > 1 else ns.path[0], cache=not ns.no_cache)
     if ns.json:
         print(json.dumps(_scan_as_dict(result, ns.files), indent=2))
@@ -97,17 +103,25 @@ def _scan_as_dict(result, with_files: bool) -> dict:
     return out
 
 
+def _printable(text: object) -> str:
+    """Control characters (a terminal escape in a file name or header) and undecodable bytes
+    as backslash escapes: what is printed is what is there, and the terminal obeys none of it."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace")
+                   .decode("ascii") for c in str(text))
+
+
 def _print_scan(result) -> None:
+    out = _printable
     for p in result.patients:
-        print(f"{p.name or '(no name)'}  [{p.patient_id}]  {p.sex} {p.birth_date}".rstrip())
+        print(out(f"{p.name or '(no name)'}  [{p.patient_id}]  {p.sex} {p.birth_date}".rstrip()))
         for st in p.studies:
-            print(f"  study {st.date} {st.description}  ({st.study_instance_uid})")
+            print(out(f"  study {st.date} {st.description}  ({st.study_instance_uid})"))
             for s in st.series:
                 stack = f" stack {s.stack_index + 1}/{s.stack_count}" if s.stack_count > 1 else ""
-                print(f"    #{s.series_number if s.series_number is not None else '-'} "
-                      f"{s.modality:3} {s.image_count:5d} images  {s.description}{stack}")
+                print(out(f"    #{s.series_number if s.series_number is not None else '-'} "
+                          f"{s.modality:3} {s.image_count:5d} images  {s.description}{stack}"))
     for prob in result.problems:
-        print(f"unreadable: {prob.path}: {prob.reason}")
+        print(f"unreadable: {out(prob.path)}: {out(prob.reason)}")
     print(f"{result.files_seen} files, {len(result.all_series())} series, "
           f"{len(result.problems)} unreadable, {result.files_skipped} not DICOM"
           + (" (cancelled)" if result.cancelled else ""))
@@ -117,8 +131,11 @@ def _cmd_info(ns: argparse.Namespace) -> int:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    from medviewer.core.paths import open_regular
+
     try:
-        ds = pydicom.dcmread(ns.file, stop_before_pixels=True)
+        with open_regular(ns.file) as fh:  # a FIFO or /proc file would block the read
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         print(f"{ns.file}: not readable as DICOM: {exc}", file=sys.stderr)
         return 1

@@ -135,7 +135,7 @@ def kind_problem(mode: int) -> str | None:
     kind = stat.S_IFMT(mode)
     if kind in (stat.S_IFREG, stat.S_IFDIR):
         return None
-    return f"{_KINDS.get(kind, 'not a regular file')}, not a regular file: not read"
+    return f"{_KINDS.get(kind, 'an unknown kind of file')}, not a regular file: not read"
 
 
 @functools.lru_cache(maxsize=1)
@@ -167,7 +167,7 @@ def is_system(st: os.stat_result, real: str | None = None) -> bool:
     return real is not None and any(within(folder, real) for folder in SYSTEM_FOLDERS)
 
 
-SYSTEM_REASON = "a system file (/proc, /sys, /dev), not a regular file: not read"
+SYSTEM_REASON = "a system file (/proc, /sys, /dev or a kernel file system): not read"
 
 
 def open_regular(path: str | os.PathLike) -> BinaryIO:

@@ -16,6 +16,7 @@ import struct
 from typing import Any
 
 from medviewer.core.dicom.errors import DicomError
+from medviewer.core.paths import open_regular
 
 # tag -> (keyword, how to decode the raw value); the only elements a scan keeps
 TAGS: dict[int, tuple[str, str]] = {
@@ -233,8 +234,10 @@ class _Walk:
 
 
 def walk_file(path: str) -> tuple[dict[int, bytes], tuple[int, bool] | None]:
-    """Wanted raw values and (pixel data offset, encapsulated); Unsupported if not walkable."""
-    with open(path, "rb") as fh:
+    """Wanted raw values and (pixel data offset, encapsulated); Unsupported if not walkable.
+    Only regular files are opened: a FIFO, device or kernel file (/proc/kmsg blocks a read
+    forever) raises paths.UnsafePath, an OSError, before anything is read."""
+    with open_regular(path) as fh:
         size = os.fstat(fh.fileno()).st_size
         walk = _Walk(fh, size)
         if walk.buf[128:132] != b"DICM":
@@ -251,7 +254,7 @@ def walk_file(path: str) -> tuple[dict[int, bytes], tuple[int, bool] | None]:
 
 def first_fragment_offset(path: str, value_tell: int, little: bool) -> int:
     """Offset of the first fragment item after the Basic Offset Table at `value_tell`."""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         fh.seek(value_tell)
         head = fh.read(8)
     if len(head) < 8:

@@ -2,13 +2,15 @@
 
     scan(paths, *, progress=None, cancel=None, cache=True, workers=None) -> ScanResult
 
-`paths`: a folder (recursive; hidden entries skipped, symlink loops cut), a DICOMDIR file,
-a file, or a list of any of these. Headers only (see headers.py), in worker processes where
-that pays (`default_workers`); progress(done, total) after each chunk of files; cancel() ->
-True stops between chunks and returns what was found with `cancelled=True`. The index is
-cached in SQLite (cache.py) keyed by path, size and mtime; `cache` may be False or a path.
-Within one process, folders whose listing has not changed since the last scan with the same
-database are taken from a memo (`MEMO`) without touching the database.
+`paths`: a folder (recursive; hidden entries skipped; symlinks followed only while they stay
+inside it, core/paths.py), a DICOMDIR file, a file, or a list of any of these. Headers only
+(see headers.py), in worker processes where that pays (`default_workers`); progress(done,
+total) after each chunk of files; cancel() -> True stops before the next file and returns what
+was found with `cancelled=True`. Links out of the folder, FIFOs, devices, unreadable folders
+become a `FileProblem`. The index is cached in SQLite (cache.py) keyed by path, size and
+mtime; `cache` may be False or a path. Within one process, folders whose listing has not
+changed since the last scan with the same database are taken from a memo (`MEMO`) without
+touching the database.
 
 What becomes what: images are grouped Patient (ID + name) -> Study (StudyInstanceUID) ->
 Series (SeriesInstanceUID), a series split into stacks where orientation or image size
@@ -245,10 +247,12 @@ def _parse(todo: list[tuple], workers: int | None, cancel: CancelCheck | None) -
     if workers > 1 and len(todo) >= MIN_FILES_FOR_POOL:
         chunks = yield from _parse_in_pool(chunks, workers, cancel)
     for chunk in chunks:
-        if cancel and cancel():
+        rows = examine_files(chunk, cancel)
+        if rows:
+            yield rows
+        if len(rows) < len(chunk) or (cancel and cancel()):
             yield None
             return
-        yield examine_files(chunk)
 
 
 def default_workers() -> int:
@@ -285,10 +289,16 @@ def _parse_in_pool(chunks: list, workers: int, cancel: CancelCheck | None) -> It
     return []
 
 
-def examine_files(chunk: list[tuple[str, Stat]]) -> list[tuple[str, object]]:
-    """Worker side: (path, payload) per file (runs in a child process); payload as in
-    cache.py."""
-    return [(path, _examine(path)) for path, _stat in chunk]
+def examine_files(chunk: list[tuple[str, Stat]], cancel: CancelCheck | None = None
+                  ) -> list[tuple[str, object]]:
+    """(path, payload) per file, payload as in cache.py; in a worker process, or here with
+    `cancel` checked before each file (a slow share may take a second per file)."""
+    rows = []
+    for path, _stat in chunk:
+        if cancel is not None and cancel():
+            break
+        rows.append((path, _examine(path)))
+    return rows
 
 
 def _examine(path: str) -> object:

@@ -11,22 +11,24 @@ the folder's mtime nor its listing, only the file's own size or mtime).
 
 from __future__ import annotations
 
+import errno
 import os
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from stat import S_IFDIR, S_IFREG
+from stat import S_IFDIR, S_IFLNK, S_IFREG, S_ISDIR
 
 import pydicom
 
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import FileProblem
+from medviewer.core.paths import SYSTEM_REASON, is_system, kind_problem, open_regular, within
 
 CancelCheck = Callable[[], bool]
-# stat relative to a folder descriptor (POSIX); elsewhere (Windows) by full path
+# lstat relative to a folder descriptor (POSIX); elsewhere (Windows) by full path
 _DIR_FD = os.stat in os.supports_dir_fd and os.listdir in os.supports_fd
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-_REGULAR, _FOLDER = S_IFREG, S_IFDIR
+_REGULAR, _FOLDER, _LINK = S_IFREG, S_IFDIR, S_IFLNK
 
 
 @dataclass
@@ -65,13 +67,18 @@ class Targets:
         return sum(len(listing.names) for listing in self.folders.values())
 
     def add(self, path: str) -> None:
-        if os.path.isdir(path):
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            self._problem(path, _stat_reason(path, exc))
+            return
+        if S_ISDIR(st.st_mode):
             self.roots.append(path)
-            self._walk(path)
+            self._walk(path, st)
         elif os.path.basename(path).upper() == "DICOMDIR":
             self._add_dicomdir(path)
         else:
-            self._add_file(path)
+            self._add_file(path, st)
 
     def finish(self) -> Targets:
         """Fold files given one by one into the listings (after every `add`)."""
@@ -85,53 +92,67 @@ class Targets:
         self._picked.clear()
         return self
 
-    def _walk(self, root: str) -> None:
-        """Depth-first, hidden entries skipped, each real folder visited once."""
-        try:
-            st = os.stat(root)
-        except OSError:
+    def _problem(self, path: str, reason: str) -> None:
+        self.problems.append(FileProblem(path, reason))
+
+    def _walk(self, root: str, st: os.stat_result) -> None:
+        """Depth-first, hidden entries skipped, each real folder visited once; symlinks
+        followed only while they stay inside `root` (paths.py: the policy)."""
+        real_root = os.path.realpath(root)
+        if is_system(st, real_root):
+            self._problem(root, "a system folder (/proc, /sys, /dev): not scanned")
             return
         seen = {(st.st_dev, st.st_ino)}
-        stack = [root]
+        stack = [(root, real_root)]
         while stack:
             if self.cancel is not None and self.cancel():
                 self.cancelled = True
                 return
-            folder = stack.pop()
+            folder, real = stack.pop()
             if folder not in self.walked:
-                self._list_folder(folder, stack, seen)
+                self._list_folder(folder, _Place(real, real_root, stack, seen))
 
-    def _list_folder(self, folder: str, stack: list[str], seen: set[tuple[int, int]]) -> None:
+    def _list_folder(self, folder: str, place: _Place) -> None:
         """One stat per visible entry, relative to the open folder where the platform allows:
         looking up long absolute paths again and again measured ~15% of a re-scan."""
         try:
             fd = os.open(folder, _DIR_FLAGS) if _DIR_FD else None
-        except OSError:
-            return  # unreadable folder: nothing to index
+        except OSError as exc:
+            self._problem(folder, f"cannot open the folder: {exc.strerror or exc}")
+            return
         try:
             listed = sorted(os.listdir(folder if fd is None else fd))
             base = "" if fd is not None else os.path.join(folder, "")
-            self.folders[folder] = self._stat_all(folder, listed, base, fd, stack, seen)
+            self.folders[folder] = self._stat_all(folder, listed, base, fd, place)
             self.walked.add(folder)
-        except OSError:
-            pass
+        except OSError as exc:
+            self._problem(folder, f"cannot list the folder: {exc.strerror or exc}")
         finally:
             if fd is not None:
                 os.close(fd)
 
     def _stat_all(self, folder: str, listed: list[str], base: str, fd: int | None,
-                  stack: list[str], seen: set[tuple[int, int]]) -> FolderListing:
-        """The hot loop of a re-scan: files into the listing, new subfolders onto the stack."""
-        listing, subfolders, stat = FolderListing(), [], os.stat
+                  place: _Place) -> FolderListing:
+        """The hot loop of a re-scan: files into the listing, new subfolders onto the stack.
+        lstat, not stat: a symlink is looked at (`_follow`) before anything goes through it."""
+        listing, subfolders, lstat = FolderListing(), [], os.lstat
         names, stamps = listing.names, listing.stamps
         for name in listed:
             if name[0] == ".":
                 continue
             try:
-                st = stat(base + name, dir_fd=fd)
-            except OSError:
-                continue  # broken link, permission, gone meanwhile
-            kind = st.st_mode & 0o170000
+                st = lstat(base + name, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:  # else gone meanwhile
+                    self._problem(os.path.join(folder, name), f"cannot read: {exc.strerror}")
+                continue
+            kind, real = st.st_mode & 0o170000, None
+            if kind == _LINK:
+                followed = self._follow(folder, name, place)
+                if followed is None:
+                    continue
+                st, real = followed
+                kind = st.st_mode & 0o170000
             if kind == _REGULAR:
                 if len(name) == 8 and name.upper() == "DICOMDIR":
                     self.extra_skipped += 1  # the files it lists are in this walk already
@@ -139,33 +160,91 @@ class Targets:
                 names.append(name)
                 stamps.append(st.st_size)
                 stamps.append(st.st_mtime_ns)
-            elif kind == _FOLDER and (st.st_dev, st.st_ino) not in seen:  # else a loop
-                seen.add((st.st_dev, st.st_ino))
-                subfolders.append(os.path.join(folder, name))
-        stack.extend(reversed(subfolders))  # visit subfolders in name order
+            elif kind == _FOLDER:
+                real = real or os.path.join(place.real, name)
+                if self._enter(os.path.join(folder, name), real, st, place):
+                    subfolders.append((os.path.join(folder, name), real))
+            else:
+                self._problem(os.path.join(folder, name), kind_problem(st.st_mode) or "")
+        place.stack.extend(reversed(subfolders))  # visit subfolders in name order
         return listing
 
-    def _add_file(self, path: str) -> None:
+    def _follow(self, folder: str, name: str, place: _Place
+                ) -> tuple[os.stat_result, str] | None:
+        """(stat, resolved path) of a symlink's target when it may be followed; else None,
+        with the reason reported."""
+        path, target = os.path.join(folder, name), os.path.realpath(os.path.join(place.real, name))
+        if not within(place.real_root, target):
+            self._problem(path, f"a link to {target}, outside the folder being scanned: "
+                                "not followed")
+            return None
         try:
-            st = os.stat(path)
+            st = os.stat(target)
         except OSError as exc:
-            self.problems.append(FileProblem(path, f"cannot open the file: {exc.strerror}"))
+            self._problem(path, "a symbolic link loop: not followed" if exc.errno == errno.ELOOP
+                          else f"a link to {target}, which cannot be read: {exc.strerror}")
+            return None
+        if S_ISDIR(st.st_mode) and within(target, place.real):
+            self._problem(path, f"a link back to {target}, a folder that holds it: "
+                                "not followed")
+            return None
+        return st, target
+
+    def _enter(self, path: str, real: str, st: os.stat_result, place: _Place) -> bool:
+        """Whether to walk this subfolder: not a kernel folder, not one walked already (a
+        loop of bind mounts, or a link to a folder seen elsewhere in the tree)."""
+        if is_system(st, real):
+            self._problem(path, "a system folder (/proc, /sys, /dev): not scanned")
+            return False
+        key = (st.st_dev, st.st_ino)
+        if key in place.seen:
+            return False
+        place.seen.add(key)
+        return True
+
+    def _add_file(self, path: str, st: os.stat_result) -> None:
+        problem = kind_problem(st.st_mode) or (SYSTEM_REASON if is_system(st) else None)
+        if problem is not None:
+            self._problem(path, problem)
             return
         folder, name = os.path.split(path)
         self._picked.setdefault(folder, {})[name] = (st.st_size, st.st_mtime_ns)
 
     def _add_dicomdir(self, path: str) -> None:
         try:
-            references = dicomdir_files(path)
+            inside, outside = _dicomdir_references(path)
         except DicomError as exc:
-            self.problems.append(FileProblem(path, exc.reason))
+            self._problem(path, exc.reason)
             return
         self.extra_skipped += 1
-        for referenced in references:
-            if os.path.isfile(referenced):
-                self._add_file(referenced)
-            else:
-                self.problems.append(FileProblem(referenced, f"listed in {path} but missing"))
+        for referenced in outside:
+            self._problem(referenced, f"listed in {path} but outside its folder: not read")
+        for referenced in inside:
+            try:
+                st = os.stat(referenced)
+            except OSError:
+                self._problem(referenced, f"listed in {path} but missing")
+                continue
+            self._add_file(referenced, st)
+
+
+@dataclass
+class _Place:
+    """Where a walk stands: the resolved folder being listed, the resolved root it must stay
+    in, the folders still to visit (path, resolved path) and the folders seen (dev, inode)."""
+
+    real: str
+    real_root: str
+    stack: list[tuple[str, str]]
+    seen: set[tuple[int, int]]
+
+
+def _stat_reason(path: str, exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "no such file or folder"
+    if os.path.islink(path):
+        return "a symbolic link that leads nowhere (a loop or a missing target)"
+    return f"cannot open the file: {exc.strerror or exc}"
 
 
 def _listing(files: dict[str, tuple[int, int]]) -> FolderListing:
@@ -174,17 +253,26 @@ def _listing(files: dict[str, tuple[int, int]]) -> FolderListing:
 
 
 def dicomdir_files(path: str | os.PathLike) -> list[str]:
-    """Absolute paths of the files a DICOMDIR references, relative to its folder."""
+    """Absolute paths of the files a DICOMDIR references, relative to its folder; references
+    that lead out of the folder ('..', absolute paths, symlinks) are left out."""
+    return _dicomdir_references(path)[0]
+
+
+def _dicomdir_references(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(references inside the DICOMDIR's folder, references leading out of it)."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
-        ds = pydicom.dcmread(path)
+        with open_regular(path) as fh:
+            ds = pydicom.dcmread(fh)
         records = ds.DirectoryRecordSequence
     except Exception as exc:  # any pydicom failure means the same to the user
         raise DicomError(str(path), f"unreadable DICOMDIR: {exc}") from exc
-    files = []
+    real_folder, inside, outside = os.path.realpath(folder), [], []
     for record in records:
         parts = record.get("ReferencedFileID")
         if parts:
             parts = [parts] if isinstance(parts, str) else list(parts)
-            files.append(os.path.normpath(os.path.join(folder, *parts)))
-    return list(dict.fromkeys(files))
+            referenced = os.path.normpath(os.path.join(folder, *map(str, parts)))
+            real = os.path.realpath(referenced)
+            (inside if within(real_folder, real) else outside).append(referenced)
+    return list(dict.fromkeys(inside)), list(dict.fromkeys(outside))
