@@ -196,6 +196,17 @@ def test_fifo_named_directly_to_scan_info_and_load_series(fifo: Path, capsys) ->
         finishes(20, load_series, "/proc/self/status")
 
 
+@POSIX
+def test_load_series_of_a_folder_with_hostile_members_finishes(tmp_path: Path, fifo: Path) -> None:
+    _series(tmp_path / "ct")
+    (tmp_path / "ct" / "everything").symlink_to("/")
+    (tmp_path / "self").symlink_to("/proc/self")
+    (tmp_path / "ct" / "status").symlink_to("/proc/self/status")
+    volume = finishes(20, load_series, tmp_path)
+    assert volume.voxels.shape == (4, 8, 8)
+    assert any("status skipped" in note and "system file" in note for note in volume.warnings)
+
+
 # --- cancel -----------------------------------------------------------------------------------
 
 
