@@ -15,6 +15,7 @@ from itertools import repeat
 from operator import attrgetter
 
 from medviewer.core.dicom.cache import IMAGE, PROBLEM, SKIPPED, FolderRow, row_columns
+from medviewer.core.dicom.checks import usable_orientation, usable_position
 from medviewer.core.dicom.headers import HeaderFacts
 from medviewer.core.dicom.model import FileProblem, Instance, Patient, ScanResult, Series, Study
 
@@ -154,8 +155,9 @@ def _same_geometry(a: Instance, geometry: tuple) -> bool:
     rows, columns, orientation = geometry
     if a.rows != rows or a.columns != columns:
         return False
-    if a.orientation is None or orientation is None:
-        return a.orientation is orientation
+    mine, theirs = usable_orientation(a.orientation), usable_orientation(orientation)
+    if mine is None or theirs is None:  # absent or unusable (NaN, zeros): one stack of them
+        return mine is theirs
     return all(abs(x - y) < ORIENTATION_TOLERANCE
                for x, y in zip(a.orientation, orientation, strict=True))
 
@@ -163,9 +165,9 @@ def _same_geometry(a: Instance, geometry: tuple) -> bool:
 def _sorted_in_stack(instances: list[Instance]) -> list[Instance]:
     """By position along the slice normal (ties, as in 4D, by InstanceNumber); by
     InstanceNumber alone when orientation or positions are missing."""
-    o = instances[0].orientation
+    o = usable_orientation(instances[0].orientation)
     positions = list(map(_POSITION, instances))
-    if o is None or None in positions:
+    if o is None or None in positions or not all(map(usable_position, positions)):
         return sorted(instances, key=_by_number)
     nx, ny, nz = o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5], o[0] * o[4] - o[1] * o[3]
     along = [p[0] * nx + p[1] * ny + p[2] * nz for p in positions]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,9 @@ class Rescale:
 
     @property
     def is_integer(self) -> bool:
-        return float(self.slope).is_integer() and float(self.intercept).is_integer()
+        """Whole numbers small enough for integer arithmetic (int64 never overflows)."""
+        return float(self.slope).is_integer() and float(self.intercept).is_integer() and \
+            abs(self.slope) <= 1 << 16 and abs(self.intercept) <= 1 << 31
 
     @property
     def is_identity(self) -> bool:
@@ -278,16 +281,46 @@ def _palette_little_endian(ds: Dataset) -> Dataset:
 
 
 def modality_lut(ds: Dataset) -> tuple[int, np.ndarray] | None:
-    """(first mapped value, table) of a Modality LUT Sequence, or None."""
-    seq = ds.get("ModalityLUTSequence")
-    if not seq:
+    """(first mapped value, table) of a Modality LUT Sequence, or None; DicomError with the
+    reason when the table is broken (descriptor, entry size or data length)."""
+    try:
+        seq = ds.get("ModalityLUTSequence")
+        item = seq[0] if seq else None
+    except Exception as exc:  # a damaged sequence: pydicom raises many types
+        raise DicomError(None, f"the Modality LUT cannot be read ({exc})") from exc
+    if item is None:
         return None
     from pydicom.pixels import apply_modality_lut
 
-    item = seq[0]
-    count, first = int(item.LUTDescriptor[0]) or 65536, int(item.LUTDescriptor[1])
+    count, first = lut_descriptor(item, "Modality LUT")
     probe = np.arange(first, first + count, dtype=np.int64)
-    return first, np.asarray(apply_modality_lut(probe, ds))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = np.asarray(apply_modality_lut(probe, ds))
+    except Exception as exc:  # struct.error, TypeError, ValueError on broken LUT data
+        raise DicomError(None, f"the Modality LUT data is damaged ({exc})") from exc
+    if table.shape != probe.shape:
+        raise DicomError(None, "the Modality LUT data does not match its descriptor")
+    return first, table
+
+
+def lut_descriptor(item: Dataset, name: str) -> tuple[int, int]:
+    """(entries, first mapped value) of a LUT item whose descriptor and data agree."""
+    try:
+        descriptor = [int(v) for v in item.LUTDescriptor]
+        data = item.get("LUTData")
+    except Exception as exc:
+        raise DicomError(None, f"the {name} cannot be read ({exc})") from exc
+    if len(descriptor) != 3 or descriptor[2] not in (8, 16) or data is None:
+        raise DicomError(None, f"the {name} descriptor {descriptor} is not valid")
+    count, first = descriptor[0] or 65536, descriptor[1]
+    # OW data: one 16-bit word per entry, 8-bit entries too (PS3.3 C.11.1.1.1); US: a list
+    entries = len(data) // 2 if isinstance(data, bytes) else \
+        len(data) if isinstance(data, Sequence) else 1
+    if entries != count:
+        raise DicomError(None, f"the {name} declares {count} entries but holds {entries}")
+    return count, first
 
 
 def fix_unused_bits(raw: np.ndarray, bits_stored: int) -> None:

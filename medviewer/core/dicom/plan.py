@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medviewer.core.dicom import headers, mosaic
+from medviewer.core.dicom import checks, headers, mosaic
 from medviewer.core.dicom import pixels as px
+from medviewer.core.dicom.checks import usable_spacing
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import Instance, Series
 from medviewer.core.display import Window, windows_from_dataset
@@ -42,14 +43,18 @@ class Frame:
     order: tuple  # (temporal position, acquisition time, instance number, frame) for 4D
     located: bool = False  # position and orientation came from the header, not defaults
     tile: mosaic.Tile | None = None  # where this slice lies in a Siemens mosaic image
+    # header values this frame could not trust and what it used instead (see frame_notes)
+    doubts: tuple[str, ...] = ()
 
 
 def collect(source: Series | str | Path | Sequence[str | Path]
-             ) -> tuple[Series | None, list[Instance], list[str]]:
+            ) -> tuple[Series | None, list[Instance], list[str], dict[str, DicomError]]:
+    """(series, instances, notes, refused): `refused` maps the files of a scanned series
+    whose declared image does not fit the file to the reason; each keeps one blank slot."""
     if isinstance(source, Series):
         if not source.instances:
             raise DicomError(None, "The series holds no images.")
-        return source, list(source.instances), []
+        return source, *_fitting(source.instances)
     paths, chosen = _expand_paths(source)
     instances, notes = [], []
     for path in paths:
@@ -65,7 +70,7 @@ def collect(source: Series | str | Path | Sequence[str | Path]
     if not instances:
         raise DicomError(str(source) if isinstance(source, str | Path) else None,
                          "No DICOM images were found here.")
-    return None, *_largest_stack(instances, notes)
+    return None, *_largest_stack(instances, notes), {}
 
 
 def _expand_paths(source: str | Path | Sequence[str | Path]) -> tuple[list[str], bool]:
@@ -91,18 +96,37 @@ def _image_instance(path: str, *, must_be_image: bool) -> Instance | None:
         if must_be_image:
             raise DicomError(path, "This is not a DICOM file.")
         return None
-    if not (inst.rows and inst.columns):
+    if not (inst.rows and inst.columns) and not inst.pixel_data_offset:
         if must_be_image:
             raise DicomError(path, "This DICOM file holds no image (it is a report, plan or "
                                    "other non-image object).")
         return None
+    checks.pixel_data(inst)  # a declared size the file cannot hold is refused here
     return inst
+
+
+def _fitting(instances: list[Instance]) -> tuple[list[Instance], list[str],
+                                                 dict[str, DicomError]]:
+    """Scanned instances checked against their files before anything is allocated: one whose
+    declared image does not fit (cut short since the scan, a damaged header) keeps a single
+    slot, to be shown blank with the reason, instead of its declared frames."""
+    kept, refused = [], {}
+    for inst in instances:
+        try:
+            checks.pixel_data(inst)
+        except DicomError as exc:
+            refused[inst.path] = exc
+            inst = replace(inst, number_of_frames=1, mosaic_images=0)
+        kept.append(inst)
+    if len(refused) == len(kept):
+        raise next(iter(refused.values()))
+    return kept, [], refused
 
 
 def _floats(value: object, n: int) -> tuple[float, ...] | None:
     try:
         out = tuple(float(v) for v in value)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return out if len(out) == n else None
 
@@ -110,7 +134,7 @@ def _floats(value: object, n: int) -> tuple[float, ...] | None:
 def _number(value: object, kind: type) -> float | int | None:
     try:
         return kind(float(value)) if value not in (None, "") else None  # type: ignore
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -119,7 +143,8 @@ def _largest_stack(instances: list[Instance], notes: list[str]
     """A folder may hold several series: load the largest stack and say what was left out."""
     groups: dict[tuple, list[Instance]] = {}
     for inst in instances:
-        iop = tuple(round(v, 3) for v in inst.orientation) if inst.orientation else None
+        cosines = checks.usable_orientation(inst.orientation)  # NaN would split every file
+        iop = tuple(round(v, 3) for v in cosines) if cosines else None
         groups.setdefault((inst.sop_class_uid, iop, inst.rows, inst.columns), []).append(inst)
     best = max(groups.values(), key=len)
     if len(groups) > 1:
@@ -129,15 +154,40 @@ def _largest_stack(instances: list[Instance], notes: list[str]
 
 
 def reference_header(inst: Instance) -> Dataset:
-    """The header (no pixels) of one file, read once for the facts an Instance does not hold."""
-    return px.read_dataset(inst.path, header_only=True)
+    """The header (no pixels) of one file, read once for the facts an Instance does not hold;
+    elements that cannot be decoded are left out (see `drop_unreadable`)."""
+    ds = px.read_dataset(inst.path, header_only=True)
+    drop_unreadable(ds)
+    return ds
 
 
-def _rescale(slope: object, intercept: object, dose: float | None = None) -> px.Rescale:
-    """Modality rescale; an RT Dose's DoseGridScaling multiplies it so voxels read in Gy."""
+def drop_unreadable(ds: Dataset) -> list[str]:
+    """Remove the top-level elements pydicom cannot decode (an unknown VR, a damaged value,
+    sequences nested past Python's recursion limit) and name them: the rest of the header
+    stays usable instead of the first access to a bad element failing the load."""
+    dropped = []
+    for tag in list(ds.keys()):
+        try:
+            ds[tag]  # noqa: B018 - converting the raw element is the check
+        except (Exception, RecursionError):
+            dropped.append(str(tag))
+            del ds[tag]
+    return dropped
+
+
+def _rescale(slope: object, intercept: object, dose: float | None = None, bits: int = 16
+             ) -> tuple[px.Rescale, tuple[str, ...]]:
+    """Modality rescale; an RT Dose's DoseGridScaling multiplies it so voxels read in Gy.
+    One that cannot be right (NaN, inf, a zero slope, values past float32) is not applied:
+    the stored values are shown, and the second item says why."""
     s, i = _number(slope, float), _number(intercept, float)
     s, i = 1.0 if s is None else s, 0.0 if i is None else i
-    return px.Rescale(s * dose, i * dose) if dose else px.Rescale(s, i)
+    if dose:
+        s, i = s * dose, i * dose
+    if checks.usable_rescale(s, i, bits) is None:
+        return px.Rescale(), (f"RescaleSlope {checks.text(s)} / RescaleIntercept "
+                              f"{checks.text(i)} is not a usable rescale",)
+    return px.Rescale(s, i), ()
 
 
 def is_dose(ref: Dataset) -> bool:
@@ -147,6 +197,22 @@ def is_dose(ref: Dataset) -> bool:
 
 def _dose_scaling(ds: Dataset) -> float | None:
     return _number(ds.get("DoseGridScaling"), float) if is_dose(ds) else None
+
+
+def _geometry(inst: Instance, iop: object, ipp: object
+              ) -> tuple[tuple[float, ...] | None, np.ndarray | None, tuple[str, ...]]:
+    """(orientation, position, doubts) of one image: values that cannot be right are dropped
+    (a position without a trustworthy orientation too: it cannot be sorted along a normal)."""
+    doubts: tuple[str, ...] = ()
+    orientation = checks.usable_orientation(iop)  # type: ignore[arg-type]
+    if orientation is None and iop is not None:
+        doubts += (f"ImageOrientationPatient {checks.text(iop)} is not a usable orientation",)
+    position = checks.usable_position(ipp)  # type: ignore[arg-type]
+    if position is None and ipp is not None and not doubts:
+        doubts += (f"ImagePositionPatient {checks.text(ipp)} is not a usable position",)
+    if doubts:
+        position = None
+    return orientation, None if position is None else np.array(position, float), doubts
 
 
 def expand_frames(instances: list[Instance], ref: Dataset) -> list[Frame]:
@@ -171,12 +237,13 @@ def expand_frames(instances: list[Instance], ref: Dataset) -> list[Frame]:
 
 
 def _single_frame(inst: Instance, fallback: tuple[float, float], dose: float | None) -> Frame:
-    position = np.array(inst.position, float) if inst.position else None
+    iop, position, doubts = _geometry(inst, inst.orientation, inst.position)
     order = (inst.temporal_position or 0, inst.acquisition_time, inst.instance_number or 0, 0)
-    return Frame(inst, 0, position, _orientation(inst.orientation),
-                 usable_spacing(inst.pixel_spacing) or fallback,
-                 _rescale(inst.rescale_slope, inst.rescale_intercept, dose), order,
-                 located=position is not None and inst.orientation is not None)
+    rescale, more = _rescale(inst.rescale_slope, inst.rescale_intercept, dose,
+                             inst.bits_allocated)
+    return Frame(inst, 0, position, _orientation(iop),
+                 usable_spacing(inst.pixel_spacing) or fallback, rescale, order,
+                 located=position is not None and iop is not None, doubts=doubts + more)
 
 
 def _mosaic_frames(inst: Instance, ref: Dataset, fallback: tuple[float, float]) -> list[Frame]:
@@ -206,10 +273,13 @@ def _orientation(value: Sequence[float] | None) -> np.ndarray:
 def _group_value(groups: list[Dataset | None], sequence: str, keyword: str) -> object:
     """A functional group value: per-frame first, then shared (PS3.3 C.7.6.16)."""
     for group in groups:
-        if group is not None and sequence in group and len(group[sequence].value):
-            item = group[sequence].value[0]
-            if keyword in item:
-                return item[keyword].value
+        try:
+            if group is not None and sequence in group and len(group[sequence].value):
+                item = group[sequence].value[0]
+                if keyword in item:
+                    return item[keyword].value
+        except Exception:  # an undecodable element in the group: as if absent
+            continue
     return None
 
 
@@ -233,20 +303,22 @@ def _frame_of(inst: Instance, ds: Dataset, k: int, offsets: np.ndarray | None,
     groups = _frame_groups(ds, k)
     iop = _floats(_group_value(groups, "PlaneOrientationSequence",
                                "ImageOrientationPatient"), 6) or inst.orientation
-    cosines = _orientation(iop)
+    cosines = _orientation(checks.usable_orientation(iop))
     ipp = _floats(_group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3)
     if ipp is None and inst.position and offsets is not None:
         ipp = tuple(np.array(inst.position) + offsets[k] * np.cross(cosines[:3], cosines[3:]))
+    iop, position, doubts = _geometry(inst, iop, ipp)
     spacing = usable_spacing(_group_value(groups, "PixelMeasuresSequence", "PixelSpacing"))
     transform = "PixelValueTransformationSequence"
-    rescale = _rescale(_group_value(groups, transform, "RescaleSlope") or ds.get("RescaleSlope"),
-                       _group_value(groups, transform, "RescaleIntercept")
-                       or ds.get("RescaleIntercept"), dose)
+    rescale, more = _rescale(
+        _group_value(groups, transform, "RescaleSlope") or ds.get("RescaleSlope"),
+        _group_value(groups, transform, "RescaleIntercept") or ds.get("RescaleIntercept"),
+        dose, inst.bits_allocated)
     temporal = _number(_group_value(groups, "FrameContentSequence", "TemporalPositionIndex"), int)
-    return Frame(inst, k, None if ipp is None else np.array(ipp, float), cosines,
+    return Frame(inst, k, position, cosines,
                  spacing or usable_spacing(inst.pixel_spacing) or fallback, rescale,
                  (temporal or 0, "", inst.instance_number or 0, k),
-                 located=ipp is not None and iop is not None)
+                 located=position is not None and iop is not None, doubts=doubts + more)
 
 
 def _frame_offsets(ds: Dataset, count: int) -> np.ndarray | None:
@@ -273,7 +345,8 @@ def arrange(frames: list[Frame], ref: Dataset) -> tuple[list[list[int]], np.ndar
         # a stack of Secondary Capture images (scanned films, digits) has no positions by
         # definition: saying so would be noise
         capture = str(ref.get("SOPClassUID", "")).startswith("1.2.840.10008.5.1.4.1.1.7")
-        notes = [] if len(frames) == 1 or (capture and not mixed) else [
+        doubted = any(f.doubts for f in frames)  # frame_notes says why, and what instead
+        notes = [] if len(frames) == 1 or (capture and not mixed) or doubted else [
             "The images lie in different orientations (a localizer, rotating projections): "
             "shown one by one in acquisition order, without MPR or slice positions." if mixed
             else "The images carry no slice positions: they are ordered by instance number."]
@@ -365,12 +438,23 @@ def patient_orientation(ref: Dataset) -> tuple[str, str] | None:
     return letters[0], letters[1]
 
 
-def usable_spacing(value: object) -> tuple[float, float] | None:
-    """(row, column) mm of a PixelSpacing-like value; None unless both are positive numbers:
-    scanners write 0\\0 (and worse) for "unknown", which must read as pixels, not as a
-    zero-sized image."""
-    pair = _floats(value, 2)
-    return pair if pair is not None and min(pair) > 0 and np.isfinite(pair).all() else None
+def frame_notes(frames: list[Frame]) -> list[str]:
+    """One warning per distrusted header value, with how many images carry it and what the
+    load used instead (ordered by instance number on the pixel grid; stored values)."""
+    counts: dict[str, int] = {}
+    for frame in frames:
+        for doubt in frame.doubts:
+            counts[doubt] = counts.get(doubt, 0) + 1
+    notes = []
+    for doubt, n in list(counts.items())[:3]:
+        share = f" ({n} of {len(frames)} images)" if len(frames) > 1 else ""
+        instead = ": stored pixel values are shown, not modality units" if doubt.startswith(
+            "Rescale") else (": the images are shown on their pixel grid, ordered by instance "
+                             "number, without MPR or positions in millimetres")
+        notes.append(f"{doubt}{share}{instead}.")
+    if len(counts) > 3:
+        notes.append(f"{len(counts) - 3} more unusable header values.")
+    return notes
 
 
 def _spacing_of(ds: Dataset) -> tuple[float, float] | None:
@@ -441,19 +525,28 @@ def _header_windows(ref: Dataset) -> list[Window]:
 
 
 def voi_lut(ref: Dataset) -> tuple[np.ndarray | None, int]:
-    seq = ref.get("VOILUTSequence")
-    if not seq or "LUTData" not in seq[0]:
-        return None, 0
-    item = seq[0]
-    data = item.LUTData
-    bits = int(item.LUTDescriptor[2]) if len(item.LUTDescriptor) > 2 else 16
+    """(table, first mapped value) of the first VOI LUT, (None, 0) without one; DicomError
+    when the table is broken (the window is used instead)."""
+    try:
+        seq = ref.get("VOILUTSequence")
+        if not seq or "LUTData" not in seq[0]:
+            return None, 0
+        item = seq[0]
+        data, descriptor = item.LUTData, [int(v) for v in item.LUTDescriptor]
+    except Exception as exc:  # damaged sequence or descriptor: pydicom raises many types
+        raise DicomError(None, f"the VOI LUT cannot be read ({exc})") from exc
+    if len(descriptor) != 3 or data is None:
+        raise DicomError(None, f"the VOI LUT descriptor {descriptor} is not valid")
+    bits = descriptor[2]
     if isinstance(data, bytes):  # OW: 16-bit words in the file's byte order
         order = "<" if px.little_endian(ref) else ">"
-        table = np.frombuffer(data, f"{order}u2" if bits > 8 else "u1")
+        width = 2 if bits > 8 else 1
+        table = np.frombuffer(data[:len(data) // width * width], f"{order}u2" if bits > 8 else "u1")
     else:
-        table = np.asarray(data)
-    first = int(item.LUTDescriptor[1])
-    return table.astype(np.uint16 if bits > 8 else np.uint8), first
+        table = np.atleast_1d(np.asarray(data))
+    if not table.size or table.dtype.kind not in "iu":
+        raise DicomError(None, "the VOI LUT holds no entries")
+    return table.astype(np.uint16 if bits > 8 else np.uint8), descriptor[1]
 
 
 def frame_rate(ref: Dataset) -> float | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.multival import MultiValue
 
-from medviewer.core.dicom import mosaic, plan
+from medviewer.core.dicom import checks, mosaic, plan
 from medviewer.core.dicom import pixels as px
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import Instance, Series
@@ -131,11 +131,16 @@ class SeriesLoader:
     """Plans a load from headers (cheap), then decodes one slice or the whole volume."""
 
     def __init__(self, source: Series | str | Path | Sequence[str | Path]) -> None:
-        self.series, instances, self.warnings = plan.collect(source)
-        ref = self.reference = plan.reference_header(instances[0])
+        self.series, instances, self.warnings, self.refused = plan.collect(source)
+        ref = self.reference = px.read_dataset(instances[0].path, header_only=True)
+        dropped = plan.drop_unreadable(ref)
         self.frames = plan.expand_frames(instances, ref)
         self.grid, self.affine, notes = plan.arrange(self.frames, ref)
-        self.warnings += notes + plan.spacing_notes(instances, ref)
+        self.warnings += notes + plan.frame_notes(self.frames) + plan.spacing_notes(
+            instances, ref)
+        if dropped:
+            self.warnings.append(f"Header elements {', '.join(dropped[:5])} cannot be decoded "
+                                 "and were ignored.")
         self.has_geometry = plan.has_geometry(self.frames)
         self.patient_orientation = plan.patient_orientation(ref)
         self.spacing_known = plan.spacing_known(instances, ref)
@@ -147,7 +152,10 @@ class SeriesLoader:
         self.colour = px._is_colour(ref)
         self.photometric = "RGB" if self.colour else str(
             ref.get("PhotometricInterpretation") or first.photometric or "MONOCHROME2")
-        self.lut = px.modality_lut(ref)
+        self.lut = _table_or_note(px.modality_lut, ref, None, self.warnings,
+                                  "stored pixel values are shown, not modality units")
+        self.voi = _table_or_note(plan.voi_lut, ref, (None, 0), self.warnings,
+                                  "the window is used instead")
         self.header = header_facts(ref, first)
 
     @property
@@ -202,7 +210,13 @@ class SeriesLoader:
                     cancel: CancelCheck | None) -> tuple[np.ndarray, dict[int, DicomError]]:
         """(raw stored values, {slot: error} of the images whose file failed to decode)."""
         shape = (len(order), self.rows, self.columns, *((3,) if self.colour else ()))
-        raw = np.empty(shape, self._raw_dtype())
+        checks.affordable(int(np.prod(shape, dtype=np.float64)) * self._raw_dtype().itemsize,
+                          self.frames[order[0]].instance.path if order else None)
+        try:
+            raw = np.empty(shape, self._raw_dtype())
+        except MemoryError as exc:
+            raise DicomError(self.frames[order[0]].instance.path, "There is not enough memory "
+                             "for these images; close other series and try again.") from exc
         slot_of = {frame_index: slot for slot, frame_index in enumerate(order)}
         ticker = _Ticker(len(order), progress)
         done, failures = 0, {}
@@ -220,6 +234,8 @@ class SeriesLoader:
 
     def _decode_file(self, path: str, indices: list[int], raw: np.ndarray,
                      slot_of: dict[int, int]) -> np.ndarray:
+        if path in self.refused:  # its header declares more than the file holds
+            raise self.refused[path]
         first = self.frames[indices[0]]
         how = _strategy(first.instance, self.colour, self.lut)
         if how == "pydicom" or first.tile is not None:  # whole file once (a mosaic: all tiles)
@@ -247,6 +263,8 @@ class SeriesLoader:
             px.decode_rle(inst.path, piece, out, inst.bits_allocated)
 
     def _decode_one(self, frame: plan.Frame) -> np.ndarray:
+        if frame.instance.path in self.refused:
+            raise self.refused[frame.instance.path]
         how = _strategy(frame.instance, self.colour, self.lut)
         return mosaic.tile_of(self._decode_images(frame, how, one=True)[0], frame.tile)
 
@@ -279,7 +297,7 @@ class SeriesLoader:
 
     def _volume(self, voxels: np.ndarray) -> Volume:
         ref = self.reference
-        lut, first = plan.voi_lut(ref)
+        lut, first = self.voi
         sources = [[self.source(k, t) for k in range(self.slice_count)]
                    for t in range(len(self.grid))]
         return Volume(
@@ -292,6 +310,16 @@ class SeriesLoader:
             has_geometry=self.has_geometry, patient_orientation=self.patient_orientation,
             spacing_known=self.spacing_known,
             frame_rate=self.frame_rate, header=dict(self.header))
+
+
+def _table_or_note(read: Callable[..., object], ref: object, fallback: object,
+                   warnings: list[str], instead: str) -> object:
+    """A LUT from the header, or `fallback` and a warning saying why and what instead."""
+    try:
+        return read(ref)
+    except DicomError as exc:
+        warnings.append(f"{exc.reason[:1].upper()}{exc.reason[1:]}: {instead}.")
+        return fallback
 
 
 def header_facts(ref: object, first: Instance | None = None) -> dict[str, str]:
@@ -346,6 +374,9 @@ def _guarded(path: str, decode: Callable[..., np.ndarray], *args: object) -> np.
         return decode(*args)
     except (ValueError, IndexError, TypeError) as exc:
         raise DicomError(path, f"The image data does not match its header ({exc}).") from exc
+    except MemoryError as exc:
+        raise DicomError(path, "There is not enough memory to decode this image; close other "
+                               "series and try again.") from exc
 
 
 def _fill_lowest(images: np.ndarray, bad: list[int], count: int,

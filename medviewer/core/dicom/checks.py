@@ -1,0 +1,169 @@
+"""The one place that checks what a header declares before anything is allocated or trusted.
+
+    pixel_data(inst, file_size=None)      # DicomError unless the declared image fits the file
+    affordable(nbytes, path)               # DicomError unless nbytes fit the memory available
+    usable_spacing(value), usable_orientation(value), usable_position(value)
+    usable_rescale(slope, intercept, bits) -> (slope, intercept) | None
+
+A header is data from outside: a 3 KB file may declare 2**31 frames or 65535 x 65535 pixels,
+and a scanner may write NaN, 0\\0 or 1e308 where a number belongs. Sizes are checked against
+the bytes actually in the file and against free memory; geometry and rescale values that cannot
+be right read as "unknown", so the loader falls back to what can be trusted (pixel units,
+instance order, stored values) and says so.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from medviewer.core.dicom.errors import DicomError
+from medviewer.core.dicom.model import Instance
+
+# Native (uncompressed) syntaxes: the Pixel Data value holds every stored bit. "" is a file
+# without File Meta (ACR-NEMA style), which is native too.
+NATIVE_SYNTAXES = {"", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+DEFLATED = "1.2.840.10008.1.2.1.99"  # the whole dataset is zlib-compressed: sizes unknowable
+ITEM_HEADER = 8  # every encapsulated frame needs at least one item tag + length
+MEMORY_SHARE = 0.8  # of the memory available now, the most one load may take
+FLOAT32_MAX = 3.4e38
+MAX_SPACING_MM = 1e3  # a metre per pixel is no image a scanner makes
+MIN_SPACING_MM = 1e-6  # a nanometre: below any microscope's pixel
+MAX_POSITION_MM = 1e6  # a kilometre from the scanner's origin
+COSINE_TOLERANCE = 1e-2  # unit length and orthogonality of ImageOrientationPatient
+
+
+def memory_available() -> int:
+    """Bytes of memory available now (MemAvailable; free pages where /proc is absent)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return 8 << 30
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / (1 << 30):.1f} GiB" if nbytes >= 1 << 29 else f"{nbytes / (1 << 20):.0f} MiB"
+
+
+def affordable(nbytes: int, path: str | Path | None) -> None:
+    """Refuse a load whose pixels need more memory than the machine has free."""
+    budget = int(memory_available() * MEMORY_SHARE)
+    if nbytes > budget:
+        raise DicomError(path, f"The images need {_gib(nbytes)} of memory, more than the "
+                               f"{_gib(budget)} available: the header's image size is wrong, or "
+                               "the series is too large for this computer.")
+
+
+def decoded_bytes(inst: Instance) -> int:
+    """Memory the decoded images of one file take (1-bit samples unpack to bytes)."""
+    sample = max(1, math.ceil(max(inst.bits_allocated, 1) / 8))
+    return inst.rows * inst.columns * max(1, inst.samples_per_pixel) * sample * \
+        max(1, inst.number_of_frames)
+
+
+def stored_bytes(inst: Instance) -> int:
+    """Bytes a native Pixel Data value must hold for the declared images."""
+    samples = inst.rows * inst.columns * max(1, inst.samples_per_pixel)
+    if inst.photometric.startswith("YBR_FULL_422") and inst.samples_per_pixel == 3:
+        samples = samples * 2 // 3  # two luminance samples share one pair of chroma samples
+    bits = samples * max(inst.bits_allocated, 1) * max(1, inst.number_of_frames)
+    return (bits + 7) // 8
+
+
+def pixel_data(inst: Instance, file_size: int | None = None) -> None:
+    """Refuse, before any allocation, an image whose declared size the file cannot hold."""
+    path = inst.path
+    if inst.rows <= 0 or inst.columns <= 0:
+        raise DicomError(path, f"The header declares an image of {inst.rows} x {inst.columns} "
+                               "pixels: the header is damaged.")
+    if file_size is None:
+        try:
+            file_size = os.stat(path).st_size
+        except OSError as exc:
+            raise DicomError(path, f"The file cannot be read ({exc.strerror or exc}).") from exc
+    present = max(0, file_size - (inst.pixel_data_offset or 0))
+    frames = max(1, inst.number_of_frames)
+    syntax = inst.transfer_syntax_uid
+    if syntax in NATIVE_SYNTAXES and stored_bytes(inst) > present:
+        raise DicomError(path, f"The header declares {_count(frames, 'frame')} of "
+                               f"{inst.rows} x {inst.columns} pixels ({_gib(stored_bytes(inst))}) "
+                               f"but the file holds only {present:,} bytes of image data: the "
+                               "header is damaged or the file was cut short.")
+    if syntax not in NATIVE_SYNTAXES and syntax != DEFLATED and frames * ITEM_HEADER > present:
+        raise DicomError(path, f"The header declares {_count(frames, 'frame')} but the file holds "
+                               f"only {present:,} bytes of compressed image data, too few for "
+                               "one per frame: the header is damaged.")
+    affordable(decoded_bytes(inst), path)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'s' if n != 1 else ''}"
+
+
+# -- values that read as "unknown" when they cannot be right ---------------------------------
+
+
+def _floats(value: object, n: int) -> tuple[float, ...] | None:
+    if value is None or isinstance(value, str | bytes):
+        return None
+    try:
+        out = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return out if len(out) == n else None
+
+
+def usable_spacing(value: object) -> tuple[float, float] | None:
+    """(row, column) mm of a PixelSpacing-like value; None unless both are finite and
+    plausible: scanners write 0\\0 (and worse: NaN, 1e308) for "unknown", which must read as
+    pixels, not as a zero-sized or planet-sized image."""
+    pair = _floats(value, 2)
+    if pair is None or not all(MIN_SPACING_MM <= v <= MAX_SPACING_MM for v in pair):
+        return None  # NaN fails every comparison
+    return pair  # type: ignore[return-value]
+
+
+def usable_orientation(value: Sequence[float] | None) -> tuple[float, ...] | None:
+    """Six direction cosines that are two finite, unit-length, perpendicular vectors; None
+    otherwise (all zeros, NaN, parallel rows and columns)."""
+    cosines = _floats(value, 6)
+    if cosines is None or not all(math.isfinite(v) for v in cosines):
+        return None
+    row, col = cosines[:3], cosines[3:]
+    dot = sum(r * c for r, c in zip(row, col, strict=True))
+    unit = all(abs(math.sqrt(sum(v * v for v in vec)) - 1) <= COSINE_TOLERANCE
+               for vec in (row, col))
+    return cosines if unit and abs(dot) <= COSINE_TOLERANCE else None
+
+
+def usable_position(value: Sequence[float] | None) -> tuple[float, float, float] | None:
+    """ImagePositionPatient when it is three finite numbers within a kilometre; else None."""
+    xyz = _floats(value, 3)
+    if xyz is None or not all(abs(v) <= MAX_POSITION_MM for v in xyz):
+        return None
+    return xyz  # type: ignore[return-value]
+
+
+def usable_rescale(slope: float, intercept: float, bits: int) -> tuple[float, float] | None:
+    """(slope, intercept) when both are finite, the slope is not zero and every stored value of
+    `bits` bits maps into float32 range; None otherwise (show the stored values instead)."""
+    if not (math.isfinite(slope) and math.isfinite(intercept)) or slope == 0:
+        return None
+    largest = abs(slope) * 2.0 ** min(max(bits, 1), 64) + abs(intercept)
+    return (slope, intercept) if largest < FLOAT32_MAX else None
+
+
+def text(value: Sequence[float] | object) -> str:
+    """A header value as DICOM writes it (backslashes), for a sentence."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return "\\".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
