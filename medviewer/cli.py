@@ -128,27 +128,6 @@ def _print_scan(result) -> None:
 
 
 def _cmd_info(ns: argparse.Namespace) -> int:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    from medviewer.cli_info import run_info
 
-    from medviewer.core.paths import open_regular
-
-    try:
-        with open_regular(ns.file) as fh:  # a FIFO or /proc file would block the read
-            ds = pydicom.dcmread(fh, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        print(f"{ns.file}: not readable as DICOM: {exc}", file=sys.stderr)
-        return 1
-    meta = getattr(ds, "file_meta", None)
-    ts = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-    print(f"{'File:':27}{ns.file}")
-    print(f"{'Transfer syntax:':27}{ts.name if ts else '(none)'}")
-    for key in ("PatientName", "PatientID", "StudyDate", "Modality", "SeriesDescription",
-                "SeriesNumber", "InstanceNumber", "Rows", "Columns", "NumberOfFrames",
-                "PixelSpacing", "SliceThickness", "ImagePositionPatient",
-                "ImageOrientationPatient", "PhotometricInterpretation"):
-        if key in ds:
-            print(f"{key + ':':27}{ds.data_element(key).repval}")
-    print()
-    print(ds)
-    return 0
+    return run_info(ns)

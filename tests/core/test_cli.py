@@ -50,7 +50,7 @@ def test_info_prints_summary_and_elements(pydicom_test_files, capsys):
 def test_info_on_a_non_dicom_file_fails_with_a_message(tmp_path, capsys):
     text = tmp_path / "readme.txt"
     text.write_text("hello")
-    assert main(["info", str(text)]) == 1
+    assert main(["info", str(text)]) == 2
     assert "not readable as DICOM" in capsys.readouterr().err
 
 
