@@ -58,12 +58,20 @@ def _values(value: Any) -> list:
     return list(value)
 
 
+def _get(ds: Any, keyword: str) -> Any:
+    """A header value, None when absent or undecodable (an unknown VR raises on access)."""
+    try:
+        return ds.get(keyword)
+    except Exception:
+        return None
+
+
 def windows_from_dataset(ds: Any) -> list[Window]:
     """Every Window Center/Width pair of the header, with its explanation and VOI LUT Function."""
-    centers = _values(ds.get("WindowCenter"))
-    widths = _values(ds.get("WindowWidth"))
-    notes = _values(ds.get("WindowCenterWidthExplanation"))
-    function = str(ds.get("VOILUTFunction") or "LINEAR").upper()
+    centers = _values(_get(ds, "WindowCenter"))
+    widths = _values(_get(ds, "WindowWidth"))
+    notes = _values(_get(ds, "WindowCenterWidthExplanation"))
+    function = str(_get(ds, "VOILUTFunction") or "LINEAR").upper()
     if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
         function = "LINEAR"
     windows = []

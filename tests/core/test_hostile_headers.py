@@ -281,3 +281,36 @@ def test_an_element_with_an_unknown_vr_is_ignored_and_named(tmp_path):
         volume = load_series(path)
     assert volume.voxels.shape == (1, 16, 16)
     assert any("(0028,1050)" in w and "ignored" in w for w in volume.warnings)
+
+
+def _unknown_vr_variants(name: str) -> list[tuple[str, bytes]]:
+    """(tag, file bytes) with that element's VR replaced by 'ZZ', one per element pydicom
+    lists (nested ones too: ultrasound regions, functional groups), text and number VRs."""
+    data = (TEST_FILES / name).read_bytes()
+    variants = []
+    for elem in pydicom.dcmread(TEST_FILES / name).iterall():
+        if elem.VR in ("OB", "OW", "SQ", "UN", "UT", "OF", "OD", "OL"):
+            continue
+        at = data.find(elem.tag.group.to_bytes(2, "little") + elem.tag.element.to_bytes(2, "little")
+                       + elem.VR.encode())
+        if at >= 0:
+            variants.append((str(elem.tag), data[:at + 4] + b"ZZ" + data[at + 6:]))
+    return variants
+
+
+@pytest.mark.parametrize("name", ["examples_palette.dcm", "CT_small.dcm", "JPEG2000.dcm"])
+def test_any_element_with_an_unknown_vr_loads_or_is_a_dicom_error(tmp_path, name):
+    variants = _unknown_vr_variants(name)
+    assert len(variants) > 20  # the mutation found its elements
+    loaded = 0
+    for tag, data in variants:
+        path = tmp_path / f"{tag.strip('()').replace(',', '')}.dcm"
+        path.write_bytes(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                load_series(path)
+                loaded += 1
+            except DicomError:
+                pass  # a clean refusal; anything else fails the test with its traceback
+    assert loaded > len(variants) // 2  # most damage is to elements the image does not need

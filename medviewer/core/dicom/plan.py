@@ -473,8 +473,12 @@ def ultrasound_spacing(ref: Dataset) -> tuple[float, float] | None:
     (SequenceOfUltrasoundRegions, PhysicalUnits 3 = cm): ultrasound images rarely carry
     PixelSpacing."""
     for region in ref.get("SequenceOfUltrasoundRegions") or []:
-        units = (region.get("PhysicalUnitsXDirection"), region.get("PhysicalUnitsYDirection"))
-        dx, dy = region.get("PhysicalDeltaX"), region.get("PhysicalDeltaY")
+        try:
+            units = (region.get("PhysicalUnitsXDirection"),
+                     region.get("PhysicalUnitsYDirection"))
+            dx, dy = region.get("PhysicalDeltaX"), region.get("PhysicalDeltaY")
+        except Exception:  # an undecodable value in the region: not a calibration
+            continue
         if units == (3, 3) and dx and dy:
             return usable_spacing((abs(float(dy)) * 10.0, abs(float(dx)) * 10.0))
     return None

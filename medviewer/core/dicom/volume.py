@@ -17,6 +17,7 @@ cannot be planned); LoadCancelled when cancel() said stop.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -372,7 +373,10 @@ def _guarded(path: str, decode: Callable[..., np.ndarray], *args: object) -> np.
     other size) is a DicomError like any corrupt data, never a bare numpy error."""
     try:
         return decode(*args)
-    except (ValueError, IndexError, TypeError) as exc:
+    except (DicomError, LoadCancelled):
+        raise
+    except (ValueError, IndexError, TypeError, KeyError, AttributeError, NotImplementedError,
+            struct.error) as exc:  # undecodable header values read while decoding too
         raise DicomError(path, f"The image data does not match its header ({exc}).") from exc
     except MemoryError as exc:
         raise DicomError(path, "There is not enough memory to decode this image; close other "
