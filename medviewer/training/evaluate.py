@@ -71,7 +71,7 @@ class Collector:
             return self.tally.scores()
         if self.task == "detection":
             out = dict(metrics.detection_scores(self.pred, self.truth, self.labels))
-            out.setdefault("per_case", _per_case_recall(self.pred, self.truth, self.cases))
+            out.setdefault("per_case", _per_case_f1(self.pred, self.truth, self.cases))
             return out
         truth, probs = np.concatenate(self.truth), np.concatenate(self.pred)
         out = dict(metrics.classification_scores(truth, probs, self.labels))
@@ -89,19 +89,20 @@ def _per_case_accuracy(truth: np.ndarray, probs: np.ndarray, cases: Sequence[str
     return {case: float(np.mean(v)) for case, v in out.items()}
 
 
-def _per_case_recall(pred: Sequence[ImageBoxes], truth: Sequence[ImageBoxes],
-                     cases: Sequence[str]) -> dict[str, float]:
-    """Share of each case's truth boxes found (cases without truth boxes are left out)."""
-    from medviewer.inference.detection_metrics import recall
+def _per_case_f1(pred: Sequence[ImageBoxes], truth: Sequence[ImageBoxes],
+                 cases: Sequence[str]) -> dict[str, float]:
+    """Box F1 of each case at IoU 0.5 and score 0.5: boxes found and boxes made up both count
+    (a case with no truth box scores 0 for any box kept, and is left out when none is)."""
+    from medviewer.inference.detection_metrics import f1
 
     groups: dict[str, list[int]] = {}
     for i, case in enumerate(cases):
         groups.setdefault(case, []).append(i)
     out = {}
     for case, rows in groups.items():
-        if sum(len(truth[i].boxes) for i in rows):
-            out[case] = float(recall([pred[i] for i in rows], [truth[i] for i in rows],
-                                     iou_threshold=0.5, score_threshold=0.5))
+        value = f1([pred[i] for i in rows], [truth[i] for i in rows])
+        if value == value:  # not NaN
+            out[case] = float(value)
     return out
 
 

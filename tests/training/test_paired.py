@@ -84,16 +84,22 @@ def test_the_interval_is_seeded_and_covers_the_known_mean_difference():
 
 
 def test_detection_scores_each_case_for_the_paired_comparison():
-    """Detectors get per-case scores too (the recall of each case's boxes), so their verdict
-    is paired like the others'; a case without truth boxes has none to score."""
+    """Detectors get per-case scores too (box F1 at IoU 0.5 of each case), so their verdict is
+    paired like the others'. Boxes made up count against a case, as missed ones do: a
+    detector that adds boxes cannot win on recall alone."""
     from medviewer.training.evaluate import Collector
 
     collector = Collector("detection", ["cardiomegaly", "normal heart"])
     hit = (np.array([[10.0, 10, 50, 50]]), np.array([0.9]), np.array([1]))
+    extra = (np.array([[10.0, 10, 50, 50], [60.0, 60, 90, 90]]), np.array([0.9, 0.8]),
+             np.array([1, 1]))
     miss = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
     truth = {"boxes": np.array([[12.0, 11, 49, 50]]), "labels": np.array([1])}
+    nothing = {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, np.int64)}
     collector.add_boxes(hit, truth, "film A")
     collector.add_boxes(miss, truth, "film B")
-    collector.add_boxes(hit, {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, np.int64)},
-                        "film C")
-    assert collector.scores()["per_case"] == {"film A": 1.0, "film B": 0.0}
+    collector.add_boxes(hit, nothing, "film C")  # a box where there is nothing
+    collector.add_boxes(miss, nothing, "film D")  # nothing to find, nothing found: no score
+    collector.add_boxes(extra, truth, "film E")  # found, plus one made up: 2*1 / (2 + 1)
+    assert collector.scores()["per_case"] == pytest.approx(
+        {"film A": 1.0, "film B": 0.0, "film C": 0.0, "film E": 2 / 3})
