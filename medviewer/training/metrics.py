@@ -301,14 +301,15 @@ def paired_comparison(current: Mapping[str, Any] | None, candidate: Mapping[str,
                     if not _is_nan(current[c]) and not _is_nan(candidate[c])), key=_natural)
     old = np.array([float(current[c]) for c in cases])
     new = np.array([float(candidate[c]) for c in cases])
-    diffs = new - old
+    diffs = np.round(new - old, 9)  # float noise (1e-12) is no difference, not "better"
     n = len(cases)
     out: dict[str, Any] = {
         "cases": cases, "current": old.tolist(), "candidate": new.tolist(),
         "differences": diffs.tolist(), "n": n, "min_cases": min_cases, "level": level,
         "resamples": resamples, "seed": seed,
         "mean_difference": float(diffs.mean()) if n else None, "ci": None,
-        "unpaired": sorted(set(current) ^ set(candidate))}
+        "unpaired": sorted(set(current) ^ set(candidate)),
+        "unscored": sorted(set(current) & set(candidate) - set(cases))}  # NaN on one side
     if n >= 2:
         rng = np.random.default_rng(seed)
         means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
@@ -336,13 +337,15 @@ def comparison_text(paired: Mapping[str, Any], what: str = "score") -> str:
     """One sentence: the verdict, the mean difference and its interval, the cases."""
     n, verdict = int(paired.get("n") or 0), str(paired.get("verdict") or "too few cases")
     mean, ci = paired.get("mean_difference"), paired.get("ci")
+    left = len(paired.get("unpaired") or []) + len(paired.get("unscored") or [])
+    left_out = (f" ({left} case(s) left out: not scored by both versions)" if left else "")
     interval = (f"mean difference {mean:+.4f}, {round(100 * paired.get('level', 0.95))}% "
                 f"interval {ci[0]:+.4f} to {ci[1]:+.4f} (paired bootstrap, "
                 f"{paired.get('resamples')} resamples)") if ci else ""
     if verdict == "too few cases":
         return (f"Not enough validation cases to tell: {n} case(s) scored by both versions, "
                 f"at least {paired.get('min_cases')} needed" + (f"; {interval}" if ci else "")
-                + ".")
+                + left_out + ".")
     head = {"better": "The candidate is better", "worse": "The candidate is worse",
             "no clear difference": "No clear difference"}[verdict]
-    return f"{head} on {what} over {n} validation cases: {interval}."
+    return f"{head} on {what} over {n} validation cases: {interval}{left_out}."

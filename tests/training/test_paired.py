@@ -53,6 +53,14 @@ def test_consistent_gains_are_better_and_consistent_losses_worse():
     assert comparison_text(better).startswith("The candidate is better")
 
 
+def test_float_noise_is_no_difference():
+    """Two exports of the same weights differ by float noise on every case: the interval
+    collapses onto it, and that must not read as "better"."""
+    old = np.linspace(0.7, 0.9, 12)
+    paired = paired_comparison(_cases(old), _cases(old + 1e-12))
+    assert paired["verdict"] == "no clear difference" and paired["ci"] == [0.0, 0.0]
+
+
 def test_only_cases_both_versions_scored_are_paired():
     current = {"a": 0.5, "b": 0.6, "c": float("nan"), "only current": 0.9}
     candidate = {"a": 0.7, "b": 0.5, "c": 0.8, "only candidate": 0.1}
@@ -60,6 +68,8 @@ def test_only_cases_both_versions_scored_are_paired():
     assert paired["cases"] == ["a", "b"]
     assert paired["differences"] == pytest.approx([0.2, -0.1])
     assert paired["unpaired"] == ["only candidate", "only current"]
+    assert paired["unscored"] == ["c"]  # scored NaN by one version: named, not dropped silently
+    assert "(3 case(s) left out: not scored by both versions)" in comparison_text(paired)
     assert paired_comparison(None, {})["verdict"] == "too few cases"
 
 
