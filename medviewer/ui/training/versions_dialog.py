@@ -61,7 +61,7 @@ def measured_on(manifest: Any) -> str:
     """Where the numbers come from: versions measured on different splits do not compare
     down a column, so the table says so on every row."""
     split, n = manifest.metrics.get("split", ""), manifest.metrics.get("n")
-    text = f"n {n}: {split}" if n is not None else str(split)
+    text = f"{n} samples: {split}" if n is not None else str(split)
     return text if len(text) <= 60 else text[:59] + "\u2026"
 
 
@@ -104,9 +104,10 @@ def set_of(row: ModelVersion, sets: dict[str, str]) -> str:
 
 
 def metric_cell(value: float, manifest: Any, letter: str) -> str:
-    """'0.9991 (n 716, set A)': the number, what it was measured on, and where."""
+    """'0.9991 (716 samples, set A)': the number, how many images (slices, films, series:
+    the set's description says) it was measured on, and which set."""
     n = manifest.metrics.get("n")
-    return f"{_number(value)} (n {n}, set {letter})" if n is not None else \
+    return f"{_number(value)} ({n} samples, set {letter})" if n is not None else \
         f"{_number(value)} (set {letter})"
 
 
