@@ -57,7 +57,8 @@ if [ -n "${VIRTUAL_ENV:-}" ]; then
     exit 1
   fi
   where="the active virtual environment $VIRTUAL_ENV"
-elif .venv/bin/python -m pip --version >/dev/null 2>&1; then
+elif .venv/bin/python -m pip --version >/dev/null 2>&1 &&
+     .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   where="the project's virtual environment .venv"
 else
   if ! command -v python3 >/dev/null 2>&1; then
