@@ -2,6 +2,9 @@
 
     pixel_data(inst, file_size=None)      # DicomError unless the declared image fits the file
     affordable(nbytes, path)               # DicomError unless nbytes fit the memory available
+    fit_instances(instances)               # a scanned series' files checked: one slot each bad
+    drop_unreadable(ds)                    # elements pydicom cannot decode, removed and named
+    frame_notes(frames)                    # the warnings for the values the frames distrusted
     usable_spacing(value), usable_orientation(value), usable_position(value)
     usable_rescale(slope, intercept, bits) -> (slope, intercept) | None
 
@@ -17,7 +20,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
 
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import Instance
@@ -107,6 +114,57 @@ def pixel_data(inst: Instance, file_size: int | None = None) -> None:
 
 def _count(n: int, word: str) -> str:
     return f"{n:,} {word}{'s' if n != 1 else ''}"
+
+
+def fit_instances(instances: list[Instance]) -> tuple[list[Instance], list[str],
+                                                 dict[str, DicomError]]:
+    """Scanned instances checked against their files before anything is allocated: one whose
+    declared image does not fit (cut short since the scan, a damaged header) keeps a single
+    slot, to be shown blank with the reason, instead of its declared frames."""
+    kept, refused = [], {}
+    for inst in instances:
+        try:
+            pixel_data(inst)
+        except DicomError as exc:
+            refused[inst.path] = exc
+            inst = replace(inst, number_of_frames=1, mosaic_images=0)
+        kept.append(inst)
+    if len(refused) == len(kept):
+        raise next(iter(refused.values()))
+    return kept, [], refused
+
+
+def drop_unreadable(ds: Dataset) -> list[str]:
+    """Remove the top-level elements pydicom cannot decode (an unknown VR, a damaged value,
+    sequences nested past Python's recursion limit) and name them: the rest of the header
+    stays usable instead of the first access to a bad element failing the load."""
+    dropped = []
+    for tag in list(ds.keys()):
+        try:
+            ds[tag]  # noqa: B018 - converting the raw element is the check
+        except (Exception, RecursionError):
+            dropped.append(str(tag))
+            del ds[tag]
+    return dropped
+
+
+def frame_notes(frames: Sequence[Any]) -> list[str]:
+    """One warning per distrusted header value, with how many images carry it and what the
+    load used instead (ordered by instance number on the pixel grid; stored values)."""
+    counts: dict[str, int] = {}
+    for frame in frames:
+        for doubt in frame.doubts:
+            counts[doubt] = counts.get(doubt, 0) + 1
+    notes = []
+    for doubt, n in list(counts.items())[:3]:
+        share = f" ({n} of {len(frames)} images)" if len(frames) > 1 else ""
+        instead = ": stored pixel values are shown, not modality units" if doubt.startswith(
+            "Rescale") else (": the images are shown on their pixel grid, ordered by instance "
+                             "number, without MPR or positions in millimetres")
+        notes.append(f"{doubt}{share}{instead}.")
+    if len(counts) > 3:
+        notes.append(f"{len(counts) - 3} more unusable header values.")
+    return notes
 
 
 # -- values that read as "unknown" when they cannot be right ---------------------------------

@@ -43,7 +43,7 @@ class Frame:
     order: tuple  # (temporal position, acquisition time, instance number, frame) for 4D
     located: bool = False  # position and orientation came from the header, not defaults
     tile: mosaic.Tile | None = None  # where this slice lies in a Siemens mosaic image
-    # header values this frame could not trust and what it used instead (see frame_notes)
+    # header values this frame could not trust and what it used instead (see checks.frame_notes)
     doubts: tuple[str, ...] = ()
 
 
@@ -54,7 +54,7 @@ def collect(source: Series | str | Path | Sequence[str | Path]
     if isinstance(source, Series):
         if not source.instances:
             raise DicomError(None, "The series holds no images.")
-        return source, *_fitting(source.instances)
+        return source, *checks.fit_instances(source.instances)
     paths, chosen = _expand_paths(source)
     instances, notes = [], []
     for path in paths:
@@ -105,24 +105,6 @@ def _image_instance(path: str, *, must_be_image: bool) -> Instance | None:
     return inst
 
 
-def _fitting(instances: list[Instance]) -> tuple[list[Instance], list[str],
-                                                 dict[str, DicomError]]:
-    """Scanned instances checked against their files before anything is allocated: one whose
-    declared image does not fit (cut short since the scan, a damaged header) keeps a single
-    slot, to be shown blank with the reason, instead of its declared frames."""
-    kept, refused = [], {}
-    for inst in instances:
-        try:
-            checks.pixel_data(inst)
-        except DicomError as exc:
-            refused[inst.path] = exc
-            inst = replace(inst, number_of_frames=1, mosaic_images=0)
-        kept.append(inst)
-    if len(refused) == len(kept):
-        raise next(iter(refused.values()))
-    return kept, [], refused
-
-
 def _floats(value: object, n: int) -> tuple[float, ...] | None:
     try:
         out = tuple(float(v) for v in value)  # type: ignore[union-attr]
@@ -155,24 +137,10 @@ def _largest_stack(instances: list[Instance], notes: list[str]
 
 def reference_header(inst: Instance) -> Dataset:
     """The header (no pixels) of one file, read once for the facts an Instance does not hold;
-    elements that cannot be decoded are left out (see `drop_unreadable`)."""
+    elements that cannot be decoded are left out (see `checks.drop_unreadable`)."""
     ds = px.read_dataset(inst.path, header_only=True)
-    drop_unreadable(ds)
+    checks.drop_unreadable(ds)
     return ds
-
-
-def drop_unreadable(ds: Dataset) -> list[str]:
-    """Remove the top-level elements pydicom cannot decode (an unknown VR, a damaged value,
-    sequences nested past Python's recursion limit) and name them: the rest of the header
-    stays usable instead of the first access to a bad element failing the load."""
-    dropped = []
-    for tag in list(ds.keys()):
-        try:
-            ds[tag]  # noqa: B018 - converting the raw element is the check
-        except (Exception, RecursionError):
-            dropped.append(str(tag))
-            del ds[tag]
-    return dropped
 
 
 def _rescale(slope: object, intercept: object, dose: float | None = None, bits: int = 16
@@ -345,7 +313,7 @@ def arrange(frames: list[Frame], ref: Dataset) -> tuple[list[list[int]], np.ndar
         # a stack of Secondary Capture images (scanned films, digits) has no positions by
         # definition: saying so would be noise
         capture = str(ref.get("SOPClassUID", "")).startswith("1.2.840.10008.5.1.4.1.1.7")
-        doubted = any(f.doubts for f in frames)  # frame_notes says why, and what instead
+        doubted = any(f.doubts for f in frames)  # checks.frame_notes says why, and what instead
         notes = [] if len(frames) == 1 or (capture and not mixed) or doubted else [
             "The images lie in different orientations (a localizer, rotating projections): "
             "shown one by one in acquisition order, without MPR or slice positions." if mixed
@@ -436,25 +404,6 @@ def patient_orientation(ref: Dataset) -> tuple[str, str] | None:
     if len(letters) != 2 or not all(s and set(s) <= PATIENT_LETTERS for s in letters):
         return None
     return letters[0], letters[1]
-
-
-def frame_notes(frames: list[Frame]) -> list[str]:
-    """One warning per distrusted header value, with how many images carry it and what the
-    load used instead (ordered by instance number on the pixel grid; stored values)."""
-    counts: dict[str, int] = {}
-    for frame in frames:
-        for doubt in frame.doubts:
-            counts[doubt] = counts.get(doubt, 0) + 1
-    notes = []
-    for doubt, n in list(counts.items())[:3]:
-        share = f" ({n} of {len(frames)} images)" if len(frames) > 1 else ""
-        instead = ": stored pixel values are shown, not modality units" if doubt.startswith(
-            "Rescale") else (": the images are shown on their pixel grid, ordered by instance "
-                             "number, without MPR or positions in millimetres")
-        notes.append(f"{doubt}{share}{instead}.")
-    if len(counts) > 3:
-        notes.append(f"{len(counts) - 3} more unusable header values.")
-    return notes
 
 
 def _spacing_of(ds: Dataset) -> tuple[float, float] | None:

@@ -134,10 +134,10 @@ class SeriesLoader:
     def __init__(self, source: Series | str | Path | Sequence[str | Path]) -> None:
         self.series, instances, self.warnings, self.refused = plan.collect(source)
         ref = self.reference = px.read_dataset(instances[0].path, header_only=True)
-        dropped = plan.drop_unreadable(ref)
+        dropped = checks.drop_unreadable(ref)
         self.frames = plan.expand_frames(instances, ref)
         self.grid, self.affine, notes = plan.arrange(self.frames, ref)
-        self.warnings += notes + plan.frame_notes(self.frames) + plan.spacing_notes(
+        self.warnings += notes + checks.frame_notes(self.frames) + plan.spacing_notes(
             instances, ref)
         if dropped:
             self.warnings.append(f"Header elements {', '.join(dropped[:5])} cannot be decoded "
