@@ -314,3 +314,24 @@ def test_any_element_with_an_unknown_vr_loads_or_is_a_dicom_error(tmp_path, name
             except DicomError:
                 pass  # a clean refusal; anything else fails the test with its traceback
     assert loaded > len(variants) // 2  # most damage is to elements the image does not need
+
+
+@pytest.mark.parametrize("sequence, keyword, value", [
+    ("PlaneOrientationSequence", "ImageOrientationPatient", [0.0] * 6),
+    ("PlanePositionSequence", "ImagePositionPatient", [float("nan"), 0.0, 0.0]),
+    ("PixelValueTransformationSequence", "RescaleSlope", float("inf")),
+])
+def test_enhanced_functional_groups_with_unusable_values_fall_back(tmp_path, sequence, keyword,
+                                                                   value):
+    voxels = np.random.default_rng(3).integers(-500, 500, (5, 16, 16)).astype(np.int16)
+    path = syn.write_multiframe(tmp_path, voxels, spacing=(2.0, 0.8, 0.8), rescale=(1.0, 0.0))
+    ds = pydicom.dcmread(path)
+    for group in ds.PerFrameFunctionalGroupsSequence:  # every frame's own value is the bad one
+        item = pydicom.Dataset()
+        setattr(item, keyword, value)
+        group[tag_for_keyword(sequence)] = DataElement(tag_for_keyword(sequence), "SQ", [item])
+    ds.save_as(path)
+    volume = load_series(path)
+    assert volume.voxels.shape == voxels.shape
+    np.testing.assert_array_equal(volume.voxels, voxels)  # frame order, stored = modality here
+    assert any(w.startswith(keyword) and "not a usable" in w for w in volume.warnings)
