@@ -335,3 +335,29 @@ def test_enhanced_functional_groups_with_unusable_values_fall_back(tmp_path, seq
     assert volume.voxels.shape == voxels.shape
     np.testing.assert_array_equal(volume.voxels, voxels)  # frame order, stored = modality here
     assert any(w.startswith(keyword) and "not a usable" in w for w in volume.warnings)
+
+
+@pytest.mark.parametrize("keyword, text", [
+    ("NumberOfFrames", b"inf "), ("InstanceNumber", b"inf "), ("SeriesNumber", b"-inf"),
+    ("NumberOfFrames", b"9e99"),
+])
+def test_an_integer_string_that_is_no_integer_loads_or_is_refused(tmp_path, keyword, text):
+    """IS 'inf' raised OverflowError in the header reader (scan and load)."""
+    path = _edited(TEST_FILES / "CT_small.dcm", tmp_path / "is.dcm", **{keyword: "1234"})
+    tag = tag_for_keyword(keyword)
+    key = tag.to_bytes(4, "big")[:2][::-1] + tag.to_bytes(4, "big")[2:][::-1] + b"IS\x04\x001234"
+    data = path.read_bytes()
+    at = data.index(key) + 8
+    path.write_bytes(data[:at] + text + data[at + 4:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = scan(tmp_path, cache=False)
+        assert not result.problems, result.problems
+        try:
+            volume = load_series(result.all_series()[0])
+        except DicomError as exc:
+            assert text == b"9e99" and "frames" in exc.reason
+            return
+    original = pydicom.dcmread(TEST_FILES / "CT_small.dcm")  # same pixels, sound header
+    np.testing.assert_array_equal(volume.voxels[0],
+                                  apply_modality_lut(original.pixel_array, original))

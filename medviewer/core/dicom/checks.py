@@ -58,6 +58,8 @@ def memory_available() -> int:
 
 
 def _gib(nbytes: float) -> str:
+    if nbytes >= 1 << 50:
+        return f"{nbytes / (1 << 30):.3g} GiB"
     return f"{nbytes / (1 << 30):.1f} GiB" if nbytes >= 1 << 29 else f"{nbytes / (1 << 20):.0f} MiB"
 
 
@@ -113,7 +115,8 @@ def pixel_data(inst: Instance, file_size: int | None = None) -> None:
 
 
 def _count(n: int, word: str) -> str:
-    return f"{n:,} {word}{'s' if n != 1 else ''}"
+    number = f"{n:,}" if n < 10**12 else f"{n:.3g}"  # a 100-digit count helps no one
+    return f"{number} {word}{'s' if n != 1 else ''}"
 
 
 def fit_instances(instances: list[Instance]) -> tuple[list[Instance], list[str],

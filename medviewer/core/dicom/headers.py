@@ -118,7 +118,7 @@ def _integer(raw: bytes) -> int | None:
     text = _text(raw).split("\\")[0].strip()
     try:
         return int(float(text)) if text else None
-    except ValueError:
+    except (ValueError, OverflowError):  # "inf" is no count, number or size
         return None
 
 
