@@ -361,3 +361,15 @@ def test_an_integer_string_that_is_no_integer_loads_or_is_refused(tmp_path, keyw
     original = pydicom.dcmread(TEST_FILES / "CT_small.dcm")  # same pixels, sound header
     np.testing.assert_array_equal(volume.voxels[0],
                                   apply_modality_lut(original.pixel_array, original))
+
+
+@pytest.mark.parametrize("keyword", ["SliceThickness", "SpacingBetweenSlices"])
+@pytest.mark.parametrize("value", ["inf", "nan", "1e308"])
+def test_an_unusable_slice_step_is_not_taken_into_the_affine(tmp_path, keyword, value):
+    path = _edited(TEST_FILES / "CT_small.dcm", tmp_path / "one.dcm")
+    ds = pydicom.dcmread(path)
+    tag = tag_for_keyword(keyword)
+    ds[tag] = DataElement(tag, "DS", value)
+    ds.save_as(path)
+    volume = load_series(path)
+    assert np.isfinite(volume.affine).all() and volume.spacing[0] <= 1000

@@ -193,6 +193,14 @@ def usable_spacing(value: object) -> tuple[float, float] | None:
     return pair  # type: ignore[return-value]
 
 
+def usable_step(value: float | None) -> float | None:
+    """A slice thickness or spacing (mm) that is finite, not zero and under a metre; else
+    None (1 mm is assumed then, as for a header without one)."""
+    if value is None or not math.isfinite(value) or not 0 < abs(value) <= MAX_SPACING_MM:
+        return None
+    return value
+
+
 def usable_orientation(value: Sequence[float] | None) -> tuple[float, ...] | None:
     """Six direction cosines that are two finite, unit-length, perpendicular vectors; None
     otherwise (all zeros, NaN, parallel rows and columns)."""

@@ -294,8 +294,8 @@ def _frame_offsets(ds: Dataset, count: int) -> np.ndarray | None:
     grid = ds.get("GridFrameOffsetVector")  # RT dose, some NM
     if grid is not None and len(grid) == count:
         return np.array([float(v) for v in grid])
-    step = _number(ds.get("SpacingBetweenSlices"), float) or _number(ds.get("SliceThickness"),
-                                                                      float)
+    step = checks.usable_step(_number(ds.get("SpacingBetweenSlices"), float)) or \
+        checks.usable_step(_number(ds.get("SliceThickness"), float))
     return None if not step else np.arange(count) * step
 
 
@@ -348,7 +348,8 @@ def _split_time(frames: list[Frame], depth: np.ndarray) -> tuple[list[list[int]]
 
 
 def _nominal_step(inst: Instance, ref: Dataset) -> float:
-    return (_number(ref.get("SpacingBetweenSlices"), float) or inst.slice_thickness or 1.0)
+    return (checks.usable_step(_number(ref.get("SpacingBetweenSlices"), float))
+            or checks.usable_step(inst.slice_thickness) or 1.0)
 
 
 def _slice_step(positions: np.ndarray, normal: np.ndarray, nominal: float
