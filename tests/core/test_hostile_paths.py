@@ -233,6 +233,7 @@ def test_cancel_on_a_slow_share_returns_before_the_chunk_is_done(
 # --- DICOMDIR ---------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS", "ignore:The value length")
 def test_dicomdir_references_leaving_its_folder_are_not_followed(tmp_path: Path) -> None:
     files = _series(tmp_path / "src", seed=3)
     fs = FileSet()

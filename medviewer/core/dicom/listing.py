@@ -51,7 +51,8 @@ class FolderListing:
 @dataclass
 class Targets:
     """The files to examine (folder -> listing), which folders were walked whole, and the
-    problems met while listing (DICOMDIR trouble, missing files)."""
+    problems met while listing (DICOMDIR trouble, missing files, links out of the folder or
+    in a loop, pipes and devices, folders that cannot be read)."""
 
     folders: dict[str, FolderListing] = field(default_factory=dict)
     walked: set[str] = field(default_factory=set)
