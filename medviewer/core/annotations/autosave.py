@@ -13,11 +13,18 @@ lines, area ROIs, series and study UIDs, the time, the model the work started fr
 bytes, so loading never unpickles anything. It is written atomically, so a save killed half-way
 leaves the previous autosave whole. It is "recoverable" while it is newer than the folder's
 last real save (SEG, SR or sidecar). A file that is not a readable autosave of the series
-raises AnnotationError and is left as it is: it may be the only copy of someone's work.
+raises AnnotationError and is left as it is: it may be the only copy of someone's work; the
+start-up search (`find_recoverable`) sets it aside (`autosave.unreadable-<time>.npz`), so no
+later autosave replaces it, and says so. Reading trusts nothing in the file: the members are
+read by hand (no pickle, no np.load), each one's declared shape and size checked against what
+an autosave of the series can hold before a byte is inflated (a zip bomb is refused), and the
+JSON record is capped in size (a deep one is refused, not a RecursionError). Writing takes the
+series folder's lock (`commit.py`), so the start-up tidy never removes a live temporary file.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import zipfile
@@ -36,6 +43,7 @@ from medviewer.core.annotations.boxes import (
     DistanceLine,
     area_from_dict,
 )
+from medviewer.core.annotations.commit import folder_lock, tidy
 from medviewer.core.annotations.labelmap import Label, LabelMap, LabelTable
 from medviewer.core.annotations.seg import AnnotationError
 from medviewer.core.annotations.workspace import (
@@ -50,7 +58,10 @@ from medviewer.core.atomic import atomic_file
 AUTOSAVE_FORMAT, AUTOSAVE_VERSION = "medviewer-autosave", 1
 _REAL_SAVES = (SEG_NAME, SR_NAME, Path(SR_NAME).with_suffix(".json").name)
 _READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
-                UnicodeDecodeError, json.JSONDecodeError)
+                UnicodeDecodeError, json.JSONDecodeError, RecursionError)
+_MEMBERS = ("record.npy", "labels.npy")
+RECORD_MAX_BYTES = 32 << 20  # boxes, rulers and labels in JSON: megabytes at the very most
+_NPY_HEADER_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ def save_autosave(workspace: Workspace, labelmap: LabelMap | None, boxset: BoxSe
     if labelmap is not None:
         arrays["labels"] = np.ascontiguousarray(labelmap.array)
     try:
-        with atomic_file(path) as f:
+        with folder_lock(path.parent), atomic_file(path) as f:
             np.savez_compressed(f, **arrays)
     except OSError as exc:
         raise AnnotationError(path, f"The autosave could not be written ({exc}); the previous "
@@ -129,8 +140,8 @@ def read_autosave_record(path: str | Path) -> dict[str, Any]:
     """The JSON record of an autosave (cheap: the label map is not decompressed)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            record = json.loads(npz["record"].tobytes().decode("utf-8"))
+        data = _member(path, "record.npy", max_items=RECORD_MAX_BYTES)
+        record = json.loads(data.tobytes().decode("utf-8"))
     except _READ_ERRORS as exc:
         raise AnnotationError(path, f"This autosave cannot be read ({exc}); it was left "
                               "untouched.") from exc
@@ -150,12 +161,14 @@ def load_autosave(path: str | Path, volume: Any) -> tuple[LabelMap | None, BoxSe
     """
     path = Path(path)
     record = read_autosave_record(path)
-    _check_series(record, volume, path)
     try:
+        _check_series(record, volume, path)
         boxset = BoxSet([AnnotatedBox(**b) for b in record["boxes"]],
                         [ClassLabel(**c) for c in record["class_labels"]])
         labelmap = _labelmap(path, record, volume)
-    except (KeyError, TypeError, AnnotationError, *_READ_ERRORS) as exc:
+    except AnnotationError:
+        raise
+    except (KeyError, TypeError, AttributeError, *_READ_ERRORS) as exc:
         raise AnnotationError(path, f"This autosave is damaged ({exc}); it was left "
                               "untouched.") from exc
     return labelmap, boxset
@@ -170,7 +183,7 @@ def autosaved_lines(path: str | Path) -> list[DistanceLine]:
         return [DistanceLine(**{**item, "start": _point(item["start"]),
                                 "end": _point(item["end"])})
                 for item in record.get("lines") or []]
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise AnnotationError(path, f"This autosave's rulers are damaged ({exc}); it was left "
                               "untouched.") from exc
 
@@ -182,7 +195,7 @@ def autosaved_areas(path: str | Path) -> list[AreaMeasurement]:
     record = read_autosave_record(path)
     try:
         return [area_from_dict(item) for item in record.get("areas") or []]
-    except (KeyError, TypeError, ValueError, AnnotationError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, AnnotationError) as exc:
         raise AnnotationError(path, f"This autosave's area ROIs are damaged ({exc}); it was "
                               "left untouched.") from exc
 
@@ -205,6 +218,39 @@ def _check_series(record: dict[str, Any], volume: Any, path: Path) -> None:
                               "version of the series.")
 
 
+def _member(path: Path, name: str, max_items: int, shape: tuple[int, ...] | None = None
+            ) -> np.ndarray:
+    """One uint8 array of the autosave's zip, read only after its declared shape (`shape`, or
+    at most `max_items` bytes) and its inflated size were checked: nothing is allocated or
+    inflated for what an autosave cannot hold."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if not set(names) <= set(_MEMBERS) or len(names) != len(set(names)):
+            raise ValueError(f"unexpected members {sorted(set(names) - set(_MEMBERS))}")
+        info = archive.getinfo(name)
+        with archive.open(info) as f:
+            declared, fortran, dtype = _npy_header(f)
+            count = int(np.prod(declared)) if declared else 1
+            if dtype != np.uint8 or fortran or count > max_items or (
+                    shape is not None and declared != shape):
+                raise ValueError(f"{name} declares {dtype} {declared}, not what an autosave "
+                                 "holds")
+            if info.file_size > count + _NPY_HEADER_MAX:
+                raise ValueError(f"{name} inflates to {info.file_size} bytes for {count}")
+            data = f.read(count)
+    if len(data) != count:
+        raise ValueError(f"{name} is truncated")
+    return np.frombuffer(data, np.uint8).reshape(declared)
+
+
+def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    major, _ = np.lib.format.read_magic(f)
+    read = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}
+    if major not in read:
+        raise ValueError(f"npy format {major} is not one an autosave is written in")
+    return read[major](f, max_header_size=_NPY_HEADER_MAX)
+
+
 def _grid_shape(volume: Any) -> tuple[int, ...]:
     voxels = volume.voxels
     return (1, *voxels.shape) if voxels.ndim == 2 else tuple(voxels.shape[-3:])
@@ -214,10 +260,8 @@ def _labelmap(path: Path, record: dict[str, Any], volume: Any) -> LabelMap | Non
     saved = record["labelmap"]
     if saved is None:
         return None
-    with np.load(path, allow_pickle=False) as npz:
-        array = npz["labels"]
-    if array.dtype != np.uint8 or array.shape != tuple(saved["shape"]):
-        raise AnnotationError(path, "the label map does not match its record")
+    shape = tuple(int(n) for n in saved["shape"])  # checked against the volume's grid
+    array = _member(path, "labels.npy", max_items=int(np.prod(shape)), shape=shape)
     table = LabelTable()
     for item in saved["labels"]:
         label = Label(**{**item, "category": tuple(item["category"]),
@@ -249,6 +293,7 @@ def find_recoverable(data_folders: Iterable[str | Path] = ()) -> list[Recoverabl
     found = []
     for root in autosave_roots(data_folders):
         if root.is_dir():
+            _tidy_all(root)
             for path in sorted(root.glob(f"**/{AUTOSAVE_NAME}")):
                 item = _recoverable(path)
                 if item is not None:
@@ -267,10 +312,40 @@ def _recoverable(path: Path) -> Recoverable | None:
     try:
         record = read_autosave_record(path)
     except AnnotationError as exc:
-        return Recoverable(path, modified, last, problem=exc.reason)
+        kept = _set_aside(path)
+        where = f"it was kept as {kept.name}, which no autosave replaces" if kept else \
+            "it was left as it is"
+        return Recoverable(kept or path, modified, last,
+                           problem=exc.reason.replace("it was left untouched", where))
+    saved_at, model = record.get("saved_at"), record.get("model")
     return Recoverable(path, modified, last, str(record.get("series_instance_uid") or ""),
-                       str(record.get("study_instance_uid") or ""), record.get("saved_at"),
-                       record.get("model"))
+                       str(record.get("study_instance_uid") or ""),
+                       float(saved_at) if isinstance(saved_at, (int, float)) else None,
+                       str(model) if isinstance(model, str) else None)
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Rename an unreadable autosave out of the way of the next autosave (None: could not)."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    kept = path.with_name(f"{path.stem}.unreadable-{stamp}{path.suffix}")
+    try:
+        path.rename(kept)
+    except OSError:  # a read-only folder: no autosave replaces it there either
+        return None
+    return kept
+
+
+def _tidy_all(root: Path) -> None:
+    """At start-up: finish saves and remove temporary files a kill left in the workspaces
+    under `root` (a folder another window is writing right now is left to that window)."""
+    folders = {p.parent for pattern in ("**/commit.json", "**/.*.tmp", "**/.staging-*",
+                                        "**/.lock") for p in root.glob(pattern)}
+    for folder in sorted(folders):
+        try:
+            with folder_lock(folder, wait_s=0):
+                tidy(folder)
+        except (AnnotationError, OSError):
+            continue  # busy (a live save) or read-only: nothing of ours to finish there
 
 
 def _last_real_save(folder: Path) -> float | None:

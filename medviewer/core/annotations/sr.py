@@ -44,7 +44,12 @@ from medviewer.core.annotations.boxes import (
     ClassLabel,
     DistanceLine,
 )
-from medviewer.core.annotations.seg import DEFAULT_MANUFACTURER, AnnotationError, person_name
+from medviewer.core.annotations.seg import (
+    DEFAULT_MANUFACTURER,
+    AnnotationError,
+    check_unique_images,
+    person_name,
+)
 from medviewer.core.annotations.sr_read import (  # reading lives there; these names stay here
     SIDECAR_FORMAT,
     SIDECAR_VERSION,
@@ -77,6 +82,7 @@ def write_sr(path: str | Path, volume: Any, boxes: BoxSet | Iterable[AnnotatedBo
                   else class_labels or ())
     measurements, areas = list(measurements), list(areas)
     when = (saved_at or dt.datetime.now().astimezone()).replace(microsecond=0)
+    check_unique_images(volume, path)
     refs = _evidence(volume, boxes_in, labels, [*measurements, *areas])
     modality = str(getattr(volume, "modality", "") or "")
     try:  # highdicom checks each item: what it refuses is a message, not a crash

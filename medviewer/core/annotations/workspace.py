@@ -10,17 +10,29 @@ data folder cannot be written (a CD, a read-only share), it is
 `<user data dir>/workspaces/<hash of the data folder>/<study>/<series>/` instead; both places
 are searched when a study is reopened. A save never replaces a file it does not recognise as
 this series' annotation: a corrupt or foreign file raises AnnotationError and stays as it is.
+
+The SEG, SR and sidecar of a series are one unit (`commit.py`): a save writes them all, then
+switches, under the folder's lock, and is refused (SaveConflict) when another window saved
+since the reader opened the series:
+
+    base = ws.generation()                    # when the series opens
+    with ws.saving(base) as w:                # the lock; refused if the set moved on
+        w.save_labels(...); w.save_sr(...)    # staged, switched together at the end
+    with ws.reading():                        # the whole old or the whole new set
+        ws.load_seg_table(volume), ws.load_sr(volume)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medviewer.core.annotations import commit as atomic_set
 from medviewer.core.annotations.boxes import BoxSet, DistanceLine
 from medviewer.core.annotations.seg import (
     AnnotationError,
@@ -61,6 +73,8 @@ class Workspace:
     data_folder: Path
     study_instance_uid: str
     series_instance_uid: str
+    # the save under way (`saving`): files go to its staging folder, switched together
+    commit: atomic_set.Commit | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def for_series(cls, source: Any) -> Workspace:
@@ -111,10 +125,34 @@ class Workspace:
         return sorted(found, key=lambda f: -f.modified)
 
     # --- saving and loading ----------------------------------------------------------------
+    def generation(self) -> int:
+        """The generation of the saved set (0 before the first save): a reader's `base`."""
+        return atomic_set.generation(self.folder)
+
+    @contextlib.contextmanager
+    def saving(self, base: int | None = None) -> Iterator[Workspace]:
+        """One atomic save: yields this workspace writing into the save's staging folder;
+        everything written in the block is switched in together at its end. SaveConflict when
+        another window holds the lock, or saved since generation `base` was read."""
+        with atomic_set.Commit(self.folder, base) as commit:
+            yield replace(self, commit=commit)
+
+    def reading(self) -> contextlib.AbstractContextManager[int]:
+        """Hold the set still while it is read (yields its generation)."""
+        return atomic_set.reading(self.folder)
+
+    def _staged(self, path: Path) -> Path:
+        assert self.commit is not None
+        return self.commit.staged(path.name)
+
     def save_seg(self, label_map: Any, volume: Any, labels: Sequence[str], **options: Any
                  ) -> Path:
+        if self.commit is None:
+            with self.saving() as ws:
+                return ws.save_seg(label_map, volume, labels, **options)
         self._check_replaceable_seg(self.seg_path)
-        return write_seg(label_map, volume, labels, self.seg_path, **options)
+        write_seg(label_map, volume, labels, self._staged(self.seg_path), **options)
+        return self.seg_path
 
     def save_labels(self, label_map: Any, volume: Any, table: LabelTable, *,
                     annotator: str | None = None) -> tuple[Path | None, list[str]]:
@@ -123,6 +161,9 @@ class Workspace:
         path (None when no label has voxels: no SEG is written, and an older one of this
         series is removed, so reopening shows what was saved) and sentences for the reader
         about what was left out."""
+        if self.commit is None:
+            with self.saving() as ws:
+                return ws.save_labels(label_map, volume, table, annotator=annotator)
         names = table.seg_names()
         empty = [n for n in labels_without_voxels(label_map, names)
                  if table.by_name(n) is not None]
@@ -139,22 +180,22 @@ class Workspace:
             "voxels" if empty else "no SEG written: no labels"
         if self.seg_path.exists():
             self._check_replaceable_seg(self.seg_path)
-            try:
-                self.seg_path.unlink()
-            except OSError as exc:
-                raise AnnotationError(self.seg_path, f"The previous segmentation could not "
-                                      f"be removed ({exc}); it still holds the old labels."
-                                      ) from exc
+            assert self.commit is not None
+            self.commit.remove(self.seg_path.name)
             said += " (the previous segmentation was removed)"
         return said
 
     def save_sr(self, volume: Any, boxes: BoxSet, measurements: Iterable[DistanceLine] = (),
                 **options: Any) -> Path:
         """Boxes, lines and class labels as SR + sidecar (options: annotator, model, ...)."""
+        if self.commit is None:
+            with self.saving() as ws:
+                return ws.save_sr(volume, boxes, measurements, **options)
         self._check_replaceable_sr(self.sr_path)
         self._check_replaceable_sidecar(self.sidecar_path)
         quiet_highdicom()
-        return write_sr(self.sr_path, volume, boxes, measurements, **options)
+        write_sr(self._staged(self.sr_path), volume, boxes, measurements, **options)
+        return self.sr_path
 
     def load_seg(self, volume: Any) -> tuple[Any, list[str]] | None:
         path = self.newest("seg")

@@ -307,10 +307,26 @@ class SeriesLoader:
             photometric=self.photometric, windows=list(self.windows), voi_lut=lut,
             voi_lut_first=first, sources=sources[0],
             time_sources=sources if len(sources) > 1 else [], series=self.series,
-            description=str(ref.get("SeriesDescription", "")), warnings=list(self.warnings),
+            description=str(ref.get("SeriesDescription", "")),
+            warnings=self.warnings + duplicate_uid_notes([s for t in sources for s in t]),
             has_geometry=self.has_geometry, patient_orientation=self.patient_orientation,
             spacing_known=self.spacing_known,
             frame_rate=self.frame_rate, header=dict(self.header))
+
+
+def duplicate_uid_notes(sources: list[SliceSource]) -> list[str]:
+    """A warning per SOPInstanceUID that several files share (a copy re-sent under new file
+    names, a broken anonymiser): a DICOM SEG or SR names images by that UID, so annotations of
+    such a series cannot say which image they belong to (they are refused when saved)."""
+    files: dict[str, list[str]] = {}
+    for source in sources:
+        paths = files.setdefault(source.sop_instance_uid, [])
+        if source.sop_instance_uid and source.path not in paths:
+            paths.append(source.path)
+    return [f"{len(paths)} files share the SOP Instance UID {uid} "
+            f"({', '.join(Path(p).name for p in paths[:4])}{', ...' if len(paths) > 4 else ''})"
+            ": annotations of this series cannot be saved as DICOM SEG or SR"
+            for uid, paths in files.items() if len(paths) > 1]
 
 
 def _table_or_note(read: Callable[..., object], ref: object, fallback: object,

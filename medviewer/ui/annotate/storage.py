@@ -40,7 +40,9 @@ from medviewer.core.annotations import (
     accept_prediction,
     discard_autosave,
     read_seg_table,
+    save_autosave,
 )
+from medviewer.core.annotations.commit import SaveConflict
 from medviewer.core.annotations.sr import sidecar_path_for
 from medviewer.core.annotations.workspace import AUTOSAVE_NAME
 from medviewer.ui.annotate.box_controller import set_classes
@@ -64,21 +66,29 @@ def annotator_name() -> str:
 # ----------------------------------------------------------------- worker tasks (no Qt)
 def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxes: BoxSet,
               model: str | None, annotator: str, lines: tuple[DistanceLine, ...] = (),
-              areas: tuple[AreaMeasurement, ...] = ()) -> list[Path]:
+              areas: tuple[AreaMeasurement, ...] = (), base: int | None = None) -> list[Path]:
     """Write SEG (when there are labels) and SR (boxes, class labels, rulers, area ROIs and
-    provenance) in the workspace. PartlySaved when the SEG could not be written (the SR is):
-    the autosave then stays."""
+    provenance) in the workspace as one unit (all switched in together). PartlySaved when the
+    SEG could not be written (the SR is): the autosave then stays. `base`: the generation of
+    the saved set when the series was opened; SaveConflict when another window saved since
+    (or is saving): nothing is written, and this work goes into the autosave instead."""
     workspace = Workspace.for_series(volume)
     saved, seg_refused = SavedFiles(), None
-    if len(table):  # each label says how it was made (drawn, a model's, corrected)
-        try:
-            seg, saved.notes = workspace.save_labels(array, volume, table,
-                                                     annotator=annotator)
-            saved.extend([seg] if seg is not None else [])
-        except AnnotationError as exc:  # the boxes and rulers are still worth saving
-            seg_refused = exc
-    saved.append(workspace.save_sr(volume, boxes, lines, annotator=annotator, model=model,
-                                   areas=areas))
+    try:
+        with workspace.saving(base) as staged:
+            if len(table):  # each label says how it was made (drawn, a model's, corrected)
+                try:
+                    seg, saved.notes = staged.save_labels(array, volume, table,
+                                                          annotator=annotator)
+                    saved.extend([seg] if seg is not None else [])
+                except AnnotationError as exc:  # the boxes and rulers are still worth saving
+                    seg_refused = exc
+            saved.append(staged.save_sr(volume, boxes, lines, annotator=annotator,
+                                        model=model, areas=areas))
+    except SaveConflict:
+        _keep_in_autosave(workspace, volume, array, table, boxes, model, lines, areas)
+        raise
+    saved.generation = staged.commit.generation if staged.commit else None
     if seg_refused is not None:
         raise PartlySaved(saved, f"boxes, classes and measurements were saved to "
                           f"{saved[-1].parent}, but the segmentation was NOT saved: "
@@ -88,10 +98,22 @@ def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxe
     return saved
 
 
+def _keep_in_autosave(workspace: Workspace, volume: Any, array: np.ndarray, table: LabelTable,
+                      boxes: BoxSet, model: str | None, lines: tuple, areas: tuple) -> None:
+    """A refused save's work, written to the series' autosave (the next start offers it)."""
+    labelmap = LabelMap.for_volume(volume)
+    labelmap.array[...], labelmap.table = array, copy.deepcopy(table)
+    with contextlib.suppress(AnnotationError):  # the window still holds it; said already
+        save_autosave(workspace, labelmap if len(table) else None, boxes, model=model,
+                      lines=lines, areas=areas)
+
+
 class SavedFiles(list):
-    """The paths a save wrote, and `notes`: what it left out and why (said in the status)."""
+    """The paths a save wrote, `notes`: what it left out and why (said in the status), and
+    the `generation` of the set it made (the next save's base)."""
 
     notes: list[str] = []
+    generation: int | None = None
 
 
 class PartlySaved(AnnotationError):
@@ -109,6 +131,12 @@ def load_task(_ctx: Any, volume: Any) -> tuple[Annotation | None, list[Saved], l
     from medviewer.core.annotations import read_provenance
 
     workspace = Workspace.for_series(volume)
+    with workspace.reading():  # the whole set of one save, never half of the next
+        return _load(workspace, volume, read_provenance)
+
+
+def _load(workspace: Workspace, volume: Any, read_provenance: Any
+          ) -> tuple[Annotation | None, list[Saved], list[str]]:
     seg, seg_problem = _read(lambda: workspace.load_seg_table(volume))  # names, colours, codes
     sr, sr_problem = _read(lambda: workspace.load_sr(volume))
     notes = [f"the {what} could not be read ({problem.reason}); {_set_aside(workspace, kind)}"
@@ -192,6 +220,7 @@ class AnnotationStorage:
         self.host.tasks.start("annotate-save", save_task, doc.volume,
                                 annotation.labelmap.array.copy(), table, annotation.boxes,
                                 annotation.model, self.annotator, tuple(lines), tuple(areas),
+                                self._base_of(doc.volume),
                                 on_result=lambda paths, n=annotation.edits:
                                 self._on_saved(annotation, paths, n),
                                 on_error=self._on_save_error)
@@ -206,7 +235,8 @@ class AnnotationStorage:
         try:
             paths = save_task(None, doc.volume, annotation.labelmap.array,
                               annotation.labelmap.table, annotation.boxes, annotation.model,
-                              self.annotator, tuple(lines), tuple(areas))
+                              self.annotator, tuple(lines), tuple(areas),
+                              self._base_of(doc.volume))
         except (AnnotationError, OSError) as exc:
             self._on_save_error(exc)
             return False
@@ -259,6 +289,7 @@ class AnnotationStorage:
                   edits: int | None = None) -> None:
         """`edits`: the annotation's edit count when the save began; edits made while the
         worker wrote stay unsaved (and autosaved)."""
+        self._set_base(paths)
         if edits is None or annotation.edits == edits:
             annotation.dirty = False
             self.safety.forget(annotation)
@@ -271,7 +302,12 @@ class AnnotationStorage:
 
     def _on_save_error(self, exc: BaseException) -> None:
         if isinstance(exc, PartlySaved):  # the SR is written; the work stays unsaved
+            self._set_base(exc.paths)
             self.show_error(f"Annotations partly saved: {exc.reason}")
+            return
+        if isinstance(exc, SaveConflict):  # save_task put the work in the autosave
+            self.show_error(f"Could not save the annotations: {exc.reason} Your edits stay in "
+                            "this window and in its autosave.")
             return
         reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
         self.show_error(f"Could not save the annotations: {reason}")
@@ -329,8 +365,28 @@ class AnnotationStorage:
         reason = exc.reason if isinstance(exc, AnnotationError) else str(exc)
         self.show_error(f"Could not import the SEG: {reason}")
 
+    # ----------------------------------------------------------------- one writer at a time
+    def _base_of(self, volume: Any) -> int | None:
+        """The generation of the series' saved set when this window read it (None: unknown)."""
+        with contextlib.suppress(AnnotationError, OSError):
+            return self.__dict__.get("_save_bases", {}).get(
+                str(Workspace.for_series(volume).folder))
+        return None
+
+    def _remember_base(self, volume: Any) -> None:
+        with contextlib.suppress(AnnotationError, OSError):
+            ws = Workspace.for_series(volume)
+            self.__dict__.setdefault("_save_bases", {})[str(ws.folder)] = ws.generation()
+
+    def _set_base(self, paths: list[Path]) -> None:
+        generation = getattr(paths, "generation", None)
+        if paths and generation is not None:
+            self.__dict__.setdefault("_save_bases", {})[str(paths[-1].parent)] = generation
+
     def _on_volume_changed(self) -> None:
         doc = self.document
+        if doc.volume is not None and doc.annotation is None:  # read from disk (again) now
+            self._remember_base(doc.volume)
         if doc.volume is None or doc.annotation is not None or doc.can_annotate():
             self._sync_actions()
             return

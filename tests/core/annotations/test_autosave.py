@@ -219,14 +219,15 @@ def test_find_recoverable_finds_exactly_those_newer_than_their_real_save(tmp_pat
     assert [r.path for r in find_recoverable()] == [in_user_dir.autosave_path]
 
 
-def test_find_recoverable_lists_a_corrupt_autosave_with_its_problem(tmp_path, monkeypatch):
+def test_find_recoverable_sets_a_corrupt_autosave_aside_with_its_problem(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path / "user"))
     path = tmp_path / "data" / ".medviewer" / "st" / "1.1" / "autosave.npz"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"garbage")
     (found,) = find_recoverable([tmp_path / "data"])
-    assert found.path == path and "cannot be read" in found.problem
-    assert path.read_bytes() == b"garbage"
+    assert "cannot be read" in found.problem and found.path.name in found.problem
+    assert not path.exists() and found.path.read_bytes() == b"garbage"  # set aside, kept
+    assert find_recoverable([tmp_path / "data"]) == []  # said once; no autosave replaces it
 
 
 def test_discard_removes_only_autosaves(volume, tmp_path):
