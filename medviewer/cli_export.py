@@ -50,12 +50,16 @@ def fail(command: str, message: object, code: int = 2) -> int:
 
 
 def _cmd_export(ns: argparse.Namespace) -> int:
+    """0 exported; 2 a bad input (checkpoint, options, a refused parity check) with a sentence."""
     from medviewer.inference import ModelError
 
     try:
         folder, manifest = _export(ns)
     except ModelError as exc:
-        return fail("export", exc, 1)
+        return fail("export", exc)
+    except OSError as exc:
+        return fail("export", f"{exc.filename or ns.checkpoint}: cannot be read or written "
+                    f"({exc.strerror or exc}).")
     print(f"exported {manifest.id} {manifest.version} ({manifest.arch}, {manifest.task}) to "
           f"{folder}; ONNX Runtime matches torch within "
           f"{manifest.provenance.get('parity_max_relative_error', 0):.1e} (relative)")
@@ -67,9 +71,11 @@ def _export(ns: argparse.Namespace):
 
     from medviewer.inference import ModelError
     from medviewer.inference.registry import user_models_dir
+    from medviewer.training.export import manifest_fields
 
     arch = _architecture(ns.arch, ns.lab)
     fields = _manifest_fields(ns, arch)
+    manifest_fields(arch, fields, arch.example_inputs())  # every field checked before any use
     out = Path(ns.out) if ns.out else user_models_dir() / fields["id"] / fields["version"]
     if out.exists() and any(out.iterdir()):
         if not (out / "manifest.json").is_file():
@@ -81,7 +87,13 @@ def _export(ns: argparse.Namespace):
 
     from medviewer.training.export import export_model
 
-    model = arch.build(num_classes=len(fields["labels"]), **fields["options"]["build"]).eval()
+    try:
+        model = arch.build(num_classes=len(fields["labels"]), **fields["options"]["build"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(None, f"{arch.name} cannot be built with the options "
+                         f"{fields['options']['build']} ({str(exc)[:200]}); fix --build or "
+                         "--option build=...") from exc
+    model.eval()
     _load_checkpoint(model, Path(ns.checkpoint), ns.trust_pickle)
     inputs = _export_inputs(arch, fields["input"], torch)
     return out, export_model(model, arch, out, fields, inputs)

@@ -266,12 +266,12 @@ def test_export_like_copies_the_input_spec_and_labels(models, tmp_path, monkeypa
 def test_export_with_the_wrong_architecture_says_so(models, tmp_path, capsys):
     checkpoint = _checkpoint(MeanBrightness(), tmp_path / "cls.safetensors")
     out = tmp_path / "wrong"
-    assert main(_export_args(checkpoint, SEG_ARCH, out, "background,soft,bone")) == 1
+    assert main(_export_args(checkpoint, SEG_ARCH, out, "background,soft,bone")) == 2
     err = capsys.readouterr().err
     assert "do not fit the architecture" in err and "Pick the architecture" in err
     assert not out.exists()
     assert main(_export_args(checkpoint, CLS_ARCH, out, "dark,bright")[:4] + [
-        "--arch", "no.such.arch", "--size", "8", "8", "--labels", "a,b"]) == 1
+        "--arch", "no.such.arch", "--size", "8", "8", "--labels", "a,b"]) == 2
     assert "unknown architecture 'no.such.arch'" in capsys.readouterr().err
 
 
@@ -279,12 +279,12 @@ def test_export_refuses_pickles_unless_trusted(tmp_path, capsys):
     checkpoint = tmp_path / "model.pt"
     torch.save({"state_dict": thresholds().state_dict()}, checkpoint)
     args = _export_args(checkpoint, SEG_ARCH, tmp_path / "from-pickle", "background,soft,bone")
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert "pickle" in err and "--trust-pickle" in err and "safetensors" in err
     assert main([*args, "--trust-pickle"]) == 0
     assert load_manifest(tmp_path / "from-pickle").arch == SEG_ARCH.name
-    assert main(args) == 1 and "--force" in capsys.readouterr().err  # no silent overwrite
+    assert main(args) == 2 and "--force" in capsys.readouterr().err  # no silent overwrite
 
 
 # --- result files -------------------------------------------------------------------------------

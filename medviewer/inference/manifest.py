@@ -17,13 +17,13 @@ import hashlib
 import json
 import logging
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from medviewer.core.atomic import write_text_atomic
+from medviewer.core.paths import component_problem
 from medviewer.inference.errors import ModelError
 
 MANIFEST = "manifest.json"
@@ -37,7 +37,6 @@ TASKS = ("classification", "fusion", "segmentation", "detection")
 # the current one ("stack:N"), or the whole series resampled to N slices ("volume:N")
 CONTEXTS = ("single", "prev-current-next")
 EXTRAS = ("age", "sex")
-SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"  # ids and versions: one folder name (the schema's)
 MAX_DEPTH = 32  # nesting of the manifest's JSON (metrics and provenance are free-form)
 MAX_BYTES = 16 << 20  # a manifest is a few kilobytes; anything this big is not one
 
@@ -140,11 +139,11 @@ def validate(d: Any, where: Path) -> None:
         raise ModelError(where, f"The manifest is format {fmt}, newer than this MedViewer "
                          f"reads ({FORMAT}); update MedViewer.")
     _check_plain(d, where)
-    for key in ("id", "version"):  # the schema's pattern would let a trailing newline through
-        if isinstance(d[key], str) and not re.fullmatch(SAFE_NAME, d[key]):
+    for key in ("id", "version"):  # each names a folder of the model store
+        problem = component_problem(d[key]) if isinstance(d[key], str) else None
+        if problem is not None:
             raise ModelError(where, f"The manifest's {key} {d[key][:100]!r} cannot name a "
-                             "folder (letters, digits, '.', '_', '+' and '-' only, not first "
-                             "'.'); re-export the model with another one.")
+                             f"folder: {problem}. Re-export the model with another one.")
     from jsonschema.exceptions import best_match
 
     error = best_match(_validator().iter_errors(d))

@@ -32,11 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from medviewer.core.atomic import shareable_mode, write_text_atomic
+from medviewer.core.paths import component_problem, kind_problem
 from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import (
     MANIFEST,
     ONNX_FILE,
-    SAFE_NAME,
     WEIGHTS_FILE,
     Manifest,
     load_manifest,
@@ -46,7 +46,6 @@ from medviewer.inference.staging import make_staging, remove_stale
 
 POINTER = "active.json"
 FIRST_VERSION = "1.0.0"
-_SAFE_NAME = re.compile(SAFE_NAME)  # one folder name, never ".." or "/"
 COPY_CHUNK = 1 << 20
 ORIGINS = ("shipped", "user", "other")  # models/, the user store, a MEDVIEWER_MODELS_DIR root
 
@@ -84,16 +83,17 @@ def pointer_path(model_id: str) -> Path:
 
 def _checked_name(name: str, what: str) -> str:
     """`name` as one folder name in the store (ids and versions come from files)."""
-    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
-        raise ModelError(None, f"The {what} {name!r} cannot name a folder (letters, digits, "
-                         "'.', '_', '+' and '-' only); re-export the model with another one.")
+    problem = component_problem(name)
+    if problem is not None:
+        raise ModelError(None, f"The {what} {name!r} cannot name a folder: {problem}. "
+                         "Re-export the model with another one.")
     return name
 
 
 # ----------------------------------------------------------------------------- the pointer
 def read_pointer(model_id: str) -> tuple[str | None, ModelError | None]:
     """The version active.json names (None: no pointer), or why it could not be read."""
-    if not _SAFE_NAME.fullmatch(model_id):
+    if component_problem(model_id) is not None:
         return None, None  # such an id can never have a pointer (set_active refuses it)
     path = pointer_path(model_id)
     try:
@@ -235,9 +235,10 @@ def _refuse_links(folder: Path) -> None:
             raise ModelError(path, f"The candidate's file cannot be read ({exc.strerror}).") \
                 from exc
         if not stat.S_ISREG(mode):
-            kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-            raise ModelError(path, f"{name} in the candidate is {kind}; a model folder holds "
-                             "its own files, so it is not published. Export the model again.")
+            kind = kind_problem(mode) or "a folder"
+            raise ModelError(path, f"{name} in the candidate is {kind}, not a file of its own; "
+                             "a model folder holds its own files, so it is not published. "
+                             "Export the model again.")
 
 
 def _copy_into_store(candidate: Manifest, version: str) -> Path:

@@ -1,14 +1,17 @@
 """torch weights -> model folder: ONNX graph, safetensors weights, manifest, parity-checked.
 
-The export is written into a temporary folder beside the target and renamed into place only
-after ONNX Runtime reproduced torch's outputs, so a failed export never leaves a half model.
+The manifest's fields are checked (the schema of inference/manifest.py) before anything is
+exported; weights holding NaN or infinity are refused. The export is written into a hidden
+staging folder beside the target (inference/staging.py: the next export removes one a killed
+process left) and renamed into place only after ONNX Runtime reproduced torch's outputs, so a
+failed export never leaves a half model.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +31,7 @@ from medviewer.inference.manifest import (
     manifest_from_dict,
     write_manifest,
 )
+from medviewer.inference.staging import make_staging, remove_stale
 from medviewer.labs.architectures import Architecture, get
 
 OPSET = 17
@@ -43,11 +47,15 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> nn.Module:
     """Weights from safetensors (never pickles); a shape mismatch becomes a ModelError."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         state = load_file(str(path))
         model.load_state_dict(state, strict=strict)
+    except SafetensorError as exc:
+        raise ModelError(path, f"This is not a readable safetensors file ({str(exc)[:300]}); "
+                         "it is damaged or of another format.") from exc
     except (OSError, RuntimeError, ValueError) as exc:
         raise ModelError(path, f"These weights do not fit the architecture ({str(exc)[:300]})."
                          " Pick the architecture the checkpoint was trained with.") from exc
@@ -85,27 +93,62 @@ def ort_outputs(path: Path, arch: Architecture, inputs: Sequence[torch.Tensor]
 
 
 def relative_error(expected: np.ndarray, actual: np.ndarray) -> float:
-    """max |a - e| / max(|e|, 1e-6): one number per output, scale-free."""
+    """max |a - e| / max(|e|, 1e-6): one number per output, scale-free; inf when the shapes
+    differ or either side holds NaN or infinity (a comparison with NaN is never "too big")."""
     if expected.shape != actual.shape:
-        return float("inf")
+        return math.inf
     if expected.size == 0:
         return 0.0
-    diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64)).max()
-    return float(diff / max(float(np.abs(expected).max()), 1e-6))
+    e, a = expected.astype(np.float64), actual.astype(np.float64)
+    if not (np.isfinite(e).all() and np.isfinite(a).all()):
+        return math.inf
+    return float(np.abs(e - a).max() / max(float(np.abs(e).max()), 1e-6))
+
+
+def non_finite_weights(model: nn.Module) -> list[str]:
+    """Names of the weights (parameters and buffers) holding NaN or infinity."""
+    return [name for name, t in model.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def parity_check(model: nn.Module, path: Path, arch: Architecture,
                  inputs: Sequence[torch.Tensor], rtol: float = PARITY_RTOL) -> float:
-    """Largest relative error between torch and ONNX Runtime; ModelError above `rtol`."""
+    """Largest relative error between torch and ONNX Runtime; ModelError above `rtol`, when
+    the outputs differ in number or shape, or when either holds NaN or infinity."""
     expected = torch_outputs(model, inputs)
     actual = ort_outputs(path, arch, inputs)
+    if len(expected) != len(actual):
+        raise ModelError(path, f"ONNX Runtime gives {len(actual)} outputs, torch "
+                         f"{len(expected)}. The export is not trustworthy.")
     errors = [relative_error(e, a) for e, a in zip(expected, actual, strict=True)]
     worst = max(errors) if errors else 0.0
-    if worst > rtol:
+    if not worst <= rtol:
         shapes = [(e.shape, a.shape) for e, a in zip(expected, actual, strict=True)]
-        raise ModelError(path, f"ONNX Runtime differs from torch by {worst:.2e} (relative; "
+        finite = all(np.isfinite(x).all() for x in (*expected, *actual))
+        why = "" if finite else " (an output holds NaN or infinity)"
+        raise ModelError(path, f"ONNX Runtime differs from torch by {worst:.2e}{why} (relative; "
                          f"limit {rtol:.0e}; shapes {shapes}). The export is not trustworthy.")
     return worst
+
+
+def check_weights(model: nn.Module, where: Path) -> None:
+    bad = non_finite_weights(model)
+    if bad:
+        raise ModelError(where, f"The weights hold NaN or infinite values ({', '.join(bad[:5])}"
+                         f"{' ...' if len(bad) > 5 else ''}); a model with them answers "
+                         "nonsense, so it is not exported. Train again or pick another "
+                         "checkpoint.")
+
+
+def manifest_fields(arch: Architecture, manifest: dict[str, Any],
+                    inputs: Sequence[torch.Tensor]) -> dict[str, Any]:
+    """The caller's fields completed with what export knows: lab, task, arch, ONNX signature;
+    checked against the manifest schema (ModelError naming the field)."""
+    d = {"lab": arch.lab, "task": arch.task, "arch": arch.name, **manifest}
+    d["onnx_inputs"] = _signature(arch, inputs)
+    d["onnx_outputs"] = list(arch.output_names)
+    manifest_from_dict(d)
+    return d
 
 
 def export_model(model: nn.Module, arch: str | Architecture, folder: str | Path,
@@ -119,15 +162,15 @@ def export_model(model: nn.Module, arch: str | Architecture, folder: str | Path,
     arch = get(arch) if isinstance(arch, str) else arch
     folder = Path(folder)
     inputs = tuple(inputs) if inputs is not None else arch.example_inputs()
+    d = manifest_fields(arch, manifest, inputs)  # before anything is written
+    check_weights(model, folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    remove_stale(folder.parent, folder.name)
+    staging = make_staging(folder.parent, folder.name)
     try:
         export_onnx(model, arch, staging / ONNX_FILE, inputs)
         worst = parity_check(model, staging / ONNX_FILE, arch, inputs)
         save_weights(model, staging / WEIGHTS_FILE)
-        d = {"lab": arch.lab, "task": arch.task, "arch": arch.name, **manifest}
-        d["onnx_inputs"] = _signature(arch, inputs)
-        d["onnx_outputs"] = list(arch.output_names)
         # a new dict: the caller's provenance (often reused for the next export) stays as given;
         # "created" is when these weights were exported (Model > Versions shows it), UTC
         d["provenance"] = {**d.get("provenance", {}),
