@@ -160,6 +160,8 @@ def test_links_inside_the_folder_are_followed_and_loops_reported(tmp_path: Path)
     reasons = _reasons(result)
     assert set(reasons) == {"up", "a", "b", "gone"}
     assert "holds it" in reasons["up"] and "loop" in reasons["a"]
+    named = finishes(20, scan, tmp_path / "study" / "a", cache=False, workers=1)
+    assert "leads nowhere" in _reasons(named)["a"]
 
 
 def test_a_link_to_a_file_outside_is_reported_not_read(tmp_path: Path) -> None:

@@ -241,10 +241,10 @@ class _Place:
 
 
 def _stat_reason(path: str, exc: OSError) -> str:
-    if exc.errno == errno.ENOENT:
-        return "no such file or folder"
     if os.path.islink(path):
         return "a symbolic link that leads nowhere (a loop or a missing target)"
+    if exc.errno == errno.ENOENT:
+        return "no such file or folder"
     return f"cannot open the file: {exc.strerror or exc}"
 
 
