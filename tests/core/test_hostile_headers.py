@@ -373,3 +373,42 @@ def test_an_unusable_slice_step_is_not_taken_into_the_affine(tmp_path, keyword, 
     ds.save_as(path)
     volume = load_series(path)
     assert np.isfinite(volume.affine).all() and volume.spacing[0] <= 1000
+
+
+def _codestream_claims(source: str, target: Path, rows: int, columns: int) -> Path:
+    """A bundled JPEG / JPEG 2000 file whose codestream header (SIZ or SOF) claims another
+    size than the DICOM header: one flipped byte there asked a decoder for 7 GB."""
+    data = bytearray((TEST_FILES / source).read_bytes())
+    at = data.find(b"\xff\x4f\xff\x51")
+    if at >= 0:  # JPEG 2000 SIZ: Xsiz, Ysiz (origin offsets stay 0)
+        data[at + 8:at + 16] = columns.to_bytes(4, "big") + rows.to_bytes(4, "big")
+    else:  # JPEG SOF: rows, columns after the precision byte
+        at = next(data.find(bytes([0xFF, m])) for m in (0xC0, 0xC1, 0xC3)
+                  if data.find(bytes([0xFF, m])) >= 0)
+        data[at + 5:at + 9] = rows.to_bytes(2, "big") + columns.to_bytes(2, "big")
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_codestream_larger_than_its_header_is_refused_before_decoding(tmp_path):
+    paths = [_codestream_claims("examples_jpeg2k.dcm", tmp_path / "j2k.dcm", 480, 5_309_056),
+             _codestream_claims("JPGExtended.dcm", tmp_path / "jpeg.dcm", 65535, 65535)]
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+    done = subprocess.run([sys.executable, "-c", limit + _MEASURE, *map(str, paths)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    for path in paths:
+        result = results[str(path)]
+        assert result["reason"] and "but the header declares" in result["reason"], result
+        assert result["seconds"] < 1.0 and result["peak_mb"] - results["base_mb"] < 100, result
+
+
+def test_a_corrupt_rle_segment_that_panics_the_decoder_is_a_dicom_error(tmp_path):
+    """pylibjpeg-rle's Rust code panics (PanicException, a BaseException) on this byte."""
+    data = bytearray((TEST_FILES / "MR_small_RLE.dcm").read_bytes())
+    data[1814] = 156
+    path = tmp_path / "rle.dcm"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DicomError, match="RLE image data is corrupt"):
+        load_series(path)

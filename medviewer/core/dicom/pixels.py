@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 from pydicom.uid import UID
 
 from medviewer.core.dicom.errors import DicomError
@@ -110,7 +111,9 @@ def decode_rle(path: str, fragment: bytes, out: np.ndarray, bits_allocated: int)
 
     try:
         frame = decode_frame(fragment, out.size, bits_allocated, "<")
-    except (ValueError, RuntimeError) as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # the Rust decoder panics (a BaseException) on some data
         raise DicomError(path, f"The RLE image data is corrupt ({exc}).") from exc
     out.reshape(-1)[:] = np.frombuffer(frame, dtype=out.dtype)
 
@@ -193,6 +196,7 @@ def decode_dataset(path: str, ds: Dataset, index: int | None = None) -> np.ndarr
             raise DicomError(path, "The image data is missing: the file was cut short, copy it "
                                    "again from the source.")
         raise DicomError(path, "The file holds no image (it has no Pixel Data).")
+    check_codestreams(path, ds, index)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -201,12 +205,68 @@ def decode_dataset(path: str, ds: Dataset, index: int | None = None) -> np.ndarr
                 ds.pixel_array_options(index=index)
                 frames = 1
             arr = ds.pixel_array
-    except Exception as exc:  # decoders raise many types; the reason goes into the sentence
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # decoders raise many types (Rust ones panic): say why
         raise DicomError(path, _decode_failure(ds, str(exc))) from exc
     arr = arr.reshape((frames, *(arr.shape[1:] if frames > 1 else arr.shape)))
     if _is_colour(ds):
         return _to_display_colour(arr, ds)
     return arr.astype(arr.dtype.newbyteorder("="), copy=False)
+
+
+# JPEG start-of-frame markers (baseline ... lossless, arithmetic) and JPEG-LS's SOF55
+_SOF = {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7}
+_J2K_START = b"\xff\x4f\xff\x51"  # SOC then SIZ: the first bytes of every J2K codestream
+
+
+def codestream_size(frame: bytes) -> tuple[int, int] | None:
+    """(rows, columns) a JPEG, JPEG-LS or JPEG 2000 codestream declares in its own header;
+    None when it names none (or is no such codestream)."""
+    at = frame.find(_J2K_START, 0, 4096)  # a JP2 file wraps the codestream in boxes
+    if at >= 0 and len(frame) >= at + 24:
+        x, y, x0, y0 = struct.unpack_from(">IIII", frame, at + 8)
+        return max(0, y - y0), max(0, x - x0)
+    if not frame.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    while pos + 4 <= min(len(frame), 1 << 20):  # markers before the image data
+        if frame[pos] != 0xFF:
+            return None
+        marker = frame[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in _SOF:
+            if pos + 9 > len(frame):
+                return None
+            rows, columns = struct.unpack_from(">HH", frame, pos + 5)
+            return (rows, columns) if rows else None  # 0: a DNL marker gives it later
+        else:
+            pos += 2 + struct.unpack_from(">H", frame, pos + 2)[0]
+    return None
+
+
+def check_codestreams(path: str, ds: Dataset, index: int | None) -> None:
+    """Refuse a compressed frame whose codestream is larger than the header's Rows x Columns
+    before a decoder allocates it (one flipped byte in a JPEG 2000 header asked for 7 GB)."""
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", ""))) if "file_meta" in ds.__dict__ \
+        else None
+    if syntax is None or not _codec_name(syntax) or _codec_name(syntax) == "RLE":
+        return
+    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    try:
+        frames = list(generate_frames(ds.PixelData, number_of_frames=int(
+            ds.get("NumberOfFrames") or 1)))
+    except Exception:  # damaged fragments: the decoder says so in its own words
+        return
+    for k, frame in enumerate(frames):
+        if index is not None and k != index:
+            continue
+        size = codestream_size(frame)
+        if size is not None and size[0] * size[1] > rows * columns:
+            raise DicomError(path, f"The {_codec_name(syntax)} image data of frame {k + 1} is "
+                                   f"{size[0]} x {size[1]} pixels but the header declares "
+                                   f"{rows} x {columns}: the file is damaged.")
 
 
 def _decode_failure(ds: Dataset, text: str) -> str:

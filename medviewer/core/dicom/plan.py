@@ -292,8 +292,10 @@ def _frame_of(inst: Instance, ds: Dataset, k: int, offsets: np.ndarray | None,
 def _frame_offsets(ds: Dataset, count: int) -> np.ndarray | None:
     """Classic multi-frame: distance of each frame from the file's position along the normal."""
     grid = ds.get("GridFrameOffsetVector")  # RT dose, some NM
-    if grid is not None and len(grid) == count:
-        return np.array([float(v) for v in grid])
+    values = [grid] if isinstance(grid, int | float | str) else grid  # one value: no list
+    offsets = _floats(values, count) if grid is not None else None
+    if offsets is not None and np.isfinite(offsets).all():  # junk text reads as none given
+        return np.array(offsets)
     step = checks.usable_step(_number(ds.get("SpacingBetweenSlices"), float)) or \
         checks.usable_step(_number(ds.get("SliceThickness"), float))
     return None if not step else np.arange(count) * step
