@@ -5,7 +5,7 @@
     fit_instances(instances)               # a scanned series' files checked: one slot each bad
     drop_unreadable(ds)                    # elements pydicom cannot decode, removed and named
     frame_notes(frames)                    # the warnings for the values the frames distrusted
-    usable_spacing(value), usable_orientation(value), usable_position(value)
+    usable_spacing(value), usable_orientation(value), usable_position(value), usable_step(mm)
     usable_rescale(slope, intercept, bits) -> (slope, intercept) | None
 
 A header is data from outside: a 3 KB file may declare 2**31 frames or 65535 x 65535 pixels,
