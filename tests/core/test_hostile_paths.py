@@ -232,6 +232,25 @@ def test_cancel_on_a_slow_share_returns_before_the_chunk_is_done(
     assert 0 < sum(s.image_count for s in result.all_series()) < 50
 
 
+def test_cancel_while_listing_a_huge_folder_on_a_slow_share(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 files answering a stat in 1 ms: Cancel must not wait for the whole folder."""
+    for k in range(2000):
+        (tmp_path / f"{k:05d}.dcm").touch()
+    real = os.lstat
+
+    def slow(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        time.sleep(0.001)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", slow)
+    pressed = threading.Event()
+    threading.Timer(0.2, pressed.set).start()
+    start = time.perf_counter()
+    result = finishes(30, scan, tmp_path, cache=False, workers=1, cancel=pressed.is_set)
+    assert result.cancelled and time.perf_counter() - start < 0.2 + 0.5
+
+
 # --- DICOMDIR ---------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from stat import S_IFDIR, S_IFLNK, S_IFREG, S_ISDIR
 
@@ -29,6 +29,7 @@ CancelCheck = Callable[[], bool]
 _DIR_FD = os.stat in os.supports_dir_fd and os.listdir in os.supports_fd
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 _REGULAR, _FOLDER, _LINK = S_IFREG, S_IFDIR, S_IFLNK
+CANCEL_EVERY = 256  # entries stat'ed between two cancel checks
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Targets:
     folders: dict[str, FolderListing] = field(default_factory=dict)
     walked: set[str] = field(default_factory=set)
     roots: list[str] = field(default_factory=list)  # folders given to scan, walked whole
-    cancel: CancelCheck | None = None  # checked once per folder: a share may hold 100,000s
+    cancel: CancelCheck | None = None  # checked per folder and every CANCEL_EVERY entries
     cancelled: bool = False
     problems: list[FileProblem] = field(default_factory=list)
     extra_skipped: int = 0  # DICOMDIR index files: their images are indexed, not they
@@ -124,8 +125,10 @@ class Targets:
         try:
             listed = sorted(os.listdir(folder if fd is None else fd))
             base = "" if fd is not None else os.path.join(folder, "")
-            self.folders[folder] = self._stat_all(folder, listed, base, fd, place)
-            self.walked.add(folder)
+            listing = self._stat_all(folder, listed, base, fd, place)
+            if not self.cancelled:  # a folder listed in part is no listing of it
+                self.folders[folder] = listing
+                self.walked.add(folder)
         except OSError as exc:
             self._problem(folder, f"cannot list the folder: {exc.strerror or exc}")
         finally:
@@ -138,7 +141,7 @@ class Targets:
         lstat, not stat: a symlink is looked at (`_follow`) before anything goes through it."""
         listing, subfolders, lstat = FolderListing(), [], os.lstat
         names, stamps = listing.names, listing.stamps
-        for name in listed:
+        for name in listed if self.cancel is None else self._until_cancelled(listed):
             if name[0] == ".":
                 continue
             try:
@@ -169,6 +172,15 @@ class Targets:
                 self._problem(os.path.join(folder, name), kind_problem(st.st_mode) or "")
         place.stack.extend(reversed(subfolders))  # visit subfolders in name order
         return listing
+
+    def _until_cancelled(self, names: list[str]) -> Iterator[str]:
+        """`names`, asking `cancel` every `CANCEL_EVERY`: a folder of 100,000 files on a slow
+        share takes minutes to stat."""
+        for start in range(0, len(names), CANCEL_EVERY):
+            if start and self.cancel is not None and self.cancel():
+                self.cancelled = True
+                return
+            yield from names[start : start + CANCEL_EVERY]
 
     def _follow(self, folder: str, name: str, place: _Place
                 ) -> tuple[os.stat_result, str] | None:
