@@ -13,6 +13,7 @@ What it offers:
     escape_problem(root, path)    why `path` does not stay inside `root` once every symlink
                                   is resolved, or None
     require_inside(root, path)    the resolved path, or UnsafePath
+    within(real_root, real_path)  both already resolved: is the path the root or below it
     kind_problem(mode)            why a stat mode is not a regular file or folder (a FIFO,
                                   socket or device), or None
     is_system(st, real=None)      True for what lives on /proc, /sys, /dev or another kernel
