@@ -206,7 +206,19 @@ def test_load_series_of_a_folder_with_hostile_members_finishes(tmp_path: Path, f
     (tmp_path / "ct" / "status").symlink_to("/proc/self/status")
     volume = finishes(20, load_series, tmp_path)
     assert volume.voxels.shape == (4, 8, 8)
-    assert any("status skipped" in note and "system file" in note for note in volume.warnings)
+    # listed as the scan lists a folder: the links out of it are named, never read
+    assert any("status skipped" in note and "outside the folder" in note
+               for note in volume.warnings)
+    assert any("everything skipped" in note for note in volume.warnings)
+
+
+def test_load_series_of_a_folder_reads_no_file_through_a_link_out_of_it(tmp_path: Path) -> None:
+    outside = _series(tmp_path / "elsewhere", seed=2)[0]
+    _series(tmp_path / "ct")
+    (tmp_path / "ct" / "stranger.dcm").symlink_to(outside)
+    volume = finishes(20, load_series, tmp_path / "ct")
+    assert str(outside) not in {s.path for s in volume.sources} and volume.voxels.shape[0] == 4
+    assert any("stranger.dcm skipped" in note for note in volume.warnings)
 
 
 # --- cancel -----------------------------------------------------------------------------------

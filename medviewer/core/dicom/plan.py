@@ -12,6 +12,7 @@ Nothing here decodes pixels; `volume.SeriesLoader` reads them in the planned ord
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from medviewer.core.dicom import checks, headers, mosaic
+from medviewer.core.dicom import checks, headers, listing, mosaic
 from medviewer.core.dicom import pixels as px
 from medviewer.core.dicom.checks import usable_spacing
 from medviewer.core.dicom.errors import DicomError
@@ -55,8 +56,8 @@ def collect(source: Series | str | Path | Sequence[str | Path]
         if not source.instances:
             raise DicomError(None, "The series holds no images.")
         return source, *checks.fit_instances(source.instances)
-    paths, chosen = _expand_paths(source)
-    instances, notes = [], []
+    paths, chosen, notes = _expand_paths(source)
+    instances = []
     for path in paths:
         try:
             inst = _image_instance(path, must_be_image=chosen and len(paths) == 1)
@@ -73,16 +74,22 @@ def collect(source: Series | str | Path | Sequence[str | Path]
     return None, *_largest_stack(instances, notes), {}
 
 
-def _expand_paths(source: str | Path | Sequence[str | Path]) -> tuple[list[str], bool]:
-    """(files, chosen): chosen files raise on errors, files found in a folder are skipped."""
+def _expand_paths(source: str | Path | Sequence[str | Path]) -> tuple[list[str], bool, list[str]]:
+    """(files, chosen, notes): chosen files raise on errors, files found in a folder are
+    skipped, and what the folder's listing left out (links out of it, pipes) is noted."""
     if isinstance(source, str | Path):
         root = Path(source)
-        if root.is_dir():
-            return sorted(str(p) for p in root.rglob("*") if p.is_file()), False
+        if root.is_dir():  # listed as the scan lists it: no link out of it, no pipe, no /proc
+            targets = listing.Targets()
+            targets.add(str(root))
+            files = sorted(os.path.join(folder, name) for folder, found in
+                           targets.finish().folders.items() for name in found.names)
+            return files, False, [f"{Path(p.path).name} skipped: {p.reason}"
+                                  for p in targets.problems]
         if not root.exists():
             raise DicomError(root, "The file or folder does not exist.")
-        return [str(root)], True
-    return [str(p) for p in source], True
+        return [str(root)], True, []
+    return [str(p) for p in source], True, []
 
 
 def _image_instance(path: str, *, must_be_image: bool) -> Instance | None:
