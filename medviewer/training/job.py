@@ -8,6 +8,7 @@ problem becomes a TrainingError naming the job file and the key, in a sentence.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ INITS = ("current", "scratch")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "onecycle", "none")
 DEVICES = ("auto", "cpu", "cuda")
+SEED_LIMIT = 2**32  # numpy's and torch's generators take any seed below it
+COUNT_LIMIT = 100_001  # epochs, demo cases, patience: far above any real job
 
 
 class _Mapping:
@@ -104,7 +107,13 @@ def load_job(path: str | Path) -> Job:
     except json.JSONDecodeError as exc:
         raise TrainingError(path, f"The job file is not valid JSON (line {exc.lineno}, "
                             f"column {exc.colno}: {exc.msg}).") from None
-    return _parse(d, path, base=path.parent)
+    except (ValueError, RecursionError) as exc:  # 5000-digit numbers, [[[[...]]]] 1000 deep
+        reason = "it nests too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise TrainingError(path, f"The job file cannot be read ({reason}).") from None
+    try:
+        return _parse(d, path, base=path.parent)
+    except RecursionError:  # parsed, but too deep to describe in a message
+        raise TrainingError(path, "The job file nests too deep to be a job.") from None
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -146,7 +155,7 @@ class _Checker:
             return None
         wrong_bool = isinstance(value, bool) and bool not in kinds
         if wrong_bool or not isinstance(value, kinds):
-            self.fail(f"{self.name(key)!r} must be {what}, not {json.dumps(value)}.")
+            self.fail(f"{self.name(key)!r} must be {what}, not {_brief(value)}.")
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: str | None,
@@ -154,7 +163,7 @@ class _Checker:
         value = self.get(key, (str,), default, none=none, what=" or ".join(
             f'"{c}"' for c in choices))
         if value is not None and value not in choices:
-            self.fail(f"{self.name(key)!r} is {json.dumps(value)}; use one of "
+            self.fail(f"{self.name(key)!r} is {_brief(value)}; use one of "
                       f"{', '.join(choices)}.")
         return value
 
@@ -165,12 +174,24 @@ class _Checker:
         value = self.get(key, kinds, default, none=none, what=what)
         if value is None:
             return None
+        if isinstance(value, float) and not math.isfinite(value):  # NaN compares False
+            self.fail(f"{self.name(key)!r} is {value}; it must be a finite number.")
         too_low = value <= low if strict_low else value < low
         if too_low or (high is not None and value >= high):
             bound = f"above {low:g}" if strict_low else f"at least {low:g}"
             self.fail(f"{self.name(key)!r} is {value}; it must be {bound}"
-                      + (f" and below {high:g}." if high is not None else "."))
+                      + (f" and below {_show(high)}." if high is not None else "."))
         return value if integer else float(value)
+
+
+def _brief(value: Any) -> str:
+    """A value as JSON for a message, cut short: a job may hold megabytes in one key."""
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _show(bound: float) -> str:
+    return f"{bound:,}" if isinstance(bound, int) else f"{bound:g}"
 
 
 def _parse(d: Any, path: str | Path | None, base: Path | None = None) -> Job:
@@ -186,8 +207,8 @@ def _parse(d: Any, path: str | Path | None, base: Path | None = None) -> Job:
     return Job(
         model=_resolve(model, base) if base and Path(base, model).is_dir() else model,
         data=_parse_data(d["data"], path, base), init=c.choice("init", INITS, "current"),
-        epochs=c.number("epochs", 3, integer=True, low=1),
-        batch_size=c.number("batch_size", 8, integer=True, low=1),
+        epochs=c.number("epochs", 3, integer=True, low=1, high=COUNT_LIMIT),
+        batch_size=c.number("batch_size", 8, integer=True, low=1, high=COUNT_LIMIT),
         # fine-tuning a few corrected cases wants a tenth of a fresh start's rate
         lr=c.number("lr", 1e-3 if d.get("init") == "scratch" else 1e-4, integer=False,
                     low=0.0, strict_low=True),
@@ -195,10 +216,10 @@ def _parse(d: Any, path: str | Path | None, base: Path | None = None) -> Job:
         schedule=c.choice("schedule", SCHEDULES, "cosine"),
         early_stopping=None if stop is None else _parse_stop(stop, path),
         augment=c.get("augment", (bool,), True, what="true or false"),
-        seed=c.number("seed", 0, integer=True, low=0),
+        seed=c.number("seed", 0, integer=True, low=0, high=SEED_LIMIT),
         device=c.choice("device", DEVICES, "auto"),
         max_steps_per_epoch=c.number("max_steps_per_epoch", None, integer=True, low=1,
-                                     none=True),
+                                     high=10**9, none=True),
         out=_resolve(c.get("out", (str,), None, none=True, what="a folder or null"), base),
         backbone_weights=_backbone(c, base),
         path=str(path) if path is not None else None)
@@ -229,11 +250,11 @@ def _parse_data(d: Any, path: str | Path | None, base: Path | None) -> DataSpec:
         c.fail(f"These series folders do not exist: {', '.join(missing[:3])}"
                f"{' ...' if len(missing) > 3 else ''}; fix 'data.series'.")
     spec = DataSpec(
-        series=tuple(series), demo=c.number("demo", 0, integer=True, low=0),
-        max_cases=c.number("max_cases", None, integer=True, low=1, none=True),
+        series=tuple(series), demo=c.number("demo", 0, integer=True, low=0, high=COUNT_LIMIT),
+        max_cases=c.number("max_cases", None, integer=True, low=1, high=10**9, none=True),
         val_fraction=c.number("val_fraction", 0.25, integer=False, low=0.0, high=1.0,
                               strict_low=True),
-        split_seed=c.number("split_seed", 0, integer=True, low=0),
+        split_seed=c.number("split_seed", 0, integer=True, low=0, high=SEED_LIMIT),
         segment_labels=_segment_labels(c))
     if not spec.series and spec.demo == 0:
         c.fail("The job has no data: list annotated series in 'data.series' or set "
@@ -247,7 +268,7 @@ def _segment_labels(c: _Checker) -> dict[str, str | None]:
                   '"nodule", "marker": null}')
     bad = [k for k, v in value.items() if not (v is None or (isinstance(v, str) and v.strip()))]
     if bad:
-        c.fail(f"'data.segment_labels' maps {bad[0]!r} to {json.dumps(value[bad[0]])}; give a "
+        c.fail(f"'data.segment_labels' maps {bad[0]!r} to {_brief(value[bad[0]])}; give a "
                "model label name, or null to leave the segment out of training.")
     return dict(value)
 
@@ -260,13 +281,13 @@ def _series_entry(c: _Checker, entry: Any, base: Path | None) -> str | SeriesRef
             all(isinstance(v, str) and v for v in entry.values()):
         return SeriesRef(_resolve(entry["folder"], base), entry["uid"])
     c.fail("'data.series' lists series folders as text, or one series of a folder as "
-           f'{{"folder": ..., "uid": "<SeriesInstanceUID>"}}; not {json.dumps(entry)}.')
+           f'{{"folder": ..., "uid": "<SeriesInstanceUID>"}}; not {_brief(entry)}.')
     raise AssertionError  # fail() raised
 
 
 def _parse_stop(d: Any, path: str | Path | None) -> EarlyStopping:
     c = _Checker(d, path, "early_stopping", _STOP)
-    return EarlyStopping(patience=c.number("patience", 3, integer=True, low=1),
+    return EarlyStopping(patience=c.number("patience", 3, integer=True, low=1, high=COUNT_LIMIT),
                          min_delta=c.number("min_delta", 0.0, integer=False, low=0.0))
 
 

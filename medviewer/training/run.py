@@ -125,6 +125,24 @@ def _check_device(job: Job) -> None:
                             'CUDA GPU here; use "auto" or "cpu".')
 
 
+def open_run_dir(p: Prepared, emit: Reporter) -> None:
+    """Make the run folder and its first files; an unwritable "out" is a bad job (exit 2).
+    Staging folders of candidates a killed run left in the runs folder are removed."""
+    try:
+        write_run_files(p)
+        emit.open(p.run_dir)
+    except OSError as exc:
+        raise TrainingError(p.job.path, f"The run folder {p.run_dir} cannot be written "
+                            f"({exc.strerror or exc}); set \"out\" to a folder you can write "
+                            "to.") from exc
+    from medviewer.core.demo import data_dir
+    from medviewer.inference.staging import remove_stale
+
+    runs = data_dir() / "runs"
+    for folder in {p.run_dir, *(runs.iterdir() if runs.is_dir() else ())}:
+        remove_stale(folder, "candidate")
+
+
 def write_run_files(p: Prepared) -> None:
     p.run_dir.mkdir(parents=True, exist_ok=True)
     job = {**p.job.to_dict(), "source": p.job.path, "baseline": str(p.manifest.folder)}
@@ -333,8 +351,7 @@ def run_job(job_path: str | Path, *, stream: IO[str] | None = sys.stdout,
     try:
         p = prepare(job_path, world)
         if world.leader:
-            write_run_files(p)
-            emit.open(p.run_dir)
+            open_run_dir(p, emit)
         stage = "run"
         train_and_export(p, world, emit)
         return 0
@@ -360,7 +377,7 @@ def _device_kind(job_path: str | Path) -> str:
 
     try:
         wanted = json.loads(Path(job_path).read_text(encoding="utf-8")).get("device", "auto")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         wanted = "auto"
     return "cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu"
 
