@@ -334,3 +334,21 @@ def test_unreadable_subfolder_is_reported(tmp_path: Path) -> None:
     closed = tmp_path / "closed"
     assert f"unreadable: {closed}: cannot open the folder: Permission denied" in out.stdout
     assert "1 series, 1 unreadable" in out.stdout
+
+
+@POSIX
+def test_a_file_swapped_for_a_pipe_after_the_scan_is_not_opened(tmp_path: Path) -> None:
+    """The index is older than the folder: a slice's file is now a named pipe. The load reads
+    the others and says which one it could not, instead of blocking on the pipe."""
+    paths = _series(tmp_path / "ct")
+    series = scan(tmp_path / "ct", cache=False, workers=1).all_series()[0]
+    swapped = sorted(paths)[1]
+    swapped.unlink()
+    os.mkfifo(swapped)
+    try:
+        volume = finishes(20, load_series, series)
+    finally:
+        fd = os.open(swapped, os.O_RDWR | os.O_NONBLOCK)  # frees a reader a regression left
+        os.close(fd)
+    assert volume.voxels.shape[0] == 4
+    assert any(swapped.name in w for w in volume.warnings), volume.warnings

@@ -21,6 +21,7 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import UID
 
 from medviewer.core.dicom.errors import DicomError
+from medviewer.core.paths import open_regular
 
 NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
@@ -67,7 +68,7 @@ def read_native(path: str, offset: int, out: np.ndarray, skip: int = 0) -> None:
     The bytes just before `offset` must be the Pixel Data element header, which catches an
     index older than the file."""
     try:
-        with open(path, "rb", buffering=0) as f:
+        with open_regular(path) as f:  # never a pipe or /proc file swapped in since the scan
             f.seek(max(0, offset - 12))
             head = f.read(min(offset, 12))
             if not any(tag in head for tag in _PIXEL_TAGS):
@@ -85,7 +86,7 @@ def read_native(path: str, offset: int, out: np.ndarray, skip: int = 0) -> None:
 def read_fragments(path: str, offset: int) -> list[bytes]:
     """Encapsulated fragments (Basic Offset Table dropped) starting at `offset`."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             f.seek(max(0, offset - 12))
             head = f.read(min(offset, 12))
             data = f.read()
@@ -146,7 +147,8 @@ def read_dataset(path: str, *, header_only: bool = False) -> Dataset:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                ds = pydicom.dcmread(path, stop_before_pixels=header_only)
+                with open_regular(path) as fh:
+                    ds = pydicom.dcmread(fh, stop_before_pixels=header_only)
             except pydicom.errors.InvalidDicomError:
                 ds = _read_without_meta(path, header_only)
     except DicomError:
@@ -161,7 +163,8 @@ def read_dataset(path: str, *, header_only: bool = False) -> Dataset:
 
 def _read_without_meta(path: str, header_only: bool) -> Dataset:
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=header_only, force=True)
+        with open_regular(path) as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=header_only, force=True)
     except (OSError, EOFError):
         raise
     except Exception as exc:  # garbage parsed as elements: it never claimed to be DICOM
