@@ -43,7 +43,7 @@ from medviewer.core.annotations.boxes import (
     DistanceLine,
     area_from_dict,
 )
-from medviewer.core.annotations.commit import folder_lock, tidy
+from medviewer.core.annotations.commit import STAGING, folder_lock, tidy
 from medviewer.core.annotations.labelmap import Label, LabelMap, LabelTable
 from medviewer.core.annotations.seg import AnnotationError
 from medviewer.core.annotations.workspace import (
@@ -341,6 +341,8 @@ def _tidy_all(root: Path) -> None:
     folders = {p.parent for pattern in ("**/commit.json", "**/.*.tmp", "**/.staging-*",
                                         "**/.lock") for p in root.glob(pattern)}
     for folder in sorted(folders):
+        if folder.name.startswith(STAGING) or not folder.is_dir():
+            continue  # a killed save's staging: its workspace's tidy removes it
         try:
             with folder_lock(folder, wait_s=0):
                 tidy(folder)

@@ -126,28 +126,47 @@ def folder_lock(folder: Path, wait_s: float = WAIT_S) -> Iterator[None]:
     """Hold `folder`'s lock; AnnotationError (a SaveConflict) after `wait_s` for a live one."""
     folder.mkdir(parents=True, exist_ok=True)
     path, deadline = folder / LOCK, time.monotonic() + wait_s
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            if _stale(path):
-                path.unlink(missing_ok=True)
-                continue
-            if time.monotonic() > deadline:
-                raise SaveConflict(folder, "Another MedViewer window" + _holder(path) +
-                                   " is saving these annotations right now; try again in a "
-                                   "moment.") from None
+    while not _take(path):
+        if _stale(path):
+            path.unlink(missing_ok=True)
+        elif time.monotonic() > deadline:
+            raise SaveConflict(folder, "Another MedViewer window" + _holder(path) +
+                               " is saving these annotations right now; try again in a "
+                               "moment.")
+        else:
             time.sleep(0.05)
-        except OSError as exc:
-            raise AnnotationError(folder, f"The annotation folder cannot be locked for "
-                                  f"saving ({exc}).") from exc
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(_owner())
         yield
     finally:
         path.unlink(missing_ok=True)
+
+
+def _take(path: Path) -> bool:
+    """Create the lock with its owner in it, or False when it exists. A hard link of a
+    written temporary file makes it appear whole (a kill never leaves an empty lock);
+    where links are not supported, O_EXCL and a write."""
+    tmp = path.with_name(f"{LOCK}-{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(_owner(), encoding="utf-8")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links on this file system
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(_owner())
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise AnnotationError(path.parent, f"The annotation folder cannot be locked for "
+                              f"saving ({exc}).") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --- tidying after a kill ------------------------------------------------------------------------
