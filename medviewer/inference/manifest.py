@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medviewer.core.atomic import write_text_atomic
-from medviewer.core.paths import component_problem
+from medviewer.core.paths import component_problem, open_regular
 from medviewer.inference.errors import ModelError
 
 MANIFEST = "manifest.json"
@@ -209,7 +209,7 @@ def manifest_from_dict(d: dict[str, Any], folder: Path | None = None) -> Manifes
 # ----------------------------------------------------------------------------- checksums
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # never blocks on a FIFO or a kernel file
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -226,10 +226,12 @@ def manifest_digest(d: dict[str, Any]) -> str:
 def _read(path: Path) -> Any:
     folder = path.parent
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise ModelError(path, f"The manifest is {path.stat().st_size >> 20} MB, far too big "
+        with open_regular(path) as f:  # a FIFO or /proc file named manifest.json never blocks
+            data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ModelError(path, f"The manifest is over {MAX_BYTES >> 20} MB, far too big "
                              "for a manifest; restore the model folder from its source.")
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
     except FileNotFoundError as exc:
         raise ModelError(folder, "This folder has no manifest.json, so it is not a model "
                          "folder; export one with `medviewer export`.") from exc
@@ -281,7 +283,13 @@ def verify_files(manifest: Manifest, names: tuple[str, ...] = (ONNX_FILE, WEIGHT
         if expected is None:
             raise ModelError(path, f"The manifest records no checksum for {name}; re-export "
                              "the model with `medviewer export`.")
-        if sha256(path) != expected:
+        try:
+            actual = sha256(path)
+        except OSError as exc:  # unreadable, or a kernel file behind a link (core.paths)
+            reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+            raise ModelError(path, f"{name} cannot be read ({reason}); copy the whole folder "
+                             "again or re-export the model.") from exc
+        if actual != expected:
             raise ModelError(path, f"{name} does not match the checksum in manifest.json: the "
                              "file is damaged or was replaced. Copy the folder again.")
 

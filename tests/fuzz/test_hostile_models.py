@@ -434,3 +434,22 @@ def test_export_refuses_a_malformed_safetensors_file(store, tmp_path, capsys, co
 def test_export_of_a_missing_checkpoint_exits_2(store, tmp_path, capsys):
     assert main(_export_args(tmp_path / "nothing.safetensors")) == 2
     assert "nothing.safetensors" in capsys.readouterr().err
+
+
+# --- files that are not files -----------------------------------------------------------------
+
+def test_a_fifo_manifest_or_model_file_is_refused_without_blocking(store, tmp_path, capsys):
+    folder = store / "fifo-model" / "1.0.0"
+    folder.parent.mkdir(parents=True)
+    os.mkfifo(folder.parent / "pending")
+    shutil.copytree(registry.shipped_models_dir() / LAB1, folder)
+    (folder / mf.MANIFEST).unlink()
+    os.mkfifo(folder / mf.MANIFEST)  # opening it for reading would wait for a writer forever
+    with pytest.raises(ModelError, match="cannot be read"):
+        mf.load_manifest(folder, verify=False)
+    assert main(["models"]) == 0 and "fifo-model" in capsys.readouterr().out  # a problem row
+    other = _copy(tmp_path, "fifo-onnx")
+    (other / mf.ONNX_FILE).unlink()
+    os.mkfifo(other / mf.ONNX_FILE)
+    with pytest.raises(ModelError, match="model.onnx"):
+        mf.load_manifest(other)
