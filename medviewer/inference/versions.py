@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from medviewer.core.atomic import shareable_mode, write_text_atomic
-from medviewer.core.paths import component_problem, kind_problem
+from medviewer.core.paths import component_problem, kind_problem, open_regular
 from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import (
     MANIFEST,
@@ -97,11 +97,13 @@ def read_pointer(model_id: str) -> tuple[str | None, ModelError | None]:
         return None, None  # such an id can never have a pointer (set_active refuses it)
     path = pointer_path(model_id)
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path) as f:  # a FIFO put in its place never blocks the listing
+            d = json.loads(f.read(1 << 16).decode("utf-8"))
     except FileNotFoundError:
         return None, None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, ModelError(path, f"The choice of active version cannot be read ({exc}); "
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, UTF-8, digits
+        reason = "it nests too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
+        return None, ModelError(path, f"The choice of active version cannot be read ({reason}); "
                                 "the newest version is used. Choose one in Model > Versions.")
     version = d.get("version") if isinstance(d, dict) else None
     if not isinstance(version, str):

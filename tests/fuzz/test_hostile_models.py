@@ -453,3 +453,16 @@ def test_a_fifo_manifest_or_model_file_is_refused_without_blocking(store, tmp_pa
     os.mkfifo(other / mf.ONNX_FILE)
     with pytest.raises(ModelError, match="model.onnx"):
         mf.load_manifest(other)
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000, '{"version": ' + "1" * 5000 + "}", "fifo",
+                                     '{"version": ["1.0.0"]}', "\udcff"])
+def test_a_hostile_active_pointer_falls_back_to_the_newest(store, content):
+    pointer = versions.pointer_path(LAB1)
+    pointer.parent.mkdir(parents=True)
+    if content == "fifo":
+        os.mkfifo(pointer)
+    else:
+        pointer.write_bytes(content.encode("utf-8", "surrogateescape"))
+    assert registry.find_model(LAB1).version == "1.0.0"
+    assert versions.active_problem(LAB1)  # and says why
