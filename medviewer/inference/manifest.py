@@ -39,6 +39,7 @@ CONTEXTS = ("single", "prev-current-next")
 EXTRAS = ("age", "sex")
 MAX_DEPTH = 32  # nesting of the manifest's JSON (metrics and provenance are free-form)
 MAX_BYTES = 16 << 20  # a manifest is a few kilobytes; anything this big is not one
+MAX_BATCH_BYTES = 2 << 30  # one batch of float32 input: batch x channels x rows x columns
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,12 @@ def validate(d: Any, where: Path) -> None:
             raise ModelError(where, f"The manifest's input.{key} has {len(values)} values for "
                              f"{spec.get('channels', 1)} channels; give one, or one per "
                              "channel, and re-export the model.")
+    batch = d.get("options", {}).get("batch_size", 1)
+    size = 4 * batch * spec.get("channels", 1) * spec["size"][0] * spec["size"][1]
+    if size > MAX_BATCH_BYTES:
+        raise ModelError(where, f"One batch of this model's input would take {size / 2**30:.0f} "
+                         f"GiB (options.batch_size x input.channels x input.size x 4 bytes; at "
+                         f"most {MAX_BATCH_BYTES >> 30} GiB); fix the manifest or re-export.")
 
 
 def _check_plain(d: dict[str, Any], where: Path) -> None:

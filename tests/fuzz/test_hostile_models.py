@@ -466,3 +466,14 @@ def test_a_hostile_active_pointer_falls_back_to_the_newest(store, content):
         pointer.write_bytes(content.encode("utf-8", "surrogateescape"))
     assert registry.find_model(LAB1).version == "1.0.0"
     assert versions.active_problem(LAB1)  # and says why
+
+
+def test_a_manifest_asking_for_a_huge_batch_is_refused(tmp_path):
+    """Each value in range, the product a memory bomb: 4096 x 12 x 8192 x 8192 floats."""
+    folder = _copy(tmp_path)
+    d = _shipped()
+    d["options"]["batch_size"], d["input"]["size"] = 4096, [8192, 8192]
+    d["input"]["channels"], d["onnx_inputs"] = 12, {"image": ["batch", 12, 8192, 8192]}
+    _write(folder, d, seal=True)
+    with pytest.raises(ModelError, match="One batch of this model's input would take"):
+        mf.load_manifest(folder)
