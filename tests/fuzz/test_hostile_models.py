@@ -477,3 +477,12 @@ def test_a_manifest_asking_for_a_huge_batch_is_refused(tmp_path):
     _write(folder, d, seal=True)
     with pytest.raises(ModelError, match="One batch of this model's input would take"):
         mf.load_manifest(folder)
+
+
+def test_an_older_unsealed_candidate_publishes_sealed(store, tmp_path):
+    folder = _candidate(tmp_path)
+    d = json.loads((folder / mf.MANIFEST).read_text())
+    _write(folder, d, seal=False)  # what MedViewer wrote before format 2
+    published = versions.publish(folder)
+    raw = json.loads((published.folder / mf.MANIFEST).read_text())
+    assert raw["format"] == mf.FORMAT and raw[mf.CHECKSUM_KEY] == mf.manifest_digest(raw)
