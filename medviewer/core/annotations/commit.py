@@ -103,7 +103,7 @@ def _stale(path: Path) -> bool:
     parts = text.split()
     if len(parts) < 3 or not parts[0].isdigit():
         return age > UNWRITTEN_S  # killed between creating and writing it
-    if parts[1] != socket.gethostname():
+    if parts[1] != socket.gethostname() or os.name == "nt":  # Windows: os.kill would kill
         return age > STALE_S
     try:
         os.kill(int(parts[0]), 0)

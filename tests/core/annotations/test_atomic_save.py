@@ -199,3 +199,24 @@ def test_a_read_only_workspace_is_read_as_it_is(series, monkeypatch):
     with ws.reading() as generation:
         assert generation == 1 and not (ws.folder / LOCK).exists()
         assert ws.load_seg(volume) is not None
+
+
+def test_the_next_start_removes_temporary_files_a_kill_left_but_not_a_live_saves(series):
+    folder, volume = series
+    from medviewer.core.annotations import find_recoverable
+
+    ws = Workspace.for_series(volume)
+    _save(ws, volume, "alice", 0)
+    litter = [ws.folder / ".segmentation.dcm-k2j4.tmp", ws.folder / ".autosave.npz-x1.tmp",
+              ws.folder / ".annotations.json-9q.tmp", ws.folder / ".staging-dead" / "a.dcm"]
+    for path in litter:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"half a file")
+    (ws.folder / LOCK).write_text(f"{os.getppid()} {os.uname().nodename} {time.time()}")
+    find_recoverable([folder])  # a live window holds the folder: its files are its own
+    assert all(path.exists() for path in litter)
+    (ws.folder / LOCK).unlink()
+    find_recoverable([folder])
+    assert sorted(p.name for p in ws.folder.iterdir()) == [
+        "annotations.dcm", "annotations.json", "commit.json", "segmentation.dcm"]
+    assert _set_on_disk(ws) == ("alice", "alice", "alice")
