@@ -387,7 +387,7 @@ def test_a_killed_publish_leaves_old_or_new_and_the_next_one_cleans_up(store, tm
     if listed == ["1.0.0"]:
         versions.publish(folder)
     parent = store / LAB1
-    assert not [p for p in parent.iterdir() if p.name.startswith(".")]  # no staging litter
+    assert not [p for p in parent.iterdir() if p.name.startswith(".") and p.is_dir()]
     assert [v.version for v in versions.list_versions(LAB1)] == ["1.0.0", "1.1.0"]
 
 
