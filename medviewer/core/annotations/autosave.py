@@ -60,6 +60,7 @@ _REAL_SAVES = (SEG_NAME, SR_NAME, Path(SR_NAME).with_suffix(".json").name)
 _READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
                 UnicodeDecodeError, json.JSONDecodeError, RecursionError)
 _MEMBERS = ("record.npy", "labels.npy")
+REFUSED_PREFIX = "autosave.refused-"
 RECORD_MAX_BYTES = 32 << 20  # boxes, rulers and labels in JSON: megabytes at the very most
 _NPY_HEADER_MAX = 4096
 
@@ -82,15 +83,18 @@ class Recoverable:
 
 def save_autosave(workspace: Workspace, labelmap: LabelMap | None, boxset: BoxSet | None, *,
                   model: str | None = None, lines: Iterable[DistanceLine] = (),
-                  areas: Iterable[AreaMeasurement] = ()) -> Path:
+                  areas: Iterable[AreaMeasurement] = (), refused: bool = False) -> Path:
     """Write the unsaved state to `workspace.autosave_path` atomically; returns the path.
 
     Either part may be None (only boxes, or only a mask, were edited). `model` names the model
     version the work started from ('model:<id>@<version>'), kept for the real save later;
     `lines` are the reader's rulers (the SR's distance lines), read back by `autosaved_lines`;
-    `areas` the rectangle / ellipse ROIs, read back by `autosaved_areas`.
+    `areas` the rectangle / ellipse ROIs, read back by `autosaved_areas`. `refused`: the work
+    of a save refused because another window saved first goes to its own
+    `autosave.refused-<time>.npz`, which no later save of that window deletes and every start
+    offers back until it is restored and saved, or discarded.
     """
-    path = workspace.autosave_path
+    path = refused_path(workspace) if refused else workspace.autosave_path
     _check_same_series(workspace, labelmap, path)
     record = _record(workspace, labelmap, boxset, model)
     record["lines"] = [asdict(line) for line in lines]  # tuples become JSON lists
@@ -106,6 +110,16 @@ def save_autosave(workspace: Workspace, labelmap: LabelMap | None, boxset: BoxSe
         raise AnnotationError(path, f"The autosave could not be written ({exc}); the previous "
                               "autosave, if any, is kept.") from exc
     return path
+
+
+def refused_path(workspace: Workspace) -> Path:
+    """A new name for a refused save's work (see save_autosave)."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return workspace.folder / f"{REFUSED_PREFIX}{stamp}.npz"
+
+
+def _is_refused(path: Path) -> bool:
+    return path.name.startswith(REFUSED_PREFIX) and path.suffix == ".npz"
 
 
 def _check_same_series(workspace: Workspace, labelmap: LabelMap | None, path: Path) -> None:
@@ -294,7 +308,8 @@ def find_recoverable(data_folders: Iterable[str | Path] = ()) -> list[Recoverabl
     for root in autosave_roots(data_folders):
         if root.is_dir():
             _tidy_all(root)
-            for path in sorted(root.glob(f"**/{AUTOSAVE_NAME}")):
+            for path in sorted([*root.glob(f"**/{AUTOSAVE_NAME}"),
+                                *root.glob(f"**/{REFUSED_PREFIX}*.npz")]):
                 item = _recoverable(path)
                 if item is not None:
                     found.append(item)
@@ -307,7 +322,7 @@ def _recoverable(path: Path) -> Recoverable | None:
     except OSError:
         return None  # discarded meanwhile
     last = _last_real_save(path.parent)
-    if last is not None and last >= modified:
+    if last is not None and last >= modified and path.name == AUTOSAVE_NAME:
         return None
     try:
         record = read_autosave_record(path)
@@ -359,7 +374,7 @@ def _last_real_save(folder: Path) -> float | None:
 def discard_autosave(path: str | Path) -> None:
     """Delete an autosave (after a real save, or when the user declines to recover it)."""
     path = Path(path)
-    if path.name != AUTOSAVE_NAME:
+    if path.name != AUTOSAVE_NAME and not _is_refused(path):
         raise AnnotationError(path, f"Only a MedViewer autosave ({AUTOSAVE_NAME}) is deleted "
                               "here; this file was left untouched.")
     try:

@@ -39,7 +39,7 @@ from medviewer.core.annotations import (
     load_autosave,
     save_autosave,
 )
-from medviewer.core.annotations.workspace import HIDDEN_FOLDER
+from medviewer.core.annotations.workspace import AUTOSAVE_NAME, HIDDEN_FOLDER
 from medviewer.ui.annotate.measures import saved_measurements
 
 if TYPE_CHECKING:
@@ -171,7 +171,12 @@ class AnnotationSafety(QObject):
     def forget(self, annotation: Annotation) -> None:
         """After a real save: no autosave is pending for this annotation any more."""
         annotation.autosaved_edits = annotation.edits
-        self._written.pop(id(annotation), None)
+        path = self._written.pop(id(annotation), None)
+        if path is not None and path.name != AUTOSAVE_NAME:  # a refused save's, now saved
+            try:
+                discard_autosave(path)
+            except AnnotationError as exc:
+                log.warning("%s", exc.reason)
 
     # ----------------------------------------------------------------- recovery at start-up
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt

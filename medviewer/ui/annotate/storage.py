@@ -100,12 +100,13 @@ def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxe
 
 def _keep_in_autosave(workspace: Workspace, volume: Any, array: np.ndarray, table: LabelTable,
                       boxes: BoxSet, model: str | None, lines: tuple, areas: tuple) -> None:
-    """A refused save's work, written to the series' autosave (the next start offers it)."""
+    """A refused save's work, in an autosave of its own that no later save deletes (every
+    start offers it back until it is restored and saved, or discarded)."""
     labelmap = LabelMap.for_volume(volume)
     labelmap.array[...], labelmap.table = array, copy.deepcopy(table)
     with contextlib.suppress(AnnotationError):  # the window still holds it; said already
         save_autosave(workspace, labelmap if len(table) else None, boxes, model=model,
-                      lines=lines, areas=areas)
+                      lines=lines, areas=areas, refused=True)
 
 
 class SavedFiles(list):

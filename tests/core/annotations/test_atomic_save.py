@@ -158,7 +158,8 @@ CHILD = textwrap.dedent("""
         _save(ws, volume, who, base)
         print("saved", flush=True)
     except AnnotationError as exc:              # the window keeps the work: in its autosave
-        save_autosave(ws, None, BoxSet([AnnotatedBox(1, 1, 5, 5, 0, f"mass {who}")]))
+        save_autosave(ws, None, BoxSet([AnnotatedBox(1, 1, 5, 5, 0, f"mass {who}")]),
+                      refused=True)
         print("refused", exc.reason, flush=True)
 """)
 
@@ -182,13 +183,15 @@ def test_two_processes_saving_at_once_end_with_one_refused_and_nothing_lost(seri
     assert REFUSED in said[loser] or "is saving these annotations" in said[loser]
     ws = Workspace.for_series(volume)
     assert _set_on_disk(ws) == (winner, winner, winner) and ws.generation() == 1
-    from medviewer.core.annotations import load_autosave
+    from medviewer.core.annotations import find_recoverable, load_autosave
 
-    _, boxes = load_autosave(ws.autosave_path, volume)  # the refused work is kept
+    (refused,) = ws.folder.glob("autosave.refused-*.npz")
+    _, boxes = load_autosave(refused, volume)  # the refused work is kept
     assert [b.label for b in boxes] == [f"mass {loser}"]
-    assert sorted(p.name for p in ws.folder.iterdir()) == [
-        "annotations.dcm", "annotations.json", "autosave.npz", "commit.json",
-        "segmentation.dcm"]
+    _save(ws, volume, winner, ws.generation())  # the winner saves again: it stays
+    assert refused in [r.path for r in find_recoverable([folder])]
+    assert sorted(p.name for p in ws.folder.iterdir() if p != refused) == [
+        "annotations.dcm", "annotations.json", "commit.json", "segmentation.dcm"]
 
 
 def test_a_read_only_workspace_is_read_as_it_is(series, monkeypatch):

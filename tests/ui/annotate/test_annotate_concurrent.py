@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medviewer.core.annotations import Workspace, load_autosave
+from medviewer.core.annotations import Workspace, find_recoverable, load_autosave
 from tests.ui.gui import RADIUS, _paint, _window
 
 
@@ -20,7 +20,7 @@ def _painted(win, path) -> np.ndarray:
 
 
 def test_the_second_window_saving_the_series_is_refused_and_loses_nothing(
-        make_main_window, qtbot, ct_series_dir):
+        make_main_window, qtbot, ct_series_dir, temp_settings):
     first = _window(make_main_window, qtbot, ct_series_dir)
     theirs = _painted(first, [(20, 20), (40, 40)])
     second = _window(make_main_window, qtbot, ct_series_dir)  # both open the unsaved series
@@ -40,7 +40,8 @@ def test_the_second_window_saving_the_series_is_refused_and_loses_nothing(
     np.testing.assert_array_equal(ws.load_seg(second.document.volume)[0] > 0, theirs > 0)
     annotation = second.document.annotation
     assert annotation.dirty and np.array_equal(second.document.labelmap.array, mine)
-    kept, _ = load_autosave(ws.autosave_path, second.document.volume)
+    (refused,) = ws.folder.glob("autosave.refused-*.npz")
+    kept, _ = load_autosave(refused, second.document.volume)
     np.testing.assert_array_equal(kept.array, mine)  # the refused work is on disk too
 
     # the first window saves again after more work: its base is the set it saved itself
@@ -50,3 +51,22 @@ def test_the_second_window_saving_the_series_is_refused_and_loses_nothing(
     with qtbot.waitSignal(first.annotate.sigSaved, timeout=15_000):
         first.annotate.save()
     np.testing.assert_array_equal(ws.load_seg(first.document.volume)[0] > 0, more > 0)
+    assert refused.exists()  # no save of the other window deletes the refused work
+    assert refused in [r.path for r in find_recoverable([ct_series_dir])]  # offered back
+
+    # the next start offers the refused work; restored and saved, its copy goes
+    second.annotate.safety.ask_unsaved = lambda n: "discard"
+    second.close()
+    later = make_main_window(settings=temp_settings())
+    later.annotate.safety.prompt_recovery = lambda item: None
+    later.resize(1300, 850)
+    with qtbot.waitSignal(later.annotate.safety.sigRecoverable, timeout=10_000) as found:
+        later.show()
+    (item,) = [r for r in found.args[0] if r.path == refused]
+    with qtbot.waitSignal(later.annotate.safety.sigRecovered, timeout=10_000):
+        later.annotate.safety.restore(item)
+    np.testing.assert_array_equal(later.document.labelmap.array, mine)
+    with qtbot.waitSignal(later.annotate.sigSaved, timeout=15_000):
+        later.annotate.save()
+    assert not refused.exists()
+    np.testing.assert_array_equal(ws.load_seg(later.document.volume)[0] > 0, mine > 0)
