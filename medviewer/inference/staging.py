@@ -1,10 +1,11 @@
 """Hidden staging folders of exports and publishes, and the cleanup of those a killed
 process left behind.
 
-A model folder is written into `.<name>-<pid>-xxxxxxxx` beside its target and renamed into
-place when whole (the registry skips dot folders). The process id in the name tells a later
-export or publish which leftovers belong to a process that no longer runs: those are removed;
-a live process's staging folder is never touched.
+A model folder is written into `.<name>-<host>-<pid>-xxxxxxxx` beside its target and renamed
+into place when whole (the registry skips dot folders); <host> is a short hash of the machine's
+name. A later export or publish removes the leftovers of a process of this machine that no
+longer runs; a live process's folder is never touched, and one of another machine (a model
+store in a network home folder) only when it is a day old.
 """
 
 from __future__ import annotations
@@ -12,17 +13,23 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
-_STAGING = re.compile(r"^\.(?P<name>.+)-(?P<pid>\d+)-[a-z0-9_]{8}$")
-_WINDOWS_AGE = 24 * 3600  # Windows has no harmless "is it alive" signal: a day old is dead
+_STAGING = re.compile(r"^\.(?P<name>.+)-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[a-z0-9_]{8}$")
+_UNKNOWABLE_AGE = 24 * 3600  # another machine's process, or Windows (no harmless probe)
+
+
+def host_tag() -> str:
+    return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
 
 
 def make_staging(parent: Path, name: str) -> Path:
-    """A new empty hidden folder in `parent` for `name`, marked with this process's id."""
-    return Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=parent))
+    """A new empty hidden folder in `parent` for `name`, marked with this process."""
+    return Path(tempfile.mkdtemp(prefix=f".{name}-{host_tag()}-{os.getpid()}-", dir=parent))
 
 
 def remove_stale(parent: Path, name: str | None = None) -> list[Path]:
@@ -36,21 +43,22 @@ def remove_stale(parent: Path, name: str | None = None) -> list[Path]:
         match = _STAGING.match(entry.name)
         if match is None or (name is not None and match["name"] != name):
             continue
-        if entry.is_dir(follow_symlinks=False) and not _running(int(match["pid"]), entry):
+        if entry.is_dir(follow_symlinks=False) and not _running(match, entry):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
     return removed
 
 
-def _running(pid: int, entry: os.DirEntry) -> bool:
+def _running(match: re.Match, entry: os.DirEntry) -> bool:
+    pid = int(match["pid"])
+    if match["host"] != host_tag() or os.name == "nt":  # os.kill(pid, 0) kills on Windows
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime < _UNKNOWABLE_AGE
     if pid == os.getpid():
         return True
-    if os.name == "nt":  # os.kill(pid, 0) would terminate it there
-        return time.time() - entry.stat(follow_symlinks=False).st_mtime < _WINDOWS_AGE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # another user's process: alive
+    except (OSError, OverflowError):  # another user's process, or no such pid number: wait
         return True
     return True

@@ -15,13 +15,14 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from medviewer.cli import main
-from medviewer.inference import ModelError, registry, versions
+from medviewer.inference import ModelError, registry, staging, versions
 from medviewer.inference import manifest as mf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -352,13 +353,19 @@ def test_publish_removes_staging_folders_of_dead_processes_only(store, tmp_path)
     gone.wait()
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        dead_dir = parent / f".1.1.0-{gone.pid}-abcd1234"
-        live_dir = parent / f".1.1.0-{alive.pid}-efgh5678"
-        for d in (dead_dir, live_dir):
+        here = staging.host_tag()
+        dead_dir = parent / f".1.1.0-{here}-{gone.pid}-abcd1234"
+        live_dir = parent / f".1.1.0-{here}-{alive.pid}-efgh5678"
+        elsewhere = parent / f".1.1.0-{int(here, 16) ^ 1:08x}-{gone.pid}-ijkl9012"
+        old_elsewhere = parent / f".1.1.0-{int(here, 16) ^ 1:08x}-{gone.pid}-mnop3456"
+        for d in (dead_dir, live_dir, elsewhere, old_elsewhere):
             d.mkdir()
             (d / mf.ONNX_FILE).write_bytes(b"half a model")
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(old_elsewhere, (two_days_ago, two_days_ago))
         versions.publish(_candidate(tmp_path))
         assert not dead_dir.exists() and live_dir.exists()
+        assert elsewhere.exists() and not old_elsewhere.exists()  # another machine's: by age
         assert [v.version for v in versions.list_versions(LAB1)] == ["1.0.0", "1.1.0"]
     finally:
         alive.kill()
@@ -368,7 +375,6 @@ def test_publish_removes_staging_folders_of_dead_processes_only(store, tmp_path)
 @pytest.mark.parametrize("delay", [0.0, 0.005, 0.02, 0.05])
 def test_a_killed_publish_leaves_old_or_new_and_the_next_one_cleans_up(store, tmp_path, delay):
     import signal
-    import time
 
     folder = _candidate(tmp_path)
     code = ("from medviewer.inference import versions; print('go', flush=True); "

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from medviewer.inference.staging import host_tag
 from medviewer.training import run
 from medviewer.training.job import load_job
 
@@ -86,8 +87,9 @@ def test_opening_a_run_removes_candidate_staging_of_killed_runs(tmp_path, monkey
     runs = tmp_path / "data" / "runs"
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    dead = runs / "lab1-old" / f".candidate-{gone.pid}-abcd1234"
-    mine = runs / "lab1-live" / f".candidate-{os.getpid()}-abcd1234"  # a running export
+    here = host_tag()
+    dead = runs / "lab1-old" / f".candidate-{here}-{gone.pid}-abcd1234"
+    mine = runs / "lab1-live" / f".candidate-{here}-{os.getpid()}-abcd1234"  # a live export
     for folder in (dead, mine):
         folder.mkdir(parents=True)
         (folder / "model.onnx").write_bytes(b"half")

@@ -8,6 +8,8 @@ shape, and weights holding NaN or infinity must all be refused, and nothing writ
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from onnx import helper, numpy_helper
 from torch import nn
 
 from medviewer.inference import ModelError
+from medviewer.inference.staging import host_tag
 from medviewer.labs.architectures import Architecture
 from medviewer.training import export
 
@@ -131,7 +134,9 @@ def test_export_model_refuses_non_finite_weights_and_writes_nothing(tmp_path, ba
 def test_export_model_writes_a_checked_folder_and_clears_a_dead_staging_folder(tmp_path):
     folder = tmp_path / "store" / "parity" / "1.0.0"
     folder.parent.mkdir(parents=True)
-    dead = folder.parent / ".1.0.0-999999999-abcd1234"  # a killed export's staging folder
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = folder.parent / f".1.0.0-{host_tag()}-{gone.pid}-abcd1234"  # a killed export's
     dead.mkdir()
     (dead / "model.onnx").write_bytes(b"half")
     manifest = export.export_model(_model(), ARCH, folder, FIELDS)
