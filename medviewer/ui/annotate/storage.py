@@ -40,9 +40,12 @@ from medviewer.core.annotations import (
     accept_prediction,
     discard_autosave,
     read_seg_table,
-    save_autosave,
 )
-from medviewer.core.annotations.commit import SaveConflict
+from medviewer.core.annotations.saving import (
+    PartlySaved,
+    SaveConflict,
+    save_annotations,
+)
 from medviewer.core.annotations.sr import sidecar_path_for
 from medviewer.core.annotations.workspace import AUTOSAVE_NAME
 from medviewer.ui.annotate.box_controller import set_classes
@@ -67,62 +70,8 @@ def annotator_name() -> str:
 def save_task(_ctx: Any, volume: Any, array: np.ndarray, table: LabelTable, boxes: BoxSet,
               model: str | None, annotator: str, lines: tuple[DistanceLine, ...] = (),
               areas: tuple[AreaMeasurement, ...] = (), base: int | None = None) -> list[Path]:
-    """Write SEG (when there are labels) and SR (boxes, class labels, rulers, area ROIs and
-    provenance) in the workspace as one unit (all switched in together). PartlySaved when the
-    SEG could not be written (the SR is): the autosave then stays. `base`: the generation of
-    the saved set when the series was opened; SaveConflict when another window saved since
-    (or is saving): nothing is written, and this work goes into the autosave instead."""
-    workspace = Workspace.for_series(volume)
-    saved, seg_refused = SavedFiles(), None
-    try:
-        with workspace.saving(base) as staged:
-            if len(table):  # each label says how it was made (drawn, a model's, corrected)
-                try:
-                    seg, saved.notes = staged.save_labels(array, volume, table,
-                                                          annotator=annotator)
-                    saved.extend([seg] if seg is not None else [])
-                except AnnotationError as exc:  # the boxes and rulers are still worth saving
-                    seg_refused = exc
-            saved.append(staged.save_sr(volume, boxes, lines, annotator=annotator,
-                                        model=model, areas=areas))
-    except SaveConflict:
-        _keep_in_autosave(workspace, volume, array, table, boxes, model, lines, areas)
-        raise
-    saved.generation = staged.commit.generation if staged.commit else None
-    if seg_refused is not None:
-        raise PartlySaved(saved, f"boxes, classes and measurements were saved to "
-                          f"{saved[-1].parent}, but the segmentation was NOT saved: "
-                          f"{seg_refused.reason} It stays in the autosave.")
-    with contextlib.suppress(AnnotationError):  # a real save replaces the autosave
-        discard_autosave(workspace.autosave_path)
-    return saved
-
-
-def _keep_in_autosave(workspace: Workspace, volume: Any, array: np.ndarray, table: LabelTable,
-                      boxes: BoxSet, model: str | None, lines: tuple, areas: tuple) -> None:
-    """A refused save's work, in an autosave of its own that no later save deletes (every
-    start offers it back until it is restored and saved, or discarded)."""
-    labelmap = LabelMap.for_volume(volume)
-    labelmap.array[...], labelmap.table = array, copy.deepcopy(table)
-    with contextlib.suppress(AnnotationError):  # the window still holds it; said already
-        save_autosave(workspace, labelmap if len(table) else None, boxes, model=model,
-                      lines=lines, areas=areas, refused=True)
-
-
-class SavedFiles(list):
-    """The paths a save wrote, `notes`: what it left out and why (said in the status), and
-    the `generation` of the set it made (the next save's base)."""
-
-    notes: list[str] = []
-    generation: int | None = None
-
-
-class PartlySaved(AnnotationError):
-    """The SR was written, the SEG was not: `paths` were saved, `reason` says why not."""
-
-    def __init__(self, paths: list[Path], reason: str) -> None:
-        super().__init__(None, reason)
-        self.paths = paths
+    """SEG + SR of the series as one unit (see core.annotations.saving)."""
+    return save_annotations(volume, array, table, boxes, model, annotator, lines, areas, base)
 
 
 def load_task(_ctx: Any, volume: Any) -> tuple[Annotation | None, list[Saved], list[str]]:
