@@ -141,25 +141,25 @@ def test_a_save_killed_after_its_commit_point_is_finished_by_the_next_reader(ser
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    sys.path.insert(0, sys.argv[3])
-    from test_atomic_save import _save
-    from medviewer.core.annotations import AnnotationError, save_autosave, LabelMap
+    from medviewer.core.annotations import AnnotationError, LabelMap
     from medviewer.core.annotations.boxes import AnnotatedBox, BoxSet
+    from medviewer.core.annotations.saving import save_annotations
     from medviewer.core.annotations.workspace import Workspace
     from medviewer.core.dicom import load_series, scan
     folder, who = Path(sys.argv[1]), sys.argv[2]
     volume = load_series(scan(folder, cache=False).all_series()[0])
-    ws = Workspace.for_series(volume)
-    base = ws.generation()                      # the window opens the series
+    base = Workspace.for_series(volume).generation()   # the window opens the series
+    labelmap = LabelMap.for_volume(volume)
+    labelmap.array[1, 4:12, 4:12] = labelmap.table.add(f"lesion {who}").value
+    boxes = BoxSet([AnnotatedBox(1, 1, 5, 5, 0, f"mass {who}")])
     print("ready", flush=True)
     while not (folder / "go").exists():
         time.sleep(0.01)
-    try:
-        _save(ws, volume, who, base)
+    try:                                                 # Ctrl+S in both windows at once
+        save_annotations(volume, labelmap.array, labelmap.table, boxes, f"model:m@{who}",
+                         who, base=base)
         print("saved", flush=True)
-    except AnnotationError as exc:              # the window keeps the work: in its autosave
-        save_autosave(ws, None, BoxSet([AnnotatedBox(1, 1, 5, 5, 0, f"mass {who}")]),
-                      refused=True)
+    except AnnotationError as exc:
         print("refused", exc.reason, flush=True)
 """)
 
@@ -169,9 +169,9 @@ def test_two_processes_saving_at_once_end_with_one_refused_and_nothing_lost(seri
     script = folder.parent / "window.py"
     script.write_text(CHILD)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    windows = {who: subprocess.Popen([sys.executable, str(script), str(folder), who,
-                                      str(Path(__file__).parent)], env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    windows = {who: subprocess.Popen([sys.executable, str(script), str(folder), who],
+                                     env=env, text=True, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
                for who in ("alice", "bob")}
     for proc in windows.values():
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
@@ -186,8 +186,9 @@ def test_two_processes_saving_at_once_end_with_one_refused_and_nothing_lost(seri
     from medviewer.core.annotations import find_recoverable, load_autosave
 
     (refused,) = ws.folder.glob("autosave.refused-*.npz")
-    _, boxes = load_autosave(refused, volume)  # the refused work is kept
+    labelmap, boxes = load_autosave(refused, volume)  # the refused work is kept
     assert [b.label for b in boxes] == [f"mass {loser}"]
+    assert [label.name for label in labelmap.table] == [f"lesion {loser}"]
     _save(ws, volume, winner, ws.generation())  # the winner saves again: it stays
     assert refused in [r.path for r in find_recoverable([folder])]
     assert sorted(p.name for p in ws.folder.iterdir() if p != refused) == [
