@@ -72,7 +72,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep: refused
         raise AnnotationError(path, f"The annotation sidecar cannot be read ({exc}).") from exc
     if not isinstance(record, dict) or record.get("format") != SIDECAR_FORMAT:
         raise AnnotationError(path, "This JSON file is not a MedViewer annotation sidecar.")

@@ -224,3 +224,18 @@ def test_the_next_start_removes_temporary_files_a_kill_left_but_not_a_live_saves
     assert sorted(p.name for p in ws.folder.iterdir()) == [
         "annotations.dcm", "annotations.json", "commit.json", "segmentation.dcm"]
     assert _set_on_disk(ws) == ("alice", "alice", "alice")
+
+
+def test_a_deeply_nested_sidecar_is_a_clear_error_and_stays(series):
+    _, volume = series
+    ws = Workspace.for_series(volume)
+    _save(ws, volume, "alice", 0)
+    hostile = "[" * 100_000 + "]" * 100_000
+    ws.sidecar_path.write_text(hostile)
+    from medviewer.core.annotations import AnnotationError
+
+    with pytest.raises(AnnotationError, match="sidecar cannot be read"):
+        ws.load_sr(volume)
+    with pytest.raises(AnnotationError, match="sidecar cannot be read"):
+        _save(ws, volume, "bob", 1)
+    assert ws.sidecar_path.read_text() == hostile  # refused, not replaced
