@@ -7,10 +7,11 @@ small files beside them make the set one unit:
     commit.json  the generation marker: generation number, when and by whom the set was
                  saved, the files of the set and, while a switch is under way, the renames
                  still to do (a redo journal).
-    .lock        held by the one process writing the folder (created with O_EXCL): its pid,
-                 host and time. A lock whose process is dead on this host (a kill), or one
-                 older than STALE_S, is broken; the next writer waits up to WAIT_S for a
-                 live one, then is refused with a sentence.
+    .lock        held by the one process writing the folder (it appears whole: a hard link
+                 of a written file, or O_EXCL): its pid, host and time. A lock whose process
+                 is dead on this host (a kill), or one older than STALE_S (10 minutes), is
+                 broken; the next writer waits up to WAIT_S for a live one, then is refused
+                 with a sentence.
 
 A save (`Commit`, used as `with Commit(folder, base) as commit:`):
   1. takes the lock;
@@ -103,8 +104,10 @@ def _stale(path: Path) -> bool:
     parts = text.split()
     if len(parts) < 3 or not parts[0].isdigit():
         return age > UNWRITTEN_S  # killed between creating and writing it
+    if age > STALE_S:  # no save takes this long; the pid may be reused since a reboot
+        return True
     if parts[1] != socket.gethostname() or os.name == "nt":  # Windows: os.kill would kill
-        return age > STALE_S
+        return False
     try:
         os.kill(int(parts[0]), 0)
     except ProcessLookupError:
