@@ -178,8 +178,9 @@ def tidy(folder: Path) -> None:
     """Finish a half-done switch and remove litter; call with the lock held."""
     marker = read_marker(folder)
     pending = marker.get("pending") if isinstance(marker.get("pending"), dict) else None
-    if pending:
-        _apply(folder, folder / str(pending.get("staging", "")), pending)
+    staging = Path(str(pending.get("staging", ""))).name if pending else ""
+    if pending and staging.startswith(STAGING):  # never a folder outside this one
+        _apply(folder, folder / staging, pending)
         _write_marker(folder, {**marker, "pending": None})
     for item in folder.iterdir() if folder.is_dir() else ():
         if item.name.startswith(STAGING) and item.is_dir():
@@ -242,9 +243,10 @@ class Commit:
         self.generation = generation(self.folder)
         if self.base is None or self.base == self.generation:
             return
-        when = marker.get("saved_at")
-        at = dt.datetime.fromtimestamp(when).strftime("%H:%M") if isinstance(
-            when, (int, float)) else "a later time"
+        try:
+            at = dt.datetime.fromtimestamp(marker["saved_at"]).strftime("%H:%M")
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
+            at = "a later time"
         raise SaveConflict(self.folder, f"Another MedViewer window saved these annotations at "
                            f"{at}; reopen the series to see them. This save was refused, so "
                            "nothing of theirs was overwritten.")
@@ -273,7 +275,8 @@ class Commit:
             shutil.rmtree(self.staging, ignore_errors=True)
             return
         _fsync_folder(self.staging)
-        old = set(read_marker(self.folder).get("files") or [])
+        listed = read_marker(self.folder).get("files")
+        old = {n for n in listed if isinstance(n, str)} if isinstance(listed, list) else set()
         files = sorted((old | set(moves)) - set(self.removes))
         record = {"generation": self.generation + 1, "saved_at": time.time(),
                   "saved_by": self.saved_by or _owner().rsplit(" ", 1)[0], "files": files}

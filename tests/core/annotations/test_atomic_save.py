@@ -239,3 +239,25 @@ def test_a_deeply_nested_sidecar_is_a_clear_error_and_stays(series):
     with pytest.raises(AnnotationError, match="sidecar cannot be read"):
         _save(ws, volume, "bob", 1)
     assert ws.sidecar_path.read_text() == hostile  # refused, not replaced
+
+
+def test_a_hostile_commit_marker_moves_nothing_from_outside_and_raises_no_traceback(
+        series, tmp_path):
+    _, volume = series
+    ws = Workspace.for_series(volume)
+    _save(ws, volume, "alice", 0)
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "annotations.dcm").write_bytes(b"not yours")
+    marker = ws.folder / "commit.json"
+    marker.write_text('{"format": "medviewer-annotations-commit", "generation": 1, '
+                      '"saved_at": 1e300, "pending": {"staging": "' + str(outside) + '", '
+                      '"moves": ["annotations.dcm"], "removes": ["../../../x"]}}')
+    with pytest.raises(SaveConflict, match="saved these annotations at a later time"):
+        _save(ws, volume, "bob", 0)
+    assert (outside / "annotations.dcm").read_bytes() == b"not yours"
+    assert _set_on_disk(ws) == ("alice", "alice", "alice")
+    marker.write_text('{"format": "medviewer-annotations-commit", "generation": 1, '
+                      '"files": 5, "pending": [1]}')
+    _save(ws, volume, "bob", 1)  # a marker of the right generation but wrong types
+    assert _set_on_disk(ws) == ("bob", "bob", "bob") and ws.generation() == 2
