@@ -51,6 +51,7 @@ from medviewer.core.atomic import atomic_file
 MARKER, LOCK, STAGING = "commit.json", ".lock", ".staging-"
 MARKER_FORMAT = "medviewer-annotations-commit"
 WAIT_S, STALE_S, UNWRITTEN_S = 10.0, 600.0, 5.0
+MARKER_MAX_BYTES = 1 << 20
 
 
 class SaveConflict(AnnotationError):
@@ -61,8 +62,11 @@ class SaveConflict(AnnotationError):
 
 def read_marker(folder: Path) -> dict[str, Any]:
     """commit.json of `folder` ({} when there is none or it is not ours: generation 0)."""
+    path = Path(folder) / MARKER
     try:
-        record = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+        if path.stat().st_size > MARKER_MAX_BYTES:  # ours are a few hundred bytes
+            return {}
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return {}
     return record if isinstance(record, dict) and record.get("format") == MARKER_FORMAT else {}
