@@ -114,6 +114,23 @@ class _Ref(NamedTuple):
     offset: tuple[int, int] = (0, 0)
 
 
+# Storage classes whose IOD has no Multi-frame module: a reference to one of their images may
+# not carry ReferencedFrameNumber (dciodvfy: "Shall not be present for Referenced SOP Class
+# that is not multi-frame"), even when the file, against its IOD, holds several frames (an MR
+# Image with NumberOfFrames, like pydicom's emri_small). Such a finding names the image only;
+# its slice is kept in the JSON sidecar, and the SR alone puts it on the first frame.
+SINGLE_FRAME_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.1",  # CR
+    "1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1.1",  # DX
+    "1.2.840.10008.5.1.4.1.1.1.2", "1.2.840.10008.5.1.4.1.1.1.2.1",  # MG
+    "1.2.840.10008.5.1.4.1.1.1.3", "1.2.840.10008.5.1.4.1.1.1.3.1",  # IO
+    "1.2.840.10008.5.1.4.1.1.2",  # CT Image
+    "1.2.840.10008.5.1.4.1.1.4",  # MR Image
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture (single-frame)
+    "1.2.840.10008.5.1.4.1.1.128",  # PET Image
+})
+
+
 def _evidence(volume: Any, boxes: list[AnnotatedBox], labels: list[ClassLabel],
               measured: list[DistanceLine | AreaMeasurement]) -> dict[int, _Ref]:
     """The images of the slices the content references (the first slice when none is)."""
@@ -132,7 +149,8 @@ def _evidence(volume: Any, boxes: list[AnnotatedBox], labels: list[ClassLabel],
                                   f"has {len(sources)} slices.")
         path = sources[k].path
         header = headers[path] = headers.get(path) or _header(path)
-        multi = int(header.get("NumberOfFrames", 1) or 1) > 1
+        multi = (int(header.get("NumberOfFrames", 1) or 1) > 1
+                 and str(header.get("SOPClassUID", "")) not in SINGLE_FRAME_CLASSES)
         tile = getattr(sources[k], "tile", None)  # (top, left, rows, columns)
         out[k] = _Ref(header, [int(sources[k].frame) + 1] if multi else None,
                       (tile[1], tile[0]) if tile else (0, 0))

@@ -13,6 +13,7 @@ on the slice it was drawn on, in the unit the viewer showed.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import subprocess
@@ -40,7 +41,12 @@ from medviewer.core.annotations.boxes import (
     distance_line,
     slice_uid,
 )
-from medviewer.core.annotations.sr import read_sr, sidecar_path_for, write_sr
+from medviewer.core.annotations.sr import (
+    SINGLE_FRAME_CLASSES,
+    read_sr,
+    sidecar_path_for,
+    write_sr,
+)
 from medviewer.core.annotations.sr_codes import PRIVATE_SCHEME
 from medviewer.core.annotations.workspace import Workspace
 from medviewer.core.dicom import load_series, scan
@@ -142,10 +148,23 @@ def saved(request, tmp_path_factory):
 
 
 def _image_ref(volume, k):
-    """(SOP Instance UID, frame number or None) that names slice k's image."""
+    """(SOP Instance UID, frame number or None) that names slice k's image: no frame number
+    for a storage class without frames (an MR Image holding several, against its IOD)."""
     source = volume.sources[k]
     multi = sum(s.path == source.path for s in volume.sources) > 1
-    return source.sop_instance_uid, (source.frame + 1 if multi else None)
+    framed = multi and pydicom.dcmread(source.path, stop_before_pixels=True).SOPClassUID \
+        not in SINGLE_FRAME_CLASSES
+    return source.sop_instance_uid, (source.frame + 1 if framed else None)
+
+
+def _placed(volume, k):
+    """The slice the SR alone puts slice k's findings on: its own, or for a frame of a file
+    whose class has no frames, the slice of that file's first frame."""
+    uid, frame = _image_ref(volume, k)
+    if frame is not None or sum(s.sop_instance_uid == uid for s in volume.sources) == 1:
+        return k
+    return next(j for j, s in enumerate(volume.sources) if s.sop_instance_uid == uid
+                and s.frame == 0)
 
 
 def _frames(item):
@@ -168,19 +187,12 @@ def _dciodvfy(path) -> list[str]:
 
 def test_dciodvfy_finds_nothing_the_source_does_not_carry(saved):
     """The SR copies the patient and study attributes of its source (CT_small's zero Patient's
-    Weight, MR_small's retired PN form): those are the source's findings, nothing else is.
-
-    One follows from a source's own flaw: an MR Image holding several frames (dciodvfy:
-    Number of Frames is not in that IOD) can only be placed by frame number, which dciodvfy
-    then says a single-frame SOP class should not have. The frame is kept: without it every
-    finding would land on the first frame's slice."""
+    Weight, MR_small's retired PN form): those are the source's findings, nothing else is,
+    also on an MR Image holding several frames against its IOD (no frame number for it)."""
     said = _dciodvfy(saved.path)
     source = set()
     for path in sorted({s.path for s in saved.volume.sources}):
         source |= set(_dciodvfy(path))
-    if any("<Number of Frames>" in line for line in source):
-        source.add("Error - Shall not be present for Referenced SOP Class that is not "
-                   "multi-frame - attribute <ReferencedFrameNumber>")
     assert [line for line in said if line not in source] == []
     assert not [line for line in said if PRIVATE_SCHEME in line]
 
@@ -230,16 +242,20 @@ def test_the_sr_alone_puts_everything_back_on_its_slice_in_its_unit(saved, tmp_p
     shutil.copy(saved.path, copy)  # without its JSON sidecar
     assert not sidecar_path_for(copy).exists()
     boxes, classes, lines, areas = read_sr(copy, saved.volume)
+    at = functools.partial(_placed, saved.volume)  # k itself, but on a frameless class
     assert sorted((b.label, b.slice_index, b.uid) for b in boxes) == \
-        sorted((b.label, b.slice_index, b.uid) for b in saved.boxes)
+        sorted((b.label, at(b.slice_index), b.uid) for b in saved.boxes)
     assert {(c.label, c.scope, c.slice_index) for c in classes} == \
-        {("cardiomegaly", SLICE, saved.k), ("normal", "series", None)}
+        {("cardiomegaly", SLICE, at(saved.k)), ("normal", "series", None)}
     (line,) = lines
     written = saved.lines[0]
-    assert (line.slice_index, line.label, line.unit) == (saved.k, "distance", written.unit)
+    assert (line.slice_index, line.label, line.unit) == (at(saved.k), "distance", written.unit)
     assert line.length_mm == pytest.approx(written.length_mm, rel=1e-5)
     assert sorted((a.kind, a.label, a.slice_index, a.area_unit) for a in areas) == \
-        sorted((a.kind, a.label, a.slice_index, a.area_unit) for a in saved.areas)
+        sorted((a.kind, a.label, at(a.slice_index), a.area_unit) for a in saved.areas)
+    with_sidecar = read_sr(saved.path, saved.volume)  # as the viewer reopens it: all in place
+    assert sorted((b.label, b.slice_index) for b in with_sidecar[0]) == \
+        sorted((b.label, b.slice_index) for b in saved.boxes)
 
 
 def test_a_length_without_pixel_spacing_is_in_pixels(saved):
