@@ -412,3 +412,73 @@ def test_a_corrupt_rle_segment_that_panics_the_decoder_is_a_dicom_error(tmp_path
     path.write_bytes(bytes(data))
     with pytest.raises(DicomError, match="RLE image data is corrupt"):
         load_series(path)
+
+
+# -- found by the fuzz suite (tests/fuzz/runner.py) ------------------------------------------
+
+
+@pytest.mark.parametrize("source, keyword, value", [
+    ("SC_rgb_rle_16bit_2frame.dcm", "Columns", 1),  # pydicom's decoder: "padding"
+    ("MR_small_RLE.dcm", "Rows", 3),  # our own RLE path
+])
+def test_an_rle_image_larger_than_its_header_is_refused(tmp_path, source, keyword, value):
+    path = _edited(TEST_FILES / source, tmp_path / "rle.dcm", **{keyword: value})
+    with pytest.raises(DicomError, match="RLE image data holds .* pixels per plane"):
+        load_series(path)
+
+
+def test_native_pixel_data_longer_than_its_header_says_so(tmp_path):
+    """One file of a series with Columns 7 (its 32 x 32 pixels kept) loaded a skewed image."""
+    syn.write_series(tmp_path, np.zeros((1, 32, 32), np.int16))
+    path = next(tmp_path.glob("*.dcm"))
+    _edited(path, path, Columns=7)
+    (series,) = scan(tmp_path, cache=False).all_series()
+    volume = load_series(series)
+    assert any("pixel data holds 2,048 bytes" in w and "32 x 7" in w and "damaged" in w
+               for w in volume.warnings), volume.warnings
+
+
+@pytest.mark.parametrize("value", ["0", "abc"])
+def test_a_frame_count_that_is_no_count_says_only_the_first_frame_is_shown(tmp_path, value):
+    path = TEST_FILES / "rtdose_rle.dcm"
+    target = tmp_path / "dose.dcm"
+    ds = pydicom.dcmread(path)
+    ds[0x00280008] = DataElement(0x00280008, "IS", "1")
+    ds[0x00280008]._value = value  # written as it stands, as a damaged file holds it
+    ds.save_as(target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        volume = load_series(target)
+    assert volume.voxels.shape[0] == 1
+    assert any("NumberOfFrames" in w and "first frame" in w or "(0028,0008)" in w
+               for w in volume.warnings), volume.warnings
+
+
+def test_one_image_with_an_unusable_pixel_spacing_is_named(tmp_path):
+    voxels = np.zeros((3, 16, 16), np.int16)
+    paths = syn.write_series(tmp_path, voxels, spacing=(2.0, 0.8, 0.8))
+    ds = pydicom.dcmread(paths[2])
+    ds[0x00280030] = DataElement(0x00280030, "DS", "nan\\nan")
+    ds.save_as(paths[2])
+    volume = load_series(tmp_path)
+    assert volume.spacing[1:] == pytest.approx((0.8, 0.8))
+    assert any("PixelSpacing of 1 image(s)" in w and paths[2].name in w
+               for w in volume.warnings), volume.warnings
+
+
+@pytest.mark.parametrize("descriptor, data", [
+    ([40, 0, 16], b"\0\1" * 10),  # fewer entries than the descriptor says
+    ([4, 0, 40], b"\0\1" * 4),  # 40 bits per entry
+    ([4, 0, 0], b"\0\1" * 4),
+])
+def test_a_voi_lut_shorter_or_wider_than_allowed_uses_the_window(tmp_path, descriptor, data):
+    path = syn.write_series(tmp_path, np.zeros((1, 16, 16), np.int16))[0]
+    ds = pydicom.dcmread(path)
+    item = pydicom.Dataset()
+    item.LUTDescriptor = descriptor
+    item.add_new(0x00283006, "OW", data)
+    ds.VOILUTSequence = [item]
+    ds.save_as(path)
+    volume = load_series(path)
+    assert volume.voi_lut is None and volume.windows
+    assert any("VOI LUT" in w and "window" in w for w in volume.warnings)

@@ -124,17 +124,44 @@ def fit_instances(instances: list[Instance]) -> tuple[list[Instance], list[str],
     """Scanned instances checked against their files before anything is allocated: one whose
     declared image does not fit (cut short since the scan, a damaged header) keeps a single
     slot, to be shown blank with the reason, instead of its declared frames."""
-    kept, refused = [], {}
+    kept, notes, refused = [], [], {}
     for inst in instances:
         try:
             pixel_data(inst)
+            notes += excess_notes(inst)
         except DicomError as exc:
             refused[inst.path] = exc
             inst = replace(inst, number_of_frames=1, mosaic_images=0)
         kept.append(inst)
     if len(refused) == len(kept):
         raise next(iter(refused.values()))
-    return kept, [], refused
+    return kept, notes[:3], refused
+
+
+def excess_notes(inst: Instance) -> list[str]:
+    """A warning when native Pixel Data holds more bytes than the declared images need (a
+    damaged Rows, Columns or BitsAllocated makes a skewed or partial image of the same
+    bytes: found by the fuzz suite). Only files with bytes to spare after the image are read
+    for the element's length (elements after the pixel data are rare)."""
+    offset = inst.pixel_data_offset
+    if inst.transfer_syntax_uid not in NATIVE_SYNTAXES or not offset or offset < 4:
+        return []
+    need = stored_bytes(inst)
+    try:
+        if os.stat(inst.path).st_size - offset <= need + 1:
+            return []
+        with open(inst.path, "rb") as fh:  # a regular file: the scan or pixel_data saw it
+            fh.seek(offset - 4)
+            raw = fh.read(4)
+    except OSError:
+        return []
+    order = "big" if inst.transfer_syntax_uid == "1.2.840.10008.1.2.2" else "little"
+    length = int.from_bytes(raw, order) if len(raw) == 4 else 0
+    if length == 0xFFFFFFFF or length <= need + 1:
+        return []
+    return [f"{Path(inst.path).name}: the pixel data holds {length:,} bytes, the header's "
+            f"{_count(max(1, inst.number_of_frames), 'image')} of {inst.rows} x {inst.columns} "
+            f"pixels need {need:,}: the header is damaged, the image may be shown wrong."]
 
 
 def drop_unreadable(ds: Dataset) -> list[str]:
@@ -168,6 +195,43 @@ def frame_notes(frames: Sequence[Any]) -> list[str]:
     if len(counts) > 3:
         notes.append(f"{len(counts) - 3} more unusable header values.")
     return notes
+
+
+def frame_count_notes(ref: Dataset) -> list[str]:
+    """A warning when NumberOfFrames is there but no count (0, -1, text): the load reads one
+    frame, and a multi-frame file must not lose the rest without a word (fuzz suite)."""
+    try:
+        elem = ref.get_item(0x00280008)  # raw: the text as the file holds it
+    except Exception:  # noqa: BLE001 - drop_unreadable names an element that cannot be read
+        return []
+    if elem is None or elem.value is None:
+        return []
+    value = elem.value
+    text = (value.decode("latin-1") if isinstance(value, bytes) else str(value)).strip(" \0")
+    if not text or (text.isdigit() and int(text) > 0):
+        return []
+    return [f"NumberOfFrames {text[:20]!r} is not a frame count: only the first frame is shown."]
+
+
+def spacing_mismatch_notes(instances: Sequence[Instance]) -> list[str]:
+    """A warning when images of the stack state another (or an unusable) PixelSpacing than
+    the first one's, which the load uses for every slice (found by the fuzz suite: one image
+    with PixelSpacing NaN loaded without a word)."""
+    first = usable_spacing(instances[0].pixel_spacing) if instances else None
+    if first is None:
+        return []  # spacing_notes says the first image's is not usable
+
+    def same(value: object) -> bool:
+        pair = usable_spacing(value)
+        return pair is not None and all(math.isclose(a, b, rel_tol=1e-4)
+                                        for a, b in zip(pair, first, strict=True))
+
+    odd = [i for i in instances[1:] if not same(i.pixel_spacing)]
+    if not odd:
+        return []
+    names = ", ".join(Path(i.path).name for i in odd[:3]) + (", ..." if len(odd) > 3 else "")
+    return [f"PixelSpacing of {len(odd)} image(s) ({names}) differs from the first image's "
+            f"{first[0]:g}\\{first[1]:g} mm or is not usable: the first image's is used."]
 
 
 # -- values that read as "unknown" when they cannot be right ---------------------------------

@@ -9,6 +9,7 @@ Every failure becomes a `DicomError` with a sentence a radiologist can act on.
 
 from __future__ import annotations
 
+import re
 import struct
 import warnings
 from collections.abc import Sequence
@@ -108,15 +109,27 @@ def read_fragments(path: str, offset: int) -> list[bytes]:
 
 def decode_rle(path: str, fragment: bytes, out: np.ndarray, bits_allocated: int) -> None:
     """Decode one RLE frame (single sample per pixel) into `out`."""
-    from rle.rle import decode_frame
+    from rle.rle import decode_frame, decode_segment, parse_header
 
     try:
         frame = decode_frame(fragment, out.size, bits_allocated, "<")
+        # the decoder takes a segment longer than Rows x Columns (a damaged header) and keeps
+        # its start: a skewed image without a word (found by the fuzz suite)
+        offsets = [o for o in parse_header(fragment[:64]) if o] + [len(fragment)]
+        plane = len(decode_segment(fragment[offsets[0]:offsets[1]]))
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # the Rust decoder panics (a BaseException) on some data
         raise DicomError(path, f"The RLE image data is corrupt ({exc}).") from exc
+    rle_plane_check(path, plane, out.shape[-2] * out.shape[-1])
     out.reshape(-1)[:] = np.frombuffer(frame, dtype=out.dtype)
+
+
+def rle_plane_check(path: str, plane: int, expected: int) -> None:
+    """Refuse RLE planes longer than the header's Rows x Columns (one padding byte allowed)."""
+    if plane > expected + 1:
+        raise DicomError(path, f"The RLE image data holds {plane:,} pixels per plane, the "
+                               f"header's Rows x Columns {expected:,}: the header is damaged.")
 
 
 # -- pydicom path --------------------------------------------------------------------------------
@@ -201,13 +214,16 @@ def decode_dataset(path: str, ds: Dataset, index: int | None = None) -> np.ndarr
         raise DicomError(path, "The file holds no image (it has no Pixel Data).")
     check_codestreams(path, ds, index)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
             frames = int(ds.get("NumberOfFrames") or 1)
             if index is not None and frames > 1:  # one frame of a long multi-frame file
                 ds.pixel_array_options(index=index)
                 frames = 1
             arr = ds.pixel_array
+        _padding_check(path, said)
+    except DicomError:
+        raise
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # decoders raise many types (Rust ones panic): say why
@@ -216,6 +232,17 @@ def decode_dataset(path: str, ds: Dataset, index: int | None = None) -> np.ndarr
     if _is_colour(ds):
         return _to_display_colour(arr, ds)
     return arr.astype(arr.dtype.newbyteorder("="), copy=False)
+
+
+_PADDING = re.compile(r"non-conformant padding - (\d+) vs\. (\d+) bytes")
+
+
+def _padding_check(path: str, said: list[warnings.WarningMessage]) -> None:
+    """pydicom calls an RLE segment longer than Rows x Columns 'padding' and keeps its start."""
+    for message in said:
+        found = _PADDING.search(str(message.message))
+        if found:
+            rle_plane_check(path, int(found[1]), int(found[2]))
 
 
 # JPEG start-of-frame markers (baseline ... lossless, arithmetic) and JPEG-LS's SOF55

@@ -68,6 +68,7 @@ def collect(source: Series | str | Path | Sequence[str | Path]
             continue
         if inst is not None:
             instances.append(inst)
+            notes += checks.excess_notes(inst)[:max(0, 3 - len(notes))]
     if not instances:
         raise DicomError(str(source) if isinstance(source, str | Path) else None,
                          "No DICOM images were found here.")
@@ -501,6 +502,8 @@ def voi_lut(ref: Dataset) -> tuple[np.ndarray | None, int]:
     if len(descriptor) != 3 or data is None:
         raise DicomError(None, f"the VOI LUT descriptor {descriptor} is not valid")
     bits = descriptor[2]
+    if not 8 <= bits <= 16:  # the standard allows 8 to 16 bits per entry
+        raise DicomError(None, f"the VOI LUT descriptor {descriptor} is not valid")
     if isinstance(data, bytes):  # OW: 16-bit words in the file's byte order
         order = "<" if px.little_endian(ref) else ">"
         width = 2 if bits > 8 else 1
@@ -509,6 +512,9 @@ def voi_lut(ref: Dataset) -> tuple[np.ndarray | None, int]:
         table = np.atleast_1d(np.asarray(data))
     if not table.size or table.dtype.kind not in "iu":
         raise DicomError(None, "the VOI LUT holds no entries")
+    if table.size < (descriptor[0] or 65536):  # 0 means 65536 entries
+        raise DicomError(None, f"the VOI LUT holds {table.size} entries, its descriptor says "
+                               f"{descriptor[0] or 65536}")
     return table.astype(np.uint16 if bits > 8 else np.uint8), descriptor[1]
 
 

@@ -138,7 +138,8 @@ class SeriesLoader:
         self.frames = plan.expand_frames(instances, ref)
         self.grid, self.affine, notes = plan.arrange(self.frames, ref)
         self.warnings += notes + checks.frame_notes(self.frames) + plan.spacing_notes(
-            instances, ref)
+            instances, ref) + checks.spacing_mismatch_notes(instances) + \
+            checks.frame_count_notes(ref)
         if dropped:
             self.warnings.append(f"Header elements {', '.join(dropped[:5])} cannot be decoded "
                                  "and were ignored.")
