@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -30,6 +31,12 @@ def host_tag() -> str:
 def make_staging(parent: Path, name: str) -> Path:
     """A new empty hidden folder in `parent` for `name`, marked with this process."""
     return Path(tempfile.mkdtemp(prefix=f".{name}-{host_tag()}-{os.getpid()}-", dir=parent))
+
+
+def aside_name(parent: Path, name: str) -> Path:
+    """A fresh name of the staging form, not made: where an old folder is moved before it is
+    deleted, so a kill meanwhile leaves it hidden and remove_stale takes it away later."""
+    return parent / f".{name}-{host_tag()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def remove_stale(parent: Path, name: str | None = None) -> list[Path]:

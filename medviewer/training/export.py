@@ -31,7 +31,7 @@ from medviewer.inference.manifest import (
     manifest_from_dict,
     write_manifest,
 )
-from medviewer.inference.staging import make_staging, remove_stale
+from medviewer.inference.staging import aside_name, make_staging, remove_stale
 from medviewer.labs.architectures import Architecture, get
 
 OPSET = 17
@@ -178,13 +178,30 @@ def export_model(model: nn.Module, arch: str | Architecture, folder: str | Path,
                            "parity_max_relative_error": worst}
         write_manifest(manifest_from_dict(d, staging), staging)
         os.chmod(staging, shareable_mode(0o777))  # mkdtemp's 0700 would hide it from others
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
+        _replace_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return load_manifest(folder)
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    """Rename `staging` to `folder`, an old `folder` moved aside whole first and deleted after:
+    a kill at any moment leaves the old model, none or the new one, never part of one."""
+    old = aside_name(folder.parent, folder.name) if os.path.lexists(folder) else None
+    if old is None:
+        staging.rename(folder)
+        return
+    os.rename(folder, old)
+    try:
+        staging.rename(folder)
+    except OSError:
+        os.rename(old, folder)  # the old one back, not lost with the failed export
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
 
 
 def _signature(arch: Architecture, inputs: Sequence[torch.Tensor]) -> dict[str, list]:

@@ -79,8 +79,10 @@ def build_model(manifest: Manifest, init: str, job_path: str | None = None,
 
     try:
         load_weights(model, weights)
-    except ModelError as exc:
-        raise TrainingError(weights, exc.reason) from exc
+    except ModelError as exc:  # a damaged file whose checksum the manifest matches
+        raise TrainingError(weights, f"The weights of {manifest.id} {manifest.version} cannot "
+                            f"be loaded: {exc.reason} Pick another version (`medviewer models "
+                            f"--versions {manifest.id}`) or set \"init\": \"scratch\".") from exc
     return Built(model, arch, init, f"Fine-tuning {manifest.id} {manifest.version}")
 
 

@@ -38,9 +38,13 @@ class Reporter:
         self.stream, self.file, self.pending = stream, None, []
 
     def open(self, run_dir: Path) -> None:
+        """events.jsonl, held for this run (rundir.py: a second run in the folder is a bad
+        job; a killed run's leftovers and half line are removed first)."""
         if self.stream is None:
             return
-        self.file = open(run_dir / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        from medviewer.training import rundir
+
+        self.file = rundir.open_events(run_dir)
         for line in self.pending:
             self.file.write(line)
         self.file.flush()
@@ -72,6 +76,7 @@ class Prepared:
     manifest: Manifest
     data: Any  # datasets.TrainingData
     run_dir: Path
+    built: Any = None  # recipes.Built: the model, made before anything is written
 
 
 def resolve_model(job: Job) -> Manifest:
@@ -108,13 +113,25 @@ def prepare(job_path: str | Path, world: Any) -> Prepared:
     job = load_job(job_path)
     manifest = resolve_model(job)
     _check_device(job)
+    built = build_baseline(job, manifest)  # damaged weights are a bad model (exit 2)
     data = build_data(job, manifest)
     if len(data.train) == 0:
         raise TrainingError(job.path, "The job's data gave no training samples; add "
                             "annotated series or demo cases.")
     run_dir = Path(job.out) if job.out else default_run_dir(manifest.id)
     run_dir = Path(distributed.share(str(run_dir), world))
-    return Prepared(job, manifest, data, run_dir)
+    return Prepared(job, manifest, data, run_dir, built)
+
+
+def build_baseline(job: Job, manifest: Manifest) -> Any:
+    """The model to train: the baseline's architecture and, for "current", its weights (a
+    file that does not load is a TrainingError naming the model and the file)."""
+    import torch
+
+    from medviewer.training import recipes
+
+    torch.manual_seed(job.seed)  # the same fresh weights for the same seed
+    return recipes.build_model(manifest, job.init, job.path, job.backbone_weights)
 
 
 def _check_device(job: Job) -> None:
@@ -127,24 +144,22 @@ def _check_device(job: Job) -> None:
 
 def open_run_dir(p: Prepared, emit: Reporter) -> None:
     """Make the run folder and its first files; an unwritable "out" is a bad job (exit 2).
-    Staging folders of candidates a killed run left in the runs folder are removed."""
+    What killed runs left in it and in the runs folder is removed first (rundir.py)."""
+    from medviewer.core.demo import data_dir
+    from medviewer.training import rundir
+
     try:
+        p.run_dir.mkdir(parents=True, exist_ok=True)
+        emit.open(p.run_dir)  # held from here: no other run writes this folder
         write_run_files(p)
-        emit.open(p.run_dir)
     except OSError as exc:
         raise TrainingError(p.job.path, f"The run folder {p.run_dir} cannot be written "
                             f"({exc.strerror or exc}); set \"out\" to a folder you can write "
                             "to.") from exc
-    from medviewer.core.demo import data_dir
-    from medviewer.inference.staging import remove_stale
-
-    runs = data_dir() / "runs"
-    for folder in {p.run_dir, *(runs.iterdir() if runs.is_dir() else ())}:
-        remove_stale(folder, "candidate")
+    rundir.tidy_runs(data_dir() / "runs")
 
 
 def write_run_files(p: Prepared) -> None:
-    p.run_dir.mkdir(parents=True, exist_ok=True)
     job = {**p.job.to_dict(), "source": p.job.path, "baseline": str(p.manifest.folder)}
     write_text_atomic(p.run_dir / "job.json", json.dumps(job, indent=2) + "\n")
     write_text_atomic(p.run_dir / "split.json", json.dumps(p.data.split, indent=2) + "\n")
@@ -210,12 +225,9 @@ def start_event(p: Prepared, built: Any, setup: Any, world: Any) -> dict[str, An
 
 
 def train_and_export(p: Prepared, world: Any, emit: Reporter) -> None:
-    import torch
+    from medviewer.training import distributed, loop
 
-    from medviewer.training import distributed, loop, recipes
-
-    torch.manual_seed(p.job.seed)
-    built = recipes.build_model(p.manifest, p.job.init, p.job.path, p.job.backbone_weights)
+    built = p.built or build_baseline(p.job, p.manifest)
     setup = make_setup(p, world, built, pick_device(p.job, world))
     emit(start_event(p, built, setup, world))
     for warning in p.data.split.get("warnings", []):  # e.g. a segment named like no label
