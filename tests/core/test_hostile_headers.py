@@ -482,3 +482,18 @@ def test_a_voi_lut_shorter_or_wider_than_allowed_uses_the_window(tmp_path, descr
     volume = load_series(path)
     assert volume.voi_lut is None and volume.windows
     assert any("VOI LUT" in w and "window" in w for w in volume.warnings)
+
+
+@pytest.mark.parametrize("source, tag, vr", [
+    ("SC_rgb_rle_16bit_2frame.dcm", b"\x28\x00\x02\x00US", b"AT"),  # SamplesPerPixel a list
+    ("SC_rgb_dcmtk_+eb+cy+s4.dcm", b"\x28\x00\x02\x00US", b"IS"),  # SamplesPerPixel text
+    ("SC_rgb_jpeg_app14_dcmd.dcm", b"\x28\x00\x11\x00US", b"UL"),  # Columns unreadable
+])
+def test_an_image_size_of_the_wrong_vr_is_a_damaged_header(tmp_path, source, tag, vr):
+    data = (TEST_FILES / source).read_bytes()
+    at = data.index(tag) + 4
+    path = tmp_path / "vr.dcm"
+    path.write_bytes(data[:at] + vr + data[at + 2:])
+    with warnings.catch_warnings(), pytest.raises(DicomError, match="not a whole number"):
+        warnings.simplefilter("ignore")
+        load_series(path)

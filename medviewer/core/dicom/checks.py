@@ -197,6 +197,26 @@ def frame_notes(frames: Sequence[Any]) -> list[str]:
     return notes
 
 
+IMAGE_NUMBERS = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored",
+                 "HighBit", "PixelRepresentation", "PlanarConfiguration")
+
+
+def image_numbers(ds: Dataset, path: str | None = None) -> None:
+    """Refuse a header whose Image Pixel numbers are not single whole numbers (a wrong VR made
+    SamplesPerPixel a list or a text, Columns unreadable: found by the fuzz suite) before
+    any code sizes an image by them."""
+    for keyword in IMAGE_NUMBERS:
+        try:
+            value = ds.get(keyword)
+            if value is None or isinstance(value, int) and not isinstance(value, bool):
+                continue
+            problem = f"{value!r:.40}"
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on a bad value
+            problem = f"unreadable ({str(exc)[:60]})"
+        raise DicomError(path, f"The header's {keyword} is not a whole number: {problem}: the "
+                               "header is damaged.")
+
+
 def frame_count_notes(ref: Dataset) -> list[str]:
     """A warning when NumberOfFrames is there but no count (0, -1, text): the load reads one
     frame, and a multi-frame file must not lose the rest without a word (fuzz suite)."""

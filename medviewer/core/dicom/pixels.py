@@ -212,6 +212,9 @@ def decode_dataset(path: str, ds: Dataset, index: int | None = None) -> np.ndarr
             raise DicomError(path, "The image data is missing: the file was cut short, copy it "
                                    "again from the source.")
         raise DicomError(path, "The file holds no image (it has no Pixel Data).")
+    from medviewer.core.dicom.checks import image_numbers  # checks sizes; pixels decodes
+
+    image_numbers(ds, path)
     check_codestreams(path, ds, index)
     try:
         with warnings.catch_warnings(record=True) as said:

@@ -135,6 +135,7 @@ class SeriesLoader:
         self.series, instances, self.warnings, self.refused = plan.collect(source)
         ref = self.reference = px.read_dataset(instances[0].path, header_only=True)
         dropped = checks.drop_unreadable(ref)
+        checks.image_numbers(ref, instances[0].path)
         self.frames = plan.expand_frames(instances, ref)
         self.grid, self.affine, notes = plan.arrange(self.frames, ref)
         self.warnings += notes + checks.frame_notes(self.frames) + plan.spacing_notes(
