@@ -31,7 +31,7 @@ SYNTH = "synthetic-ct"  # the six-slice series, a folder
 # values, or says why not), "pixels" (same shape or says why), "warn" (a load must carry a
 # warning: the damage cannot be right)
 FAMILIES = ("truncate", "flip_header", "flip_pixels", "absurd_size", "geometry", "rescale",
-            "wrong_vr", "modality_lut", "voi_lut", "deep_sequence", "duplicate_uid")
+            "wrong_vr", "modality_lut", "voi_lut", "deep_sequence", "duplicate_uid", "manifest")
 
 SIZE_VALUES = {
     "Rows": [0, 1, 3, 255, 32768, 65535], "Columns": [0, 1, 7, 32768, 65535],
@@ -224,10 +224,44 @@ def _deep(file: Path, rng: np.random.Generator) -> str:
     return f"ContentSequence nested {depth} deep"
 
 
+def _hostile_models() -> object:
+    """tests/fuzz/test_hostile_models.py (no package: loaded by its path), for its helpers."""
+    import importlib.util
+    import sys
+
+    if "test_hostile_models" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "test_hostile_models", Path(__file__).with_name("test_hostile_models.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["test_hostile_models"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["test_hostile_models"]
+
+
+def _manifest(target: Path, rng: np.random.Generator) -> str:
+    """Lab 1's shipped model folder, one manifest field set to a hostile value (the pool and
+    helpers of test_hostile_models), sealed with a matching checksum or as format 1."""
+    import json
+
+    hm = _hostile_models()
+    folder = hm._copy(target.parent, target.name)
+    d = hm._shipped()
+    paths = hm._leaf_paths(d)
+    field = paths[int(rng.integers(len(paths)))]
+    value = hm.POOL[int(rng.integers(len(hm.POOL)))]
+    hm._set(d, field, json.loads(json.dumps(value)))
+    seal = bool(rng.random() < 0.5)
+    hm._write(folder, d, seal=seal)
+    return f"{'.'.join(field)} = {json.dumps(value)[:40]} ({'sealed' if seal else 'format 1'})"
+
+
 def build_case(seed: int, index: int, workdir: Path, synth_base: Path) -> Case:
     rng = np.random.default_rng([seed, index])
     family = FAMILIES[index % len(FAMILIES)]
     target = workdir / f"case-{index}"
+    if family == "manifest":
+        damage = _manifest(target, rng)
+        return Case(index, family, "lab1 manifest", damage, target, target, "sane")
     choices = {"truncate": (BUNDLED, 0.3), "flip_header": (BUNDLED, 0.3),
                "flip_pixels": (BUNDLED, 0.3), "absurd_size": (EDITABLE, 0.3),
                "geometry": (IMAGING, 0.6), "rescale": (IMAGING[:1], 0.6),

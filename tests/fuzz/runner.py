@@ -1,4 +1,8 @@
-"""Run the hostile DICOM cases of dicom_cases.py through the public entry points (issue 12).
+"""Run the hostile cases of dicom_cases.py through the public entry points (issue 12).
+
+DICOM cases (11 families) go through the DICOM entry points below; the 12th family, hostile
+model manifests (test_hostile_models' pool of values), goes through `load_manifest`: a
+ModelError with a sentence is clean, a manifest that its `_sane()` refuses is silent-wrong.
 
     scripts/python tests/fuzz/runner.py --cases 5000 [--seed 12] [--workers 2]
 
@@ -71,6 +75,24 @@ def judge(volume: object, case: object, baseline: object, scanned: object = None
                                                           equal_nan=floats):
             return "other values than the undamaged file without a warning"
     return None
+
+
+def _run_manifest(case: object) -> tuple[str, str]:
+    """A hostile manifest: a ModelError with a sentence, or a manifest _sane() accepts."""
+    import dicom_cases as dc
+
+    from medviewer.inference import ModelError
+    from medviewer.inference import manifest as mf
+
+    try:
+        loaded = mf.load_manifest(case.path, verify=False)
+    except ModelError as exc:
+        return ("clean", "") if exc.reason else ("traceback", "ModelError without a sentence")
+    try:
+        dc._hostile_models()._sane(loaded)
+    except AssertionError as exc:
+        return "silent-wrong", f"loaded manifest not sane: {exc}"[:300]
+    return "ok", ""
 
 
 def _run_case(case: object, baseline: object) -> tuple[str, str]:
@@ -156,8 +178,11 @@ def child(seed: int, indices: list[int], workdir: Path) -> None:
             continue
         try:
             row.update(family=case.family, source=case.source, damage=case.damage)
-            baseline = _baseline(case.source, synth, baselines)
-            row["outcome"], row["detail"] = _run_case(case, baseline)
+            if case.family == "manifest":
+                row["outcome"], row["detail"] = _run_manifest(case)
+            else:
+                baseline = _baseline(case.source, synth, baselines)
+                row["outcome"], row["detail"] = _run_case(case, baseline)
         except MemoryError:
             row["outcome"], row["detail"] = "memory", "MemoryError"
         except Exception:  # noqa: BLE001 - any escape is what the fuzzer is for

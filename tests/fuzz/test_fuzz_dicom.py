@@ -1,5 +1,6 @@
-"""The DICOM fuzz suite, fast mode (issue 12): seeded damaged copies of pydicom's bundled files
-and a synthetic CT series through scan, load_series and `medviewer info`, in child processes
+"""The fuzz suite, fast mode (issue 12): seeded damaged copies of pydicom's bundled files and a
+synthetic CT series through scan, load_series and `medviewer info`, and hostile model manifests
+through load_manifest, in child processes
 under a memory cap and a time limit per case. Every case ends in a clean error or a correct
 load. The long, benchmark-style run: `scripts/python tests/fuzz/runner.py --cases 5000`.
 """
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CASES = 440  # 40 of each of the 11 families: about 10 s on two cores
+CASES = 480  # 40 of each of the 12 families: about 10 s on two cores
 
 
 def _module(name: str):  # tests/ is no package: load the runner by its path
