@@ -43,7 +43,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUTCOMES = ("clean", "ok", "silent-wrong", "traceback", "hang", "memory")
-MEMORY_CAP = 3 << 30  # bytes of address space per child (imports and decoders take ~1 GiB)
+MEMORY_CAP = 2 << 30  # bytes of address space per child (its peak RSS is ~150 MB)
 
 
 # -- the child: builds and runs cases, one JSON line each --------------------------------------
@@ -166,7 +166,8 @@ def child(seed: int, indices: list[int], workdir: Path) -> None:
     baselines: dict = {}
     for index in indices:
         print(json.dumps({"start": index}), flush=True)
-        row = {"index": index}
+        row: dict = {"index": index}
+        began = time.perf_counter()
         if index < 0 and os.environ.get("MEDVIEWER_FUZZ_SELFTEST"):
             print(json.dumps({"index": index, **_selftest(index)}), flush=True)
             continue
@@ -188,6 +189,8 @@ def child(seed: int, indices: list[int], workdir: Path) -> None:
         except Exception:  # noqa: BLE001 - any escape is what the fuzzer is for
             row["outcome"], row["detail"] = "traceback", traceback.format_exc()[-1500:]
         shutil.rmtree(workdir / f"case-{index}", ignore_errors=True)
+        row["seconds"] = round(time.perf_counter() - began, 3)
+        row["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         print(json.dumps(row), flush=True)
 
 
@@ -258,7 +261,9 @@ def run(cases: int, *, seed: int = 12, workers: int = 2, limit: float = 20.0,
             t.join()
     built = [r for r in rows if r["outcome"] != "unbuilt"]
     counts = {"tried": len(built), "unbuilt": len(rows) - len(built),
-              **{k: sum(r["outcome"] == k for r in built) for k in OUTCOMES}}
+              **{k: sum(r["outcome"] == k for r in built) for k in OUTCOMES},
+              "slowest_s": max((r.get("seconds", 0) for r in built), default=0),
+              "peak_mb": max((r.get("peak_mb", 0) for r in built), default=0)}
     return counts, [r for r in rows if r["outcome"] not in ("clean", "ok")]
 
 
@@ -288,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
                       limit=ns.limit)
     for row in bad:
         print(json.dumps(row))
-    print(f"{counts_line(counts)} ({time.monotonic() - began:.0f} s, seed {ns.seed})")
+    print(f"{counts_line(counts)} ({time.monotonic() - began:.0f} s, seed {ns.seed}; slowest "
+          f"case {counts['slowest_s']:.1f} s, child peak RSS {counts['peak_mb']} MB, cap "
+          f"{MEMORY_CAP >> 30} GiB address space, limit {ns.limit:g} s a case)")
     return 0 if counts["tried"] == counts["clean"] + counts["ok"] else 1
 
 

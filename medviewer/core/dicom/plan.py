@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from medviewer.core.dicom import checks, headers, listing, mosaic
 from medviewer.core.dicom import pixels as px
@@ -105,6 +106,9 @@ def _image_instance(path: str, *, must_be_image: bool) -> Instance | None:
             raise DicomError(path, "This is not a DICOM file.")
         return None
     if not (inst.rows and inst.columns) and not inst.pixel_data_offset:
+        if "Image" in UID(inst.sop_class_uid).name:  # as the scan says (a file cut short)
+            raise DicomError(path, "The image object holds no pixel data: the file was cut "
+                                   "short or is damaged.")
         if must_be_image:
             raise DicomError(path, "This DICOM file holds no image (it is a report, plan or "
                                    "other non-image object).")
