@@ -509,3 +509,15 @@ def test_an_image_file_cut_short_in_its_header_is_named_by_a_folder_load(tmp_pat
     assert volume.voxels.shape[0] == 2
     assert any(f"{paths[1].name} skipped" in w and "no pixel data" in w
                for w in volume.warnings), volume.warnings
+
+
+def test_an_ultrasound_calibration_of_the_wrong_vr_is_no_calibration(tmp_path):
+    """PhysicalDeltaY (FD) read as IS text raised ValueError from float() (fuzz suite)."""
+    data = (TEST_FILES / "examples_ybr_color.dcm").read_bytes()
+    at = data.index(b"\x18\x00\x2e\x60FD") + 4
+    path = tmp_path / "us.dcm"
+    path.write_bytes(data[:at] + b"IS" + data[at + 2:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        volume = load_series(path)
+    assert not volume.spacing_known

@@ -441,10 +441,10 @@ def ultrasound_spacing(ref: Dataset) -> tuple[float, float] | None:
             units = (region.get("PhysicalUnitsXDirection"),
                      region.get("PhysicalUnitsYDirection"))
             dx, dy = region.get("PhysicalDeltaX"), region.get("PhysicalDeltaY")
+            if units == (3, 3) and dx and dy:  # float() of a wrong VR's text or list fails
+                return usable_spacing((abs(float(dy)) * 10.0, abs(float(dx)) * 10.0))
         except Exception:  # an undecodable value in the region: not a calibration
             continue
-        if units == (3, 3) and dx and dy:
-            return usable_spacing((abs(float(dy)) * 10.0, abs(float(dx)) * 10.0))
     return None
 
 
