@@ -521,3 +521,20 @@ def test_an_ultrasound_calibration_of_the_wrong_vr_is_no_calibration(tmp_path):
         warnings.simplefilter("ignore")
         volume = load_series(path)
     assert not volume.spacing_known
+
+
+def test_a_character_set_holding_a_nul_byte_reads_as_the_default(tmp_path):
+    """SpecificCharacterSet 'ISO_IR\\0100': codecs.lookup raised ValueError (fuzz suite)."""
+    path = syn.write_series(tmp_path, np.zeros((1, 16, 16), np.int16),
+                            SpecificCharacterSet="ISO_IR 100")[0]
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"ISO_IR 100", b"ISO_IR\x00100", 1))
+    from medviewer.core.dicom import headers
+
+    assert headers.read_instance(path).rows == 16  # the header reader reads it as default
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # pydicom's own reader refuses the term: a DicomError, not a ValueError
+            load_series(path)
+        except DicomError as exc:
+            assert exc.reason

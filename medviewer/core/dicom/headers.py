@@ -91,7 +91,10 @@ def _encodings(charset: str) -> list[str]:
     quietly (the scan reports problems, it does not print warnings)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return convert_encodings(charset.split("\\"))
+        try:
+            return convert_encodings(charset.split("\\"))
+        except ValueError:  # a NUL byte in the term: codecs.lookup refuses it (fuzz suite)
+            return convert_encodings(None)
 
 
 def _decode_text(keyword: str, raw: bytes, encodings: list[str] | None) -> str:
