@@ -282,6 +282,8 @@ def _can_write(folder: Path) -> bool:
     try:
         target.mkdir()
         target.rmdir()  # made by the first save; opening a study leaves no trace
+    except FileExistsError:
+        return True  # another window's probe or first save made it this instant: writable
     except OSError:
         return False
     return True

@@ -261,3 +261,23 @@ def test_a_hostile_commit_marker_moves_nothing_from_outside_and_raises_no_traceb
                       '"files": 5, "pending": [1]}')
     _save(ws, volume, "bob", 1)  # a marker of the right generation but wrong types
     assert _set_on_disk(ws) == ("bob", "bob", "bob") and ws.generation() == 2
+
+
+def test_two_windows_opening_a_series_at_once_choose_the_same_folder(series, monkeypatch):
+    """Each window probes whether it may write beside the data by making the hidden folder and
+    removing it again; the one that finds the other's probe there must not conclude that the
+    data is read-only and save into the user data folder, where neither lock nor generation
+    would see the other's save (two windows both 'saved')."""
+    from medviewer.core.annotations import workspace as workspace_module
+
+    _, volume = series
+    alone = Workspace.for_series(volume).folder
+    real_mkdir = workspace_module.Path.mkdir
+
+    def probe_of_the_other_window(self, *args, **kwargs):
+        if self.name == workspace_module.HIDDEN_FOLDER and not kwargs.get("exist_ok"):
+            raise FileExistsError(17, "File exists", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(workspace_module.Path, "mkdir", probe_of_the_other_window)
+    assert Workspace.for_series(volume).folder == alone
