@@ -83,8 +83,8 @@ def test_roll_back_with_the_button_and_the_next_run_uses_that_version(
     assert _column(dialog, "Source")[0] == "shipped (read-only)"
     shipped = mf.load_manifest(registry.shipped_models_dir() / LAB1, verify=False)
     n = shipped.metrics["n"]  # the candidate kept the shipped split: one set, comparable
-    assert _column(dialog, "accuracy") == [f"{shipped.metrics['accuracy']:.4g} ({n} samples, set A)",
-                                           f"0.5 ({n} samples, set A)"]
+    assert _column(dialog, "accuracy") == [
+        f"{shipped.metrics['accuracy']:.4g} ({n} samples, set A)", f"0.5 ({n} samples, set A)"]
     assert _column(dialog, "roc_auc") == ["", f"0.75 ({n} samples, set A)"]
     assert dialog.sets_label.text().startswith("All versions were measured on one validation")
     assert "init: current" in _column(dialog, "Training")[1]
@@ -245,8 +245,8 @@ def test_created_is_the_manifests_date_and_other_sets_are_not_compared(make_main
     shipped = mf.load_manifest(registry.shipped_models_dir() / LAB1, verify=False)
     assert _column(dialog, "Created") == [shipped.provenance["created"], "unknown"]
     n = shipped.metrics["n"]
-    assert _column(dialog, "accuracy") == [f"{shipped.metrics['accuracy']:.4g} ({n} samples, set A)",
-                                           "0.95 (24 samples, set B)"]
+    assert _column(dialog, "accuracy") == [
+        f"{shipped.metrics['accuracy']:.4g} ({n} samples, set A)", "0.95 (24 samples, set B)"]
     note = dialog.sets_label.text()
     assert note.startswith("Not comparable across sets: 1.0.0 on set A; 1.1.0 on set B")
     assert f"set A: {shipped.metrics['split']}" in note and f"set B: {split}" in note
