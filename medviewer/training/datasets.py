@@ -335,7 +335,8 @@ def _series_case(series: Any, kind: str, ctx: _Context) -> Case | None:
             return None
         volume = load_series(series)
         voxels = ctx.pipeline.grey_voxels(volume)
-        truth = _READERS[ctx.manifest.task](workspace, volume, voxels, ctx)
+        with workspace.reading():  # the whole set of one save, never half of the next
+            truth = _READERS[ctx.manifest.task](workspace, volume, voxels, ctx)
     except (AnnotationError, DicomError, ModelError) as exc:
         raise TrainingError(exc.path or where, exc.reason) from exc
     if truth is None:

@@ -369,3 +369,47 @@ def test_only_training_items_are_augmented(manifests):
     assert not np.array_equal(data.train[0]["image"].numpy(), stored)
     np.testing.assert_array_equal(data.validation[0]["image"].numpy(),
                                   data.validation.cases[0].images[0])
+
+
+def test_a_save_killed_half_way_is_trained_as_the_whole_new_set(tmp_path, manifests,
+                                                                 monkeypatch):
+    """The viewer's save was killed after its commit point, having switched in its SR but not
+    yet its SEG: training reads the series as the viewer does, the save finished first, so
+    its targets are the new SEG's, never the old SEG beside the new SR."""
+    import os
+
+    from medviewer.core.annotations import LabelMap
+    from medviewer.core.annotations import commit as commit_module
+
+    m = manifests["lab4-chest-unet"]
+
+    def save(volume, nodule_slice):
+        ws = Workspace.for_series(volume)
+        labels = LabelMap.for_volume(volume)
+        labels.array[nodule_slice, 20:30, 20:30] = labels.table.add("nodule").value
+        with ws.saving(ws.generation()) as w:
+            w.save_labels(labels.array, volume, labels.table, annotator="Doe^Jane")
+            w.save_sr(volume, BoxSet(), annotator="Doe^Jane")
+
+    volume = _ct(tmp_path / "a", "P1", 1)
+    save(_ct(tmp_path / "b", "P2", 2), 5)  # a second patient: a validation split exists
+    save(volume, 3)
+    real_replace, moved = os.replace, []
+
+    folder = Workspace.for_series(volume).folder
+
+    def killed_after_one(source, target):  # the SR is switched in, then the process dies
+        switch = Path(source).parent.name.startswith(".staging-") and \
+            Path(target).parent == folder
+        if switch and moved:
+            raise SystemExit("killed")
+        moved.extend([target] if switch else [])
+        real_replace(source, target)
+
+    monkeypatch.setattr(commit_module.os, "replace", killed_after_one)
+    with pytest.raises(SystemExit):
+        save(volume, 8)
+    monkeypatch.undo()
+    assert [Path(t).name for t in moved] == ["annotations.dcm"]  # the old SEG is still there
+    data = build_data(_job([tmp_path / "a", tmp_path / "b"]), m)
+    assert sorted(it["slice"] for it in _items(data) if it["patient"] == "P1") == [8]
