@@ -44,3 +44,17 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_file(path, "w", encoding="utf-8", newline="") as f:
         f.write(text)
     return Path(path)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine may still be running (POSIX only: on Windows
+    os.kill would end it). Another user's process, or a pid number out of range, counts as
+    alive: what a writer left is only tidied when its process is surely gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True
+    return True
+

@@ -20,6 +20,8 @@ import time
 import zlib
 from pathlib import Path
 
+from medviewer.core.atomic import process_alive
+
 _STAGING = re.compile(r"^\.(?P<name>.+)-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[a-z0-9_]{8}$")
 _UNKNOWABLE_AGE = 24 * 3600  # another machine's process, or Windows (no harmless probe)
 
@@ -60,12 +62,4 @@ def _running(match: re.Match, entry: os.DirEntry) -> bool:
     pid = int(match["pid"])
     if match["host"] != host_tag() or os.name == "nt":  # os.kill(pid, 0) kills on Windows
         return time.time() - entry.stat(follow_symlinks=False).st_mtime < _UNKNOWABLE_AGE
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, OverflowError):  # another user's process, or no such pid number: wait
-        return True
-    return True
+    return process_alive(pid)

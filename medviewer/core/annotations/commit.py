@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from medviewer.core.annotations.seg import AnnotationError
-from medviewer.core.atomic import atomic_file
+from medviewer.core.atomic import atomic_file, process_alive
 
 MARKER, LOCK, STAGING = "commit.json", ".lock", ".staging-"
 MARKER_FORMAT = "medviewer-annotations-commit"
@@ -112,13 +112,7 @@ def _stale(path: Path) -> bool:
         return True
     if parts[1] != socket.gethostname() or os.name == "nt":  # Windows: os.kill would kill
         return False
-    try:
-        os.kill(int(parts[0]), 0)
-    except ProcessLookupError:
-        return True
-    except (OSError, OverflowError):
-        return False  # alive (another user's) or unknowable: wait for it
-    return False
+    return not process_alive(int(parts[0]))  # another user's or unknowable: wait for it
 
 
 def _holder(path: Path) -> str:
