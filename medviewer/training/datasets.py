@@ -351,9 +351,11 @@ def _series_case(series: Any, kind: str, ctx: _Context) -> Case | None:
 def _seg_truth(workspace: Any, volume: Any, voxels: np.ndarray, ctx: _Context) -> tuple | None:
     """Segments -> model label values (training.labels); an undecided segment with voxels
     stops the job, excluded voxels become IGNORE, slices without a kept voxel are left out."""
+    from medviewer.core.annotations.seg import voxel_counts
+
     label_map, table = workspace.load_seg_table(volume)
     source = workspace.newest("seg")  # a directory listing: once, not once per segment
-    counts = np.bincount(label_map.ravel(), minlength=256)
+    counts = voxel_counts(label_map)  # slice by slice: a whole-map bincount widens it 8x
     lut = np.zeros(256, np.uint8)  # uint8: a full CT stays small
     kept = np.zeros(256, bool)
     undecided = []
