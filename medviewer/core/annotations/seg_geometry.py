@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from medviewer.core.dicom.checks import usable_spacing
+
 _STEP_TOLERANCE = 0.01  # relative: steps within 1 % of each other are "evenly spaced"
 
 
@@ -114,7 +116,7 @@ def _positions(sources: Sequence[Any]) -> tuple[list[Any], Any]:
 
 def _check_spacing(spacing: Any) -> None:
     """A cross-sectional image's SEG repeats its pixel size, which DICOM requires of it."""
-    if not spacing or len(spacing) != 2 or not all(_positive(v) for v in spacing):
+    if usable_spacing(spacing) is None:  # the viewer's rule: 0\0, NaN or 1e308 is no size
         said = "no PixelSpacing" if not spacing else \
             "PixelSpacing " + "\\".join(str(v) for v in spacing)
         raise ValueError(f"The source images have {said}, so a DICOM SEG of them cannot say "
