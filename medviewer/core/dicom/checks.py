@@ -257,7 +257,8 @@ def spacing_mismatch_notes(instances: Sequence[Instance]) -> list[str]:
 # -- values that read as "unknown" when they cannot be right ---------------------------------
 
 
-def _floats(value: object, n: int) -> tuple[float, ...] | None:
+def floats(value: object, n: int) -> tuple[float, ...] | None:
+    """n numbers from a multi-valued element, None when it is not exactly n numbers."""
     if value is None or isinstance(value, str | bytes):
         return None
     try:
@@ -271,7 +272,7 @@ def usable_spacing(value: object) -> tuple[float, float] | None:
     """(row, column) mm of a PixelSpacing-like value; None unless both are finite and
     plausible: scanners write 0\\0 (and worse: NaN, 1e308) for "unknown", which must read as
     pixels, not as a zero-sized or planet-sized image."""
-    pair = _floats(value, 2)
+    pair = floats(value, 2)
     if pair is None or not all(MIN_SPACING_MM <= v <= MAX_SPACING_MM for v in pair):
         return None  # NaN fails every comparison
     return pair  # type: ignore[return-value]
@@ -288,7 +289,7 @@ def usable_step(value: float | None) -> float | None:
 def usable_orientation(value: Sequence[float] | None) -> tuple[float, ...] | None:
     """Six direction cosines that are two finite, unit-length, perpendicular vectors; None
     otherwise (all zeros, NaN, parallel rows and columns)."""
-    cosines = _floats(value, 6)
+    cosines = floats(value, 6)
     if cosines is None or not all(math.isfinite(v) for v in cosines):
         return None
     row, col = cosines[:3], cosines[3:]
@@ -300,7 +301,7 @@ def usable_orientation(value: Sequence[float] | None) -> tuple[float, ...] | Non
 
 def usable_position(value: Sequence[float] | None) -> tuple[float, float, float] | None:
     """ImagePositionPatient when it is three finite numbers within a kilometre; else None."""
-    xyz = _floats(value, 3)
+    xyz = floats(value, 3)
     if xyz is None or not all(abs(v) <= MAX_POSITION_MM for v in xyz):
         return None
     return xyz  # type: ignore[return-value]

@@ -117,14 +117,6 @@ def _image_instance(path: str, *, must_be_image: bool) -> Instance | None:
     return inst
 
 
-def _floats(value: object, n: int) -> tuple[float, ...] | None:
-    try:
-        out = tuple(float(v) for v in value)  # type: ignore[union-attr]
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return out if len(out) == n else None
-
-
 def _number(value: object, kind: type) -> float | int | None:
     try:
         return kind(float(value)) if value not in (None, "") else None  # type: ignore
@@ -281,10 +273,10 @@ def _frame_of(inst: Instance, ds: Dataset, k: int, offsets: np.ndarray | None,
               fallback: tuple[float, float], dose: float | None) -> Frame:
     """Frame k: functional groups first, then the file's own attributes, then defaults."""
     groups = _frame_groups(ds, k)
-    iop = _floats(_group_value(groups, "PlaneOrientationSequence",
+    iop = checks.floats(_group_value(groups, "PlaneOrientationSequence",
                                "ImageOrientationPatient"), 6) or inst.orientation
     cosines = _orientation(checks.usable_orientation(iop))
-    ipp = _floats(_group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3)
+    ipp = checks.floats(_group_value(groups, "PlanePositionSequence", "ImagePositionPatient"), 3)
     if ipp is None and inst.position and offsets is not None:
         ipp = tuple(np.array(inst.position) + offsets[k] * np.cross(cosines[:3], cosines[3:]))
     iop, position, doubts = _geometry(inst, iop, ipp)
@@ -305,7 +297,7 @@ def _frame_offsets(ds: Dataset, count: int) -> np.ndarray | None:
     """Classic multi-frame: distance of each frame from the file's position along the normal."""
     grid = ds.get("GridFrameOffsetVector")  # RT dose, some NM
     values = [grid] if isinstance(grid, int | float | str) else grid  # one value: no list
-    offsets = _floats(values, count) if grid is not None else None
+    offsets = checks.floats(values, count) if grid is not None else None
     if offsets is not None and np.isfinite(offsets).all():  # junk text reads as none given
         return np.array(offsets)
     step = checks.usable_step(_number(ds.get("SpacingBetweenSlices"), float)) or \
