@@ -118,18 +118,22 @@ def test_a_refused_seg_still_saves_the_sr_and_keeps_the_painting_in_the_autosave
         load_autosave(workspace.autosave_path, doc.volume)[0].array, painted), timeout=5_000)
 
 
+def _paint_lesion_and_save(win, qtbot) -> None:
+    win.document.add_label("lesion")
+    win.annotate.set_tool("brush")
+    win.annotate.set_brush(radius_mm=RADIUS)
+    _paint(win, [(20, 20), (30, 30)])
+    with qtbot.waitSignal(win.annotate.sigSaved, timeout=10_000):
+        _ctrl_s(win)
+
+
 def test_an_unreadable_seg_does_not_take_the_boxes_classes_and_rulers_with_it(
         make_main_window, qtbot, tmp_path, ct_series_dir):
     win = _window(make_main_window, qtbot, ct_series_dir)
     doc, ctl = win.document, win.annotate
     k = doc.slice_index
     box = _draw_box_class_and_ruler(win, k)
-    doc.add_label("lesion")
-    ctl.set_tool("brush")
-    ctl.set_brush(radius_mm=RADIUS)
-    _paint(win, [(20, 20), (30, 30)])
-    with qtbot.waitSignal(ctl.sigSaved, timeout=10_000):
-        _ctrl_s(win)
+    _paint_lesion_and_save(win, qtbot)
     seg = Workspace.for_series(doc.volume).seg_path
     damaged = seg.read_bytes()[:1000]  # a copy cut short
     seg.write_bytes(damaged)
@@ -144,12 +148,7 @@ def test_an_unreadable_seg_does_not_take_the_boxes_classes_and_rulers_with_it(
     (kept,) = seg.parent.glob("segmentation.unreadable-*.dcm")
     assert kept.name in failed.args[0] and kept.read_bytes() == damaged
     # painting again and saving writes a new SEG beside it: the damaged one is never replaced
-    doc.add_label("lesion")
-    ctl.set_tool("brush")
-    ctl.set_brush(radius_mm=RADIUS)
-    _paint(win, [(20, 20), (30, 30)])
-    with qtbot.waitSignal(ctl.sigSaved, timeout=10_000):
-        _ctrl_s(win)
+    _paint_lesion_and_save(win, qtbot)
     assert seg.read_bytes() != damaged and kept.read_bytes() == damaged
 
 
