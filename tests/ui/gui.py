@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent
+from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -50,6 +50,17 @@ def _drag(view, points: list[tuple[float, float]]) -> None:
         QTest.qWait(12)  # pyqtgraph drops moves closer than 10 ms apart
         send(QMouseEvent.Type.MouseMove, pos, Qt.MouseButton.NoButton, left)
     send(QMouseEvent.Type.MouseButtonRelease, screen[-1], left, Qt.MouseButton.NoButton)
+    QApplication.processEvents()
+
+
+def _wheel(view, notches: int, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    """Notches of the wheel over the middle of a view: negative is wheel down."""
+    viewport = view.graphics.viewport()
+    pos = QPointF(viewport.width() / 2, viewport.height() / 2)
+    QApplication.sendEvent(viewport, QWheelEvent(
+        pos, QPointF(viewport.mapToGlobal(pos.toPoint())), QPoint(0, 0),
+        QPoint(0, 120 * notches), Qt.MouseButton.NoButton, modifiers,
+        Qt.ScrollPhase.NoScrollPhase, False))
     QApplication.processEvents()
 
 

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QWheelEvent
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 import medviewer.core.synthetic as syn
 from medviewer.core import geometry
-from tests.ui.gui import _window
+from tests.ui.gui import _wheel, _window
 from tests.ui.viewing.test_projection_images import hover
 
 WAIT_MS = 30_000
@@ -71,16 +70,6 @@ def _readout_at(win, col: int, row: int) -> str:
     doc = win.document
     value = doc.voxel_value(col, row, doc.slice_index)
     return f"voxel ({col}, {row}, {doc.slice_index})   {value:g}"
-
-
-def _wheel(view, notches: int) -> None:
-    viewport = view.graphics.viewport()
-    pos = QPointF(viewport.width() / 2, viewport.height() / 2)
-    QApplication.sendEvent(viewport, QWheelEvent(
-        pos, QPointF(viewport.mapToGlobal(pos.toPoint())), QPoint(0, 0),
-        QPoint(0, 120 * notches), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
-        Qt.ScrollPhase.NoScrollPhase, False))
-    QApplication.processEvents()
 
 
 def test_readout_follows_key_and_wheel_scrolling_under_a_still_mouse(

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QWheelEvent
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -22,7 +21,7 @@ from medviewer.ui.document.reading_aids import FEET_FIRST, HEAD_FIRST
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.shell.main_window import IMAGE_ORDER_KEY
 from medviewer.ui.viewing.slice_view import SliceView
-from tests.ui.gui import _window
+from tests.ui.gui import _wheel, _window
 
 SLICES, SPACING_MM = 7, 3.0
 
@@ -37,17 +36,6 @@ def _series(folder, orientation=syn.AXIAL):
 def _lps(doc) -> np.ndarray:
     """Patient position (LPS mm) of the crosshair: where the images on screen are."""
     return geometry.voxel_to_lps(doc.affine, *doc.crosshair)
-
-
-def _wheel(view: SliceView, notches: int) -> None:
-    """Notches of the wheel over the image: negative is wheel down (towards the reader)."""
-    viewport = view.graphics.viewport()
-    pos = QPointF(viewport.width() / 2, viewport.height() / 2)
-    QApplication.sendEvent(viewport, QWheelEvent(
-        pos, QPointF(viewport.mapToGlobal(pos.toPoint())), QPoint(0, 0),
-        QPoint(0, 120 * notches), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
-        Qt.ScrollPhase.NoScrollPhase, False))
-    QApplication.processEvents()
 
 
 def _number(view: SliceView) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent
+from PySide6.QtGui import QImage, QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -21,6 +21,7 @@ from medviewer.core.display import CT_PRESETS, Window
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.viewing.slice_view import SliceView
 from medviewer.ui.viewing.viewer import ViewerPanel
+from tests.ui.gui import _wheel
 
 SLICES, ROWS, COLS = 12, 40, 32
 SPACING = (2.5, 0.5, 0.5)  # slice, row, column mm
@@ -83,15 +84,6 @@ def send_drag(view: SliceView, button, start: QPoint, end: QPoint, steps: int = 
     QApplication.processEvents()
 
 
-def send_wheel(view: SliceView, notches: int, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
-    viewport = view.graphics.viewport()
-    pos = QPointF(viewport.width() / 2, viewport.height() / 2)
-    event = QWheelEvent(pos, QPointF(viewport.mapToGlobal(pos.toPoint())), QPoint(0, 0),
-                        QPoint(0, 120 * notches), Qt.MouseButton.NoButton, modifiers,
-                        Qt.ScrollPhase.NoScrollPhase, False)
-    QApplication.sendEvent(viewport, event)
-
-
 def bright_pixels(view: SliceView) -> int:
     QApplication.processEvents()
     return int((grab_grey(view) == 255).sum())
@@ -123,12 +115,12 @@ def test_keys_scroll_and_only_slice_7_shows_the_square(make_view, qtbot):
 def test_wheel_scrolls_and_ctrl_wheel_zooms(make_view):
     view = make_view()
     view.document.set_slice(5)
-    send_wheel(view, -1)  # wheel down: one image towards the feet (lower z, lower index)
+    _wheel(view, -1)  # wheel down: one image towards the feet (lower z, lower index)
     assert view.document.slice_index == 4
-    send_wheel(view, 2)
+    _wheel(view, 2)
     assert view.document.slice_index == 6
     zoom = view.zoom()
-    send_wheel(view, 1, Qt.KeyboardModifier.ControlModifier)
+    _wheel(view, 1, Qt.KeyboardModifier.ControlModifier)
     assert view.zoom() > zoom * 1.1 and view.document.slice_index == 6
 
 
@@ -401,6 +393,6 @@ def test_a_slice_that_failed_to_decode_says_so(make_view, tmp_path):
     inside = rgb[box.top():box.bottom(), box.left():box.right()]
     reddish = (inside[..., 0] > 150) & (inside[..., 0] > 2 * inside[..., 1])
     assert reddish.sum() > 100  # the message is drawn, in red, over the black image
-    send_wheel(view, -1)  # next image, towards the feet
+    _wheel(view, -1)  # next image, towards the feet
     assert view.document.slice_index == 2 and not label.isVisible()
     assert view.displayed.any()
