@@ -72,9 +72,10 @@ def read_marker(folder: Path) -> dict[str, Any]:
     return record if isinstance(record, dict) and record.get("format") == MARKER_FORMAT else {}
 
 
-def generation(folder: Path) -> int:
-    """The generation of the set in `folder` (0 before the first atomic save)."""
-    value = read_marker(folder).get("generation", 0)
+def generation(folder: Path, marker: dict[str, Any] | None = None) -> int:
+    """The generation of the set in `folder` (0 before the first atomic save); `marker`: its
+    commit.json when already read."""
+    value = (read_marker(folder) if marker is None else marker).get("generation", 0)
     return value if isinstance(value, int) else 0
 
 
@@ -238,7 +239,7 @@ class Commit:
 
     def _check_base(self) -> None:
         marker = read_marker(self.folder)
-        self.generation = generation(self.folder)
+        self.generation = generation(self.folder, marker)
         if self.base is None or self.base == self.generation:
             return
         try:
