@@ -32,6 +32,9 @@ class Architecture:
     # the layers Grad-CAM / EigenCAM hook, given the built module
     cam_layers: Callable[[nn.Module], list[nn.Module]] | None = None
     default_options: dict = field(default_factory=dict)
+    # build options read from a checkpoint's tensor shapes, keys already in this architecture's
+    # names: {"num_classes": K, "in_channels": C, ...} (medviewer.training.importing uses it)
+    options_from_weights: Callable[[dict[str, torch.Tensor]], dict] | None = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
