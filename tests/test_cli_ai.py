@@ -275,16 +275,81 @@ def test_export_with_the_wrong_architecture_says_so(models, tmp_path, capsys):
     assert "unknown architecture 'no.such.arch'" in capsys.readouterr().err
 
 
-def test_export_refuses_pickles_unless_trusted(tmp_path, capsys):
+class Marker:
+    """Unpickling it runs os.system, which would create the marker file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch '{self.path}'",)
+
+
+def test_export_reads_state_dicts_and_refuses_code(tmp_path, capsys):
     checkpoint = tmp_path / "model.pt"
-    torch.save({"state_dict": thresholds().state_dict()}, checkpoint)
+    torch.save({"state_dict": thresholds().state_dict(), "epoch": 3}, checkpoint)
     args = _export_args(checkpoint, SEG_ARCH, tmp_path / "from-pickle", "background,soft,bone")
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "pickle" in err and "--trust-pickle" in err and "safetensors" in err
-    assert main([*args, "--trust-pickle"]) == 0
+    assert main(args) == 0  # weights_only: no code runs, so no trust is needed
     assert load_manifest(tmp_path / "from-pickle").arch == SEG_ARCH.name
     assert main(args) == 2 and "--force" in capsys.readouterr().err  # no silent overwrite
+    marker, evil = tmp_path / "ran", tmp_path / "evil.pt"
+    torch.save({"state_dict": thresholds().state_dict(), "hook": Marker(marker)}, evil)
+    args = _export_args(evil, SEG_ARCH, tmp_path / "evil", "background,soft,bone")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "run code" in err and "--trust-pickle" in err and "Traceback" not in err
+    assert not marker.exists() and not (tmp_path / "evil").exists()
+
+
+def test_export_opens_a_whole_pickled_module_only_when_trusted(tmp_path, capsys):
+    checkpoint = tmp_path / "whole.pt"
+    torch.save(thresholds(), checkpoint)
+    args = _export_args(checkpoint, SEG_ARCH, tmp_path / "whole", "background,soft,bone")
+    assert main(args) == 2
+    assert "whole pickled model" in capsys.readouterr().err
+    assert main([*args, "--trust-pickle"]) == 0
+    assert "whole pickled model" in capsys.readouterr().out  # said again, as a note
+    assert load_manifest(tmp_path / "whole").arch == SEG_ARCH.name
+
+
+class Wrapped(nn.Module):
+    """The thresholds network under another script's names: `model.conv` for `head`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = nn.Module()
+        self.model.conv = thresholds().head
+
+
+def test_export_guesses_the_architecture_and_renames_with_a_report(tmp_path, capsys):
+    checkpoint = _checkpoint(Wrapped(), tmp_path / "wrapped.safetensors")
+    args = _export_args(checkpoint, SEG_ARCH, tmp_path / "guessed", "background,soft,bone")
+    assert main([a for i, a in enumerate(args) if i not in (2, 3, 4, 5)]) == 0  # no lab/arch
+    out = capsys.readouterr().out
+    assert f"architecture: {SEG_ARCH.name} (guessed from the weights; 100% of tensors fit)" in out
+    assert "key report: 2 of 2 tensors loaded; renamed model.conv.* -> head.*" in out
+    assert load_manifest(tmp_path / "guessed").arch == SEG_ARCH.name
+
+
+def test_export_maps_prefixes_the_user_gives(tmp_path, capsys):
+    twin = Wrapped()
+    twin.model.other = thresholds().head  # two modules of one shape: no automatic pairing
+    checkpoint = _checkpoint(twin, tmp_path / "twin.safetensors")
+    args = _export_args(checkpoint, SEG_ARCH, tmp_path / "mapped", "background,soft,bone")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "0 of 2 tensors loaded; missing: head.bias, head.weight; unexpected: " \
+           "model.conv.bias, model.conv.weight, model.other.bias, model.other.weight" in err
+    assert "--map OLD_PREFIX=NEW_PREFIX" in err
+    assert main([*args, "--map", "model.conv=head"]) == 2  # the file's names in the report
+    assert "2 of 2 tensors loaded; unexpected: model.other.bias, model.other.weight" in \
+        capsys.readouterr().err
+    twin.model.other = nn.Identity()
+    checkpoint = _checkpoint(twin, tmp_path / "twin.safetensors")
+    assert main([*args, "--map", "model.conv=head"]) == 0
+    assert "key report: 2 of 2 tensors loaded" in capsys.readouterr().out
 
 
 # --- result files -------------------------------------------------------------------------------

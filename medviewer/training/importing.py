@@ -30,6 +30,18 @@ LAB_TASKS = {1: "classification", 2: "classification", 3: "fusion", 4: "segmenta
 Progress = Callable[[str, float], None]  # (what is happening, fraction done 0..1)
 
 
+LIST_CUT = 5  # names shown per list in a report sentence
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
+
+
+def _cut(names: Sequence[str]) -> str:
+    more = f" (+{len(names) - LIST_CUT} more)" if len(names) > LIST_CUT else ""
+    return ", ".join(names[:LIST_CUT]) + more
+
+
 @dataclass
 class KeyReport:
     """How a checkpoint's tensors met an architecture's."""
@@ -42,6 +54,9 @@ class KeyReport:
         default_factory=list)  # (name, checkpoint shape, model shape)
     renamed: list[tuple[str, str]] = field(default_factory=list)  # prefixes mapped (old, new)
     looks_like: list[str] = field(default_factory=list)  # other architectures that fit better
+    # BatchNorm counters the checkpoint lacked, kept at the model's value (counted as loaded)
+    filled: list[str] = field(default_factory=list)
+    fits: dict[str, float] = field(default_factory=dict)  # looks_like's share of tensors fit
 
     @property
     def ok(self) -> bool:
@@ -51,7 +66,29 @@ class KeyReport:
         """'N of M tensors loaded; missing: ...; unexpected: ...; shape mismatches: name
         (checkpoint shape vs model shape)' and, when it applies, which architecture it looks
         like. Long lists are cut with a count of the rest."""
-        raise NotImplementedError
+        parts = [f"{self.loaded} of {self.total} tensors loaded"]
+        if self.renamed:
+            parts.append("renamed " + ", ".join(f"{_star(old)} -> {_star(new)}"
+                                                for old, new in self.renamed))
+        if self.missing:
+            parts.append(f"missing: {_cut(self.missing)}")
+        if self.unexpected:
+            parts.append(f"unexpected: {_cut(self.unexpected)}")
+        if self.mismatched:
+            parts.append("shape mismatches: " + _cut([
+                f"{name} (checkpoint {_shape(c)} vs model {_shape(m)})"
+                for name, c, m in self.mismatched]))
+        text = "; ".join(parts)
+        if self.looks_like:
+            best = self.looks_like[0]
+            share = self.fits.get(best)
+            fit = f" ({share:.0%} of tensors fit)" if share is not None else ""
+            text += f"; these weights look like {best}{fit}: pass --arch {best}"
+        return text
+
+
+def _star(prefix: str) -> str:
+    return f"{prefix}.*" if prefix else "*"
 
 
 @dataclass
@@ -70,13 +107,22 @@ class Inspection:
     outputs: dict[str, list] = field(default_factory=dict)
     report: KeyReport | None = None
     warnings: list[str] = field(default_factory=list)
+    guessed: bool = False  # arch guessed from the weights (not given)
+    like: str | None = None  # the installed model whose input spec fills the gaps
 
 
 def inspect(path: str | Path, *, trust_pickle: bool = False, arch: str | None = None,
-            maps: Sequence[tuple[str, str]] = ()) -> Inspection:
+            maps: Sequence[tuple[str, str]] = (), lab: int | None = None) -> Inspection:
     """Read `path` (no code from it runs unless `trust_pickle`) and guess lab, task, arch,
     classes and build options. ModelError with a sentence when it cannot be read."""
-    raise NotImplementedError
+    path = Path(path)
+    kind = _foreign_kind(path)
+    if kind is not None:
+        return _foreign().inspect_file(path, kind)
+    from medviewer.training.checkpoints import read_state
+
+    state, kind = read_state(path, trust_pickle=trust_pickle)
+    return _inspect_state(path, state, kind, arch, maps, lab, {})
 
 
 def import_model(path: str | Path, fields: dict[str, Any], out: str | Path, *,
@@ -86,15 +132,186 @@ def import_model(path: str | Path, fields: dict[str, Any], out: str | Path, *,
     """Export `path` into the model folder `out` (parity-checked, atomic).
 
     `fields`: the manifest fields the caller knows (id, title, version, lab, plugin, labels,
-    input, options, metrics, provenance, description); labels missing -> "class 1..K" with a
-    warning in the Inspection. `arch` None: guessed (torch) or not needed (self-contained).
+    input, options, metrics, provenance, description; "like": an installed model's id whose
+    input spec, labels and plugin fill what is not given); labels missing -> "class 1..K" with
+    a warning in the Inspection. `arch` None: guessed (torch) or not needed (self-contained).
     ModelError (its text a sentence, with the key report for torch files) when it does not fit.
     """
-    raise NotImplementedError
+    path, out = Path(path), Path(out)
+    step = progress or (lambda _what, _done: None)
+    step("reading the file", 0.0)
+    kind = _foreign_kind(path)
+    if kind is not None:
+        foreign = _foreign()
+        inspection = foreign.inspect_file(path, kind)
+        manifest = foreign.export_self_contained(path, kind, fields, out, force=force,
+                                                 progress=progress)
+        return manifest, inspection
+    from medviewer.training import checkpoints
+    from medviewer.training import import_fields as fill
+    from medviewer.training.export import export_model
+
+    state, kind = checkpoints.read_state(path, trust_pickle=trust_pickle)
+    step("fitting the weights to the architectures", 0.15)
+    given = dict(fields.get("options", {}).get("build", {}))
+    inspection = _inspect_state(path, state, kind, arch, maps, fields.get("lab"), given)
+    architecture = _architecture(inspection.arch)
+    complete = fill.complete_fields(architecture, fields, inspection)
+    fill.check_out_folder(out, force)
+    step("loading the weights", 0.3)
+    model = _load(architecture, inspection, state, maps, path)
+    step("exporting to ONNX and checking it against torch", 0.5)
+    inputs = fill.export_inputs(architecture, complete["input"])
+    manifest = export_model(model, architecture, out, complete, inputs)
+    step("done", 1.0)
+    return manifest, inspection
 
 
 def install(folder: str | Path, *, force: bool = False) -> Manifest:
     """Move an exported folder (e.g. the one Preview made in a temporary place) into the user
     model store as <id>/<version>, atomically; ModelError when that version exists and not
     `force`."""
-    raise NotImplementedError
+    from medviewer.training.import_fields import install_folder
+
+    return install_folder(Path(folder), force=force)
+
+
+# --------------------------------------------------------------------------- torch checkpoints
+
+def _inspect_state(path: Path, state: dict, kind: str, arch_name: str | None,
+                   maps: Sequence[tuple[str, str]], lab: int | None, given: dict) -> Inspection:
+    from medviewer.inference.errors import ModelError
+    from medviewer.training import checkpoints
+
+    ranking = _ranking(state, maps, given)
+    if arch_name is not None:
+        arch = _architecture(arch_name)
+        if lab is not None and arch.lab != lab:
+            raise ModelError(None, f"{arch.name} is a lab {arch.lab} architecture, not lab "
+                             f"{lab}; fix --lab or --arch.")
+        share, options, report = checkpoints.fit(arch, state, maps, given)
+    else:
+        mine = [r for r in ranking if lab is None or r[1].lab == lab]
+        if not mine or mine[0][0] <= 0:
+            best = f" (the closest: {ranking[0][1].name}, {ranking[0][0]:.0%} of tensors fit)" \
+                if ranking and ranking[0][0] > 0 else ""
+            raise ModelError(path, f"These weights fit none of the registered architectures"
+                             f"{' of lab ' + str(lab) if lab else ''}{best}; pick one with "
+                             "--arch and map names with --map OLD=NEW if needed.")
+        share, arch, options, report = mine[0]
+    better = [(s, a.name) for s, a, _, _ in ranking if s > share and a.name != arch.name]
+    report.looks_like = [name for _, name in better]
+    report.fits = {name: s for s, name in better}
+    inspection = Inspection(path=path, kind=kind, lab=arch.lab, task=arch.task, arch=arch.name,
+                            candidates=[(a.name, s) for s, a, _, _ in ranking],
+                            build={k: v for k, v in options.items() if k != "num_classes"},
+                            num_classes=options.get("num_classes"), report=report,
+                            guessed=arch_name is None)
+    if kind == "pickled-module":
+        inspection.warnings.append("the file is a whole pickled model (opened because it is "
+                                   "trusted); only its weights are used")
+    return inspection
+
+
+def _ranking(state: dict, maps: Sequence[tuple[str, str]], given: dict) -> list:
+    """[(share, arch, options, report)] over every registered architecture, best first; ties
+    go to the one that fits with its default options, then to a full one."""
+    from medviewer.labs import architectures
+    from medviewer.training import checkpoints
+
+    try:
+        architectures.load_all()
+    except ImportError:  # a lab's optional dependency missing: rank what is there
+        pass
+    ranked = []
+    for arch in list(architectures.ARCHITECTURES.values()):
+        try:
+            _, plain = checkpoints.align(
+                state, checkpoints.model_shapes(arch, arch.default_options), maps)
+            share, options, report = checkpoints.fit(arch, state, maps, given)
+        except Exception:  # noqa: BLE001 - an architecture that cannot take these options
+            continue
+        key = (share, checkpoints.share(plain), arch.full)
+        ranked.append((key, (share, arch, options, report)))
+    ranked.sort(key=lambda item: item[0], reverse=True)
+    return [entry for _, entry in ranked]
+
+
+def _load(arch, inspection: Inspection, state: dict, maps: Sequence[tuple[str, str]],
+          path: Path):
+    """The architecture built for real with the options read from the weights, loaded
+    strictly; ModelError with the key report when anything does not fit."""
+    from medviewer.inference.errors import ModelError
+    from medviewer.training import checkpoints
+
+    options = {**inspection.build}
+    if inspection.num_classes is not None:
+        options["num_classes"] = inspection.num_classes
+    try:
+        model = arch.build(**options)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(None, f"{arch.name} cannot be built with the options {options} "
+                         f"({str(exc)[:200]}); fix --build.") from exc
+    aligned, report = checkpoints.load_aligned(model, state, maps)
+    report.looks_like, report.fits = inspection.report.looks_like, inspection.report.fits
+    inspection.report = report
+    if not report.ok:
+        raise ModelError(path, not_fitting(arch.name, report))
+    try:
+        model.load_state_dict(aligned, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(path, f"These weights do not fit the architecture {arch.name} "
+                         f"({str(exc)[:300]}).") from exc
+    return model.eval()
+
+
+def not_fitting(arch: str, report: KeyReport) -> str:
+    return (f"These weights do not fit the architecture {arch}: {report.sentence()}. Pick the "
+            "architecture the checkpoint was trained with (--arch), or map names with --map "
+            "OLD_PREFIX=NEW_PREFIX.")
+
+
+def _architecture(name: str):
+    from medviewer.inference.errors import ModelError
+    from medviewer.labs import architectures
+
+    try:  # already registered (a plugin's or a test's) needs no import of every lab
+        return architectures.ARCHITECTURES.get(name) or architectures.get(name)
+    except KeyError as exc:
+        raise ModelError(None, f"{exc.args[0]}; pick one with --arch.") from None
+    except ImportError as exc:
+        raise ModelError(None, f"The lab architectures cannot be imported ({exc}); reinstall "
+                         "MedViewer.") from exc
+
+
+# --------------------------------------------------------------------------- self-contained
+
+def _foreign_kind(path: Path) -> str | None:
+    """"onnx", "torchscript", "exported-program" or None (training/foreign.py decides)."""
+    try:
+        from medviewer.training import foreign
+    except ImportError:
+        if path.suffix.lower() in (".onnx", ".pt2") or _is_torchscript(path):
+            from medviewer.inference.errors import ModelError
+
+            raise ModelError(path, "This MedViewer cannot import self-contained model files "
+                             "(ONNX, TorchScript, torch.export) yet; export a state dict "
+                             "instead.") from None
+        return None
+    return foreign.kind_of(path)
+
+
+def _foreign():
+    from medviewer.training import foreign
+
+    return foreign
+
+
+def _is_torchscript(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("constants.pkl") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
