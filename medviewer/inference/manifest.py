@@ -1,9 +1,10 @@
 """A model folder's manifest.json: what the model is, what it expects, how good it is.
 
 A model version is a folder holding `manifest.json`, `model.onnx` and `weights.safetensors`
-(the torch weights, for explanations and fine-tuning). Every field is checked against
-`manifest.schema.json` (types and ranges; docs/plugins.md publishes it) on every load, so a
-manifest that would make a model silently wrong (a std of 0, a window of width 0, a batch
+(the torch weights, for explanations and fine-tuning; absent from a model imported from an
+ONNX, TorchScript or .pt2 file, whose manifest then records none). Every field is checked
+against `manifest.schema.json` (types and ranges; docs/plugins.md publishes it) on every load,
+so a manifest that would make a model silently wrong (a std of 0, a window of width 0, a batch
 size of -1, NaN anywhere) is refused with a sentence naming the field. The manifest records
 the sha256 of each file and, since format 2, of itself (`manifest_sha256`, over its canonical
 JSON without that field); opening a model (`verify`) checks them all, so a truncated copy, a
@@ -279,8 +280,11 @@ def verify_manifest(d: dict[str, Any], path: Path) -> None:
                          "folder again or re-export the model.")
 
 
-def verify_files(manifest: Manifest, names: tuple[str, ...] = (ONNX_FILE, WEIGHTS_FILE)) -> None:
-    """Every listed file exists and has the recorded sha256."""
+def verify_files(manifest: Manifest, names: tuple[str, ...] | None = None) -> None:
+    """Every listed file exists and has the recorded sha256; by default model.onnx and the
+    weights when the manifest records them (its own checksum keeps that record honest)."""
+    if names is None:
+        names = (ONNX_FILE, *(n for n in (WEIGHTS_FILE,) if n in manifest.files))
     for name in names:
         path = manifest.path(name)
         expected = manifest.files.get(name)

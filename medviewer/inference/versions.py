@@ -276,7 +276,8 @@ def _fill(staging: Path, candidate: Manifest, version: str) -> None:
     os.chmod(staging, shareable_mode(0o777))  # mkdtemp's 0700 would hide it from other users
     source = Path(candidate.folder or ".")
     for name in (ONNX_FILE, WEIGHTS_FILE):
-        _copy_regular(source / name, staging / name)
+        if name == ONNX_FILE or name in candidate.files:  # no weights: an imported ONNX model
+            _copy_regular(source / name, staging / name)
     provenance = candidate.provenance
     if version != candidate.version:
         provenance = {**candidate.provenance, "candidate_version": candidate.version}

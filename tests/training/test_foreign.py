@@ -1,0 +1,336 @@
+"""Self-contained model files (issue 13 item 3): a foreign ONNX, TorchScript or torch.export
+file becomes a MedViewer model folder the lab's plugin runs unchanged; a damaged or unfitting
+file is a sentence and leaves nothing behind."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from medviewer.inference import ModelError
+from medviewer.inference.manifest import load_manifest
+from medviewer.training import foreign
+
+SIZE = 32
+CT_WINDOW = [-300.0, 2000.0]
+warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.* deprecation notes
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning",
+                                        "ignore::torch.jit.TracerWarning",
+                                        "ignore::UserWarning")
+
+
+class Threshold(nn.Module):
+    """Three labels from one 1x1 convolution: 'bright' where the windowed slice is above
+    mid-grey, 'dark' below, 'never' nowhere: a foreign network with a checkable answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 1)
+        with torch.no_grad():
+            self.conv.weight[:] = torch.tensor([-4.0, 4.0, 0.0]).view(3, 1, 1, 1)
+            self.conv.bias[:] = torch.tensor([2.0, -2.0, -100.0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Classifier(nn.Module):
+    def __init__(self, channels: int = 3, classes: int = 2) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(4, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def onnx_file(model: nn.Module, path: Path, shapes, *, inputs=("input.1",), outputs=("out",),
+              dynamic=None) -> Path:
+    """Export as a user would: their own names, a fixed batch of one unless `dynamic`."""
+    torch.manual_seed(0)
+    example = tuple(torch.rand(s) for s in shapes)
+    torch.onnx.export(model.eval(), example, str(path), input_names=list(inputs),
+                      output_names=list(outputs), dynamic_axes=dynamic, opset_version=17,
+                      dynamo=False)
+    return path
+
+
+def seg_fields(**extra) -> dict:
+    return {"id": "foreign-seg", "title": "Foreign segmenter", "version": "1.0.0", "lab": 4,
+            "plugin": "lab4",
+            "labels": [{"name": n, "colour": c} for n, c in
+                       (("dark", "#000000"), ("bright", "#ff0000"), ("never", "#00ff00"))],
+            "input": {"size": [SIZE, SIZE], "channels": 1, "window": CT_WINDOW,
+                      "mean": [0.0], "std": [1.0], "modalities": ["CT"]},
+            "options": {}, "metrics": {"split": "not measured", "n": 0},
+            "provenance": {}, "description": "", **extra}
+
+
+def cls_fields(**extra) -> dict:
+    return {"id": "foreign-cls", "title": "Foreign classifier", "version": "1.0.0", "lab": 2,
+            "plugin": "lab2",
+            "labels": [{"name": "no nodule", "colour": "#00ff00"},
+                       {"name": "nodule", "colour": "#ff0000"}],
+            "input": {"size": [SIZE, SIZE], "channels": 3, "context": "prev-current-next",
+                      "window": [-600.0, 1500.0], "modalities": ["CT"]},
+            "options": {}, "metrics": {"split": "not measured", "n": 0},
+            "provenance": {}, "description": "", **extra}
+
+
+def test_kind_of_reads_the_bytes_only(tmp_path: Path) -> None:
+    net = Threshold()
+    onnx_path = onnx_file(net, tmp_path / "m.bin", [(1, 1, 8, 8)])
+    torch.jit.script(net).save(str(tmp_path / "ts.bin"))
+    torch.export.save(torch.export.export(net, (torch.rand(1, 1, 8, 8),)), str(tmp_path / "e.bin"))
+    torch.save(net.state_dict(), tmp_path / "sd.bin")
+    from safetensors.torch import save_file
+
+    save_file(net.state_dict(), str(tmp_path / "st.bin"))
+    (tmp_path / "junk.bin").write_bytes(b"\x08\x07hello")
+    assert foreign.kind_of(onnx_path) == "onnx"
+    assert foreign.kind_of(tmp_path / "ts.bin") == "torchscript"
+    assert foreign.kind_of(tmp_path / "e.bin") == "exported-program"
+    assert foreign.kind_of(tmp_path / "sd.bin") is None
+    assert foreign.kind_of(tmp_path / "st.bin") is None
+    assert foreign.kind_of(tmp_path / "junk.bin") is None
+    assert foreign.kind_of(tmp_path / "missing.bin") is None
+
+
+def test_foreign_onnx_segmenter_is_wired_to_lab4_and_infers_a_seg(
+        tmp_path: Path, ct_series_dir: Path) -> None:
+    """A network exported by its owner (names "input.1"/"out", batch fixed at one) is read,
+    renamed to lab 4's "image"/"logits", freed to the plugin's batches, and `medviewer infer`
+    writes a SEG whose labels are the network's answer on the plugin's own preprocessing."""
+    from medviewer.cli import main
+    from medviewer.core.dicom import load_series, scan
+    from medviewer.inference import open_model
+    from medviewer.inference import preprocess as pp
+
+    net = Threshold()
+    path = onnx_file(net, tmp_path / "theirs.onnx", [(1, 1, SIZE, SIZE)])
+    seen = foreign.inspect_file(path, foreign.kind_of(path))
+    assert (seen.lab, seen.task, seen.num_classes) == (4, "segmentation", 3)
+    assert seen.inputs == {"input.1": [1, 1, SIZE, SIZE]}
+    assert seen.outputs == {"out": [1, 3, SIZE, SIZE]}
+
+    steps = []
+    manifest = foreign.export_self_contained(path, "onnx", seg_fields(), tmp_path / "model",
+                                             progress=lambda what, done: steps.append(done))
+    assert steps[0] == 0.0 and steps[-1] == 1.0
+    assert manifest.arch == "external.onnx" and manifest.task == "segmentation"
+    assert manifest.onnx_inputs == {"image": ["batch", 1, SIZE, SIZE]}
+    assert manifest.onnx_outputs == ("logits",)
+    assert manifest.provenance["renamed"] == {"input.1": "image", "out": "logits"}
+    assert not (tmp_path / "model" / "weights.safetensors").exists()
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["manifest.json",
+                                                                     "model.onnx"]
+
+    volume = load_series(scan(ct_series_dir).all_series()[0])
+    result = open_model(tmp_path / "model").run(volume)
+    spec = manifest.input
+    voxels = volume.voxels
+    x = torch.from_numpy(pp.prepare_slices(voxels, list(range(voxels.shape[0])), spec))
+    with torch.no_grad():
+        expected = net(x).argmax(1).numpy().astype(np.uint8)
+    expected = np.stack([pp.resize(m, voxels.shape[1:], order=0) for m in expected])
+    np.testing.assert_array_equal(result.label_map, expected)
+    assert set(np.unique(expected)) == {0, 1}  # both labels present: a real answer
+
+    out = tmp_path / "results"
+    assert main(["infer", str(ct_series_dir), "--model", str(tmp_path / "model"),
+                 "--out", str(out)]) == 0
+    import pydicom
+
+    segs = [pydicom.dcmread(p) for p in out.rglob("*.dcm")]
+    assert [s.Modality for s in segs] == ["SEG"]
+
+
+def ct_volume(folder: Path):
+    from medviewer.core.dicom import load_series, scan
+
+    return load_series(scan(folder).all_series()[0])
+
+
+def test_torchscript_classifier_is_converted_and_parity_checked(
+        tmp_path: Path, ct_series_dir: Path) -> None:
+    from medviewer.inference import open_model
+    from medviewer.inference import preprocess as pp
+    from medviewer.training.export import relative_error
+
+    torch.manual_seed(1)
+    net = Classifier().eval()
+    path = tmp_path / "classifier.pt"
+    torch.jit.script(net).save(str(path))
+    seen = foreign.inspect_file(path, foreign.kind_of(path))
+    assert (seen.kind, seen.lab, seen.task, seen.num_classes) == ("torchscript", 2,
+                                                                  "classification", 2)
+    assert seen.warnings  # the input shape is a probe's, and it says so
+
+    manifest = foreign.export_self_contained(path, "torchscript", cls_fields(),
+                                             tmp_path / "model")
+    assert manifest.arch == "external.torchscript"
+    assert 0 <= manifest.provenance["parity_max_relative_error"] <= 1e-4
+    assert manifest.onnx_inputs == {"image": ["batch", 3, SIZE, SIZE]}
+    assert manifest.onnx_outputs == ("logits",)
+
+    volume = ct_volume(ct_series_dir)
+    result = open_model(tmp_path / "model").run(volume)
+    x = pp.prepare_slices(volume.voxels, list(range(volume.voxels.shape[0])), manifest.input)
+    with torch.no_grad():
+        expected = pp.softmax(net(torch.from_numpy(x)).numpy().astype(np.float64))
+    assert result.scores.shape == (volume.voxels.shape[0], 2)
+    assert relative_error(expected, result.scores) <= 1e-4
+
+
+class AgeSexClassifier(nn.Module):
+    def forward(self, extras: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return image.mean(dim=(2, 3))[:, :2] + extras * torch.tensor([1.0, -1.0])
+
+
+def test_exported_program_with_extras_in_its_own_order(tmp_path: Path) -> None:
+    """A .pt2 fixed to a batch of one whose extras come first: inputs matched by shape, the
+    batch freed and checked, torch and ONNX Runtime agree."""
+    import onnxruntime as ort
+
+    net = AgeSexClassifier()
+    ep = torch.export.export(net, (torch.rand(1, 2), torch.rand(1, 3, SIZE, SIZE)))
+    path = tmp_path / "agesex.pt2"
+    torch.export.save(ep, str(path))
+    seen = foreign.inspect_file(path, foreign.kind_of(path))
+    assert (seen.kind, seen.lab, seen.num_classes) == ("exported-program", 2, 2)
+    assert list(seen.inputs.values()) == [[1, 2], [1, 3, SIZE, SIZE]]
+
+    fields = cls_fields()
+    fields["input"]["extras"] = ["age", "sex"]
+    manifest = foreign.export_self_contained(path, "exported-program", fields,
+                                             tmp_path / "model")
+    assert set(manifest.onnx_inputs) == {"image", "extras"}
+    assert manifest.provenance["parity_max_relative_error"] <= 1e-4
+    session = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    image, extras = np.random.default_rng(2).random((3, 3, SIZE, SIZE), dtype=np.float32), \
+        np.array([[0.4, 1.0], [0.7, 0.0], [0.5, 0.5]], np.float32)
+    (got,) = session.run(None, {"image": image, "extras": extras})
+    expected = net(torch.from_numpy(extras), torch.from_numpy(image)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+class BatchMixer(nn.Module):
+    """Each answer depends on the other samples of its batch (a train-mode BatchNorm's bug)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - x.mean()).mean(dim=(2, 3))[:, :2]
+
+
+def refused(tmp_path: Path, path: Path, kind: str, fields: dict) -> str:
+    """The sentence of the ModelError, after checking nothing was left beside the target."""
+    parent = tmp_path / "store"
+    parent.mkdir()
+    with pytest.raises(ModelError) as err:
+        foreign.export_self_contained(path, kind, fields, parent / "model")
+    assert list(parent.iterdir()) == []  # no model, no staging folder
+    text = err.value.reason
+    assert "Traceback" not in text and text.endswith(".")
+    return text
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.5, 0.95])
+def test_a_truncated_onnx_file_is_a_sentence(tmp_path: Path, fraction: float) -> None:
+    whole = onnx_file(Threshold(), tmp_path / "whole.onnx", [(1, 1, SIZE, SIZE)]).read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(whole[:int(len(whole) * fraction)])
+    text = refused(tmp_path, cut, "onnx", seg_fields())
+    assert "ONNX" in text and "again" in text
+
+
+def test_a_file_that_is_not_onnx_is_a_sentence(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model at all" * 100)
+    assert foreign.kind_of(junk) is None
+    assert "not a readable ONNX file" in refused(tmp_path, junk, "onnx", seg_fields())
+    with pytest.raises(ModelError, match="not a readable ONNX file"):
+        foreign.inspect_file(junk, "onnx")
+
+
+def test_nan_weights_are_refused(tmp_path: Path) -> None:
+    net = Threshold()
+    with torch.no_grad():
+        net.conv.weight[1, 0, 0, 0] = float("nan")
+    path = onnx_file(net, tmp_path / "nan.onnx", [(1, 1, SIZE, SIZE)])
+    assert "NaN" in refused(tmp_path, path, "onnx", seg_fields())
+    script = tmp_path / "nan.pt"
+    torch.jit.script(net).save(str(script))
+    (tmp_path / "store").rmdir()
+    assert "NaN" in refused(tmp_path, script, "torchscript", seg_fields())
+
+
+def test_a_fixed_input_size_other_than_the_spec_names_both(tmp_path: Path) -> None:
+    path = onnx_file(Threshold(), tmp_path / "fixed.onnx", [(1, 1, SIZE, SIZE)])
+    fields = seg_fields()
+    fields["input"]["size"] = [64, 64]
+    text = refused(tmp_path, path, "onnx", fields)
+    assert f"[1, 1, {SIZE}, {SIZE}]" in text and "[2, 1, 64, 64]" in text
+
+
+def test_a_graph_whose_answers_depend_on_the_batch_is_refused(tmp_path: Path) -> None:
+    path = onnx_file(BatchMixer(), tmp_path / "mixer.onnx", [(1, 3, SIZE, SIZE)])
+    assert "batch of two slices differently" in refused(tmp_path, path, "onnx", cls_fields())
+
+
+def test_outputs_that_do_not_suit_the_lab_or_labels_are_refused(tmp_path: Path) -> None:
+    path = onnx_file(Threshold(), tmp_path / "seg.onnx", [(1, 1, SIZE, SIZE)])
+    fields = cls_fields()
+    fields["input"]["channels"] = 1
+    assert "(batch, classes)" in refused(tmp_path, path, "onnx", fields)
+    (tmp_path / "store").rmdir()
+    two = seg_fields()
+    two["labels"] = two["labels"][:2]
+    text = refused(tmp_path, path, "onnx", two)
+    assert "with 2 labels" in text and "(2, 3, 32, 32)" in text
+
+
+def test_weights_in_external_files_are_refused(tmp_path: Path) -> None:
+    import onnx
+
+    path = onnx_file(Threshold(), tmp_path / "seg.onnx", [(1, 1, SIZE, SIZE)])
+    model = onnx.load(str(path))
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)
+    assert "external data" in refused(tmp_path, path, "onnx", seg_fields())
+
+
+def test_an_existing_model_is_replaced_only_when_forced(tmp_path: Path) -> None:
+    path = onnx_file(Threshold(), tmp_path / "seg.onnx", [(1, 1, SIZE, SIZE)])
+    out = tmp_path / "model"
+    foreign.export_self_contained(path, "onnx", seg_fields(), out)
+    with pytest.raises(ModelError, match="--force"):
+        foreign.export_self_contained(path, "onnx", seg_fields(version="2.0.0"), out)
+    assert foreign.export_self_contained(path, "onnx", seg_fields(version="2.0.0"), out,
+                                         force=True).version == "2.0.0"
+
+
+def test_a_model_without_torch_weights_publishes_and_stays_checked(tmp_path: Path) -> None:
+    """No weights.safetensors: the folder verifies and publishes into the store; a manifest
+    that records weights still needs them (the record is under the manifest's checksum)."""
+    import shutil
+
+    from medviewer.inference.versions import publish
+
+    path = onnx_file(Threshold(), tmp_path / "seg.onnx", [(1, 1, SIZE, SIZE)])
+    out = tmp_path / "model"
+    foreign.export_self_contained(path, "onnx", seg_fields(id="foreign-publish"), out)
+    published = publish(out)
+    assert load_manifest(published.folder, verify=True).files.keys() == {"model.onnx"}
+    assert not (published.folder / "weights.safetensors").exists()
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(Path(__file__).parents[2] / "models" / "lab1-digits-mlp", shipped)
+    (shipped / "weights.safetensors").unlink()
+    with pytest.raises(ModelError, match="weights.safetensors is missing"):
+        load_manifest(shipped, verify=True)
