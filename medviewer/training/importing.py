@@ -156,6 +156,10 @@ def import_model(path: str | Path, fields: dict[str, Any], out: str | Path, *,
     given = dict(fields.get("options", {}).get("build", {}))
     inspection = _inspect_state(path, state, kind, arch, maps, fields.get("lab"), given)
     architecture = _architecture(inspection.arch)
+    if inspection.report.missing or inspection.report.unexpected:  # names: before any field
+        from medviewer.inference.errors import ModelError
+
+        raise ModelError(path, not_fitting(architecture.name, inspection.report))
     complete = fill.complete_fields(architecture, fields, inspection)
     fill.check_out_folder(out, force)
     step("loading the weights", 0.3)
