@@ -16,7 +16,7 @@ from medviewer.core.synthetic import (
     ct_chest_phantom,
 )
 from medviewer.inference.metrics import dice, iou, per_label_scores, scores_against_mask
-from medviewer.labs.lab4.plugin import upsample_labels
+from medviewer.labs.lab4.plugin import PLUGIN, label_logits, upsample_labels
 
 MODEL_ID = "lab4-chest-unet"
 LUNG, NODULE = CHEST_LABELS["lung"], CHEST_LABELS["nodule"]
@@ -71,6 +71,29 @@ def test_upsampled_labels_match_bilinear_logits_everywhere():
                             mode="nearest", grid_mode=True).argmax(axis=1)
         assert np.array_equal(upsample_labels(logits, size), full)
     assert np.array_equal(upsample_labels(logits, (16, 16)), logits.argmax(axis=1))
+
+
+# --- a binary network: one output channel, the foreground logit ----------------------------
+
+def test_a_one_channel_output_is_foreground_where_its_logit_is_positive():
+    logit = np.array([[[[-2.0, -0.0, 0.0, 1e-6], [3.0, -1e-6, 0.5, -7.0]]]], np.float32)
+    labels = label_logits(logit).argmax(axis=1)
+    assert np.array_equal(labels[0], (logit[0, 0] > 0).astype(labels.dtype))
+    many = np.random.default_rng(0).standard_normal((1, 3, 2, 4)).astype(np.float32)
+    assert label_logits(many) is many  # one logit per label: argmax as it is
+
+
+@pytest.mark.parametrize("pipeline", ["segmentation", "chest-segmenter"])
+def test_both_pipelines_label_a_binary_nets_foreground(pipeline):
+    manifest = SimpleNamespace(onnx_outputs=["logits"], options={"pipeline": pipeline},
+                               task="segmentation", folder=None)
+    segmenter = PLUGIN.pipeline_for(manifest, None)
+    logit = np.full((1, 1, 8, 8), -3.0, np.float32)
+    logit[0, 0, 2:6, 2:6] = 4.0
+    result = SimpleNamespace(label_map=None)
+    segmenter.postprocess({"logits": logit}, [0], np.zeros((1, 16, 16), np.int16), result)
+    assert set(np.unique(result.label_map)) == {0, 1}
+    assert np.array_equal(np.argwhere(result.label_map[0] == 1).min(0), [4, 4])
 
 
 # --- the shipped model --------------------------------------------------------------------------

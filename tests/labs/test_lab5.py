@@ -108,6 +108,38 @@ def test_a_few_training_steps_run_in_the_training_loop() -> None:
     assert not model.training and len(demo.predict(model, films.images[:1])) == 1
 
 
+def test_detector_weights_are_keyed_as_torchvision_writes_them(tmp_path) -> None:
+    """No wrapper prefix: a course state dict fits the full detector, and weights written
+    with the old `detector.` prefix (the shipped light model's) still load."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    from medviewer.labs.lab5.models import build_full, build_light
+    from medviewer.training.export import load_weights
+
+    with torch.device("meta"):
+        course = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=3)
+        assert list(build_full(2).state_dict()) == list(course.state_dict())
+    model = build_light()
+    prefixed = {f"detector.{k}": v.clone() + 1 for k, v in model.state_dict().items()}
+    save_file(prefixed, str(tmp_path / "old.safetensors"))
+    load_weights(build_light(), tmp_path / "old.safetensors")  # strict
+    again = load_weights(model, tmp_path / "old.safetensors").state_dict()
+    assert all(torch.equal(again[k.removeprefix("detector.")], v) for k, v in prefixed.items())
+    assert model.detector.backbone is model.backbone
+
+
+def test_eval_and_train_reach_the_torchvision_detector() -> None:
+    pytest.importorskip("torch")
+    from medviewer.labs.lab5.models import build_light
+
+    model = build_light().eval()
+    assert not model.detector.training and not model.detector.roi_heads.training
+    model.train()
+    assert model.detector.training and model.detector.rpn.training
+
+
 # --- the shipped heart detector ----------------------------------------------------------
 
 @pytest.fixture(scope="module")

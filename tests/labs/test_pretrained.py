@@ -29,7 +29,8 @@ def imagenet_resnet50(tmp_path_factory):
 
 CASES = [  # architecture, build options, where its ResNet50 layer3 lives
     ("lab2.resnet50_agesex", {}, lambda m: m.backbone),
-    ("lab3.single_slice", {}, lambda m: m.net),
+    ("lab3.single_slice", {}, lambda m: m),
+    ("lab3.late_fusion", {"slices": 2}, lambda m: m.nets[1]),
     ("lab5.fasterrcnn_resnet50_fpn", {}, lambda m: m.detector.backbone.body),
 ]
 
@@ -47,7 +48,7 @@ def test_fcn8s_encoder_takes_local_vgg16_weights(tmp_path):
     path = tmp_path / "vgg16.safetensors"
     state = _saved(vgg16(weights=None), path)
     model = get("lab4.fcn8s").build(num_classes=3, fc_channels=64, backbone_weights=str(path))
-    assert torch.equal(model.to_pool3[0].weight, state["features.0.weight"])
+    assert torch.equal(model.features[0].weight, state["features.0.weight"])
 
 
 def test_a_file_of_another_network_is_refused(tmp_path):

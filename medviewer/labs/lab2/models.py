@@ -7,6 +7,8 @@ Backbones start from random weights; `backbone_weights` loads a local file (neve
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -33,32 +35,51 @@ class AgeSexHead(nn.Module):
 
 # --- VGG16 without max-pooling ---------------------------------------------------------------
 
-class VGG16NoPool(nn.Module):
-    """torchvision VGG16's convolutions, every MaxPool2d replaced by Identity, as the lab did.
+class AdaptiveAvgPool(nn.Module):
+    """nn.AdaptiveAvgPool2d's bins as two averaging matrices, so the ONNX graph keeps dynamic
+    rows and columns: the TorchScript exporter only writes an adaptive pool whose input size
+    is known and a multiple of the output size. Same bins as torch (floor start, ceil end)."""
+
+    def __init__(self, size: tuple[int, int] = (7, 7)) -> None:
+        super().__init__()
+        self.size = size
+
+    @staticmethod
+    def _bins(n: torch.Tensor | int, m: int, like: torch.Tensor) -> torch.Tensor:
+        i = torch.arange(m, device=like.device)
+        start = torch.div(i * n, m, rounding_mode="floor")
+        end = -torch.div(-(i + 1) * n, m, rounding_mode="floor")  # ceil
+        j = torch.arange(n, device=like.device)
+        inside = ((j[None] >= start[:, None]) & (j[None] < end[:, None])).to(like.dtype)
+        return inside / (end - start).to(like.dtype)[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self._bins(x.shape[-2], self.size[0], x)
+        cols = self._bins(x.shape[-1], self.size[1], x)
+        return torch.einsum("ih,nchw,jw->ncij", rows, x, cols)
+
+
+def build_vgg16(num_classes: int = CLASSES, backbone_weights: str | None = None) -> nn.Module:
+    """torchvision's VGG16 as the lab built it: every MaxPool2d replaced by Identity and
+    classifier[6] by Linear(4096, K). The module is torchvision's own, so a course checkpoint
+    (`features.*`, `classifier.0/3/6.*`) loads key for key; only the (weightless) avgpool is
+    swapped for the same averaging written so it exports with dynamic image sizes.
 
     The feature maps keep the input's full size through all 13 convolutions (the lab's design,
-    and its cost); adaptive average pooling then feeds a small classifier head.
+    and its cost). `backbone_weights`: a local ImageNet VGG16 file (its 1000-class layer is
+    skipped by shape).
     """
+    from torchvision.models import vgg16
 
-    def __init__(self, num_classes: int = CLASSES, hidden: int = 128,
-                 backbone_weights: str | None = None) -> None:
-        super().__init__()
-        from torchvision.models import vgg16
-
-        features = vgg16(weights=None).features
-        for i, layer in enumerate(features):
-            if isinstance(layer, nn.MaxPool2d):
-                features[i] = nn.Identity()
-        self.features = features
-        if backbone_weights:
-            load_backbone_weights(self, backbone_weights)  # features.* of torchvision's vgg16
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(512, hidden),
-                                        nn.ReLU(inplace=True), nn.Dropout(0.5),
-                                        nn.Linear(hidden, num_classes))
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.pool(self.features(image)))
+    net = vgg16(weights=None)
+    for i, layer in enumerate(net.features):
+        if isinstance(layer, nn.MaxPool2d):
+            net.features[i] = nn.Identity()
+    net.avgpool = AdaptiveAvgPool((7, 7))
+    net.classifier[6] = nn.Linear(4096, num_classes)
+    if backbone_weights:
+        load_backbone_weights(net, backbone_weights)
+    return net
 
 
 # --- ResNet50 + age/sex ----------------------------------------------------------------------
@@ -161,28 +182,42 @@ def _swin_last_norm(model: nn.Module) -> list[nn.Module]:
 _AGESEX_IO = {"input_names": ("image", "extras"), "output_names": ("logits",)}
 _AXES = {"image": IMAGE_AXES, "extras": {0: "batch"}, "logits": {0: "batch"}}
 
+def _classes(key: str) -> Callable[[dict[str, torch.Tensor]], dict]:
+    return lambda state: {"num_classes": int(state[key].shape[0])}
+
+
+def _small_options(state: dict[str, torch.Tensor]) -> dict:
+    stages = sorted({k.split(".")[2] for k in state if k.startswith("backbone.stages.")}, key=int)
+    widths = [int(state[f"backbone.stages.{i}.body.0.weight"].shape[0]) for i in stages]
+    return {"num_classes": int(state["classifier.weight"].shape[0]), "widths": widths}
+
+
 register(Architecture(
-    name="lab2.vgg16", lab=2, task="classification", build=VGG16NoPool,
+    name="lab2.vgg16", lab=2, task="classification", build=build_vgg16,
     example_inputs=lambda: (_seeded(2, 3, 16, 16),), input_names=("image",),
     output_names=("logits",), dynamic_axes={"image": IMAGE_AXES, "logits": {0: "batch"}},
-    description="VGG16 features, every MaxPool2d replaced by Identity, adaptive average "
-                "pooling and a small head; prev/current/next slices as 3 channels",
-    cam_layers=lambda m: [m.features[28]]))
+    description="torchvision VGG16, every MaxPool2d replaced by Identity, torchvision's "
+                "avgpool and classifier (last layer K classes); prev/current/next slices as 3 "
+                "channels", cam_layers=lambda m: [m.features[28]],
+    options_from_weights=_classes("classifier.6.weight")))
 register(Architecture(
     name="lab2.resnet50_agesex", lab=2, task="classification", build=build_resnet50_agesex,
     example_inputs=lambda: _image_and_extras(32), **_AGESEX_IO, dynamic_axes=_AXES,
     description="ResNet50 (fc removed), 2048-d features ++ [age, sex] -> Linear",
-    cam_layers=lambda m: [m.backbone.layer4[-1]]))
+    cam_layers=lambda m: [m.backbone.layer4[-1]],
+    options_from_weights=_classes("classifier.weight")))
 register(Architecture(
     name="lab2.swin56_agesex", lab=2, task="classification", build=build_swin56_agesex,
     example_inputs=lambda: _image_and_extras(SWIN_SIZE), **_AGESEX_IO,
     dynamic_axes={"extras": {0: "batch"}, "image": {0: "batch"}, "logits": {0: "batch"}},
     description="timm Swin-T at 56x56 (head.fc removed), 768-d features ++ [age, sex] -> "
-                "Linear", cam_layers=_swin_last_norm))
+                "Linear", cam_layers=_swin_last_norm,
+    options_from_weights=_classes("classifier.weight")))
 register(Architecture(
     name="lab2.resnet_small_agesex", lab=2, task="classification",
     build=build_resnet_small_agesex, example_inputs=lambda: _image_and_extras(32),
     **_AGESEX_IO, dynamic_axes=_AXES, full=False,
     description="Light ResNet-style CNN (stem + 4 BasicBlocks, 16-128 channels) ++ [age, sex]"
                 " -> Linear: the shipped demo model's backbone",
-    cam_layers=_last_block, default_options={"widths": (16, 32, 64, 128)}))
+    cam_layers=_last_block, default_options={"widths": (16, 32, 64, 128)},
+    options_from_weights=_small_options))

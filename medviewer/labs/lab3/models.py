@@ -9,19 +9,23 @@ gives "logits" (batch, classes):
   weighted sum (softmax-normalised weight per slice position);
 - 3D CNN: Conv3d / BatchNorm3d / ReLU / MaxPool3d over (batch, 1, N, rows, cols).
 
-The full lab versions use torchvision's ResNet50 (weights=None: nothing is downloaded) and a
-wide 3D CNN; the "_small" variants (a small ResNet-style backbone, a narrow 3D CNN) are what
-the shipped demo models use.
+The full lab versions are the course's modules, key for key, so its checkpoints load as they
+are: single slice and early fusion are a torchvision ResNet50 itself (conv1 taking 1 or 3
+channels, or the N slices; fc K classes: keys conv1.weight ... fc.bias), late fusion is N
+separate torchvision ResNet50s (`nets.i.*`) and their learned weights (`weights`, N values,
+a plain weighted sum of the nets' logits), and a wide 3D CNN. Nothing is downloaded
+(weights=None). The "_small" variants (a small ResNet-style backbone shared by the slices,
+a narrow 3D CNN) are what the shipped demo models use.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.models.resnet import Bottleneck, ResNet
 
 from medviewer.labs.architectures import Architecture, register
 from medviewer.labs.pretrained import load_backbone_weights
@@ -30,17 +34,52 @@ DYNAMIC = {"slices": {0: "batch", 2: "rows", 3: "columns"}, "logits": {0: "batch
 SMALL_WIDTHS = (8, 16, 32, 64)
 
 
-def resnet50(in_channels: int, num_classes: int,
-             backbone_weights: str | Path | None = None) -> nn.Module:
-    """torchvision's ResNet50, first convolution taking `in_channels`; random weights, or a
-    local ImageNet file (its first convolution and classifier are kept only where they fit)."""
-    from torchvision.models import resnet50 as tv_resnet50
+def _grey_to(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """(batch, 1, rows, cols) repeated to a network's input channels (3: an RGB ResNet)."""
+    return x if channels == 1 else x.expand(-1, channels, -1, -1)
 
-    net = tv_resnet50(weights=None, num_classes=num_classes)
-    net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-    if backbone_weights:
-        load_backbone_weights(net, backbone_weights)
-    return net
+
+class ResNet50Slices(ResNet):
+    """Single slice / early fusion: torchvision's ResNet50 itself (its keys, conv1.weight ...
+    fc.bias), conv1 taking `in_channels`. Single slice: the central slice, repeated when
+    conv1 takes 3 channels; early fusion: the N slices as conv1's N channels."""
+
+    def __init__(self, in_channels: int, num_classes: int, single: bool,
+                 backbone_weights: str | Path | None = None) -> None:
+        super().__init__(Bottleneck, [3, 4, 6, 3], num_classes=num_classes)
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        if backbone_weights:  # conv1 and fc are kept only where they fit
+            load_backbone_weights(self, backbone_weights)
+        self.single = single
+        self.in_channels = in_channels
+
+    def forward(self, slices: torch.Tensor) -> torch.Tensor:
+        if self.single:
+            middle = slices.shape[1] // 2
+            slices = _grey_to(slices[:, middle:middle + 1], self.in_channels)
+        return super().forward(slices)
+
+
+class SeparateLateFusion(nn.Module):
+    """The course's late fusion: N separate ResNet50s, net i on slice i, their logits summed
+    with N learned weights (`weighting` "sum": as they are, starting at 1/N; "softmax":
+    softmax-normalised). conv1 takes 1 channel, or 3 (the slice repeated)."""
+
+    def __init__(self, num_classes: int, slices: int, in_channels: int = 1,
+                 weighting: str = "sum", backbone_weights: str | Path | None = None) -> None:
+        super().__init__()
+        if weighting not in ("sum", "softmax"):
+            raise ValueError(f"weighting is 'sum' or 'softmax', not {weighting!r}")
+        self.nets = nn.ModuleList(
+            [ResNet50Slices(in_channels, num_classes, True, backbone_weights)
+             for _ in range(slices)])
+        self.weights = nn.Parameter(torch.full((slices,), 1.0 / slices))
+        self.weighting = weighting
+
+    def forward(self, slices: torch.Tensor) -> torch.Tensor:
+        w = self.weights.softmax(dim=0) if self.weighting == "softmax" else self.weights
+        out = [w[i] * net(slices[:, i:i + 1]) for i, net in enumerate(self.nets)]
+        return torch.stack(out, dim=0).sum(dim=0)
 
 
 class BasicBlock(nn.Module):
@@ -170,7 +209,9 @@ def _example(slices: int) -> Callable[[], tuple[torch.Tensor, ...]]:
 
 
 def _cam_2d(model: nn.Module) -> list[nn.Module]:
-    return [model.net.layer4]
+    if isinstance(model, SeparateLateFusion):  # each net's map, weighted by its gradient
+        return [net.layer4 for net in model.nets]
+    return [getattr(model, "net", model).layer4]
 
 
 def _cam_3d(model: nn.Module) -> list[nn.Module]:
@@ -181,6 +222,12 @@ FUSIONS = {"single_slice": SingleSlice, "early_fusion": EarlyFusion, "late_fusio
 SUMMARIES = {"single_slice": "Single slice: {net} on the central slice of the sample.",
              "early_fusion": "Early fusion: the slices as the input channels of {net}.",
              "late_fusion": "Late fusion: {net} per slice, learned softmax-weighted sum."}
+FULL_SUMMARIES = {
+    "single_slice": "Single slice: torchvision ResNet50 (conv1 1 or 3 channels) on the central "
+                    "slice of the sample.",
+    "early_fusion": "Early fusion: the slices as the input channels of torchvision ResNet50.",
+    "late_fusion": "Late fusion: N separate torchvision ResNet50s, one per slice, their logits "
+                   "combined by a learned weighted sum."}
 # the light 2D backbones: a per-slice detector (single, late) pools by max, early fusion by
 # average (measured on the demo task: early fusion AUC 0.75 with max, 1.00 with average)
 SMALL_BACKBONES = {"single_slice": (small_backbone, "a small ResNet (global max pool)"),
@@ -188,47 +235,102 @@ SMALL_BACKBONES = {"single_slice": (small_backbone, "a small ResNet (global max 
                    "late_fusion": (small_backbone, "a small ResNet (global max pool)")}
 
 
-def _fusion_builder(kind: str, full: bool, default_slices: int) -> Callable[..., nn.Module]:
-    backbone = resnet50 if full else SMALL_BACKBONES[kind][0]
+def _small_builder(kind: str, default_slices: int) -> Callable[..., nn.Module]:
+    backbone = SMALL_BACKBONES[kind][0]
 
-    def build(num_classes: int = 2, slices: int = default_slices,
-              backbone_weights: str | Path | None = None) -> nn.Module:
-        net = backbone
-        if backbone_weights:
-            if not full:
-                raise ValueError("pretrained weights fit the full ResNet50 methods only")
-            net = functools.partial(resnet50, backbone_weights=backbone_weights)
+    def build(num_classes: int = 2, slices: int = default_slices) -> nn.Module:
         if kind == "single_slice":
-            return SingleSlice(net, num_classes)
-        return FUSIONS[kind](net, num_classes, slices)
+            return SingleSlice(backbone, num_classes)
+        return FUSIONS[kind](backbone, num_classes, slices)
 
     return build
 
 
-def _cnn3d_builder(widths: tuple[int, ...]) -> Callable[..., nn.Module]:
-    def build(num_classes: int = 2, slices: int | None = None) -> nn.Module:
-        return CNN3D(num_classes, widths)  # any number of slices: `slices` is accepted only
+def _full_builder(kind: str, default_slices: int) -> Callable[..., nn.Module]:
+    def build(num_classes: int = 2, slices: int = default_slices, in_channels: int = 1,
+              weighting: str = "sum", backbone_weights: str | Path | None = None
+              ) -> nn.Module:
+        """`in_channels`: conv1's of single slice and of each late-fusion net (1, or 3 for
+        the slice repeated); early fusion's conv1 takes the `slices`."""
+        if kind == "late_fusion":
+            return SeparateLateFusion(num_classes, slices, in_channels, weighting,
+                                      backbone_weights)
+        single = kind == "single_slice"
+        return ResNet50Slices(in_channels if single else slices, num_classes, single,
+                              backbone_weights)
 
     return build
+
+
+def _full_options(kind: str) -> Callable[[dict[str, torch.Tensor]], dict]:
+    """Classes from fc, channels from conv1; late fusion's N from its weights."""
+    def options(state: dict[str, torch.Tensor]) -> dict:
+        net = "nets.0." if kind == "late_fusion" else ""
+        found = {"num_classes": int(state[f"{net}fc.weight"].shape[0])}
+        channels = int(state[f"{net}conv1.weight"].shape[1])
+        if kind == "early_fusion":
+            found["slices"] = channels
+        else:
+            found["in_channels"] = channels
+        if kind == "late_fusion":
+            found["slices"] = int(state["weights"].shape[0])
+        return found
+
+    return options
+
+
+def _small_options(kind: str) -> Callable[[dict[str, torch.Tensor]], dict]:
+    def options(state: dict[str, torch.Tensor]) -> dict:
+        found = {"num_classes": int(state["net.fc.weight"].shape[0])}
+        if kind == "early_fusion":
+            found["slices"] = int(state["net.stem.0.weight"].shape[1])
+        elif kind == "late_fusion":
+            found["slices"] = int(state["slice_weights"].shape[0])
+        return found
+
+    return options
+
+
+def _cnn3d_builder(default_widths: tuple[int, ...]) -> Callable[..., nn.Module]:
+    def build(num_classes: int = 2, slices: int | None = None,
+              widths: Sequence[int] = default_widths) -> nn.Module:
+        return CNN3D(num_classes, tuple(widths))  # any number of slices: `slices` only accepted
+
+    return build
+
+
+def _cnn3d_options(state: dict[str, torch.Tensor]) -> dict:
+    convs = sorted((int(k.split(".")[1]), v) for k, v in state.items()
+                   if k.startswith("features.") and k.endswith(".weight") and v.ndim == 5)
+    return {"num_classes": int(state["fc.weight"].shape[0]),
+            "widths": [int(v.shape[0]) for _, v in convs]}
+
+
+# full late fusion: N ResNet50s (25 M weights each), so its example and default use 3 slices
+FULL_SLICES = {"single_slice": 16, "early_fusion": 16, "late_fusion": 3}
+SMALL_SLICES = 12
 
 
 def _register_all() -> None:
-    for full, suffix, net, slices in ((True, "", "ResNet50", 16),
-                                      (False, "_small", "", 12)):
-        for kind in FUSIONS:
+    for kind in FUSIONS:
+        for full in (True, False):
+            slices = FULL_SLICES[kind] if full else SMALL_SLICES
             register(Architecture(
-                name=f"lab3.{kind}{suffix}", lab=3, task="fusion",
-                build=_fusion_builder(kind, full, slices), example_inputs=_example(slices),
-                input_names=("slices",), output_names=("logits",), dynamic_axes=DYNAMIC,
-                description=SUMMARIES[kind].format(net=net if full else SMALL_BACKBONES[kind][1]),
-                full=full, cam_layers=_cam_2d,
-                default_options={"slices": slices}))
-        widths = (32, 64, 128, 256) if full else (8, 16, 32, 48)
+                name=f"lab3.{kind}{'' if full else '_small'}", lab=3, task="fusion",
+                build=(_full_builder if full else _small_builder)(kind, slices),
+                example_inputs=_example(slices), input_names=("slices",),
+                output_names=("logits",), dynamic_axes=DYNAMIC,
+                description=FULL_SUMMARIES[kind] if full else
+                SUMMARIES[kind].format(net=SMALL_BACKBONES[kind][1]),
+                full=full, cam_layers=_cam_2d, default_options={"slices": slices},
+                options_from_weights=(_full_options if full else _small_options)(kind)))
+    for full, suffix, slices, widths in ((True, "", 16, (32, 64, 128, 256)),
+                                          (False, "_small", SMALL_SLICES, (8, 16, 32, 48))):
         register(Architecture(
             name=f"lab3.cnn3d{suffix}", lab=3, task="fusion", build=_cnn3d_builder(widths),
             example_inputs=_example(slices), input_names=("slices",), output_names=("logits",),
             dynamic_axes=DYNAMIC, full=full, cam_layers=_cam_3d,
-            default_options={"slices": slices},
+            default_options={"slices": slices}, options_from_weights=_cnn3d_options,
             description=f"3D CNN: Conv3d/BatchNorm3d/ReLU/MaxPool3d, widths "
                         f"{'-'.join(map(str, widths))}."))
 

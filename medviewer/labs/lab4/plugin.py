@@ -2,7 +2,9 @@
 
 numpy only (no torch): the viewer imports this through the `medviewer.plugins` entry point.
 The batching over slices, progress and cancel come from `SliceSegmenter`; this adds smooth
-label edges when the model ran at a lower resolution than the series.
+label edges when the model ran at a lower resolution than the series, and reads a network with
+one output channel (a binary net trained with sigmoid / BCE) as the foreground logit: label 1
+(labels [background, foreground]) where the logit is > 0, i.e. sigmoid > 0.5.
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ from scipy import ndimage
 from medviewer.inference.pipelines import SliceSegmenter
 from medviewer.inference.registry import Plugin
 from medviewer.inference.results import Result
+
+
+def label_logits(logits: np.ndarray) -> np.ndarray:
+    """(batch, labels, r, c) scores whose argmax is the label map. One channel, a binary net's
+    foreground logit x, becomes [0, x]: foreground exactly where x > 0 (a tie is background)."""
+    if logits.shape[1] != 1:
+        return logits
+    return np.concatenate([np.zeros_like(logits), logits], axis=1)
 
 
 def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,6 +103,16 @@ def _upsample_any(logits: np.ndarray, coarse: np.ndarray, edge: np.ndarray,
     return out
 
 
+class Segmenter(SliceSegmenter):
+    """SliceSegmenter that also reads a one-channel (binary) output, see `label_logits`."""
+
+    def postprocess(self, outputs: dict[str, np.ndarray], batch: list[int], voxels: np.ndarray,
+                    result: Result) -> None:
+        name = self.manifest.onnx_outputs[0]
+        super().postprocess({**outputs, name: label_logits(outputs[name])}, batch, voxels,
+                            result)
+
+
 class ChestSegmenter(SliceSegmenter):
     """SliceSegmenter with edge-refined upsampling (see `upsample_labels`)."""
 
@@ -104,9 +124,9 @@ class ChestSegmenter(SliceSegmenter):
                     result: Result) -> None:
         if result.label_map is None:
             result.label_map = np.zeros(voxels.shape[:3], np.uint8)
-        logits = outputs[self.manifest.onnx_outputs[0]]
+        logits = label_logits(outputs[self.manifest.onnx_outputs[0]])
         result.label_map[batch] = upsample_labels(logits, voxels.shape[1:3])
 
 
 PLUGIN = Plugin(name="lab4", lab=4, title="Lab 4: segmentation (U-Net, FCN-8s)",
-                pipelines={"segmentation": SliceSegmenter, "chest-segmenter": ChestSegmenter})
+                pipelines={"segmentation": Segmenter, "chest-segmenter": ChestSegmenter})

@@ -7,7 +7,10 @@ Both variants share two changes to torchvision's detector:
 - `DetectorExport`: one image tensor (1, 3, rows, cols) in, (boxes, scores, labels) out, the
   ONNX signature. The score threshold and the RPN's pre/post-NMS top-k are attributes baked
   into the traced graph: with threshold 0, up to 90k boxes reached NMS and ONNX Runtime ran
-  5-7x slower than torch (the AI plugins issue).
+  5-7x slower than torch (the AI plugins issue). Its weights are the detector's own, keyed as
+  torchvision writes them (backbone.body.conv1.weight ... roi_heads.box_predictor.bbox_pred.bias),
+  so the course's `torch.save(model.state_dict())` loads as it is; files written with the
+  older `detector.` prefix load too.
 Labels out of the graph are 1-based (0 is torchvision's background): label k is the
 manifest's labels[k - 1].
 """
@@ -19,12 +22,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.models import resnet50
 from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from medviewer.labs.architectures import Architecture, register
@@ -47,15 +51,33 @@ class ImagesAsGiven(GeneralizedRCNNTransform):
 
 
 class DetectorExport(nn.Module):
-    """The ONNX face of a torchvision detector: (1, 3, H, W) -> boxes, scores, labels."""
+    """The ONNX face of a torchvision detector: (1, 3, H, W) -> boxes, scores, labels.
+
+    The detector's children (transform, backbone, rpn, roi_heads) are this module's, so its
+    keys are torchvision's with no prefix; `detector` is the torchvision module itself (same
+    layers), for training (images, targets -> losses) and CAM (images -> detections).
+    """
 
     def __init__(self, detector: FasterRCNN) -> None:
         super().__init__()
-        self.detector = detector
+        for name, child in detector.named_children():
+            self.add_module(name, child)
+        self.__dict__["detector"] = detector  # not a child: its layers are registered above
+
+    def train(self, mode: bool = True) -> DetectorExport:
+        super().train(mode)
+        self.detector.training = mode  # the shared children already follow
+        return self
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         found = self.detector([image[0]])[0]
         return found["boxes"], found["scores"], found["labels"]
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        old = prefix + "detector."  # weights exported before the keys were torchvision's
+        for key in [k for k in state_dict if k.startswith(old)]:
+            state_dict[prefix + key[len(old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def _keep_input_size(detector: FasterRCNN, mean: list[float], std: list[float]) -> FasterRCNN:
@@ -66,20 +88,35 @@ def _keep_input_size(detector: FasterRCNN, mean: list[float], std: list[float]) 
 
 def build_full(num_classes: int = len(LABELS), *, score_threshold: float = SCORE_THRESHOLD,
                pre_nms_top_n: int = 1000, post_nms_top_n: int = 1000,
-               detections: int = 100, backbone_weights: str | Path | None = None
-               ) -> DetectorExport:
-    """torchvision's fasterrcnn_resnet50_fpn from scratch (no download), thresholds baked in.
+               detections: int = 100, frozen_batchnorm: bool = False,
+               backbone_weights: str | Path | None = None) -> DetectorExport:
+    """torchvision's fasterrcnn_resnet50_fpn from scratch (no download), thresholds baked in
+    (torchvision's own defaults), box predictor FastRCNNPredictor(1024, K + 1).
 
+    `frozen_batchnorm`: the backbone's batch norms are torchvision's FrozenBatchNorm2d, as
+    `fasterrcnn_resnet50_fpn` builds them whenever it starts from pretrained weights (the
+    course's case); such a checkpoint has no num_batches_tracked tensors. Equal in eval mode.
     `backbone_weights`: a local safetensors file of torchvision ResNet50 ImageNet weights,
     loaded into the backbone when the user has one (never fetched from the network).
     """
-    detector = fasterrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None, num_classes=num_classes + 1,
-        box_score_thresh=score_threshold, rpn_pre_nms_top_n_test=pre_nms_top_n,
-        rpn_post_nms_top_n_test=post_nms_top_n, box_detections_per_img=detections)
+    options = {"num_classes": num_classes + 1, "box_score_thresh": score_threshold,
+               "rpn_pre_nms_top_n_test": pre_nms_top_n,
+               "rpn_post_nms_top_n_test": post_nms_top_n, "box_detections_per_img": detections}
+    if frozen_batchnorm:  # what torchvision builds with pretrained weights, without them
+        body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+        detector = FasterRCNN(_resnet_fpn_extractor(body, 3), **options)
+    else:
+        detector = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, **options)
     if backbone_weights is not None:
         load_backbone_weights(detector.backbone.body, backbone_weights)  # fc.* skipped
     return DetectorExport(_keep_input_size(detector, IMAGENET_MEAN, IMAGENET_STD))
+
+
+def full_options(state: dict[str, torch.Tensor]) -> dict:
+    """K foreground classes from the box predictor; frozen batch norms when the checkpoint
+    has no num_batches_tracked (a detector started from pretrained weights)."""
+    return {"num_classes": int(state["roi_heads.box_predictor.cls_score.weight"].shape[0]) - 1,
+            "frozen_batchnorm": "backbone.body.bn1.num_batches_tracked" not in state}
 
 
 def _stage(cin: int, cout: int) -> nn.Sequential:
@@ -122,6 +159,13 @@ def build_light(num_classes: int = len(LABELS), *, width: int = 12, out_channels
     return DetectorExport(_keep_input_size(detector, [0.5] * 3, [0.25] * 3))
 
 
+def light_options(state: dict[str, torch.Tensor]) -> dict:
+    """Classes, stem width and FPN channels of a light detector's weights."""
+    return {"num_classes": int(state["roi_heads.box_predictor.cls_score.weight"].shape[0]) - 1,
+            "width": int(state["backbone.body.stem.0.weight"].shape[0]),
+            "out_channels": int(state["backbone.fpn.inner_blocks.0.0.weight"].shape[0])}
+
+
 def example_inputs(size: int = 64) -> tuple[torch.Tensor]:
     """A tiny film: a bright ellipse on a darker field, so an untrained net still finds boxes.
 
@@ -148,10 +192,12 @@ _COMMON = {"lab": 5, "task": "detection", "example_inputs": example_inputs,
 
 register(Architecture(
     name="lab5.fasterrcnn_resnet50_fpn", build=build_full, full=True,
+    options_from_weights=full_options,
     description="torchvision Faster R-CNN, ResNet50-FPN backbone, from scratch; works at "
                 f"{FULL_SIZE} px after log transform and simplest colour balance.", **_COMMON))
 register(Architecture(
     name="lab5.fasterrcnn_light", build=build_light, full=False,
+    options_from_weights=light_options,
     description="Faster R-CNN with a 5-stage 12-96 channel CNN under a 32-channel FPN "
                 f"(~0.5M parameters) for the demo heart detector at {DEMO_SIZE} px.",
     **_COMMON))
