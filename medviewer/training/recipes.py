@@ -49,7 +49,11 @@ def build_model(manifest: Manifest, init: str, job_path: str | None = None,
     """The manifest's architecture, with the baseline's weights ("current") or fresh, its
     backbone from a local pretrained file when one is given."""
     from medviewer.labs import architectures
+    from medviewer.training.foreign import external_problem
 
+    problem = external_problem(manifest, "train")  # imported from ONNX: no torch layers
+    if problem is not None:
+        raise TrainingError(manifest.folder, problem)
     try:
         arch = architectures.ARCHITECTURES.get(manifest.arch) or architectures.get(manifest.arch)
     except (KeyError, ImportError) as exc:

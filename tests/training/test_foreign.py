@@ -188,6 +188,24 @@ def test_torchscript_classifier_is_converted_and_parity_checked(
     assert relative_error(expected, result.scores) <= 1e-4
 
 
+def test_an_imported_model_says_why_it_has_no_cam_and_no_retraining(tmp_path: Path,
+                                                                    ct_series_dir: Path) -> None:
+    from medviewer.explain import explain
+    from medviewer.training import recipes
+    from medviewer.training.errors import TrainingError
+
+    path = tmp_path / "classifier.pt"
+    torch.jit.script(Classifier().eval()).save(str(path))
+    manifest = foreign.export_self_contained(path, "torchscript", cls_fields(),
+                                             tmp_path / "model")
+    with pytest.raises(ModelError, match="imported from a TorchScript file: it has no torch "
+                       "layers for a class activation map"):
+        explain(manifest, ct_volume(ct_series_dir), 3)
+    with pytest.raises(TrainingError, match="cannot be retrained in MedViewer. Import a "
+                       "checkpoint of a registered architecture"):
+        recipes.build_model(manifest, "current")
+
+
 class AgeSexClassifier(nn.Module):
     def forward(self, extras: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return image.mean(dim=(2, 3))[:, :2] + extras * torch.tensor([1.0, -1.0])
