@@ -124,7 +124,8 @@ class MainWindow(QMainWindow):
         what one feature tells another goes through here."""
         # AI menu, results dock, provider label; Model menu; Annotate menu, dock and tools
         self.ai = AiController(self, self.document, self.viewer)
-        self.model_menu = ModelMenu(self, chosen_model=self.ai.model_for_series)
+        self.model_menu = ModelMenu(self, document=self.document,
+                                   chosen_model=self.ai.model_for_series)
         self.model_menu.sigModelsChanged.connect(self.ai.models_changed)
         self.annotate = AnnotateController(self, self.document, self.viewer)
 

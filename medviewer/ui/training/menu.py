@@ -1,11 +1,12 @@
-"""The Model menu (Retrain..., Versions...) and `models_changed`, the viewer's switch to newly
-installed or chosen versions without a restart.
+"""The Model menu (Retrain..., Versions..., Import Model...) and `models_changed`, the viewer's
+switch to newly installed or chosen versions without a restart.
 
 `ModelMenu.models_changed()` is what whoever changes the model store calls afterwards (the
-Versions dialog after a rollback, the Retrain dialog after publishing): it emits
-`sigModelsChanged`, which the shell hands to the AI feature (it lists the models again and drops
-its opened ONNX sessions, so the next run opens the version that is active now), an open
-Versions dialog reloads and the Retrain dialog shows the version now in use.
+Versions dialog after a rollback, the Retrain dialog after publishing, the Import dialog after
+installing): it emits `sigModelsChanged`, which the shell hands to the AI feature (it lists the
+models again and drops its opened ONNX sessions, so the next run opens the version that is
+active now), an open Versions dialog reloads and the Retrain dialog shows the version now in
+use.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from medviewer.ui.common.guard import guarded
 from medviewer.ui.common.host import Host
 
 if TYPE_CHECKING:
+    from medviewer.ui.document.study import StudyDocument
+    from medviewer.ui.training.import_dialog import ImportDialog
     from medviewer.ui.training.versions_dialog import VersionsDialog
 
 log = logging.getLogger(__name__)
@@ -28,14 +31,15 @@ log = logging.getLogger(__name__)
 
 class ModelMenu(QObject):
     """The "&Model" menu of one window (its `Host`); `chosen_model()` names the model the
-    dialogs start on (handed in by the shell: one that reads the open series)."""
+    dialogs start on (handed in by the shell: one that reads the open series); `document`
+    is the window's open study (the slice Import's Preview runs on)."""
 
     sigModelsChanged = Signal()  # the installed or active versions changed
 
-    def __init__(self, host: Host, *,
+    def __init__(self, host: Host, *, document: StudyDocument | None = None,
                  chosen_model: Callable[[], str | None] = lambda: None) -> None:
         super().__init__(host.dialog_parent())
-        self.host, self.chosen_model = host, chosen_model
+        self.host, self.chosen_model, self.document = host, chosen_model, document
         self.menu = QMenu("&Model", host.dialog_parent())
         self.menu.setObjectName("modelMenu")
         self.menu.setToolTipsVisible(True)
@@ -45,10 +49,16 @@ class ModelMenu(QObject):
         self.versions_action = self.menu.addAction("&Versions\u2026")
         self.versions_action.setToolTip("Every installed version of a model with its metrics; "
                                         "switch to (or roll back to) any of them")
+        self.import_action = self.menu.addAction("&Import Model\u2026")
+        self.import_action.setToolTip("Your own checkpoint (.pth, .safetensors) or model file "
+                                      "(.onnx, TorchScript, .pt2) as a model of the AI menu, "
+                                      "previewed on this slice first")
         self.retrain_action.triggered.connect(lambda _checked=False: self.open_retrain())
         self.versions_action.triggered.connect(lambda _checked=False: self.open_versions())
+        self.import_action.triggered.connect(lambda _checked=False: self.open_import())
         self.retrain_dialog: QWidget | None = None
         self.versions_dialog: VersionsDialog | None = None
+        self.import_dialog: ImportDialog | None = None
         host.add_menu(self.menu)
 
     def models_changed(self) -> None:
@@ -98,12 +108,26 @@ class ModelMenu(QObject):
         dialog.activateWindow()
         return dialog
 
+    @guarded
+    def open_import(self) -> ImportDialog | None:
+        """Show the Import Model dialog (one per window: raised again when already open)."""
+        from medviewer.ui.training.import_dialog import ImportDialog
+
+        dialog = self.import_dialog
+        if not _alive(dialog):
+            dialog = self.import_dialog = ImportDialog(self.host, self.document,
+                                                       on_models_changed=self.models_changed)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+        return dialog
 
     def shutdown(self) -> None:
-        """The window is closing: a training child must not outlive the viewer."""
-        dialog = self.retrain_dialog
-        if _alive(dialog):
-            dialog.shutdown()
+        """The window is closing: a training child must not outlive the viewer, an import
+        worker neither, and the import's temporary folders go."""
+        for dialog in (self.retrain_dialog, self.import_dialog):
+            if _alive(dialog):
+                dialog.shutdown()
 
 
 def _alive(widget: Any) -> bool:

@@ -130,7 +130,7 @@ def test_the_model_menu_follows_the_ai_menu(make_main_window, store):
     titles = [a.text() for a in window.menuBar().actions()]
     assert titles[titles.index("&AI") + 1] == "&Model"
     texts = [a.text() for a in window.model_menu.menu.actions()]
-    assert texts == ["&Retrain\u2026", "&Versions\u2026"]
+    assert texts == ["&Retrain\u2026", "&Versions\u2026", "&Import Model\u2026"]
 
 
 def test_retrain_opens_the_dialog_for_the_chosen_model(make_main_window, store, qtbot):

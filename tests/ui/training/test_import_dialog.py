@@ -1,0 +1,183 @@
+"""Model -> Import Model... in the real window: a notebook's torch.save state dict becomes a model
+of the AI menu (guessed fields, Preview on the slice before anything is saved, Import, run),
+and a checkpoint that does not fit is a sentence with its key report in a dialog still usable.
+
+The network is a tiny `test.import_thresholds` architecture registered here (a 1x1 conv whose
+argmax labels the HU of the chest phantom), so the whole journey takes seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from medviewer.inference import list_models, registry, versions
+from medviewer.labs.architectures import ARCHITECTURES, Architecture
+from tests.ui.gui import _open, _run
+
+LIKE = "lab4-chest-unet"  # the installed lab 4 segmenter whose input spec the dialog copies
+WINDOW, MEAN, STD = (-300.0, 2000.0), 0.5, 0.25  # LIKE's input spec
+SOFT_HU, BONE_HU = -500.5, 300.5
+NEW_ID = "my-thresholds"
+
+
+def _normalised(hu: float) -> float:
+    return ((hu - (WINDOW[0] - WINDOW[1] / 2)) / WINDOW[1] - MEAN) / STD
+
+
+class Thresholds(nn.Module):
+    """argmax: 0 below SOFT_HU, 1 up to BONE_HU, 2 above, on LIKE's normalised input."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(1, num_classes, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(image)
+
+
+def thresholds(num_classes: int = 3) -> Thresholds:
+    model = Thresholds(num_classes)
+    a, s, b = 50.0, _normalised(SOFT_HU), _normalised(BONE_HU)
+    with torch.no_grad():  # c1 = a (x - s); c2 = c1 + a (x - b): crosses c1 exactly at b
+        model.head.weight.copy_(torch.tensor([0.0, a, 2 * a]).view(3, 1, 1, 1))
+        model.head.bias.copy_(torch.tensor([0.0, -a * s, -a * s - a * b]))
+    return model
+
+
+def _classes(state: dict) -> dict:
+    return {"num_classes": int(state["head.weight"].shape[0])}
+
+
+ARCH = ARCHITECTURES.setdefault("test.import_thresholds", Architecture(
+    name="test.import_thresholds", lab=4, task="segmentation", build=thresholds,
+    example_inputs=lambda: (torch.rand(2, 1, 16, 16),), input_names=("image",),
+    output_names=("logits",), dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+    options_from_weights=_classes))
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A model store of this test only; the shipped models stay installed."""
+    monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv(registry.MODELS_ENV, raising=False)
+    return versions.store_dir()
+
+
+@pytest.fixture
+def window(make_main_window, qtbot, ct_series_dir, store):
+    win = make_main_window()
+    win.resize(1300, 850)
+    win.show()
+    qtbot.waitExposed(win)
+    _open(win, qtbot, ct_series_dir)
+    win.document.set_slice(10)  # mid-chest: lung, soft tissue and spine on screen
+    return win
+
+
+def _dialog(win):
+    win.model_menu.import_action.trigger()
+    dialog = win.model_menu.import_dialog
+    assert dialog is not None and dialog.isVisible()
+    return dialog
+
+
+def _choose(dialog, qtbot, path: Path):
+    with qtbot.waitSignal(dialog.sigInspected, timeout=60_000) as inspected:
+        assert dialog.choose_file(path)
+    return inspected.args[0]
+
+
+def _outcome(dialog, qtbot, button):
+    """Click `button` and wait for its worker: Preview, Manifest, or the error sentence."""
+    got: list = []
+    signals = (dialog.sigPreviewed, dialog.sigImported, dialog.sigFailed)
+    for signal in signals:
+        signal.connect(got.append)
+    try:
+        button.click()
+        qtbot.waitUntil(lambda: bool(got), timeout=60_000)
+    finally:
+        for signal in signals:
+            signal.disconnect(got.append)
+    return got[0]
+
+
+def _installed_ids() -> set[str]:
+    return {m.id for m in list_models()[0]}
+
+
+def test_a_notebook_state_dict_is_previewed_imported_and_run(window, qtbot, tmp_path, store):
+    checkpoint = tmp_path / "My Thresholds.pth"
+    torch.save(thresholds().state_dict(), checkpoint)  # what a course notebook writes
+    dialog = _dialog(window)
+    assert _choose(dialog, qtbot, checkpoint) is not None
+    # guessed from the file, prefilled from the installed lab 4 segmenter
+    assert (dialog.lab_combo.currentData(), dialog.task_combo.currentText(),
+            dialog.arch_combo.currentData()) == (4, "segmentation", ARCH.name)
+    labels = dialog.labels_box
+    assert labels.classes_spin.value() == 3 and not labels.classes_spin.isEnabled()
+    assert labels.labels()[0] == ["class 1", "class 2", "class 3"]
+    assert labels.placeholders() == [0, 1, 2] and "class N" in labels.warning.text()
+    assert dialog.id_edit.text() == "my-thresholds" and LIKE in dialog.input_box.like_label.text()
+    spec = dialog.input_box.spec()
+    assert (spec["size"], spec["window"], spec["mean"], dialog.plugin_edit.text()) == (
+        [128, 128], list(WINDOW), [MEAN], "lab4")
+    assert "2 of 2 tensors loaded" in dialog.report_view.toPlainText()
+    for row, name in enumerate(("background", "soft", "bone")):
+        labels.table.item(row, 0).setText(name)
+    assert labels.placeholders() == [] and labels.warning.text() == ""
+
+    preview = _outcome(dialog, qtbot, dialog.preview_button)
+    assert not isinstance(preview, str), preview
+    assert "soft:" in dialog.result_label.text() and "bone:" in dialog.result_label.text()
+    assert not dialog.thumb_label.pixmap().isNull()
+    assert NEW_ID not in _installed_ids() and not (store / NEW_ID).exists()  # nothing saved
+
+    manifest = _outcome(dialog, qtbot, dialog.import_button)
+    assert not isinstance(manifest, str), manifest
+    assert manifest.folder == store / NEW_ID / "1.0.0"
+    assert str(manifest.folder) in dialog.status_label.text()
+    assert NEW_ID in window.ai.menu.model_actions  # listed without a restart
+    assert manifest.label_names == ["background", "soft", "bone"]
+
+    output = _run(window, qtbot, lambda: window.ai.run_model(NEW_ID, scope="slice"))
+    k = window.document.slice_index
+    got = output.results[0].label_map[k]
+    np.testing.assert_array_equal(got, preview.result.label_map[k])  # what Preview showed
+    hu = window.document.volume.voxels[k]
+    truth = (hu > SOFT_HU).astype(np.uint8) + (hu > BONE_HU)
+    assert (got == truth).mean() > 0.95 and {1, 2} <= set(np.unique(got))
+
+
+def test_a_checkpoint_that_does_not_fit_is_a_sentence_and_the_dialog_stays_usable(
+        window, qtbot, tmp_path, store):
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"head.weight": torch.zeros(3, 1, 3, 3), "head.bias": torch.zeros(3)}, wrong)
+    dialog = _dialog(window)
+    assert not dialog.choose_file(tmp_path / "missing.pth")
+    assert "is not a file" in dialog.status_label.text()
+    _choose(dialog, qtbot, wrong)
+    if dialog.arch_combo.currentData() != ARCH.name:  # read again with the chosen one
+        with qtbot.waitSignal(dialog.sigInspected, timeout=60_000):
+            dialog.arch_combo.setCurrentIndex(dialog.arch_combo.findData(ARCH.name))
+    report = dialog.report_view.toPlainText()
+    assert "head.weight" in report and "(3, 1, 3, 3)" in report  # the key report names it
+    failed = _outcome(dialog, qtbot, dialog.preview_button)
+    assert isinstance(failed, str) and "head.weight" in failed and "Traceback" not in failed
+    assert dialog.status_label.text() == failed
+    assert dialog.preview_button.isEnabled() and not dialog.busy
+    assert not (store / dialog.id_edit.text()).exists()
+
+    dialog.maps_edit.setPlainText("no equals sign")
+    assert not dialog.preview() and "not OLD=NEW" in dialog.status_label.text()
+    dialog.maps_edit.clear()
+    good = tmp_path / "good.pth"
+    torch.save(thresholds().state_dict(), good)
+    _choose(dialog, qtbot, good)  # the same dialog reads the next file
+    assert "2 of 2 tensors loaded" in dialog.report_view.toPlainText()
+    assert dialog.preview_button.isEnabled()
