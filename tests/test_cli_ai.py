@@ -352,6 +352,19 @@ def test_export_maps_prefixes_the_user_gives(tmp_path, capsys):
     assert "key report: 2 of 2 tensors loaded" in capsys.readouterr().out
 
 
+def test_export_takes_an_onnx_file_without_an_architecture(tmp_path, capsys):
+    model = thresholds().eval()
+    path = tmp_path / "theirs.onnx"
+    torch.onnx.export(model, (torch.rand(1, 1, SIZE, SIZE),), str(path), input_names=["x"],
+                      output_names=["y"], opset_version=17, dynamo=False)
+    args = _export_args(path, SEG_ARCH, tmp_path / "from-onnx", "background,soft,bone")
+    assert main([a for i, a in enumerate(args) if i not in (2, 3, 4, 5)]) == 0  # lab guessed
+    assert "key report" not in capsys.readouterr().out  # no torch weights to fit
+    m = load_manifest(tmp_path / "from-onnx")
+    assert (m.lab, m.task, m.arch, m.input.size) == (4, "segmentation", "external.onnx",
+                                                     (SIZE, SIZE))
+
+
 # --- result files -------------------------------------------------------------------------------
 
 def _result(task: str, **fields) -> Result:

@@ -84,7 +84,8 @@ def _read_pickle(path: Path, trust_pickle: bool) -> tuple[dict[str, torch.Tensor
         raise ModelError(path, "This is a TorchScript archive, not a state dict; import it as "
                          "a self-contained model (no --arch needed).")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # a zip maps its tensors from the file instead of reading them all into memory
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
     except pickle.UnpicklingError as exc:
         if not trust_pickle:
             raise ModelError(path, _refusal(str(exc))) from None
@@ -99,6 +100,11 @@ def _read_pickle(path: Path, trust_pickle: bool) -> tuple[dict[str, torch.Tensor
         raise ModelError(path, f"No weights found in this checkpoint (it holds "
                          f"{_describe(obj)}); save the model's state_dict with torch.save.")
     return state, "pickled-module" if pickled_module else "state-dict"
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
 
 
 def _is_torchscript(path: Path) -> bool:

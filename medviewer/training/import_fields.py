@@ -28,33 +28,38 @@ PALETTE = ("#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#4
 VARIANT_SUFFIXES = ("_small", "_light")
 
 
-def similar_model(arch: Architecture) -> Manifest | None:
-    """The installed model of `arch`'s lab and task, the same architecture (or its light
+def similar_model(lab: int, task: str, arch: str | None = None) -> Manifest | None:
+    """The installed model of this lab and task, the same architecture (or its light
     variant) first, else the first by id."""
     from medviewer.inference.registry import list_models
 
-    def base(name: str) -> str:
+    def base(name: str | None) -> str | None:
         for suffix in VARIANT_SUFFIXES:
-            name = name.removesuffix(suffix)
+            name = name.removesuffix(suffix) if name else name
         return name
 
     models, _ = list_models()
-    same = [m for m in models if m.lab == arch.lab and m.task == arch.task]
-    same.sort(key=lambda m: (m.arch != arch.name, base(m.arch) != base(arch.name), m.id))
+    same = [m for m in models if m.lab == lab and m.task == task]
+    same.sort(key=lambda m: (m.arch != arch, base(m.arch) != base(arch), m.id))
     return same[0] if same else None
 
 
-def complete_fields(arch: Architecture, fields: dict[str, Any], inspection) -> dict[str, Any]:
+def complete_fields(arch: Architecture | None, fields: dict[str, Any], inspection
+                    ) -> dict[str, Any]:
     """The caller's fields completed (see the module's docstring); the Inspection gets the
-    warnings, `like` and the number of classes when the weights did not tell it."""
+    warnings, `like` and the number of classes when the weights did not tell it. `arch` None:
+    a self-contained file, whose lab and task the Inspection holds and whose graph gives the
+    channels and size where they are fixed."""
     from medviewer.inference import find_model
 
     fields = dict(fields)
+    lab, task = (arch.lab, arch.task) if arch else (inspection.lab, inspection.task)
+    what = arch.name if arch else f"this lab {lab} model"
     like_id = fields.pop("like", None)
-    like = find_model(like_id) if like_id else similar_model(arch)
-    if like is not None and like.task != arch.task:
-        raise ModelError(like.folder, f"--like {like.id} is a {like.task} model but {arch.name}"
-                         f" does {arch.task}.")
+    like = find_model(like_id) if like_id else similar_model(lab, task, arch and arch.name)
+    if like is not None and like.task != task:
+        raise ModelError(like.folder, f"--like {like.id} is a {like.task} model but {what} "
+                         f"does {task}.")
     if like is not None and not like_id and fields.get("plugin") not in (None, like.plugin):
         like = None  # its spec and options belong to another plugin than the one asked for
     if like is not None:
@@ -65,18 +70,23 @@ def complete_fields(arch: Architecture, fields: dict[str, Any], inspection) -> d
                 f"({like.arch}); change them with the input options or --like")
     given = dict(fields.get("input", {}))
     spec = {**(like.to_dict()["input"] if like else {}), **given}
-    _follow_weights(arch, spec, given, inspection)
-    _check_size(arch, spec, given, inspection)
+    if arch is not None:
+        _follow_weights(arch, spec, given, inspection)
+        _check_size(arch, spec, given, inspection)
+    else:
+        _follow_graph(spec, given, inspection)
     if "size" not in spec:
         raise ModelError(None, "Give the input size with --size H W (or --like MODEL_ID).")
     labels = _labels(fields.get("labels"), like, bool(like_id), inspection)
     options = {**(like.options if like else {}), **fields.get("options", {})}
-    options["build"] = {**inspection.build, **fields.get("options", {}).get("build", {})}
+    options.pop("build", None)
+    if arch is not None:
+        options["build"] = {**inspection.build, **fields.get("options", {}).get("build", {})}
     path = Path(inspection.path)
     model_id = fields.get("id") or path.stem
     return {**fields, "id": model_id, "title": fields.get("title") or model_id,
-            "version": fields.get("version") or "1.0.0",
-            "plugin": fields.get("plugin") or (like.plugin if like else f"lab{arch.lab}"),
+            "version": fields.get("version") or "1.0.0", "lab": lab,
+            "plugin": fields.get("plugin") or (like.plugin if like else f"lab{lab}"),
             "labels": labels, "input": spec, "options": options,
             "metrics": fields.get("metrics") or {
                 "split": "not measured: exported from a checkpoint", "n": 0},
@@ -85,6 +95,32 @@ def complete_fields(arch: Architecture, fields: dict[str, Any], inspection) -> d
                            "torch": torch.__version__, **fields.get("provenance", {})},
             "description": fields.get("description") or (
                 like.description if like and like_id else "")}
+
+
+def _follow_graph(spec: dict, given: dict, inspection) -> None:
+    """A self-contained graph's fixed channels and size (an image input's axes 1, 2, 3)."""
+    image = next((s for s in inspection.inputs.values() if len(s) >= 4), None)
+    if image is None:
+        return
+    channels, rows, columns = image[1], image[-2], image[-1]
+    if isinstance(channels, int) and "channels" not in given:
+        if inspection.lab == 3 and str(spec.get("context", "")).partition(":")[2]:
+            spec["context"] = f"{spec['context'].partition(':')[0]}:{channels}"
+        spec["channels"] = channels
+    if isinstance(rows, int) and isinstance(columns, int) and "size" not in given:
+        spec["size"] = [rows, columns]
+    _per_channel(spec, spec.get("channels", 1))
+
+
+def _per_channel(spec: dict, channels: int) -> None:
+    """mean/std of one value per channel or a single value: equal values collapse to one."""
+    for key in ("mean", "std"):
+        values = list(spec.get(key, ()))
+        if len(values) not in (0, 1, channels):
+            if len(set(values)) != 1:
+                raise ModelError(None, f"input {key} has {len(values)} values but the model "
+                                 f"takes {channels} channels; give one or {channels} values.")
+            spec[key] = values[:1]
 
 
 def _follow_weights(arch: Architecture, spec: dict, given: dict, inspection) -> None:
@@ -101,13 +137,7 @@ def _follow_weights(arch: Architecture, spec: dict, given: dict, inspection) -> 
         kind, _, _ = str(spec.get("context", "volume:0")).partition(":")
         spec["context"] = f"{kind if kind in ('volume', 'stack') else 'volume'}:{channels}"
     spec["channels"] = channels
-    for key in ("mean", "std"):
-        values = list(spec.get(key, ()))
-        if len(values) not in (0, 1, channels):
-            if len(set(values)) != 1:
-                raise ModelError(None, f"input {key} has {len(values)} values but the weights "
-                                 f"take {channels} channels; give one or {channels} values.")
-            spec[key] = values[:1]
+    _per_channel(spec, channels)
 
 
 def _image_input(arch: Architecture) -> tuple[str, torch.Size] | None:

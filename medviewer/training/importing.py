@@ -108,21 +108,33 @@ class Inspection:
     report: KeyReport | None = None
     warnings: list[str] = field(default_factory=list)
     guessed: bool = False  # arch guessed from the weights (not given)
-    like: str | None = None  # the installed model whose input spec fills the gaps
+    like: str | None = None  # the installed model whose input spec fills the gaps (its id)
 
 
 def inspect(path: str | Path, *, trust_pickle: bool = False, arch: str | None = None,
             maps: Sequence[tuple[str, str]] = (), lab: int | None = None) -> Inspection:
     """Read `path` (no code from it runs unless `trust_pickle`) and guess lab, task, arch,
     classes and build options. ModelError with a sentence when it cannot be read."""
+    from medviewer.training.import_fields import similar_model
+
     path = Path(path)
     kind = _foreign_kind(path)
     if kind is not None:
-        return _foreign().inspect_file(path, kind)
-    from medviewer.training.checkpoints import read_state
+        found = _foreign().inspect_file(path, kind)
+        if lab is not None or found.lab in LAB_TASKS:
+            _self_contained(found, lab)
+    else:
+        from medviewer.training.checkpoints import read_state
 
-    state, kind = read_state(path, trust_pickle=trust_pickle)
-    return _inspect_state(path, state, kind, arch, maps, lab, {})
+        state, kind = read_state(path, trust_pickle=trust_pickle)
+        found = _inspect_state(path, state, kind, arch, maps, lab, {})
+        if found.num_classes is not None:
+            found.warnings.append(f"the weights give {found.num_classes} classes; they are "
+                                  f"named class 1..{found.num_classes} until labels are given")
+    if found.lab is not None and found.task is not None:
+        like = similar_model(found.lab, found.task, found.arch)
+        found.like = like.id if like is not None else None
+    return found
 
 
 def import_model(path: str | Path, fields: dict[str, Any], out: str | Path, *,
@@ -140,15 +152,17 @@ def import_model(path: str | Path, fields: dict[str, Any], out: str | Path, *,
     path, out = Path(path), Path(out)
     step = progress or (lambda _what, _done: None)
     step("reading the file", 0.0)
+    from medviewer.training import import_fields as fill
+
     kind = _foreign_kind(path)
     if kind is not None:
         foreign = _foreign()
-        inspection = foreign.inspect_file(path, kind)
-        manifest = foreign.export_self_contained(path, kind, fields, out, force=force,
+        inspection = _self_contained(foreign.inspect_file(path, kind), fields.get("lab"))
+        complete = fill.complete_fields(None, fields, inspection)
+        manifest = foreign.export_self_contained(path, kind, complete, out, force=force,
                                                  progress=progress)
         return manifest, inspection
     from medviewer.training import checkpoints
-    from medviewer.training import import_fields as fill
     from medviewer.training.export import export_model
 
     state, kind = checkpoints.read_state(path, trust_pickle=trust_pickle)
@@ -303,6 +317,19 @@ def _foreign_kind(path: Path) -> str | None:
                              "instead.") from None
         return None
     return foreign.kind_of(path)
+
+
+def _self_contained(inspection: Inspection, lab: int | None) -> Inspection:
+    """The graph's guess of lab and task, under the caller's lab."""
+    from medviewer.inference.errors import ModelError
+
+    if lab is not None:
+        inspection.lab = lab
+    if inspection.lab not in LAB_TASKS:
+        raise ModelError(inspection.path, "Say which lab the model is for (--lab 1 to 5): its "
+                         "plugin prepares the images and reads the answers.")
+    inspection.task = LAB_TASKS[inspection.lab]
+    return inspection
 
 
 def _foreign():

@@ -77,6 +77,9 @@ def test_inspect_guesses_the_architecture_classes_and_channels(tmp_path):
                                                                "segmentation")
     assert found.guessed and found.num_classes == 3 and found.build == {"in_channels": 3}
     assert found.candidates[0] == (SEG.name, 1.0) and found.report.ok
+    assert found.like == "lab4-chest-unet"  # the installed model of that lab and task
+    assert found.warnings == ["the weights give 3 classes; they are named class 1..3 until "
+                              "labels are given"]
     # with the lab, the guess stays in that lab; a given architecture is taken as given
     found = importing.inspect(path, lab=2)
     assert found.arch == CLS.name and found.report.looks_like[0] == SEG.name
@@ -171,3 +174,13 @@ def test_install_moves_a_folder_into_the_store_atomically(tmp_path, monkeypatch)
     assert [p.name for p in target.parent.iterdir()] == ["2.0.0"]  # no staging left behind
     monkeypatch.undo()
     assert importing.install(tmp_path / "again", force=True).label_names == ["n", "y"]
+
+
+def test_weights_holding_nan_are_not_exported(tmp_path):
+    model = TinyCls()
+    with torch.no_grad():
+        model.fc.weight[0, 0] = float("nan")
+    with pytest.raises(ModelError, match=r"NaN or infinite values \(fc.weight\)"):
+        importing.import_model(_save(model, tmp_path / "nan.pth"), {"labels": ["a", "b"]},
+                               tmp_path / "out")
+    assert not (tmp_path / "out").exists()
