@@ -170,7 +170,8 @@ def test_torchscript_classifier_is_converted_and_parity_checked(
     seen = foreign.inspect_file(path, foreign.kind_of(path))
     assert (seen.kind, seen.lab, seen.task, seen.num_classes) == ("torchscript", 2,
                                                                   "classification", 2)
-    assert seen.warnings  # the input shape is a probe's, and it says so
+    assert seen.inputs == {"x": ["batch", 3, "rows", "columns"]}  # a probe's: sizes not fixed
+    assert seen.warnings  # and it says so
 
     manifest = foreign.export_self_contained(path, "torchscript", cls_fields(),
                                              tmp_path / "model")
@@ -352,3 +353,85 @@ def test_a_model_without_torch_weights_publishes_and_stays_checked(tmp_path: Pat
     (shipped / "weights.safetensors").unlink()
     with pytest.raises(ModelError, match="weights.safetensors is missing"):
         load_manifest(shipped, verify=True)
+
+
+class Boxes(nn.Module):
+    """Two boxes whose scores follow the image, answered in torchvision's dict order (boxes,
+    labels, scores), not the lab 5 plugin's (boxes, scores, labels)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        m = x.mean()
+        boxes = torch.stack([torch.tensor([2.0, 2.0, 10.0, 12.0]) * (1 + m),
+                             torch.tensor([4.0, 4.0, 20.0, 20.0])])
+        return boxes, torch.tensor([2, 1]), torch.stack([m.sigmoid(), 1 - m.sigmoid()])
+
+
+def test_a_detector_answering_in_its_own_order_feeds_the_lab5_plugin(
+        tmp_path: Path, ct_series_dir: Path) -> None:
+    from medviewer.inference import open_model
+    from medviewer.labs.lab5.plugin import prepare_film
+
+    path = onnx_file(Boxes(), tmp_path / "boxes.onnx", [(1, 3, SIZE, SIZE)],
+                     outputs=("boxes", "labels", "scores"))
+    seen = foreign.inspect_file(path, "onnx")
+    assert (seen.lab, seen.task) == (5, "detection") and seen.warnings
+    fields = {**seg_fields(id="foreign-det", lab=5, plugin="lab5"),
+              "labels": [{"name": "cardiomegaly", "colour": "#ff0000"},
+                         {"name": "normal heart", "colour": "#00ff00"}],
+              "input": {"size": [SIZE, SIZE], "channels": 3}}
+    manifest = foreign.export_self_contained(path, "onnx", fields, tmp_path / "model")
+    assert manifest.onnx_outputs == ("boxes", "scores", "labels")
+
+    volume = ct_volume(ct_series_dir)
+    result = open_model(tmp_path / "model").run(volume, [5])
+    film = prepare_film(volume.voxels[5], (SIZE, SIZE), 3)
+    boxes, labels, scores = Boxes()(torch.from_numpy(film)[None])
+    assert sorted((b.label, round(b.score, 5)) for b in result.boxes) == sorted(
+        (fields["labels"][int(k) - 1]["name"], round(float(s), 5))
+        for k, s in zip(labels, scores, strict=True))
+
+
+class Digits(nn.Module):
+    """A digit classifier over (batch, 1, 8, 8) images; lab 1's plugin feeds (batch, 64)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(),
+                                 nn.Linear(128, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_a_digit_image_input_is_fed_lab1s_flat_rows(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    net = Digits().eval()
+    path = onnx_file(net, tmp_path / "digits.onnx", [(1, 1, 8, 8)])
+    seen = foreign.inspect_file(path, "onnx")
+    assert (seen.lab, seen.num_classes) == (1, 10)
+    fields = {**seg_fields(id="foreign-digits", lab=1, plugin="lab1"),
+              "labels": [{"name": str(i), "colour": "#ff0000"} for i in range(10)],
+              "input": {"size": [8, 8]}}
+    manifest = foreign.export_self_contained(path, "onnx", fields, tmp_path / "model")
+    assert manifest.onnx_inputs == {"image": ["batch", 64]}
+    rows = np.random.default_rng(4).random((5, 64), dtype=np.float32) * 16
+    session = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"image": rows})
+    with torch.no_grad():
+        expected = net(torch.from_numpy(rows).view(5, 1, 8, 8)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_one_channel_segmenter_is_taken_as_a_foreground_logit(tmp_path: Path) -> None:
+    path = onnx_file(nn.Conv2d(1, 1, 3, padding=1), tmp_path / "fg.onnx", [(1, 1, SIZE, SIZE)],
+                     dynamic={"input.1": {0: "n"}, "out": {0: "n"}})
+    seen = foreign.inspect_file(path, "onnx")
+    assert (seen.task, seen.num_classes) == ("segmentation", 2)
+    assert any("foreground logit" in w for w in seen.warnings)
+    fields = seg_fields()
+    fields["labels"] = fields["labels"][:2]
+    manifest = foreign.export_self_contained(path, "onnx", fields, tmp_path / "model")
+    assert manifest.onnx_inputs == {"image": ["n", 1, SIZE, SIZE]}
