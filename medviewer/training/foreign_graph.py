@@ -193,11 +193,10 @@ def _fit_input(graph: Any, name: str, dims: list, fed: tuple[int, ...], manifest
             return _reshape_input(graph, name, dims)
     if len(dims) != len(fed) or any(isinstance(d, int) and d != f
                                     for d, f in zip(dims[1:], fed[1:], strict=False)):
-        spec = manifest.input
+        what = "the context's slabs" if manifest.lab == 3 else "channels"
         raise ModelError(source, f"The graph's input {name!r} is fixed at {dims}, but the "
-                         f"lab {manifest.lab} plugin feeds {list(fed)} from the input spec "
-                         f"({spec.channels} channel(s) of {spec.size[0]} x {spec.size[1]}); set "
-                         "the input size and channels to the graph's, or export the graph with "
+                         f"lab {manifest.lab} plugin feeds {list(fed)} from the input spec; set "
+                         f"the input size and {what} to the graph's, or export the graph with "
                          "those axes dynamic.")
     if isinstance(dims[0], int) and dims[0] != 1 and manifest.lab not in BATCHED_LABS:
         raise ModelError(source, f"The graph's input {name!r} takes a batch of {dims[0]}; the "

@@ -478,3 +478,28 @@ def test_cli_refuses_a_truncated_onnx_file_with_a_sentence(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert "not a readable ONNX file" in err and "Traceback" not in err
     assert not (tmp_path / "model").exists()
+
+
+def test_a_fusion_graph_gets_lab3s_slices_and_one_verdict(tmp_path: Path,
+                                                          ct_series_dir: Path) -> None:
+    from medviewer.inference import open_model
+
+    torch.manual_seed(5)
+    net = Classifier(channels=6).eval()
+    path = onnx_file(net, tmp_path / "fusion.onnx", [(1, 6, SIZE, SIZE)], inputs=("volume",),
+                     outputs=("verdict",))
+    seen = foreign.inspect_file(path, "onnx")
+    assert (seen.lab, seen.task, seen.num_classes) == (3, "fusion", 2)
+    fields = {**cls_fields(id="foreign-fusion", lab=3, plugin="lab3"),
+              "input": {"size": [SIZE, SIZE], "channels": 6, "context": "volume:6",
+                        "window": [-600.0, 1500.0]},
+              "options": {"pipeline": "fusion", "projection": "mip"}}
+    manifest = foreign.export_self_contained(path, "onnx", fields, tmp_path / "model")
+    assert manifest.onnx_inputs == {"slices": [1, 6, SIZE, SIZE]}
+    result = open_model(tmp_path / "model").run(ct_volume(ct_series_dir))
+    assert result.scores.shape == (1, 2)
+    fields["input"]["context"] = "volume:8"  # the plugin would feed 8 slabs to a 6-slab graph
+    (tmp_path / "store").mkdir()
+    with pytest.raises(ModelError, match=r"fixed at \[1, 6, 32, 32\].*feeds \[1, 8, 32, 32\]"):
+        foreign.export_self_contained(path, "onnx", fields, tmp_path / "store" / "model")
+    assert list((tmp_path / "store").iterdir()) == []
