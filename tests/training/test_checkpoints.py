@@ -93,6 +93,31 @@ def test_a_malicious_pickle_is_refused_and_nothing_runs(legacy, state, tmp_path)
     assert marker.exists() and _same(got, dict(state))
 
 
+class Config:
+    """A training script's settings object; unpickling it for real calls __setstate__."""
+
+    def __init__(self, marker) -> None:
+        self.marker, self.lr = str(marker), 0.1
+
+    def __setstate__(self, state) -> None:
+        open(state["marker"], "w").close()
+        self.__dict__.update(state)
+
+
+def test_objects_beside_the_weights_are_stood_in_for_and_never_run(state, tmp_path):
+    import argparse
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "timm.pth"  # timm's train.py saves its argparse Namespace beside them
+    torch.save({"state_dict": state, "args": argparse.Namespace(lr=0.1), "cfg": Config(marker),
+                "epoch": 3}, path)
+    got, kind = read_state(path)
+    assert kind == "state-dict" and _same(got, dict(state))
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the control: really unpickled, Config runs
+    assert marker.exists()
+
+
 def test_a_whole_pickled_module_needs_trust(tmp_path):
     torch.manual_seed(1)
     net = Net()
