@@ -1,4 +1,4 @@
-"""Torch checkpoints as the user has them -> tensors named as a registered architecture's.
+"""Torch checkpoints as the user has them -> their tensors by name.
 
 `read_state` opens safetensors and `torch.save` files (zip or legacy pickle) with
 `torch.load(weights_only=True)`: no code in the file runs, so a state dict needs no trust; a
@@ -6,30 +6,22 @@ whole pickled module (or anything else that needs a class to be imported) is ref
 user trusts the file. The usual wrappers (`state_dict`, `model`, EMA copies, Lightning) and
 prefixes (`module.` of DataParallel/DDP, `_orig_mod.` of torch.compile) are taken off.
 
-`align` then fits the checkpoint's names to a model's: exact names, the user's `--map`s, prefix
-pairs found automatically (torchvision's `backbone.body.*` under the project's `detector.`),
-and last, a leftover module whose parameters are unique on both sides (`fc` -> `classifier`).
-Every rename and every tensor that did not fit lands in a KeyReport.
+medviewer.training.keymatch then fits the names to an architecture's.
 """
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import zipfile
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from medviewer.inference.errors import ModelError
-from medviewer.labs.architectures import Architecture
-from medviewer.training.importing import KeyReport
 
-Shapes = dict[str, tuple[int, ...]]
 # the keys a training script wraps its weights in, most specific first
 WRAPPERS = ("state_dict", "model_state_dict", "model", "state_dict_ema", "model_ema", "ema",
             "net", "network", "module", "weights", "params")
@@ -40,7 +32,6 @@ LIGHTNING_PREFIXES = ("model.", "net.")
 RUNNERS = frozenset({"os", "posix", "nt", "subprocess", "builtins", "__builtin__", "sys",
                      "shutil", "socket", "runpy", "importlib", "pty", "ctypes", "code",
                      "webbrowser", "pickle", "marshal", "types", "operator", "functools"})
-BUFFERS_WITH_DEFAULTS = ("num_batches_tracked",)  # BatchNorm's counter: old checkpoints lack it
 
 
 # --------------------------------------------------------------------------- reading files
@@ -255,187 +246,3 @@ def _describe(obj) -> str:
         keys = ", ".join(map(str, list(obj)[:8]))
         return f"a dict of {keys}" if keys else "an empty dict"
     return f"a {type(obj).__name__}"
-
-
-# --------------------------------------------------------------------------- aligning names
-
-def shapes_of(state: dict[str, torch.Tensor]) -> Shapes:
-    return {k: tuple(v.shape) for k, v in state.items()}
-
-
-def parse_map(text: str) -> tuple[str, str]:
-    """'OLD=NEW' (either may be empty: '=net' puts everything under net.) -> ('OLD', 'NEW')."""
-    old, sep, new = text.partition("=")
-    if not sep:
-        raise ModelError(None, f"--map {text!r} is not OLD_PREFIX=NEW_PREFIX (e.g. "
-                         "--map resnet=backbone).")
-    return old.strip().strip("."), new.strip().strip(".")
-
-
-def _with_dot(prefix: str) -> str:
-    return f"{prefix}." if prefix else ""
-
-
-def apply_maps(name: str, maps: Sequence[tuple[str, str]]) -> str:
-    for old, new in maps:
-        old_d = _with_dot(old)
-        if name.startswith(old_d):
-            return _with_dot(new) + name[len(old_d):]
-    return name
-
-
-def align(state: dict[str, torch.Tensor], model: Shapes,
-          maps: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, torch.Tensor], KeyReport]:
-    """The checkpoint's tensors under the model's names (whatever their shapes) + the report.
-
-    Order: the user's maps; exact names; automatic prefix pairs (the pair that maps the most
-    tensors by a common dotted suffix of two or more parts, again and again); then leftover
-    modules whose parameters (names and shapes; or shapes but the first axis, e.g. the number
-    of classes) are unique on both sides."""
-    by_name: dict[str, str] = {}  # name after the user's maps -> name in the file
-    for original in state:
-        by_name.setdefault(apply_maps(original, maps), original)
-    ckpt = {name: tuple(state[orig].shape) for name, orig in by_name.items()}
-    fed = {n: n for n in model if n in ckpt}  # model name -> checkpoint name
-    renamed: list[tuple[str, str]] = []
-    left_c, left_m = set(ckpt) - set(fed.values()), set(model) - set(fed)
-    while (pair := _best_prefix_pair(left_c, left_m, ckpt, model)) is not None:
-        old, new, hits = pair
-        for c, m in hits.items():
-            fed[m] = c
-        left_c -= set(hits)
-        left_m -= set(hits.values())
-        renamed.append((old.rstrip("."), new.rstrip(".")))
-    for strict in (True, False):
-        for cmod, mmod in _unique_modules(left_c, left_m, ckpt, model, strict):
-            for c in [c for c in left_c if _module(c) == cmod]:
-                m = _join(mmod, c.rsplit(".", 1)[-1])
-                fed[m] = c
-                left_c.discard(c)
-                left_m.discard(m)
-            renamed.append((cmod, mmod))
-    aligned = {m: state[by_name[c]] for m, c in fed.items()}
-    filled = sorted(n for n in left_m if n.rsplit(".", 1)[-1] in BUFFERS_WITH_DEFAULTS)
-    mismatched = sorted((m, ckpt[c], model[m]) for m, c in fed.items() if ckpt[c] != model[m])
-    report = KeyReport(
-        total=len(model), loaded=len(fed) - len(mismatched) + len(filled),
-        missing=sorted(left_m - set(filled)), unexpected=sorted(by_name[c] for c in left_c),
-        mismatched=mismatched, renamed=renamed, filled=filled)
-    return aligned, report
-
-
-def _module(name: str) -> str:
-    return name.rsplit(".", 1)[0] if "." in name else ""
-
-
-def _join(module: str, leaf: str) -> str:
-    return f"{module}.{leaf}" if module else leaf
-
-
-def _best_prefix_pair(left_c: set[str], left_m: set[str], ckpt: Shapes, model: Shapes
-                      ) -> tuple[str, str, dict[str, str]] | None:
-    """(old prefix, new prefix, {checkpoint name: model name}) mapping the most leftovers."""
-    if not left_c or not left_m:
-        return None
-    suffixes: dict[str, list[str]] = defaultdict(list)
-    for m in left_m:
-        parts = m.split(".")
-        for k in range(2, len(parts) + 1):
-            suffixes[".".join(parts[-k:])].append(m)
-    votes: Counter[tuple[str, str]] = Counter()
-    for c in left_c:
-        parts = c.split(".")
-        for k in range(len(parts), 1, -1):  # the longest common suffix only
-            suffix = ".".join(parts[-k:])
-            if suffix in suffixes:
-                old = c[:len(c) - len(suffix)]
-                votes.update({(old, m[:len(m) - len(suffix)]) for m in suffixes[suffix]})
-                break
-    best = None
-    for (old, new), _ in votes.most_common(64):
-        hits = {c: new + c[len(old):] for c in left_c
-                if c.startswith(old) and new + c[len(old):] in left_m}
-        same = sum(ckpt[c] == model[m] for c, m in hits.items())
-        if len(hits) < 2 and same < 1:
-            continue  # one tensor of another shape: a coincidence of names, not a prefix
-        key = (len(hits), same, -len(old) - len(new))
-        if best is None or key > best[0]:
-            best = (key, old, new, hits)
-    return None if best is None else best[1:]
-
-
-def _unique_modules(left_c: set[str], left_m: set[str], ckpt: Shapes, model: Shapes,
-                    strict: bool) -> list[tuple[str, str]]:
-    """Leftover modules whose parameter signatures occur once on each side, paired."""
-    def signatures(names: Iterable[str], shapes: Shapes) -> dict:
-        groups: dict[str, list] = defaultdict(list)
-        for n in names:
-            shape = shapes[n] if strict else (len(shapes[n]), shapes[n][1:])
-            groups[_module(n)].append((n.rsplit(".", 1)[-1], shape))
-        by_sig: dict = defaultdict(list)
-        for module, params in groups.items():
-            by_sig[frozenset(params)].append(module)
-        return by_sig
-
-    c_sigs, m_sigs = signatures(left_c, ckpt), signatures(left_m, model)
-    return [(c_mods[0], m_sigs[sig][0]) for sig, c_mods in c_sigs.items()
-            if len(c_mods) == 1 and len(m_sigs.get(sig, ())) == 1]
-
-
-# --------------------------------------------------------------------------- architectures
-
-_SHAPES: dict[tuple[str, str], Shapes] = {}
-
-
-def model_shapes(arch: Architecture, options: dict) -> Shapes:
-    """The state dict's names and shapes of `arch` built with `options`, on the meta device
-    (no memory, no time); cached. ValueError/TypeError/RuntimeError when it cannot be built."""
-    key = (arch.name, json.dumps(options, sort_keys=True, default=str))
-    if key not in _SHAPES:
-        with torch.device("meta"):
-            module = arch.build(**options)
-        _SHAPES[key] = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    return _SHAPES[key]
-
-
-def options_for(arch: Architecture, state: dict[str, torch.Tensor],
-                maps: Sequence[tuple[str, str]] = (), given: dict | None = None) -> dict:
-    """Build options read from the weights (arch.options_from_weights on the names aligned to
-    the architecture built with its defaults), under the caller's `given` ones."""
-    options = {**arch.default_options, **(given or {})}
-    if arch.options_from_weights is None:
-        return options
-    try:
-        aligned, _ = align(state, model_shapes(arch, options), maps)
-        found = arch.options_from_weights(aligned) or {}
-    except Exception:  # noqa: BLE001 - an architecture that does not fit says nothing
-        return options
-    return {**arch.default_options, **found, **(given or {})}
-
-
-def fit(arch: Architecture, state: dict[str, torch.Tensor],
-        maps: Sequence[tuple[str, str]] = (), given: dict | None = None
-        ) -> tuple[float, dict, KeyReport]:
-    """(share of tensors that fit, build options, report) of `state` on `arch` (meta builds).
-    The share counts the model's tensors the checkpoint fed with the right shape against all
-    the model needs plus the checkpoint's leftovers."""
-    options = options_for(arch, state, maps, given)
-    _, report = align(state, model_shapes(arch, options), maps)
-    return share(report), options, report
-
-
-def share(report: KeyReport) -> float:
-    fed = report.loaded - len(report.filled)
-    needed = report.total - len(report.filled) + len(report.unexpected)
-    return fed / needed if needed else 0.0
-
-
-def load_aligned(model: nn.Module, state: dict[str, torch.Tensor],
-                 maps: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, torch.Tensor], KeyReport]:
-    """Aligned tensors for `model` (filled buffers included) and the report; the caller loads
-    them when the report is ok."""
-    own = model.state_dict()
-    aligned, report = align(state, shapes_of(own), maps)
-    for name in report.filled:
-        aligned[name] = own[name]
-    return aligned, report

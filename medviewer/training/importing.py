@@ -4,7 +4,8 @@ The one entry point `medviewer export` and Model > Import Model... share (issue 
 
 - torch checkpoints (safetensors; `torch.save` state dicts read with weights_only=True, inside
   the usual wrappers and prefixes; a whole pickled module only when trusted) are fitted to a
-  registered architecture key for key (medviewer.training.checkpoints), with a KeyReport;
+  registered architecture key for key (medviewer.training.checkpoints reads them,
+  medviewer.training.keymatch fits the names), with a KeyReport;
 - self-contained files (ONNX, TorchScript, torch.export .pt2) need no architecture
   (medviewer.training.foreign): their graph is read, converted to ONNX where needed, its inputs
   and outputs renamed to the lab's, checked on a probe input.
@@ -199,7 +200,7 @@ def install(folder: str | Path, *, force: bool = False) -> Manifest:
 def _inspect_state(path: Path, state: dict, kind: str, arch_name: str | None,
                    maps: Sequence[tuple[str, str]], lab: int | None, given: dict) -> Inspection:
     from medviewer.inference.errors import ModelError
-    from medviewer.training import checkpoints
+    from medviewer.training import keymatch
 
     ranking = _ranking(state, maps, given)
     if arch_name is not None:
@@ -207,7 +208,7 @@ def _inspect_state(path: Path, state: dict, kind: str, arch_name: str | None,
         if lab is not None and arch.lab != lab:
             raise ModelError(None, f"{arch.name} is a lab {arch.lab} architecture, not lab "
                              f"{lab}; fix --lab or --arch.")
-        share, options, report = checkpoints.fit(arch, state, maps, given)
+        share, options, report = keymatch.fit(arch, state, maps, given)
     else:
         mine = [r for r in ranking if lab is None or r[1].lab == lab]
         if not mine or mine[0][0] <= 0:
@@ -235,7 +236,7 @@ def _ranking(state: dict, maps: Sequence[tuple[str, str]], given: dict) -> list:
     """[(share, arch, options, report)] over every registered architecture, best first; ties
     go to the one that fits with its default options, then to a full one."""
     from medviewer.labs import architectures
-    from medviewer.training import checkpoints
+    from medviewer.training import keymatch
 
     try:
         architectures.load_all()
@@ -244,12 +245,12 @@ def _ranking(state: dict, maps: Sequence[tuple[str, str]], given: dict) -> list:
     ranked = []
     for arch in list(architectures.ARCHITECTURES.values()):
         try:
-            _, plain = checkpoints.align(
-                state, checkpoints.model_shapes(arch, arch.default_options), maps)
-            share, options, report = checkpoints.fit(arch, state, maps, given)
+            _, plain = keymatch.align(
+                state, keymatch.model_shapes(arch, arch.default_options), maps)
+            share, options, report = keymatch.fit(arch, state, maps, given)
         except Exception:  # noqa: BLE001 - an architecture that cannot take these options
             continue
-        key = (share, checkpoints.share(plain), arch.full)
+        key = (share, keymatch.share(plain), arch.full)
         ranked.append((key, (share, arch, options, report)))
     ranked.sort(key=lambda item: item[0], reverse=True)
     return [entry for _, entry in ranked]
@@ -260,7 +261,7 @@ def _load(arch, inspection: Inspection, state: dict, maps: Sequence[tuple[str, s
     """The architecture built for real with the options read from the weights, loaded
     strictly; ModelError with the key report when anything does not fit."""
     from medviewer.inference.errors import ModelError
-    from medviewer.training import checkpoints
+    from medviewer.training import keymatch
 
     options = {**inspection.build}
     if inspection.num_classes is not None:
@@ -270,7 +271,7 @@ def _load(arch, inspection: Inspection, state: dict, maps: Sequence[tuple[str, s
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelError(None, f"{arch.name} cannot be built with the options {options} "
                          f"({str(exc)[:200]}); fix --build.") from exc
-    aligned, report = checkpoints.load_aligned(model, state, maps)
+    aligned, report = keymatch.load_aligned(model, state, maps)
     report.looks_like, report.fits = inspection.report.looks_like, inspection.report.fits
     inspection.report = report
     if not report.ok:

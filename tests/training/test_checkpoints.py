@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from medviewer.inference import ModelError
-from medviewer.training.checkpoints import align, apply_maps, parse_map, read_state
+from medviewer.training.checkpoints import read_state
+from medviewer.training.keymatch import align, apply_maps, parse_map
 
 
 class Net(nn.Module):
