@@ -139,11 +139,11 @@ def inspect_file(path: str | Path, kind: str) -> Inspection:
     else:
         raise ModelError(path, f"{kind!r} is not a self-contained model kind; expected one of "
                          f"{', '.join(ARCH_OF_KIND)}.")
-    g = guess(inputs, outputs)
+    g = guess(inputs, outputs) if outputs else dict.fromkeys(("lab", "task", "num_classes"))
     if g["task"] == "segmentation" and any(len(s) == 4 and s[1] == 1 for s in outputs.values()):
         warnings.append("The network gives one output channel: it is read as a foreground "
                         "logit (background and one class).")
-    if g["num_classes"] is None:
+    if g["num_classes"] is None and outputs:
         warnings.append("The number of classes cannot be read from the graph; give the labels.")
     return Inspection(path=path, kind=kind, lab=g["lab"], task=g["task"],
                       num_classes=g["num_classes"], inputs=inputs, outputs=outputs,
@@ -218,7 +218,8 @@ def _exported_module(ep: Any) -> Any:
 
 
 PROBES = (((1, 3, 64, 64),), ((1, 1, 64, 64),), ((1, 64),), ((1, 1, 8, 8),),
-          ((1, 3, 64, 64), (1, 2)), ((1, 1, 64, 64), (1, 2)))
+          ((1, 3, 224, 224),), ((1, 1, 224, 224),),  # a classifier head fixed to 224 px
+          ((1, 3, 64, 64), (1, 2)), ((1, 1, 64, 64), (1, 2)), ((1, 3, 224, 224), (1, 2)))
 
 
 def _probe_torchscript(module: Any, path: Path
@@ -238,9 +239,9 @@ def _probe_torchscript(module: Any, path: Path
         return ({n: _loose(s, "rows", "columns") for n, s in zip(names, shapes, strict=True)},
                 {f"output{i}": _loose(o.shape, "out_rows", "out_columns")
                  for i, o in enumerate(out)}, [note])
-    raise ModelError(path, "TorchScript records no input shapes and none of the usual ones "
-                     "ran through this model; give the input spec (size, channels) and import "
-                     "it with the lab set.")
+    note = ("TorchScript records no input shapes and none of the usual ones ran through this "
+            "model; set the lab and the input spec (size, channels) it takes.")
+    return {n: ["?"] for n in names}, {}, [note]
 
 
 def _loose(shape: Any, rows: str, columns: str) -> list[int | str]:

@@ -503,3 +503,25 @@ def test_a_fusion_graph_gets_lab3s_slices_and_one_verdict(tmp_path: Path,
     with pytest.raises(ModelError, match=r"fixed at \[1, 6, 32, 32\].*feeds \[1, 8, 32, 32\]"):
         foreign.export_self_contained(path, "onnx", fields, tmp_path / "store" / "model")
     assert list((tmp_path / "store").iterdir()) == []
+
+
+class SixSlabs(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != 6:
+            raise ValueError("six slabs expected")
+        return x.mean(dim=(2, 3))[:, :2]
+
+
+def test_a_torchscript_no_probe_fits_is_inspected_blank_and_exported_at_the_spec(
+        tmp_path: Path) -> None:
+    """No usual shape runs: the Inspection says so without guessing; the export, told the
+    lab and spec, runs at the spec's shape."""
+    path = tmp_path / "six.pt"
+    torch.jit.script(SixSlabs()).save(str(path))
+    seen = foreign.inspect_file(path, "torchscript")
+    assert (seen.lab, seen.task, seen.outputs) == (None, None, {})
+    assert "set the lab and the input spec" in seen.warnings[0]
+    fields = {**cls_fields(id="six", lab=3, plugin="lab3"),
+              "input": {"size": [SIZE, SIZE], "channels": 6, "context": "volume:6"}}
+    manifest = foreign.export_self_contained(path, "torchscript", fields, tmp_path / "model")
+    assert manifest.onnx_inputs == {"slices": [1, 6, SIZE, SIZE]}
