@@ -56,6 +56,7 @@ from medviewer.ui.training.import_tasks import (
     Preview,
     default_id,
     import_task,
+    in_dialog_words,
     inspect_task,
     parse_maps,
     placeholder_labels,
@@ -283,7 +284,8 @@ class ImportDialog(QDialog):
         except ValueError as exc:
             self.show_error(str(exc))
             return False
-        arch = self.arch_combo.currentData() if keep_form and self.inspection else None
+        keep_form = keep_form and self.inspection is not None  # else: nothing filled yet
+        arch = self.arch_combo.currentData() if keep_form else None
         self._say(f"Reading {path.name}\u2026")
         self._start("inspect", inspect_task, str(path), self.trust_check.isChecked(), arch,
                     maps, on_result=lambda got: self._on_inspected(got, keep_form))
@@ -294,7 +296,9 @@ class ImportDialog(QDialog):
         self.archs, self.models = got.arch_names, got.models
         self._filling = True
         try:
-            if not keep_form:
+            if keep_form:
+                self.input_box.follow_file(ins)  # the architecture now chosen may take others
+            else:
                 self._fill_guesses(ins)
             self.labels_box.fix_count(ins.num_classes)
         finally:
@@ -360,6 +364,8 @@ class ImportDialog(QDialog):
         like = self.like = similar_model(self.models, lab, task, arch)
         self.plugin_edit.setText(like.plugin if like and like.lab == lab else f"lab{lab}")
         self.input_box.set_like(like, lab, task)
+        if self.inspection is not None:
+            self.input_box.follow_file(self.inspection)
         self.labels_box.offer(like)
         self._form_edited()
 
@@ -373,16 +379,15 @@ class ImportDialog(QDialog):
                 raise ValueError(f"The {what} {value!r} cannot name a folder: {problem}.")
         lab, plugin = self.lab_combo.currentData(), self.plugin_edit.text().strip()
         like = self.like if self.like is not None and self.like.plugin == plugin else None
-        path = Path(self.path_edit.text().strip()).expanduser()
+        name = Path(self.path_edit.text().strip()).name
         fields = {"id": model_id, "title": self.title_edit.text().strip() or model_id,
                   "version": version, "lab": lab, "plugin": plugin or f"lab{lab}",
                   "labels": self.labels_box.fields(), "input": self.input_box.spec(),
                   "options": {k: v for k, v in (like.options if like else {}).items()
                               if k != "build"},  # the build options come from the weights
                   "metrics": {"split": "not measured: imported from a file", "n": 0},
-                  "provenance": {"imported_from": str(path.resolve()),
-                                 "via": "Model > Import Model"},
-                  "description": f"Imported from {path.name}."}
+                  "provenance": {"via": "Model > Import Model"},
+                  "description": f"Imported from {name}."}
         if self._self_contained():  # a checkpoint's task is its architecture's
             fields["task"] = self.task_combo.currentText()
         return fields
@@ -497,7 +502,7 @@ class ImportDialog(QDialog):
     def _on_error(self, exc: BaseException) -> None:
         self._set_busy(None)
         if isinstance(exc, ModelError):
-            text = exc.reason
+            text = in_dialog_words(exc.reason)
         elif isinstance(exc, OSError):
             text = (f"{exc.filename or 'A file'} cannot be read or written "
                     f"({exc.strerror or exc}).")
@@ -549,7 +554,11 @@ class ImportDialog(QDialog):
         shutil.rmtree(self.temp, ignore_errors=True)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        """A preview is not kept once the dialog is closed (its worker's folder neither)."""
         if self.worker is not None:
             self.worker.cancel()
-        self.previewed = None  # a preview is not kept once the dialog is closed
+        elif self.temp.is_dir():
+            for folder in self.temp.iterdir():
+                shutil.rmtree(folder, ignore_errors=True)
+        self.previewed = None
         super().closeEvent(event)

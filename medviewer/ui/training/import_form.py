@@ -220,6 +220,23 @@ class InputSpecBox(QGroupBox):
         self.extras_edit.setText(", ".join(spec.extras))
         self.modalities_edit.setText(", ".join(spec.modalities))
 
+    def follow_file(self, inspection: Any) -> None:
+        """What the file fixes wins over the borrowed spec: a graph's fixed input size and
+        channels, a checkpoint's input channels (or a series model's slice count)."""
+        dims = next(iter(inspection.inputs.values()), [])
+        if len(dims) == 4 and all(isinstance(d, int) for d in dims[1:]):
+            self.channels_spin.setValue(dims[1])
+            self.rows_spin.setValue(dims[2])
+            self.cols_spin.setValue(dims[3])
+        build = inspection.build
+        channels = build.get("in_channels", build.get("slices"))
+        if isinstance(channels, int):
+            self.channels_spin.setValue(channels)
+        if isinstance(build.get("slices"), int) and "in_channels" not in build:
+            kind = self.context_combo.currentText().partition(":")[0]
+            self.context_combo.setCurrentText(
+                f"{kind if kind in ('volume', 'stack') else 'volume'}:{build['slices']}")
+
     def spec(self) -> dict[str, Any]:
         """The manifest's `input`; ValueError with a sentence."""
         return {"size": [self.rows_spin.value(), self.cols_spin.value()],

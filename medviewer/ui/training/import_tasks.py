@@ -27,6 +27,20 @@ PALETTE = ("#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#4
 PLACEHOLDER = re.compile(r"class \d+")
 
 
+# the command line's words in importing's sentences, and where the dialog has each
+FLAGS = {"--arch": "the Architecture field", "--map": "Key maps under Advanced",
+         "--trust-pickle": "'Trust this pickle' under Advanced", "--size": "the input Size",
+         "--channels": "the input Channels", "--labels": "the Labels table",
+         "--like": "the input fields (prefilled from a similar model)"}
+
+
+def in_dialog_words(text: str) -> str:
+    """`text` with what its command-line options are called in this dialog."""
+    named = [f"{flag} is {where}" for flag, where in FLAGS.items()
+             if re.search(re.escape(flag) + r"\b", text)]
+    return f"{text} (Here {'; '.join(named)}.)" if named else text
+
+
 # ----------------------------------------------------------------------- form helpers
 def default_id(path: Path) -> str:
     """A model id from a file name: 'My U-Net (final).pth' -> 'my-u-net-final'."""
@@ -153,7 +167,8 @@ def preview_task(ctx: Any, path: str, fields: dict, out: str, options: dict, vol
 
 def describe(result: Any, k: int, volume: Any, number: int, seconds: float) -> str:
     """The result on slice `k` in a radiologist's words: top classes, areas or boxes."""
-    lines = [f"{result.title or result.model_id} on image {number} ({seconds:.2f} s, "
+    took = f"{seconds:.1f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
+    lines = [f"{result.title or result.model_id} on image {number} ({took}, "
              f"{(result.provider or 'CPU').removesuffix('ExecutionProvider')}):"]
     if result.scores is not None:
         row = result.scores[0]
@@ -234,8 +249,8 @@ def report_text(ins: importing.Inspection) -> str:
             lines.append(f"{what}: " + ", ".join(f"{k} {v}" for k, v in graph.items()))
     if ins.report is not None:
         try:
-            lines.append(f"Key report: {ins.report.sentence()}")
+            lines.append(f"Key report: {in_dialog_words(ins.report.sentence())}")
         except NotImplementedError:
             lines.append(f"Key report: {ins.report.loaded} of {ins.report.total} tensors loaded")
-    lines += [f"Warning: {w}" for w in ins.warnings]
+    lines += [f"Warning: {in_dialog_words(w)}" for w in ins.warnings]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ argmax labels the HU of the chest phantom), so the whole journey takes seconds.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch import nn
 
 from medviewer.inference import list_models, registry, versions
 from medviewer.labs.architectures import ARCHITECTURES, Architecture
+from medviewer.training import importing
 from tests.ui.gui import _open, _run
 
 LIKE = "lab4-chest-unet"  # the installed lab 4 segmenter whose input spec the dialog copies
@@ -99,6 +101,7 @@ def _outcome(dialog, qtbot, button):
     for signal in signals:
         signal.connect(got.append)
     try:
+        assert button.isEnabled()
         button.click()
         qtbot.waitUntil(lambda: bool(got), timeout=60_000)
     finally:
@@ -176,8 +179,56 @@ def test_a_checkpoint_that_does_not_fit_is_a_sentence_and_the_dialog_stays_usabl
     dialog.maps_edit.setPlainText("no equals sign")
     assert not dialog.preview() and "not OLD=NEW" in dialog.status_label.text()
     dialog.maps_edit.clear()
-    good = tmp_path / "good.pth"
-    torch.save(thresholds().state_dict(), good)
-    _choose(dialog, qtbot, good)  # the same dialog reads the next file
+
+    whole = tmp_path / "whole.pt"
+    torch.save(thresholds(), whole)  # a pickled module: unpickling it would run code
+    assert _choose(dialog, qtbot, whole) is None and not dialog.trust_check.isChecked()
+    assert "pickled model" in dialog.report_view.toPlainText()
+    assert "'Trust this pickle' under Advanced" in dialog.status_label.text()
+    assert not dialog.preview_button.isEnabled()
+    with qtbot.waitSignal(dialog.sigInspected, timeout=60_000) as trusted:
+        dialog.trust_check.setChecked(True)  # the reader trusts it: the same dialog reads it
+    assert trusted.args[0].kind == "pickled-module" and dialog.preview_button.isEnabled()
+    assert dialog.arch_combo.currentData() == ARCH.name
     assert "2 of 2 tensors loaded" in dialog.report_view.toPlainText()
-    assert dialog.preview_button.isEnabled()
+
+
+def test_a_model_file_needs_no_architecture_and_a_preview_can_be_cancelled(
+        window, qtbot, tmp_path, store, monkeypatch):
+    onnx_file = tmp_path / "exported.onnx"
+    torch.onnx.export(thresholds().eval(), (torch.rand(1, 1, 64, 64),), str(onnx_file),
+                      input_names=["x"], output_names=["y"], dynamo=False,
+                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    dialog = _dialog(window)
+    assert _choose(dialog, qtbot, onnx_file).kind == "onnx"
+    assert not dialog.what_form.isRowVisible(dialog.arch_combo)  # self-contained
+    assert dialog.task_combo.isEnabled() and dialog.task_combo.currentText() == "segmentation"
+    assert dialog.input_box.spec()["size"] == [64, 64]  # the graph's, not the similar model's
+    assert dialog.import_options()["arch"] is None
+
+    real = importing.import_model
+    steps = []
+
+    def endless(path, fields, out, *, progress, **options):
+        for _ in range(3000):  # 30 s at most: the dialog's Cancel ends it at a progress call
+            progress("exporting", 0.5)
+            steps.append(out)
+            time.sleep(0.01)
+        return real(path, fields, out, progress=progress, **options)
+
+    monkeypatch.setattr(importing, "import_model", endless)
+    dialog.preview_button.click()
+    qtbot.waitUntil(lambda: dialog.progress_bar.value() == 50, timeout=10_000)
+    assert "Exporting" in dialog.status_label.text() and not dialog.import_button.isEnabled()
+    dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: "Cancelled" in dialog.status_label.text(), timeout=10_000)
+    assert dialog.preview_button.isEnabled() and not dialog.cancel_button.isEnabled()
+    count = len(steps)
+    qtbot.wait(100)
+    assert len(steps) == count < 3000  # the export stopped
+
+    monkeypatch.setattr(importing, "import_model", real)
+    preview = _outcome(dialog, qtbot, dialog.preview_button)
+    assert not isinstance(preview, str), preview
+    assert "class 2:" in dialog.result_label.text()
+    assert preview.manifest.arch.startswith("external") and not (store / "exported").exists()
