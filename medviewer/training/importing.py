@@ -174,7 +174,8 @@ def import_model(path: str | Path, fields: dict[str, Any], out: str | Path, *,
     if inspection.report.missing or inspection.report.unexpected:  # names: before any field
         from medviewer.inference.errors import ModelError
 
-        raise ModelError(path, not_fitting(architecture.name, inspection.report))
+        raise ModelError(path, not_fitting(architecture.name, inspection.report,
+                                          inspection.guessed))
     complete = fill.complete_fields(architecture, fields, inspection)
     fill.check_out_folder(out, force)
     step("loading the weights", 0.3)
@@ -275,7 +276,7 @@ def _load(arch, inspection: Inspection, state: dict, maps: Sequence[tuple[str, s
     report.looks_like, report.fits = inspection.report.looks_like, inspection.report.fits
     inspection.report = report
     if not report.ok:
-        raise ModelError(path, not_fitting(arch.name, report))
+        raise ModelError(path, not_fitting(arch.name, report, inspection.guessed))
     try:
         model.load_state_dict(aligned, strict=True)
     except RuntimeError as exc:
@@ -284,10 +285,11 @@ def _load(arch, inspection: Inspection, state: dict, maps: Sequence[tuple[str, s
     return model.eval()
 
 
-def not_fitting(arch: str, report: KeyReport) -> str:
-    return (f"These weights do not fit the architecture {arch}: {report.sentence()}. Pick the "
-            "architecture the checkpoint was trained with (--arch), or map names with --map "
-            "OLD_PREFIX=NEW_PREFIX.")
+def not_fitting(arch: str, report: KeyReport, guessed: bool = False) -> str:
+    how = " (the closest registered one to these weights)" if guessed else ""
+    return (f"These weights do not fit the architecture {arch}{how}: {report.sentence()}. Pick "
+            "the architecture the checkpoint was trained with (--arch), or map names with --map"
+            " OLD_PREFIX=NEW_PREFIX.")
 
 
 def _architecture(name: str):

@@ -98,6 +98,13 @@ def test_the_wrong_architecture_says_which_fits(tmp_path):
                                tmp_path / "out", arch=SEG.name)
     assert f"do not fit the architecture {SEG.name}: 2 of 4" in str(err.value)
     assert f"pass --arch {CLS.name}" in str(err.value) and not (tmp_path / "out").exists()
+    extra = TinyCls(num_classes=5).state_dict()
+    extra["spare.weight"] = torch.zeros(3)  # fits nothing whole: the closest is named
+    torch.save(extra, tmp_path / "extra.pth")
+    with pytest.raises(ModelError, match=f"do not fit the architecture {CLS.name} \\(the "
+                                         "closest registered one to these weights\\): 4 of 4 "
+                                         "tensors loaded; unexpected: spare.weight"):
+        importing.import_model(tmp_path / "extra.pth", {}, tmp_path / "out")
 
 
 def test_import_reads_classes_and_borrows_the_spec_of_an_installed_model(tmp_path):
