@@ -525,3 +525,22 @@ def test_a_torchscript_no_probe_fits_is_inspected_blank_and_exported_at_the_spec
               "input": {"size": [SIZE, SIZE], "channels": 6, "context": "volume:6"}}
     manifest = foreign.export_self_contained(path, "torchscript", fields, tmp_path / "model")
     assert manifest.onnx_inputs == {"slices": [1, 6, SIZE, SIZE]}
+
+
+def test_a_conversion_onnx_runtime_does_not_reproduce_is_refused(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """The parity gate: an ONNX graph that answers otherwise than the TorchScript it came
+    from (here another network swapped in after conversion) writes nothing."""
+    real = foreign.torch_to_onnx
+
+    def swapped(module, inputs, path, batched, source):
+        real(module, inputs, path, batched, source)
+        torch.manual_seed(99)
+        real(torch.jit.script(Classifier().eval()), inputs, path, batched, source)
+
+    monkeypatch.setattr(foreign, "torch_to_onnx", swapped)
+    path = tmp_path / "classifier.pt"
+    torch.manual_seed(1)
+    torch.jit.script(Classifier().eval()).save(str(path))
+    text = refused(tmp_path, path, "torchscript", cls_fields())
+    assert "ONNX Runtime differs from torch" in text and "not trustworthy" in text
