@@ -65,13 +65,13 @@ class SeparateLateFusion(nn.Module):
     with N learned weights (`weighting` "sum": as they are, starting at 1/N; "softmax":
     softmax-normalised). conv1 takes 1 channel, or 3 (the slice repeated)."""
 
-    def __init__(self, num_classes: int, slices: int, in_channels: int = 1,
+    def __init__(self, num_classes: int, slices: int, slice_channels: int = 1,
                  weighting: str = "sum", backbone_weights: str | Path | None = None) -> None:
         super().__init__()
         if weighting not in ("sum", "softmax"):
             raise ValueError(f"weighting is 'sum' or 'softmax', not {weighting!r}")
         self.nets = nn.ModuleList(
-            [ResNet50Slices(in_channels, num_classes, True, backbone_weights)
+            [ResNet50Slices(slice_channels, num_classes, True, backbone_weights)
              for _ in range(slices)])
         self.weights = nn.Parameter(torch.full((slices,), 1.0 / slices))
         self.weighting = weighting
@@ -247,23 +247,25 @@ def _small_builder(kind: str, default_slices: int) -> Callable[..., nn.Module]:
 
 
 def _full_builder(kind: str, default_slices: int) -> Callable[..., nn.Module]:
-    def build(num_classes: int = 2, slices: int = default_slices, in_channels: int = 1,
+    def build(num_classes: int = 2, slices: int = default_slices, slice_channels: int = 1,
               weighting: str = "sum", backbone_weights: str | Path | None = None
               ) -> nn.Module:
-        """`in_channels`: conv1's of single slice and of each late-fusion net (1, or 3 for
-        the slice repeated); early fusion's conv1 takes the `slices`."""
+        """`slices`: the sample's slice count (the input's channels; single slice takes any).
+        `slice_channels`: conv1's channels in single slice and in each late-fusion net: 1,
+        or 3 for the grey slice repeated. Early fusion's conv1 takes the `slices`."""
         if kind == "late_fusion":
-            return SeparateLateFusion(num_classes, slices, in_channels, weighting,
+            return SeparateLateFusion(num_classes, slices, slice_channels, weighting,
                                       backbone_weights)
         single = kind == "single_slice"
-        return ResNet50Slices(in_channels if single else slices, num_classes, single,
+        return ResNet50Slices(slice_channels if single else slices, num_classes, single,
                               backbone_weights)
 
     return build
 
 
 def _full_options(kind: str) -> Callable[[dict[str, torch.Tensor]], dict]:
-    """Classes from fc, channels from conv1; late fusion's N from its weights."""
+    """Classes from fc, channels from conv1; late fusion's N from its weights. `slices` is
+    the input's channel count (early and late fusion); single slice reads any number."""
     def options(state: dict[str, torch.Tensor]) -> dict:
         net = "nets.0." if kind == "late_fusion" else ""
         found = {"num_classes": int(state[f"{net}fc.weight"].shape[0])}
@@ -271,7 +273,7 @@ def _full_options(kind: str) -> Callable[[dict[str, torch.Tensor]], dict]:
         if kind == "early_fusion":
             found["slices"] = channels
         else:
-            found["in_channels"] = channels
+            found["slice_channels"] = channels
         if kind == "late_fusion":
             found["slices"] = int(state["weights"].shape[0])
         return found
@@ -322,7 +324,8 @@ def _register_all() -> None:
                 output_names=("logits",), dynamic_axes=DYNAMIC,
                 description=FULL_SUMMARIES[kind] if full else
                 SUMMARIES[kind].format(net=SMALL_BACKBONES[kind][1]),
-                full=full, cam_layers=_cam_2d, default_options={"slices": slices},
+                full=full, cam_layers=_cam_2d,
+                default_options={} if full and kind == "single_slice" else {"slices": slices},
                 options_from_weights=(_full_options if full else _small_options)(kind)))
     for full, suffix, slices, widths in ((True, "", 16, (32, 64, 128, 256)),
                                           (False, "_small", SMALL_SLICES, (8, 16, 32, 48))):
@@ -330,7 +333,8 @@ def _register_all() -> None:
             name=f"lab3.cnn3d{suffix}", lab=3, task="fusion", build=_cnn3d_builder(widths),
             example_inputs=_example(slices), input_names=("slices",), output_names=("logits",),
             dynamic_axes=DYNAMIC, full=full, cam_layers=_cam_3d,
-            default_options={"slices": slices}, options_from_weights=_cnn3d_options,
+            default_options={} if full else {"slices": slices},
+            options_from_weights=_cnn3d_options,
             description=f"3D CNN: Conv3d/BatchNorm3d/ReLU/MaxPool3d, widths "
                         f"{'-'.join(map(str, widths))}."))
 
