@@ -227,6 +227,10 @@ def _inspect_state(path: Path, state: dict, kind: str, arch_name: str | None,
                             build={k: v for k, v in options.items() if k != "num_classes"},
                             num_classes=options.get("num_classes"), report=report,
                             guessed=arch_name is None)
+    twins = [a.name for s, a, _, _ in ranking if s == share and a.name != arch.name]
+    if arch_name is None and twins and share > 0:
+        inspection.warnings.append(f"the weights fit {', '.join(twins)} as well as {arch.name}"
+                                   "; pass --arch to choose another")
     if kind == "pickled-module":
         inspection.warnings.append("the file is a whole pickled model (opened because it is "
                                    "trusted); only its weights are used")

@@ -80,6 +80,10 @@ def test_inspect_guesses_the_architecture_classes_and_channels(tmp_path):
     assert found.like == "lab4-chest-unet"  # the installed model of that lab and task
     assert found.warnings == ["the weights give 3 classes; they are named class 1..3 until "
                               "labels are given"]
+    # a network that fits two architectures equally: the other is named
+    twin = importing.inspect(_save(Fixed16(num_classes=4), tmp_path / "twin.pth"), lab=2)
+    assert twin.arch == CLS.name
+    assert f"the weights fit {FIXED.name} as well as {CLS.name}" in " ".join(twin.warnings)
     # with the lab, the guess stays in that lab; a given architecture is taken as given
     found = importing.inspect(path, lab=2)
     assert found.arch == CLS.name and found.report.looks_like[0] == SEG.name
