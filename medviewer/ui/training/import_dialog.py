@@ -386,10 +386,13 @@ class ImportDialog(QDialog):
                   "options": {k: v for k, v in (like.options if like else {}).items()
                               if k != "build"},  # the build options come from the weights
                   "metrics": {"split": "not measured: imported from a file", "n": 0},
-                  "provenance": {"via": "Model > Import Model"},
+                  "provenance": {"via": "Model > Import Model",
+                                 "input_spec_from": like.id if like else "the reader"},
                   "description": f"Imported from {name}."}
         if self._self_contained():  # a checkpoint's task is its architecture's
             fields["task"] = self.task_combo.currentText()
+        elif like is not None:
+            fields["like"] = like.id  # the form's source: checked to do the same task
         return fields
 
     def import_options(self) -> dict[str, Any]:

@@ -147,8 +147,11 @@ class LabelsBox(QGroupBox):
         for r in range(self.table.rowCount()):
             name, colour = self.table.item(r, 0), self.table.item(r, 1)
             name.setBackground(QBrush(QColor(WARN)) if r in flagged else QBrush())
+            swatch = QColor(colour.text())
             ok = QColor.isValidColorName(colour.text())
-            colour.setBackground(QBrush(QColor(colour.text())) if ok else QBrush())
+            colour.setBackground(QBrush(swatch) if ok else QBrush())
+            colour.setForeground(QBrush(QColor("white" if ok and swatch.lightness() < 128
+                                               else "black")))
         self.table.blockSignals(False)
         self.warning.setText(
             f"{len(flagged)} label(s) still named 'class N': name each class as the network "
