@@ -209,7 +209,10 @@ def _inspect_state(path: Path, state: dict, kind: str, arch_name: str | None,
         if lab is not None and arch.lab != lab:
             raise ModelError(None, f"{arch.name} is a lab {arch.lab} architecture, not lab "
                              f"{lab}; fix --lab or --arch.")
-        share, options, report = keymatch.fit(arch, state, maps, given)
+        try:
+            share, options, report = keymatch.fit(arch, state, maps, given)
+        except Exception as exc:  # noqa: BLE001 - a builder given options it cannot take
+            raise _unbuildable(arch.name, given, exc) from exc
     else:
         mine = [r for r in ranking if lab is None or r[1].lab == lab]
         if not mine or mine[0][0] <= 0:
@@ -273,9 +276,8 @@ def _load(arch, inspection: Inspection, state: dict, maps: Sequence[tuple[str, s
         options["num_classes"] = inspection.num_classes
     try:
         model = arch.build(**options)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ModelError(None, f"{arch.name} cannot be built with the options {options} "
-                         f"({str(exc)[:200]}); fix --build.") from exc
+    except Exception as exc:  # noqa: BLE001 - a builder given options it cannot take
+        raise _unbuildable(arch.name, options, exc) from exc
     aligned, report = keymatch.load_aligned(model, state, maps)
     report.looks_like, report.fits = inspection.report.looks_like, inspection.report.fits
     inspection.report = report
@@ -287,6 +289,13 @@ def _load(arch, inspection: Inspection, state: dict, maps: Sequence[tuple[str, s
         raise ModelError(path, f"These weights do not fit the architecture {arch.name} "
                          f"({str(exc)[:300]}).") from exc
     return model.eval()
+
+
+def _unbuildable(arch: str, options: dict, exc: Exception):
+    from medviewer.inference.errors import ModelError
+
+    return ModelError(None, f"{arch} cannot be built with the options {options} "
+                      f"({str(exc)[:200]}); fix --build.")
 
 
 def not_fitting(arch: str, report: KeyReport, guessed: bool = False) -> str:

@@ -150,6 +150,14 @@ def test_labels_must_match_the_weights_classes(tmp_path):
                                {"input": {"channels": 1}}, tmp_path / "out")
 
 
+def test_build_options_it_cannot_take_are_a_sentence(tmp_path):
+    path = _save(TinySeg(), tmp_path / "seg.pth")
+    with pytest.raises(ModelError, match=r"test.tiny_seg cannot be built with the options "
+                                         r"\{'in_channels': 'two'\}.*fix --build"):
+        importing.import_model(path, {"options": {"build": {"in_channels": "two"}}},
+                               tmp_path / "out", arch=SEG.name)
+
+
 def test_a_size_the_network_cannot_take(tmp_path):
     path = _save(Fixed16(num_classes=10), tmp_path / "fixed.pth")
     with pytest.raises(ModelError, match=r"test.fixed16 cannot take 32x32 images \(it runs at "
