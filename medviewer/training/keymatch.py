@@ -59,8 +59,10 @@ def align(state: dict[str, torch.Tensor], model: Shapes,
     modules whose parameters (names and shapes; or shapes but the first axis, e.g. the number
     of classes) are unique on both sides."""
     by_name: dict[str, str] = {}  # name after the user's maps -> name in the file
+    clashes = []  # two names a map made one: the second is left over, never loaded
     for original in state:
-        by_name.setdefault(apply_maps(original, maps), original)
+        if by_name.setdefault(apply_maps(original, maps), original) != original:
+            clashes.append(original)
     ckpt = {name: tuple(state[orig].shape) for name, orig in by_name.items()}
     fed = {n: n for n in model if n in ckpt}  # model name -> checkpoint name
     renamed: list[tuple[str, str]] = []
@@ -85,7 +87,8 @@ def align(state: dict[str, torch.Tensor], model: Shapes,
     mismatched = sorted((m, ckpt[c], model[m]) for m, c in fed.items() if ckpt[c] != model[m])
     report = KeyReport(
         total=len(model), loaded=len(fed) - len(mismatched) + len(filled),
-        missing=sorted(left_m - set(filled)), unexpected=sorted(by_name[c] for c in left_c),
+        missing=sorted(left_m - set(filled)),
+        unexpected=sorted([*(by_name[c] for c in left_c), *clashes]),
         mismatched=mismatched, renamed=renamed, filled=filled)
     return aligned, report
 

@@ -211,6 +211,9 @@ def test_user_maps_apply_first():
     aligned, report = align(source, _shapes(twins), [("a", "second"), ("b", "first")])
     assert report.ok and report.renamed == []
     assert torch.equal(aligned["second.weight"], source["a.weight"])
+    _, report = align(source, _shapes(twins), [("a", "first"), ("b", "first")])  # a clash
+    assert report.unexpected == ["b.bias", "b.weight"] and report.missing == [
+        "second.bias", "second.weight"]
 
 
 def test_the_report_names_what_did_not_fit(state):
