@@ -168,7 +168,8 @@ def preview_task(ctx: Any, path: str, fields: dict, out: str, options: dict, vol
 def describe(result: Any, k: int, volume: Any, number: int, seconds: float) -> str:
     """The result on slice `k` in a radiologist's words: top classes, areas or boxes."""
     took = f"{seconds:.1f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
-    lines = [f"{result.title or result.model_id} on image {number} ({took}, "
+    where = "the whole series" if result.task == "fusion" else f"image {number}"
+    lines = [f"{result.title or result.model_id} on {where} ({took}, "
              f"{(result.provider or 'CPU').removesuffix('ExecutionProvider')}):"]
     if result.scores is not None:
         row = result.scores[0]

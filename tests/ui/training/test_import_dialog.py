@@ -16,9 +16,10 @@ import pytest
 import torch
 from torch import nn
 
-from medviewer.inference import list_models, registry, versions
+from medviewer.inference import Box, Result, list_models, registry, versions
 from medviewer.labs.architectures import ARCHITECTURES, Architecture
 from medviewer.training import importing
+from medviewer.ui.training.import_tasks import describe, similar_model, thumbnail
 from tests.ui.gui import _open, _run
 
 LIKE = "lab4-chest-unet"  # the installed lab 4 segmenter whose input spec the dialog copies
@@ -155,6 +156,8 @@ def test_a_notebook_state_dict_is_previewed_imported_and_run(window, qtbot, tmp_
     hu = window.document.volume.voxels[k]
     truth = (hu > SOFT_HU).astype(np.uint8) + (hu > BONE_HU)
     assert (got == truth).mean() > 0.95 and {1, 2} <= set(np.unique(got))
+    window.close()  # the import's temporary folders go with the window
+    assert not dialog.temp.exists()
 
 
 def test_a_checkpoint_that_does_not_fit_is_a_sentence_and_the_dialog_stays_usable(
@@ -232,3 +235,39 @@ def test_a_model_file_needs_no_architecture_and_a_preview_can_be_cancelled(
     assert not isinstance(preview, str), preview
     assert "class 2:" in dialog.result_label.text()
     assert preview.manifest.arch.startswith("external") and not (store / "exported").exists()
+
+
+def _result(task: str, labels: list[str], **fields) -> Result:
+    return Result("mine", "1.0.0", task, labels, ["#000000", "#ff0000", "#00ff00"][
+        :len(labels)], provider="CPUExecutionProvider", title="Mine", **fields)
+
+
+def test_the_preview_says_what_a_classifier_a_detector_and_a_fusion_model_found():
+    scores = _result("classification", ["benign", "malignant"], slice_indices=[4],
+                     scores=np.array([[0.2, 0.8]]))
+    text = describe(scores, 4, None, 5, 0.012)
+    assert text.splitlines() == ["Mine on image 5 (12 ms, CPU):", "  malignant: 0.800",
+                                 "  benign: 0.200"]
+    fusion = _result("fusion", ["no nodule", "nodule"], scores=np.array([[0.9, 0.1]]))
+    assert describe(fusion, 4, None, 5, 1.5).startswith("Mine on the whole series (1.5 s")
+    boxes = _result("detection", ["background", "nodule"], slice_indices=[4], boxes=[
+        Box(2, 3, 6, 8, "nodule", 0.9, 4), Box(0, 0, 2, 2, "nodule", 0.2, 5)])
+    assert describe(boxes, 4, None, 5, 0.5).splitlines()[1:] == [
+        "  1 box(es)", "  nodule 0.90 at (2, 3)-(6, 8)"]  # the other box is on slice 5
+    frame = np.zeros((10, 10), np.int16)
+    rgb = thumbnail(frame, boxes, 4)
+    assert rgb.shape == (10, 10, 3) and rgb.dtype == np.uint8
+    outline = np.zeros((10, 10), bool)
+    outline[3:8, [2, 5]] = outline[[3, 7], 2:6] = True  # x1, y1 exclusive
+    assert (rgb[outline] == [255, 0, 0]).all() and (rgb[~outline] == 0).all()
+
+
+def test_the_similar_model_is_of_the_same_lab_and_task_and_architecture_first(store):
+    models = list_models()[0]
+    assert similar_model(models, 4, "segmentation").id == LIKE
+    assert similar_model(models, 5, "detection", "lab5.fasterrcnn_resnet50_fpn").arch == (
+        "lab5.fasterrcnn_light")  # the shipped light variant of the same network
+    fusion = similar_model(models, 3, "fusion", "lab3.late_fusion")
+    assert fusion.arch.startswith("lab3.late_fusion")
+    assert similar_model(models, 2, "segmentation").task == "segmentation"  # task over lab
+    assert similar_model([], 4, "segmentation") is None
