@@ -61,8 +61,9 @@ def load_onnx(path: Path) -> Any:
 
 
 def _constants(graph: Any) -> list[Any]:
-    """Initializers and Constant nodes' tensors of `graph` and its subgraphs."""
-    out = list(graph.initializer)
+    """Initializers (sparse ones' values too) and Constant nodes' tensors of `graph` and its
+    subgraphs."""
+    out = [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
     for node in graph.node:
         for attr in node.attribute:
             if attr.HasField("t"):
@@ -245,7 +246,9 @@ def _match_outputs(graph: Any, outputs: dict[str, list], task: str, names: tuple
 def _free_batch(graph: Any, outputs: set[str]) -> None:
     """A fixed first axis becomes "batch" on the inputs and the chosen outputs; recorded
     intermediate shapes are dropped (ONNX Runtime infers them again)."""
-    for value in [*graph.input, *(v for v in graph.output if v.name in outputs)]:
+    constants = {t.name for t in graph.initializer}
+    for value in [*(v for v in graph.input if v.name not in constants),
+                  *(v for v in graph.output if v.name in outputs)]:
         dims = value.type.tensor_type.shape.dim
         if len(dims) and dims[0].HasField("dim_value"):
             dims[0].dim_param = "batch"

@@ -287,11 +287,11 @@ def test_nan_weights_are_refused(tmp_path: Path) -> None:
     with torch.no_grad():
         net.conv.weight[1, 0, 0, 0] = float("nan")
     path = onnx_file(net, tmp_path / "nan.onnx", [(1, 1, SIZE, SIZE)])
-    assert "NaN" in refused(tmp_path, path, "onnx", seg_fields())
+    assert "weights hold NaN" in refused(tmp_path, path, "onnx", seg_fields())
     script = tmp_path / "nan.pt"
     torch.jit.script(net).save(str(script))
     (tmp_path / "store").rmdir()
-    assert "NaN" in refused(tmp_path, script, "torchscript", seg_fields())
+    assert "weights hold NaN" in refused(tmp_path, script, "torchscript", seg_fields())
 
 
 def test_a_fixed_input_size_other_than_the_spec_names_both(tmp_path: Path) -> None:
@@ -544,3 +544,63 @@ def test_a_conversion_onnx_runtime_does_not_reproduce_is_refused(tmp_path: Path,
     torch.jit.script(Classifier().eval()).save(str(path))
     text = refused(tmp_path, path, "torchscript", cls_fields())
     assert "ONNX Runtime differs from torch" in text and "not trustworthy" in text
+
+
+def test_an_absurd_input_size_is_refused_before_any_probe(tmp_path: Path) -> None:
+    path = onnx_file(Threshold(), tmp_path / "seg.onnx", [(1, 1, SIZE, SIZE)],
+                     dynamic={"input.1": {0: "n", 2: "h", 3: "w"}, "out": {0: "n", 2: "h",
+                                                                        3: "w"}})
+    fields = seg_fields()
+    fields["input"].update(size=[8192, 8192], channels=3)
+    assert "would take 1536 MB" in refused(tmp_path, path, "onnx", fields)
+
+
+def test_nan_in_a_sparse_initializer_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    values = helper.make_tensor("w_values", TensorProto.FLOAT, [2], [1.0, float("nan")])
+    indices = helper.make_tensor("w_indices", TensorProto.INT64, [2], [0, 5])
+    weights = helper.make_sparse_tensor(values, indices, [1, 3, SIZE, SIZE])
+    weights.values.name = "w"
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "sparse",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        sparse_initializer=[weights])
+    path = tmp_path / "sparse.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert "weights hold NaN or infinite values (w)" in refused(tmp_path, path, "onnx",
+                                                                 seg_fields())
+
+
+def test_weights_listed_as_graph_inputs_keep_their_shapes(tmp_path: Path,
+                                                          ct_series_dir: Path) -> None:
+    """Older exporters list the weights among the graph's inputs: only the image input is
+    the lab's "image" with a freed batch; the model still runs in the plugin."""
+    import onnx
+
+    from medviewer.inference import open_model
+
+    path = tmp_path / "old.onnx"
+    torch.onnx.export(Threshold().eval(), (torch.rand(1, 1, SIZE, SIZE),), str(path),
+                      input_names=["input.1"], output_names=["out"], opset_version=17,
+                      dynamo=False, keep_initializers_as_inputs=True)
+    manifest = foreign.export_self_contained(path, "onnx", seg_fields(), tmp_path / "model")
+    assert manifest.onnx_inputs == {"image": ["batch", 1, SIZE, SIZE]}
+    graph = onnx.load(str(tmp_path / "model" / "model.onnx")).graph
+    shapes = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
+              for v in graph.input}
+    assert shapes["conv.weight"] == [3, 1, 1, 1]
+    assert open_model(tmp_path / "model").run(ct_volume(ct_series_dir)).label_map.any()
+
+
+class Undefined(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(x.expand(-1, 3, -1, -1) - 2)
+
+
+def test_a_model_answering_nan_on_the_probe_is_refused(tmp_path: Path) -> None:
+    path = onnx_file(Undefined(), tmp_path / "nan-out.onnx", [(1, 1, SIZE, SIZE)])
+    assert "answers NaN or infinity on a probe input" in refused(tmp_path, path, "onnx",
+                                                                 seg_fields())
