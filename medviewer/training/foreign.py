@@ -70,11 +70,11 @@ def kind_of(path: str | Path) -> str | None:
 
 
 def _zip_kind(names: list[str]) -> str | None:
-    inner = {n.split("/", 1)[1] for n in names if "/" in n}
+    inner = {n.split("/", 1)[1] for n in names if "/" in n} | set(names)  # archive/... or not
     if any(n.startswith("code/") for n in inner) and "constants.pkl" in inner:
         return "torchscript"
-    if "archive_format" in inner or "models/model.json" in inner:
-        return "exported-program"
+    if inner & {"archive_format", "models/model.json", "serialized_exported_program.json"}:
+        return "exported-program"  # the last: torch.export.save before torch 2.6
     return None  # a torch.save state dict, or some other zip
 
 

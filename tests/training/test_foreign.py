@@ -100,6 +100,14 @@ def test_kind_of_reads_the_bytes_only(tmp_path: Path) -> None:
     assert foreign.kind_of(tmp_path / "st.bin") is None
     assert foreign.kind_of(tmp_path / "junk.bin") is None
     assert foreign.kind_of(tmp_path / "missing.bin") is None
+    import zipfile
+
+    for name, members, kind in (("old.pt2", ["serialized_exported_program.json", "version"],
+                                 "exported-program"), ("other.zip", ["a/b.txt"], None)):
+        with zipfile.ZipFile(tmp_path / name, "w") as z:
+            for member in members:
+                z.writestr(member, "{}")
+        assert foreign.kind_of(tmp_path / name) == kind
 
 
 def test_foreign_onnx_segmenter_is_wired_to_lab4_and_infers_a_seg(
