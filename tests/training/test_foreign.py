@@ -438,8 +438,16 @@ def test_a_digit_image_input_is_fed_lab1s_flat_rows(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_a_one_channel_segmenter_is_taken_as_a_foreground_logit(tmp_path: Path) -> None:
-    path = onnx_file(nn.Conv2d(1, 1, 3, padding=1), tmp_path / "fg.onnx", [(1, 1, SIZE, SIZE)],
+def test_a_one_channel_segmenter_is_taken_as_a_foreground_logit(tmp_path: Path,
+                                                                 ct_series_dir: Path) -> None:
+    from medviewer.inference import open_model
+    from medviewer.inference import preprocess as pp
+
+    net = nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        net.weight.fill_(4.0)
+        net.bias.fill_(-2.0)  # foreground where the windowed slice is above mid-grey
+    path = onnx_file(net, tmp_path / "fg.onnx", [(1, 1, SIZE, SIZE)],
                      dynamic={"input.1": {0: "n"}, "out": {0: "n"}})
     seen = foreign.inspect_file(path, "onnx")
     assert (seen.task, seen.num_classes) == ("segmentation", 2)
@@ -448,6 +456,13 @@ def test_a_one_channel_segmenter_is_taken_as_a_foreground_logit(tmp_path: Path) 
     fields["labels"] = fields["labels"][:2]
     manifest = foreign.export_self_contained(path, "onnx", fields, tmp_path / "model")
     assert manifest.onnx_inputs == {"image": ["n", 1, SIZE, SIZE]}
+    volume = ct_volume(ct_series_dir)
+    result = open_model(tmp_path / "model").run(volume)
+    x = pp.prepare_slices(volume.voxels, list(range(volume.voxels.shape[0])), manifest.input)
+    expected = np.stack([pp.resize((m[0] > 0.5).astype(np.uint8), volume.voxels.shape[1:],
+                                   order=0) for m in x])
+    np.testing.assert_array_equal(result.label_map, expected)
+    assert expected.any() and not expected.all()
 
 
 def test_cli_exports_a_torchscript_classifier_and_infers_with_it(
