@@ -26,7 +26,6 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDialog,
     QFileDialog,
     QFormLayout,
@@ -42,19 +41,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medviewer.core.paths import component_problem
 from medviewer.inference import Manifest, ModelError
-from medviewer.inference.manifest import TASKS
 from medviewer.inference.registry import user_models_dir
 from medviewer.training import importing
 from medviewer.ui.common.guard import guarded
 from medviewer.ui.common.host import Host
-from medviewer.ui.training.import_form import InputSpecBox, LabelsBox
+from medviewer.ui.training.import_form import InputSpecBox, LabelsBox, ModelBox
 from medviewer.ui.training.import_tasks import (
     PALETTE,
     Inspected,
     Preview,
-    default_id,
     import_task,
     in_dialog_words,
     inspect_task,
@@ -92,10 +88,10 @@ class ImportDialog(QDialog):
         self.setObjectName("importDialog")
         self.setModal(False)
         self.inspection: importing.Inspection | None = None
-        self.archs: dict[int, list[tuple[str, str]]] = {}
         self.models: list[Manifest] = []
         self.like: Manifest | None = None
         self.worker: Any = None
+        self.running: str | None = None  # "inspect", "preview" or "import"
         self.previewed: tuple[str, Path] | None = None  # (form state, folder) of the preview
         self._target: Path | None = None  # the store folder an import is writing
         self.temp = Path(tempfile.mkdtemp(prefix="medviewer-import-"))
@@ -112,7 +108,16 @@ class ImportDialog(QDialog):
     def _build(self) -> None:
         form = QVBoxLayout()
         form.addWidget(self._file_box())
-        form.addWidget(self._what_box())
+        self.model_box = box = ModelBox()
+        box.sigChosen.connect(self._on_chosen)
+        box.sigTaskChanged.connect(self._prefill)
+        box.sigEdited.connect(self._form_edited)
+        form.addWidget(box)
+        # shortcuts used below and by tests
+        self.lab_combo, self.arch_combo, self.task_combo = (box.lab_combo, box.arch_combo,
+                                                            box.task_combo)
+        self.id_edit, self.title_edit, self.version_edit = (box.id_edit, box.title_edit,
+                                                            box.version_edit)
         self.labels_box = LabelsBox()
         self.labels_box.sigEdited.connect(self._form_edited)
         form.addWidget(self.labels_box)
@@ -156,35 +161,6 @@ class ImportDialog(QDialog):
         browse.clicked.connect(self.choose_file_dialog)
         row.addWidget(self.path_edit, 1)
         row.addWidget(browse)
-        return box
-
-    def _what_box(self) -> QGroupBox:
-        box = QGroupBox("What it is (guessed from the file: change what is wrong)")
-        self.what_form = form = QFormLayout(box)
-        self.kind_label = QLabel("\u2014")
-        form.addRow("File kind", self.kind_label)
-        self.lab_combo = QComboBox()
-        for lab, task in importing.LAB_TASKS.items():
-            self.lab_combo.addItem(f"Lab {lab} ({task})", lab)
-        self.lab_combo.currentIndexChanged.connect(self._on_lab_changed)
-        form.addRow("Lab", self.lab_combo)
-        self.arch_combo = QComboBox()
-        self.arch_combo.setToolTip("The network the checkpoint's tensors are loaded into")
-        self.arch_combo.currentIndexChanged.connect(self._on_arch_changed)
-        form.addRow("Architecture", self.arch_combo)
-        self.task_combo = QComboBox()
-        self.task_combo.addItems(TASKS)
-        self.task_combo.setToolTip("A checkpoint's task is its architecture's; a model file's "
-                                   "is what its lab's plugin reads from it")
-        self.task_combo.currentIndexChanged.connect(lambda _i: self._prefill())
-        form.addRow("Task", self.task_combo)
-        self.id_edit, self.title_edit = QLineEdit(), QLineEdit()
-        self.version_edit = QLineEdit("1.0.0")
-        self.id_edit.setToolTip("The model's folder in your store: letters, digits, dashes")
-        for name, edit in (("Model id", self.id_edit), ("Title", self.title_edit),
-                           ("Version", self.version_edit)):
-            edit.textEdited.connect(self._form_edited)
-            form.addRow(name, edit)
         return box
 
     def _advanced_box(self) -> QGroupBox:
@@ -262,6 +238,8 @@ class ImportDialog(QDialog):
     def choose_file(self, path: str | Path) -> bool:
         """Read `path` in the background and fill the form with what it is; False when
         refused at once (the reason is shown)."""
+        if self._importing():
+            return False
         self.path_edit.setText(str(path))
         self.trust_check.blockSignals(True)
         self.trust_check.setChecked(False)  # trust is given per file, never carried over
@@ -274,6 +252,8 @@ class ImportDialog(QDialog):
         """Read the file again (keep_form: with the chosen architecture, key maps and trust,
         the reader's other entries kept)."""
         self._reinspect.stop()
+        if self._importing():
+            return False
         path = Path(self.path_edit.text().strip()).expanduser()
         if not path.is_file():
             self.show_error(f"{path} is not a file; choose the checkpoint or model file to "
@@ -285,7 +265,7 @@ class ImportDialog(QDialog):
             self.show_error(str(exc))
             return False
         keep_form = keep_form and self.inspection is not None  # else: nothing filled yet
-        arch = self.arch_combo.currentData() if keep_form else None
+        arch = self.model_box.arch() if keep_form else None
         self._say(f"Reading {path.name}\u2026")
         self._start("inspect", inspect_task, str(path), self.trust_check.isChecked(), arch,
                     maps, on_result=lambda got: self._on_inspected(got, keep_form))
@@ -293,13 +273,16 @@ class ImportDialog(QDialog):
 
     def _on_inspected(self, got: Inspected, keep_form: bool) -> None:
         ins = self.inspection = got.inspection
-        self.archs, self.models = got.arch_names, got.models
+        self.model_box.archs, self.models = got.arch_names, got.models
         self._filling = True
         try:
             if keep_form:
                 self.input_box.follow_file(ins)  # the architecture now chosen may take others
             else:
-                self._fill_guesses(ins)
+                self.model_box.fill(ins)
+                count = ins.num_classes or self.labels_box.classes_spin.value()
+                self.labels_box.set_labels(placeholder_labels(count), PALETTE)
+                self._prefill()
             self.labels_box.fix_count(ins.num_classes)
         finally:
             self._filling = False
@@ -311,57 +294,17 @@ class ImportDialog(QDialog):
         self._set_busy(None)
         self.sigInspected.emit(ins)
 
-    def _fill_guesses(self, ins: importing.Inspection) -> None:
-        self.kind_label.setText(ins.kind)
-        if ins.lab is not None:
-            self.lab_combo.setCurrentIndex(max(self.lab_combo.findData(ins.lab), 0))
-        self._fill_archs(ins.arch)
-        self_contained = ins.kind in importing.SELF_CONTAINED
-        self.what_form.setRowVisible(self.arch_combo, not self_contained)
-        self.task_combo.setEnabled(self_contained)
-        self.task_combo.setCurrentText(ins.task or self._arch_task())
-        self.id_edit.setText(default_id(ins.path))
-        self.title_edit.setText(ins.path.stem.replace("_", " "))
-        count = ins.num_classes or self.labels_box.classes_spin.value()
-        self.labels_box.set_labels(placeholder_labels(count), PALETTE)
+    def _on_chosen(self) -> None:
+        """Another lab or architecture: the spec it suggests, its key report."""
         self._prefill()
-
-    def _fill_archs(self, chosen: str | None) -> None:
-        self.arch_combo.blockSignals(True)
-        self.arch_combo.clear()
-        for name, task in self.archs.get(self.lab_combo.currentData(), []):
-            self.arch_combo.addItem(f"{name}  ({task})", name)
-        self.arch_combo.setCurrentIndex(max(self.arch_combo.findData(chosen), 0))
-        self.arch_combo.blockSignals(False)
-
-    def _arch_task(self) -> str:
-        lab = self.lab_combo.currentData()
-        return dict(self.archs.get(lab, [])).get(self.arch_combo.currentData()) or (
-            importing.LAB_TASKS.get(lab, TASKS[0]))
-
-    def _self_contained(self) -> bool:
-        return self.inspection is not None and self.inspection.kind in importing.SELF_CONTAINED
-
-    def _on_lab_changed(self, _index: int) -> None:
-        if self._filling:
-            return
-        self._fill_archs(None)
-        self._on_arch_changed(self.arch_combo.currentIndex())
-
-    def _on_arch_changed(self, _index: int) -> None:
-        if self._filling:
-            return
-        if not self._self_contained():
-            self.task_combo.setCurrentText(self._arch_task())
-            if self.inspection is not None:
-                self._reinspect.start()  # the key report for the architecture now chosen
-        self._prefill()
+        if self.inspection is not None and not self.model_box.self_contained:
+            self._reinspect.start()
 
     def _prefill(self) -> None:
         """Input spec, plugin and label offer from an installed model like this one."""
-        lab, task = self.lab_combo.currentData(), self.task_combo.currentText()
-        arch = None if self._self_contained() else self.arch_combo.currentData()
-        like = self.like = similar_model(self.models, lab, task, arch)
+        box = self.model_box
+        lab, task = box.lab(), box.task()
+        like = self.like = similar_model(self.models, lab, task, box.arch())
         self.plugin_edit.setText(like.plugin if like and like.lab == lab else f"lab{lab}")
         self.input_box.set_like(like, lab, task)
         if self.inspection is not None:
@@ -372,16 +315,10 @@ class ImportDialog(QDialog):
     # ----------------------------------------------------------------- the form as fields
     def form_fields(self) -> dict[str, Any]:
         """The manifest fields import_model completes; ValueError with a sentence."""
-        model_id, version = self.id_edit.text().strip(), self.version_edit.text().strip()
-        for what, value in (("model id", model_id), ("version", version)):
-            problem = component_problem(value)
-            if problem is not None:
-                raise ValueError(f"The {what} {value!r} cannot name a folder: {problem}.")
-        lab, plugin = self.lab_combo.currentData(), self.plugin_edit.text().strip()
+        lab, plugin = self.model_box.lab(), self.plugin_edit.text().strip()
         like = self.like if self.like is not None and self.like.plugin == plugin else None
         name = Path(self.path_edit.text().strip()).name
-        fields = {"id": model_id, "title": self.title_edit.text().strip() or model_id,
-                  "version": version, "lab": lab, "plugin": plugin or f"lab{lab}",
+        fields = {**self.model_box.names(), "lab": lab, "plugin": plugin or f"lab{lab}",
                   "labels": self.labels_box.fields(), "input": self.input_box.spec(),
                   "options": {k: v for k, v in (like.options if like else {}).items()
                               if k != "build"},  # the build options come from the weights
@@ -389,15 +326,15 @@ class ImportDialog(QDialog):
                   "provenance": {"via": "Model > Import Model",
                                  "input_spec_from": like.id if like else "the reader"},
                   "description": f"Imported from {name}."}
-        if self._self_contained():  # a checkpoint's task is its architecture's
-            fields["task"] = self.task_combo.currentText()
+        if self.model_box.self_contained:  # a checkpoint's task is its architecture's
+            fields["task"] = self.model_box.task()
         elif like is not None:
             fields["like"] = like.id  # the form's source: checked to do the same task
         return fields
 
     def import_options(self) -> dict[str, Any]:
         """import_model's keywords: architecture, key maps, trust."""
-        return {"arch": None if self._self_contained() else self.arch_combo.currentData(),
+        return {"arch": self.model_box.arch(),
                 "maps": parse_maps(self.maps_edit.toPlainText()),
                 "trust_pickle": self.trust_check.isChecked()}
 
@@ -407,8 +344,16 @@ class ImportDialog(QDialog):
             self._say("The form changed since the preview: Preview again, or Import exports "
                       "with the new entries.")
 
+    def _importing(self) -> bool:
+        """An import is writing into the store: nothing else starts (the reason is shown)."""
+        if self.running == "import":
+            self.show_error("An import is running: wait until it has finished (or Cancel it).")
+        return self.running == "import"
+
     def _request(self) -> tuple[dict, dict, str] | None:
         """(fields, options, state) from the form, or None with the reason shown."""
+        if self._importing():
+            return None
         if self.inspection is None:
             self.show_error("Choose a model file first (and wait until it has been read).")
             return None
@@ -534,7 +479,7 @@ class ImportDialog(QDialog):
             self._say("Cancelling (at the next step)\u2026")
 
     def _set_busy(self, kind: str | None) -> None:
-        busy = kind is not None
+        self.running, busy = kind, kind is not None
         if not busy:
             self.worker = None  # its outcome is in: a late signal of it is dropped
         ready = not busy and self.inspection is not None

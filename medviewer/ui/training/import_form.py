@@ -1,10 +1,13 @@
-"""The Import dialog's two larger form parts: the labels table and the input spec.
+"""The Import dialog's form: what the model is, its labels and its input spec.
 
-`LabelsBox`: one row per class of the network (name, #rrggbb colour), "class N" names flagged
-until they are given, and a button taking the labels of a similar installed model when it has
-as many. `InputSpecBox`: how a slice becomes the network's input (size, channels, slice
-context, window, mean/std, extra inputs, modalities), filled from a similar installed model
-and said so. Each reads back as manifest fields (ValueError with a sentence when it cannot).
+`ModelBox`: the file's kind and what MedViewer guessed, editable (lab; architecture, which says
+the task, for a checkpoint; the task itself for a self-contained model file, which needs no
+architecture), and the model's id, title and version. `LabelsBox`: one row per class of the
+network (name, #rrggbb colour), "class N" names flagged until they are given, and a button
+taking the labels of a similar installed model when it has as many. `InputSpecBox`: how a
+slice becomes the network's input (size, channels, slice context, window, mean/std, extra
+inputs, modalities), filled from a similar installed model and said so. Each reads back as
+manifest fields (ValueError with a sentence when it cannot).
 """
 
 from __future__ import annotations
@@ -31,17 +34,124 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from medviewer.core.paths import component_problem
 from medviewer.inference import Manifest
-from medviewer.inference.manifest import CONTEXTS
+from medviewer.inference.manifest import CONTEXTS, TASKS
+from medviewer.training import importing
 from medviewer.ui.training.import_tasks import (
     PALETTE,
     PLACEHOLDER,
+    default_id,
     numbers,
     placeholder_labels,
     words,
 )
 
 WARN = "#e0a030"
+
+
+class ModelBox(QGroupBox):
+    """What the file is (guessed, editable) and the model's name."""
+
+    sigChosen = Signal()  # the reader chose another lab or architecture
+    sigTaskChanged = Signal()
+    sigEdited = Signal()  # id, title or version typed
+
+    def __init__(self) -> None:
+        super().__init__("What it is (guessed from the file: change what is wrong)")
+        self.archs: dict[int, list[tuple[str, str]]] = {}  # lab -> [(architecture, task)]
+        self.self_contained = False
+        self._filling = False
+        self.form = form = QFormLayout(self)
+        self.kind_label = QLabel("\u2014")
+        form.addRow("File kind", self.kind_label)
+        self.lab_combo = QComboBox()
+        for lab, task in importing.LAB_TASKS.items():
+            self.lab_combo.addItem(f"Lab {lab} ({task})", lab)
+        self.lab_combo.currentIndexChanged.connect(self._on_lab_changed)
+        form.addRow("Lab", self.lab_combo)
+        self.arch_combo = QComboBox()
+        self.arch_combo.setToolTip("The network the checkpoint's tensors are loaded into")
+        self.arch_combo.currentIndexChanged.connect(self._on_arch_changed)
+        form.addRow("Architecture", self.arch_combo)
+        self.task_combo = QComboBox()
+        self.task_combo.addItems(TASKS)
+        self.task_combo.setToolTip("A checkpoint's task is its architecture's; a model file's "
+                                   "is what its lab's plugin reads from it")
+        self.task_combo.currentIndexChanged.connect(
+            lambda _i: None if self._filling else self.sigTaskChanged.emit())
+        form.addRow("Task", self.task_combo)
+        self.id_edit, self.title_edit = QLineEdit(), QLineEdit()
+        self.version_edit = QLineEdit("1.0.0")
+        self.id_edit.setToolTip("The model's folder in your store: letters, digits, dashes")
+        for name, edit in (("Model id", self.id_edit), ("Title", self.title_edit),
+                           ("Version", self.version_edit)):
+            edit.textEdited.connect(lambda _text: self.sigEdited.emit())
+            form.addRow(name, edit)
+
+    def fill(self, inspection: Any) -> None:
+        """A newly read file's guesses (no signal: the caller prefills the rest)."""
+        self._filling = True
+        try:
+            self.kind_label.setText(inspection.kind)
+            if inspection.lab is not None:
+                self.lab_combo.setCurrentIndex(max(self.lab_combo.findData(inspection.lab), 0))
+            self._fill_archs(inspection.arch)
+            self.self_contained = inspection.kind in importing.SELF_CONTAINED
+            self.form.setRowVisible(self.arch_combo, not self.self_contained)
+            self.task_combo.setEnabled(self.self_contained)
+            self.task_combo.setCurrentText(inspection.task or self._arch_task())
+            self.id_edit.setText(default_id(inspection.path))
+            self.title_edit.setText(inspection.path.stem.replace("_", " "))
+        finally:
+            self._filling = False
+
+    def lab(self) -> int:
+        return self.lab_combo.currentData()
+
+    def arch(self) -> str | None:
+        """The chosen architecture (None for a self-contained file: it needs none)."""
+        return None if self.self_contained else self.arch_combo.currentData()
+
+    def task(self) -> str:
+        return self.task_combo.currentText()
+
+    def names(self) -> dict[str, str]:
+        """id, title, version; ValueError with a sentence when one cannot name a folder."""
+        model_id, version = self.id_edit.text().strip(), self.version_edit.text().strip()
+        for what, value in (("model id", model_id), ("version", version)):
+            problem = component_problem(value)
+            if problem is not None:
+                raise ValueError(f"The {what} {value!r} cannot name a folder: {problem}.")
+        return {"id": model_id, "title": self.title_edit.text().strip() or model_id,
+                "version": version}
+
+    def _fill_archs(self, chosen: str | None) -> None:
+        self.arch_combo.blockSignals(True)
+        self.arch_combo.clear()
+        for name, task in self.archs.get(self.lab(), []):
+            self.arch_combo.addItem(f"{name}  ({task})", name)
+        self.arch_combo.setCurrentIndex(max(self.arch_combo.findData(chosen), 0))
+        self.arch_combo.blockSignals(False)
+
+    def _arch_task(self) -> str:
+        return dict(self.archs.get(self.lab(), [])).get(self.arch_combo.currentData()) or (
+            importing.LAB_TASKS.get(self.lab(), TASKS[0]))
+
+    def _on_lab_changed(self, _index: int) -> None:
+        if self._filling:
+            return
+        self._fill_archs(None)
+        if self.self_contained:  # the lab's plugin reads the model file as its task
+            self.task_combo.setCurrentText(importing.LAB_TASKS.get(self.lab(), self.task()))
+        self._on_arch_changed(self.arch_combo.currentIndex())
+
+    def _on_arch_changed(self, _index: int) -> None:
+        if self._filling:
+            return
+        if not self.self_contained:
+            self.task_combo.setCurrentText(self._arch_task())  # a checkpoint's is its arch's
+        self.sigChosen.emit()
 
 
 class LabelsBox(QGroupBox):

@@ -204,7 +204,7 @@ def test_a_model_file_needs_no_architecture_and_a_preview_can_be_cancelled(
                       dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
     dialog = _dialog(window)
     assert _choose(dialog, qtbot, onnx_file).kind == "onnx"
-    assert not dialog.what_form.isRowVisible(dialog.arch_combo)  # self-contained
+    assert not dialog.model_box.form.isRowVisible(dialog.arch_combo)  # self-contained
     assert dialog.task_combo.isEnabled() and dialog.task_combo.currentText() == "segmentation"
     assert dialog.input_box.spec()["size"] == [64, 64]  # the graph's, not the similar model's
     assert dialog.import_options()["arch"] is None
@@ -229,6 +229,15 @@ def test_a_model_file_needs_no_architecture_and_a_preview_can_be_cancelled(
     count = len(steps)
     qtbot.wait(100)
     assert len(steps) == count < 3000  # the export stopped
+
+    dialog.import_button.click()  # no preview: Import exports straight into the store
+    qtbot.waitUntil(lambda: dialog.progress_bar.value() == 50, timeout=10_000)
+    assert not dialog.choose_file(onnx_file) and "An import is running" in (
+        dialog.status_label.text())  # the form stays as the running import read it
+    dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: "Cancelled; nothing was saved" in dialog.status_label.text(),
+                    timeout=10_000)
+    assert not (store / "exported").exists() and dialog.inspection is not None
 
     monkeypatch.setattr(importing, "import_model", real)
     preview = _outcome(dialog, qtbot, dialog.preview_button)
