@@ -293,14 +293,22 @@ def _apply(graph: Any, mapping: dict[str, str]) -> None:
                 _apply(sub, mapping)
 
 
-def run_onnx(path: Path, feed: dict[str, np.ndarray], source: Path) -> list[np.ndarray]:
+def open_session(path: Path, source: Path) -> Any:
+    """An ONNX Runtime session on the CPU (a probe is small; the same answers everywhere)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
+        raise ModelError(source, f"ONNX Runtime cannot open the model ({first_line(exc)}); "
+                         "export it again.") from exc
+
+
+def run_onnx(session: Any, feed: dict[str, np.ndarray], source: Path) -> list[np.ndarray]:
+    try:
         return session.run(None, feed)
     except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
         raise ModelError(source, f"ONNX Runtime cannot run this model on an input of the "
@@ -310,7 +318,8 @@ def run_onnx(path: Path, feed: dict[str, np.ndarray], source: Path) -> list[np.n
 def probe(path: Path, manifest: Manifest, feed: dict[str, np.ndarray], source: Path) -> None:
     """The wired graph on the probe input: outputs of the task's shapes, finite, and a batch
     that answers as each of its samples alone."""
-    outs = run_onnx(path, feed, source)
+    session = open_session(path, source)
+    outs = run_onnx(session, feed, source)
     batch = next(iter(feed.values())).shape[0]
     shapes = [tuple(o.shape) for o in outs]
     k, size = len(manifest.labels), tuple(manifest.input.size)
@@ -333,15 +342,15 @@ def probe(path: Path, manifest: Manifest, feed: dict[str, np.ndarray], source: P
         raise ModelError(source, "The model answers NaN or infinity on a probe input; it is "
                          "not imported.")
     if batch > 1:
-        _check_batch(path, feed, outs, source)
+        _check_batch(session, feed, outs, source)
 
 
-def _check_batch(path: Path, feed: dict[str, np.ndarray], outs: list[np.ndarray],
+def _check_batch(session: Any, feed: dict[str, np.ndarray], outs: list[np.ndarray],
                  source: Path) -> None:
     from medviewer.training.export import relative_error
 
     for i in range(next(iter(feed.values())).shape[0]):
-        alone = run_onnx(path, {n: a[i:i + 1] for n, a in feed.items()}, source)
+        alone = run_onnx(session, {n: a[i:i + 1] for n, a in feed.items()}, source)
         worst = max(relative_error(o[i:i + 1], a) for o, a in zip(outs, alone, strict=True))
         if not worst <= RTOL:
             raise ModelError(source, "The model answers a batch of two slices differently "
