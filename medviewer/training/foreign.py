@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -274,7 +275,10 @@ def torch_to_onnx(module: Any, inputs: list[np.ndarray], path: Path, batched: bo
 
     tensors = tuple(torch.from_numpy(a) for a in inputs)
     try:
-        with torch.no_grad():
+        # the exporter's notes (deprecations, tracer hints) are not the user's to act on: the
+        # parity and batch checks judge the result
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             count = len(_flat(module(*tensors)))
             names = [f"input{i}" for i in range(len(tensors))]
             outs = [f"output{i}" for i in range(count)]

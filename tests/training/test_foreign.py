@@ -4,7 +4,6 @@ file is a sentence and leaves nothing behind."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,9 @@ from medviewer.training import foreign
 
 SIZE = 32
 CT_WINDOW = [-300.0, 2000.0]
-warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.* deprecation notes
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning",
-                                        "ignore::torch.jit.TracerWarning",
-                                        "ignore::UserWarning")
+# torch.jit.* and the TorchScript-based ONNX exporter (the project's, export.py) are deprecated
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning",
+                                        "ignore::torch.jit.TracerWarning")
 
 
 class Threshold(nn.Module):
