@@ -152,3 +152,30 @@ def test_plugin_and_data_import_no_torch():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'PySide6')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- the full architectures: how a bare torchvision ResNet50 checkpoint is read -------------
+
+@pytest.mark.parametrize("conv1", [1, 3, 5])
+def test_conv1s_channels_tell_single_slice_from_early_fusion(conv1):
+    """A slice enters as 1 channel or 3 (grey repeated): a ResNet50 whose conv1 takes any
+    other count reads N slices at once, which only early fusion builds."""
+    torch = pytest.importorskip("torch")
+    from medviewer.labs.architectures import get
+
+    with torch.device("meta"):
+        state = get("lab3.early_fusion").build(slices=conv1, num_classes=3).state_dict()
+        fits = []
+        for name in ("lab3.single_slice", "lab3.early_fusion"):
+            arch = get(name)
+            options = arch.options_from_weights(state)
+            try:
+                built = arch.build(**options).state_dict()
+            except ValueError as exc:
+                assert "1 channel or 3" in str(exc)
+                continue
+            assert {k: v.shape for k, v in built.items()} == {k: v.shape for k, v in
+                                                                state.items()}
+            fits.append(name)
+    both = ["lab3.single_slice", "lab3.early_fusion"]
+    assert fits == (both if conv1 in (1, 3) else ["lab3.early_fusion"])

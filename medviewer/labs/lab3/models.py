@@ -253,6 +253,9 @@ def _full_builder(kind: str, default_slices: int) -> Callable[..., nn.Module]:
         """`slices`: the sample's slice count (the input's channels; single slice takes any).
         `slice_channels`: conv1's channels in single slice and in each late-fusion net: 1,
         or 3 for the grey slice repeated. Early fusion's conv1 takes the `slices`."""
+        if kind != "early_fusion" and slice_channels not in (1, 3):
+            raise ValueError(f"a slice enters as 1 channel or 3 (grey repeated), not "
+                             f"{slice_channels}; N channels are early fusion's slices")
         if kind == "late_fusion":
             return SeparateLateFusion(num_classes, slices, slice_channels, weighting,
                                       backbone_weights)
