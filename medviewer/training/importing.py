@@ -210,7 +210,7 @@ def _inspect_state(path: Path, state: dict, kind: str, arch_name: str | None,
             raise ModelError(None, f"{arch.name} is a lab {arch.lab} architecture, not lab "
                              f"{lab}; fix --lab or --arch.")
         try:
-            share, options, report = keymatch.fit(arch, state, maps, given)
+            share, options, report, _ = keymatch.fit(arch, state, maps, given)
         except Exception as exc:  # noqa: BLE001 - a builder given options it cannot take
             raise _unbuildable(arch.name, given, exc) from exc
     else:
@@ -253,12 +253,10 @@ def _ranking(state: dict, maps: Sequence[tuple[str, str]], given: dict) -> list:
     ranked = []
     for arch in list(architectures.ARCHITECTURES.values()):
         try:
-            _, plain = keymatch.align(
-                state, keymatch.model_shapes(arch, arch.default_options), maps)
-            share, options, report = keymatch.fit(arch, state, maps, given)
+            share, options, report, plain = keymatch.fit(arch, state, maps, given)
         except Exception:  # noqa: BLE001 - an architecture that cannot take these options
             continue
-        key = (share, keymatch.share(plain), arch.full)
+        key = (share, plain, arch.full)
         ranked.append((key, (share, arch, options, report)))
     ranked.sort(key=lambda item: item[0], reverse=True)
     return [entry for _, entry in ranked]

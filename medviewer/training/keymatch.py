@@ -11,7 +11,7 @@ options its `options_from_weights` reads from the aligned tensors.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -111,26 +111,30 @@ def _best_prefix_pair(left_c: set[str], left_m: set[str], ckpt: Shapes, model: S
         parts = m.split(".")
         for k in range(2, len(parts) + 1):
             suffixes[".".join(parts[-k:])].append(m)
-    votes: Counter[tuple[str, str]] = Counter()
+    votes: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)  # pair -> {c: m}
     for c in left_c:
         parts = c.split(".")
         for k in range(len(parts), 1, -1):  # the longest common suffix only
             suffix = ".".join(parts[-k:])
             if suffix in suffixes:
                 old = c[:len(c) - len(suffix)]
-                votes.update({(old, m[:len(m) - len(suffix)]) for m in suffixes[suffix]})
+                for m in suffixes[suffix]:
+                    votes[(old, m[:len(m) - len(suffix)])][c] = m
                 break
     best = None
-    for (old, new), _ in votes.most_common(64):
-        hits = {c: new + c[len(old):] for c in left_c
-                if c.startswith(old) and new + c[len(old):] in left_m}
+    for (old, new), hits in votes.items():
         same = sum(ckpt[c] == model[m] for c, m in hits.items())
         if len(hits) < 2 and same < 1:
             continue  # one tensor of another shape: a coincidence of names, not a prefix
         key = (len(hits), same, -len(old) - len(new))
         if best is None or key > best[0]:
-            best = (key, old, new, hits)
-    return None if best is None else best[1:]
+            best = (key, old, new)
+    if best is None:
+        return None
+    _, old, new = best
+    hits = {c: new + c[len(old):] for c in left_c  # every name under the pair, not only votes
+            if c.startswith(old) and new + c[len(old):] in left_m}
+    return old, new, hits
 
 
 def _unique_modules(left_c: set[str], left_m: set[str], ckpt: Shapes, model: Shapes,
@@ -167,30 +171,27 @@ def model_shapes(arch: Architecture, options: dict) -> Shapes:
     return _SHAPES[key]
 
 
-def options_for(arch: Architecture, state: dict[str, torch.Tensor],
-                maps: Sequence[tuple[str, str]] = (), given: dict | None = None) -> dict:
-    """Build options read from the weights (arch.options_from_weights on the names aligned to
-    the architecture built with its defaults), under the caller's `given` ones."""
-    options = {**arch.default_options, **(given or {})}
-    if arch.options_from_weights is None:
-        return options
-    try:
-        aligned, _ = align(state, model_shapes(arch, options), maps)
-        found = arch.options_from_weights(aligned) or {}
-    except Exception:  # noqa: BLE001 - an architecture that does not fit says nothing
-        return options
-    return {**arch.default_options, **found, **(given or {})}
-
-
 def fit(arch: Architecture, state: dict[str, torch.Tensor],
         maps: Sequence[tuple[str, str]] = (), given: dict | None = None
-        ) -> tuple[float, dict, KeyReport]:
-    """(share of tensors that fit, build options, report) of `state` on `arch` (meta builds).
+        ) -> tuple[float, dict, KeyReport, float]:
+    """(share of tensors that fit, build options, report, share at the default options) of
+    `state` on `arch` built on the meta device with the options its options_from_weights
+    reads from the names aligned to its default build, under the caller's `given` ones.
     The share counts the model's tensors the checkpoint fed with the right shape against all
     the model needs plus the checkpoint's leftovers."""
-    options = options_for(arch, state, maps, given)
-    _, report = align(state, model_shapes(arch, options), maps)
-    return share(report), options, report
+    defaults = {**arch.default_options, **(given or {})}
+    aligned, plain = align(state, model_shapes(arch, defaults), maps)
+    options = defaults
+    if arch.options_from_weights is not None:
+        try:
+            found = arch.options_from_weights(aligned) or {}
+        except Exception:  # noqa: BLE001 - an architecture that does not fit says nothing
+            found = {}
+        options = {**arch.default_options, **found, **(given or {})}
+    report = plain
+    if options != defaults:
+        _, report = align(state, model_shapes(arch, options), maps)
+    return share(report), options, report, share(plain)
 
 
 def share(report: KeyReport) -> float:
