@@ -44,11 +44,13 @@ def test_resnet50_backbones_take_local_imagenet_weights(imagenet_resnet50, name,
     assert torch.equal(layer["layer3.0.conv1.weight"], state["layer3.0.conv1.weight"])
 
 
-def test_fcn8s_encoder_takes_local_vgg16_weights(tmp_path):
+@pytest.mark.parametrize("name,options", [("lab4.fcn8s", {"fc_channels": 64}),
+                                          ("lab4.unet_vgg16", {}), ("lab2.vgg16", {})])
+def test_vgg16_encoders_take_local_vgg16_weights(tmp_path, name, options):
     path = tmp_path / "vgg16.safetensors"
     state = _saved(vgg16(weights=None), path)
-    model = get("lab4.fcn8s").build(num_classes=3, fc_channels=64, backbone_weights=str(path))
-    assert torch.equal(model.features[0].weight, state["features.0.weight"])
+    model = get(name).build(num_classes=3, backbone_weights=str(path), **options)
+    assert torch.equal(model.features[28].weight, state["features.28.weight"])
 
 
 def test_a_file_of_another_network_is_refused(tmp_path):

@@ -133,6 +133,35 @@ class CourseFCN8s(nn.Module):
         return self.up8(self.up2_pool4(x) + self.score_pool3(pool3))
 
 
+class CourseUNetVGG16(nn.Module):
+    """A U-Net on torchvision's vgg16().features: skips read by tapping the encoder's ReLUs."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.features = vgg16(weights=None).features
+
+        def double(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                                 nn.BatchNorm2d(cout), nn.ReLU(),
+                                 nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                                 nn.BatchNorm2d(cout), nn.ReLU())
+
+        pairs = ((512, 512), (512, 256), (256, 128), (128, 64))
+        self.up = nn.ModuleList(nn.ConvTranspose2d(a, b, 2, stride=2) for a, b in pairs)
+        self.merge = nn.ModuleList(double(2 * b, b) for _, b in pairs)
+        self.head = nn.Conv2d(64, k, 1)
+
+    def forward(self, x):
+        skips = []
+        for i, layer in enumerate(self.features[:30]):
+            x = layer(x)
+            if i in (3, 8, 15, 22):
+                skips.append(x)
+        for up, merge in zip(self.up, self.merge, strict=True):
+            x = merge(torch.cat([skips.pop(), up(x)], dim=1))
+        return self.head(x)
+
+
 def course_faster_rcnn(k: int, size: int) -> nn.Module:
     """Lab 5's notebook; min/max size at the working size so torchvision's own resize is an
     identity and both sides see the same pixels (MedViewer resizes before the graph)."""
@@ -226,6 +255,9 @@ CASES = [
     Case("lab4.unet", lambda: course_unet(1),
          {"num_classes": 2, "binary": True, "in_channels": 1, "base": 4}, _image_args(32, 1),
          inputs=lambda: (_rand(2, 1, 32, 32),), infer_files=(".dcm",)),
+    Case("lab4.unet_vgg16", lambda: CourseUNetVGG16(3), {"num_classes": 3, "in_channels": 3},
+         _image_args(32, 3), inputs=lambda: (_rand(2, 3, 32, 32),), labels=3,
+         infer_files=(".dcm",)),
     Case("lab4.fcn8s", lambda: CourseFCN8s(3, 64),
          {"num_classes": 3, "in_channels": 3, "fc_channels": 64, "fc_kernel": 7},
          _image_args(32, 3), inputs=lambda: (_rand(2, 3, 32, 32),), labels=3,

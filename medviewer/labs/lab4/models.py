@@ -1,10 +1,10 @@
-"""Lab 4's segmentation networks: the classic U-Net and FCN-8s on a VGG16 encoder.
+"""Lab 4's segmentation networks: the classic U-Net, and U-Net and FCN-8s on a VGG16 encoder.
 
 Both take "image" (batch, channels, rows, cols) and give "logits" (batch, outputs, rows, cols)
 at the input size; batch, rows and columns are dynamic in the ONNX export. Rows and columns
-must be multiples of 16 (U-Net: four 2x poolings) or 32 (FCN-8s: five). FCN-8s's encoder is
-torchvision's `vgg16().features` whole (keys features.0.weight ... features.28.bias), so a
-course checkpoint loads key for key.
+must be multiples of 16 (U-Net: four 2x poolings) or 32 (FCN-8s: five). The VGG16 encoders
+are torchvision's `vgg16().features` whole (keys features.0.weight ... features.28.bias), so a
+course checkpoint's encoder loads key for key.
 
 Labels and outputs: `num_classes` is always the number of labels in the manifest, background
 first (label map value k is labels[k]). A network with one logit per label has num_classes
@@ -123,6 +123,44 @@ class FCN8s(nn.Module):
         return self.up8(x)
 
 
+class UNetVGG16(nn.Module):
+    """U-Net whose encoder is torchvision's `vgg16().features` whole (keys features.0 ...
+    features.28): skips from the last ReLU of blocks 1-4 (64, 128, 256, 512 channels at 1,
+    1/2, 1/4, 1/8), block 5 (512 at 1/16) the bottleneck; pool5 is not used. The decoder is
+    the U-Net's: 2x transposed convolutions, concatenation, double 3x3 conv, 1x1 head.
+    """
+
+    STAGES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # conv blocks, each after a pool
+    WIDTHS = (64, 128, 256, 512, 512)
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 2, binary: bool = False,
+                 backbone_weights: str | Path | None = None) -> None:
+        super().__init__()
+        from torchvision.models import vgg16
+
+        encoder = vgg16(weights=None)
+        if backbone_weights:
+            load_backbone_weights(encoder, backbone_weights)
+        self.features = encoder.features
+        if in_channels != 3:
+            self.features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
+        w = self.WIDTHS
+        self.up = nn.ModuleList([nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2)
+                                 for i in reversed(range(4))])
+        self.merge = nn.ModuleList([DoubleConv(w[i] * 2, w[i]) for i in reversed(range(4))])
+        self.head = nn.Conv2d(w[0], head_channels(num_classes, binary), 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        skips, x = [], image
+        for start, end in self.STAGES:
+            x = self.features[start:end](x)
+            skips.append(x)
+        skips.pop()  # the bottleneck is not a skip
+        for up, merge in zip(self.up, self.merge, strict=True):
+            x = merge(torch.cat([skips.pop(), up(x)], dim=1))
+        return self.head(x)
+
+
 def build_unet(num_classes: int = 2, in_channels: int = 1, base: int = 64,
                binary: bool = False) -> UNet:
     return UNet(in_channels, num_classes, base, binary)
@@ -139,6 +177,11 @@ def build_fcn8s(num_classes: int = 21, in_channels: int = 3, fc_channels: int = 
     return FCN8s(in_channels, num_classes, fc_channels, fc_kernel, backbone_weights, binary)
 
 
+def build_unet_vgg16(num_classes: int = 2, in_channels: int = 3, binary: bool = False,
+                     backbone_weights: str | Path | None = None) -> UNetVGG16:
+    return UNetVGG16(in_channels, num_classes, binary, backbone_weights)
+
+
 def _labels(outputs: int) -> dict:
     """num_classes (and binary) from a head's output channels: see the module docstring."""
     return {"num_classes": 2, "binary": True} if outputs == 1 else {"num_classes": outputs}
@@ -148,6 +191,11 @@ def _unet_options(state: dict[str, torch.Tensor]) -> dict:
     first = state["down.0.0.weight"]
     return {**_labels(int(state["head.weight"].shape[0])), "in_channels": int(first.shape[1]),
             "base": int(first.shape[0])}
+
+
+def _unet_vgg16_options(state: dict[str, torch.Tensor]) -> dict:
+    return {**_labels(int(state["head.weight"].shape[0])),
+            "in_channels": int(state["features.0.weight"].shape[1])}
 
 
 def _fcn_options(state: dict[str, torch.Tensor]) -> dict:
@@ -190,3 +238,9 @@ register(Architecture(
     default_options={"fc_channels": 4096, "fc_kernel": 7}, options_from_weights=_fcn_options,
     description="FCN-8s (Long 2015): torchvision VGG16 features, fc6/fc7 as convolutions, "
                 "score layers on pool3/pool4/conv7, 2x + 2x + 8x transposed-conv upsampling."))
+register(Architecture(
+    name="lab4.unet_vgg16", lab=4, task="segmentation", build=build_unet_vgg16,
+    example_inputs=lambda: _tiny(3, 32), input_names=("image",), output_names=("logits",),
+    dynamic_axes=DYNAMIC_IMAGE, cam_layers=_unet_cam, options_from_weights=_unet_vgg16_options,
+    description="U-Net on torchvision VGG16 features (skips after blocks 1-4, block 5 the "
+                "bottleneck), transposed-conv upsampling, concatenated skips."))
