@@ -129,11 +129,11 @@ def guess(inputs: dict[str, list], outputs: dict[str, list]) -> dict[str, Any]:
 def inspect_file(path: str | Path, kind: str) -> Inspection:
     """What the file's graph takes and gives, and the guessed lab, task and classes."""
     path = Path(path)
-    warnings: list[str] = []
+    notes: list[str] = []
     if kind == "onnx":
         inputs, outputs = graph_io(load_onnx(path).graph)
     elif kind == "torchscript":
-        inputs, outputs, warnings = _probe_torchscript(load_torch(path, kind)[0], path)
+        inputs, outputs, notes = _probe_torchscript(load_torch(path, kind)[0], path)
     elif kind == "exported-program":
         inputs, outputs = _exported_io(_load_exported(path))
     else:
@@ -141,30 +141,30 @@ def inspect_file(path: str | Path, kind: str) -> Inspection:
                          f"{', '.join(ARCH_OF_KIND)}.")
     g = guess(inputs, outputs) if outputs else dict.fromkeys(("lab", "task", "num_classes"))
     if g["task"] == "segmentation" and any(len(s) == 4 and s[1] == 1 for s in outputs.values()):
-        warnings.append("The network gives one output channel: it is read as a foreground "
-                        "logit (background and one class).")
+        notes.append("The network gives one output channel: it is read as a foreground "
+                     "logit (background and one class).")
     if g["num_classes"] is None and outputs:
-        warnings.append("The number of classes cannot be read from the graph; give the labels.")
+        notes.append("The number of classes cannot be read from the graph; give the labels.")
     return Inspection(path=path, kind=kind, lab=g["lab"], task=g["task"],
                       num_classes=g["num_classes"], inputs=inputs, outputs=outputs,
-                      warnings=warnings)
+                      warnings=notes)
 
 
 # ----------------------------------------------------------------------------- torch files
 def load_torch(path: Path, kind: str) -> tuple[Any, dict[str, Any]]:
-    """(the TorchScript module or an ExportedProgram's module on the CPU in eval mode, its
-    weights by name)."""
+    """(the TorchScript module or the ExportedProgram's, on the CPU in eval mode, answering a
+    flat tuple of tensors; its weights by name)."""
     import torch
 
     if kind == "exported-program":
         ep = _load_exported(path)
-        return _exported_module(ep), {**ep.state_dict, **ep.constants}
+        return _flat_outputs(ep.module()), {**ep.state_dict, **ep.constants}
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - the TorchScript loader raises many types
         raise ModelError(path, f"This TorchScript file cannot be loaded ({first_line(exc)});"
                          " save it again with torch.jit.save.") from exc
-    return module.eval(), module.state_dict()
+    return _flat_outputs(module.eval()), module.state_dict()
 
 
 def _load_exported(path: Path) -> Any:
@@ -196,25 +196,26 @@ def _fake_dims(value: Any) -> list[int | str]:
     return [int(d) if str(d).lstrip("-").isdigit() else str(d) for d in shape]
 
 
-def _exported_module(ep: Any) -> Any:
-    """An ExportedProgram's module inside a plain one: it refuses train(), which the ONNX
-    exporter calls on every submodule, so it is held outside the module tree (its parameters
-    are traced as constants)."""
+def _flat_outputs(module: Any) -> Any:
+    """`module` inside a plain one that answers a flat tuple of tensors (a dict or list of
+    them, e.g. torchvision's {"out": ...}, flattened in order). It is held outside the module
+    tree: an ExportedProgram's module refuses train(), which the ONNX exporter calls on every
+    submodule, so its parameters are traced as constants (a TorchScript module is exported as
+    it is: see `torch_to_onnx`)."""
     import torch
 
-    graph_module = ep.module()
-    for p in graph_module.parameters():
+    for p in module.parameters():
         p.requires_grad_(False)
 
-    class ExportedProgramModule(torch.nn.Module):
+    class FlatOutputs(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.held = (graph_module,)
+            self.held = (module,)
 
-        def forward(self, *args: Any) -> Any:
-            return self.held[0](*args)
+        def forward(self, *args: Any) -> tuple[Any, ...]:
+            return tuple(_flat(self.held[0](*args)))
 
-    return ExportedProgramModule()
+    return FlatOutputs()
 
 
 PROBES = (((1, 3, 64, 64),), ((1, 1, 64, 64),), ((1, 64),), ((1, 1, 8, 8),),
@@ -227,7 +228,8 @@ def _probe_torchscript(module: Any, path: Path
     """TorchScript keeps no input shapes: the first common input shape that runs tells."""
     import torch
 
-    names = [v.debugName().split(".")[0] for v in list(module.graph.inputs())[1:]]
+    script = module.held[0]
+    names = [v.debugName().split(".")[0] for v in list(script.graph.inputs())[1:]]
     for shapes in (p for p in PROBES if len(p) == len(names)):
         try:
             with torch.no_grad():
@@ -274,19 +276,28 @@ def torch_to_onnx(module: Any, inputs: list[np.ndarray], path: Path, batched: bo
     from medviewer.training.export import OPSET
 
     tensors = tuple(torch.from_numpy(a) for a in inputs)
+    answer = None
+    inner = module.held[0]  # the tracer follows a TorchScript module only as the top module
+    target = inner if isinstance(inner, torch.jit.ScriptModule) else module
     try:
         # the exporter's notes (deprecations, tracer hints) are not the user's to act on: the
         # parity and batch checks judge the result
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            count = len(_flat(module(*tensors)))
+            answer = inner(*tensors)
+            count = len(_flat(answer))
             names = [f"input{i}" for i in range(len(tensors))]
             outs = [f"output{i}" for i in range(count)]
             axes = {n: {0: "batch"} for n in names + outs} if batched else None
-            torch.onnx.export(module, tensors, str(path), input_names=names, output_names=outs,
+            torch.onnx.export(target, tensors, str(path), input_names=names, output_names=outs,
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False,
                               do_constant_folding=True)
     except Exception as exc:  # noqa: BLE001 - tracing and export raise many types
+        if target is inner and isinstance(answer, dict):
+            raise ModelError(source, "This TorchScript model answers a dict, which the ONNX "
+                             "exporter cannot convert from TorchScript; script or trace a "
+                             "module that returns a tensor or a tuple of tensors (e.g. "
+                             "model(x)['out']), or export the model to ONNX yourself.") from exc
         raise ModelError(source, f"The model cannot be run on the manifest's input and "
                          f"converted to ONNX ({first_line(exc)}); check the input spec (size, "
                          "channels, extras) or export the model to ONNX yourself.") from exc

@@ -557,7 +557,9 @@ def test_a_conversion_onnx_runtime_does_not_reproduce_is_refused(tmp_path: Path,
     def swapped(module, inputs, path, batched, source):
         real(module, inputs, path, batched, source)
         torch.manual_seed(99)
-        real(torch.jit.script(Classifier().eval()), inputs, path, batched, source)
+        torch.onnx.export(Classifier().eval(), tuple(torch.from_numpy(a) for a in inputs),
+                          str(path), input_names=["input0"], output_names=["output0"],
+                          opset_version=17, dynamo=False)
 
     monkeypatch.setattr(foreign, "torch_to_onnx", swapped)
     path = tmp_path / "classifier.pt"
@@ -625,3 +627,29 @@ def test_a_model_answering_nan_on_the_probe_is_refused(tmp_path: Path) -> None:
     path = onnx_file(Undefined(), tmp_path / "nan-out.onnx", [(1, 1, SIZE, SIZE)])
     assert "answers NaN or infinity on a probe input" in refused(tmp_path, path, "onnx",
                                                                  seg_fields())
+
+
+class DictSegmenter(nn.Module):
+    """Answers as torchvision's segmentation models do: {"out": logits, "aux": ...}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = Threshold()
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.head(x), "aux": x.mean(dim=(1, 2, 3))}
+
+
+def test_a_pt2_answering_a_dict_is_converted_and_its_dict_as_torchscript_is_a_sentence(
+        tmp_path: Path) -> None:
+    net = DictSegmenter().eval()
+    path = tmp_path / "dict.pt2"
+    torch.export.save(torch.export.export(net, (torch.rand(1, 1, SIZE, SIZE),)), str(path))
+    manifest = foreign.export_self_contained(path, "exported-program", seg_fields(),
+                                             tmp_path / "model")
+    assert manifest.onnx_outputs == ("logits",)
+    assert manifest.provenance["parity_max_relative_error"] <= 1e-4
+    script = tmp_path / "dict.pt"
+    torch.jit.script(net).save(str(script))
+    text = refused(tmp_path, script, "torchscript", seg_fields())
+    assert "answers a dict" in text and "model(x)['out']" in text
