@@ -146,9 +146,10 @@ def wire(model: Any, manifest: Manifest, feed: dict[str, np.ndarray], source: Pa
     inputs, outputs = graph_io(graph)
     in_names, out_names = lab_names(manifest)
     pairs = _match_inputs(inputs, in_names, graph, source)
-    mapping = {}
+    mapping, origin = {}, {}
     for old, new in pairs.items():  # the graph input (old, or a reshaped one) -> the lab's name
-        mapping[_fit_input(graph, old, inputs[old], feed[new].shape, manifest, source)] = new
+        current = _fit_input(model, old, inputs[old], feed[new].shape, manifest, source)
+        mapping[current], origin[current] = new, old
     chosen = _match_outputs(graph, outputs, manifest.task, out_names, source)
     mapping.update(chosen)
     if manifest.lab in BATCHED_LABS:
@@ -158,8 +159,8 @@ def wire(model: Any, manifest: Manifest, feed: dict[str, np.ndarray], source: Pa
     kept = [by_name[n] for n in out_names]
     del graph.output[:]
     graph.output.extend(kept)
-    renamed = {old: new for old, new in mapping.items() if old != new and new in
-               (*in_names, *out_names)}
+    renamed = {origin.get(old, old): new for old, new in mapping.items()
+               if new in (*in_names, *out_names) and origin.get(old, old) != new}
     return model, renamed
 
 
@@ -185,15 +186,16 @@ def _match_inputs(inputs: dict[str, list], names: tuple[str, ...], graph: Any, s
     return {image[0]: "image", extras[0]: "extras"}
 
 
-def _fit_input(graph: Any, name: str, dims: list, fed: tuple[int, ...], manifest: Manifest,
+def _fit_input(model: Any, name: str, dims: list, fed: tuple[int, ...], manifest: Manifest,
                source: Path) -> str:
-    """The graph's input `name` with its fixed axes checked against `fed`; its name after."""
-    if manifest.lab == 1 and len(dims) == 4 and len(fed) == 2:
-        fixed = [d for d in dims[1:] if isinstance(d, int)]
-        if len(fixed) == 3 and int(np.prod(fixed)) == fed[1]:
-            return _reshape_input(graph, name, dims)
-    if len(dims) != len(fed) or any(isinstance(d, int) and d != f
-                                    for d, f in zip(dims[1:], fed[1:], strict=False)):
+    """The graph's input `name` with its fixed axes checked against `fed`; its name after
+    (a new input when lab 1's rows are reshaped, or lab 3's or 5's one sample unbatched)."""
+    if manifest.lab == 1 and len(dims) == 4 and len(fed) == 2 and all(
+            isinstance(d, int) for d in dims[1:]) and int(np.prod(dims[1:])) == fed[1]:
+        return _reshape_input(model.graph, name, dims)
+    if len(dims) + 1 == len(fed) == 4 and fed[0] == 1 and _fits(dims, fed[1:]):
+        return _unbatch_input(model, name, dims)  # e.g. torchvision detection's (3, H, W)
+    if len(dims) != len(fed) or not _fits(dims[1:], fed[1:]):
         what = "the context's slabs" if manifest.lab == 3 else "channels"
         raise ModelError(source, f"The graph's input {name!r} is fixed at {dims}, but the "
                          f"lab {manifest.lab} plugin feeds {list(fed)} from the input spec; set "
@@ -205,17 +207,46 @@ def _fit_input(graph: Any, name: str, dims: list, fed: tuple[int, ...], manifest
     return name
 
 
+def _fits(dims: list, fed: tuple[int, ...]) -> bool:
+    return all(not isinstance(d, int) or d == f for d, f in zip(dims, fed, strict=True))
+
+
 def _reshape_input(graph: Any, name: str, dims: list) -> str:
-    """Lab 1 feeds (batch, rows*cols): a new input "image" reshaped into the graph's."""
+    """Lab 1 feeds (batch, rows*cols): a new input reshaped into the graph's."""
     from onnx import helper, numpy_helper
 
     fresh = _unique(graph, "image_flat")
     shape = numpy_helper.from_array(np.array([-1, *dims[1:]], np.int64), _unique(graph, "shape"))
     graph.initializer.append(shape)
     graph.node.insert(0, helper.make_node("Reshape", [fresh, shape.name], [name]))
+    return _replace_input(graph, name, fresh, ["batch", int(np.prod(dims[1:]))])
+
+
+def _unbatch_input(model: Any, name: str, dims: list) -> str:
+    """Labs 3 and 5 feed (1, ...): a new input whose first axis is squeezed into the graph's."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    fresh = _unique(graph, "image_batch")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if opset >= 13:  # axes became an input in opset 13
+        axes = numpy_helper.from_array(np.array([0], np.int64), _unique(graph, "axes"))
+        graph.initializer.append(axes)
+        node = helper.make_node("Squeeze", [fresh, axes.name], [name])
+    else:
+        node = helper.make_node("Squeeze", [fresh], [name], axes=[0])
+    graph.node.insert(0, node)
+    return _replace_input(graph, name, fresh, [1, *dims])
+
+
+def _replace_input(graph: Any, name: str, fresh: str, dims: list) -> str:
+    """The graph input `name` becomes an inner value; `fresh` (float32, `dims`) takes its
+    place among the inputs."""
+    from onnx import helper
+
     old = next(v for v in graph.input if v.name == name)
-    flat = helper.make_tensor_value_info(fresh, 1, ["batch", int(np.prod(dims[1:]))])
-    graph.input.insert(list(graph.input).index(old), flat)
+    graph.input.insert(list(graph.input).index(old),
+                       helper.make_tensor_value_info(fresh, 1, dims))
     graph.input.remove(old)
     return fresh
 

@@ -377,12 +377,15 @@ class Boxes(nn.Module):
         return boxes, torch.tensor([2, 1]), torch.stack([m.sigmoid(), 1 - m.sigmoid()])
 
 
+@pytest.mark.parametrize("shape", [(1, 3, SIZE, SIZE), (3, SIZE, SIZE)])
 def test_a_detector_answering_in_its_own_order_feeds_the_lab5_plugin(
-        tmp_path: Path, ct_series_dir: Path) -> None:
+        tmp_path: Path, ct_series_dir: Path, shape: tuple[int, ...]) -> None:
+    """Outputs put in the plugin's order; an input of one image without a batch axis (what
+    torchvision's detectors export: (3, H, W)) takes the plugin's (1, 3, H, W)."""
     from medviewer.inference import open_model
     from medviewer.labs.lab5.plugin import prepare_film
 
-    path = onnx_file(Boxes(), tmp_path / "boxes.onnx", [(1, 3, SIZE, SIZE)],
+    path = onnx_file(Boxes(), tmp_path / "boxes.onnx", [shape], inputs=("images",),
                      outputs=("boxes", "labels", "scores"))
     seen = foreign.inspect_file(path, "onnx")
     assert (seen.lab, seen.task) == (5, "detection") and seen.warnings
@@ -392,6 +395,8 @@ def test_a_detector_answering_in_its_own_order_feeds_the_lab5_plugin(
               "input": {"size": [SIZE, SIZE], "channels": 3}}
     manifest = foreign.export_self_contained(path, "onnx", fields, tmp_path / "model")
     assert manifest.onnx_outputs == ("boxes", "scores", "labels")
+    assert manifest.onnx_inputs == {"image": [1, 3, SIZE, SIZE]}
+    assert manifest.provenance["renamed"]["images"] == "image"
 
     volume = ct_volume(ct_series_dir)
     result = open_model(tmp_path / "model").run(volume, [5])
