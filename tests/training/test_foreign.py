@@ -658,3 +658,29 @@ def test_a_pt2_answering_a_dict_is_converted_and_its_dict_as_torchscript_is_a_se
     torch.jit.script(net).save(str(script))
     text = refused(tmp_path, script, "torchscript", seg_fields())
     assert "answers a dict" in text and "model(x)['out']" in text
+
+
+def test_names_that_clash_with_the_labs_are_swapped_and_moved_aside(tmp_path: Path) -> None:
+    """An input called "logits" and an inner tensor called "image" end up as the lab's names
+    without two values sharing one (the inner one moves aside)."""
+    import onnx
+    import onnxruntime as ort
+
+    net = Classifier().eval()
+    path = onnx_file(net, tmp_path / "clash.onnx", [(1, 3, SIZE, SIZE)], inputs=("logits",),
+                     outputs=("y",))
+    model = onnx.load(str(path))
+    inner = model.graph.node[0].output[0]
+    for node in model.graph.node:
+        node.input[:] = ["image" if n == inner else n for n in node.input]
+        node.output[:] = ["image" if n == inner else n for n in node.output]
+    onnx.save(model, str(path))
+    manifest = foreign.export_self_contained(path, "onnx", cls_fields(), tmp_path / "model")
+    assert manifest.provenance["renamed"] == {"logits": "image", "y": "logits"}
+    x = np.random.default_rng(6).random((2, 3, SIZE, SIZE), dtype=np.float32)
+    session = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    (got,) = session.run(["logits"], {"image": x})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(torch.from_numpy(x)).numpy(), rtol=1e-5,
+                                   atol=1e-6)
