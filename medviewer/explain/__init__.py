@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from medviewer.inference.errors import ModelError
-from medviewer.inference.manifest import Manifest
+from medviewer.inference.manifest import Manifest, external_problem
 from medviewer.inference.results import Explanation
 
 GRAD_CAM = "Grad-CAM"
@@ -36,6 +36,8 @@ def methods_for(manifest: Manifest) -> list[str]:
     Detectors: EigenCAM, AblationCAM. Classifiers over a 2D image (batch, channels, rows,
     cols): Grad-CAM. Anything else (lab 1's MLP over 64 numbers, 3D inputs): none.
     """
+    if manifest.external:  # imported ONNX / TorchScript: no torch layers to hook
+        return []
     if manifest.task == "detection":
         return list(DETECTOR_METHODS)
     if manifest.task in ("classification", "fusion") and image_input_rank(manifest) == 4:
@@ -45,6 +47,8 @@ def methods_for(manifest: Manifest) -> list[str]:
 
 def why_not(manifest: Manifest, method: str | None) -> str:
     """The sentence a user reads when `method` does not apply to this model."""
+    if manifest.external:
+        return external_problem(manifest, "cam")
     if not methods_for(manifest):
         return (f"{manifest.title} does not read a 2D image through convolutions (its inputs "
                 f"are {manifest.onnx_inputs}), so no class activation map applies to it.")

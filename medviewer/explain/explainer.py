@@ -76,8 +76,8 @@ def _architecture(name: str) -> Any:
 
 def load_model(manifest: Manifest, device: torch.device) -> tuple[Any, nn.Module]:
     """(architecture, torch model in eval mode on `device`) from weights.safetensors."""
+    from medviewer.inference.manifest import external_problem
     from medviewer.training.export import load_weights
-    from medviewer.training.foreign import external_problem
 
     problem = external_problem(manifest, "cam")  # imported from ONNX: no torch layers
     if problem is not None:

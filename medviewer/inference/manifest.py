@@ -74,6 +74,11 @@ class InputSpec:
         return int(self.context.split(":", 1)[1])
 
 
+EXTERNAL_ARCH = "external."  # an imported ONNX / TorchScript / .pt2 model's arch prefix
+EXTERNAL_FILES = {"external.onnx": "an ONNX file", "external.torchscript": "a TorchScript file",
+                  "external.exported-program": "a torch.export (.pt2) file"}
+
+
 @dataclass(frozen=True)
 class Manifest:
     id: str
@@ -81,7 +86,7 @@ class Manifest:
     lab: int
     plugin: str  # entry-point name in the medviewer.plugins group
     task: str
-    arch: str  # architecture name in medviewer.labs.architectures
+    arch: str  # architecture name in medviewer.labs.architectures, or external.* (below)
     version: str
     labels: tuple[Label, ...]
     input: InputSpec
@@ -98,6 +103,12 @@ class Manifest:
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
 
+    @property
+    def external(self) -> bool:
+        """Imported from a self-contained file (ONNX, TorchScript, .pt2): no registered
+        architecture rebuilds it, so no class activation map and no retraining."""
+        return self.arch.startswith(EXTERNAL_ARCH)
+
     def path(self, name: str) -> Path:
         if self.folder is None:
             raise ModelError(None, f"The manifest of {self.id} was not loaded from a folder.")
@@ -108,6 +119,19 @@ class Manifest:
         d.pop("folder")
         d["format"] = FORMAT
         return d
+
+
+def external_problem(manifest: Manifest, purpose: str) -> str | None:
+    """A sentence when `manifest` is an imported self-contained model (no torch layers):
+    `purpose` "cam" (a class activation map) or "train"; None for a registered architecture."""
+    if not manifest.external:
+        return None
+    what = ("has no torch layers for a class activation map" if purpose == "cam"
+            else "cannot be retrained in MedViewer")
+    return (f"{manifest.title} was imported from "
+            f"{EXTERNAL_FILES.get(manifest.arch, 'a model file')}: it {what}. Import a "
+            "checkpoint of a registered architecture (medviewer export CHECKPOINT --arch ...) "
+            "for that.")
 
 
 # ----------------------------------------------------------------------------- validation

@@ -8,7 +8,7 @@ feeds it unchanged; a fixed batch of one is freed when the plugin feeds several 
 time (and checked: a batch of two answers as each slice alone). A probe input at the manifest's
 size must give outputs that suit the task before anything is written; the folder is staged
 and renamed into place whole (training/export.py). Such a model has no torch layers, so it has
-no class activation map and cannot be retrained: `external_problem` says so in a sentence.
+no class activation map and cannot be retrained: inference.manifest.external_problem says so.
 """
 
 from __future__ import annotations
@@ -46,11 +46,8 @@ from medviewer.training.foreign_graph import (
 )
 from medviewer.training.importing import LAB_TASKS, Inspection
 
-EXTERNAL = "external."  # the arch of an imported self-contained model: no registered builder
 ARCH_OF_KIND = {"onnx": "external.onnx", "torchscript": "external.torchscript",
                 "exported-program": "external.exported-program"}
-KIND_WORDS = {"onnx": "an ONNX file", "torchscript": "a TorchScript file",
-              "exported-program": "a torch.export (.pt2) file"}
 Progress = Callable[[str, float], None]
 
 
@@ -83,23 +80,6 @@ def _looks_like_onnx(head: bytes) -> bool:
     """A ModelProto starts with ir_version (field 1, varint 3..15) then another known field."""
     return (len(head) >= 3 and head[0] == 0x08 and 3 <= head[1] <= 15
             and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0x7A))
-
-
-def is_external(arch: str) -> bool:
-    return arch.startswith(EXTERNAL)
-
-
-def external_problem(manifest: Manifest, purpose: str) -> str | None:
-    """A sentence when `manifest` is an imported self-contained model (no torch layers):
-    `purpose` "cam" (a class activation map) or "train"; None for a registered architecture."""
-    if not is_external(manifest.arch):
-        return None
-    kind = next((k for k, a in ARCH_OF_KIND.items() if a == manifest.arch), "onnx")
-    what = ("has no torch layers for a class activation map" if purpose == "cam"
-            else "cannot be retrained in MedViewer")
-    return (f"{manifest.title} was imported from {KIND_WORDS[kind]}: it {what}. Import a "
-            "checkpoint of a registered architecture (medviewer export CHECKPOINT --arch ...) "
-            "for that.")
 
 
 # ----------------------------------------------------------------------------- guessing

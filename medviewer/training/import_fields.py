@@ -98,7 +98,10 @@ def complete_fields(arch: Architecture | None, fields: dict[str, Any], inspectio
 
 
 def _follow_graph(spec: dict, given: dict, inspection) -> None:
-    """A self-contained graph's fixed channels and size (an image input's axes 1, 2, 3)."""
+    """A self-contained graph's fixed channels and size (an image input's axes 1, 2, 3); a
+    graph of one input takes no extras, whatever the model the spec was borrowed from did."""
+    if len(inspection.inputs) == 1 and "extras" not in given:
+        spec.pop("extras", None)
     image = next((s for s in inspection.inputs.values() if len(s) >= 4), None)
     if image is None:
         return

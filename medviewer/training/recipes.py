@@ -48,8 +48,8 @@ def build_model(manifest: Manifest, init: str, job_path: str | None = None,
                 backbone_weights: str | None = None) -> Built:
     """The manifest's architecture, with the baseline's weights ("current") or fresh, its
     backbone from a local pretrained file when one is given."""
+    from medviewer.inference.manifest import external_problem
     from medviewer.labs import architectures
-    from medviewer.training.foreign import external_problem
 
     problem = external_problem(manifest, "train")  # imported from ONNX: no torch layers
     if problem is not None:
@@ -168,6 +168,9 @@ class Objective(nn.Module):
 
 def batch_loss(task: str, logits: torch.Tensor, target: torch.Tensor,
                class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    if task == "segmentation" and logits.shape[1] == 1:
+        # a binary net's foreground logit x (lab4 models): cross-entropy over [0, x] is BCE(x)
+        logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
     loss = nn.functional.cross_entropy(logits, target, weight=class_weights,
                                        ignore_index=IGNORE)  # excluded segments: no loss
     if task == "segmentation":

@@ -480,8 +480,8 @@ def test_cli_exports_a_torchscript_classifier_and_infers_with_it(
     out = tmp_path / "model"
     assert main(["export", str(path), "--lab", "2", "--out", str(out), "--labels",
                  "no nodule,nodule", "--size", str(SIZE), str(SIZE), "--channels", "3",
-                 "--context", "prev-current-next", "--extras", "", "--window", "-600",
-                 "1500", "--modalities", "CT"]) == 0
+                 "--context", "prev-current-next", "--window", "-600", "1500",
+                 "--modalities", "CT"]) == 0  # lab2-nodule-slice's age/sex extras not borrowed
     printed = capsys.readouterr().out
     assert "external.torchscript" in printed and "ONNX Runtime matches torch" in printed
     results = tmp_path / "results"

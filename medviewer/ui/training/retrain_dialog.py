@@ -181,7 +181,7 @@ class RetrainDialog(QDialog):
     def reload_models(self, chosen: str | None = None) -> None:
         """List the installed models with their active versions (after publishing too)."""
         chosen = chosen or self.model_id
-        manifests, _ = list_models()
+        manifests = [m for m in list_models()[0] if not m.external]  # imported files: no torch
         self.models = {m.id: m for m in manifests}
         self.model_combo.blockSignals(True)
         self.model_combo.clear()

@@ -286,3 +286,26 @@ def test_a_real_run_is_published_used_by_the_ai_and_rolled_back(make_main_window
     set_active(MODEL, old)  # roll back: the next run is the shipped version again
     window.model_menu.models_changed()
     assert find_model(MODEL).version == old and window.ai.models[MODEL].version == old
+
+
+def test_an_imported_model_file_is_not_offered_for_retraining(make_main_window, qtbot,
+                                                               tmp_path, monkeypatch):
+    """A model imported from a TorchScript file has no architecture to train: Retrain does
+    not list it, and no class activation map is offered for it either."""
+    import torch
+
+    from medviewer.explain import methods_for
+    from medviewer.training import foreign
+    from tests.training.test_foreign import Classifier, cls_fields
+
+    path = tmp_path / "classifier.pt"
+    torch.jit.script(Classifier().eval()).save(str(path))
+    store = tmp_path / "imported"
+    manifest = foreign.export_self_contained(path, "torchscript", cls_fields(),
+                                             store / "foreign-cls")
+    monkeypatch.setenv("MEDVIEWER_MODELS_DIR", str(store))
+    dialog = RetrainDialog(make_main_window(), model_id=MODEL, command=FAKE)
+    qtbot.add_widget(dialog)
+    listed = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
+    assert MODEL in listed and "foreign-cls" not in listed
+    assert manifest.external and methods_for(manifest) == []
