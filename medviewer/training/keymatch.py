@@ -2,8 +2,10 @@
 
 `align`: the user's `--map`s first, then exact names, then prefix pairs found automatically
 (torchvision's `backbone.body.*` under a wrapper's `detector.`, a course module's `resnet.*` as
-`backbone.*`), and last a leftover module whose parameters are unique on both sides (`fc` ->
-`classifier`). Every rename and every tensor that did not fit lands in the report.
+`backbone.*`), then a leftover module whose parameters are unique on both sides (`fc` ->
+`classifier`), and last the leftover modules in order when both lists are alike (a notebook's
+`fc1`, `bn1`, ... for `features.0`, `features.1`, ...). Every rename and every tensor that did
+not fit lands in the report.
 `fit` scores an architecture built on the meta device (no memory, no time) with the build
 options its `options_from_weights` reads from the aligned tensors.
 """
@@ -57,7 +59,7 @@ def align(state: dict[str, torch.Tensor], model: Shapes,
     Order: the user's maps; exact names; automatic prefix pairs (the pair that maps the most
     tensors by a common dotted suffix of two or more parts, again and again); then leftover
     modules whose parameters (names and shapes; or shapes but the first axis, e.g. the number
-    of classes) are unique on both sides."""
+    of classes) are unique on both sides; then the rest in order when alike (_in_order)."""
     by_name: dict[str, str] = {}  # name after the user's maps -> name in the file
     clashes = []  # two names a map made one: the second is left over, never loaded
     for original in state:
@@ -82,6 +84,12 @@ def align(state: dict[str, torch.Tensor], model: Shapes,
                 left_c.discard(c)
                 left_m.discard(m)
             renamed.append((cmod, mmod))
+    for cmod, mmod in _in_order(left_c, left_m, ckpt, model):
+        for c in [c for c in left_c if _module(c) == cmod]:
+            fed[_join(mmod, c.rsplit(".", 1)[-1])] = c
+            left_m.discard(_join(mmod, c.rsplit(".", 1)[-1]))
+        left_c -= {c for c in left_c if _module(c) == cmod}
+        renamed.append((cmod, mmod))
     aligned = {m: state[by_name[c]] for m, c in fed.items()}
     filled = sorted(n for n in left_m if n.rsplit(".", 1)[-1] in BUFFERS_WITH_DEFAULTS)
     mismatched = sorted((m, ckpt[c], model[m]) for m, c in fed.items() if ckpt[c] != model[m])
@@ -153,6 +161,26 @@ def _unique_modules(left_c: set[str], left_m: set[str], ckpt: Shapes, model: Sha
     c_sigs, m_sigs = signatures(left_c, ckpt), signatures(left_m, model)
     return [(c_mods[0], m_sigs[sig][0]) for sig, c_mods in c_sigs.items()
             if len(c_mods) == 1 and len(m_sigs.get(sig, ())) == 1]
+
+
+def _in_order(left_c: set[str], left_m: set[str], ckpt: Shapes, model: Shapes
+              ) -> list[tuple[str, str]]:
+    """The leftover modules paired in the order both sides registered them, when the two
+    lists are alike module for module (the same parameter names and ranks): a notebook's
+    fc1, bn1, fc2... for the project's features.0, features.1, features.4... of other widths,
+    whose shapes then come from options_from_weights. Nothing when they are not alike."""
+    def modules(left: set[str], shapes: Shapes) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for n in shapes:  # the state dict's order is the modules' registration order
+            if n in left:
+                out.setdefault(_module(n), {})[n.rsplit(".", 1)[-1]] = len(shapes[n])
+        return out
+
+    c_mods, m_mods = modules(left_c, ckpt), modules(left_m, model)
+    if not c_mods or len(c_mods) != len(m_mods) or any(
+            a != b for a, b in zip(c_mods.values(), m_mods.values(), strict=True)):
+        return []
+    return list(zip(c_mods, m_mods, strict=True))
 
 
 # --------------------------------------------------------------------------- architectures

@@ -147,3 +147,58 @@ def test_medviewer_infer_writes_the_course_submission_file(demo_study, digits_tr
     labels = [int(label) for _, label in rows[1:]]
     assert [int(i) for i, _ in rows[1:]] == list(range(1, len(labels) + 1))
     assert np.mean(np.equal(labels, digits_truth["labels"])) >= 0.9
+
+
+class CourseSimpleNN:
+    """Lab 1's notebook network with its own names (fc1, bn1, ...): Linear, BatchNorm, ReLU,
+    Dropout per hidden layer, as the course describes SimpleNN."""
+
+    @staticmethod
+    def build():
+        import torch
+        from torch import nn
+
+        class SimpleNN(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.fc1, self.bn1 = nn.Linear(64, 256), nn.BatchNorm1d(256)
+                self.fc2, self.bn2 = nn.Linear(256, 32), nn.BatchNorm1d(32)
+                self.fc3 = nn.Linear(32, 10)
+                self.drop = nn.Dropout(0.2)
+
+            def forward(self, x):
+                x = self.drop(torch.relu(self.bn1(self.fc1(x))))
+                return self.fc3(self.drop(torch.relu(self.bn2(self.fc2(x)))))
+
+        torch.manual_seed(3)
+        net = SimpleNN()
+        for bn in (net.bn1, net.bn2):  # trained running statistics, not the identity
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+        return net.eval()
+
+
+def test_a_course_checkpoint_imports_with_its_own_names_and_runs_on_the_digits(
+        digits_volume, tmp_path, capsys):
+    """torch.save(model.state_dict()) of the notebook's SimpleNN -> medviewer export with no
+    --arch: the names fit lab1.simplenn, its digit calls match the course module's."""
+    import torch
+
+    from medviewer.cli import main
+    from medviewer.inference import load_manifest
+
+    net = CourseSimpleNN.build()
+    path = tmp_path / "simplenn.pth"
+    torch.save(net.state_dict(), path)
+    out = tmp_path / "model"
+    assert main(["export", str(path), "--out", str(out),
+                 "--labels", ",".join(map(str, range(10)))]) == 0
+    printed = capsys.readouterr().out
+    assert "lab1.simplenn" in printed and "16 of 16 tensors loaded" in printed
+    assert load_manifest(out).arch == "lab1.simplenn"
+    result = open_model(out).run(digits_volume)
+    features = torch.from_numpy(digit_features(digits_volume.voxels))
+    with torch.no_grad():
+        expected = net(features).argmax(1).numpy()
+    assert result.scores.argmax(axis=1).tolist() == expected.tolist()
+    assert len(set(expected.tolist())) > 3  # a real comparison: the net calls several digits

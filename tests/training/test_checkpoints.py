@@ -202,12 +202,16 @@ def test_user_maps_apply_first():
     assert apply_maps("resnetx.w", [("resnet", "backbone")]) == "resnetx.w"  # whole parts only
     with pytest.raises(ModelError, match="OLD_PREFIX=NEW_PREFIX"):
         parse_map("resnet")
-    twins = nn.Module()  # two modules of one shape: no automatic pairing can tell them apart
+    twins = nn.Module()  # two modules of one shape: only their order tells them apart
     twins.first, twins.second = nn.Linear(3, 3), nn.Linear(3, 3)
     source = {"a.weight": torch.ones(3, 3), "a.bias": torch.zeros(3),
               "b.weight": 2 * torch.ones(3, 3), "b.bias": torch.ones(3)}
-    _, report = align(source, _shapes(twins))
-    assert not report.ok and report.unexpected == ["a.bias", "a.weight", "b.bias", "b.weight"]
+    aligned, report = align(source, _shapes(twins))  # paired in order, each rename listed
+    assert report.ok and report.renamed == [("a", "first"), ("b", "second")]
+    assert torch.equal(aligned["first.weight"], source["a.weight"])
+    _, report = align({"b.weight": source["b.weight"], "b.bias": source["b.bias"],
+                       "c.weight": torch.ones(3, 4), "c.bias": torch.ones(3)}, _shapes(twins))
+    assert not report.ok and report.mismatched  # in order, but one is of another shape
     aligned, report = align(source, _shapes(twins), [("a", "second"), ("b", "first")])
     assert report.ok and report.renamed == []
     assert torch.equal(aligned["second.weight"], source["a.weight"])

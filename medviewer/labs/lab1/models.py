@@ -36,6 +36,17 @@ def build_simplenn(num_classes: int = DIGITS, **options) -> SimpleNN:
     return SimpleNN(num_classes, **options)
 
 
+def options_from_weights(state: dict[str, torch.Tensor]) -> dict:
+    """Classes, input width and hidden widths from a checkpoint's Linear weights, in order."""
+    linears = sorted((int(k.split(".")[1]), v) for k, v in state.items()
+                     if k.startswith("features.") and k.endswith(".weight") and v.dim() == 2)
+    out = {"num_classes": int(state["classifier.weight"].shape[0])}
+    if linears:
+        out["in_features"] = int(linears[0][1].shape[1])
+        out["hidden"] = tuple(int(w.shape[0]) for _, w in linears)
+    return out
+
+
 def _example_digits() -> tuple[torch.Tensor, ...]:
     # two rows: BatchNorm1d is in eval mode for export, but a batch of one hides batch bugs
     return (torch.rand(2, PIXELS, generator=torch.Generator().manual_seed(0)) * 16,)
@@ -46,4 +57,5 @@ SIMPLENN = register(Architecture(
     example_inputs=_example_digits, input_names=("image",), output_names=("logits",),
     dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
     description="Fully connected SimpleNN (Linear, BatchNorm1d, ReLU, Dropout) on 8x8 digits",
-    default_options={"hidden": (128, 64), "dropout": 0.2}))
+    default_options={"hidden": (128, 64), "dropout": 0.2},
+    options_from_weights=options_from_weights))
