@@ -91,8 +91,7 @@ def _export(ns: argparse.Namespace):
     from pathlib import Path
 
     from medviewer.inference.registry import user_models_dir
-    from medviewer.training.importing import import_model
-    from medviewer.training.keymatch import parse_map
+    from medviewer.training.importing import import_model, parse_map
 
     maps = [parse_map(m) for m in ns.map]
     fields = _fields(ns)

@@ -22,28 +22,10 @@ from medviewer.core.atomic import shareable_mode
 from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import Manifest, load_manifest
 from medviewer.labs.architectures import Architecture
+from medviewer.training.importing import similar_model
 
 PALETTE = ("#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
            "#f032e6", "#bfef45", "#fabed4")
-VARIANT_SUFFIXES = ("_small", "_light")
-
-
-def similar_model(lab: int, task: str, arch: str | None = None) -> Manifest | None:
-    """The installed model of this lab and task, the same architecture (or its light
-    variant) first, else the first by id."""
-    from medviewer.inference.registry import list_models
-
-    def base(name: str | None) -> str | None:
-        for suffix in VARIANT_SUFFIXES:
-            name = name.removesuffix(suffix) if name else name
-        return name
-
-    models, _ = list_models()
-    same = [m for m in models if m.lab == lab and m.task == task]
-    same.sort(key=lambda m: (m.arch != arch, base(m.arch) != base(arch), m.id))
-    return same[0] if same else None
-
-
 def complete_fields(arch: Architecture | None, fields: dict[str, Any], inspection
                     ) -> dict[str, Any]:
     """The caller's fields completed (see the module's docstring); the Inspection gets the

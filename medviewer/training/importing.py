@@ -116,7 +116,6 @@ def inspect(path: str | Path, *, trust_pickle: bool = False, arch: str | None = 
             maps: Sequence[tuple[str, str]] = (), lab: int | None = None) -> Inspection:
     """Read `path` (no code from it runs unless `trust_pickle`) and guess lab, task, arch,
     classes and build options. ModelError with a sentence when it cannot be read."""
-    from medviewer.training.import_fields import similar_model
 
     path = Path(path)
     kind = _foreign_kind(path)
@@ -360,3 +359,37 @@ def _is_torchscript(path: Path) -> bool:
             return any(n.endswith("constants.pkl") for n in z.namelist())
     except (zipfile.BadZipFile, OSError):
         return False
+
+
+VARIANT_SUFFIXES = ("_small", "_light")
+
+
+def similar_model(lab: int | None, task: str | None, arch: str | None = None,
+                  models: Sequence[Manifest] | None = None) -> Manifest | None:
+    """The installed model (of `models`, default every installed one) of this lab and task to
+    borrow an input spec from: the same architecture (or its light variant) first, else the
+    first by id; else one of the same task in another lab; None when none is."""
+    if models is None:
+        from medviewer.inference.registry import list_models
+
+        models = list_models()[0]
+
+    def base(name: str | None) -> str | None:
+        for suffix in VARIANT_SUFFIXES:
+            name = name.removesuffix(suffix) if name else name
+        return name
+
+    same = sorted((m for m in models if m.task == task),
+                  key=lambda m: (m.lab != lab, m.arch != arch, base(m.arch) != base(arch), m.id))
+    return same[0] if same else None
+
+
+def parse_map(text: str) -> tuple[str, str]:
+    """'OLD=NEW' (either may be empty: '=net' puts everything under net.) -> ('OLD', 'NEW')."""
+    from medviewer.inference.errors import ModelError
+
+    old, sep, new = text.partition("=")
+    if not sep:
+        raise ModelError(None, f"--map {text!r} is not OLD_PREFIX=NEW_PREFIX (e.g. "
+                         "--map resnet=backbone).")
+    return old.strip().strip("."), new.strip().strip(".")

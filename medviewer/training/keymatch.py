@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from medviewer.inference.errors import ModelError
 from medviewer.labs.architectures import Architecture
 from medviewer.training.importing import KeyReport
 
@@ -29,15 +28,6 @@ BUFFERS_WITH_DEFAULTS = ("num_batches_tracked",)  # BatchNorm's counter: old che
 
 def shapes_of(state: dict[str, torch.Tensor]) -> Shapes:
     return {k: tuple(v.shape) for k, v in state.items()}
-
-
-def parse_map(text: str) -> tuple[str, str]:
-    """'OLD=NEW' (either may be empty: '=net' puts everything under net.) -> ('OLD', 'NEW')."""
-    old, sep, new = text.partition("=")
-    if not sep:
-        raise ModelError(None, f"--map {text!r} is not OLD_PREFIX=NEW_PREFIX (e.g. "
-                         "--map resnet=backbone).")
-    return old.strip().strip("."), new.strip().strip(".")
 
 
 def _with_dot(prefix: str) -> str:

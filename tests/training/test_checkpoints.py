@@ -12,7 +12,8 @@ from torch import nn
 
 from medviewer.inference import ModelError
 from medviewer.training.checkpoints import read_state
-from medviewer.training.keymatch import align, apply_maps, parse_map
+from medviewer.training.importing import parse_map
+from medviewer.training.keymatch import align, apply_maps
 
 
 class Net(nn.Module):

@@ -58,7 +58,6 @@ from medviewer.ui.training.import_tasks import (
     placeholder_labels,
     preview_task,
     report_text,
-    similar_model,
 )
 
 log = logging.getLogger(__name__)
@@ -304,7 +303,7 @@ class ImportDialog(QDialog):
         """Input spec, plugin and label offer from an installed model like this one."""
         box = self.model_box
         lab, task = box.lab(), box.task()
-        like = self.like = similar_model(self.models, lab, task, box.arch())
+        like = self.like = importing.similar_model(lab, task, box.arch(), self.models)
         self.plugin_edit.setText(like.plugin if like and like.lab == lab else f"lab{lab}")
         self.input_box.set_like(like, lab, task)
         if self.inspection is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,14 +55,12 @@ def parse_maps(text: str) -> list[tuple[str, str]]:
     """Key maps 'OLD=NEW', one per line (blank lines skipped); ValueError with a sentence."""
     maps = []
     for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        old, sep, new = line.partition("=")
-        if not sep or not old.strip():
-            raise ValueError(f"Key map line {n} ({line!r}) is not OLD=NEW; write one prefix "
-                             "mapping per line, e.g. model.=detector.")
-        maps.append((old.strip(), new.strip()))
+        if line.strip():
+            try:
+                maps.append(importing.parse_map(line))
+            except ModelError:
+                raise ValueError(f"Key map line {n} ({line.strip()!r}) is not OLD=NEW; write "
+                                 "one prefix mapping per line, e.g. model.=detector.") from None
     return maps
 
 
@@ -79,21 +77,6 @@ def numbers(text: str, what: str) -> list[float]:
 
 def words(text: str) -> list[str]:
     return [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
-
-
-def similar_model(models: Sequence[Manifest], lab: int | None, task: str | None,
-                  arch: str | None = None) -> Manifest | None:
-    """An installed model to copy the input spec from: the same lab and task (the same
-    architecture, or its light variant, first), else the same task; None when none is."""
-    def base(name: str | None) -> str:
-        return re.sub(r"_(small|light)$", "", name or "")
-
-    for keep in (lambda m: m.lab == lab and m.task == task, lambda m: m.task == task):
-        found = sorted((m for m in models if keep(m)),
-                       key=lambda m: (arch is None or base(m.arch) != base(arch), m.id))
-        if found:
-            return found[0]
-    return None
 
 
 @dataclass

@@ -19,7 +19,8 @@ from torch import nn
 from medviewer.inference import Box, Result, list_models, registry, versions
 from medviewer.labs.architectures import ARCHITECTURES, Architecture
 from medviewer.training import importing
-from medviewer.ui.training.import_tasks import describe, similar_model, thumbnail
+from medviewer.training.importing import similar_model
+from medviewer.ui.training.import_tasks import describe, thumbnail
 from tests.ui.gui import _open, _run
 
 LIKE = "lab4-chest-unet"  # the installed lab 4 segmenter whose input spec the dialog copies
@@ -273,10 +274,10 @@ def test_the_preview_says_what_a_classifier_a_detector_and_a_fusion_model_found(
 
 def test_the_similar_model_is_of_the_same_lab_and_task_and_architecture_first(store):
     models = list_models()[0]
-    assert similar_model(models, 4, "segmentation").id == LIKE
-    assert similar_model(models, 5, "detection", "lab5.fasterrcnn_resnet50_fpn").arch == (
+    assert similar_model(4, "segmentation", None, models).id == LIKE
+    assert similar_model(5, "detection", "lab5.fasterrcnn_resnet50_fpn", models).arch == (
         "lab5.fasterrcnn_light")  # the shipped light variant of the same network
-    fusion = similar_model(models, 3, "fusion", "lab3.late_fusion")
+    fusion = similar_model(3, "fusion", "lab3.late_fusion", models)
     assert fusion.arch.startswith("lab3.late_fusion")
-    assert similar_model(models, 2, "segmentation").task == "segmentation"  # task over lab
-    assert similar_model([], 4, "segmentation") is None
+    assert similar_model(2, "segmentation", None, models).task == "segmentation"  # task first
+    assert similar_model(4, "segmentation", None, []) is None
