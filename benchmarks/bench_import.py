@@ -77,7 +77,8 @@ def _import_seconds(case, checkpoint: Path, out: Path) -> float:
 def measure(case, folder: Path) -> dict:
     torch.manual_seed(0)
     course = case.course().eval()
-    _randomise_batch_norm(course)
+    if case.randomise_norms:
+        _randomise_batch_norm(course)
     inputs = case.inputs()
     checkpoint = folder / "course.pth"
     torch.save(course.state_dict(), checkpoint)

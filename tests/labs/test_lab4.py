@@ -186,3 +186,19 @@ def test_plugin_and_data_import_no_torch():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'PySide6')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_binary_net_trains_on_binary_cross_entropy_plus_dice():
+    torch = pytest.importorskip("torch")
+    from medviewer.training.recipes import batch_loss
+
+    g = torch.Generator().manual_seed(0)
+    logit = torch.randn(2, 1, 8, 8, generator=g, requires_grad=True)
+    target = (torch.rand(2, 8, 8, generator=g) > 0.5).long()
+    loss = batch_loss("segmentation", logit, target)
+    two = torch.cat([torch.zeros_like(logit), logit], dim=1)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logit[:, 0], target.float())
+    assert torch.allclose(loss, batch_loss("segmentation", two, target))
+    assert torch.allclose(torch.nn.functional.cross_entropy(two, target), bce)
+    loss.backward()
+    assert torch.isfinite(logit.grad).all() and logit.grad.abs().sum() > 0

@@ -13,7 +13,7 @@ N ResNet50s, Faster R-CNN) dominate the time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -198,7 +198,7 @@ class Case:
     labels: int = 2
     slices: str = "10:12"
     infer_files: tuple[str, ...] = (".csv",)
-    extra: dict = field(default_factory=dict)
+    randomise_norms: bool = True  # batch-norm statistics away from 0 / 1
 
 
 def _rand(*shape: int) -> torch.Tensor:
@@ -227,7 +227,7 @@ def course_cnn3d(k: int) -> nn.Module:
 def _lab5_inputs() -> tuple:
     from medviewer.labs.lab5.models import example_inputs
 
-    return example_inputs(64)
+    return example_inputs(128)
 
 
 CASES = [
@@ -262,11 +262,15 @@ CASES = [
          {"num_classes": 3, "in_channels": 3, "fc_channels": 64, "fc_kernel": 7},
          _image_args(32, 3), inputs=lambda: (_rand(2, 3, 32, 32),), labels=3,
          infer_files=(".dcm",)),
-    Case("lab5.fasterrcnn_resnet50_fpn", lambda: course_faster_rcnn(2, 64),
+    # Faster R-CNN at 128 px with torchvision's own initial statistics: its boxes go through
+    # RPN top-k, RoIAlign level choice and NMS, where a random net's float noise (ONNX Runtime
+    # vs torch) grows; randomised statistics at 64 px gave up to 6e-5 and once 1e-4 over
+    # random inputs, these <= 2e-5 on five (the export's limit is 1e-4)
+    Case("lab5.fasterrcnn_resnet50_fpn", lambda: course_faster_rcnn(2, 128),
          {"num_classes": 2, "frozen_batchnorm": False},
-         ["--size", "64", "64", "--channels", "3", "--modalities", "DX", "--mean",
+         ["--size", "128", "128", "--channels", "3", "--modalities", "DX", "--mean",
           "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"],
-         series=DX, inputs=_lab5_inputs, slices="",
+         series=DX, inputs=_lab5_inputs, slices="", randomise_norms=False,
          run_course=lambda m, x: CourseDetections(m)(*x)),
 ]
 
@@ -301,7 +305,8 @@ def test_a_course_checkpoint_imports_runs_and_matches_the_course_module(case, de
                                                                         tmp_path, capsys):
     torch.manual_seed(0)
     course = case.course().eval()
-    _randomise_batch_norm(course)
+    if case.randomise_norms:
+        _randomise_batch_norm(course)
     state = course.state_dict()
     arch = get(case.arch)
     # key for key (after the user's --map for the age/sex heads, whose names the course
@@ -361,3 +366,4 @@ def test_a_detector_started_from_pretrained_weights_fits_with_frozen_batch_norms
         assert list(arch.build(**options).state_dict()) == list(state)
         unfrozen = arch.build(num_classes=4).state_dict()
     assert set(unfrozen) - set(state) == {k for k in unfrozen if "num_batches_tracked" in k}
+
