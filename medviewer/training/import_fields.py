@@ -111,6 +111,8 @@ def _per_channel(spec: dict, channels: int) -> None:
 def _follow_weights(arch: Architecture, spec: dict, given: dict, inspection) -> None:
     """Channels (and a series' slice count) as the weights take them; grey images are
     broadcast to N channels by the plugins' preprocessing."""
+    if "extras" not in arch.input_names and "extras" not in given:
+        spec.pop("extras", None)  # e.g. lab2.vgg16 borrowing the age/sex model's spec
     build = inspection.build
     channels = build.get("in_channels") if "in_channels" in build else build.get("slices")
     if not isinstance(channels, int) or _image_input(arch) is None:

@@ -232,7 +232,7 @@ def _lab5_inputs() -> tuple:
 
 CASES = [
     Case("lab2.vgg16", lambda: course_vgg16(3), {"num_classes": 3},
-         [*_image_args(16, 3, "prev-current-next"), "--extras", ""],  # no age/sex input
+         _image_args(16, 3, "prev-current-next"),
          inputs=lambda: (_rand(2, 3, 16, 16),), labels=3),
     Case("lab2.resnet50_agesex", lambda: CourseResNetAgeSex(2), {"num_classes": 2},
          [*_image_args(32, 3, "prev-current-next"), "--extras", "age,sex",
