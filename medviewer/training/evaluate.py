@@ -49,7 +49,10 @@ class Collector:
     def add_logits(self, logits: np.ndarray, target: np.ndarray, cases: Sequence[str]) -> None:
         """Classification (n, K) or segmentation (n, K, ...) logits with their truth."""
         if self.tally is not None:
-            self.tally.add(logits.argmax(axis=1), np.asarray(target), list(cases))
+            # a binary net's one foreground logit (lab 4): foreground where it is > 0
+            labels = (logits[:, 0] > 0).astype(np.int64) if logits.shape[1] == 1 else (
+                logits.argmax(axis=1))
+            self.tally.add(labels, np.asarray(target), list(cases))
         else:
             self.pred.append(softmax(logits))
             self.truth.append(np.asarray(target, np.int64).reshape(-1))

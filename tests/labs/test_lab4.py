@@ -202,3 +202,15 @@ def test_a_binary_net_trains_on_binary_cross_entropy_plus_dice():
     assert torch.allclose(torch.nn.functional.cross_entropy(two, target), bce)
     loss.backward()
     assert torch.isfinite(logit.grad).all() and logit.grad.abs().sum() > 0
+
+
+def test_a_binary_nets_validation_counts_its_foreground():
+    from medviewer.training.evaluate import Collector
+
+    target = np.zeros((2, 8, 8), np.int64)
+    target[:, 2:6, 2:6] = 1
+    logit = np.where(target[:, None] == 1, 3.0, -3.0).astype(np.float32)  # (2, 1, 8, 8)
+    collector = Collector("segmentation", ["background", "nodule"])
+    collector.add_logits(logit, target, ["a", "b"])
+    scores = collector.scores()
+    assert scores["dice_nodule"] == pytest.approx(1.0) and scores["per_case"]["a"] == 1.0
