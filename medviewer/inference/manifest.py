@@ -124,7 +124,7 @@ class Manifest:
 def external_problem(manifest: Manifest, purpose: str) -> str | None:
     """A sentence when `manifest` is an imported self-contained model (no torch layers):
     `purpose` "cam" (a class activation map) or "train"; None for a registered architecture."""
-    if not manifest.external:
+    if not manifest.arch.startswith(EXTERNAL_ARCH):  # any manifest-like object
         return None
     what = ("has no torch layers for a class activation map" if purpose == "cam"
             else "cannot be retrained in MedViewer")

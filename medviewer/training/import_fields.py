@@ -176,6 +176,12 @@ def _labels(given, like: Manifest | None, explicit_like: bool, inspection) -> li
     """[{name, colour}]: given (their count must be the weights' classes), else --like's,
     else class 1..K with a warning."""
     classes = inspection.num_classes
+    if classes == 1 and inspection.task in ("classification", "fusion"):
+        raise ModelError(None, "This classifier has one output (a sigmoid head trained with "
+                         "BCE): MedViewer reads class scores as a softmax over two or more "
+                         "outputs, and one output would always score 1.0. Save a two-output "
+                         "head (logits [0, x] for your x: torch.cat([torch.zeros_like(x), x], "
+                         "1)) and import that.")
     names = [g["name"] if isinstance(g, dict) else str(g) for g in given or ()]
     colours = [g.get("colour") if isinstance(g, dict) else None for g in given or ()]
     if names and classes is not None and len(names) != classes:

@@ -150,6 +150,14 @@ def test_labels_must_match_the_weights_classes(tmp_path):
                                {"input": {"channels": 1}}, tmp_path / "out")
 
 
+def test_a_one_output_classifier_is_refused_with_what_to_do(tmp_path):
+    """softmax over one logit is always 1.0: a sigmoid classifier would call every slice."""
+    path = _save(TinyCls(num_classes=1), tmp_path / "bce.pth")
+    with pytest.raises(ModelError, match="one output .*torch.cat"):
+        importing.import_model(path, {"labels": ["nodule"]}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_build_options_it_cannot_take_are_a_sentence(tmp_path):
     path = _save(TinySeg(), tmp_path / "seg.pth")
     with pytest.raises(ModelError, match=r"test.tiny_seg cannot be built with the options "
