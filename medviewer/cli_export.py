@@ -63,10 +63,14 @@ def fail(command: str, message: object, code: int = 2) -> int:
 
 def _cmd_export(ns: argparse.Namespace) -> int:
     """0 exported; 2 a bad input (checkpoint, options, a refused parity check) with a sentence."""
+    import warnings
+
     from medviewer.inference import ModelError
 
     try:
-        folder, manifest, inspection = _export(ns)
+        with warnings.catch_warnings():  # the tracer's and exporter's notes are not the user's
+            warnings.simplefilter("ignore")  # business: the key report and parity line are
+            folder, manifest, inspection = _export(ns)
     except ModelError as exc:
         return fail("export", exc)
     except OSError as exc:

@@ -157,3 +157,25 @@ def test_export_model_checks_the_fields_before_writing(tmp_path, change, field):
     with pytest.raises(ModelError, match=field):
         export.export_model(_model(), ARCH, folder, {**FIELDS, **change})
     assert not (tmp_path / "out").exists() and not (tmp_path / "outside").exists()
+
+
+def _worst(expected, actual) -> float:
+    return max(export.relative_error(e, a) for e, a in zip(expected, actual, strict=True))
+
+
+def test_detections_whose_scores_tie_are_compared_box_to_box_not_row_to_row():
+    """Two boxes tied within float noise may leave NMS in either order: the same boxes in
+    another order agree; a box that moved, or one of another label, is still a difference."""
+    boxes = np.array([[10, 10, 50, 60], [100, 90, 140, 150]], np.float32)
+    torch_side = [boxes, np.array([0.5, 0.5 - 1e-7], np.float32), np.array([1, 1])]
+    ort_side = [boxes[::-1].copy(), np.array([0.5 - 1e-7, 0.5], np.float32), np.array([1, 1])]
+    row_by_row = _worst(torch_side, ort_side)
+    assert row_by_row > 0.5  # the comparison this replaces: a whole box "off"
+    matched = export.same_order(torch_side, ort_side)
+    assert _worst(torch_side, matched) < 1e-6
+    moved = [ort_side[0] + [[0, 0, 0, 0], [5, 0, 0, 0]], ort_side[1], ort_side[2]]
+    matched = export.same_order(torch_side, moved)
+    assert _worst(torch_side, matched) > 0.03
+    other_label = [ort_side[0], ort_side[1], np.array([1, 2])]
+    matched = export.same_order(torch_side, other_label)
+    assert _worst(torch_side, matched) > 0.5
