@@ -241,7 +241,8 @@ def _inspect_state(path: Path, state: dict, kind: str, arch_name: str | None,
 
 def _ranking(state: dict, maps: Sequence[tuple[str, str]], given: dict) -> list:
     """[(share, arch, options, report)] over every registered architecture, best first; ties
-    go to the one that fits with its default options, then to a full one."""
+    go to the one that fits with its default options, then to the one whose names needed the
+    fewest renames, then to a full one."""
     from medviewer.labs import architectures
     from medviewer.training import keymatch
 
@@ -255,7 +256,7 @@ def _ranking(state: dict, maps: Sequence[tuple[str, str]], given: dict) -> list:
             share, options, report, plain = keymatch.fit(arch, state, maps, given)
         except Exception:  # noqa: BLE001 - an architecture that cannot take these options
             continue
-        key = (share, plain, arch.full)
+        key = (share, plain, -len(report.renamed), arch.full)
         ranked.append((key, (share, arch, options, report)))
     ranked.sort(key=lambda item: item[0], reverse=True)
     return [entry for _, entry in ranked]
@@ -367,8 +368,9 @@ VARIANT_SUFFIXES = ("_small", "_light")
 def similar_model(lab: int | None, task: str | None, arch: str | None = None,
                   models: Sequence[Manifest] | None = None) -> Manifest | None:
     """The installed model (of `models`, default every installed one) of this lab and task to
-    borrow an input spec from: the same architecture (or its light variant) first, else the
-    first by id; else one of the same task in another lab; None when none is."""
+    borrow an input spec from: the same architecture (or its light variant) first, then one
+    of a registered architecture (an imported file's spec is a user's guess), then by id;
+    else one of the same task in another lab; None when none is."""
     if models is None:
         from medviewer.inference.registry import list_models
 
@@ -380,7 +382,8 @@ def similar_model(lab: int | None, task: str | None, arch: str | None = None,
         return name
 
     same = sorted((m for m in models if m.task == task),
-                  key=lambda m: (m.lab != lab, m.arch != arch, base(m.arch) != base(arch), m.id))
+                  key=lambda m: (m.lab != lab, m.arch != arch, base(m.arch) != base(arch),
+                                 m.external, m.id))
     return same[0] if same else None
 
 

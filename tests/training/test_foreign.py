@@ -345,9 +345,11 @@ def test_an_existing_model_is_replaced_only_when_forced(tmp_path: Path) -> None:
                                          force=True).version == "2.0.0"
 
 
-def test_a_model_without_torch_weights_publishes_and_stays_checked(tmp_path: Path) -> None:
+def test_a_model_without_torch_weights_publishes_and_stays_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No weights.safetensors: the folder verifies and publishes into the store; a manifest
     that records weights still needs them (the record is under the manifest's checksum)."""
+    monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path / "data"))  # a store of its own
     import shutil
 
     from medviewer.inference.versions import publish

@@ -176,8 +176,9 @@ def test_two_processes_saving_at_once_end_with_one_refused_and_nothing_lost(seri
     for proc in windows.values():
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
     (folder / "go").touch()
-    said = {who: proc.communicate(timeout=60)[0].strip() for who, proc in windows.items()}
-    assert sorted(s.split()[0] for s in said.values()) == ["refused", "saved"], said
+    ended = {who: proc.communicate(timeout=60) for who, proc in windows.items()}
+    said = {who: out.strip() for who, (out, _err) in ended.items()}
+    assert sorted(s.split(" ")[0] for s in said.values()) == ["refused", "saved"], ended
     (winner,) = [w for w, s in said.items() if s == "saved"]
     (loser,) = [w for w, s in said.items() if s != "saved"]
     assert REFUSED in said[loser] or "is saving these annotations" in said[loser]

@@ -38,23 +38,23 @@ class Thresholds(nn.Module):
 
     def __init__(self, num_classes: int = 3) -> None:
         super().__init__()
-        self.head = nn.Conv2d(1, num_classes, 1)
+        self.score = nn.Conv2d(1, num_classes, 1)  # a name of its own among test networks
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(image)
+        return self.score(image)
 
 
 def thresholds(num_classes: int = 3) -> Thresholds:
     model = Thresholds(num_classes)
     a, s, b = 50.0, _normalised(SOFT_HU), _normalised(BONE_HU)
     with torch.no_grad():  # c1 = a (x - s); c2 = c1 + a (x - b): crosses c1 exactly at b
-        model.head.weight.copy_(torch.tensor([0.0, a, 2 * a]).view(3, 1, 1, 1))
-        model.head.bias.copy_(torch.tensor([0.0, -a * s, -a * s - a * b]))
+        model.score.weight.copy_(torch.tensor([0.0, a, 2 * a]).view(3, 1, 1, 1))
+        model.score.bias.copy_(torch.tensor([0.0, -a * s, -a * s - a * b]))
     return model
 
 
 def _classes(state: dict) -> dict:
-    return {"num_classes": int(state["head.weight"].shape[0])}
+    return {"num_classes": int(state["score.weight"].shape[0])}
 
 
 ARCH = ARCHITECTURES.setdefault("test.import_thresholds", Architecture(
@@ -164,7 +164,7 @@ def test_a_notebook_state_dict_is_previewed_imported_and_run(window, qtbot, tmp_
 def test_a_checkpoint_that_does_not_fit_is_a_sentence_and_the_dialog_stays_usable(
         window, qtbot, tmp_path, store):
     wrong = tmp_path / "wrong.pth"
-    torch.save({"head.weight": torch.zeros(3, 1, 3, 3), "head.bias": torch.zeros(3)}, wrong)
+    torch.save({"score.weight": torch.zeros(3, 1, 3, 3), "score.bias": torch.zeros(3)}, wrong)
     dialog = _dialog(window)
     assert not dialog.choose_file(tmp_path / "missing.pth")
     assert "is not a file" in dialog.status_label.text()
@@ -173,9 +173,9 @@ def test_a_checkpoint_that_does_not_fit_is_a_sentence_and_the_dialog_stays_usabl
         with qtbot.waitSignal(dialog.sigInspected, timeout=60_000):
             dialog.arch_combo.setCurrentIndex(dialog.arch_combo.findData(ARCH.name))
     report = dialog.report_view.toPlainText()
-    assert "head.weight" in report and "(3, 1, 3, 3)" in report  # the key report names it
+    assert "score.weight" in report and "(3, 1, 3, 3)" in report  # the key report names it
     failed = _outcome(dialog, qtbot, dialog.preview_button)
-    assert isinstance(failed, str) and "head.weight" in failed and "Traceback" not in failed
+    assert isinstance(failed, str) and "score.weight" in failed and "Traceback" not in failed
     assert dialog.status_label.text() == failed
     assert dialog.preview_button.isEnabled() and not dialog.busy
     assert not (store / dialog.id_edit.text()).exists()
