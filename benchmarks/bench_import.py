@@ -8,6 +8,8 @@ state dict saved with torch.save. Then, in the same run:
 
 - baseline: a plain `torch.onnx.export` of the course module itself (TorchScript exporter,
   opset 17, the same example inputs), nothing else;
+- guess: `importing.inspect(CHECKPOINT)`, the file read and fitted to every registered
+  architecture on the meta device (what `medviewer export` without --arch does first);
 - import: `medviewer export CHECKPOINT --arch ...` (read the file, fit the names, read the
   build options from the shapes, build, export ONNX, check ONNX Runtime against torch, write
   the model folder).
@@ -46,6 +48,7 @@ from test_course_checkpoints import (  # noqa: E402
 
 from medviewer.cli import main as cli  # noqa: E402
 from medviewer.labs.architectures import get  # noqa: E402
+from medviewer.training import importing  # noqa: E402
 from medviewer.training.export import OPSET, relative_error  # noqa: E402
 
 COMMAND = "python3 benchmarks/bench_import.py"
@@ -87,11 +90,14 @@ def measure(case, folder: Path) -> dict:
     baseline = _baseline_seconds(case, course, inputs, folder / "plain.onnx")
     del course
     (folder / "plain.onnx").unlink()
+    start = time.perf_counter()  # read + fit to every registered architecture (meta device)
+    guessed = importing.inspect(checkpoint).arch
+    guess = time.perf_counter() - start
     seconds = _import_seconds(case, checkpoint, folder / "model")
     actual = _ort_outputs(folder / "model", get(case.arch).input_names, inputs)
     error = max(relative_error(e, a) for e, a in zip(expected, actual, strict=True))
     return {"arch": case.arch, "params": params, "import": seconds, "baseline": baseline,
-            "error": error}
+            "error": error, "guess": guess, "guessed": guessed}
 
 
 def _exportable_by_torch(case):
@@ -128,18 +134,21 @@ def main() -> None:
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
         r = {**runs[0], "import": min(x["import"] for x in runs),
-             "baseline": min(x["baseline"] for x in runs)}
+             "baseline": min(x["baseline"] for x in runs),
+             "guess": min(x["guess"] for x in runs)}
         rows.append(r)
         print(f"{r['arch']}: import {r['import']:.2f} s, baseline {r['baseline']:.2f} s",
               file=sys.stderr)
     print(f"`{COMMAND} --repeat {ns.repeat}` (torch {torch.__version__}, {ns.threads} "
           f"threads, best of {ns.repeat})\n")
     print("| architecture | weights | import s (read + fit + export + parity) | baseline s "
-          "(plain torch.onnx.export) | ratio | ORT vs course module (max rel. error) |")
-    print("|---|---|---|---|---|---|")
+          "(plain torch.onnx.export) | ratio | ORT vs course module (max rel. error) | "
+          "guess s (no --arch) | guessed |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows[1:]:
         print(f"| {r['arch']} | {_count(r['params'])} | {r['import']:.2f} | "
-              f"{r['baseline']:.2f} | {r['import'] / r['baseline']:.2f} | {r['error']:.1e} |")
+              f"{r['baseline']:.2f} | {r['import'] / r['baseline']:.2f} | {r['error']:.1e} | "
+              f"{r['guess']:.2f} | {r['guessed']} |")
     print("\nInputs as in tests/training/test_course_checkpoints.py; lab2.vgg16 at 14 px, "
           "where a plain export of torchvision's AdaptiveAvgPool2d(7) works at all.")
 
