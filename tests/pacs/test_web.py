@@ -1,0 +1,142 @@
+"""DICOMweb against a real Orthanc + DICOMweb plugin: QIDO-RS, WADO-RS, STOW-RS and failures."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pydicom
+import pytest
+
+from medviewer.pacs import servers as srv
+from medviewer.pacs import web
+from medviewer.pacs.errors import PacsCancelled, PacsError
+from medviewer.pacs.store import LocalStore
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets(monkeypatch):
+    monkeypatch.setattr(srv, "_memory_secrets", {})
+    monkeypatch.setattr(srv, "_keyring", lambda: None)
+
+
+def test_echo_is_a_sentence_with_the_time(orthanc):
+    answer = web.echo(orthanc.web_server())
+    assert answer.startswith("The DICOMweb server 'orthanc-web' answered") and " ms" in answer
+
+
+def test_wildcard_caret_id_and_date_searches_find_the_study(orthanc, pacs_ct):
+    server = orthanc.web_server()
+    for query in ({"patient_name": "PACS*"}, {"patient_name": "PACS^TEST"},
+                  {"patient_name": "PACS^TE*"}, {"patient_id": "PACSCT01"},
+                  {"patient_id": "PACSCT*", "date_from": date(2024, 3, 1),
+                   "date_to": "20240331"},
+                  {"accession": "ACC0001", "modality": "CT"}):
+        hits = web.find_studies(server, **query)
+        assert [h.study_uid for h in hits] == [pacs_ct.study_uid], query
+    hit = hits[0]
+    assert (hit.patient_name, hit.patient_id, hit.study_date) == ("PACS^TEST", "PACSCT01",
+                                                                  "20240315")
+    assert hit.modalities == ("CT",) and hit.series_count == 1 and hit.instance_count == 20
+    assert web.find_studies(server, patient_id="PACSCT01", date_from="20240316") == []
+    assert web.find_studies(server, patient_name="NOBODY*") == []
+    [series] = web.find_series(server, pacs_ct.study_uid)
+    assert (series.series_uid, series.modality, series.instance_count) == (
+        pacs_ct.series_uid, "CT", 20)
+
+
+def _pixels(paths) -> np.ndarray:
+    slices = sorted((pydicom.dcmread(p) for p in paths), key=lambda d: int(d.InstanceNumber))
+    return np.stack([d.pixel_array for d in slices])
+
+
+def test_wado_retrieve_every_pixel_then_only_what_is_missing(orthanc, pacs_ct, tmp_path):
+    server, store = orthanc.web_server(), LocalStore(tmp_path / "store")
+    seen = []
+    got = web.retrieve(server, pacs_ct.study_uid, pacs_ct.series_uid, store=store,
+                       progress=lambda done, total: seen.append((done, total)))
+    assert len(got.stored) == 20 and got.skipped == 0 and got.failed == []
+    assert seen[0] == (0, 20) and seen[-1] == (20, 20)
+    assert np.array_equal(_pixels(got.stored), _pixels(pacs_ct.paths))
+    got.stored[3].unlink()
+    got.stored[11].unlink()
+    again = web.retrieve(server, pacs_ct.study_uid, store=LocalStore(tmp_path / "store"))
+    assert again.skipped == 18 and sorted(again.stored) == sorted([got.stored[3],
+                                                                    got.stored[11]])
+
+
+def test_cancel_mid_retrieve_leaves_whole_files_only(orthanc, pacs_ct, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    progress = []
+    with pytest.raises(PacsCancelled, match="cancelled"):
+        web.retrieve(orthanc.web_server(), pacs_ct.study_uid, store=store,
+                     progress=lambda d, t: progress.append(d), cancelled=lambda: len(progress) > 5)
+    files = list(store.root.rglob("*"))
+    dcm = [p for p in files if p.is_file()]
+    assert 0 < len(dcm) < 20 and all(p.suffix == ".dcm" for p in dcm)
+    for path in dcm:
+        pydicom.dcmread(path).pixel_array  # noqa: B018 - every file is whole
+    rest = web.retrieve(orthanc.web_server(), pacs_ct.study_uid, store=LocalStore(store.root))
+    assert rest.skipped == len(dcm) and len(rest.stored) == 20 - len(dcm)
+
+
+def test_stow_send_then_find_and_get_back(orthanc, tmp_path):
+    from medviewer.core import synthetic
+
+    voxels = np.arange(3 * 16 * 16, dtype=np.int16).reshape(3, 16, 16)
+    paths = synthetic.write_series(tmp_path / "src", voxels, seed=1402, PatientName="WEB^SEND",
+                                   PatientID="WEBSEND1", StudyDate="20230102")
+    server = orthanc.web_server()
+    bad = tmp_path / "not.dcm"
+    bad.write_text("hello")
+    sent = web.send(server, [*paths, bad])
+    uids = [str(pydicom.dcmread(p).SOPInstanceUID) for p in paths]
+    assert sent.accepted == uids
+    assert [f[0] for f in sent.failed] == [str(bad)] and "not a readable DICOM" in sent.failed[0][1]
+    [hit] = web.find_studies(server, patient_name="WEB^S*")
+    store = LocalStore(tmp_path / "store")
+    got = web.retrieve(server, hit.study_uid, store=store)
+    assert np.array_equal(_pixels(got.stored), _pixels(paths))
+
+
+def test_failures_are_sentences(orthanc, tmp_path):
+    from conftest import free_port
+
+    down = orthanc.web_server(base_url=f"http://127.0.0.1:{free_port()}/dicom-web")
+    with pytest.raises(PacsError, match="cannot be reached.*check the URL"):
+        web.echo(down)
+    wrong_path = orthanc.web_server(base_url=orthanc.base_url.replace("dicom-web", "nothing"))
+    with pytest.raises(PacsError, match="HTTP 404.*no such resource"):
+        web.find_studies(wrong_path, patient_id="X")
+    with pytest.raises(PacsError, match="needs a password"):
+        web.echo(orthanc.web_server(auth="basic", username="u"))
+    with pytest.raises(PacsError, match="DIMSE peer"):
+        web.echo(orthanc.dimse_server())
+
+
+def test_credentials_and_tls_settings_reach_the_session():
+    plain = srv.Server("w", kind="dicomweb", base_url="https://pacs.example.org/dicom-web")
+    assert web.connect(plain)._session.verify is True
+    basic = srv.Server("b", kind="dicomweb", base_url="https://h/dw", auth="basic",
+                       username="alice", verify_tls=False)
+    srv.set_secret(basic, "pw")
+    session = web.connect(basic)._session
+    assert session.auth == ("alice", "pw") and session.verify is False
+    bearer = srv.Server("t", kind="dicomweb", base_url="https://h/dw", auth="bearer")
+    srv.set_secret(bearer, "tok")
+    assert web.connect(bearer)._session.headers["Authorization"] == "Bearer tok"
+
+
+def test_wildcards_and_carets_leave_unencoded():
+    import requests
+
+    session = web._session_class()()
+    sent = []
+    session.get_adapter = lambda url: type("A", (), {"send": lambda self, r, **k: sent.append(
+        r.url) or requests.Response(), "close": lambda self: None})()
+    session.get("http://h/dw/studies?PatientName=DOE%3FJ%2A&PatientID=A%20B")
+    assert sent == ["http://h/dw/studies?PatientName=DOE?J*&PatientID=A%20B"]
+    # a caret goes out as '?', and what '?' matches besides it is filtered out afterwards
+    assert web._caretless({"PatientName": "DOE^J*"}) == ({"PatientName": "DOE?J*"}, "DOE^J*")
+    assert web._name_matches("Doe^John", "DOE^J*")
+    assert not web._name_matches("DOE JOHN", "DOE^J*")
