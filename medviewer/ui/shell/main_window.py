@@ -52,6 +52,7 @@ from medviewer.ui.common.workers import (
 )
 from medviewer.ui.document.reading_aids import IMAGE_ORDERS
 from medviewer.ui.document.study import StudyDocument
+from medviewer.ui.pacs.feature import PacsFeature
 from medviewer.ui.shell.recent import RecentMenu, describe_paths
 from medviewer.ui.training.menu import ModelMenu
 from medviewer.ui.viewing.browser import StudyBrowser
@@ -128,6 +129,14 @@ class MainWindow(QMainWindow):
                                    chosen_model=self.ai.model_for_series)
         self.model_menu.sigModelsChanged.connect(self.ai.models_changed)
         self.annotate = AnnotateController(self, self.document, self.viewer)
+        self.pacs = PacsFeature(self, self.document)  # File, Annotate and AI menu items
+        self.file_menu.insertActions(self.export_action, [self.pacs.servers_action,
+                                                          self.pacs.query_action])
+        self.file_menu.insertSeparator(self.export_action)
+        self.annotate.menu.addAction(self.pacs.send_annotations_action)
+        self.ai.menu.addAction(self.pacs.send_ai_action)
+        self.ai.menu.aboutToShow.connect(  # again after the AI menu rebuilt its model list
+            lambda: self.ai.menu.addAction(self.pacs.send_ai_action))
 
     def _build_docks(self) -> None:
         self.browser = StudyBrowser(self.pool)
@@ -187,7 +196,7 @@ class MainWindow(QMainWindow):
         self.tool_label.setText(f"Tool: {self.viewer.tools.label()}")
 
     def _build_menus(self) -> None:
-        menu = self.menuBar().addMenu("&File")
+        menu = self.file_menu = self.menuBar().addMenu("&File")
         self._add(menu, "Open &Folder\u2026", self.open_folder_dialog, "Ctrl+O")
         self._add(menu, "Open F&iles\u2026", self.open_files_dialog, "Ctrl+Shift+O")
         self._add(menu, "Open &DICOMDIR\u2026", self.open_dicomdir_dialog)
@@ -196,7 +205,8 @@ class MainWindow(QMainWindow):
         menu.addMenu(self.recent_menu)
         self._add(menu, "Open De&mo Study", self.open_demo)
         menu.addSeparator()
-        self._add(menu, "&Export View as PNG\u2026", self.export_view_dialog, "Ctrl+E")
+        self.export_action = self._add(menu, "&Export View as PNG\u2026",
+                                       self.export_view_dialog, "Ctrl+E")
         menu.addSeparator()
         self._add(menu, "&Quit", self.close, "Ctrl+Q")
         view = self.view_menu = self.menuBar().addMenu("&View")
