@@ -8,6 +8,7 @@
     medviewer infer --model ID PATH --out DIR   run a model over series (SEG / CSV / JSON)
     medviewer export CHECKPOINT --lab N --arch NAME   torch weights -> checked model folder
     medviewer train JOB.json [--nproc-per-node N]    train a new model version (JSON events)
+    medviewer pacs echo|find|get|send SERVER ...     query, retrieve from and send to a PACS
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import asdict
 
 from medviewer import __version__
 
-SUBCOMMANDS = ("scan", "info", "models", "infer", "export", "train")
+SUBCOMMANDS = ("scan", "info", "models", "infer", "export", "train", "pacs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +63,9 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     from medviewer.cli_infer import add_model_parsers
 
     add_model_parsers(sub)
+    from medviewer.cli_pacs import add_pacs_parser
+
+    add_pacs_parser(sub)
     from medviewer.training.__main__ import add_arguments  # no torch until a job runs
 
     t = sub.add_parser("train", help="train a model version from a job file (JSON events)")

@@ -192,3 +192,8 @@ def get_secret(server: Server) -> str | None:
         return kr.get_password(KEYRING_SERVICE, _key(server))
     except Exception:
         return None
+
+
+def remember_for_this_run(server: Server, secret: str) -> None:
+    """Hold a secret in memory only (the command line's MEDVIEWER_PACS_SECRET or prompt)."""
+    _memory_secrets[_key(server)] = secret

@@ -101,7 +101,7 @@ def _sentences(server: Server, doing: str):
     except requests.exceptions.Timeout as exc:
         raise PacsError(f"Could not {doing}: {where} did not answer in time; check that it "
                         "is running and not overloaded, then try again.") from exc
-    except requests.exceptions.ConnectionError as exc:
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
         raise PacsError(f"Could not {doing}: {where} cannot be reached or dropped the "
                         "connection; check the URL and that the server is running, then try "
                         "again (what has fully arrived is kept).") from exc
