@@ -251,3 +251,9 @@ def pacs_ct(orthanc: Orthanc, tmp_path_factory: pytest.TempPathFactory):
                            sop_uids=[str(h.SOPInstanceUID) for h in headers], paths=paths,
                            voxels=voxels, patient_name="PACS^TEST", patient_id="PACSCT01",
                            study_date="20240315", folder=folder)
+
+
+@pytest.fixture
+def unused_port(orthanc: Orthanc):
+    """A function returning a free TCP port inside the private namespace (nothing listens)."""
+    return free_port

@@ -1,0 +1,438 @@
+"""DICOM networking (DIMSE) through pynetdicom: echo, find, get, move and send.
+
+`server` is a medviewer.pacs.servers.Server (any object with ae_title, host, port, calling_ae
+and receive_port). Every failure is a PacsError whose str is a sentence for the user; a
+cancelled retrieve is PacsCancelled. Retrieved instances go through LocalStore.add, which
+writes atomically, so a cancelled or broken retrieve leaves only whole files and a retry
+fetches only the instances the store does not have yet.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from medviewer.pacs.errors import PacsCancelled, PacsError
+from medviewer.pacs.models import (
+    Cancelled,
+    Progress,
+    RetrieveResult,
+    SendResult,
+    SeriesHit,
+    StudyHit,
+)
+from medviewer.pacs.store import LocalStore
+
+CONNECT_TIMEOUT = 5.0  # TCP connect
+ACSE_TIMEOUT = 10.0  # association request -> answer
+DIMSE_TIMEOUT = 30.0  # each DIMSE answer (a pending C-GET / C-MOVE response included)
+NETWORK_TIMEOUT = 60.0  # silence on an established association
+
+FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve - FIND
+GET = "1.2.840.10008.5.1.4.1.2.2.3"  # Study Root Query/Retrieve - GET
+MOVE = "1.2.840.10008.5.1.4.1.2.2.2"  # Study Root Query/Retrieve - MOVE
+VERIFICATION = "1.2.840.10008.1.1"
+WARNING_STATUSES = {0xB000, 0xB006, 0xB007, 0x0107, 0x0116}
+
+_REJECT_REASONS = {
+    # (source, reason) of an A-ASSOCIATE-RJ, PS3.8 9.3.4
+    (1, 2): "does not support this application context",
+    (1, 3): "does not know MedViewer's AE title {calling!r} (ask its administrator to add "
+            "it, or set MedViewer's AE title in the server's settings)",
+    (1, 7): "is not called {called!r}: check the PACS's AE title in the server's settings",
+    (2, 2): "does not support this protocol version",
+    (3, 1): "is busy (too many connections); try again in a moment",
+    (3, 2): "is temporarily unable to accept connections; try again in a moment",
+}
+
+
+def _where(server) -> str:
+    return f"{server.ae_title} at {server.host}:{server.port}"
+
+
+def _ae(server):
+    from pynetdicom import AE
+
+    ae = AE(ae_title=server.calling_ae or "MEDVIEWER")
+    ae.connection_timeout = CONNECT_TIMEOUT
+    ae.acse_timeout = ACSE_TIMEOUT
+    ae.dimse_timeout = DIMSE_TIMEOUT
+    ae.network_timeout = NETWORK_TIMEOUT
+    return ae
+
+
+def _associate(server, ae, *, ext_neg=None, handlers=()):
+    """An established association with `server`, or PacsError saying why there is none."""
+    from pynetdicom import evt
+
+    opened = threading.Event()
+    started = time.monotonic()
+    assoc = ae.associate(server.host, int(server.port), ae_title=server.ae_title,
+                         ext_neg=ext_neg or None,
+                         evt_handlers=[(evt.EVT_CONN_OPEN, lambda _e: opened.set()),
+                                       *handlers])
+    if assoc.is_established:
+        return assoc
+    where = _where(server)
+    if assoc.is_rejected:
+        rj = assoc.acceptor.primitive
+        source, reason = getattr(rj, "result_source", None), getattr(rj, "diagnostic", None)
+        text = _REJECT_REASONS.get((source, reason), "refused the connection "
+                                   f"(source {source}, reason {reason})")
+        text = text.format(calling=server.calling_ae, called=server.ae_title)
+        raise PacsError(f"The PACS {where} {text}.")
+    if not opened.is_set():
+        if time.monotonic() - started >= CONNECT_TIMEOUT - 0.5:
+            raise PacsError(f"The PACS {where} did not answer within {CONNECT_TIMEOUT:g} s; "
+                            "check the host and port, and that no firewall blocks them.")
+        raise PacsError(f"Could not connect to the PACS {where}: nothing accepts connections "
+                        "there. Check the host and port, and that the PACS is running.")
+    if time.monotonic() - started >= ACSE_TIMEOUT - 0.5:
+        raise PacsError(f"The PACS {where} accepted the connection but did not answer the "
+                        f"association request within {ACSE_TIMEOUT:g} s; check that this "
+                        "port is its DICOM port, or try again later.")
+    raise PacsError(f"The PACS {where} closed the connection during the association request; "
+                    "check the port and the AE titles in the server's settings.")
+
+
+def _accepted_or_fail(assoc, server, sop_class: str, what: str) -> None:
+    if not any(cx.abstract_syntax == sop_class for cx in assoc.accepted_contexts):
+        assoc.release()
+        raise PacsError(f"The PACS {_where(server)} does not offer {what}.")
+
+
+def echo(server) -> str:
+    """C-ECHO; a sentence with the round-trip time, or PacsError."""
+    ae = _ae(server)
+    ae.add_requested_context(VERIFICATION)
+    started = time.monotonic()
+    assoc = _associate(server, ae)
+    try:
+        _accepted_or_fail(assoc, server, VERIFICATION, "verification (C-ECHO)")
+        status = assoc.send_c_echo()
+    finally:
+        _close(assoc)
+    ms = (time.monotonic() - started) * 1000
+    code = getattr(status, "Status", None)
+    if code != 0x0000:
+        raise PacsError(_no_answer(server, "the echo") if code is None else
+                        f"The PACS {_where(server)} answered the echo with status 0x{code:04X}.")
+    return f"{server.ae_title} at {server.host}:{server.port} answered the echo in {ms:.0f} ms."
+
+
+def _close(assoc) -> None:
+    if assoc.is_established:
+        assoc.release()
+
+
+def _no_answer(server, what: str) -> str:
+    return (f"The PACS {_where(server)} stopped answering during {what} (timeout or dropped "
+            "connection); try again: what has fully arrived is kept.")
+
+
+def _date(value) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, date):
+        return value.strftime("%Y%m%d")
+    return str(value).replace("-", "")
+
+
+def _find(server, identifier: Dataset, what: str) -> list[Dataset]:
+    ae = _ae(server)
+    ae.add_requested_context(FIND)
+    assoc = _associate(server, ae)
+    answers = []
+    try:
+        _accepted_or_fail(assoc, server, FIND, "study-root queries (C-FIND)")
+        for status, ds in assoc.send_c_find(identifier, FIND):
+            code = getattr(status, "Status", None)
+            if code is None:
+                raise PacsError(_no_answer(server, what))
+            if code in (0xFF00, 0xFF01):
+                if ds is not None:
+                    answers.append(ds)
+            elif code != 0x0000:
+                raise PacsError(f"The PACS {_where(server)} refused {what} (status "
+                                f"0x{code:04X}); check the search values.")
+    finally:
+        _close(assoc)
+    return answers
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value)
+
+
+def find_studies(server, *, patient_name: str = "", patient_id: str = "", accession: str = "",
+                 date_from=None, date_to=None, modality: str = "",
+                 study_uid: str = "") -> list[StudyHit]:
+    """C-FIND at study level. patient_name may hold * and ? wildcards; dates are date objects
+    or YYYYMMDD / YYYY-MM-DD strings, either end open."""
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.StudyInstanceUID = study_uid
+    q.PatientName = patient_name
+    q.PatientID = patient_id
+    q.AccessionNumber = accession
+    start, end = _date(date_from), _date(date_to)
+    q.StudyDate = f"{start}-{end}" if (start or end) and start != end else start
+    q.ModalitiesInStudy = modality
+    q.StudyDescription = ""
+    q.NumberOfStudyRelatedSeries = None
+    q.NumberOfStudyRelatedInstances = None
+    hits = []
+    for ds in _find(server, q, "the study search"):
+        mods = ds.get("ModalitiesInStudy", "")
+        mods = tuple(str(m) for m in (mods if isinstance(mods, (list, tuple)) or
+                                      hasattr(mods, "__iter__") and not isinstance(mods, str)
+                                      else [mods]) if m)
+        hits.append(StudyHit(study_uid=_text(ds, "StudyInstanceUID"),
+                             patient_name=_text(ds, "PatientName"),
+                             patient_id=_text(ds, "PatientID"),
+                             study_date=_text(ds, "StudyDate"),
+                             accession=_text(ds, "AccessionNumber"), modalities=mods,
+                             description=_text(ds, "StudyDescription"),
+                             series_count=_int(ds.get("NumberOfStudyRelatedSeries")),
+                             instance_count=_int(ds.get("NumberOfStudyRelatedInstances"))))
+    return hits
+
+
+def find_series(server, study_uid: str) -> list[SeriesHit]:
+    """C-FIND at series level within one study, in series number order."""
+    q = Dataset()
+    q.QueryRetrieveLevel = "SERIES"
+    q.StudyInstanceUID = study_uid
+    q.SeriesInstanceUID = ""
+    q.Modality = ""
+    q.SeriesNumber = None
+    q.SeriesDescription = ""
+    q.NumberOfSeriesRelatedInstances = None
+    hits = [SeriesHit(series_uid=_text(ds, "SeriesInstanceUID"), modality=_text(ds, "Modality"),
+                      number=_int(ds.get("SeriesNumber")),
+                      description=_text(ds, "SeriesDescription"),
+                      instance_count=_int(ds.get("NumberOfSeriesRelatedInstances")))
+            for ds in _find(server, q, "the series search")]
+    return sorted(hits, key=lambda h: (h.number is None, h.number or 0, h.series_uid))
+
+
+def _instances(server, study_uid: str, series_uid: str | None) -> list[tuple[str, str]]:
+    """(SOPInstanceUID, SOPClassUID) of every instance of the study or series."""
+    q = Dataset()
+    q.QueryRetrieveLevel = "IMAGE"
+    q.StudyInstanceUID = study_uid
+    q.SeriesInstanceUID = series_uid or ""
+    q.SOPInstanceUID = ""
+    q.SOPClassUID = ""
+    return [(_text(ds, "SOPInstanceUID"), _text(ds, "SOPClassUID"))
+            for ds in _find(server, q, "the instance list")]
+
+
+class _Retrieval:
+    """What a C-GET / C-MOVE has stored so far; its C-STORE handler runs on pynetdicom's
+    thread, the progress callback on the caller's."""
+
+    def __init__(self, store: LocalStore, cancelled: Cancelled | None, skipped: int) -> None:
+        self.store, self.cancelled = store, cancelled
+        self.result = RetrieveResult(skipped=skipped)
+        self.stop = False
+
+    def on_store(self, event) -> int:
+        if self.stop or (self.cancelled is not None and self.cancelled()):
+            self.stop = True
+            return 0xA700  # refused: the user cancelled (nothing written)
+        try:
+            self.result.stored.append(self.store.add(event.encoded_dataset()))
+        except PacsError as exc:
+            self.result.failed.append(str(exc))
+            return 0xA700
+        return 0x0000
+
+
+def _wanted(server, study_uid, series_uid, store: LocalStore):
+    listed = _instances(server, study_uid, series_uid)
+    missing = [(sop, cls) for sop, cls in listed if not store.has(sop)]
+    return listed, missing
+
+
+def _identifier(study_uid, series_uid, missing, listed) -> Dataset:
+    q = Dataset()
+    q.StudyInstanceUID = study_uid
+    if len(missing) < len(listed):  # a retry: ask for just what is missing
+        q.QueryRetrieveLevel = "IMAGE"
+        q.SeriesInstanceUID = series_uid or ""
+        q.SOPInstanceUID = [sop for sop, _ in missing]
+    elif series_uid:
+        q.QueryRetrieveLevel = "SERIES"
+        q.SeriesInstanceUID = series_uid
+    else:
+        q.QueryRetrieveLevel = "STUDY"
+    return q
+
+
+def _run(server, responses, state: _Retrieval, total: int, progress: Progress | None,
+         what: str, assoc) -> RetrieveResult:
+    skipped = state.result.skipped
+    for status, _ds in responses:
+        if state.cancelled is not None and state.cancelled():
+            state.stop = True
+        if state.stop:
+            assoc.abort()
+            raise PacsCancelled()
+        code = getattr(status, "Status", None)
+        if code is None:
+            raise PacsError(_no_answer(server, what))
+        if progress is not None:
+            progress(skipped + len(state.result.stored), total)
+        if code in (0xFF00, 0xFF01):
+            continue
+        if code == 0xFE00:
+            raise PacsCancelled()
+        failed = status.get("NumberOfFailedSuboperations", 0) or 0
+        if code not in (0x0000, 0xB000) or failed:
+            if not state.result.failed:
+                state.result.failed.append(
+                    f"The PACS {_where(server)} could not send {failed or 'some'} instance(s) "
+                    f"(status 0x{code:04X}); retrieve again to fetch what is missing.")
+    if state.stop:
+        raise PacsCancelled()
+    return state.result
+
+
+def get(server, study_uid: str, series_uid: str | None = None, *, store: LocalStore | None = None,
+        progress: Progress | None = None, cancelled: Cancelled | None = None) -> RetrieveResult:
+    """C-GET a study or one series into `store`, skipping the instances it already has."""
+    from pynetdicom import build_role, evt
+
+    store = store if store is not None else LocalStore()
+    listed, missing = _wanted(server, study_uid, series_uid, store)
+    state = _Retrieval(store, cancelled, skipped=len(listed) - len(missing))
+    if not missing:
+        if progress is not None:
+            progress(len(listed), len(listed))
+        return state.result
+    ae = _ae(server)
+    ae.add_requested_context(GET)
+    classes = sorted({cls for _, cls in missing if cls})
+    if len(classes) > 127:
+        classes = classes[:127]
+    for cls in classes:
+        ae.add_requested_context(cls, _TRANSFER_SYNTAXES)
+    roles = [build_role(cls, scp_role=True) for cls in classes]
+    assoc = _associate(server, ae, ext_neg=roles, handlers=[(evt.EVT_C_STORE, state.on_store)])
+    try:
+        _accepted_or_fail(assoc, server, GET, "retrieval by C-GET (try C-MOVE)")
+        responses = assoc.send_c_get(_identifier(study_uid, series_uid, missing, listed), GET)
+        return _run(server, responses, state, len(listed), progress, "the retrieve", assoc)
+    finally:
+        _close(assoc)
+
+
+def move(server, study_uid: str, series_uid: str | None = None, *,
+         store: LocalStore | None = None, progress: Progress | None = None,
+         cancelled: Cancelled | None = None, receiver=None) -> RetrieveResult:
+    """C-MOVE a study or series to MedViewer's own C-STORE receiver (server.calling_ae on
+    server.receive_port), which stores into `store`. A receiver already running may be
+    passed; otherwise one runs for the duration of the move."""
+    from medviewer.pacs.receiver import Receiver
+
+    store = store if store is not None else (receiver.store if receiver else LocalStore())
+    listed, missing = _wanted(server, study_uid, series_uid, store)
+    state = _Retrieval(store, cancelled, skipped=len(listed) - len(missing))
+    if not missing:
+        if progress is not None:
+            progress(len(listed), len(listed))
+        return state.result
+    own = receiver is None
+    if own:
+        receiver = Receiver(store, server.calling_ae, int(server.receive_port))
+        receiver.start()
+    receiver.listeners.append(state)
+    ae = _ae(server)
+    ae.add_requested_context(MOVE)
+    try:
+        assoc = _associate(server, ae)
+        try:
+            _accepted_or_fail(assoc, server, MOVE, "retrieval by C-MOVE (try C-GET)")
+            responses = assoc.send_c_move(_identifier(study_uid, series_uid, missing, listed),
+                                          server.calling_ae, MOVE)
+            result = _run(server, responses, state, len(listed), progress, "the retrieve",
+                          assoc)
+        finally:
+            _close(assoc)
+    finally:
+        receiver.listeners.remove(state)
+        if own:
+            receiver.stop()
+    if not result.stored and not result.failed and missing:
+        result.failed.append(f"The PACS {_where(server)} reported the move done but nothing "
+                             f"arrived; check that it sends {server.calling_ae!r} to this "
+                             f"computer's port {server.receive_port}.")
+    return result
+
+
+def send(server, paths: Iterable[Path | str]) -> SendResult:
+    """C-STORE files to `server`; what it accepted and, per refused file, why."""
+    import pydicom
+
+    result = SendResult()
+    datasets = []
+    for path in paths:
+        try:
+            datasets.append((str(path), pydicom.dcmread(path)))
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a row, not a crash
+            result.failed.append((str(path), f"{path} is not a readable DICOM file ({exc})."))
+    if not datasets:
+        return result
+    ae = _ae(server)
+    contexts = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID))
+                       for _, ds in datasets})
+    for cls in sorted({c for c, _ in contexts})[:128]:
+        ae.add_requested_context(cls, sorted({t for c, t in contexts if c == cls} |
+                                             {"1.2.840.10008.1.2.1", "1.2.840.10008.1.2"}))
+    assoc = _associate(server, ae)
+    try:
+        for k, (path, ds) in enumerate(datasets):
+            if not assoc.is_established:
+                result.failed.extend((p, _no_answer(server, "the send")) for p, _ in datasets[k:])
+                break
+            try:
+                status = assoc.send_c_store(ds)
+            except ValueError as exc:  # no accepted context for this SOP class / syntax
+                result.failed.append((path, f"The PACS {_where(server)} does not accept this "
+                                            f"kind of object ({exc})."))
+                continue
+            code = getattr(status, "Status", None)
+            if code is None:
+                result.failed.append((path, _no_answer(server, "the send")))
+            elif code == 0x0000 or code in WARNING_STATUSES:
+                result.accepted.append(str(ds.SOPInstanceUID))
+            else:
+                result.failed.append((path, f"The PACS {_where(server)} refused it (status "
+                                            f"0x{code:04X}); the local file is kept."))
+    finally:
+        _close(assoc)
+    return result
+
+
+_TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.1.99",  # Deflated
+]

@@ -1,0 +1,200 @@
+"""DIMSE against a real Orthanc (tests/pacs/conftest.py): echo, find, get, move, send, faults."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from datetime import date
+
+import numpy as np
+import pydicom
+import pytest
+
+from medviewer.pacs import dimse
+from medviewer.pacs.errors import PacsCancelled, PacsError
+from medviewer.pacs.receiver import Receiver
+from medviewer.pacs.store import LocalStore
+
+
+def _hu(path) -> np.ndarray:
+    ds = pydicom.dcmread(path)
+    return ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+
+
+def _same_pixels(paths, pacs_ct) -> None:
+    """Every retrieved slice equals the source slice of the same SOP instance, pixel for pixel."""
+    by_uid = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in paths}
+    assert sorted(by_uid) == sorted(pacs_ct.sop_uids)
+    for k, uid in enumerate(pacs_ct.sop_uids):
+        np.testing.assert_array_equal(_hu(by_uid[uid]), pacs_ct.voxels[k])
+
+
+def test_echo_answers_with_the_round_trip_time(orthanc):
+    answer = dimse.echo(orthanc.dimse_server())
+    assert answer.startswith("ORTHANC at 127.0.0.1:") and answer.endswith(" ms.")
+
+
+def test_find_studies_by_wildcard_name_id_and_date_range(orthanc, pacs_ct):
+    server = orthanc.dimse_server()
+    by_name = dimse.find_studies(server, patient_name="PACS^T*")
+    assert [h.study_uid for h in by_name] == [pacs_ct.study_uid]
+    hit = by_name[0]
+    assert (hit.patient_id, hit.study_date, hit.accession) == ("PACSCT01", "20240315", "ACC0001")
+    assert hit.modalities == ("CT",) and hit.series_count == 1 and hit.instance_count == 20
+    assert [h.study_uid for h in dimse.find_studies(server, patient_id="PACSCT01")] == [
+        pacs_ct.study_uid]
+    assert dimse.find_studies(server, patient_name="NOBODY*") == []
+    inside = dimse.find_studies(server, patient_id="PACSCT01", date_from=date(2024, 3, 1),
+                                date_to="2024-03-31")
+    assert len(inside) == 1
+    assert dimse.find_studies(server, patient_id="PACSCT01", date_from="20240401") == []
+    assert len(dimse.find_studies(server, patient_id="PACSCT01", date_to="20240315")) == 1
+    assert len(dimse.find_studies(server, patient_id="PACSCT01", modality="CT")) == 1
+    assert dimse.find_studies(server, patient_id="PACSCT01", modality="MR") == []
+
+
+def test_find_series_of_a_study(orthanc, pacs_ct):
+    hits = dimse.find_series(orthanc.dimse_server(), pacs_ct.study_uid)
+    assert len(hits) == 1
+    assert (hits[0].series_uid, hits[0].modality, hits[0].instance_count) == (
+        pacs_ct.series_uid, "CT", 20)
+
+
+def test_get_a_series_then_a_retry_fetches_nothing(orthanc, pacs_ct, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    seen = []
+    result = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
+                       store=store, progress=lambda done, total: seen.append((done, total)))
+    assert len(result.stored) == 20 and result.skipped == 0 and result.failed == []
+    assert seen[-1] == (20, 20)
+    assert all(p.parent == store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
+               for p in result.stored)
+    _same_pixels(result.stored, pacs_ct)
+    again = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, store=store)
+    assert (again.stored, again.skipped) == ([], 20)
+
+
+def test_cancel_mid_get_leaves_whole_files_and_a_retry_fetches_only_the_rest(
+        orthanc, pacs_ct, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    calls = []
+
+    def cancelled() -> bool:
+        calls.append(1)
+        return len(calls) > 6
+
+    with pytest.raises(PacsCancelled) as info:
+        dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store,
+                  cancelled=cancelled)
+    assert "cancelled" in str(info.value)
+    folder = store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
+    kept = sorted(folder.glob("*"))
+    assert 0 < len(kept) < 20
+    assert all(p.suffix == ".dcm" for p in kept)  # no temporary left behind
+    for p in kept:
+        assert pydicom.dcmread(p).pixel_array.shape == (64, 64)  # each kept file is whole
+    retry = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
+                      store=LocalStore(store.root))
+    assert retry.skipped == len(kept) and len(retry.stored) == 20 - len(kept)
+    _same_pixels(sorted(folder.glob("*.dcm")), pacs_ct)
+
+
+def test_move_to_medviewers_own_receiver(orthanc, pacs_ct, tmp_path):
+    store = LocalStore(tmp_path / "moved")
+    result = dimse.move(orthanc.dimse_server(), pacs_ct.study_uid, store=store)
+    assert len(result.stored) == 20 and result.failed == []
+    _same_pixels(result.stored, pacs_ct)
+
+
+def test_receiver_stores_a_push_and_refuses_what_it_cannot_place(orthanc, pacs_ct, tmp_path):
+    store = LocalStore(tmp_path / "pushed")
+    port = orthanc.receive_port
+    with Receiver(store, "MEDVIEWER", port, host="127.0.0.1") as receiver:
+        me = orthanc.dimse_server(ae_title="MEDVIEWER", port=port, calling_ae="ORTHANC")
+        sent = dimse.send(me, pacs_ct.paths[:3])
+        assert sent.accepted == pacs_ct.sop_uids[:3] and sent.failed == []
+        assert len(receiver.received) == 3 and all(store.has(u) for u in sent.accepted)
+        broken = tmp_path / "no-series.dcm"
+        ds = pydicom.dcmread(pacs_ct.paths[3])
+        del ds.SeriesInstanceUID
+        ds.save_as(broken)
+        refused = dimse.send(me, [broken])
+        assert refused.accepted == [] and "0xC000" in refused.failed[0][1]
+        assert "kept" in refused.failed[0][1]
+
+
+def test_send_stores_into_orthanc(orthanc, pacs_ct, tmp_path):
+    from medviewer.core import synthetic
+
+    voxels = np.zeros((2, 16, 16), np.int16)
+    paths = synthetic.write_series(tmp_path / "s", voxels, PatientID="PACSSEND1",
+                                   PatientName="SEND^ME")
+    bad = tmp_path / "not-dicom.dcm"
+    bad.write_text("hello")
+    result = dimse.send(orthanc.dimse_server(), [*paths, bad])
+    assert len(result.accepted) == 2
+    assert result.failed[0][0] == str(bad) and "not a readable DICOM file" in result.failed[0][1]
+    assert len(dimse.find_studies(orthanc.dimse_server(), patient_id="PACSSEND1")) == 1
+
+
+def test_wrong_called_ae_title_is_a_sentence(orthanc):
+    with pytest.raises(PacsError, match="is not called 'NOTORTHANC': check the PACS's AE title"):
+        dimse.echo(orthanc.dimse_server(ae_title="NOTORTHANC"))
+
+
+def test_server_down_is_a_sentence(orthanc, unused_port):
+    with pytest.raises(PacsError, match="nothing accepts connections there"):
+        dimse.echo(orthanc.dimse_server(port=unused_port()))
+
+
+def test_refused_association_is_a_sentence(orthanc, unused_port):
+    """A peer that refuses every association (pynetdicom's own SCP with a full house)."""
+    from pynetdicom import AE
+
+    port = unused_port()
+    ae = AE(ae_title="BUSY")
+    ae.add_supported_context(dimse.VERIFICATION)
+    ae.require_calling_aet = ["SOMEONE"]  # refuses MEDVIEWER: calling AE not recognised
+    scp = ae.start_server(("127.0.0.1", port), block=False)
+    try:
+        with pytest.raises(PacsError, match="does not know MedViewer's AE title 'MEDVIEWER'"):
+            dimse.echo(orthanc.dimse_server(ae_title="BUSY", port=port))
+    finally:
+        scp.shutdown()
+
+
+def test_a_silent_peer_times_out_with_a_sentence(orthanc, unused_port, monkeypatch):
+    monkeypatch.setattr(dimse, "ACSE_TIMEOUT", 1.0)
+    port = unused_port()
+    with socket.socket() as silent:  # accepts TCP (backlog) but never speaks DICOM
+        silent.bind(("127.0.0.1", port))
+        silent.listen(1)
+        with pytest.raises(PacsError, match="did not answer the association request within 1 s"):
+            dimse.echo(orthanc.dimse_server(port=port))
+
+
+def test_server_killed_mid_get_is_a_sentence_and_a_retry_completes(orthanc_factory, pacs_ct,
+                                                                   tmp_path):
+    private = orthanc_factory()
+    private.upload(pacs_ct.paths)
+    store = LocalStore(tmp_path / "store")
+    arrived = threading.Event()
+    count = []
+
+    def progress(done, total):
+        count.append(done)
+        if len(count) == 5:
+            arrived.set()
+            private.kill()
+
+    with pytest.raises(PacsError) as info:
+        dimse.get(private.dimse_server(), pacs_ct.study_uid, store=store, progress=progress)
+    assert not isinstance(info.value, PacsCancelled)
+    assert "stopped answering" in str(info.value) or "could not send" in str(info.value)
+    folder = store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
+    kept = sorted(folder.glob("*"))
+    assert all(p.suffix == ".dcm" for p in kept) and len(kept) < 20
+    private.start()
+    retry = dimse.get(private.dimse_server(), pacs_ct.study_uid, store=LocalStore(store.root))
+    assert retry.skipped == len(kept) and retry.skipped + len(retry.stored) == 20
+    _same_pixels(sorted(folder.glob("*.dcm")), pacs_ct)
