@@ -82,3 +82,46 @@ def test_failures_exit_2_with_a_sentence(orthanc, tmp_path, capsys):
     (tmp_path / "junk.dcm").write_text("no")
     code, out, err = _run(capsys, "send", "--url", orthanc.base_url, tmp_path / "junk.dcm")
     assert code == 2 and "accepted 0 of 1" in out and "not a readable DICOM" in err
+
+
+def test_dimse_one_off_server_sends_a_saved_seg_finds_and_gets_it_back(orthanc, tmp_path,
+                                                                        capsys):
+    """C-STORE a CT and its saved SEG, C-FIND by wildcard, C-GET the SEG and C-MOVE the CT."""
+    from medviewer.core import synthetic
+    from medviewer.core.annotations import read_seg, write_seg
+    from medviewer.core.dicom import load_series, scan
+
+    voxels, _ = synthetic.ct_chest_phantom((6, 32, 32), (5.0, 8.0, 8.0))
+    paths = synthetic.write_series(tmp_path / "ct", voxels, spacing=(5.0, 8.0, 8.0), seed=1404,
+                                   PatientName="CLI^DIMSE", PatientID="CLIDIMSE1",
+                                   StudyDate="20210304")
+    volume = load_series(scan(tmp_path / "ct", cache=False).all_series()[0])
+    labels = np.zeros(volume.voxels.shape, np.uint8)
+    labels[1:4, 8:20, 10:22] = 1
+    seg = write_seg(labels, volume, ["background", "lesion"], tmp_path / "seg" / "seg.dcm")
+    peer = ["--host", orthanc.host, "--port", orthanc.dicom_port, "--ae", orthanc.ae_title,
+            "--receive-port", orthanc.receive_port]
+
+    code, out, _ = _run(capsys, "echo", *peer)
+    assert code == 0 and "ms" in out
+    code, out, err = _run(capsys, "send", *peer, tmp_path / "ct", seg)
+    assert (code, out.strip(), err) == (0, "command line accepted 7 of 7 instance(s).", "")
+    code, out, _ = _run(capsys, "find", *peer, "--name", "CLI^DI*", "--json")
+    [study] = json.loads(out)
+    assert code == 0 and study["patient_id"] == "CLIDIMSE1"
+    code, out, _ = _run(capsys, "find", *peer, "--study", study["study_uid"], "--json")
+    by_modality = {s["modality"]: s for s in json.loads(out)}
+    assert code == 0 and by_modality["SEG"]["instance_count"] == 1
+
+    store = tmp_path / "store"
+    code, out, _ = _run(capsys, "get", *peer, study["study_uid"], "--series",
+                        by_modality["SEG"]["series_uid"], "--store", store)
+    assert code == 0 and out.startswith("Stored 1 instance(s)")
+    [seg_back] = store.rglob("*.dcm")
+    back, names = read_seg(seg_back, volume)
+    assert names[1] == "lesion" and np.array_equal(back, labels)
+    code, out, err = _run(capsys, "get", *peer, study["study_uid"], "--series",
+                          by_modality["CT"]["series_uid"], "--method", "move", "--store", store)
+    assert code == 0 and out.startswith("Stored 6 instance(s), 0 already there"), err
+    ct_back = [p for p in store.rglob("*.dcm") if p != seg_back]
+    assert np.array_equal(_pixels(ct_back), _pixels(paths))
