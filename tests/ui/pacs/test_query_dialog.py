@@ -1,0 +1,123 @@
+"""File ▸ Query/Retrieve… in the real window, on the fake client: search with the fields'
+query, series listed on expand, retrieve into the store with each row's progress and the study
+opened in the study browser, a retry that fetches nothing again, Cancel, and a failure's
+sentence."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+
+from PySide6.QtCore import QDate
+
+from medviewer.pacs import servers
+from tests.ui.pacs.conftest import dimse_server
+
+
+def _dialog(win, qtbot, client):
+    servers.save_servers([dimse_server(), servers.Server(
+        name="Web", kind="dicomweb", base_url="http://127.0.0.1:8042/dicom-web")])
+    win.pacs.query_action.trigger()
+    dialog = win.pacs.dialogs["query"]
+    assert dialog.isVisible() and dialog.server.count() == 2
+    assert dialog.method.currentData() == "get"  # DIMSE: C-GET first
+    dialog.server.setCurrentIndex(1)
+    assert dialog.method.currentData() == "wado"
+    dialog.server.setCurrentIndex(0)
+    return dialog
+
+
+def _search(dialog, qtbot):
+    with qtbot.waitSignal(dialog.sigSearched, timeout=5000) as blocker:
+        dialog.search_button.click()
+    return blocker.args[0]
+
+
+def test_search_sends_the_fields_and_lists_studies_then_series(pacs_window, pacs_env, qtbot):
+    dialog = _dialog(pacs_window, qtbot, pacs_env.client)
+    dialog.patient_name.setText("PHANTOM*")
+    dialog.accession.setText("ACC7")
+    dialog.modality.setCurrentText("ct")
+    dialog.use_dates.setChecked(True)
+    dialog.date_from.setDate(QDate(2024, 3, 1))
+    dialog.date_to.setDate(QDate(2024, 3, 31))
+    hits = _search(dialog, qtbot)
+    assert hits == [pacs_env.client.study]
+    _name, server, query = pacs_env.client.calls[-1]
+    assert server == "Orthanc"
+    assert query == {"patient_name": "PHANTOM*", "patient_id": "", "accession": "ACC7",
+                     "modality": "CT", "date_from": datetime.date(2024, 3, 1),
+                     "date_to": datetime.date(2024, 3, 31)}
+    assert dialog.tree.topLevelItemCount() == 1
+    study = dialog.tree.topLevelItem(0)
+    assert study.text(2) == "2024-03-15" and study.text(3) == "ACC7"
+    assert dialog.status.text() == "1 study found."
+    with qtbot.waitSignal(dialog.sigSeriesListed, timeout=5000):
+        study.setExpanded(True)
+    assert study.childCount() == 1
+    assert study.child(0).text(0) == "#3 Axial 2.5" and study.child(0).text(6) == "20"
+
+
+def test_retrieve_fills_the_store_opens_the_study_and_a_retry_fetches_nothing(
+        pacs_window, pacs_env, qtbot):
+    dialog = _dialog(pacs_window, qtbot, pacs_env.client)
+    _search(dialog, qtbot)
+    study = dialog.tree.topLevelItem(0)
+    study.setSelected(True)
+    with qtbot.waitSignal(pacs_window.scan_finished, timeout=10_000) as scanned:
+        with qtbot.waitSignal(dialog.sigRetrieved, timeout=10_000) as blocker:
+            dialog.retrieve_button.click()
+            assert not dialog.retrieve_button.isEnabled() and dialog.cancel_button.isEnabled()
+    assert blocker.args[0] == "1 item retrieved into the local store and opened."
+    assert study.text(7) == "20 new"
+    folder = pacs_env.store.study_folder(pacs_env.client.study.study_uid)
+    assert len(list(folder.glob("*/*.dcm"))) == 20
+    [series] = scanned.args[0].all_series()  # the window lists what arrived
+    assert series.image_count == 20
+    assert series.series_instance_uid == pacs_env.client.series.series_uid
+    assert ("retrieve", "Orthanc", pacs_env.client.study.study_uid, None, "get") in \
+        pacs_env.client.calls
+    with qtbot.waitSignal(dialog.sigRetrieved, timeout=10_000):
+        dialog.retrieve_button.click()
+    assert study.text(7) == "0 new, 20 already here"
+
+
+def test_cancel_stops_the_retrieve_and_says_a_retry_fetches_the_rest(pacs_window, pacs_env,
+                                                                     qtbot):
+    dialog = _dialog(pacs_window, qtbot, pacs_env.client)
+    _search(dialog, qtbot)
+    with qtbot.waitSignal(dialog.sigSeriesListed, timeout=5000):
+        dialog.tree.topLevelItem(0).setExpanded(True)
+    series = dialog.tree.topLevelItem(0).child(0)
+    series.setSelected(True)
+    gate = pacs_env.client.gate = threading.Event()
+    dialog.method.setCurrentIndex(dialog.method.findData("move"))
+    with qtbot.waitSignal(dialog.sigRetrieved, timeout=10_000) as blocker:
+        dialog.retrieve_button.click()
+        qtbot.waitUntil(lambda: series.text(7) == "1 / 20", timeout=5000)
+        dialog.cancel_button.click()
+        gate.set()
+    assert blocker.args[0].startswith("Retrieve cancelled")
+    assert "only what is missing" in blocker.args[0]
+    call = pacs_env.client.calls[-1]
+    assert call[3] == pacs_env.client.series.series_uid and call[4] == "move"
+    stored = list(pacs_env.store.study_folder(pacs_env.client.study.study_uid).glob("*/*.dcm"))
+    assert 1 <= len(stored) < 20
+    assert dialog.retrieve_button.isEnabled() and not dialog.cancel_button.isEnabled()
+
+
+def test_a_failing_server_gives_its_sentence(pacs_window, pacs_env, qtbot):
+    dialog = _dialog(pacs_window, qtbot, pacs_env.client)
+    pacs_env.client.fail["find_studies"] = "ORTHANC at 127.0.0.1:4242 did not answer in 10 s."
+    assert _search(dialog, qtbot) == "ORTHANC at 127.0.0.1:4242 did not answer in 10 s."
+    assert dialog.status.text() == "ORTHANC at 127.0.0.1:4242 did not answer in 10 s."
+    del pacs_env.client.fail["find_studies"]
+    _search(dialog, qtbot)
+    dialog.tree.topLevelItem(0).setSelected(True)
+    pacs_env.client.fail["retrieve"] = "The association was dropped mid-transfer."
+    with qtbot.waitSignal(dialog.sigRetrieved, timeout=10_000) as blocker:
+        dialog.retrieve_button.click()
+    assert "0 items retrieved, 1 failed" in blocker.args[0]
+    row = dialog.tree.topLevelItem(0)
+    assert row.text(7) == "failed"
+    assert row.toolTip(7) == "The association was dropped mid-transfer."

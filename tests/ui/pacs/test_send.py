@@ -1,0 +1,84 @@
+"""Annotate ▸ Send to PACS… and AI ▸ Send Results to PACS… in the real window, on the fake
+client: the saved SEG and SR of the open series are sent and the status says what the server
+accepted; a refusal keeps the local files and says why; the AI's segmentation goes as a real
+DICOM SEG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+
+from medviewer.core.annotations.workspace import Workspace
+from medviewer.inference.results import Result
+from medviewer.pacs import servers
+from medviewer.ui.document.ai_state import AiOutput
+from tests.ui.gui import _open
+from tests.ui.pacs.conftest import dimse_server
+
+
+def _window(pacs_window, qtbot, ct_series_dir):
+    servers.save_servers([dimse_server()])
+    _open(pacs_window, qtbot, ct_series_dir)
+    return pacs_window
+
+
+def _send(dialog, qtbot):
+    with qtbot.waitSignal(dialog.sigSent, timeout=10_000) as blocker:
+        dialog.send_button.click()
+    return blocker.args
+
+
+def test_send_annotations_sends_the_saved_seg_and_sr(pacs_window, pacs_env, qtbot,
+                                                      ct_series_dir):
+    win = _window(pacs_window, qtbot, ct_series_dir)
+    win.pacs.send_annotations_action.trigger()  # nothing saved yet: a sentence, no dialog
+    assert "no saved annotations yet" in win.last_error and "send" not in win.pacs.dialogs
+    workspace = Workspace.for_series(win.document.volume)
+    workspace.folder.mkdir(parents=True)
+    workspace.seg_path.write_bytes(b"seg")
+    workspace.sr_path.write_bytes(b"sr")
+    win.pacs.send_annotations_action.trigger()
+    dialog = win.pacs.dialogs["send"]
+    assert dialog.isVisible() and dialog.list.count() == 2
+    text, ok = _send(dialog, qtbot)
+    assert pacs_env.client.sent == [[str(workspace.seg_path), str(workspace.sr_path)]]
+    assert ok and text == ("'Orthanc' accepted 2 of 2 file(s): segmentation.dcm, "
+                           "annotations.dcm.")
+    assert win.status_label.text() == text
+
+    pacs_env.client.fail["send"] = "ORTHANC at 127.0.0.1:4242 refused the association."
+    text, ok = _send(dialog, qtbot)
+    assert not ok
+    assert text == ("Nothing was sent: ORTHANC at 127.0.0.1:4242 refused the association. "
+                    "The local files are kept.")
+    assert workspace.seg_path.read_bytes() == b"seg" and workspace.sr_path.is_file()
+
+
+def test_send_ai_results_writes_the_segmentation_as_dicom_seg(pacs_window, pacs_env, qtbot,
+                                                              ct_series_dir):
+    win = _window(pacs_window, qtbot, ct_series_dir)
+    win.pacs.send_ai_action.trigger()
+    assert "no AI segmentation" in win.last_error
+    volume = win.document.volume
+    label_map = np.zeros(volume.voxels.shape, np.uint8)
+    label_map[8:12, 20:40, 20:40] = 1
+    result = Result("lab4-test", "1.0", "segmentation", ["background", "lung"],
+                    ["#000000", "#ff0000"], label_map=label_map, title="Test lungs")
+    win.document.set_ai_output(AiOutput((result,), "series"))
+    win.pacs.send_ai_action.trigger()
+    dialog = win.pacs.dialogs["send"]
+    text, ok = _send(dialog, qtbot)
+    assert ok, text
+    [[path]] = pacs_env.client.sent
+    assert text == f"'Orthanc' accepted 1 of 1 file(s): {path.rsplit('/', 1)[1]}."
+    assert not dialog.keep.exists()  # written only to be sent: gone once accepted
+
+    pacs_env.client.fail["send"] = "STOW-RS answered 503 Service Unavailable."
+    text, ok = _send(dialog, qtbot)
+    assert not ok and f"They are in {dialog.keep}." in text
+    [kept] = dialog.keep.glob("*.dcm")
+    seg = pydicom.dcmread(kept)
+    assert seg.Modality == "SEG"
+    assert seg.SeriesDescription == "AI Test lungs"
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == \
+        volume.series.series_instance_uid
