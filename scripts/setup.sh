@@ -48,6 +48,13 @@ if [ "${1:-}" = "test" ]; then
   elif ! apt_install "DICOM reference tools" dicom3tools dcmtk dcm2niix; then
     echo "Note: could not install dicom3tools, dcmtk and dcm2niix; the tests that need them skip."
   fi
+  # The real PACS the PACS tests start themselves (tests/pacs/conftest.py, with a temporary
+  # config in a private network namespace); the package's own service is not used.
+  if ! have_apt; then
+    echo "Note: install orthanc and orthanc-dicomweb yourself; the PACS tests skip without them."
+  elif ! apt_install "PACS test server" orthanc orthanc-dicomweb; then
+    echo "Note: could not install orthanc and orthanc-dicomweb; the PACS tests skip."
+  fi
 fi
 
 if [ -n "${VIRTUAL_ENV:-}" ]; then

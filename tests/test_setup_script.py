@@ -172,21 +172,24 @@ def test_setup_refuses_an_old_python_with_a_message(machine):
 
 
 def test_setup_test_installs_the_dicom_reference_tools_and_fails_soft(machine):
-    missing = "dicom3tools dcmtk dcm2niix"
-    result = machine("bash scripts/setup.sh test", FAKE_MISSING=missing)
+    missing, pacs = "dicom3tools dcmtk dcm2niix", "orthanc orthanc-dicomweb"
+    every = f"{missing} {pacs}"
+    result = machine("bash scripts/setup.sh test", FAKE_MISSING=every)
     assert result.returncode == 0, result.stderr
-    assert any(line.startswith("apt-get install") and line.endswith(missing)
-               for line in logged(machine))
+    installs = [line for line in logged(machine) if line.startswith("apt-get install")]
+    assert any(line.endswith(missing) for line in installs)
+    assert any(line.endswith(pacs) for line in installs)  # the PACS tests' Orthanc
     # the plain install leaves them alone
     machine.log.unlink()
-    for name in missing.split():
+    for name in every.split():
         (machine.project.parent / "state" / name).unlink()
-    assert machine("bash scripts/setup.sh", FAKE_MISSING=missing).returncode == 0
+    assert machine("bash scripts/setup.sh", FAKE_MISSING=every).returncode == 0
     assert not [line for line in logged(machine) if line.startswith("apt-get")]
     # apt failing: a note, and the Python install still happens
-    result = machine("bash scripts/setup.sh test", FAKE_MISSING=missing, FAKE_APT_FAILS="1")
+    result = machine("bash scripts/setup.sh test", FAKE_MISSING=every, FAKE_APT_FAILS="1")
     assert result.returncode == 0, result.stderr
     assert "could not install dicom3tools" in result.stdout
+    assert "could not install orthanc and orthanc-dicomweb" in result.stdout
     assert logged(machine)[-1].endswith("-e .[test]")
 
 
