@@ -51,6 +51,11 @@ def package_copy(tmp_path_factory) -> Path:
     ("core/geometry.py", "import PySide6.QtCore", "Qt"),
     ("inference/outputs.py", "import torch", "torch"),
     ("training/metrics.py", "import pyqtgraph", "only medviewer.ui"),
+    ("pacs/store.py", "import PySide6.QtCore", "medviewer.pacs (PACS networking) sits beside"),
+    ("pacs/dimse.py", "from medviewer.inference import outputs", "sits beside core"),
+    ("core/geometry.py", "from medviewer.pacs import store", "core and inference import no"),
+    ("inference/outputs.py", "from medviewer.pacs import dimse", "core and inference import no"),
+    ("training/metrics.py", "from medviewer.pacs import store", "only medviewer.ui (and the CLI)"),
 ])
 def test_a_wrong_import_breaks_a_contract(package_copy, module, bad_import, broken):
     path = package_copy / "medviewer" / module

@@ -1,4 +1,4 @@
-"""DESIGN.md's layer rule: core/ and inference/ never import Qt, pyqtgraph or torch."""
+"""DESIGN.md's layer rule: core/, inference/ and pacs/ never import Qt, pyqtgraph or torch."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _modules_under(package: str) -> list[str]:
 
 
 def test_core_and_inference_import_no_gui_or_torch():
-    modules = _modules_under("core") + _modules_under("inference")
+    modules = _modules_under("core") + _modules_under("inference") + _modules_under("pacs")
     code = (
         "import importlib, json, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
