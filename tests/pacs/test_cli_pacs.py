@@ -65,13 +65,16 @@ def test_send_find_get_round_trip_over_dicomweb(orthanc, tmp_path, capsys):
 
 
 def test_failures_exit_2_with_a_sentence(orthanc, tmp_path, capsys):
-    from conftest import free_port
+    import socket
 
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = s.getsockname()[1]
     code, out, err = _run(capsys, "echo", "nowhere")
     assert code == 2 and out == "" and "no PACS server called 'nowhere'" in err
     code, _, err = _run(capsys, "find")
     assert code == 2 and "Say which PACS" in err
-    code, _, err = _run(capsys, "echo", "--url", f"http://127.0.0.1:{free_port()}/dicom-web")
+    code, _, err = _run(capsys, "echo", "--url", f"http://127.0.0.1:{nobody}/dicom-web")
     assert code == 2 and "cannot be reached" in err and "Traceback" not in err
     code, _, err = _run(capsys, "get", "--url", orthanc.base_url, "1.2.3", "--method", "move")
     assert code == 2 and "has no C-MOVE" in err

@@ -99,10 +99,16 @@ def test_stow_send_then_find_and_get_back(orthanc, tmp_path):
     assert np.array_equal(_pixels(got.stored), _pixels(paths))
 
 
-def test_failures_are_sentences(orthanc, tmp_path):
-    from conftest import free_port
+def _free_port() -> int:
+    import socket
 
-    down = orthanc.web_server(base_url=f"http://127.0.0.1:{free_port()}/dicom-web")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_failures_are_sentences(orthanc, tmp_path):
+    down = orthanc.web_server(base_url=f"http://127.0.0.1:{_free_port()}/dicom-web")
     with pytest.raises(PacsError, match="cannot be reached.*check the URL"):
         web.echo(down)
     wrong_path = orthanc.web_server(base_url=orthanc.base_url.replace("dicom-web", "nothing"))
@@ -140,3 +146,53 @@ def test_wildcards_and_carets_leave_unencoded():
     assert web._caretless({"PatientName": "DOE^J*"}) == ({"PatientName": "DOE?J*"}, "DOE^J*")
     assert web._name_matches("Doe^John", "DOE^J*")
     assert not web._name_matches("DOE JOHN", "DOE^J*")
+
+
+def test_server_killed_mid_retrieve_is_a_sentence_and_a_retry_completes(orthanc_factory,
+                                                                         pacs_ct, tmp_path):
+    pacs = orthanc_factory()
+    pacs.upload(pacs_ct.paths)
+    server, store = pacs.web_server(), LocalStore(tmp_path / "store")
+    for path in pacs_ct.paths[:2]:  # already here: the rest comes one request per instance
+        store.add(path.read_bytes())
+
+    def kill_at_six(done, total):
+        if done == 6:
+            pacs.kill()
+
+    with pytest.raises(PacsError, match="cannot be reached or dropped the connection"):
+        web.retrieve(server, pacs_ct.study_uid, store=store, progress=kill_at_six)
+    kept = [p for p in store.root.rglob("*") if p.is_file()]
+    assert len(kept) == 6 and all(p.suffix == ".dcm" for p in kept)
+    pacs.start()  # the same storage and ports
+    rest = web.retrieve(server, pacs_ct.study_uid, store=LocalStore(store.root))
+    assert rest.skipped == 6 and len(rest.stored) == 14
+    assert np.array_equal(_pixels(store.root.rglob("*.dcm")), _pixels(pacs_ct.paths))
+
+
+def test_basic_credentials_against_a_server_that_checks_them(orthanc, tmp_path):
+    import base64
+    import urllib.request
+
+    class Guarded(type(orthanc)):  # the fixture's Orthanc class, with users to check
+        def config(self):
+            return {**super().config(), "AuthenticationEnabled": True,
+                    "RegisteredUsers": {"alice": "right-pw"}}
+
+        def rest(self, path, data=None, method=None):
+            token = base64.b64encode(b"alice:right-pw").decode()
+            opener = urllib.request.build_opener()
+            opener.addheaders = [("Authorization", f"Basic {token}")]
+            with opener.open(f"http://{self.host}:{self.http_port}{path}", timeout=10):
+                return None
+
+    pacs = Guarded(tmp_path / "guarded").start()
+    try:
+        server = pacs.web_server(auth="basic", username="alice")
+        srv.set_secret(server, "wrong-pw")
+        with pytest.raises(PacsError, match="HTTP 401.*refused the credentials"):
+            web.echo(server)
+        srv.set_secret(server, "right-pw")
+        assert "answered a study search" in web.echo(server)
+    finally:
+        pacs.stop()
