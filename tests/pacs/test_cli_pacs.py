@@ -78,6 +78,9 @@ def test_failures_exit_2_with_a_sentence(orthanc, tmp_path, capsys):
     assert code == 2 and "cannot be reached" in err and "Traceback" not in err
     code, _, err = _run(capsys, "get", "--url", orthanc.base_url, "1.2.3", "--method", "move")
     assert code == 2 and "has no C-MOVE" in err
+    code, _, err = _run(capsys, "get", "--host", orthanc.host, "--ae", "X", "1.2", "--method",
+                        "wado")
+    assert code == 2 and "WADO-RS needs a DICOMweb server" in err
     code, _, err = _run(capsys, "echo", "--url", orthanc.base_url, "--user", "alice")
     assert code == 2 and "MEDVIEWER_PACS_SECRET" in err
     code, _, err = _run(capsys, "send", "--url", orthanc.base_url, tmp_path / "missing")

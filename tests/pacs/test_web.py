@@ -31,6 +31,7 @@ def test_wildcard_caret_id_and_date_searches_find_the_study(orthanc, pacs_ct):
                   {"patient_name": "PACS^TE*"}, {"patient_id": "PACSCT01"},
                   {"patient_id": "PACSCT*", "date_from": date(2024, 3, 1),
                    "date_to": "20240331"},
+                  {"patient_id": "PACSCT01", "date_from": "2024-03-15"},
                   {"accession": "ACC0001", "modality": "CT"}):
         hits = web.find_studies(server, **query)
         assert [h.study_uid for h in hits] == [pacs_ct.study_uid], query
@@ -80,23 +81,43 @@ def test_cancel_mid_retrieve_leaves_whole_files_only(orthanc, pacs_ct, tmp_path)
     assert rest.skipped == len(dcm) and len(rest.stored) == 20 - len(dcm)
 
 
-def test_stow_send_then_find_and_get_back(orthanc, tmp_path):
+def test_stow_send_a_series_with_its_seg_and_sr_then_find_and_get_them_back(orthanc,
+                                                                              tmp_path):
     from medviewer.core import synthetic
+    from medviewer.core.annotations import read_seg, write_seg
+    from medviewer.core.annotations.boxes import AnnotatedBox, BoxSet, slice_uid
+    from medviewer.core.annotations.sr import read_sr, write_sr
+    from medviewer.core.dicom import load_series, scan
 
     voxels = np.arange(3 * 16 * 16, dtype=np.int16).reshape(3, 16, 16)
     paths = synthetic.write_series(tmp_path / "src", voxels, seed=1402, PatientName="WEB^SEND",
                                    PatientID="WEBSEND1", StudyDate="20230102")
+    volume = load_series(scan(tmp_path / "src", cache=False).all_series()[0])
+    labels = np.zeros(voxels.shape, np.uint8)
+    labels[1:3, 4:10, 5:12] = 1
+    seg = write_seg(labels, volume, ["background", "lesion"], tmp_path / "out" / "seg.dcm")
+    boxes = BoxSet([AnnotatedBox(3, 4, 9, 9, 1, "mass", sop_instance_uid=slice_uid(volume, 1))])
+    sr = write_sr(tmp_path / "out" / "sr.dcm", volume, boxes, annotator="Jane Doe")
     server = orthanc.web_server()
     bad = tmp_path / "not.dcm"
     bad.write_text("hello")
-    sent = web.send(server, [*paths, bad])
-    uids = [str(pydicom.dcmread(p).SOPInstanceUID) for p in paths]
+    sent = web.send(server, [*paths, seg, sr, bad])
+    uids = [str(pydicom.dcmread(p).SOPInstanceUID) for p in [*paths, seg, sr]]
     assert sent.accepted == uids
     assert [f[0] for f in sent.failed] == [str(bad)] and "not a readable DICOM" in sent.failed[0][1]
     [hit] = web.find_studies(server, patient_name="WEB^S*")
+    assert sorted(hit.modalities) == ["CT", "SEG", "SR"]
     store = LocalStore(tmp_path / "store")
     got = web.retrieve(server, hit.study_uid, store=store)
-    assert np.array_equal(_pixels(got.stored), _pixels(paths))
+    assert len(got.stored) == 5
+    by_modality = {}
+    for path in got.stored:
+        by_modality.setdefault(pydicom.dcmread(path, stop_before_pixels=True).Modality,
+                               []).append(path)
+    assert np.array_equal(_pixels(by_modality["CT"]), _pixels(paths))
+    back, names = read_seg(by_modality["SEG"][0], volume)
+    assert names[1] == "lesion" and np.array_equal(back, labels)
+    assert read_sr(by_modality["SR"][0], volume).boxes == list(boxes.boxes)
 
 
 def _free_port() -> int:
