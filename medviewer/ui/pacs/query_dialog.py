@@ -169,9 +169,11 @@ class QueryDialog(QDialog):
 
     def _default_method(self) -> None:
         server = self.server.server()
-        if server is not None:
-            key = "wado" if server.kind == "dicomweb" else "get"
-            self.method.setCurrentIndex(self.method.findData(key))
+        if server is not None:  # DICOMweb: WADO-RS only; DIMSE: C-GET or C-MOVE
+            web = server.kind == "dicomweb"
+            for k, (key, _label) in enumerate(METHODS):
+                self.method.model().item(k).setEnabled((key == "wado") == web)
+            self.method.setCurrentIndex(self.method.findData("wado" if web else "get"))
 
     def _sync_buttons(self) -> None:
         running = self.worker is not None

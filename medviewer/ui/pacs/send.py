@@ -82,7 +82,11 @@ class SendDialog(QDialog):
         self.resize(560, 320)
         self.server = ServerCombo(backend(servers, "servers"))
         self.list = QListWidget()
-        self.list.addItems([str(p) for p in self.files] or ["(written when you press Send)"])
+        for path in self.files:  # the name, and where it is when the mouse rests on it
+            self.list.addItem(f"{path.name}  \u2014  {path.parent.name}")
+            self.list.item(self.list.count() - 1).setToolTip(str(path))
+        if not self.files:
+            self.list.addItem("(written as DICOM SEG when you press Send)")
         self.send_button = QPushButton("&Send")
         self.send_button.setDefault(True)
         self.send_button.clicked.connect(lambda: self.send())

@@ -23,6 +23,7 @@ def _dialog(win, qtbot, client):
     assert dialog.method.currentData() == "get"  # DIMSE: C-GET first
     dialog.server.setCurrentIndex(1)
     assert dialog.method.currentData() == "wado"
+    assert not dialog.method.model().item(0).isEnabled()  # no C-GET on DICOMweb
     dialog.server.setCurrentIndex(0)
     return dialog
 

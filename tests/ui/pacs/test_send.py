@@ -40,6 +40,7 @@ def test_send_annotations_sends_the_saved_seg_and_sr(pacs_window, pacs_env, qtbo
     win.pacs.send_annotations_action.trigger()
     dialog = win.pacs.dialogs["send"]
     assert dialog.isVisible() and dialog.list.count() == 2
+    assert dialog.list.item(0).toolTip() == str(workspace.seg_path)
     text, ok = _send(dialog, qtbot)
     assert pacs_env.client.sent == [[str(workspace.seg_path), str(workspace.sr_path)]]
     assert ok and text == ("'Orthanc' accepted 2 of 2 file(s): segmentation.dcm, "

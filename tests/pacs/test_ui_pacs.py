@@ -1,0 +1,91 @@
+"""The PACS dialogs in a real main window against the real Orthanc (no fake): File ▸
+Query/Retrieve… finds the test CT by a wildcard name, lists its series, retrieves it with C-GET
+into the local store and the window shows it pixel for pixel; WADO-RS through the DICOMweb
+entry fetches only what the store lacks; Annotate ▸ Send to PACS… stores a saved SEG by
+C-STORE and a private Orthanc lists it (the session one's CT study keeps its one series)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+
+from medviewer.core.annotations import write_seg
+from medviewer.core.annotations.workspace import Workspace
+from medviewer.pacs import client, servers
+from medviewer.pacs.store import LocalStore
+
+
+@pytest.fixture
+def window(orthanc, qtbot, tmp_path, monkeypatch):
+    from medviewer.ui.shell.app import configure_pyqtgraph
+    from medviewer.ui.shell.main_window import MainWindow
+
+    configure_pyqtgraph()
+    monkeypatch.setenv("MEDVIEWER_DATA_DIR", str(tmp_path / "data"))  # servers and store
+    servers.save_servers([orthanc.dimse_server(), orthanc.web_server()])
+    win = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                     scan_cache=tmp_path / "index.sqlite")
+    qtbot.add_widget(win)
+    win.resize(1200, 800)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.close()
+
+
+def _retrieve(dialog, qtbot, item):
+    dialog.tree.clearSelection()
+    item.setSelected(True)
+    with qtbot.waitSignal(dialog.sigRetrieved, timeout=30_000) as blocker:
+        dialog.retrieve_button.click()
+    return blocker.args[0]
+
+
+def test_find_retrieve_show_and_send_back(window, orthanc, orthanc_factory, pacs_ct, qtbot):
+    window.pacs.query_action.trigger()
+    dialog = window.pacs.dialogs["query"]
+    assert dialog.server.server().name == "orthanc" and dialog.method.currentData() == "get"
+    dialog.patient_name.setText("PACS^T*")
+    dialog.patient_id.setText(pacs_ct.patient_id)
+    with qtbot.waitSignal(dialog.sigSearched, timeout=15_000) as blocker:
+        dialog.search_button.click()
+    assert [h.study_uid for h in blocker.args[0]] == [pacs_ct.study_uid], blocker.args[0]
+    study = dialog.tree.topLevelItem(0)
+    with qtbot.waitSignal(dialog.sigSeriesListed, timeout=15_000):
+        study.setExpanded(True)
+    series = study.child(0)
+    assert study.childCount() == 1 and series.text(6) == "20"
+
+    with qtbot.waitSignal(window.volume_loaded, timeout=30_000) as loaded:
+        text = _retrieve(dialog, qtbot, series)
+    assert text == "1 item retrieved into the local store and opened.", text
+    assert series.text(7) == "20 new"
+    volume = loaded.args[0]
+    assert volume.series.series_instance_uid == pacs_ct.series_uid
+    np.testing.assert_array_equal(np.asarray(volume.voxels), pacs_ct.voxels)
+
+    dialog.server.setCurrentIndex(dialog.server.findText("orthanc-web"))
+    assert dialog.method.currentData() == "wado"
+    with qtbot.waitSignal(dialog.sigSearched, timeout=15_000):
+        dialog.search_button.click()
+    assert _retrieve(dialog, qtbot, dialog.tree.topLevelItem(0)).startswith("1 item retrieved")
+    assert dialog.tree.topLevelItem(0).text(7) == "0 new, 20 already here"  # WADO-RS, nothing again
+    assert len(list(LocalStore().study_folder(pacs_ct.study_uid).glob("*/*.dcm"))) == 20
+
+    label_map = np.zeros(volume.voxels.shape, np.uint8)
+    label_map[8:12, 20:40, 20:40] = 1
+    workspace = Workspace.for_series(volume)
+    workspace.folder.mkdir(parents=True)
+    write_seg(label_map, volume, ["background", "lesion"], workspace.seg_path)
+    private = orthanc_factory()  # the session Orthanc's CT study keeps its one series
+    servers.save_servers([*servers.load_servers(), private.dimse_server(name="private")])
+    window.pacs.send_annotations_action.trigger()
+    send = window.pacs.dialogs["send"]
+    send.server.setCurrentIndex(send.server.findText("private"))
+    with qtbot.waitSignal(send.sigSent, timeout=30_000) as blocker:
+        send.send_button.click()
+    text, ok = blocker.args
+    assert ok and text == "'private' accepted 1 of 1 file(s): segmentation.dcm.", text
+    [seg] = client.find_series(private.dimse_server(), pacs_ct.study_uid)
+    assert (seg.modality, seg.instance_count) == ("SEG", 1)
