@@ -99,8 +99,13 @@ class PacsFeature(QObject):
             self.host.show_error("This series has no saved annotations yet: save them "
                                  "(Annotate \u25b8 Save Annotations) and send again.")
             return None
-        return self._new("send", lambda: SendDialog(
+        dialog = self._new("send", lambda: SendDialog(
             self.host, "Send Annotations to PACS", files, **self.backends))
+        annotation = getattr(self.document, "annotation", None)
+        if annotation is not None and annotation.dirty and dialog.server.count():
+            dialog.status.setText("This series has unsaved changes: these files are as last "
+                                  "saved. Save first (Ctrl+S) to send the changes too.")
+        return dialog
 
     @guarded
     def send_ai_results(self) -> Any:

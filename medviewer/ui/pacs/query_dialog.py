@@ -68,6 +68,8 @@ class QueryDialog(QDialog):
         self._store = store
         self.worker: Any = None  # the running retrieve
         self.opened: list[str] = []  # study folders of this dialog's retrieves, opened
+        self.outcome = {"done": 0, "failed": 0}  # rows of the running retrieve
+        self.select_when_done = False  # open the first whole row's series on screen
         self.setWindowTitle("Query / Retrieve")
         self.setObjectName("pacsQueryDialog")
         self.resize(980, 600)
@@ -301,6 +303,7 @@ class QueryDialog(QDialog):
                 ctx.partial(("done", k, result))
 
         self.outcome = {"done": 0, "failed": 0}
+        self.select_when_done = self.host.scan_result is None  # the window shows nothing yet
         self.progress.setRange(0, len(jobs))
         self.progress.setValue(0)
         self.progress.setVisible(True)
@@ -321,6 +324,9 @@ class QueryDialog(QDialog):
         elif what == "progress":
             done, total = value
             item.setText(PROGRESS_COLUMN, f"{done} / {total}" if total else f"{done}")
+            study_uid = item.data(0, HIT)[1].study_uid
+            if done and str(self.store.study_folder(study_uid)) not in self.opened:
+                self._open(study_uid, select=False)  # listed from its first instance on
         elif what == "failed":
             self.outcome["failed"] += 1
             item.setText(PROGRESS_COLUMN, "failed")
@@ -339,13 +345,17 @@ class QueryDialog(QDialog):
             self.progress.setValue(k + 1)
             self._open(item.data(0, HIT)[1].study_uid)
 
-    def _open(self, study_uid: str) -> None:
-        """Show the retrieved studies in the window's browser (each retrieve adds its own)."""
+    def _open(self, study_uid: str, select: bool = True) -> None:
+        """Show the retrieved studies in the window's browser (each retrieve adds its own);
+        `select`: a whole row has arrived, so its largest series may open on screen when the
+        window showed nothing before this retrieve."""
         folder = str(self.store.study_folder(study_uid))
         if folder not in self.opened:
             self.opened.append(folder)
         paths = self.opened[0] if len(self.opened) == 1 else list(self.opened)
-        self.host.open_path(paths, auto_select=self.host.scan_result is None)
+        self.host.open_path(paths, auto_select=select and self.select_when_done)
+        if select:
+            self.select_when_done = False
 
     def _retrieve_over(self, problem: str | None) -> None:
         self.worker = None

@@ -37,9 +37,11 @@ def test_send_annotations_sends_the_saved_seg_and_sr(pacs_window, pacs_env, qtbo
     workspace.folder.mkdir(parents=True)
     workspace.seg_path.write_bytes(b"seg")
     workspace.sr_path.write_bytes(b"sr")
+    win.document.ensure_annotation().dirty = True  # edited since the save
     win.pacs.send_annotations_action.trigger()
     dialog = win.pacs.dialogs["send"]
     assert dialog.isVisible() and dialog.list.count() == 2
+    assert "unsaved changes" in dialog.status.text()
     assert dialog.list.item(0).toolTip() == str(workspace.seg_path)
     text, ok = _send(dialog, qtbot)
     assert pacs_env.client.sent == [[str(workspace.seg_path), str(workspace.sr_path)]]
