@@ -51,10 +51,16 @@ def _session_class():
                 request.url = base + sep + query
             return super().send(request, **kwargs)
 
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's
+            # verify=False (psf/requests#3829): the server's own setting wins here
+            return super().merge_environment_settings(
+                url, proxies, stream, self.verify if verify is None else verify, cert)
+
     return _LiteralWildcards
 
 
-def connect(server: Server, timeout: float = TIMEOUT_S):
+def connect(server: Server, timeout: float | None = None):
     """A DICOMwebClient for `server`, with its authentication and TLS settings."""
     from dicomweb_client.api import DICOMwebClient
 
@@ -79,7 +85,7 @@ def connect(server: Server, timeout: float = TIMEOUT_S):
                             qido_url_prefix=server.qido_path.strip("/") or None,
                             wado_url_prefix=server.wado_path.strip("/") or None,
                             stow_url_prefix=server.stow_path.strip("/") or None,
-                            timeout=timeout)
+                            timeout=TIMEOUT_S if timeout is None else timeout)
     client.set_http_retry_params(retry=False)  # a failure is reported at once, not in 30 s
     return client
 
@@ -230,9 +236,15 @@ def find_series(server: Server, study_uid: str) -> list[SeriesHit]:
 
 def _instances(client, study_uid: str, series_uid: str | None) -> list[tuple[str, str]]:
     """(series UID, SOP instance UID) of every instance of the study or series."""
-    found = client.search_for_instances(study_uid, series_uid,
-                                        fields=["SeriesInstanceUID"], get_remaining=True)
-    return [(_text(i, "SeriesInstanceUID"), _text(i, "SOPInstanceUID")) for i in found]
+    out: dict[str, str] = {}
+    while True:  # pages, for servers that cap the answer; one that ignores offset stops too
+        page = client.search_for_instances(study_uid, series_uid, offset=len(out) or None,
+                                           fields=["SeriesInstanceUID"])
+        before = len(out)
+        for item in page:
+            out.setdefault(_text(item, "SOPInstanceUID"), _text(item, "SeriesInstanceUID"))
+        if len(out) == before:
+            return [(series, sop) for sop, series in out.items()]
 
 
 def retrieve(server: Server, study_uid: str, series_uid: str | None = None, *, store,

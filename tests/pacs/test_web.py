@@ -217,3 +217,54 @@ def test_basic_credentials_against_a_server_that_checks_them(orthanc, tmp_path):
         assert "answered a study search" in web.echo(server)
     finally:
         pacs.stop()
+
+
+def test_a_silent_server_times_out_with_a_sentence(orthanc, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(web, "TIMEOUT_S", 0.5)
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        server = orthanc.web_server(base_url=f"http://127.0.0.1:{silent.getsockname()[1]}/dw")
+        with pytest.raises(PacsError, match="did not answer in time"):
+            web.echo(server)
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_is_verified_unless_turned_off_for_the_server(orthanc, tmp_path):
+    import datetime as dt
+    import http.server
+    import ssl
+    import threading
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{httpd.server_address[1]}/dicom-web"
+        with pytest.raises(PacsError, match="TLS certificate.*could not be verified"):
+            web.echo(orthanc.web_server(base_url=url))
+        # verification off: the handshake passes and the (non-DICOMweb) server's 501 is said
+        with pytest.raises(PacsError, match="HTTP 501"):
+            web.echo(orthanc.web_server(base_url=url, verify_tls=False))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
