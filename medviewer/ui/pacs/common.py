@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from PySide6.QtWidgets import QComboBox, QWidget
+from PySide6.QtWidgets import QComboBox, QInputDialog, QLineEdit, QWidget
 
 
 def backend(module: Any, name: str) -> Any:
@@ -48,3 +48,25 @@ class ServerCombo(QComboBox):
     def server(self) -> Any:
         index = self.currentIndex()
         return self._servers[index] if 0 <= index < len(self._servers) else None
+
+
+def have_secret(parent: QWidget, servers: Any, server: Any) -> bool:
+    """Whether `server` can be asked: no authentication, a secret known (keyring or this run),
+    or one the user types now (kept by `servers.set_secret`: asked once per run without a
+    keyring). False when the user cancels the question."""
+    if server.auth == "none" or servers.get_secret(server) is not None:
+        return True
+    what = "token" if server.auth == "bearer" else f"password of '{server.username}'"
+    text, ok = QInputDialog.getText(parent, "PACS sign-in",
+                                    f"The {what} for '{server.name}':",
+                                    QLineEdit.EchoMode.Password)
+    if not ok or not text:
+        return False
+    servers.set_secret(server, text)
+    return True
+
+
+def no_secret(server: Any) -> str:
+    what = "token" if server.auth == "bearer" else "password"
+    return (f"'{server.name}' needs a {what}: type it when asked, or set it in "
+            "File \u25b8 PACS Servers\u2026")

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.ui.common.host import Host
-from medviewer.ui.pacs.common import ServerCombo, backend, error_text
+from medviewer.ui.pacs.common import ServerCombo, backend, error_text, have_secret, no_secret
 
 METHODS = (("get", "C-GET"), ("move", "C-MOVE"), ("wado", "WADO-RS"))
 MODALITIES = ("", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG", "XA", "SEG", "SR")
@@ -203,6 +203,9 @@ class QueryDialog(QDialog):
         server = self.server.server()
         if server is None:
             return
+        if not have_secret(self, self.servers_module, server):
+            self.status.setText(no_secret(server))
+            return
         query = self.query()
         self.search_button.setEnabled(False)
         self.status.setText(f"Searching '{server.name}'\u2026")
@@ -277,6 +280,9 @@ class QueryDialog(QDialog):
     def retrieve(self) -> None:
         server, items = self.server.server(), self.targets()
         if server is None or not items or self.worker is not None:
+            return
+        if not have_secret(self, self.servers_module, server):
+            self.status.setText(no_secret(server))
             return
         method, store, client = self.method.currentData(), self.store, self.client
         jobs = [(study.study_uid, series.series_uid if series is not None else None)

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.ui.common.host import Host
-from medviewer.ui.pacs.common import ServerCombo, backend, error_text
+from medviewer.ui.pacs.common import ServerCombo, backend, error_text, have_secret, no_secret
 
 OUTBOX = "pacs-outbox"
 
@@ -80,7 +80,8 @@ class SendDialog(QDialog):
         self.setWindowTitle(title)
         self.setObjectName("pacsSendDialog")
         self.resize(560, 320)
-        self.server = ServerCombo(backend(servers, "servers"))
+        self.servers_module = backend(servers, "servers")
+        self.server = ServerCombo(self.servers_module)
         self.list = QListWidget()
         for path in self.files:  # the name, and where it is when the mouse rests on it
             self.list.addItem(f"{path.name}  \u2014  {path.parent.name}")
@@ -111,6 +112,9 @@ class SendDialog(QDialog):
     def send(self) -> None:
         server = self.server.server()
         if server is None:
+            return
+        if not have_secret(self, self.servers_module, server):
+            self._say(no_secret(server), False)
             return
         self.send_button.setEnabled(False)
         self.status.setText(f"Sending to '{server.name}'\u2026")

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.ui.common.host import Host
-from medviewer.ui.pacs.common import backend, error_text
+from medviewer.ui.pacs.common import backend, error_text, have_secret, no_secret
 
 KINDS = (("dimse", "DICOM network (DIMSE)"), ("dicomweb", "DICOMweb"))
 AUTHS = (("none", "None"), ("basic", "Basic (user name and password)"),
@@ -284,6 +284,9 @@ class ServersDialog(QDialog):
             self._verified(problem)
             return
         self._store_secret(server)
+        if not have_secret(self, self.servers_module, server):
+            self._verified(no_secret(server))
+            return
         self.verify_button.setEnabled(False)
         self.answer.setText(f"Verifying '{server.name}'\u2026")
         echo = self.client.echo

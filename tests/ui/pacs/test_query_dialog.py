@@ -128,3 +128,27 @@ def test_a_failing_server_gives_its_sentence(pacs_window, pacs_env, qtbot):
     row = dialog.tree.topLevelItem(0)
     assert row.text(7) == "failed"
     assert row.toolTip(7) == "The association was dropped mid-transfer."
+
+
+def test_a_password_is_asked_once_per_run_without_a_keyring(pacs_window, pacs_env, qtbot,
+                                                            monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    servers.save_servers([servers.Server(name="Web", kind="dicomweb", auth="basic",
+                                         username="reader",
+                                         base_url="https://pacs.example.org/dicom-web")])
+    answers = [("", False), ("pw1", True)]
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getText",
+                        lambda *args, **kw: asked.append(args[2]) or answers.pop(0))
+    pacs_window.pacs.query_action.trigger()
+    dialog = pacs_window.pacs.dialogs["query"]
+    dialog.search_button.click()  # cancelled: nothing asked of the server
+    assert dialog.status.text().startswith("'Web' needs a password")
+    assert not any(c[0] == "find_studies" for c in pacs_env.client.calls)
+    _search(dialog, qtbot)
+    assert asked == ["The password of 'reader' for 'Web':"] * 2
+    assert servers.get_secret(servers.get_server("Web")) == "pw1"
+    assert "pw1" not in servers.servers_path().read_text()
+    _search(dialog, qtbot)  # known for this run now: not asked again
+    assert len(asked) == 2
