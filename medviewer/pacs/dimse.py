@@ -196,10 +196,8 @@ def find_studies(server, *, patient_name: str = "", patient_id: str = "", access
     q.NumberOfStudyRelatedInstances = None
     hits = []
     for ds in _find(server, q, "the study search"):
-        mods = ds.get("ModalitiesInStudy", "")
-        mods = tuple(str(m) for m in (mods if isinstance(mods, (list, tuple)) or
-                                      hasattr(mods, "__iter__") and not isinstance(mods, str)
-                                      else [mods]) if m)
+        mods = ds.get("ModalitiesInStudy") or ()
+        mods = tuple(str(m) for m in ([mods] if isinstance(mods, str) else mods) if m)
         hits.append(StudyHit(study_uid=_text(ds, "StudyInstanceUID"),
                              patient_name=_text(ds, "PatientName"),
                              patient_id=_text(ds, "PatientID"),

@@ -1,10 +1,12 @@
 """A real PACS for the PACS tests: Debian's Orthanc with the DICOMweb plugin (issue 14).
 
 Orthanc 1.10 listens on every interface and cannot be told to bind to loopback only, while
-tests may send traffic only to this machine's own addresses. So the first test that asks for
-Orthanc moves this test process into a private network namespace that holds only `lo`
-(libc unshare(CLONE_NEWNET), then `ip link set lo up`), and Orthanc starts as a child, which
-inherits it. Nothing outside the machine can reach it, nor it anything outside.
+tests may send traffic only to this machine's own addresses. So when this folder is collected
+(before any test runs) the test process moves into a private network namespace that holds
+only `lo` (libc unshare(CLONE_NEWNET), then `ip link set lo up`), and Orthanc starts as a
+child, which inherits it. Nothing outside the machine can reach it, nor it anything outside.
+Threads stay in the namespace of the thread that created them: threads made before the
+collection (none in a normal run) would still see the host's network.
 
 Fixtures:
 - `orthanc` (session): a running Orthanc with a temporary config (own storage, free DICOM
@@ -13,7 +15,8 @@ Fixtures:
   host, dicom_port, http_port, ae_title, calling_ae, receive_port, base_url (DICOMweb root),
   rest(path, data=None, method=None) -> parsed JSON, upload(paths) -> None (REST, not the
   code under test), log (the log file), dimse_server() / web_server() -> Server.
-  The instance is shared by the session: query by your own PatientID / UIDs, never "all".
+  The instance is shared by the session: query by your own PatientID / UIDs, never "all",
+  and give synthetic series a seed of your own (their UIDs follow the seed).
 - `orthanc_factory` (function): start a private Orthanc (e.g. one to kill mid-transfer);
   it is stopped at the end of the test.
 - `pacs_ct` (session): a 20 x 64 x 64 synthetic CT already in the session Orthanc, with
@@ -199,6 +202,14 @@ class Orthanc:
         return Server(**{**fields, **changes})
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Enter the private network namespace when this folder is collected, before any test
+    runs: a thread only follows the namespace of the thread that creates it, so worker
+    threads (QThreadPool, pynetdicom) started by any later test must be created after it.
+    The rest of the session then sees loopback only, which no test outside needs to leave."""
+    _enter_private_network()
+
+
 def _need_namespace() -> None:
     why = _enter_private_network()
     if why:
@@ -210,7 +221,7 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory):
     _need_namespace()
     server = Orthanc(tmp_path_factory.mktemp("orthanc")).start()
     yield server
-    server.stop()
+    server.kill()  # a temporary store: no need for Orthanc's slow graceful shutdown
 
 
 @pytest.fixture
@@ -225,7 +236,7 @@ def orthanc_factory(tmp_path: Path):
 
     yield start
     for server in started:
-        server.stop()
+        server.kill()
 
 
 PACS_CT_SHAPE = (20, 64, 64)
@@ -241,7 +252,9 @@ def pacs_ct(orthanc: Orthanc, tmp_path_factory: pytest.TempPathFactory):
 
     folder = tmp_path_factory.mktemp("pacs-ct")
     voxels, _ = synthetic.ct_chest_phantom(PACS_CT_SHAPE, PACS_CT_SPACING)
-    paths = synthetic.write_series(folder, voxels, spacing=PACS_CT_SPACING,
+    # a seed of its own: the synthetic UIDs follow the seed, and other tests' series (seed 0
+    # by default) must not land in this study on the shared Orthanc
+    paths = synthetic.write_series(folder, voxels, spacing=PACS_CT_SPACING, seed=1400,
                                    PatientName="PACS^TEST", PatientID="PACSCT01",
                                    StudyDate="20240315", AccessionNumber="ACC0001")
     orthanc.upload(paths)

@@ -127,7 +127,7 @@ def test_send_stores_into_orthanc(orthanc, pacs_ct, tmp_path):
     from medviewer.core import synthetic
 
     voxels = np.zeros((2, 16, 16), np.int16)
-    paths = synthetic.write_series(tmp_path / "s", voxels, PatientID="PACSSEND1",
+    paths = synthetic.write_series(tmp_path / "s", voxels, seed=1401, PatientID="PACSSEND1",
                                    PatientName="SEND^ME")
     bad = tmp_path / "not-dicom.dcm"
     bad.write_text("hello")
