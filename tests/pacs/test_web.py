@@ -189,6 +189,7 @@ def test_server_killed_mid_retrieve_is_a_sentence_and_a_retry_completes(orthanc_
     rest = web.retrieve(server, pacs_ct.study_uid, store=LocalStore(store.root))
     assert rest.skipped == 6 and len(rest.stored) == 14
     assert np.array_equal(_pixels(store.root.rglob("*.dcm")), _pixels(pacs_ct.paths))
+    pacs.kill()  # a throwaway server: no 3 s graceful shutdown
 
 
 def test_basic_credentials_against_a_server_that_checks_them(orthanc, tmp_path):
@@ -216,7 +217,7 @@ def test_basic_credentials_against_a_server_that_checks_them(orthanc, tmp_path):
         srv.set_secret(server, "right-pw")
         assert "answered a study search" in web.echo(server)
     finally:
-        pacs.stop()
+        pacs.kill()  # a throwaway server: no 3 s graceful shutdown
 
 
 def test_a_silent_server_times_out_with_a_sentence(orthanc, monkeypatch):
