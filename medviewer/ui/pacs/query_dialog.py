@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from medviewer.ui.common.host import Host
 from medviewer.ui.pacs.common import ServerCombo, backend, error_text, have_secret, no_secret
+from medviewer.ui.pacs.retrieve import retrieve_rows
 
 METHODS = (("get", "C-GET"), ("move", "C-MOVE"), ("wado", "WADO-RS"))
 MODALITIES = ("", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG", "XA", "SEG", "SR")
@@ -291,22 +292,7 @@ class QueryDialog(QDialog):
             item.setText(PROGRESS_COLUMN, "waiting")
 
         def run(ctx: Any) -> None:
-            from medviewer.pacs.errors import PacsCancelled, PacsError
-
-            for k, (study_uid, series_uid) in enumerate(jobs):
-                ctx.partial(("start", k, None))
-                try:
-                    result = client.retrieve(
-                        server, study_uid, series_uid, method=method, store=store,
-                        progress=lambda done, total, k=k: ctx.partial(("progress", k,
-                                                                       (done, total))),
-                        cancelled=ctx.is_cancelled)
-                except PacsCancelled:
-                    raise
-                except PacsError as exc:  # this row failed; the next may still work
-                    ctx.partial(("failed", k, str(exc)))
-                    continue
-                ctx.partial(("done", k, result))
+            retrieve_rows(ctx, client, server, jobs, method=method, store=store)
 
         self.outcome = {"done": 0, "failed": 0}
         self.select_when_done = self.host.scan_result is None  # the window shows nothing yet
@@ -327,27 +313,34 @@ class QueryDialog(QDialog):
         item = items[k]
         if what == "start":
             item.setText(PROGRESS_COLUMN, "starting\u2026")
+        elif what == "series":  # a whole study: its series, each with its own progress
+            if item.data(1, HIT) is not True or not _series_rows(item):
+                item.setData(1, HIT, True)
+                self._show_series(item, value)
         elif what == "progress":
-            done, total = value
-            item.setText(PROGRESS_COLUMN, f"{done} / {total}" if total else f"{done}")
+            series_uid, done, total = value
+            text = f"{done} / {total}" if total else f"{done}"
+            row = _series_rows(item).get(series_uid)
+            if row is not None:
+                row.setText(PROGRESS_COLUMN, text)
+                text = f"{row.text(0)}: {text}"
+            item.setText(PROGRESS_COLUMN, text)
             study_uid = item.data(0, HIT)[1].study_uid
             if done and str(self.store.study_folder(study_uid)) not in self.opened:
                 self._open(study_uid, select=False)  # listed from its first instance on
+        elif what == "series_done":
+            series_uid, outcome = value
+            row = _series_rows(item).get(series_uid)
+            if row is not None:
+                _show_outcome(row, outcome)
         elif what == "failed":
             self.outcome["failed"] += 1
-            item.setText(PROGRESS_COLUMN, "failed")
-            item.setToolTip(PROGRESS_COLUMN, value)
+            _show_outcome(item, value)
             self.status.setText(value)
             self.progress.setValue(k + 1)
         elif what == "done":
             self.outcome["done"] += 1
-            text = f"{len(value.stored)} new"
-            if value.skipped:
-                text += f", {value.skipped} already here"
-            if value.failed:
-                text += f", {len(value.failed)} failed"
-                item.setToolTip(PROGRESS_COLUMN, "; ".join(value.failed[:5]))
-            item.setText(PROGRESS_COLUMN, text)
+            _show_outcome(item, value)
             self.progress.setValue(k + 1)
             self._open(item.data(0, HIT)[1].study_uid)
 
@@ -390,4 +383,26 @@ class QueryDialog(QDialog):
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         self.cancel()  # a retrieve does not go on behind a closed dialog
         super().closeEvent(event)
+
+
+
+def _series_rows(item: QTreeWidgetItem) -> dict[str, QTreeWidgetItem]:
+    """A study row's listed series rows by series UID."""
+    rows = (item.child(i) for i in range(item.childCount()))
+    return {row.data(0, HIT)[2].series_uid: row for row in rows if row.data(0, HIT)}
+
+
+def _show_outcome(row: QTreeWidgetItem, outcome: Any) -> None:
+    """A row's Retrieve column: what came (a RetrieveResult) or why not (a sentence)."""
+    if isinstance(outcome, str):
+        row.setText(PROGRESS_COLUMN, "failed")
+        row.setToolTip(PROGRESS_COLUMN, outcome)
+        return
+    text = f"{len(outcome.stored)} new"
+    if outcome.skipped:
+        text += f", {outcome.skipped} already here"
+    if outcome.failed:
+        text += f", {len(outcome.failed)} failed"
+        row.setToolTip(PROGRESS_COLUMN, "; ".join(outcome.failed[:5]))
+    row.setText(PROGRESS_COLUMN, text)
 

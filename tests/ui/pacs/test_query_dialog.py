@@ -74,6 +74,8 @@ def test_retrieve_fills_the_store_opens_the_study_and_a_retry_fetches_nothing(
             qtbot.waitUntil(lambda: pacs_window.scan_result is not None, timeout=5000)
             assert [s.image_count for s in pacs_window.scan_result.all_series()] == [1]
             assert pacs_window.document.volume is None  # nothing opened on screen yet
+            assert study.text(7) == "#3 Axial 2.5: 1 / 20"  # each series' own progress
+            assert study.child(0).text(7) == "1 / 20"
             gate.set()
     assert blocker.args[0] == "1 item retrieved into the local store and opened."
     assert study.text(7) == "20 new"
@@ -82,8 +84,9 @@ def test_retrieve_fills_the_store_opens_the_study_and_a_retry_fetches_nothing(
     [series] = pacs_window.scan_result.all_series()  # the whole series, opened on screen
     assert series.image_count == 20 and loaded.args[0].voxels.shape[0] == 20
     assert series.series_instance_uid == pacs_env.client.series.series_uid
-    assert ("retrieve", "Orthanc", pacs_env.client.study.study_uid, None, "get") in \
-        pacs_env.client.calls
+    assert study.child(0).text(7) == "20 new"  # the study went series by series
+    assert ("retrieve", "Orthanc", pacs_env.client.study.study_uid, series.series_instance_uid,
+            "get") in pacs_env.client.calls
     with qtbot.waitSignal(dialog.sigRetrieved, timeout=10_000):
         dialog.retrieve_button.click()
     assert study.text(7) == "0 new, 20 already here"
