@@ -239,6 +239,8 @@ def test_tls_is_verified_unless_turned_off_for_the_server(orthanc, tmp_path):
     import ssl
     import threading
 
+    pytest.importorskip("cryptography", reason="makes the self-signed certificate (it comes "
+                        "with keyring's SecretStorage on Linux)")
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
