@@ -131,3 +131,12 @@ def test_dimse_one_off_server_sends_a_saved_seg_finds_and_gets_it_back(orthanc, 
     assert code == 0 and out.startswith("Stored 6 instance(s), 0 already there"), err
     ct_back = [p for p in store.rglob("*.dcm") if p != seg_back]
     assert np.array_equal(_pixels(ct_back), _pixels(paths))
+
+
+def test_a_secret_from_the_environment_is_held_for_this_run_only(orthanc, capsys, monkeypatch):
+    monkeypatch.setenv("MEDVIEWER_PACS_SECRET", "from-env")
+    code, out, _ = _run(capsys, "echo", "--url", orthanc.base_url, "--user", "alice")
+    assert code == 0 and "answered" in out
+    assert srv._memory_secrets == {"command line/alice": "from-env"}
+    assert not srv.servers_path().exists()  # nothing written anywhere
+
