@@ -267,6 +267,7 @@ class MainWindow(QMainWindow):
     @guarded
     def _on_scan_result(self, result: ScanResult, auto_select: bool) -> None:
         self.scan_result = result
+        self.current_series = None  # choosing a series reads it again: it may have grown since
         self.browser.set_scan(result)
         series = result.all_series()
         text = (f"{len(result.patients)} patient(s), {len(series)} series, "
