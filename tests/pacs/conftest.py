@@ -143,8 +143,12 @@ class Orthanc:
         config = self.folder / "orthanc.json"
         config.write_text(json.dumps(self.config(), indent=1))
         with open(self.log, "wb") as log:
+            # TCP_NODELAY=1: DCMTK (inside Orthanc) then turns Nagle's algorithm off; with it on,
+            # each C-GET/C-MOVE sub-operation waits ~45 ms for a delayed ACK (measured: 20
+            # slices 1.1 s -> 0.3 s), which only slows the tests down
             self.process = subprocess.Popen([str(ORTHANC), str(config)], stdout=log,
-                                            stderr=subprocess.STDOUT, cwd=self.folder)
+                                            stderr=subprocess.STDOUT, cwd=self.folder,
+                                            env={**os.environ, "TCP_NODELAY": "1"})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
