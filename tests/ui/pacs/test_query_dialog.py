@@ -84,7 +84,11 @@ def test_retrieve_fills_the_store_opens_the_study_and_a_retry_fetches_nothing(
     folder = pacs_env.store.study_folder(pacs_env.client.study.study_uid)
     assert len(list(folder.glob("*/*.dcm"))) == 20
     # the whole series, on screen: the window shows the rescan's series, not the partial one
-    qtbot.waitUntil(lambda: pacs_window.document.volume.voxels.shape[0] == 20, timeout=10_000)
+    def whole() -> bool:  # None while the preview shows, before the volume is decoded
+        volume = pacs_window.document.volume
+        return volume is not None and volume.voxels.shape[0] == 20
+
+    qtbot.waitUntil(whole, timeout=10_000)
     [series] = pacs_window.scan_result.all_series()
     assert series.image_count == 20
     assert series.series_instance_uid == pacs_env.client.series.series_uid
