@@ -106,6 +106,20 @@ def test_move_to_medviewers_own_receiver(orthanc, pacs_ct, tmp_path):
     _same_pixels(result.stored, pacs_ct)
 
 
+def test_cancel_mid_move_keeps_whole_files_and_a_retry_completes(orthanc, pacs_ct, tmp_path):
+    store = LocalStore(tmp_path / "moved")
+    done = []
+    with pytest.raises(PacsCancelled):
+        dimse.move(orthanc.dimse_server(), pacs_ct.study_uid, store=store,
+                   progress=lambda n, total: done.append(n), cancelled=lambda: len(done) >= 4)
+    folder = store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
+    kept = sorted(folder.glob("*"))
+    assert 0 < len(kept) < 20 and all(p.suffix == ".dcm" for p in kept)
+    retry = dimse.move(orthanc.dimse_server(), pacs_ct.study_uid, store=LocalStore(store.root))
+    assert retry.skipped == len(kept) and len(retry.stored) == 20 - len(kept)
+    _same_pixels(sorted(folder.glob("*.dcm")), pacs_ct)
+
+
 def test_receiver_stores_a_push_and_refuses_what_it_cannot_place(orthanc, pacs_ct, tmp_path):
     store = LocalStore(tmp_path / "pushed")
     port = orthanc.receive_port
@@ -121,6 +135,14 @@ def test_receiver_stores_a_push_and_refuses_what_it_cannot_place(orthanc, pacs_c
         refused = dimse.send(me, [broken])
         assert refused.accepted == [] and "0xC000" in refused.failed[0][1]
         assert "kept" in refused.failed[0][1]
+
+        def full_disk(_data):
+            raise PacsError("No space left on device.")
+
+        store.add = full_disk
+        full = dimse.send(me, [pacs_ct.paths[4]])
+        assert full.accepted == [] and "0xA700" in full.failed[0][1]
+        assert not store.has(pacs_ct.sop_uids[4])
 
 
 def test_send_stores_into_orthanc(orthanc, pacs_ct, tmp_path):
