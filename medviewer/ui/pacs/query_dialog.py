@@ -87,7 +87,7 @@ class QueryDialog(QDialog):
     # ----------------------------------------------------------------- construction
     def _build(self) -> None:
         self.server = ServerCombo(self.servers_module)
-        self.server.currentIndexChanged.connect(lambda _i: self._default_method())
+        self.server.currentIndexChanged.connect(lambda _i: self._server_changed())
         self.method = QComboBox()
         for key, label in METHODS:
             self.method.addItem(label, key)
@@ -170,6 +170,12 @@ class QueryDialog(QDialog):
         if self.server.count() == 0:
             self.status.setText("No PACS server yet: add one in File \u25b8 PACS Servers\u2026")
 
+    def _server_changed(self) -> None:
+        """Results belong to the server that found them: another server starts afresh."""
+        self.tree.clear()
+        self._default_method()
+        self._sync_buttons()
+
     def _default_method(self) -> None:
         server = self.server.server()
         if server is not None:  # DICOMweb: WADO-RS only; DIMSE: C-GET or C-MOVE
@@ -183,6 +189,8 @@ class QueryDialog(QDialog):
         self.retrieve_button.setEnabled(not running and bool(self.tree.selectedItems()))
         self.cancel_button.setEnabled(running)
         self.search_button.setEnabled(not running and self.server.server() is not None)
+        self.server.setEnabled(not running)
+        self.method.setEnabled(not running)
 
     def reload_servers(self) -> None:
         self.server.reload()
@@ -251,6 +259,8 @@ class QueryDialog(QDialog):
                              on_error=lambda exc: self._series_failed(item, exc))
 
     def _show_series(self, item: QTreeWidgetItem, hits: list[Any]) -> None:
+        if not _alive(item):  # a new search replaced the rows meanwhile
+            return
         item.takeChildren()
         study = item.data(0, HIT)[1]
         for hit in sorted(hits, key=lambda h: (h.number is None, h.number or 0)):
@@ -266,6 +276,8 @@ class QueryDialog(QDialog):
         self.sigSeriesListed.emit(item)
 
     def _series_failed(self, item: QTreeWidgetItem, exc: BaseException) -> None:
+        if not _alive(item):
+            return
         item.takeChildren()
         item.setData(1, HIT, False)  # expanding again tries again
         item.setExpanded(False)
@@ -406,3 +418,10 @@ def _show_outcome(row: QTreeWidgetItem, outcome: Any) -> None:
         row.setToolTip(PROGRESS_COLUMN, "; ".join(outcome.failed[:5]))
     row.setText(PROGRESS_COLUMN, text)
 
+
+def _alive(item: QTreeWidgetItem) -> bool:
+    try:
+        item.text(0)
+    except RuntimeError:  # "Internal C++ object already deleted" (the tree was cleared)
+        return False
+    return True

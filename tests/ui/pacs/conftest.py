@@ -34,6 +34,7 @@ class FakeClient:
         self.calls: list[tuple] = []
         self.fail: dict[str, str] = {}  # function name -> PacsError sentence to raise
         self.gate: threading.Event | None = None  # retrieve waits on it after one instance
+        self.series_gate: threading.Event | None = None  # find_series waits on it
         self.sent: list[list[str]] = []
 
     def _maybe_fail(self, name: str) -> None:
@@ -53,6 +54,8 @@ class FakeClient:
     def find_series(self, server, study_uid):
         self.calls.append(("find_series", server.name, study_uid))
         self._maybe_fail("find_series")
+        if self.series_gate is not None:
+            self.series_gate.wait(10)
         return [self.series] if study_uid == self.study.study_uid else []
 
     def retrieve(self, server, study_uid, series_uid=None, *, method="get", store=None,

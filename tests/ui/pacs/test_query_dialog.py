@@ -113,6 +113,7 @@ def test_cancel_stops_the_retrieve_and_says_a_retry_fetches_the_rest(pacs_window
     with qtbot.waitSignal(dialog.sigRetrieved, timeout=10_000) as blocker:
         dialog.retrieve_button.click()
         qtbot.waitUntil(lambda: series.text(7) == "1 / 20", timeout=5000)
+        assert not dialog.server.isEnabled() and not dialog.search_button.isEnabled()
         dialog.cancel_button.click()
         gate.set()
     assert blocker.args[0].startswith("Retrieve cancelled")
@@ -163,3 +164,17 @@ def test_a_password_is_asked_once_per_run_without_a_keyring(pacs_window, pacs_en
     assert "pw1" not in servers.servers_path().read_text()
     _search(dialog, qtbot)  # known for this run now: not asked again
     assert len(asked) == 2
+
+
+def test_rows_of_an_older_search_or_another_server_are_dropped(pacs_window, pacs_env, qtbot):
+    dialog = _dialog(pacs_window, qtbot, pacs_env.client)
+    _search(dialog, qtbot)
+    gate = pacs_env.client.series_gate = threading.Event()
+    dialog.tree.topLevelItem(0).setExpanded(True)  # its series are still being listed...
+    _search(dialog, qtbot)  # ...when a new search replaces the rows
+    with qtbot.waitSignal(dialog.sigSeriesListed, timeout=1000, raising=False) as late:
+        gate.set()
+    assert not late.signal_triggered  # the old row's answer goes nowhere, and no error
+    assert dialog.tree.topLevelItem(0).childCount() == 0
+    dialog.server.setCurrentIndex(1)  # another server: these results are not its own
+    assert dialog.tree.topLevelItemCount() == 0
