@@ -87,6 +87,7 @@ class PacsFeature(QObject):
     @guarded
     def send_annotations(self) -> Any:
         """The saved SEG and SR of the open series, after choosing the server."""
+        from medviewer.core.annotations.seg import AnnotationError
         from medviewer.ui.pacs.send import SendDialog, annotation_files
 
         volume = self.document.volume
@@ -94,7 +95,11 @@ class PacsFeature(QObject):
             self.host.show_error("Open a series first: Send to PACS sends its saved "
                                  "annotations.")
             return None
-        files = annotation_files(volume)
+        try:
+            files = annotation_files(volume)
+        except AnnotationError as exc:  # e.g. a series not read from files: no workspace
+            self.host.show_error(exc.reason)
+            return None
         if not files:
             self.host.show_error("This series has no saved annotations yet: save them "
                                  "(Annotate \u25b8 Save Annotations) and send again.")

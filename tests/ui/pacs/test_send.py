@@ -31,6 +31,11 @@ def _send(dialog, qtbot):
 def test_send_annotations_sends_the_saved_seg_and_sr(pacs_window, pacs_env, qtbot,
                                                       ct_series_dir):
     win = _window(pacs_window, qtbot, ct_series_dir)
+    volume = win.document.volume
+    win.document.volume = type("Unsaved", (), {"series": None, "sources": []})()
+    win.pacs.send_annotations_action.trigger()  # not read from files: the core's sentence
+    assert win.last_error.startswith("This series was not loaded from files")
+    win.document.volume = volume
     win.pacs.send_annotations_action.trigger()  # nothing saved yet: a sentence, no dialog
     assert "no saved annotations yet" in win.last_error and "send" not in win.pacs.dialogs
     workspace = Workspace.for_series(win.document.volume)
