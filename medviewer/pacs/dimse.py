@@ -247,11 +247,16 @@ class _Retrieval:
         self.store, self.cancelled = store, cancelled
         self.result = RetrieveResult(skipped=skipped)
         self.stop = False
+        self.arrived = 0  # C-STORE requests seen, stored or not
 
     def on_store(self, event) -> int:
+        self.arrived += 1
         if self.stop or (self.cancelled is not None and self.cancelled()):
             self.stop = True
             return 0xA700  # refused: the user cancelled (nothing written)
+        if self.store.has(str(event.request.AffectedSOPInstanceUID)):
+            self.result.skipped += 1  # a retrieve without a listing: already here
+            return 0x0000
         try:
             self.result.stored.append(self.store.add(event.encoded_dataset()))
         except PacsError as exc:
@@ -261,15 +266,17 @@ class _Retrieval:
 
 
 def _wanted(server, study_uid, series_uid, store: LocalStore):
+    """The instances listed by the server and those the store lacks. A server that lists
+    none (no instance-level queries) gets a plain retrieve; the handler skips what is here."""
     listed = _instances(server, study_uid, series_uid)
     missing = [(sop, cls) for sop, cls in listed if not store.has(sop)]
-    return listed, missing
+    return listed, (missing if listed else [("", "")])
 
 
 def _identifier(study_uid, series_uid, missing, listed) -> Dataset:
     q = Dataset()
     q.StudyInstanceUID = study_uid
-    if len(missing) < len(listed):  # a retry: ask for just what is missing
+    if listed and len(missing) < len(listed):  # a retry: ask for just what is missing
         q.QueryRetrieveLevel = "IMAGE"
         q.SeriesInstanceUID = series_uid or ""
         q.SOPInstanceUID = [sop for sop, _ in missing]
@@ -317,26 +324,39 @@ def get(server, study_uid: str, series_uid: str | None = None, *, store: LocalSt
 
     store = store if store is not None else LocalStore()
     listed, missing = _wanted(server, study_uid, series_uid, store)
-    state = _Retrieval(store, cancelled, skipped=len(listed) - len(missing))
+    state = _Retrieval(store, cancelled, skipped=len(listed) - len(missing) if listed else 0)
     if not missing:
         if progress is not None:
             progress(len(listed), len(listed))
         return state.result
     ae = _ae(server)
     ae.add_requested_context(GET)
-    classes = sorted({cls for _, cls in missing if cls})
-    if len(classes) > 127:
-        classes = classes[:127]
+    classes = sorted({cls for _, cls in missing if cls})[:127]
+    syntaxes = _TRANSFER_SYNTAXES
+    if not classes:  # no instance-level listing: offer the common storage classes
+        from pynetdicom import StoragePresentationContexts
+
+        classes = [cx.abstract_syntax for cx in StoragePresentationContexts][:127]
+        syntaxes = _TRANSFER_SYNTAXES[:4]
     for cls in classes:
-        ae.add_requested_context(cls, _TRANSFER_SYNTAXES)
+        ae.add_requested_context(cls, syntaxes)
     roles = [build_role(cls, scp_role=True) for cls in classes]
     assoc = _associate(server, ae, ext_neg=roles, handlers=[(evt.EVT_C_STORE, state.on_store)])
     try:
         _accepted_or_fail(assoc, server, GET, "retrieval by C-GET (try C-MOVE)")
         responses = assoc.send_c_get(_identifier(study_uid, series_uid, missing, listed), GET)
-        return _run(server, responses, state, len(listed), progress, "the retrieve", assoc)
+        _run(server, responses, state, len(listed), progress, "the retrieve", assoc)
     finally:
         _close(assoc)
+    return _nothing_there(server, state, listed, series_uid)
+
+
+def _nothing_there(server, state: _Retrieval, listed, series_uid) -> RetrieveResult:
+    if not listed and not state.arrived:
+        what = "series" if series_uid else "study"
+        raise PacsError(f"The PACS {_where(server)} has no images of that {what} (it may have "
+                        "been deleted or moved); search again.")
+    return state.result
 
 
 def move(server, study_uid: str, series_uid: str | None = None, *,
@@ -349,7 +369,7 @@ def move(server, study_uid: str, series_uid: str | None = None, *,
 
     store = store if store is not None else (receiver.store if receiver else LocalStore())
     listed, missing = _wanted(server, study_uid, series_uid, store)
-    state = _Retrieval(store, cancelled, skipped=len(listed) - len(missing))
+    state = _Retrieval(store, cancelled, skipped=len(listed) - len(missing) if listed else 0)
     if not missing:
         if progress is not None:
             progress(len(listed), len(listed))
@@ -375,7 +395,8 @@ def move(server, study_uid: str, series_uid: str | None = None, *,
         receiver.listeners.remove(state)
         if own:
             receiver.stop()
-    if not result.stored and not result.failed and missing:
+    result = _nothing_there(server, state, listed, series_uid)
+    if not result.stored and not result.failed and not result.skipped:
         result.failed.append(f"The PACS {_where(server)} reported the move done but nothing "
                              f"arrived; check that it sends {server.calling_ae!r} to this "
                              f"computer's port {server.receive_port}.")

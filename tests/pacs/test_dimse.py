@@ -74,6 +74,23 @@ def test_get_a_series_then_a_retry_fetches_nothing(orthanc, pacs_ct, tmp_path):
     assert (again.stored, again.skipped) == ([], 20)
 
 
+def test_a_server_without_instance_listing_still_retrieves_and_skips_what_is_here(
+        orthanc, pacs_ct, tmp_path, monkeypatch):
+    monkeypatch.setattr(dimse, "_instances", lambda *_a: [])  # no IMAGE-level C-FIND
+    store = LocalStore(tmp_path / "store")
+    got = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store)
+    assert len(got.stored) == 20
+    _same_pixels(got.stored, pacs_ct)
+    again = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, store=store)
+    assert (again.stored, again.skipped) == ([], 20)
+
+
+def test_an_unknown_study_is_a_sentence(orthanc, tmp_path):
+    for retrieve in (dimse.get, dimse.move):
+        with pytest.raises(PacsError, match="has no images of that study .*search again"):
+            retrieve(orthanc.dimse_server(), "1.2.3.4.5.6.7.8.9", store=LocalStore(tmp_path))
+
+
 def test_cancel_mid_get_leaves_whole_files_and_a_retry_fetches_only_the_rest(
         orthanc, pacs_ct, tmp_path):
     store = LocalStore(tmp_path / "store")
