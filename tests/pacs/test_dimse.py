@@ -237,3 +237,10 @@ def test_server_killed_mid_get_is_a_sentence_and_a_retry_completes(orthanc_facto
     retry = dimse.get(private.dimse_server(), pacs_ct.study_uid, store=LocalStore(store.root))
     assert retry.skipped == len(kept) and retry.skipped + len(retry.stored) == 20
     _same_pixels(sorted(folder.glob("*.dcm")), pacs_ct)
+
+
+def test_a_receive_port_in_use_is_a_sentence(orthanc, unused_port, tmp_path):
+    port = unused_port()
+    with Receiver(LocalStore(tmp_path), "MEDVIEWER", port, host="127.0.0.1"):
+        with pytest.raises(PacsError, match=f"cannot listen on port {port} .*choose another"):
+            Receiver(LocalStore(tmp_path), "OTHER", port, host="127.0.0.1").start()
