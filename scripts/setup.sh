@@ -51,9 +51,9 @@ if [ "${1:-}" = "test" ]; then
   # The real PACS the PACS tests start themselves (tests/pacs/conftest.py, with a temporary
   # config in a private network namespace); the package's own service is not used.
   if ! have_apt; then
-    echo "Note: install orthanc and orthanc-dicomweb yourself; the PACS tests skip without them."
-  elif ! apt_install "PACS test server" orthanc orthanc-dicomweb; then
-    echo "Note: could not install orthanc and orthanc-dicomweb; the PACS tests skip."
+    echo "Note: install orthanc, orthanc-dicomweb and iproute2 yourself; the PACS tests skip without them."
+  elif ! apt_install "PACS test server" orthanc orthanc-dicomweb iproute2; then
+    echo "Note: could not install orthanc, orthanc-dicomweb and iproute2; the PACS tests skip."
   fi
 fi
 

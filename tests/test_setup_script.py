@@ -172,7 +172,7 @@ def test_setup_refuses_an_old_python_with_a_message(machine):
 
 
 def test_setup_test_installs_the_dicom_reference_tools_and_fails_soft(machine):
-    missing, pacs = "dicom3tools dcmtk dcm2niix", "orthanc orthanc-dicomweb"
+    missing, pacs = "dicom3tools dcmtk dcm2niix", "orthanc orthanc-dicomweb iproute2"
     every = f"{missing} {pacs}"
     result = machine("bash scripts/setup.sh test", FAKE_MISSING=every)
     assert result.returncode == 0, result.stderr
@@ -189,7 +189,7 @@ def test_setup_test_installs_the_dicom_reference_tools_and_fails_soft(machine):
     result = machine("bash scripts/setup.sh test", FAKE_MISSING=every, FAKE_APT_FAILS="1")
     assert result.returncode == 0, result.stderr
     assert "could not install dicom3tools" in result.stdout
-    assert "could not install orthanc and orthanc-dicomweb" in result.stdout
+    assert "could not install orthanc, orthanc-dicomweb and iproute2" in result.stdout
     assert logged(machine)[-1].endswith("-e .[test]")
 
 
