@@ -59,11 +59,13 @@ def find_series(server: Server, study_uid: str) -> list[SeriesHit]:
 
 def retrieve(server: Server, study_uid: str, series_uid: str | None = None, *,
              method: str = "get", store=None, progress: Progress | None = None,
-             cancelled: Cancelled | None = None) -> RetrieveResult:
+             cancelled: Cancelled | None = None, receiver=None) -> RetrieveResult:
     """Fetch a study (or one series) into `store`; instances it has are not fetched again.
 
     method: "get" (C-GET, preferred), "move" (C-MOVE to MedViewer's own receiver) or "wado"
     (WADO-RS). A DICOMweb server always uses WADO-RS, so "get" means "wado" there.
+    receiver: MedViewer's running C-STORE receiver (medviewer.pacs.receiver.Receiver), if
+    any: a C-MOVE to the port it listens on uses it instead of starting a second one there.
     """
     if method not in METHODS:
         raise PacsError(f"Unknown retrieve method {method!r}; use get, move or wado.")
@@ -81,8 +83,11 @@ def retrieve(server: Server, study_uid: str, series_uid: str | None = None, *,
     if method == "wado":
         raise PacsError(f"Server {server.name!r} is a DICOM networking peer; WADO-RS needs a "
                         "DICOMweb server entry. Retrieve with get or move instead.")
-    fetch = backend.get if method == "get" else backend.move
-    return fetch(server, study_uid, series_uid, **kw)
+    if method == "get":
+        return backend.get(server, study_uid, series_uid, **kw)
+    if receiver is not None and receiver.running and receiver.port == int(server.receive_port):
+        return backend.move(server, study_uid, series_uid, receiver=receiver, **kw)
+    return backend.move(server, study_uid, series_uid, **kw)
 
 
 def send(server: Server, paths: Iterable[str | Path]) -> SendResult:

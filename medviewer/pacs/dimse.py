@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from medviewer.pacs.errors import PacsCancelled, PacsError
+from medviewer.pacs.errors import PacsCancelled, PacsError, PacsTransient
 from medviewer.pacs.models import (
     Cancelled,
     Progress,
@@ -85,15 +85,16 @@ def _associate(server, ae, *, ext_neg=None, handlers=()):
         text = _REJECT_REASONS.get((source, reason), "refused the connection "
                                    f"(source {source}, reason {reason})")
         text = text.format(calling=server.calling_ae, called=server.ae_title)
-        raise PacsError(f"The PACS {where} {text}.")
+        busy = source == 3  # the service-provider rejections: busy / temporarily unable
+        raise (PacsTransient if busy else PacsError)(f"The PACS {where} {text}.")
     if not opened.is_set():
         if time.monotonic() - started >= CONNECT_TIMEOUT - 0.5:
-            raise PacsError(f"The PACS {where} did not answer within {CONNECT_TIMEOUT:g} s; "
+            raise PacsTransient(f"The PACS {where} did not answer within {CONNECT_TIMEOUT:g} s; "
                             "check the host and port, and that no firewall blocks them.")
         raise PacsError(f"Could not connect to the PACS {where}: nothing accepts connections "
                         "there. Check the host and port, and that the PACS is running.")
     if time.monotonic() - started >= ACSE_TIMEOUT - 0.5:
-        raise PacsError(f"The PACS {where} accepted the connection but did not answer the "
+        raise PacsTransient(f"The PACS {where} accepted the connection but did not answer the "
                         f"association request within {ACSE_TIMEOUT:g} s; check that this "
                         "port is its DICOM port, or try again later.")
     raise PacsError(f"The PACS {where} closed the connection during the association request; "
@@ -153,7 +154,7 @@ def _find(server, identifier: Dataset, what: str) -> list[Dataset]:
         for status, ds in assoc.send_c_find(identifier, FIND):
             code = getattr(status, "Status", None)
             if code is None:
-                raise PacsError(_no_answer(server, what))
+                raise PacsTransient(_no_answer(server, what))
             if code in (0xFF00, 0xFF01):
                 if ds is not None:
                     answers.append(ds)
@@ -299,7 +300,7 @@ def _run(server, responses, state: _Retrieval, total: int, progress: Progress | 
             raise PacsCancelled()
         code = getattr(status, "Status", None)
         if code is None:
-            raise PacsError(_no_answer(server, what))
+            raise PacsTransient(_no_answer(server, what))
         if progress is not None:
             progress(skipped + len(state.result.stored), total)
         if code in (0xFF00, 0xFF01):

@@ -13,3 +13,9 @@ class PacsCancelled(PacsError):
     def __init__(self, message: str = "The transfer was cancelled; what had fully arrived is "
                  "kept, and retrieving again fetches only what is missing.") -> None:
         super().__init__(message)
+
+
+class PacsTransient(PacsError):
+    """A failure that may pass by itself (a dropped connection, a timeout, a busy server):
+    trying again makes sense. Other PacsErrors (refused, wrong AE title, unknown study) do not
+    change by retrying."""

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from medviewer.pacs.errors import PacsCancelled, PacsError
+from medviewer.pacs.errors import PacsCancelled, PacsError, PacsTransient
 from medviewer.pacs.models import (
     Cancelled,
     Progress,
@@ -105,10 +105,10 @@ def _sentences(server: Server, doing: str):
                         "verified; install its CA certificate, or turn off TLS verification for "
                         "this server only if you trust the network.") from exc
     except requests.exceptions.Timeout as exc:
-        raise PacsError(f"Could not {doing}: {where} did not answer in time; check that it "
+        raise PacsTransient(f"Could not {doing}: {where} did not answer in time; check that it "
                         "is running and not overloaded, then try again.") from exc
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-        raise PacsError(f"Could not {doing}: {where} cannot be reached or dropped the "
+        raise PacsTransient(f"Could not {doing}: {where} cannot be reached or dropped the "
                         "connection; check the URL and that the server is running, then try "
                         "again (what has fully arrived is kept).") from exc
     except requests.exceptions.HTTPError as exc:

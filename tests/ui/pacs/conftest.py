@@ -36,6 +36,10 @@ class FakeClient:
         self.gate: threading.Event | None = None  # retrieve waits on it after one instance
         self.series_gate: threading.Event | None = None  # find_series waits on it
         self.sent: list[list[str]] = []
+        # (after how many new instances, error): each retrieve call takes the first, stores
+        # that many instances, then raises the error (a connection dropped mid-transfer)
+        self.breaks: list[tuple[int, Exception]] = []
+        self.receivers: list = []  # the `receiver` each retrieve was given
 
     def _maybe_fail(self, name: str) -> None:
         if name in self.fail:
@@ -59,13 +63,17 @@ class FakeClient:
         return [self.series] if study_uid == self.study.study_uid else []
 
     def retrieve(self, server, study_uid, series_uid=None, *, method="get", store=None,
-                 progress=None, cancelled=None):
+                 progress=None, cancelled=None, receiver=None):
         self.calls.append(("retrieve", server.name, study_uid, series_uid, method))
+        self.receivers.append(receiver)
         self._maybe_fail("retrieve")
+        after, error = self.breaks.pop(0) if self.breaks else (None, None)
         result = RetrieveResult()
         for k, path in enumerate(self.files):
             if cancelled is not None and cancelled():
                 raise PacsCancelled()
+            if after is not None and len(result.stored) >= after:
+                raise error
             ds = pydicom.dcmread(path)
             if store.has(ds.SOPInstanceUID):
                 result.skipped += 1
