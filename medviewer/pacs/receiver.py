@@ -9,6 +9,8 @@ know are refused at association time by pynetdicom.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 from medviewer.pacs.errors import PacsError
 from medviewer.pacs.store import LocalStore
@@ -18,10 +20,11 @@ class Receiver:
     """A C-STORE SCP for `ae_title` on `port` (all interfaces unless `host` is given)."""
 
     def __init__(self, store: LocalStore, ae_title: str = "MEDVIEWER", port: int = 11112,
-                 host: str = "") -> None:
+                 host: str = "", on_received: Callable[[Path], None] | None = None) -> None:
         self.store, self.ae_title, self.port, self.host = store, ae_title, int(port), host
         self.listeners: list = []  # running C-MOVEs (dimse._Retrieval) that want the files
         self.received: list = []  # paths stored while no C-MOVE was listening
+        self.on_received = on_received  # called (on pynetdicom's thread) with each such path
         self._server = None
         self._lock = threading.Lock()
 
@@ -48,9 +51,17 @@ class Receiver:
                             "PACS settings, or close the program using it.") from exc
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        """Stop listening and end the associations in progress (an instance half-received is
+        not stored): no thread of this receiver is left when it returns."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        associations = server.active_associations
+        server.shutdown()
+        for assoc in associations:
+            assoc.abort()
+        for assoc in associations:
+            assoc.join(timeout=5)
 
     def __enter__(self) -> Receiver:
         self.start()
@@ -69,11 +80,17 @@ class Receiver:
             if not all(str(ds.get(k, "") or "").strip() for k in
                        ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
                 return 0xC000  # cannot understand: nothing to place it by
-            self.received.append(self.store.add(event.encoded_dataset()))
+            path = self.store.add(event.encoded_dataset())
+            self.received.append(path)
         except PacsError:
             return 0xA700  # out of resources (the disk refused the write)
         except Exception:  # noqa: BLE001 - an undecodable data set is refused, not a crash
             return 0xC000
+        if self.on_received is not None:
+            try:
+                self.on_received(path)
+            except Exception:  # noqa: BLE001 - the instance is stored; a listener's fault is not the sender's
+                pass
         return 0x0000
 
 

@@ -2,7 +2,9 @@
 
 servers_action (File ▸ PACS Servers…), query_action (File ▸ Query/Retrieve…),
 send_annotations_action (Annotate ▸ Send to PACS…) and send_ai_action (AI ▸ Send Results to
-PACS…). One dialog of each kind per window, raised again when already open.
+PACS…). One dialog of each kind per window, raised again when already open. `receiver`: the
+window's optional C-STORE receiver (ui/pacs/receiving.py), started here when the settings say
+so and stopped by `shutdown()` when the window closes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from PySide6.QtWidgets import QDialog
 
 from medviewer.ui.common.guard import guarded
 from medviewer.ui.common.host import Host
+from medviewer.ui.pacs.receiving import ReceiverService
 
 if TYPE_CHECKING:
     from medviewer.ui.document.study import StudyDocument
@@ -45,6 +48,20 @@ class PacsFeature(QObject):
                              (self.send_ai_action, self.send_ai_results)):
             action.triggered.connect(lambda _checked=False, slot=slot: slot())
         self.dialogs: dict[str, QDialog] = {}
+        self.opened: list[str] = []  # PACS study folders listed in the browser (retrieved, pushed)
+        self.receiver = ReceiverService(host, self._local_store, self.opened)
+        self.receiver.start_from_settings()
+
+    def _local_store(self) -> Any:
+        if self.store is None:
+            from medviewer.pacs.store import LocalStore
+
+            self.store = LocalStore()
+        return self.store
+
+    def shutdown(self) -> None:
+        """The window closes: the receiver stops (no thread of it is left)."""
+        self.receiver.stop()
 
     def show_error(self, text: str) -> None:  # what `guarded` calls
         self.host.show_error(text)
@@ -63,7 +80,7 @@ class PacsFeature(QObject):
         from medviewer.ui.pacs.servers_dialog import ServersDialog
 
         def make() -> ServersDialog:
-            dialog = ServersDialog(self.host, **self.backends)
+            dialog = ServersDialog(self.host, **self.backends, receiver=self.receiver)
             dialog.sigSaved.connect(self._servers_changed)
             return dialog
 
@@ -79,8 +96,9 @@ class PacsFeature(QObject):
     def open_query(self) -> Any:
         from medviewer.ui.pacs.query_dialog import QueryDialog
 
-        dialog = self._show("query", lambda: QueryDialog(self.host, **self.backends,
-                                                         store=self.store))
+        dialog = self._show("query", lambda: QueryDialog(
+            self.host, **self.backends, store=self.store, receiver=self.receiver.running,
+            opened=self.opened))
         dialog.reload_servers()
         return dialog
 

@@ -61,14 +61,17 @@ class QueryDialog(QDialog):
     sigRetrieved = Signal(str)  # the closing sentence of a retrieve (done, failed, cancelled)
 
     def __init__(self, host: Host, *, client: Any = None, servers: Any = None,
-                 store: Any = None) -> None:
+                 store: Any = None, receiver: Any = None, opened: list[str] | None = None,
+                 ) -> None:
         super().__init__(host.dialog_parent())
         self.host = host
         self.client = backend(client, "client")
         self.servers_module = backend(servers, "servers")
         self._store = store
+        self.receiver = receiver  # () -> the window's running Receiver or None (C-MOVE uses it)
         self.worker: Any = None  # the running retrieve
-        self.opened: list[str] = []  # study folders of this dialog's retrieves, opened
+        # PACS study folders listed in the window (shared with the receiver: each adds its own)
+        self.opened: list[str] = opened if opened is not None else []
         self.outcome = {"done": 0, "failed": 0}  # rows of the running retrieve
         self.select_when_done = False  # open the first whole row's series on screen
         self.setWindowTitle("Query / Retrieve")
@@ -298,13 +301,15 @@ class QueryDialog(QDialog):
             self.status.setText(no_secret(server))
             return
         method, store, client = self.method.currentData(), self.store, self.client
+        receiver = self.receiver() if self.receiver is not None and method == "move" else None
         jobs = [(study.study_uid, series.series_uid if series is not None else None)
                 for _kind, study, series in (i.data(0, HIT) for i in items)]
         for item in items:
             item.setText(PROGRESS_COLUMN, "waiting")
 
         def run(ctx: Any) -> None:
-            retrieve_rows(ctx, client, server, jobs, method=method, store=store)
+            retrieve_rows(ctx, client, server, jobs, method=method, store=store,
+                          receiver=receiver)
 
         self.outcome = {"done": 0, "failed": 0}
         self.select_when_done = self.host.scan_result is None  # the window shows nothing yet
@@ -340,6 +345,13 @@ class QueryDialog(QDialog):
             study_uid = item.data(0, HIT)[1].study_uid
             if done and str(self.store.study_folder(study_uid)) not in self.opened:
                 self._open(study_uid, select=False)  # listed from its first instance on
+        elif what == "retry":  # a transient failure: this series is tried again
+            series_uid, attempt, retries, why = value
+            text = f"retry {attempt} of {retries}"
+            for row in (_series_rows(item).get(series_uid), item):
+                if row is not None:
+                    row.setText(PROGRESS_COLUMN, text)
+                    row.setToolTip(PROGRESS_COLUMN, why)
         elif what == "series_done":
             series_uid, outcome = value
             row = _series_rows(item).get(series_uid)
@@ -410,6 +422,7 @@ def _show_outcome(row: QTreeWidgetItem, outcome: Any) -> None:
         row.setText(PROGRESS_COLUMN, "failed")
         row.setToolTip(PROGRESS_COLUMN, outcome)
         return
+    row.setToolTip(PROGRESS_COLUMN, "")  # e.g. the reason of a retry that then worked
     text = f"{len(outcome.stored)} new"
     if outcome.skipped:
         text += f", {outcome.skipped} already here"

@@ -4,6 +4,8 @@ A list of servers on the left, the chosen one's fields on the right (those of it
 and Verify (C-ECHO or a QIDO probe, in a worker) with the answer in words. Save writes the
 list through `servers.save_servers` (no secret in it): a password or token goes to
 `servers.set_secret` (the OS keyring when there is one, else memory for this run only).
+Below, "MedViewer's receiver": whether a PACS may push studies to this window, as which AE
+title on which port (the window's settings; Apply saves and restarts it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -49,7 +52,8 @@ class ServersDialog(QDialog):
     sigSaved = Signal()
     sigVerified = Signal(str)  # the sentence shown (success or why not)
 
-    def __init__(self, host: Host, *, client: Any = None, servers: Any = None) -> None:
+    def __init__(self, host: Host, *, client: Any = None, servers: Any = None,
+                 receiver: Any = None) -> None:
         super().__init__(host.dialog_parent())
         self.host = host
         self.client = backend(client, "client")
@@ -59,6 +63,7 @@ class ServersDialog(QDialog):
         self.resize(720, 460)
         self.servers: list[Any] = list(self.servers_module.load_servers())
         self._verifying = None
+        self.receiver_service = receiver  # ui.pacs.receiving.ReceiverService, or None
         self._build()
         self._fill_list()
 
@@ -163,8 +168,44 @@ class ServersDialog(QDialog):
         body.addWidget(self.form_widgets, 2)
         outer = QVBoxLayout(self)
         outer.addLayout(body)
+        if self.receiver_service is not None:
+            outer.addWidget(self._receiver_box())
         outer.addWidget(buttons)
         self._sync_auth()
+
+    def _receiver_box(self) -> QGroupBox:
+        service = self.receiver_service
+        enabled, ae_title, port = service.settings()
+        box = QGroupBox("MedViewer's receiver")
+        self.receiver_enabled = QCheckBox("Accept studies a PACS sends (C-STORE)")
+        self.receiver_enabled.setChecked(enabled)
+        self.receiver_ae = QLineEdit(ae_title)
+        self.receiver_ae.setMaxLength(16)
+        self.receiver_ae.setToolTip("The AE title the PACS sends to (it must know it)")
+        self.receiver_port = _port(port)
+        self.receiver_apply = QPushButton("Apply")
+        self.receiver_apply.setToolTip("Save these settings and start or stop the receiver")
+        self.receiver_apply.clicked.connect(lambda: self.apply_receiver())
+        self.receiver_state = QLabel(service.state)
+        self.receiver_state.setObjectName("receiverState")
+        self.receiver_state.setWordWrap(True)
+        service.sigChanged.connect(self.receiver_state.setText)
+        row = QHBoxLayout()
+        row.addWidget(self.receiver_enabled)
+        row.addWidget(QLabel("AE title"))
+        row.addWidget(self.receiver_ae)
+        row.addWidget(QLabel("Port"))
+        row.addWidget(self.receiver_port)
+        row.addWidget(self.receiver_apply)
+        layout = QVBoxLayout(box)
+        layout.addLayout(row)
+        layout.addWidget(self.receiver_state)
+        return box
+
+    def apply_receiver(self) -> str:
+        """Save the receiver's settings and start or stop it; the sentence shown."""
+        return self.receiver_service.apply(self.receiver_enabled.isChecked(),
+                                           self.receiver_ae.text(), self.receiver_port.value())
 
     def _sync_auth(self) -> None:
         auth = self.auth.currentData()

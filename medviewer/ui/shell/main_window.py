@@ -524,6 +524,7 @@ class MainWindow(QMainWindow):
         self.save_settings()
         self.pool.shutdown()
         self.model_menu.shutdown()  # a training child must not outlive the viewer
+        self.pacs.shutdown()  # MedViewer's C-STORE receiver, when on, stops listening
         if self._message_box is not None:
             self._message_box.close()
         super().closeEvent(event)
