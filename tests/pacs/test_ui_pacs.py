@@ -2,18 +2,24 @@
 Query/Retrieve… finds the test CT by a wildcard name, lists its series, retrieves it with C-GET
 into the local store and the window shows it pixel for pixel; WADO-RS through the DICOMweb
 entry fetches only what the store lacks; Annotate ▸ Send to PACS… stores a saved SEG by
-C-STORE and a private Orthanc lists it (the session one's CT study keeps its one series)."""
+C-STORE and a private Orthanc lists it (the session one's CT study keeps its one series).
+The dialog's worker (ui/pacs/retrieve.py) against real servers: an Orthanc killed mid C-GET is
+a transient failure, retried once it is back, fetching only the rest; a wrong AE title is not
+retried; an unreachable DICOMweb server is transient too."""
 
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 import pytest
 from PySide6.QtCore import QSettings
 
 from medviewer.core.annotations import write_seg
 from medviewer.core.annotations.workspace import Workspace
 from medviewer.pacs import client, servers
+from medviewer.pacs.errors import PacsTransient
 from medviewer.pacs.store import LocalStore
+from medviewer.ui.pacs import retrieve
 
 
 @pytest.fixture
@@ -89,3 +95,68 @@ def test_find_retrieve_show_and_send_back(window, orthanc, orthanc_factory, pacs
     assert ok and text == "'private' accepted 1 of 1 file(s): segmentation.dcm.", text
     [seg] = client.find_series(private.dimse_server(), pacs_ct.study_uid)
     assert (seg.modality, seg.instance_count) == ("SEG", 1)
+
+
+class _Ctx:
+    """The worker's context; `on_event(event)` may act on the servers as events come."""
+
+    def __init__(self, on_event) -> None:
+        self.events: list[tuple] = []
+        self.on_event = on_event
+
+    def partial(self, event: tuple) -> None:
+        self.events.append(event)
+        self.on_event(event)
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
+def test_a_server_killed_mid_get_is_retried_and_completes(orthanc_factory, pacs_ct, tmp_path,
+                                                          monkeypatch):
+    monkeypatch.setattr(retrieve, "RETRY_PAUSE", 0.0)  # Orthanc restarts at the retry event
+    private = orthanc_factory()
+    private.upload(pacs_ct.paths)
+    store = LocalStore(tmp_path / "store")
+
+    def on_event(event):
+        what, _k, value = event
+        if what == "progress" and value[1] >= 5 and not any(e[0] == "retry" for e in ctx.events):
+            private.kill()  # the connection drops mid-transfer
+        elif what == "retry":
+            private.start()  # back before the retry
+
+    ctx = _Ctx(on_event)
+    retrieve.retrieve_rows(ctx, client, private.dimse_server(),
+                           [(pacs_ct.study_uid, pacs_ct.series_uid)], method="get", store=store)
+    [retry] = [e for e in ctx.events if e[0] == "retry"]
+    assert retry[2][:3] == (pacs_ct.series_uid, 1, 2) and "stopped answering" in retry[2][3]
+    what, _k, result = ctx.events[-1]
+    assert what == "done" and not result.failed
+    assert 5 <= result.skipped < 20 and result.skipped + len(result.stored) == 20  # the rest only
+    folder = store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
+    slices = [pydicom.dcmread(p) for p in folder.glob("*.dcm")]
+    slices.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
+    voxels = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+                       for ds in slices])
+    np.testing.assert_array_equal(voxels, pacs_ct.voxels)
+
+
+def test_a_wrong_ae_title_is_not_retried(orthanc, pacs_ct, tmp_path, monkeypatch):
+    monkeypatch.setattr(retrieve, "RETRY_PAUSE", 5.0)  # a retry would show in the time taken
+    calls = []
+    real = client.retrieve
+    monkeypatch.setattr(client, "retrieve", lambda *a, **kw: calls.append(a) or real(*a, **kw))
+    ctx = _Ctx(lambda _event: None)
+    retrieve.retrieve_rows(ctx, client, orthanc.dimse_server(ae_title="NOTORTHANC"),
+                           [(pacs_ct.study_uid, pacs_ct.series_uid)], method="get",
+                           store=LocalStore(tmp_path / "store"))
+    [failed] = [e for e in ctx.events if e[0] != "start"]
+    assert failed[0] == "failed" and "is not called 'NOTORTHANC'" in failed[2], failed
+    assert len(calls) == 1
+
+
+def test_an_unreachable_dicomweb_server_is_transient(orthanc, unused_port):
+    down = orthanc.web_server(base_url=f"http://127.0.0.1:{unused_port()}/dicom-web")
+    with pytest.raises(PacsTransient, match="cannot be reached or dropped the connection"):
+        client.find_studies(down, patient_id="X")
