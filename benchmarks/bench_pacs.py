@@ -76,8 +76,8 @@ class TimedStore:
         SeriesLoader([self._path]).read_slice(0)
         self.first_decoded = time.perf_counter() - self.start
 
-    def has(self, uid: str) -> bool:
-        return self.inner.has(uid)
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)  # what the retrieve asks of the store besides add
 
     def add(self, data) -> Path:
         path = self.inner.add(data)

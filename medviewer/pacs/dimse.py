@@ -267,8 +267,13 @@ class _Retrieval:
 
 
 def _wanted(server, study_uid, series_uid, store: LocalStore):
-    """The instances listed by the server and those the store lacks. A server that lists
-    none (no instance-level queries) gets a plain retrieve; the handler skips what is here."""
+    """The instances listed by the server and those the store lacks. A fresh retrieve (the
+    store holds nothing of that series / study: nothing to skip) lists nothing, saving an
+    instance-level C-FIND (0.45 s of 2.4 for a 300-slice CT); its total comes from the C-GET /
+    C-MOVE responses' sub-operation counts. A server that lists none (no instance-level
+    queries) gets a plain retrieve too; the handler skips what is here."""
+    if not store.holds_any(study_uid, series_uid):
+        return [], [("", "")]
     listed = _instances(server, study_uid, series_uid)
     missing = [(sop, cls) for sop, cls in listed if not store.has(sop)]
     return listed, (missing if listed else [("", "")])
@@ -291,7 +296,6 @@ def _identifier(study_uid, series_uid, missing, listed) -> Dataset:
 
 def _run(server, responses, state: _Retrieval, total: int, progress: Progress | None,
          what: str, assoc) -> RetrieveResult:
-    skipped = state.result.skipped
     for status, _ds in responses:
         if state.cancelled is not None and state.cancelled():
             state.stop = True
@@ -302,7 +306,8 @@ def _run(server, responses, state: _Retrieval, total: int, progress: Progress | 
         if code is None:
             raise PacsTransient(_no_answer(server, what))
         if progress is not None:
-            progress(skipped + len(state.result.stored), total)
+            done = state.result.skipped + len(state.result.stored)
+            progress(done, total or _total(status) or done)
         if code in (0xFF00, 0xFF01):
             continue
         if code == 0xFE00:
@@ -316,6 +321,14 @@ def _run(server, responses, state: _Retrieval, total: int, progress: Progress | 
     if state.stop:
         raise PacsCancelled()
     return state.result
+
+
+def _total(status) -> int:
+    """The instances of a retrieve without a listing: its sub-operations (remaining,
+    completed, failed, with warnings), the skipped ones included (they complete)."""
+    counts = [_int(status.get(f"Number{k}Suboperations")) for k in
+              ("OfRemaining", "OfCompleted", "OfFailed", "OfWarning")]
+    return sum(c or 0 for c in counts)
 
 
 def get(server, study_uid: str, series_uid: str | None = None, *, store: LocalStore | None = None,
@@ -333,14 +346,12 @@ def get(server, study_uid: str, series_uid: str | None = None, *, store: LocalSt
     ae = _ae(server)
     ae.add_requested_context(GET)
     classes = sorted({cls for _, cls in missing if cls})[:127]
-    syntaxes = _TRANSFER_SYNTAXES
     if not classes:  # no instance-level listing: offer the common storage classes
         from pynetdicom import StoragePresentationContexts
 
         classes = [cx.abstract_syntax for cx in StoragePresentationContexts][:127]
-        syntaxes = _TRANSFER_SYNTAXES[:4]
     for cls in classes:
-        ae.add_requested_context(cls, syntaxes)
+        ae.add_requested_context(cls, _TRANSFER_SYNTAXES)
     roles = [build_role(cls, scp_role=True) for cls in classes]
     assoc = _associate(server, ae, ext_neg=roles, handlers=[(evt.EVT_C_STORE, state.on_store)])
     try:

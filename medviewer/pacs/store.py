@@ -61,6 +61,13 @@ class LocalStore:
                            if self.root.is_dir() else set())
         return self._known
 
+    def holds_any(self, study_uid: str, series_uid: str | None = None) -> bool:
+        """Whether the store has any instance of this series (or, without one, this study)."""
+        folder = (self.series_folder(study_uid, series_uid) if series_uid
+                  else self.study_folder(study_uid))
+        pattern = "*.dcm" if series_uid else "*/*.dcm"
+        return folder.is_dir() and next(folder.glob(pattern), None) is not None
+
     def has(self, sop_instance_uid: str) -> bool:
         """Whether a whole file of this SOP instance is in the store."""
         return safe_name(sop_instance_uid) in self._index()

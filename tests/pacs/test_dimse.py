@@ -74,6 +74,31 @@ def test_get_a_series_then_a_retry_fetches_nothing(orthanc, pacs_ct, tmp_path):
     assert (again.stored, again.skipped) == ([], 20)
 
 
+def test_a_fresh_get_lists_no_instances_and_a_retry_does(orthanc, pacs_ct, tmp_path,
+                                                        monkeypatch):
+    listings = []
+    real = dimse._instances
+    monkeypatch.setattr(dimse, "_instances", lambda *a: listings.append(a) or real(*a))
+    store = LocalStore(tmp_path / "store")
+    seen = []
+    for retrieve in (dimse.get, dimse.move):
+        folder = store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
+        for p in folder.glob("*.dcm"):
+            p.unlink()
+        store = LocalStore(store.root)
+        got = retrieve(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
+                       store=store, progress=lambda done, total: seen.append((done, total)))
+        assert listings == [] and len(got.stored) == 20 and got.skipped == 0
+        assert seen[-1] == (20, 20) and {total for _, total in seen} == {20}
+        _same_pixels(got.stored, pacs_ct)
+        seen.clear()
+    sorted(folder.glob("*.dcm"))[0].unlink()
+    retry = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
+                      store=LocalStore(store.root), progress=lambda *a: seen.append(a))
+    assert len(listings) == 1 and (len(retry.stored), retry.skipped) == (1, 19)
+    assert seen[-1] == (20, 20)
+
+
 def test_a_server_without_instance_listing_still_retrieves_and_skips_what_is_here(
         orthanc, pacs_ct, tmp_path, monkeypatch):
     monkeypatch.setattr(dimse, "_instances", lambda *_a: [])  # no IMAGE-level C-FIND

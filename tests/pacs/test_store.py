@@ -82,3 +82,15 @@ def test_a_failed_write_leaves_no_file_and_says_what_to_do(tmp_path, two_slices,
         store.add(two_slices[0].read_bytes())
     assert [p for p in store.root.rglob("*") if p.is_file()] == []
     assert not store.has(pydicom.dcmread(two_slices[0]).SOPInstanceUID)
+
+
+def test_holds_any_tells_a_fresh_series_or_study_from_a_partial_one(tmp_path, two_slices):
+    store = LocalStore(tmp_path / "store")
+    ds = pydicom.dcmread(two_slices[0], stop_before_pixels=True)
+    assert not store.holds_any(ds.StudyInstanceUID, ds.SeriesInstanceUID)
+    store.series_folder(ds.StudyInstanceUID, ds.SeriesInstanceUID).mkdir(parents=True)
+    assert not store.holds_any(ds.StudyInstanceUID)  # an empty folder holds nothing
+    store.add(two_slices[0].read_bytes())
+    assert store.holds_any(ds.StudyInstanceUID, ds.SeriesInstanceUID)
+    assert store.holds_any(ds.StudyInstanceUID)
+    assert not store.holds_any(ds.StudyInstanceUID, "1.2.3")
