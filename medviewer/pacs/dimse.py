@@ -2,9 +2,9 @@
 
 `server` is a medviewer.pacs.servers.Server (any object with ae_title, host, port, calling_ae
 and receive_port). Every failure is a PacsError whose str is a sentence for the user; a
-cancelled retrieve is PacsCancelled. Retrieved instances go through LocalStore.add, which
-writes atomically, so a cancelled or broken retrieve leaves only whole files and a retry
-fetches only the instances the store does not have yet.
+cancelled retrieve is PacsCancelled. Retrieved instances go, as received, through
+LocalStore.add (on a writer thread), which writes atomically, so a cancelled or broken
+retrieve leaves only whole files and a retry fetches only the instances the store lacks.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -242,13 +243,24 @@ def _instances(server, study_uid: str, series_uid: str | None) -> list[tuple[str
 
 class _Retrieval:
     """What a C-GET / C-MOVE has stored so far; its C-STORE handler runs on pynetdicom's
-    thread, the progress callback on the caller's."""
+    thread, the progress callback on the caller's.
+
+    The handler hands each instance's received bytes (never decoded) to one writer thread,
+    so the disk work (the atomic write: temporary file, fsync, rename) overlaps the network
+    wait for the next instance instead of adding to it; at most WRITE_AHEAD instances wait
+    in memory. `finish` waits for the writer, so when a retrieve returns or raises (cancel
+    included) every accepted instance is a whole file and no write is still running.
+    """
+
+    WRITE_AHEAD = 16
 
     def __init__(self, store: LocalStore, cancelled: Cancelled | None, skipped: int) -> None:
         self.store, self.cancelled = store, cancelled
         self.result = RetrieveResult(skipped=skipped)
         self.stop = False
         self.arrived = 0  # C-STORE requests seen, stored or not
+        self._writer: ThreadPoolExecutor | None = None
+        self._room: threading.BoundedSemaphore | None = None
 
     def on_store(self, event) -> int:
         self.arrived += 1
@@ -258,12 +270,29 @@ class _Retrieval:
         if self.store.has(str(event.request.AffectedSOPInstanceUID)):
             self.result.skipped += 1  # a retrieve without a listing: already here
             return 0x0000
+        if self._writer is None:
+            self._room = threading.BoundedSemaphore(self.WRITE_AHEAD)
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="medviewer-store")
+        self._room.acquire()
+        if self.result.failed:  # the disk refused an earlier one: refuse the rest
+            self._room.release()
+            return 0xA700
+        self._writer.submit(self._write, event.encoded_dataset())
+        return 0x0000
+
+    def _write(self, data: bytes) -> None:
         try:
-            self.result.stored.append(self.store.add(event.encoded_dataset()))
+            self.result.stored.append(self.store.add(data))
         except PacsError as exc:
             self.result.failed.append(str(exc))
-            return 0xA700
-        return 0x0000
+        finally:
+            self._room.release()
+
+    def finish(self) -> None:
+        """Wait until every instance handed to the writer is on disk (or failed)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
 
 def _wanted(server, study_uid, series_uid, store: LocalStore):
@@ -296,30 +325,38 @@ def _identifier(study_uid, series_uid, missing, listed) -> Dataset:
 
 def _run(server, responses, state: _Retrieval, total: int, progress: Progress | None,
          what: str, assoc) -> RetrieveResult:
-    for status, _ds in responses:
-        if state.cancelled is not None and state.cancelled():
-            state.stop = True
-        if state.stop:
-            assoc.abort()
-            raise PacsCancelled()
-        code = getattr(status, "Status", None)
-        if code is None:
-            raise PacsTransient(_no_answer(server, what))
-        if progress is not None:
+    try:
+        for status, _ds in responses:
+            if state.cancelled is not None and state.cancelled():
+                state.stop = True
+            if state.stop:
+                assoc.abort()
+                raise PacsCancelled()
+            code = getattr(status, "Status", None)
+            if code is None:
+                raise PacsTransient(_no_answer(server, what))
             done = state.result.skipped + len(state.result.stored)
-            progress(done, total or _total(status) or done)
-        if code in (0xFF00, 0xFF01):
-            continue
-        if code == 0xFE00:
-            raise PacsCancelled()
-        failed = status.get("NumberOfFailedSuboperations", 0) or 0
-        if code not in (0x0000, 0xB000) or failed:
-            if not state.result.failed:
-                state.result.failed.append(
-                    f"The PACS {_where(server)} could not send {failed or 'some'} instance(s) "
-                    f"(status 0x{code:04X}); retrieve again to fetch what is missing.")
+            total = total or _total(status)
+            if progress is not None:
+                progress(done, total or done)
+            if code in (0xFF00, 0xFF01):
+                continue
+            if code == 0xFE00:
+                raise PacsCancelled()
+            failed = status.get("NumberOfFailedSuboperations", 0) or 0
+            if code not in (0x0000, 0xB000) or failed:
+                if not state.result.failed:
+                    state.result.failed.append(
+                        f"The PACS {_where(server)} could not send {failed or 'some'} "
+                        f"instance(s) (status 0x{code:04X}); retrieve again to fetch what is "
+                        "missing.")
+    finally:
+        state.finish()
     if state.stop:
         raise PacsCancelled()
+    if progress is not None:  # the last instances were written after the last response
+        done = state.result.skipped + len(state.result.stored)
+        progress(done, total or done)
     return state.result
 
 

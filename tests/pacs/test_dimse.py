@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from datetime import date
 
 import numpy as np
@@ -97,6 +98,46 @@ def test_a_fresh_get_lists_no_instances_and_a_retry_does(orthanc, pacs_ct, tmp_p
                       store=LocalStore(store.root), progress=lambda *a: seen.append(a))
     assert len(listings) == 1 and (len(retry.stored), retry.skipped) == (1, 19)
     assert seen[-1] == (20, 20)
+
+
+class _SlowDisk(LocalStore):
+    """A store whose writes take a while, noting the thread each runs on; the fourth write
+    and later ones fail when `full_after` is set."""
+
+    def __init__(self, root, full_after=None):
+        super().__init__(root)
+        self.threads, self.full_after = [], full_after
+
+    def add(self, data):
+        self.threads.append(threading.current_thread().name)
+        if self.full_after is not None and len(self.threads) > self.full_after:
+            raise PacsError("Could not write it (No space left on device).")
+        time.sleep(0.02)
+        return super().add(data)
+
+
+def test_writes_run_beside_the_network_and_are_done_when_get_returns(
+        orthanc, pacs_ct, tmp_path):
+    store = _SlowDisk(tmp_path / "store")
+    got = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store)
+    assert len(got.stored) == 20 and got.failed == []
+    assert threading.current_thread().name not in store.threads  # the writer thread wrote
+    assert not any(t.name.startswith("medviewer-store") for t in threading.enumerate())
+    _same_pixels(sorted(got.stored[0].parent.iterdir()), pacs_ct)  # whole files, no temporary
+
+
+def test_a_disk_failure_mid_get_is_a_sentence_and_a_retry_fetches_the_rest(
+        orthanc, pacs_ct, tmp_path, monkeypatch):
+    monkeypatch.setattr(dimse._Retrieval, "WRITE_AHEAD", 1)  # each write before the next
+    store = _SlowDisk(tmp_path / "store", full_after=3)
+    got = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store)
+    assert len(got.stored) == 3 and "No space left" in got.failed[0]
+    assert len(store.threads) == 4  # the rest was refused, not written
+    folder = got.stored[0].parent
+    assert sorted(folder.iterdir()) == sorted(got.stored)
+    retry = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
+                      store=LocalStore(store.root))
+    assert (len(retry.stored), retry.skipped, retry.failed) == (17, 3, [])
 
 
 def test_a_server_without_instance_listing_still_retrieves_and_skips_what_is_here(
