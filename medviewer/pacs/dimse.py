@@ -248,8 +248,12 @@ class _Retrieval:
     The handler hands each instance's received bytes (never decoded) to one writer thread,
     so the disk work (the atomic write: temporary file, fsync, rename) overlaps the network
     wait for the next instance instead of adding to it; at most WRITE_AHEAD instances wait
-    in memory. `finish` waits for the writer, so when a retrieve returns or raises (cancel
-    included) every accepted instance is a whole file and no write is still running.
+    in memory. Each file keeps its fsync before the rename (whole files even after a power
+    loss): on this thread it costs the retrieve next to nothing (a 300-slice CT C-GET that
+    stores nothing at all is within 0.15 s of one that stores and fsyncs every file, where
+    pynetdicom's own receiving takes ~1.5 s). `finish` waits for the writer, so when a
+    retrieve returns or raises (cancel included) every accepted instance is a whole file and
+    no write is still running.
     """
 
     WRITE_AHEAD = 16
@@ -273,20 +277,24 @@ class _Retrieval:
         if self._writer is None:
             self._room = threading.BoundedSemaphore(self.WRITE_AHEAD)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="medviewer-store")
-        self._room.acquire()
-        if self.result.failed:  # the disk refused an earlier one: refuse the rest
-            self._room.release()
-            return 0xA700
-        self._writer.submit(self._write, event.encoded_dataset())
-        return 0x0000
+        writer, room = self._writer, self._room
+        room.acquire()
+        if not self.result.failed:  # else the disk refused an earlier one: refuse the rest
+            try:
+                writer.submit(self._write, room, event.encoded_dataset())
+                return 0x0000
+            except RuntimeError:  # shut down: a C-MOVE instance arriving as the move ends
+                pass
+        room.release()
+        return 0xA700
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, room: threading.BoundedSemaphore, data: bytes) -> None:
         try:
             self.result.stored.append(self.store.add(data))
         except PacsError as exc:
             self.result.failed.append(str(exc))
         finally:
-            self._room.release()
+            room.release()
 
     def finish(self) -> None:
         """Wait until every instance handed to the writer is on disk (or failed)."""
@@ -442,6 +450,7 @@ def move(server, study_uid: str, series_uid: str | None = None, *,
             _close(assoc)
     finally:
         receiver.listeners.remove(state)
+        state.finish()  # an instance that came after the last response is written too
         if own:
             receiver.stop()
     result = _nothing_there(server, state, listed, series_uid)
