@@ -273,19 +273,23 @@ def _series_folder_name(series: Any) -> str:
 
 def _can_write(folder: Path) -> bool:
     """Whether a hidden folder can be made in `folder` (root ignores permission bits, and a
-    read-only mount only shows itself on the attempt, so try it)."""
+    read-only mount only shows itself on the attempt, so try it). The probe is a file of this
+    process's own, never the shared hidden folder: removing that folder again raced another
+    window's first save making its series folder inside it (FileNotFoundError mid-save)."""
     if not os.access(folder, os.W_OK):
         return False
     target = folder / HIDDEN_FOLDER
     if target.is_dir():
         return os.access(target, os.W_OK)
+    import tempfile
+
     try:
-        target.mkdir()
-        target.rmdir()  # made by the first save; opening a study leaves no trace
-    except FileExistsError:
-        return True  # another window's probe or first save made it this instant: writable
+        handle, probe = tempfile.mkstemp(prefix=f"{HIDDEN_FOLDER}-probe-", dir=folder)
     except OSError:
         return False
+    os.close(handle)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)  # opening a study leaves no trace
     return True
 
 

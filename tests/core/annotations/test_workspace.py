@@ -108,3 +108,25 @@ def test_an_sr_of_another_series_is_not_replaced(ct_series_dir, tmp_path):
     with pytest.raises(AnnotationError, match="not this series"):
         ws.save_sr(volume, _boxes(volume), annotator="J")
     assert ws.sr_path.read_bytes() == theirs.read_bytes()
+
+
+def test_the_writability_probe_never_removes_the_shared_hidden_folder(tmp_path, monkeypatch):
+    """Two windows saving one new series at once: the first's probe must not remove the hidden
+    folder the second is making its series folder in (that raced into a FileNotFoundError
+    mid-save). The probe is a file of its own, gone afterwards; a read-only folder is no."""
+    removed = []
+    real_rmdir = os.rmdir
+    monkeypatch.setattr(os, "rmdir", lambda path, *a, **k: (removed.append(str(path)),
+                                                             real_rmdir(path, *a, **k)))
+    monkeypatch.setattr(type(tmp_path), "rmdir", lambda self: (removed.append(str(self)),
+                                                               real_rmdir(self)))
+    assert ws_module._can_write(tmp_path) and not removed
+    assert list(tmp_path.iterdir()) == []  # opening a study leaves no trace
+
+    import tempfile
+
+    def refused(*_a, **_k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    assert not ws_module._can_write(tmp_path)
