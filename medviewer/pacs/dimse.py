@@ -382,11 +382,8 @@ def get(server, study_uid: str, series_uid: str | None = None, *, store: LocalSt
     from pynetdicom import build_role, evt
 
     store = store if store is not None else LocalStore()
-    listed, missing = _wanted(server, study_uid, series_uid, store)
-    state = _Retrieval(store, cancelled, skipped=len(listed) - len(missing) if listed else 0)
+    listed, missing, state = _plan(server, study_uid, series_uid, store, cancelled, progress)
     if not missing:
-        if progress is not None:
-            progress(len(listed), len(listed))
         return state.result
     ae = _ae(server)
     ae.add_requested_context(GET)
@@ -408,6 +405,17 @@ def get(server, study_uid: str, series_uid: str | None = None, *, store: LocalSt
     return _nothing_there(server, state, listed, series_uid)
 
 
+def _plan(server, study_uid: str, series_uid: str | None, store: LocalStore,
+          cancelled: Cancelled | None, progress: Progress | None):
+    """(listed, missing, retrieval state) of a C-GET or C-MOVE; when nothing is missing the
+    progress is told it is all there already."""
+    listed, missing = _wanted(server, study_uid, series_uid, store)
+    state = _Retrieval(store, cancelled, skipped=len(listed) - len(missing) if listed else 0)
+    if not missing and progress is not None:
+        progress(len(listed), len(listed))
+    return listed, missing, state
+
+
 def _nothing_there(server, state: _Retrieval, listed, series_uid) -> RetrieveResult:
     if not listed and not state.arrived:
         what = "series" if series_uid else "study"
@@ -425,11 +433,8 @@ def move(server, study_uid: str, series_uid: str | None = None, *,
     from medviewer.pacs.receiver import Receiver
 
     store = store if store is not None else (receiver.store if receiver else LocalStore())
-    listed, missing = _wanted(server, study_uid, series_uid, store)
-    state = _Retrieval(store, cancelled, skipped=len(listed) - len(missing) if listed else 0)
+    listed, missing, state = _plan(server, study_uid, series_uid, store, cancelled, progress)
     if not missing:
-        if progress is not None:
-            progress(len(listed), len(listed))
         return state.result
     own = receiver is None
     if own:

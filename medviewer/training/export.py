@@ -9,10 +9,11 @@ failed export never leaves a half model.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,10 +189,7 @@ def export_model(model: nn.Module, arch: str | Architecture, folder: str | Path,
     inputs = tuple(inputs) if inputs is not None else arch.example_inputs()
     d = manifest_fields(arch, manifest, inputs)  # before anything is written
     check_weights(model, folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(folder.parent, folder.name)
-    staging = make_staging(folder.parent, folder.name)
-    try:
+    with staged_folder(folder) as staging:
         export_onnx(model, arch, staging / ONNX_FILE, inputs)
         worst = parity_check(model, staging / ONNX_FILE, arch, inputs)
         save_weights(model, staging / WEIGHTS_FILE)
@@ -201,12 +199,24 @@ def export_model(model: nn.Module, arch: str | Architecture, folder: str | Path,
                            "created": datetime.now(UTC).isoformat(timespec="seconds"),
                            "parity_max_relative_error": worst}
         write_manifest(manifest_from_dict(d, staging), staging)
+    return load_manifest(folder)
+
+
+@contextlib.contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """A hidden staging folder beside `folder` (one a killed process left is removed first):
+    the block writes the model there; when it ends well the folder is made shareable and
+    renamed into place (_replace_folder), when it raises it is removed and nothing changed."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(folder.parent, folder.name)
+    staging = make_staging(folder.parent, folder.name)
+    try:
+        yield staging
         os.chmod(staging, shareable_mode(0o777))  # mkdtemp's 0700 would hide it from others
         _replace_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return load_manifest(folder)
 
 
 def _replace_folder(staging: Path, folder: Path) -> None:

@@ -13,8 +13,6 @@ no class activation map and cannot be retrained: inference.manifest.external_pro
 
 from __future__ import annotations
 
-import os
-import shutil
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -25,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from medviewer.core.atomic import shareable_mode
 from medviewer.inference.errors import ModelError
 from medviewer.inference.manifest import (
     ONNX_FILE,
@@ -34,7 +31,6 @@ from medviewer.inference.manifest import (
     manifest_from_dict,
     write_manifest,
 )
-from medviewer.inference.staging import make_staging, remove_stale
 from medviewer.training.foreign_graph import (
     BATCHED_LABS,
     first_line,
@@ -294,7 +290,7 @@ def export_self_contained(path: str | Path, kind: str, fields: dict[str, Any], o
     """
     import onnx
 
-    from medviewer.training.export import _replace_folder
+    from medviewer.training.export import staged_folder
     from medviewer.training.import_fields import check_out_folder
 
     path, out = Path(path), Path(out)
@@ -306,10 +302,7 @@ def export_self_contained(path: str | Path, kind: str, fields: dict[str, Any], o
     check_out_folder(out, force)
     report("Reading the model file", 0.0)
     feed = probe_feed(manifest)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(out.parent, out.name)
-    staging = make_staging(out.parent, out.name)
-    try:
+    with staged_folder(out) as staging:
         worst = None
         if kind == "onnx":
             model = load_onnx(path)
@@ -331,11 +324,6 @@ def export_self_contained(path: str | Path, kind: str, fields: dict[str, Any], o
             d["provenance"]["parity_max_relative_error"] = worst
         report("Writing the model folder", 0.9)
         write_manifest(manifest_from_dict(d, staging), staging)
-        os.chmod(staging, shareable_mode(0o777))  # mkdtemp's 0700 would hide it from others
-        _replace_folder(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     report("Done", 1.0)
     return load_manifest(out)
 
