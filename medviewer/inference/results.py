@@ -28,6 +28,21 @@ class Box:
         return self.y1 - self.y0
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """A number a model's result gives on slice `slice_index` (e.g. lab 5's cardiothoracic
+    ratio): its value, unit ("ratio", "mm"), what it suggests, and the segments it was
+    measured along ((x0, y0), (x1, y1) in pixels of the slice) for the views to draw."""
+
+    name: str
+    value: float
+    unit: str
+    slice_index: int = 0
+    verdict: str = ""
+    lines: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = ()
+    method: str = ""  # how it was measured, in a sentence
+
+
 @dataclass
 class Result:
     """One run of one model over some slices (or the whole series) of one volume.
@@ -51,6 +66,7 @@ class Result:
     series_instance_uid: str = ""
     sop_instance_uids: list[str] = field(default_factory=list)  # of slice_indices
     title: str = ""
+    measurements: list[Measurement] = field(default_factory=list)  # e.g. lab 5's CTR
 
     def predicted(self, row: int = 0) -> tuple[str, float]:
         """Top label and its probability for one row of `scores`."""

@@ -3,7 +3,8 @@
 numpy only (imported through the `medviewer.plugins` entry point, so no torch here). The lab's
 contrast steps, then the film resized to the manifest's working size, grey to 3 channels:
 the exported graph does no resizing, so its boxes are in that working grid and are scaled
-back to the film's pixels here.
+back to the film's pixels here. Each film with a heart box also gets its cardiothoracic
+ratio (`ctr`: the top-scoring box's width over the thoracic width measured on the film).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from medviewer.inference import preprocess as pp
 from medviewer.inference.pipeline import Pipeline
 from medviewer.inference.registry import Plugin
-from medviewer.inference.results import Box, Result
+from medviewer.inference.results import Box, Measurement, Result
 
 BALANCE_PERCENT = 1.0  # simplest colour balance clips half of this at each end
 
@@ -47,11 +48,13 @@ class FilmDetector(Pipeline):
     """
 
     batch_size = 1  # the exported graph takes one image (torchvision detection export)
+    _film: tuple[bool, str] = (False, "")  # the film being run: MONOCHROME1?, ViewPosition
 
     def preprocess(self, voxels: np.ndarray, batch: list[int], volume: Any
                    ) -> dict[str, np.ndarray]:
         spec = self.manifest.input
         inverted = getattr(volume, "photometric", "") == "MONOCHROME1"
+        self._film = (inverted, view_position(volume, batch[0]))
         percent = float(self.manifest.options.get("balance_percent", BALANCE_PERCENT))
         film = prepare_film(voxels[batch[0]], spec.size, spec.channels, inverted=inverted,
                             percent=percent)
@@ -65,7 +68,44 @@ class FilmDetector(Pipeline):
         found = [Box(*map(float, xyxy), label=_label_name(names, int(k)), score=float(s),
                      slice_index=batch[0])
                  for xyxy, s, k in zip(pixels, scores, labels, strict=True)]
-        result.boxes.extend(sorted(found, key=lambda b: -b.score))
+        found.sort(key=lambda b: -b.score)
+        result.boxes.extend(found)
+        if found:
+            result.measurements.extend(ctr_measurements(voxels[batch[0]], found[0], *self._film))
+
+
+def ctr_measurements(film: np.ndarray, heart: Box, inverted: bool = False, view: str = ""
+                     ) -> list[Measurement]:
+    """The film's cardiothoracic ratio from its heart box, or nothing when the thorax cannot
+    be measured on it."""
+    from medviewer.labs.lab5.ctr import cardiothoracic_ratio
+
+    ctr = cardiothoracic_ratio(film, (heart.x0, heart.y0, heart.x1, heart.y1),
+                               inverted=inverted, view=view)
+    if ctr is None:
+        return []
+    return [Measurement(CTR_NAME, round(ctr.ratio, 4), "ratio", heart.slice_index, ctr.verdict,
+                        tuple(ctr.lines()), CTR_METHOD)]
+
+
+CTR_NAME = "Cardiothoracic ratio"
+CTR_METHOD = ("heart box width / inner thoracic width at the lung fields' widest row, "
+              "measured on the film (medviewer.labs.lab5.ctr)")
+
+
+def view_position(volume: Any, k: int) -> str:
+    """The film's ViewPosition (PA, AP, ...) from its header, "" when absent or unreadable."""
+    sources = getattr(volume, "sources", None) or []
+    if not 0 <= k < len(sources):
+        return ""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(sources[k].path, stop_before_pixels=True,
+                             specific_tags=["ViewPosition"])
+    except (OSError, ValueError, EOFError):
+        return ""
+    return str(ds.get("ViewPosition", "") or "").strip().upper()
 
 
 def _label_name(names: list[str], k: int) -> str:
