@@ -52,8 +52,22 @@ if [ "${1:-}" = "test" ]; then
   # config in a private network namespace); the package's own service is not used.
   if ! have_apt; then
     echo "Note: install orthanc, orthanc-dicomweb and iproute2 yourself; the PACS tests skip without them."
-  elif ! apt_install "PACS test server" orthanc orthanc-dicomweb iproute2; then
-    echo "Note: could not install orthanc, orthanc-dicomweb and iproute2; the PACS tests skip."
+  else
+    had_orthanc=""
+    dpkg-query -W -f='${Status}' orthanc 2>/dev/null | grep -q "ok installed" && had_orthanc=1
+    if ! apt_install "PACS test server" orthanc orthanc-dicomweb iproute2; then
+      echo "Note: could not install orthanc, orthanc-dicomweb and iproute2; the PACS tests skip."
+    elif [ -z "$had_orthanc" ] && command -v systemctl >/dev/null 2>&1; then
+      # Debian starts (and enables) the package's service on install: a PACS on every
+      # interface (ports 4242, 8042) that nobody asked for. Stop it unless it was already
+      # there; without systemd (containers) there is nothing to stop.
+      sudo=""
+      [ "$(id -u)" -ne 0 ] && sudo="sudo"
+      if $sudo systemctl disable --now orthanc >/dev/null 2>&1; then
+        echo "Stopped and disabled the orthanc service Debian starts on install (the tests" \
+          "start their own); 'systemctl enable --now orthanc' brings it back."
+      fi
+    fi
   fi
 fi
 

@@ -82,6 +82,10 @@ p="${@: -1}"
 if [[ " $FAKE_MISSING " == *" $p "* ]] && [ ! -e "$FAKE_STATE/$p" ]; then exit 1; fi
 echo "install ok installed"
 """
+SYSTEMCTL = r"""#!/bin/bash
+echo "systemctl $*" >> "$FAKE_LOG"
+exit "${FAKE_NO_SYSTEMD:-0}"
+"""
 
 
 @pytest.fixture
@@ -92,7 +96,7 @@ def machine(tmp_path):
     fakes.mkdir()
     state.mkdir()
     for name, text in {"python3": FAKE_PYTHON3, "envpython": ENV_PYTHON, "apt-get": APT_GET,
-                       "dpkg-query": DPKG_QUERY, "sudo": SUDO}.items():
+                       "dpkg-query": DPKG_QUERY, "sudo": SUDO, "systemctl": SYSTEMCTL}.items():
         (fakes / name).write_text(text)
         (fakes / name).chmod(0o755)
     log = tmp_path / "log"
@@ -191,6 +195,24 @@ def test_setup_test_installs_the_dicom_reference_tools_and_fails_soft(machine):
     assert "could not install dicom3tools" in result.stdout
     assert "could not install orthanc, orthanc-dicomweb and iproute2" in result.stdout
     assert logged(machine)[-1].endswith("-e .[test]")
+
+
+def test_setup_test_stops_the_orthanc_service_it_installed_and_no_other(machine):
+    pacs = "orthanc orthanc-dicomweb iproute2"
+    result = machine("bash scripts/setup.sh test", FAKE_MISSING=pacs)
+    assert result.returncode == 0, result.stderr
+    assert "systemctl disable --now orthanc" in logged(machine)
+    assert "Stopped and disabled the orthanc service" in result.stdout
+    # an Orthanc the user had before is theirs: its service is left alone
+    machine.log.unlink()
+    assert machine("bash scripts/setup.sh test").returncode == 0
+    assert not [line for line in logged(machine) if line.startswith("systemctl")]
+    # no systemd (a container): nothing to stop, no message, the setup goes on
+    for name in pacs.split():
+        (machine.project.parent / "state" / name).unlink()
+    result = machine("bash scripts/setup.sh test", FAKE_MISSING=pacs, FAKE_NO_SYSTEMD="1")
+    assert result.returncode == 0, result.stderr
+    assert "Stopped" not in result.stdout and logged(machine)[-1].endswith("-e .[test]")
 
 
 def test_launcher_without_setup_says_what_to_run(machine):
