@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QStackedWidget,
@@ -63,6 +65,7 @@ class ServersDialog(QDialog):
         self.resize(720, 460)
         self.servers: list[Any] = list(self.servers_module.load_servers())
         self._verifying = None
+        self._row = -1  # the row the form shows (the list's current row may be moving on)
         self.receiver_service = receiver  # ui.pacs.receiving.ReceiverService, or None
         self._build()
         self._fill_list()
@@ -222,7 +225,22 @@ class ServersDialog(QDialog):
         self._show_row(self.list.currentRow())
 
     # ----------------------------------------------------------------- the form
+    def _select(self, row: int) -> None:
+        self.list.blockSignals(True)
+        self.list.setCurrentRow(row)
+        self.list.blockSignals(False)
+
     def _show_row(self, row: int) -> None:
+        if row != self._row:
+            target = self.servers[row] if 0 <= row < len(self.servers) else None
+            if not self._settle("choosing another server"):
+                self._select(self._row)  # stay on the server being edited
+                return
+            if target is not None:  # a discarded new server above it moves it up
+                row = next(i for i, s in enumerate(self.servers) if s is target)
+            if self.list.currentRow() != row:
+                self._select(row)
+        self._row = row
         self.answer.clear()
         has = 0 <= row < len(self.servers)
         self.form_widgets.setEnabled(has)
@@ -258,9 +276,66 @@ class ServersDialog(QDialog):
             stow_path=self.stow_path.text().strip(), auth=self.auth.currentData(),
             username=self.username.text().strip(), verify_tls=self.verify_tls.isChecked())
 
+    def unsaved(self) -> str:
+        """The name of the server whose edits are not saved yet ("" when none): the form
+        differs from it, a password was typed, or it was added and never saved."""
+        row = self._row
+        if not 0 <= row < len(self.servers):
+            return ""
+        stored = self.servers[row]
+        on_disk = any(s == stored for s in self._on_disk())
+        if self.form_server() != stored or self.secret.text() or not on_disk:
+            return self.form_server().name or stored.name
+        return ""
+
+    def _on_disk(self) -> list[Any]:
+        try:
+            return list(self.servers_module.load_servers())
+        except Exception:  # noqa: BLE001 - an unreadable list: every server counts as unsaved
+            return []
+
+    def _settle(self, doing: str) -> bool:
+        """Before the form is left: ask whether to save unsaved edits. False: stay."""
+        name = self.unsaved()
+        if not name:
+            return True
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self, "Unsaved server settings",
+            f"The settings of '{name}' are not saved. Save them before {doing}?",
+            buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
+        if answer == buttons.Save:
+            return self.save()  # a refused form (no host...) stays open with its sentence
+        if answer == buttons.Discard:
+            self._discard()
+            return True
+        return False
+
+    def _discard(self) -> None:
+        """Forget the form's edits; a server added and never saved goes away."""
+        row = self._row
+        if not any(s == self.servers[row] for s in self._on_disk()):
+            del self.servers[row]
+            self._select(-1)
+            self.list.blockSignals(True)
+            self.list.takeItem(row)
+            self.list.blockSignals(False)
+            self._row = -1
+        else:
+            self.set_form(self.servers[row])
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        if self._settle("closing"):
+            event.accept()
+        else:
+            event.ignore()
+
+    def reject(self) -> None:  # Esc: the same question as the Close button
+        self.close()
+
     def _problem(self, server: Any) -> str:
         """What keeps the form from being saved or verified ("" when nothing)."""
-        others = [s.name for i, s in enumerate(self.servers) if i != self.list.currentRow()]
+        others = [s.name for i, s in enumerate(self.servers) if i != self._row]
         if server.name in others:
             return f"There is already a server called '{server.name}': choose another name."
         return server.problem() or ""
@@ -275,6 +350,8 @@ class ServersDialog(QDialog):
 
     # ----------------------------------------------------------------- commands
     def add_server(self) -> None:
+        if not self._settle("adding a server"):
+            return
         names = {s.name for s in self.servers}
         name = next(n for n in (f"PACS {k}" for k in range(1, len(names) + 2)) if n not in names)
         self.servers.append(self.servers_module.Server(name=name))
@@ -286,12 +363,13 @@ class ServersDialog(QDialog):
         row = self.list.currentRow()
         if 0 <= row < len(self.servers):
             del self.servers[row]
+            self._row = -1  # nothing left to ask about: it is gone
             self._write(f"Removed; {len(self.servers)} server(s) left.")
             self._fill_list(row)
 
     def save(self) -> bool:
         """The form into the chosen server, the list to the settings, the secret aside."""
-        row = self.list.currentRow()
+        row = self._row
         if not 0 <= row < len(self.servers):
             return False
         server = self.form_server()
@@ -303,6 +381,7 @@ class ServersDialog(QDialog):
         kept = self._store_secret(server)
         if not self._write(f"Saved '{server.name}'.{kept}"):
             return False
+        self.secret.clear()  # in the keyring (or this run's memory) now, not in the form
         self.list.item(row).setText(server.name)
         return True
 

@@ -80,3 +80,61 @@ def test_verify_answers_in_words_from_a_worker(pacs_window, pacs_env, qtbot):
         dialog.verify_button.click()
     assert dialog.answer.text() == "ORTHANC at 127.0.0.1:4242 refused the association."
     assert dialog.verify_button.isEnabled()
+
+
+def _answer_next_question(button, asked: list[str]) -> None:
+    """Click `button` in the next modal question, as the user would, noting its text."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    def click():
+        box = QApplication.activeModalWidget()
+        assert isinstance(box, QMessageBox), box
+        asked.append(box.text())
+        box.button(button).click()
+
+    QTimer.singleShot(0, click)
+
+
+def test_closing_with_unsaved_edits_asks_and_keeps_them_until_answered(pacs_window, pacs_env):
+    from PySide6.QtWidgets import QMessageBox
+
+    servers.save_servers([dimse_server()])
+    dialog = _open(pacs_window)
+    dialog.host_edit.setText("10.0.0.7")
+    asked: list[str] = []
+    _answer_next_question(QMessageBox.StandardButton.Cancel, asked)
+    dialog.close()
+    assert asked == ["The settings of 'Orthanc' are not saved. Save them before closing?"]
+    assert dialog.isVisible() and dialog.host_edit.text() == "10.0.0.7"  # nothing lost
+    _answer_next_question(QMessageBox.StandardButton.Save, asked)
+    dialog.close()
+    assert len(asked) == 2 and not dialog.isVisible()
+    assert servers.load_servers()[0].host == "10.0.0.7"
+    # saved: closing again asks nothing
+    dialog = _open(pacs_window)
+    dialog.close()
+    assert not dialog.isVisible() and len(asked) == 2
+
+
+def test_leaving_a_new_server_unsaved_asks_and_discard_removes_it(pacs_window, pacs_env):
+    from PySide6.QtWidgets import QMessageBox
+
+    servers.save_servers([dimse_server()])
+    dialog = _open(pacs_window)
+    dialog.add_button.click()
+    dialog.name.setText("Second")
+    asked: list[str] = []
+    _answer_next_question(QMessageBox.StandardButton.Discard, asked)
+    dialog.list.setCurrentRow(0)
+    assert asked == ["The settings of 'Second' are not saved. Save them before choosing "
+                     "another server?"]
+    assert [dialog.list.item(i).text() for i in range(dialog.list.count())] == ["Orthanc"]
+    assert dialog.list.currentRow() == 0 and dialog.name.text() == "Orthanc"
+    assert [s.name for s in servers.load_servers()] == ["Orthanc"]
+    # an edited existing server: Discard brings back what is saved
+    dialog.port.setValue(1111)
+    _answer_next_question(QMessageBox.StandardButton.Discard, asked)
+    dialog.close()
+    assert not dialog.isVisible() and servers.load_servers()[0].port == 4242
+    assert dialog.port.value() == 4242
