@@ -42,6 +42,7 @@ from medviewer.ui.viewing.viewer import ViewerPanel
 log = logging.getLogger(__name__)
 
 MODEL_KEY = "ai/model"  # the chosen model, remembered between sessions
+LABEL_FILL_KEY = "ai/labelFill"  # AI labels filled (True) or outlined (the default)
 PROVIDER_IDLE = "AI: idle"
 SCOPES = ("slice", "series")
 
@@ -60,6 +61,9 @@ class AiController(QObject):
         self.models: dict[str, Manifest] = {}
         self.problems: list[ModelError] = []
         self.chosen_id = str(host.settings.value(MODEL_KEY, "") or "")
+        document.set_ai_display(label_fill=host.settings.value(LABEL_FILL_KEY, False, bool))
+        document.sigAiDisplayChanged.connect(lambda: host.settings.setValue(
+            LABEL_FILL_KEY, document.ai_display.label_fill))
         self._build_dock()
         self._build_menu()
         self.provider_label = QLabel(PROVIDER_IDLE)
@@ -327,7 +331,8 @@ class AiController(QObject):
 
     @guarded
     def compare_with_mask(self, path: str | Path) -> bool:
-        """Dice / IoU of the shown segmentation against a DICOM SEG of this series."""
+        """Dice, IoU, precision, recall, boundary F1 and HD95 of the shown segmentation
+        against a DICOM SEG of this series, worked out in the background."""
         result = self.document.ai_result
         if result is None or result.label_map is None:
             self.host.set_status("Run a segmentation model first, then compare it.")
@@ -337,10 +342,11 @@ class AiController(QObject):
                                 on_error=lambda exc: self._on_error(None, exc))
         return True
 
-    def _on_agreement(self, result: Result, scores: dict[str, dict]) -> None:
+    def _on_agreement(self, result: Result, report: dict) -> None:
         if result is not self.document.ai_result:
             return  # another run replaced it meanwhile
-        self.panel.show_agreement(scores)
+        self.panel.show_agreement(report)
+        scores = report["labels"]
         self.host.set_status("Against the mask: " + ", ".join(
             f"{name} Dice {s['dice']:.3f}" for name, s in scores.items()))
         self.sigRunFinished.emit(scores)

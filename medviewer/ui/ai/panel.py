@@ -1,21 +1,22 @@
 """The "AI results" dock: what the model said about the open series, and how it is drawn.
 
 A subscriber of the document like the views: it reads `document.ai_output`, the explanation
-and the AI display settings, and every control only calls a document setter (opacity, label
-visibility, box threshold), so the views follow. Sections show only when the result has that
-kind of answer: class scores of the current slice (and their course over the series),
-series verdicts side by side (lab 3's methods, each exportable as CSV), labels with colour,
-visibility, voxel count and volume, boxes with a score threshold, and the heatmap's opacity.
+and the AI display settings, and every control only calls a document setter (opacity, fill,
+label visibility, box threshold), so the views follow. Sections show only when the result has
+that kind of answer: class scores of the current slice (and their course over the series,
+`ScoreCurve`: a click goes to that slice), series verdicts side by side (lab 3's methods, each
+exportable as CSV), labels with colour, visibility, voxel count and volume (drawn as outlines
+or filled), boxes with a score threshold, and the heatmap's opacity.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -32,11 +33,12 @@ from PySide6.QtWidgets import (
 )
 
 from medviewer.inference.results import Result
+from medviewer.ui.ai.agreement import agreement_html, agreement_tooltip
+from medviewer.ui.ai.score_curve import PLOT_EVERY_LABEL, ScoreCurve
 from medviewer.ui.document.ai_state import rgb
 from medviewer.ui.document.reading_aids import STACK
 from medviewer.ui.document.study import StudyDocument
 
-PLOT_EVERY_LABEL = 4  # up to this many labels, one curve each; above, the top score only
 EMPTY_TEXT = ("No AI result on this series. Choose a model in the AI menu, then Run on "
               "Current Slice (Ctrl+R) or Run on Whole Series (Ctrl+Shift+R).")
 
@@ -137,15 +139,11 @@ class AiPanel(QWidget):
         self.scores_group, layout = self._group("Class scores")
         self.predicted_label = QLabel()
         self.scores_table = _table(["Label", "Probability"])
-        self.series_plot = pg.PlotWidget(background=None)
-        self.series_plot.setMinimumHeight(140)
-        self.series_plot.setLabel("bottom", "slice")
-        self.series_plot.setLabel("left", "probability")
-        self.series_plot.getPlotItem().enableAutoRange(y=False)
-        self.series_plot.setYRange(0, 1, padding=0.02)  # probabilities: always 0..1
-        self.series_plot.addLegend(offset=(5, 5))
-        self.slice_line = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 200, 200), width=1))
-        self.series_plot.addItem(self.slice_line, ignoreBounds=True)
+        self.series_plot = ScoreCurve()
+        self.slice_line = self.series_plot.slice_line
+        self.series_plot.sigImageClicked.connect(
+            lambda number: self.sigGoToSlice.emit(
+                self.document.index_at_position(STACK, number - 1)))
         for widget in (self.predicted_label, self.scores_table, self.series_plot):
             layout.addWidget(widget)
 
@@ -167,12 +165,18 @@ class AiPanel(QWidget):
         self.opacity_slider = _slider(int(self.document.ai_display.opacity * 100))
         self.opacity_slider.valueChanged.connect(
             lambda v: self.document.set_ai_display(opacity=v / 100))
-        self.agreement_label = QLabel()  # Dice / IoU against a mask, when one was compared
-        self.agreement_label.setWordWrap(True)
+        self.agreement_label = QLabel()  # scores against a mask, when one was compared
+        self.fill_check = QCheckBox("Fill labels")
+        self.fill_check.setToolTip("Tint the whole area of each label; off, only its outline "
+                                   "is drawn and the anatomy inside stays readable.")
+        self.fill_check.setChecked(self.document.ai_display.label_fill)
+        self.fill_check.toggled.connect(lambda on: self.document.set_ai_display(label_fill=on))
         layout.addWidget(self.labels_table)
         layout.addWidget(self.labels_note)
         layout.addWidget(self.agreement_label)
-        layout.addLayout(self._row("Opacity", self.opacity_slider))
+        row = self._row("Opacity", self.opacity_slider)
+        row.addWidget(self.fill_check)
+        layout.addLayout(row)
 
     def _build_boxes(self) -> None:
         self.boxes_group, layout = self._group("Boxes")
@@ -282,24 +286,11 @@ class AiPanel(QWidget):
         _fit_rows(self.scores_table)
 
     def _fill_series_plot(self, result: Result) -> None:
-        plot = self.series_plot.getPlotItem()
-        for item in list(plot.listDataItems()):
-            plot.removeItem(item)
-        plot.legend.clear()
         many = len(result.slice_indices) > 1
         self.series_plot.setVisible(many)
-        if not many:
-            return
-        x = np.asarray([self._number(k) for k in result.slice_indices])  # as the views count
-        order = np.argsort(x)
-        x, scores = x[order], result.scores[order]
-        if len(result.labels) > PLOT_EVERY_LABEL:  # ten digits' curves would be a tangle
-            plot.plot(x, scores.max(axis=1), pen=pg.mkPen((230, 230, 230), width=2),
-                      name="top label's probability")
-            return
-        for i, name in enumerate(result.labels):
-            colour = rgb(result.colours[i] if i < len(result.colours) else "", i)
-            plot.plot(x, scores[:, i], pen=pg.mkPen(colour, width=2), name=name)
+        if many:
+            numbers = np.asarray([self._number(k) for k in result.slice_indices])
+            self.series_plot.plot_scores(numbers, result.scores, result.labels, result.colours)
 
     def _fill_verdicts(self) -> None:
         output = self.document.ai_output
@@ -333,11 +324,10 @@ class AiPanel(QWidget):
         button.clicked.connect(lambda _=False, r=result: self.sigExportVerdict.emit(r))
         return button
 
-    def show_agreement(self, scores: dict[str, dict]) -> None:
-        rows = "".join(f"<tr><td>{name}</td><td align=right>{s['dice']:.3f}</td>"
-                       f"<td align=right>{s['iou']:.3f}</td></tr>" for name, s in scores.items())
-        self.agreement_label.setText("Against the mask:<table><tr><th align=left>Label</th>"
-                                     f"<th>Dice</th><th>IoU</th></tr>{rows}</table>")
+    def show_agreement(self, report: dict) -> None:
+        """The per-label table and overall scores of `agreement_task` (ui.ai.agreement)."""
+        self.agreement_label.setText(agreement_html(report))
+        self.agreement_label.setToolTip(agreement_tooltip(report))
 
     def _fill_labels(self) -> None:
         self.agreement_label.clear()
@@ -373,11 +363,15 @@ class AiPanel(QWidget):
         target = f" for {exp.target}" if exp.target else ""
         notes = f"<br>{exp.notes}" if exp.notes else ""
         self.heatmap_label.setText(f"<b>{exp.method}</b> of {exp.model_id}{target} on {where}, "
-                                   f"{exp.seconds:.1f} s{notes}")
+                                   f"{exp.seconds:.1f} s{notes}<br>Colours 0..1, scaled per "
+                                   "slice (the bar on the image): 1 where it looked most.")
 
     def _sync_display(self) -> None:
         """Sliders and the box list follow the document's display settings."""
         display = self.document.ai_display
+        self.fill_check.blockSignals(True)
+        self.fill_check.setChecked(display.label_fill)
+        self.fill_check.blockSignals(False)
         for slider, value in ((self.opacity_slider, display.opacity),
                               (self.threshold_slider, display.min_score),
                               (self.heatmap_slider, display.heatmap_opacity)):

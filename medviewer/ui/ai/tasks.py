@@ -114,18 +114,22 @@ def _label_stats(result: Result, volume: Any) -> tuple[dict, ...]:
     return tuple(label_volumes(result, spacing))
 
 
-def agreement_task(ctx: Any, result: Result, volume: Any, path: str) -> dict[str, dict]:
-    """Dice / IoU of a segmentation result against a DICOM SEG drawn on the same series."""
+def agreement_task(ctx: Any, result: Result, volume: Any, path: str) -> dict[str, Any]:
+    """Dice, IoU, precision, recall, boundary F1, HD95 per label and the overall scores of a
+    segmentation result against a DICOM SEG drawn on the same series
+    (`medviewer.inference.metrics.against_mask`'s report; distances in mm where the images
+    have patient geometry)."""
     from medviewer.core.annotations import AnnotationError, read_seg
-    from medviewer.inference.metrics import scores_against_mask
+    from medviewer.inference.metrics import against_mask
 
     try:
         mask, mask_labels = read_seg(path, volume)
     except AnnotationError as exc:
         raise ModelError(path, exc.reason) from exc
-    scores = scores_against_mask(result.label_map, result.labels, mask, mask_labels,
-                                 result.slice_indices or None)
-    if not scores:
+    spacing = volume.spacing if getattr(volume, "has_geometry", False) else None
+    report = against_mask(result.label_map, result.labels, mask, mask_labels,
+                          result.slice_indices or None, spacing)
+    if not report["labels"]:
         raise ModelError(path, f"The mask names none of the model's labels "
                          f"({', '.join(result.labels[1:])}); it has {', '.join(mask_labels[1:])}.")
-    return scores
+    return report
