@@ -155,6 +155,9 @@ class Objective(nn.Module):
         if self.task == "detection":
             return sum(self.model.detector(*detector_targets(batch)).values())
         logits = self.model(*model_inputs(self.arch, batch))
+        if isinstance(logits, tuple):  # deep supervision (lab4.unetplusplus): every head
+            return sum(batch_loss(self.task, x, batch["target"], self.class_weights)
+                       for x in logits) / len(logits)
         return batch_loss(self.task, logits, batch["target"], self.class_weights)
 
     def train(self, mode: bool = True) -> Objective:

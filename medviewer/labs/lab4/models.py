@@ -244,3 +244,7 @@ register(Architecture(
     dynamic_axes=DYNAMIC_IMAGE, cam_layers=_unet_cam, options_from_weights=_unet_vgg16_options,
     description="U-Net on torchvision VGG16 features (skips after blocks 1-4, block 5 the "
                 "bottleneck), transposed-conv upsampling, concatenated skips."))
+
+# ResUNet, UNet++ and ResUNet++ live beside these (registered on import; they reuse
+# DoubleConv and head_channels above, hence the import at the end)
+from medviewer.labs.lab4 import family as _family  # noqa: E402, F401
