@@ -5,15 +5,25 @@ The batching over slices, progress and cancel come from `SliceSegmenter`; this a
 label edges when the model ran at a lower resolution than the series, and reads a network with
 one output channel (a binary net trained with sigmoid / BCE) as the foreground logit: label 1
 (labels [background, foreground]) where the logit is > 0, i.e. sigmoid > 0.5.
+
+Lesion edges on the series' own pixels (`refine_lesion_edges`): the chest model sees 128 x 128
+(2.8 mm pixels on the demo CT) and, trained with the nodule class weighted 4x, calls the
+partial-volume rim around a nodule "nodule": on the demo CT its nodule pixels at 128 x 128 are
+534 where the truth has 344, so every nodule came out about one coarse pixel too wide (9.9-10.4
+mL pooled for 6.6 mL; a 6 mm nodule measured 9 mm). Upsampling was not the cause (it adds
+under 1 %). The model finds the lesion; its edge is then drawn where the image puts it, at half
+way between the lesion's core and its surroundings (the half-maximum edge of CT volumetry).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from medviewer.core.lesions import lesion_labels
 from medviewer.inference.pipelines import SliceSegmenter
 from medviewer.inference.registry import Plugin
 from medviewer.inference.results import Result
@@ -103,6 +113,40 @@ def _upsample_any(logits: np.ndarray, coarse: np.ndarray, edge: np.ndarray,
     return out
 
 
+MIN_EDGE_CONTRAST = 100.0  # HU between a lesion's core and its surroundings to move its edge
+
+
+def refine_lesion_edges(labels: np.ndarray, image: np.ndarray, lesion_values: Sequence[int],
+                        min_contrast: float = MIN_EDGE_CONTRAST) -> None:
+    """Trim each lesion of a label map slice (rows, cols) to its half-maximum edge, in place.
+
+    Per 2D component of a lesion label: core = its 95th percentile of `image` (the 5th when
+    that lies further from the surroundings: a darker lesion), surroundings = the median of
+    the 2-pixel ring around it that no lesion covers. Pixels on the surroundings' side of half
+    way go to the ring's most common label. Only pixels are taken away, never added, and a
+    lesion with less than `min_contrast` between core and surroundings is left as the model
+    drew it.
+    """
+    lesions = np.isin(labels, lesion_values)
+    for value in lesion_values:
+        parts, count = ndimage.label(labels == value, structure=np.ones((3, 3), bool))
+        for i, box in enumerate(ndimage.find_objects(parts)):
+            box = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in box)
+            part = parts[box] == i + 1
+            ring = ndimage.binary_dilation(part, iterations=2) & ~lesions[box]
+            if not ring.any():
+                continue
+            pixels, around = image[box], float(np.median(image[box][ring]))
+            low, high = np.percentile(pixels[part], (5, 95))
+            brighter = high - around >= around - low
+            core = float(high if brighter else low)
+            if abs(core - around) < min_contrast:
+                continue
+            half = (core + around) / 2
+            outside = part & ((pixels < half) if brighter else (pixels > half))
+            labels[box][outside] = np.bincount(labels[box][ring]).argmax()
+
+
 class Segmenter(SliceSegmenter):
     """SliceSegmenter that also reads a one-channel (binary) output, see `label_logits`."""
 
@@ -125,7 +169,13 @@ class ChestSegmenter(SliceSegmenter):
         if result.label_map is None:
             result.label_map = np.zeros(voxels.shape[:3], np.uint8)
         logits = label_logits(outputs[self.manifest.onnx_outputs[0]])
-        result.label_map[batch] = upsample_labels(logits, voxels.shape[1:3])
+        labels = upsample_labels(logits, voxels.shape[1:3])
+        lesions = lesion_labels(getattr(result, "labels", None) or [],
+                                self.manifest.options.get("lesion_labels"))
+        if lesions:
+            for k, slice_labels in zip(batch, labels, strict=True):
+                refine_lesion_edges(slice_labels, voxels[k], lesions)
+        result.label_map[batch] = labels
 
 
 PLUGIN = Plugin(name="lab4", lab=4, title="Lab 4: segmentation (U-Net, FCN-8s)",
