@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QGraphicsRectItem, QInputDialog, QMenu
 
 from medviewer.core.annotations import ACCEPTED, PROPOSED, REJECTED, AnnotatedBox
 from medviewer.ui.annotate.boxes import SELECTED_COLOUR, Rect, plane_to_slice, slice_to_plane
+from medviewer.ui.viewing.layer_order import TOOL_PREVIEW_Z
 from medviewer.ui.viewing.tools import ViewTool
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class BoxMouse(ViewTool):
         pen = QPen(SELECTED_COLOUR, 2, Qt.PenStyle.DashLine)
         pen.setCosmetic(True)
         self.preview.setPen(pen)
-        self.preview.setZValue(21)
+        self.preview.setZValue(TOOL_PREVIEW_Z)
         self.preview.setVisible(False)
         view.view_box.addItem(self.preview, ignoreBounds=True)
 

@@ -35,12 +35,12 @@ from PySide6.QtWidgets import (
 
 from medviewer.core.annotations import ACCEPTED, PROPOSED, REJECTED, AnnotatedBox
 from medviewer.core.geometry import PlaneView
+from medviewer.ui.viewing.layer_order import ANNOTATION_BOXES_Z
 
 if TYPE_CHECKING:
     from medviewer.ui.annotate.controller import AnnotateController
     from medviewer.ui.viewing.slice_view import SliceView
 
-BOX_Z = 9  # above the AI boxes (8)
 COLOURS = {PROPOSED: QColor(255, 200, 0), ACCEPTED: QColor(0, 220, 120)}
 SELECTED_COLOUR = QColor(80, 200, 255)
 HANDLE_SIZE = 8  # screen pixels
@@ -97,7 +97,7 @@ class BoxOverlay:
         self.texts: dict[str, pg.TextItem] = {}  # box uid -> its label
         self.handles = pg.ScatterPlotItem(symbol="s", size=HANDLE_SIZE, pxMode=True,
                                           pen=pg.mkPen(SELECTED_COLOUR), brush=(0, 0, 0, 200))
-        self.handles.setZValue(BOX_Z + 1)
+        self.handles.setZValue(ANNOTATION_BOXES_Z + 1)
         view.view_box.addItem(self.handles, ignoreBounds=True)
         doc = view.document
         doc.sigLabelMapChanged.connect(self._on_annotation_changed)
@@ -169,7 +169,7 @@ class BoxOverlay:
         if box.state == PROPOSED:
             pen.setStyle(Qt.PenStyle.DashLine)
         item.setPen(pen)
-        item.setZValue(BOX_Z)
+        item.setZValue(ANNOTATION_BOXES_Z)
         self.view.view_box.addItem(item, ignoreBounds=True)
         return item
 
@@ -177,7 +177,7 @@ class BoxOverlay:
         score = "" if box.score is None else f" {box.score:.2f}"
         text = pg.TextItem(box.label + score, color=COLOURS[box.state], anchor=(0, 1))
         text.setPos(self.view.pixel_to_view(rect[0], rect[1]))
-        text.setZValue(BOX_Z)
+        text.setZValue(ANNOTATION_BOXES_Z)
         self.view.view_box.addItem(text, ignoreBounds=True)
         return text
 

@@ -17,20 +17,10 @@ import numpy as np
 import pyqtgraph as pg
 
 from medviewer.ui.document.annotate_state import rgba_lut
+from medviewer.ui.viewing.layer_order import ANNOTATION_MASK_Z, outline
 
 if TYPE_CHECKING:
     from medviewer.ui.viewing.slice_view import SliceView
-
-ANNOTATION_Z = 7  # above the AI label map (6), below AI boxes (8) and measurements
-
-
-def outline(labels: np.ndarray) -> np.ndarray:
-    """Boolean: labelled pixels with a 4-neighbour of another value (image edges count)."""
-    padded = np.pad(labels, 1, mode="edge")
-    centre = padded[1:-1, 1:-1]
-    edge = ((padded[:-2, 1:-1] != centre) | (padded[2:, 1:-1] != centre)
-            | (padded[1:-1, :-2] != centre) | (padded[1:-1, 2:] != centre))
-    return edge & (labels > 0)
 
 
 class AnnotationLayer:
@@ -39,7 +29,7 @@ class AnnotationLayer:
     def __init__(self, view: SliceView) -> None:
         self.view = view
         self.item = pg.ImageItem(axisOrder="row-major")
-        self.item.setZValue(ANNOTATION_Z)
+        self.item.setZValue(ANNOTATION_MASK_Z)
         self.item.setVisible(False)
         view.view_box.addItem(self.item, ignoreBounds=True)
         self.buffer: np.ndarray | None = None  # (rows, cols, 4) RGBA of image `_shown_k`

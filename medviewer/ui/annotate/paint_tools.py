@@ -30,6 +30,7 @@ from medviewer.core.annotations import (
 )
 from medviewer.core.annotations.history import union_box
 from medviewer.ui.document.annotate_state import TOOL_NAMES
+from medviewer.ui.viewing.layer_order import TOOL_PREVIEW_Z
 from medviewer.ui.viewing.tools import ViewTool
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class AnnotateMouse:
         self._last: Point | None = None
         self.points: list[Point] = []  # voxel positions of the current / last stroke
         self.lasso = pg.PlotCurveItem(pen=LASSO_PEN)
-        self.lasso.setZValue(20)
+        self.lasso.setZValue(TOOL_PREVIEW_Z)
         self.lasso.setVisible(False)
         view.view_box.addItem(self.lasso, ignoreBounds=True)
 

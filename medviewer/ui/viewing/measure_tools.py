@@ -22,6 +22,7 @@ from pyqtgraph.graphicsItems.ROI import Handle
 from PySide6.QtCore import QObject, QPointF
 
 from medviewer.ui.document.measurements import Measure, measure_text, measure_values
+from medviewer.ui.viewing.layer_order import MEASUREMENTS_Z
 
 if TYPE_CHECKING:
     from medviewer.ui.viewing.slice_view import SliceView
@@ -99,6 +100,8 @@ class Measurement(QObject):
         self.view, self.measure, self.roi = view, measure, roi
         roi.may_grab = lambda: view.tools.may_grab(measure.kind)
         self.label = pg.TextItem(color=LABEL_COLOUR, anchor=(0, 1), fill=(0, 0, 0, 140))
+        for item in (roi, self.label):
+            item.setZValue(MEASUREMENTS_Z)  # over every result layer (layer_order)
         view.view_box.addItem(roi)
         view.view_box.addItem(self.label, ignoreBounds=True)
         roi.sigRegionChanged.connect(self.update_label)

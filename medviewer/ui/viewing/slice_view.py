@@ -33,6 +33,7 @@ from medviewer.core import slab as slabs
 from medviewer.core.display import Window, full_range_window, to_display
 from medviewer.core.reslice import ResliceView
 from medviewer.ui.document.study import STACK, StudyDocument
+from medviewer.ui.viewing.layer_order import CROSSHAIR_Z, IMAGE_Z
 from medviewer.ui.viewing.measure_tools import MeasurementLayer
 from medviewer.ui.viewing.overlays import ImageOverlays
 from medviewer.ui.viewing.tools import ToolManager
@@ -123,10 +124,12 @@ class SliceView(QWidget):
         self.view_box = _ImageViewBox(self)
         self.graphics.setCentralItem(self.view_box)
         self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.image_item.setZValue(IMAGE_Z)  # the layers over it: layer_order
         self.view_box.addItem(self.image_item)
         self.crosshair_lines = (pg.InfiniteLine(angle=90, pen=CROSSHAIR_PEN, movable=False),
                                 pg.InfiniteLine(angle=0, pen=CROSSHAIR_PEN, movable=False))
         for line in self.crosshair_lines:
+            line.setZValue(CROSSHAIR_Z)
             line.setVisible(False)
             self.view_box.addItem(line, ignoreBounds=True)
         layout = QVBoxLayout(self)

@@ -1,0 +1,51 @@
+"""What is drawn over an image, in which order, and how a label map is outlined.
+
+One stacking order for every SliceView (Qt draws a higher z over a lower one), so a feature
+adding a layer picks its place here instead of a number of its own:
+
+    image < heatmap < AI label map < annotation mask < AI boxes < annotation boxes
+          < crosshair < measurements < tool previews
+
+- The heatmap sits right on the image, under everything else: a CAM is a translucent wash
+  over the anatomy, and the outlines, boxes and rulers drawn on it stay crisp, so the reader
+  can see whether the box or the lesion is where the model looked. Over them it would tint
+  every line and muddle a label's colour with the jet scale.
+- The AI's label map is a proposal; the annotation mask is the reader's own edit of it, so
+  the edit shows over the proposal it corrects.
+- Boxes are thin lines: over the filled or outlined areas they stay visible; the reader's
+  boxes over the AI's, for the same reason as the masks.
+- Measurements and the previews of a tool in use are what the reader is working on now: on
+  top of every result layer, so a ruler is never hidden under a colour.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+IMAGE_Z = 0
+HEATMAP_Z = 10
+AI_LABELS_Z = 20
+ANNOTATION_MASK_Z = 30
+AI_BOXES_Z = 40
+ANNOTATION_BOXES_Z = 50  # their resize handles one above
+CROSSHAIR_Z = 60
+MEASUREMENTS_Z = 70
+TOOL_PREVIEW_Z = 80  # the box being drawn, the polygon tool's lasso
+
+
+def outline(labels: np.ndarray, width: int = 1) -> np.ndarray:
+    """Boolean: labelled pixels with a 4-neighbour of another value, grown `width` - 1 pixels
+    into the labelled area (a line still visible on a big image shown small). The image
+    border is no edge: an area running off the image stays open there."""
+    padded = np.pad(labels, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    edge = ((padded[:-2, 1:-1] != centre) | (padded[2:, 1:-1] != centre)
+            | (padded[1:-1, :-2] != centre) | (padded[1:-1, 2:] != centre)) & (labels > 0)
+    for _ in range(width - 1):
+        grown = edge.copy()
+        grown[1:] |= edge[:-1]
+        grown[:-1] |= edge[1:]
+        grown[:, 1:] |= edge[:, :-1]
+        grown[:, :-1] |= edge[:, 1:]
+        edge = grown & (labels > 0)
+    return edge
