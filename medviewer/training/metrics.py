@@ -6,9 +6,13 @@ torch in. One convention everywhere:
 - classification: accuracy, F1 (binary: class 1 is the finding; more classes: macro over the
   classes in the truth or the prediction, as scikit-learn), ROC-AUC (binary: P(class 1); more
   classes: macro one-vs-rest), the ROC curve (binary) and the confusion matrix.
-- segmentation: Dice and IoU of each foreground label on each case (all slices of a case
-  pooled: a volume score, as a radiologist reads it), then averaged; a label absent from both
-  truth and prediction scores 1.0, as `medviewer.inference.metrics.dice`.
+- segmentation: Dice, IoU, precision, recall, boundary F1 and HD95 of each foreground label
+  and pixel accuracy, mean pixel accuracy, mean IoU (background included) on each case (all
+  slices of a case pooled: a volume score, as a radiologist reads it), then averaged; a label
+  absent from both truth and prediction scores 1.0, as in `medviewer.inference.metrics`.
+  Outlines are per slice on the model's input grid (no voxel size reaches the loop), so
+  boundary F1 is at a tolerance in pixels and HD95 is in pixels ("hd95_px"); HD95 is the one
+  lower-is-better score (`lower_is_better`).
 - detection: COCO AP at IoU 0.5 and recall at the viewer's score threshold, from
   `medviewer.inference.detection_metrics`.
 
@@ -19,20 +23,22 @@ A score that cannot be computed on this split is NaN with a "<name>_note" saying
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from medviewer.inference.detection_metrics import ImageBoxes, average_precision, recall
-from medviewer.training.labels import IGNORE
+from medviewer.training.segmentation_metrics import (  # noqa: F401 - this module's API
+    SEGMENTATION_OVERALL,
+    SEGMENTATION_PER_LABEL,
+    SegmentationTally,
+    _key,
+    lower_is_better,
+    segmentation_scores,
+)
 
 MAIN_METRICS = {"classification": "roc_auc", "segmentation": "dice", "detection": "ap50"}
-
-
-def _key(name: str) -> str:
-    """A label name as part of a score key: "normal heart" -> "normal_heart"."""
-    return str(name).strip().replace(" ", "_")
 
 
 # --- classification ----------------------------------------------------------------------------
@@ -114,80 +120,6 @@ def classification_scores(truth: Any, probs: Any,
 
 
 # --- segmentation ------------------------------------------------------------------------------
-
-class SegmentationTally:
-    """Per-case confusion counts of label maps, added batch by batch, scored at the end.
-
-    The training loop adds each validation batch as it comes (no maps kept); one bincount per
-    map, so a 256 x 256 slice costs well under a millisecond.
-    """
-
-    def __init__(self, labels: Sequence[str], ignore: int | None = IGNORE) -> None:
-        self.labels = [str(n) for n in labels]
-        self.ignore = ignore
-        if len(self.labels) < 2:
-            raise ValueError("segmentation needs background and at least one label")
-        self.counts: dict[str, np.ndarray] = {}  # case -> (K, K) int64, rows truth
-
-    def add(self, pred: Iterable[Any], truth: Iterable[Any],
-            cases: Sequence[str] | None = None) -> None:
-        """Add maps pairwise (lists or (B, ...) arrays); `cases` names each (else its own).
-        Truth voxels of excluded segments (`ignore`, training.labels.IGNORE) are not scored."""
-        k = len(self.labels)
-        for i, (p, t) in enumerate(zip(pred, truth, strict=True)):
-            p, t = np.asarray(p), np.asarray(t)
-            if p.shape != t.shape:
-                raise ValueError(f"label maps differ in shape: {p.shape} vs {t.shape}")
-            if self.ignore is not None:
-                scored = t != self.ignore
-                p, t = p[scored], t[scored]
-            for m in (p, t):
-                if m.size and (m.min() < 0 or m.max() >= k):
-                    raise ValueError(f"label values must lie in 0..{k - 1}")
-            case = str(cases[i]) if cases is not None else f"#{len(self.counts)}"
-            pair = t.astype(np.int64).ravel() * k + p.astype(np.int64).ravel()
-            tally = np.bincount(pair, minlength=k * k).reshape(k, k)
-            self.counts[case] = self.counts.get(case, 0) + tally
-
-    def scores(self) -> dict[str, Any]:
-        """dice, iou, dice_<label>, iou_<label>, per_case {case: mean Dice}, n_cases."""
-        if not self.counts:
-            raise ValueError("no validation label maps to score")
-        dice, iou = zip(*(_overlaps(c) for c in self.counts.values()), strict=True)
-        dice, iou = np.array(dice), np.array(iou)  # (cases, foreground labels)
-        out: dict[str, Any] = {"dice": float(dice.mean()), "iou": float(iou.mean())}
-        for j, name in enumerate(self.labels[1:]):
-            out[f"dice_{_key(name)}"] = float(dice[:, j].mean())
-            out[f"iou_{_key(name)}"] = float(iou[:, j].mean())
-        out["per_case"] = {case: float(d.mean()) for case, d in zip(self.counts, dice,
-                                                                     strict=True)}
-        out["n_cases"] = len(self.counts)
-        return out
-
-
-def _overlaps(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dice and IoU of each foreground label from one (K, K) truth x prediction count."""
-    overlap = np.diag(confusion)[1:].astype(np.float64)
-    n_truth = confusion.sum(axis=1)[1:]
-    n_pred = confusion.sum(axis=0)[1:]
-    both = n_truth + n_pred
-    union = both - overlap
-    dice = np.where(both > 0, 2.0 * overlap / np.maximum(both, 1), 1.0)
-    iou = np.where(union > 0, overlap / np.maximum(union, 1), 1.0)
-    return dice, iou
-
-
-def segmentation_scores(pred: Iterable[Any], truth: Iterable[Any], labels: Sequence[str],
-                        cases: Sequence[str] | None = None) -> dict[str, Any]:
-    """Dice / IoU of predicted label maps against the truth; label value = index in `labels`.
-
-    Maps of the same case (the slices of one series) are pooled into one volume score; with
-    no `cases` each map is a case of its own. See `SegmentationTally`.
-    """
-    tally = SegmentationTally(labels)
-    tally.add(pred, truth, cases)
-    return tally.scores()
-
 
 # --- detection ---------------------------------------------------------------------------------
 
