@@ -5,8 +5,13 @@ every view of every plane follows one result. The label map is cut from its volu
 array the way the voxels are (any MPR plane cut along the voxel axes shows it; a resampled
 oblique plane does not: labels are not interpolated) and coloured through a 256-entry RGBA
 lookup table built from the manifest's colours; opacity is the item's, so the slider
-re-renders nothing. Boxes are rectangles with "label score" in the label's colour, on planes
-cut along the acquired slices. The heatmap (0..1) goes through a jet-like table.
+re-renders nothing. By default each label is drawn as its outline, solid (the pixels on its
+edge, one per 600 pixels of the image's longer side, so a film shown small keeps a visible
+line), and the anatomy inside a lesion stays readable; the reader's "Fill labels" choice
+(`AiDisplay.label_fill`) tints the whole area at the opacity of the slider. Boxes are
+rectangles with "label score" in the label's colour, on planes cut along the acquired
+slices. The heatmap (0..1) goes through a jet-like table, with its colour bar at the view's
+right edge while it is on screen. The stacking order of all of these is `viewing.layer_order`'s.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from PySide6.QtCore import QRectF
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
+from medviewer.ui.ai.colour_bar import HeatmapColourBar
 from medviewer.ui.document.ai_state import label_lut, rgb
+from medviewer.ui.viewing.layer_order import AI_BOXES_Z, AI_LABELS_Z, HEATMAP_Z, outline
 
 if TYPE_CHECKING:
     from medviewer.inference.results import Box
     from medviewer.ui.viewing.slice_view import SliceView
-
-HEATMAP_Z, LABELS_Z, BOXES_Z = 5, 6, 8  # above the image (0), below measurements
+OUTLINE_PER_PX = 600  # outline width: one pixel per this many of the image's longer side
 
 
 def jet_lut(fade: float = 0.4) -> np.ndarray:
@@ -50,10 +56,11 @@ class AiLayerItems:
         self.view = view
         self.labels_item = pg.ImageItem(axisOrder="row-major")
         self.heatmap_item = pg.ImageItem(axisOrder="row-major")
-        for item, z in ((self.labels_item, LABELS_Z), (self.heatmap_item, HEATMAP_Z)):
+        for item, z in ((self.labels_item, AI_LABELS_Z), (self.heatmap_item, HEATMAP_Z)):
             item.setZValue(z)
             item.setVisible(False)
             view.view_box.addItem(item, ignoreBounds=True)
+        self.colour_bar = HeatmapColourBar(view, JET)
         self.box_items: list[tuple[Box, QGraphicsRectItem, pg.TextItem]] = []
         doc = view.document
         doc.sigAiResultChanged.connect(self.refresh)
@@ -73,6 +80,7 @@ class AiLayerItems:
     def _hide_all(self) -> None:
         self.labels_item.setVisible(False)
         self.heatmap_item.setVisible(False)
+        self.colour_bar.hide()
         self._clear_boxes()
 
     def _show_labels(self, k: int) -> None:
@@ -81,10 +89,13 @@ class AiLayerItems:
         if labels is None or not labels.any():
             self.labels_item.setVisible(False)
             return
-        lut = label_lut(doc.ai_result, doc.ai_display.hidden_labels)
-        self.labels_item.setImage(lut[labels], autoLevels=False, levels=None)
+        rgba = label_lut(doc.ai_result, doc.ai_display.hidden_labels)[labels]
+        fill = doc.ai_display.label_fill
+        if not fill:
+            rgba[~outline(labels, max(1, round(max(labels.shape) / OUTLINE_PER_PX)))] = 0
+        self.labels_item.setImage(rgba, autoLevels=False, levels=None)
         self.labels_item.setRect(self.view.image_rect())
-        self.labels_item.setOpacity(doc.ai_display.opacity)
+        self.labels_item.setOpacity(doc.ai_display.opacity if fill else 1.0)
         self.labels_item.setVisible(True)
 
     def _show_heatmap(self, k: int) -> None:
@@ -92,12 +103,14 @@ class AiLayerItems:
         heat = doc.heatmap_image(self.view.plane_name, k)
         if heat is None:
             self.heatmap_item.setVisible(False)
+            self.colour_bar.hide()
             return
         index = np.rint(np.clip(np.nan_to_num(heat), 0.0, 1.0) * 255).astype(np.uint8)
         self.heatmap_item.setImage(JET[index], autoLevels=False, levels=None)
         self.heatmap_item.setRect(self.view.image_rect())
         self.heatmap_item.setOpacity(doc.ai_display.heatmap_opacity)
         self.heatmap_item.setVisible(True)
+        self.colour_bar.show_for(doc.explanation.method)
 
     def _show_boxes(self, k: int) -> None:
         self._clear_boxes()
@@ -112,11 +125,11 @@ class AiLayerItems:
             pen = QPen(colour, 2)
             pen.setCosmetic(True)  # 2 screen pixels at any zoom
             rect_item.setPen(pen)
-            rect_item.setZValue(BOXES_Z)
+            rect_item.setZValue(AI_BOXES_Z)
             text = pg.TextItem(f"{box.label} {box.score:.2f}", color=colour, anchor=(0, 1),
                                fill=(0, 0, 0, 140))
             text.setPos(top_left)
-            text.setZValue(BOXES_Z)
+            text.setZValue(AI_BOXES_Z)
             self.view.view_box.addItem(rect_item, ignoreBounds=True)
             self.view.view_box.addItem(text, ignoreBounds=True)
             self.box_items.append((box, rect_item, text))

@@ -34,8 +34,14 @@ class AiOutput:
 
     results: tuple[Result, ...]
     scope: str = "slice"  # "slice" | "series" | "compare"
-    label_stats: tuple[dict, ...] = ()
+    label_stats: tuple[dict, ...] = ()  # of the shown result
     failures: tuple[str, ...] = ()  # compare: the methods that could not run, and why
+    # compare (lab 4's segmenters): the result drawn on the images, and per result its
+    # label_stats and its scores against the series' own mask ({} when it has none)
+    shown: int = 0
+    stats_by_result: tuple[tuple[dict, ...], ...] = ()
+    scores_by_result: tuple[dict, ...] = ()
+    lesions: tuple[Any, ...] = ()  # core.lesions.Lesion of the lesion labels, from the worker
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class AiDisplay:
     """How the layers are drawn; the reader's choices survive a new result and a new series."""
 
     opacity: float = 0.5  # label map
+    label_fill: bool = False  # outlines by default: the anatomy inside stays readable
     hidden_labels: frozenset[str] = field(default_factory=frozenset)
     min_score: float = 0.5  # boxes below it are hidden
     heatmap_opacity: float = 0.45
@@ -83,12 +90,28 @@ class AiLayers:
 
     @property
     def ai_result(self) -> Result | None:
-        """The result drawn on the images (the first, for a comparison of methods)."""
+        """The result drawn on the images (a comparison: the one chosen, first at first)."""
         results = self.ai_results
-        return results[0] if results else None
+        return results[self.ai_output.shown] if results else None
+
+    def show_ai_result(self, index: int) -> None:
+        """Draw result `index` of a comparison (one overlay at a time), its label volumes
+        in the dock."""
+        output = self.ai_output
+        if output is None or index == output.shown or not 0 <= index < len(output.results):
+            return
+        stats = (output.stats_by_result[index] if index < len(output.stats_by_result)
+                 else output.label_stats)
+        self.set_ai_output(replace(output, shown=index, label_stats=stats))
 
     def set_ai_output(self, output: AiOutput | None) -> None:
+        """Show `output`; a heatmap of another model goes with the result it explained (it
+        would read as this model's)."""
         self.ai_output = output
+        exp = self.explanation
+        if output is not None and exp is not None and exp.model_id not in {
+                r.model_id for r in output.results}:
+            self.explanation = None
         self.sigAiResultChanged.emit()
 
     def set_explanation(self, explanation: Explanation | None) -> None:
@@ -102,7 +125,8 @@ class AiLayers:
             self.sigAiResultChanged.emit()
 
     def set_ai_display(self, **changes: Any) -> None:
-        """Change how the layers are drawn: opacity, hidden_labels, min_score, heatmap_opacity."""
+        """Change how the layers are drawn: opacity, label_fill, hidden_labels, min_score,
+        heatmap_opacity."""
         display = replace(self.ai_display, **changes)
         if display != self.ai_display:
             self.ai_display = display

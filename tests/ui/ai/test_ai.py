@@ -91,6 +91,7 @@ def test_menu_groups_models_by_lab_and_greys_out_what_cannot_read_the_series(
 # ----------------------------------------------------------------------- segmentation
 def test_segmentation_of_a_slice_colours_the_overlay_where_the_labels_are(ai_window, qtbot):
     window, doc = ai_window, ai_window.document
+    window.ai.panel.fill_check.setChecked(True)  # whole areas (the default is outlines)
     window.ai.menu.model_actions["test-seg"].trigger()
     output = _run(window, qtbot, window.ai.menu.run_slice_action.trigger)
     k = doc.slice_index
@@ -139,6 +140,7 @@ def test_whole_series_segmentation_shows_on_the_mpr_planes_too(ai_window, qtbot)
     assert np.mean(result.label_map == _expected_labels(doc.volume.voxels)) > 0.995
     assert sum(s["voxels"] for s in output.label_stats) == np.count_nonzero(result.label_map)
     assert "over the series" in window.ai.panel.labels_note.text()
+    doc.set_ai_display(label_fill=True)  # whole areas (the default is outlines)
     window.set_layout("mpr")
     for name, view in window.viewer.mpr_view.views.items():
         labels = doc.plane(name).image(result.label_map, view.slice_index)

@@ -66,6 +66,7 @@ def test_lab2_scores_the_nodule_slices_above_the_clear_ones(demo_window, qtbot, 
 def test_lab4_segments_lungs_and_the_nodules_on_the_overlay(demo_window, qtbot, truth):
     doc = demo_window.open_demo_series("DEMO-0001", "CT")
     _run(demo_window, qtbot, lambda: demo_window.ai.run_model("lab4-chest-unet", "series"))
+    doc.set_ai_display(label_fill=True)  # whole areas (the default is outlines)
     result = doc.ai_result
     labels = result.labels
     assert result.label_map.shape == doc.volume.voxels.shape
