@@ -23,6 +23,7 @@ from medviewer.inference import Manifest, ModelError, list_models, provider_stat
 from medviewer.inference.results import Result
 from medviewer.ui.ai.export import write_results, write_verdict_csv
 from medviewer.ui.ai.layers import AiLayerItems
+from medviewer.ui.ai.lesions_table import centre_view_on
 from medviewer.ui.ai.menu import AiMenu
 from medviewer.ui.ai.panel import AiPanel
 from medviewer.ui.ai.tasks import (
@@ -55,7 +56,7 @@ class AiController(QObject):
 
     def __init__(self, host: Host, document: StudyDocument, viewer: ViewerPanel) -> None:
         super().__init__(document)
-        self.host, self.document = host, document
+        self.host, self.document, self.viewer = host, document, viewer
         viewer.add_layer("ai", AiLayerItems)  # label map, boxes, heatmap of the AI's result
         self.cache = ModelCache()
         self.models: dict[str, Manifest] = {}
@@ -79,6 +80,7 @@ class AiController(QObject):
     def _build_dock(self) -> None:
         self.panel = AiPanel(self.document)
         self.panel.sigExportVerdict.connect(self.export_verdict_dialog)
+        self.panel.lesion_table.sigLesionChosen.connect(self.go_to_lesion)
         self.dock = QDockWidget("AI results", self.host.dialog_parent())
         self.dock.setObjectName("aiDock")  # saveState needs names
         self.dock.setWidget(self.panel)
@@ -304,6 +306,15 @@ class AiController(QObject):
         else:
             found = f"scores on {len(result.slice_indices)} slices"
         return f"{name}: {found} in {run.seconds:.2f} s"
+
+    @guarded
+    def go_to_lesion(self, lesion: Any) -> None:
+        """Point at a lesion (a lesion table row): its measured image, the view centred on it."""
+        row, col = lesion.key_point
+        self.document.set_crosshair((int(round(col)), int(round(row)), lesion.slice_index))
+        centre_view_on(self.viewer.single_view, row, col)
+        self.host.set_status(f"{lesion.name}: {lesion.long_axis_mm:.1f} x "
+                             f"{lesion.short_axis_mm:.1f} mm, {lesion.volume_ml:.2f} mL")
 
     # ----------------------------------------------------------------- clear and export
     @guarded

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from medviewer.inference.results import Result
 from medviewer.ui.ai.agreement import agreement_html, agreement_tooltip
+from medviewer.ui.ai.lesions_table import LesionTable
 from medviewer.ui.ai.score_curve import PLOT_EVERY_LABEL, ScoreCurve
 from medviewer.ui.document.ai_state import rgb
 from medviewer.ui.document.reading_aids import STACK
@@ -113,6 +114,8 @@ class AiPanel(QWidget):
         self._build_scores()
         self._build_verdicts()
         self._build_labels()
+        self.lesion_table = LesionTable()  # a segmentation's lesions, one row each
+        self.sections.addWidget(self.lesion_table)
         self._build_boxes()
         self._build_heatmap()
         self.sections.addStretch(1)
@@ -165,6 +168,7 @@ class AiPanel(QWidget):
         self.opacity_slider = _slider(int(self.document.ai_display.opacity * 100))
         self.opacity_slider.valueChanged.connect(
             lambda v: self.document.set_ai_display(opacity=v / 100))
+        self.opacity_slider.setToolTip("Opacity of filled labels (outlines are drawn solid)")
         self.agreement_label = QLabel()  # scores against a mask, when one was compared
         self.fill_check = QCheckBox("Fill labels")
         self.fill_check.setToolTip("Tint the whole area of each label; off, only its outline "
@@ -229,6 +233,7 @@ class AiPanel(QWidget):
             self._fill_verdicts()
         if not self.labels_group.isHidden():
             self._fill_labels()
+        self.lesion_table.show_output(output, self._number, self.document.modality)
         self._sync_display()
         self._on_slice_changed(self.document.slice_index)
 
@@ -372,6 +377,7 @@ class AiPanel(QWidget):
         self.fill_check.blockSignals(True)
         self.fill_check.setChecked(display.label_fill)
         self.fill_check.blockSignals(False)
+        self.opacity_slider.setEnabled(display.label_fill)
         for slider, value in ((self.opacity_slider, display.opacity),
                               (self.threshold_slider, display.min_score),
                               (self.heatmap_slider, display.heatmap_opacity)):

@@ -65,7 +65,8 @@ def run_model_task(ctx: Any, cache: ModelCache, manifest: Manifest, volume: Any,
     start = time.perf_counter()
     loaded = cache.get(manifest)
     result = loaded.run(volume, slices, progress=ctx.progress, cancelled=ctx.is_cancelled)
-    output = AiOutput((result,), scope, _label_stats(result, volume))
+    output = AiOutput((result,), scope, _label_stats(result, volume),
+                      lesions=_lesions(result, volume, manifest))
     return AiRun(output, volume, loaded.provider, time.perf_counter() - start)
 
 
@@ -112,6 +113,18 @@ def _label_stats(result: Result, volume: Any) -> tuple[dict, ...]:
     radiograph's pixel grid has no depth)."""
     spacing = volume.spacing if getattr(volume, "has_geometry", False) else None
     return tuple(label_volumes(result, spacing))
+
+
+def _lesions(result: Result, volume: Any, manifest: Manifest) -> tuple[Any, ...]:
+    """The lesion table of a segmentation on images with patient geometry (a radiograph's
+    pixels have no depth: no volume, no 3D lesion); the manifest may name the lesion labels
+    (`options.lesion_labels`), else their names say it (core.lesions)."""
+    if result.label_map is None or not getattr(volume, "has_geometry", False):
+        return ()
+    from medviewer.core.lesions import find_lesions
+
+    return tuple(find_lesions(result.label_map, volume, result.labels,
+                              manifest.options.get("lesion_labels")))
 
 
 def agreement_task(ctx: Any, result: Result, volume: Any, path: str) -> dict[str, Any]:
