@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -177,3 +177,47 @@ def segmentation_scores(pred: Iterable[Any], truth: Iterable[Any], labels: Seque
     tally = SegmentationTally(labels)
     tally.add(pred, truth, cases)
     return tally.scores()
+
+
+# --- reading flat "<metric>_<label>" keys back as a table ------------------------------------
+
+PER_LABEL_KEYS = ("dice", "iou", "precision", "recall", "boundary_f1", "hd95_px", "hd95_mm",
+                  "hd95")
+HEADINGS = {"dice": "Dice", "iou": "IoU", "precision": "Precision", "recall": "Recall",
+            "hd95_px": "HD95 (px)", "hd95_mm": "HD95 (mm)", "hd95": "HD95 (mm)",
+            "pixel_accuracy": "Pixel accuracy", "mean_pixel_accuracy": "Mean pixel accuracy",
+            "mean_iou": "Mean IoU"}
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def label_names(metrics: Mapping[str, Any]) -> list[str]:
+    """The label keys a flat metrics dict scores one by one: those with a "dice_<label>"."""
+    return [k[5:] for k, v in metrics.items() if k.startswith("dice_") and _numeric(v)]
+
+
+def per_label_table(metrics: Mapping[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """(the per-label metric keys present, in PER_LABEL_KEYS order; {label: {key: value}})
+    from "<metric>_<label>" keys (None where a label lacks one, e.g. an undefined HD95)."""
+    labels = label_names(metrics)
+    keys = [m for m in PER_LABEL_KEYS if any(f"{m}_{x}" in metrics for x in labels)]
+    table = {x.replace("_", " "): {m: metrics.get(f"{m}_{x}") for m in keys} for x in labels}
+    return keys, table
+
+
+def headline_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics without the per-label ones (what fits on one line or in one row)."""
+    labels = label_names(metrics)
+    per_label = {f"{m}_{x}" for m in PER_LABEL_KEYS for x in labels}
+    return {k: v for k, v in metrics.items() if k not in per_label}
+
+
+def metric_heading(key: str, metrics: Mapping[str, Any] | None = None) -> str:
+    """A column heading with its unit: "HD95 (px)", "BF1 (2 px)" (the boundary tolerance in
+    the unit the distances of `metrics` are in); unknown keys as they are."""
+    if key == "boundary_f1":
+        unit = "px" if any(str(k).startswith("hd95_px") for k in (metrics or {})) else "mm"
+        return f"BF1 ({BOUNDARY_TOLERANCE_PX:g} {unit})"
+    return HEADINGS.get(key, key)

@@ -2,14 +2,16 @@
 
 One row per version, oldest first: where it lives (the shipped read-only models/, the user's
 model store, or a MEDVIEWER_MODELS_DIR folder), whether the viewer runs it, when it was made
-(the date its manifest records, never a file's time: a copy is not a new model), its held-out
-scalar metrics and a summary of how it was trained. Each metric cell names how many samples it
-was measured on and on which validation set (A, B, ... explained under the table): numbers
-measured on different sets are not comparable, and the note under the table says which rows
-are and which are not. "Use this version" makes the selected row active (a rollback or a roll
-forward: `versions.set_active`) and `models_changed` switches the viewer to it without a
-restart. A pointer that names a missing version is shown in words above the table. The logic
-is callable without clicking: `show_model(model_id)`, `use_version(version)`.
+(the date its manifest records, never a file's time: a copy is not a new model), its
+held-out scalar metrics and a summary of how it was trained (a segmentation's per-label
+scores: in a table of their own under it, for the selected version, labels as rows). Each
+metric cell names how many samples it was measured on and on which validation set (A, B, ...
+explained under the table): numbers measured on different sets are not comparable, and the
+note under the table says which rows are and which are not. "Use this version" makes the
+selected row active (a rollback or a roll forward: `versions.set_active`) and
+`models_changed` switches the viewer to it without a restart. A pointer that names a missing
+version is shown in words above the table. The logic is callable without clicking:
+`show_model(model_id)`, `use_version(version)`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ from PySide6.QtWidgets import (
 
 from medviewer.inference import ModelError, registry, versions
 from medviewer.inference.versions import ModelVersion
+from medviewer.training.segmentation_metrics import (
+    headline_metrics,
+    metric_heading,
+    per_label_table,
+)
 from medviewer.ui.common.guard import guarded
 from medviewer.ui.common.host import Host
 
@@ -51,10 +58,23 @@ BASELINE_COLUMN = "Versus its baseline (same set)"
 # ----------------------------------------------------------------------- what a row says
 def scalar_metrics(manifest: Any) -> dict[str, float]:
     """The manifest's held-out numbers (not nested tables, texts, flags, the sample count
-    or training-set figures, which are no held-out evidence)."""
-    return {k: v for k, v in manifest.metrics.items()
+    or training-set figures, which are no held-out evidence); a segmentation's per-label
+    scores are in the per-label table instead (`label_rows`)."""
+    return {k: v for k, v in headline_metrics(manifest.metrics).items()
             if isinstance(v, int | float) and not isinstance(v, bool) and k != "n"
             and "train" not in k}
+
+
+def label_rows(manifest: Any) -> tuple[list[str], list[list[str]]]:
+    """(headings, one row of text per label) of a segmentation's per-label held-out scores:
+    labels as rows, metrics as columns with their units; ([], []) when it has none."""
+    keys, table = per_label_table(manifest.metrics)
+    if not table:
+        return [], []
+    headings = ["Label"] + [metric_heading(k, manifest.metrics) for k in keys]
+    rows = [[name] + ["n/a" if s[k] is None else _number(s[k]) for k in keys]
+            for name, s in table.items()]
+    return headings, rows
 
 
 def measured_on(manifest: Any) -> str:
@@ -171,8 +191,9 @@ class VersionsDialog(QDialog):
         self.setObjectName("versionsDialog")
         self.setModal(False)
         self.rows: list[ModelVersion] = []
+        self.sets: dict[str, str] = {}
         self._build()
-        self.resize(980, 360)
+        self.resize(980, 480)
 
     def _build(self) -> None:
         self.model_combo = QComboBox()
@@ -202,6 +223,15 @@ class VersionsDialog(QDialog):
         layout.addLayout(top)
         layout.addWidget(self.message)
         layout.addWidget(self.table, 1)
+        self.labels_title = QLabel()
+        self.labels_table = QTableWidget(0, 0)  # per-label scores of the selected version
+        self.labels_table.setObjectName("versionLabels")
+        self.labels_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.labels_table.verticalHeader().setVisible(False)
+        self.labels_table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        layout.addWidget(self.labels_title)
+        layout.addWidget(self.labels_table, 1)
         self.sets_label = QLabel()
         self.sets_label.setObjectName("versionsSets")
         self.sets_label.setWordWrap(True)
@@ -307,6 +337,29 @@ class VersionsDialog(QDialog):
         version = self.selected_version()
         row = next((r for r in self.rows if r.version == version), None)
         self.use_button.setEnabled(row is not None and not row.active)
+        self._fill_labels(row)
+
+    def _fill_labels(self, row: ModelVersion | None) -> None:
+        """The selected version's per-label scores, when it has them."""
+        headings, rows = label_rows(row.manifest) if row is not None else ([], [])
+        table = self.labels_table
+        table.clear()
+        table.setColumnCount(len(headings))
+        table.setRowCount(len(rows))
+        table.setHorizontalHeaderLabels(headings)
+        for r, cells in enumerate(rows):
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                table.setItem(r, c, item)
+        if rows:
+            letter = set_of(row, self.sets)
+            self.labels_title.setText(f"Per label, version {row.version} (set {letter}: "
+                                      f"{measured_on(row.manifest)})")
+        for widget in (self.labels_title, table):
+            widget.setVisible(bool(rows))
 
     @guarded
     def use_version(self, version: str | None = None) -> bool:

@@ -155,7 +155,19 @@ def test_the_table_has_one_row_per_version_of_any_model(make_main_window, store)
     assert dialog.table.rowCount() == 1 and dialog.table.columnCount() > len(FIXED_COLUMNS)
     headers = [dialog.table.horizontalHeaderItem(c).text()
                for c in range(dialog.table.columnCount())]
-    assert "dice_lung" in headers and "final_train_loss" not in headers  # held-out only
+    assert "final_train_loss" not in headers  # held-out only
+    # per-label scores: a table of their own (labels as rows), not one column per label
+    assert "dice_lung" not in headers
+    labels = dialog.labels_table
+    assert labels.isVisibleTo(dialog)
+    names = [labels.item(r, 0).text() for r in range(labels.rowCount())]
+    assert set(names) == {"body", "lung", "nodule", "spine"}
+    columns = [labels.horizontalHeaderItem(c).text() for c in range(labels.columnCount())]
+    assert columns[:3] == ["Label", "Dice", "IoU"]
+    manifest = dialog.rows[0].manifest
+    lung = names.index("lung")
+    assert labels.item(lung, 1).text() == f"{manifest.metrics['dice_lung']:.4g}"
+    dialog.grab().save("/tmp/s21/h2_versions.png")
     assert _column(dialog, "Measured on")[0].startswith("set A: 716 samples: 16 random phantoms")
     ids = [dialog.model_combo.itemData(i) for i in range(dialog.model_combo.count())]
     assert {LAB1, "lab4-chest-unet", "lab5-heart-frcnn"} <= set(ids)
