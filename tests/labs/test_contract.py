@@ -64,6 +64,11 @@ def test_every_lab_registers_its_architectures() -> None:
     assert not empty, f"labs that register no architecture: {empty}"
 
 
+def test_both_digit_networks_of_lab1_are_under_contract() -> None:
+    """The fully connected SimpleNN and the overview's MedicalCNN (28x28 and light 8x8)."""
+    assert {"lab1.simplenn", "lab1.medical_cnn", "lab1.medical_cnn_light"} <= set(NAMES)
+
+
 def test_names_are_unique_and_labelled() -> None:
     for name in NAMES:
         arch = architectures.get(name)

@@ -128,7 +128,7 @@ def test_plugin_imports_no_torch():
 def test_training_recipe_reproduces_the_shipped_accuracy(tmp_path, digits_run):
     from medviewer.labs.lab1.demo import train
 
-    (folder,) = train(tmp_path)
+    (folder,) = train(tmp_path, model="mlp")
     retrained = json.loads((folder / "manifest.json").read_text())["metrics"]
     shipped = digits_run[0].manifest.metrics
     assert retrained["n"] == shipped["n"]
@@ -202,3 +202,101 @@ def test_a_course_checkpoint_imports_with_its_own_names_and_runs_on_the_digits(
         expected = net(features).argmax(1).numpy()
     assert result.scores.argmax(axis=1).tolist() == expected.tolist()
     assert len(set(expected.tolist())) > 3  # a real comparison: the net calls several digits
+
+
+# --- MedicalCNN: the overview's conv -> pool -> conv -> pool -> fully connected network ------
+
+CNN_ID = "lab1-digits-cnn"
+
+
+@pytest.fixture(scope="module")
+def cnn_run(digits_volume):
+    model = open_model(CNN_ID)
+    return model, model.run(digits_volume)
+
+
+def test_medical_cnn_takes_mnist_and_scikit_learn_digits():
+    import torch
+
+    from medviewer.labs.architectures import get
+
+    for name, size in (("lab1.medical_cnn", 28), ("lab1.medical_cnn_light", 8)):
+        arch = get(name)
+        net = arch.build(**arch.default_options).eval()
+        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+        pools = [m for m in net.modules() if isinstance(m, torch.nn.MaxPool2d)]
+        assert len(convs) == 2 and len(pools) == 2
+        with torch.no_grad():
+            assert net(torch.zeros(3, 1, size, size)).shape == (3, 10)
+        # the options a checkpoint's shapes give rebuild the same network
+        rebuilt = arch.options_from_weights(net.state_dict())
+        assert rebuilt == {"num_classes": 10, "in_channels": 1, **arch.default_options}
+    with pytest.raises(ValueError, match="multiple of 4"):
+        get("lab1.medical_cnn").build(image_size=30)
+
+
+def test_shipped_cnn_reads_the_demo_digits_as_images(cnn_run, digits_truth, digits_volume):
+    model, result = cnn_run
+    assert model.manifest.arch == "lab1.medical_cnn_light"
+    assert model.manifest.onnx_inputs["image"] == ["batch", 1, 8, 8]
+    labels = digits_truth["labels"]
+    assert result.scores.shape == (len(labels), 10)
+    assert np.mean(result.scores.argmax(axis=1) == np.array(labels)) > 0.9
+    assert result.sop_instance_uids == [s.sop_instance_uid for s in digits_volume.sources]
+
+
+def test_cnn_manifest_metrics_are_the_held_out_split(cnn_run):
+    model, _ = cnn_run
+    _, test_images, _, test_labels = demo.digits_split()
+    images = digit_features(test_images).reshape(-1, 1, *DIGIT_SIZE)
+    logits = model.session.run({"image": images})["logits"]
+    metrics = model.manifest.metrics
+    assert metrics["n"] == len(test_labels)
+    assert metrics["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == test_labels), abs=1e-3)
+    assert model.manifest.provenance["command"] == "python -m medviewer.labs.lab1.demo --model cnn"
+
+
+def test_cnn_training_recipe_reproduces_the_shipped_accuracy(tmp_path, cnn_run):
+    from medviewer.labs.lab1.demo import main
+
+    main(["--model", "cnn", "--out", str(tmp_path)])
+    retrained = json.loads((tmp_path / CNN_ID / "manifest.json").read_text())["metrics"]
+    assert retrained["accuracy"] == pytest.approx(cnn_run[0].manifest.metrics["accuracy"],
+                                                  abs=0.02)
+
+
+def test_a_course_cnn_checkpoint_imports_with_its_own_names(digits_volume, tmp_path, capsys):
+    """The overview's network written with its own names (conv1, conv2, fc1, fc2) at 8 x 8:
+    `medviewer export` with no --arch finds MedicalCNN and the viewer's calls match it."""
+    import torch
+    from torch import nn
+
+    from medviewer.cli import main
+    from medviewer.inference import load_manifest
+
+    class CourseCNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1)
+            self.pool = nn.MaxPool2d(2)
+            self.fc1, self.fc2 = nn.Linear(32 * 2 * 2, 64), nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = self.pool(torch.relu(self.conv1(x)))
+            x = self.pool(torch.relu(self.conv2(x)))
+            return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+    torch.manual_seed(5)
+    net = CourseCNN().eval()
+    torch.save(net.state_dict(), tmp_path / "cnn.pth")
+    out = tmp_path / "model"
+    assert main(["export", str(tmp_path / "cnn.pth"), "--out", str(out),
+                 "--labels", ",".join(map(str, range(10)))]) == 0
+    assert "lab1.medical_cnn" in capsys.readouterr().out
+    manifest = load_manifest(out)
+    assert manifest.arch.startswith("lab1.medical_cnn") and manifest.input.size == DIGIT_SIZE
+    result = open_model(out).run(digits_volume)
+    images = torch.from_numpy(digit_features(digits_volume.voxels).reshape(-1, 1, 8, 8))
+    with torch.no_grad():
+        expected = net(images).argmax(1).numpy()
+    assert result.scores.argmax(axis=1).tolist() == expected.tolist()

@@ -37,14 +37,22 @@ def digit_features(images: np.ndarray, size: tuple[int, int] = DIGIT_SIZE) -> np
     return ((x - lo) / span * np.float32(INK)).reshape(len(x), -1).astype(np.float32)
 
 
+def digit_images(images: np.ndarray, size: tuple[int, int] = DIGIT_SIZE) -> np.ndarray:
+    """`digit_features` as (n, 1, rows, cols) images, the input of a convolutional network."""
+    return digit_features(images, size).reshape(len(images), 1, *size)
+
+
 class DigitClassifier(SliceClassifier):
-    """One row of digit probabilities per slice."""
+    """One row of digit probabilities per slice, from a fully connected network (flat
+    features) or a convolutional one (images: its graph's input has four axes)."""
 
     batch_size = 256  # 64 numbers a slice: one ONNX call covers a whole test series
 
     def preprocess(self, voxels: np.ndarray, batch: list[int], volume: Any
                    ) -> dict[str, np.ndarray]:
-        return {"image": digit_features(voxels[batch], self.manifest.input.size)}
+        size = self.manifest.input.size
+        as_images = len(self.manifest.onnx_inputs.get("image", ())) == 4
+        return {"image": (digit_images if as_images else digit_features)(voxels[batch], size)}
 
 
 def submission_rows(result: Result) -> list[tuple[int, str]]:
@@ -68,6 +76,6 @@ def write_submission(result: Result, path: str | Path) -> Path:
     return Path(path)
 
 
-PLUGIN = Plugin(name="lab1", lab=1, title="Lab 1: handwritten digits (SimpleNN)",
+PLUGIN = Plugin(name="lab1", lab=1, title="Lab 1: handwritten digits (SimpleNN, MedicalCNN)",
                 pipelines={"classification": DigitClassifier},
                 writers={"submission.csv": write_submission})
