@@ -4,9 +4,12 @@
 and the main metric per epoch, and the log; it draws a `training_process.RunHistory`.
 `CompareView` reads the run's compare.json (both versions evaluated through ONNX Runtime on the same
 validation split): a table of metrics, main metric first, the higher value of each row
-marked; ROC curves of both when the task has them, else the score of every validation
-case as points; and the two confusion matrices where the task has one. All metrics in
-compare.json are higher-is-better (the training contract).
+marked; a segmentation's per-label scores in a table of their own (labels as rows, metrics
+as columns: current -> candidate); ROC curves of both when the task has them, else the score
+of every validation case as points; and the two confusion matrices where the task has one.
+Every metric in compare.json is higher-is-better except the HD95 distances
+(`training.metrics.lower_is_better`). `ProgressView` shows the latest epoch's per-label
+scores the same way.
 
 The verdict is never read off two averages: it is the paired comparison of the cases both
 versions scored (`training.metrics.paired_comparison`: per-case differences, a seeded paired
@@ -16,10 +19,6 @@ its per-case table. A higher average inside the interval is "no clear difference
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
@@ -39,99 +38,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medviewer.training.metrics import comparison_text, paired_comparison
+from medviewer.training.metrics import lower_is_better
+from medviewer.training.segmentation_metrics import metric_heading
+from medviewer.ui.training.compare_data import (  # noqa: F401 - load_compare: the dialog's
+    SIDES,
+    MetricRow,
+    label_cells,
+    load_compare,
+    metric_rows,
+    paired_of,
+    verdict_text,
+    version_text,
+)
 
 if TYPE_CHECKING:
     from medviewer.ui.training.process import RunHistory
 
-SIDES = ("current", "candidate")
 CURVE_PENS = {"steps": "#5b6b7f", "train": "#4aa3ff", "val": "#f5a623", "metric": "#7ed957"}
 COLOURS = {"current": "#9aa0a6", "candidate": "#4aa3ff"}
-TIE = 1e-9  # equal to this: neither side is highlighted
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """One line of the table: a metric, both values (None: not measured), whose is higher
-    (in bold: an average, no verdict; the verdict is the paired comparison's)."""
-
-    name: str
-    current: float | None
-    candidate: float | None
-    better: str  # "current" | "candidate" | "" (tie or not comparable)
-
-
-def load_compare(path: str | Path) -> dict[str, Any]:
-    """compare.json as a dict; OSError / ValueError for a missing or broken file."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or "candidate" not in data:
-        raise ValueError(f"{path}: not a comparison file (no 'candidate')")
-    return data
-
-
-def _value(side: dict[str, Any] | None, name: str) -> float | None:
-    value = ((side or {}).get("metrics") or {}).get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        return None
-    return float(value)
-
-
-def _is_count(name: str) -> bool:
-    """'n', 'n_cases': how many were scored, context rather than a score to compare."""
-    return name == "n" or name.startswith("n_")
-
-
-def split_text(compare: dict[str, Any]) -> str:
-    """'10 validation cases (300 samples)' from compare.json's split summary ('' if none)."""
-    split = compare.get("split") or {}
-    cases, samples = split.get("validation_cases"), split.get("validation_samples")
-    if cases is None:
-        return ""
-    extra = f" ({samples} samples)" if samples not in (None, cases) else ""
-    return f"{cases} validation cases{extra}"
-
-
-def metric_rows(compare: dict[str, Any]) -> list[MetricRow]:
-    """Every numeric metric either side has, the main metric first, the rest by name."""
-    names: set[str] = set()
-    for side in SIDES:
-        names |= {k for k in ((compare.get(side) or {}).get("metrics") or {})
-                  if _value(compare.get(side), k) is not None and not _is_count(k)}
-    main = str(compare.get("main_metric", ""))
-    ordered = ([main] if main in names else []) + sorted(names - {main})
-    rows = []
-    for name in ordered:
-        old, new = _value(compare.get("current"), name), _value(compare.get("candidate"), name)
-        better = ""
-        if old is not None and new is not None and abs(new - old) > TIE:
-            better = "candidate" if new > old else "current"
-        rows.append(MetricRow(name, old, new, better))
-    return rows
-
-
-def paired_of(compare: dict[str, Any]) -> dict[str, Any]:
-    """compare.json's paired comparison (computed from both sides' per-case scores for a
-    file written before it was recorded)."""
-    paired = compare.get("paired")
-    if isinstance(paired, dict) and "verdict" in paired:
-        return paired
-    return paired_comparison((compare.get("current") or {}).get("per_case"),
-                             (compare.get("candidate") or {}).get("per_case"))
-
-
-def verdict_text(compare: dict[str, Any]) -> str:
-    """The sentence above the tables: verdict, interval, cases, and what was compared."""
-    paired = paired_of(compare)
-    what = str(paired.get("per_case_score") or "the per-case score")
-    where = split_text(compare) or "the same validation split"
-    return (f"{comparison_text(paired, what)} Both versions were run through ONNX Runtime on "
-            f"{where}; the table below lists the averages, the per-case table the evidence.")
-
-
-def version_text(compare: dict[str, Any], side: str) -> str:
-    version = (compare.get(side) or {}).get("version")
-    title = "Current" if side == "current" else "Candidate"
-    return f"{title} {version}" if version else f"{title} (none)"
 
 
 class ProgressView(QWidget):
@@ -153,6 +77,9 @@ class ProgressView(QWidget):
                        "train": _points(self.loss_plot, "train", "train (epoch)"),
                        "val": _points(self.loss_plot, "val", "validation"),
                        "metric": _points(self.metric_plot, "metric", "main metric")}
+        self.epoch_label = QLabel("")  # the latest epoch's per-label scores, when it has them
+        self.epoch_table = _table()
+        self.epoch_table.setObjectName("epochLabelScores")
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(5000)
@@ -163,10 +90,14 @@ class ProgressView(QWidget):
         plots.addWidget(self.metric_plot)
         layout.addLayout(top)
         layout.addLayout(plots, 3)
+        layout.addWidget(self.epoch_label)
+        layout.addWidget(self.epoch_table, 2)
         layout.addWidget(self.log_view, 2)
+        self._show_epoch({}, 0)
 
     def reset(self) -> None:
         self._metric_name = ""
+        self._show_epoch({}, 0)
         self.log_view.clear()
         for curve in self.curves.values():
             curve.setData([], [])
@@ -189,6 +120,19 @@ class ProgressView(QWidget):
         if history.main_metric and history.main_metric != self._metric_name:
             self._metric_name = history.main_metric  # a new label re-lays the plot out
             self.metric_plot.getPlotItem().setLabel("left", history.main_metric)
+        self._show_epoch(history.metrics, len(history.val_loss) or len(history.metric))
+
+    def _show_epoch(self, metrics: dict[str, Any], epoch: int) -> None:
+        """Labels as rows, metrics as columns, the overall scores above (segmentation)."""
+        headings, rows = label_cells(metrics)
+        _fill(self.epoch_table, headings, rows)
+        overall = ", ".join(f"{_lower_first(metric_heading(k))} {metrics[k]:.4f}"
+                            for k in ("pixel_accuracy", "mean_pixel_accuracy", "mean_iou")
+                            if isinstance(metrics.get(k), int | float))
+        self.epoch_label.setText(f"Validation after epoch {epoch}, per label"
+                                 + (f" (overall: {overall})" if overall else ""))
+        for widget in (self.epoch_label, self.epoch_table):
+            widget.setVisible(bool(rows))
 
 
 class CompareView(QWidget):
@@ -201,6 +145,9 @@ class CompareView(QWidget):
         self.verdict.setObjectName("compareVerdict")
         self.verdict.setWordWrap(True)
         self.table = _table()
+        self.labels_title = QLabel("")
+        self.labels_table = _table()
+        self.labels_table.setObjectName("perLabelScores")
         self.cases_table = _table()
         self.cases_table.setObjectName("perCaseDifferences")
         self.plot = pg.PlotWidget()
@@ -218,6 +165,8 @@ class CompareView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.verdict)
         layout.addWidget(self.table, 2)
+        layout.addWidget(self.labels_title)
+        layout.addWidget(self.labels_table, 2)
         layout.addWidget(self.cases_table, 2)
         layout.addWidget(self.plot, 3)
         layout.addWidget(self.confusion_box, 4)
@@ -226,7 +175,8 @@ class CompareView(QWidget):
         """Nothing compared (a new run starts, or the versions it compared changed)."""
         self.compare = {}
         self.verdict.setText("")
-        for table in (self.table, self.cases_table, *self.confusion_tables.values()):
+        for table in (self.table, self.labels_table, self.cases_table,
+                      *self.confusion_tables.values()):
             table.clear()
             table.setRowCount(0)
         self.plot.clear()
@@ -236,6 +186,14 @@ class CompareView(QWidget):
         self.compare = compare
         self.verdict.setText(verdict_text(compare))
         self._fill_table(metric_rows(compare))
+        headings, rows = label_cells(*(((compare.get(side) or {}).get("metrics") or {})
+                                       for side in SIDES))
+        _fill(self.labels_table, headings, rows)
+        self.labels_title.setText(f"Per label: {version_text(compare, 'current')} \u2192 "
+                                  f"{version_text(compare, 'candidate')} (bold: the candidate "
+                                  "is better)")
+        for widget in (self.labels_title, self.labels_table):
+            widget.setVisible(bool(rows))
         self._fill_cases(paired_of(compare))
         self._fill_plot(compare)
         self._fill_confusion(compare)
@@ -253,8 +211,10 @@ class CompareView(QWidget):
                 value = getattr(row, side)
                 item = _item("\u2014" if value is None else f"{value:.4f}", row.better == side)
                 if row.better == side:
-                    item.setToolTip("the higher average; whether the difference is real is "
-                                    "what the paired interval above says")
+                    lower = lower_is_better(row.name)
+                    item.setToolTip(("the lower average (a distance: lower is better)" if lower
+                                     else "the higher average") + "; whether the difference "
+                                    "is real is what the paired interval above says")
                 self.table.setItem(r, c, item)
 
     def _fill_cases(self, paired: dict[str, Any]) -> None:
@@ -336,6 +296,23 @@ def _table(compact: bool = False) -> QTableWidget:
         table.verticalHeader().setMinimumSectionSize(12)
         table.horizontalHeader().setMinimumSectionSize(12)
     return table
+
+
+def _lower_first(text: str) -> str:
+    """'Mean IoU' -> 'mean IoU' (inside a sentence)."""
+    return text[:1].lower() + text[1:]
+
+
+def _fill(table: QTableWidget, headings: list[str], rows: list[list[tuple[str, bool]]]
+          ) -> None:
+    """A table of (text, bold) cells under `headings`."""
+    table.clear()
+    table.setColumnCount(len(headings))
+    table.setRowCount(len(rows))
+    table.setHorizontalHeaderLabels(headings)
+    for r, row in enumerate(rows):
+        for c, (text, bold) in enumerate(row):
+            table.setItem(r, c, _item(text, bold))
 
 
 def _item(text: str, bold: bool = False) -> QTableWidgetItem:

@@ -111,6 +111,7 @@ class RunHistory:
     val_loss: list[tuple[int, float]] = field(default_factory=list)
     metric: list[tuple[int, float]] = field(default_factory=list)
     main_metric: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)  # the latest epoch's validation scores
     progress: float = 0.0
     eta_s: float | None = None
     start: dict[str, Any] | None = None
@@ -139,6 +140,7 @@ class RunHistory:
     def _epoch(self, event: dict[str, Any]) -> None:
         epoch = int(event.get("epoch", len(self.train_loss) + 1))
         self.main_metric = str(event.get("main_metric") or self.main_metric)
+        self.metrics = dict(event.get("metrics") or {})
         for series, value in ((self.train_loss, event.get("train_loss")),
                               (self.val_loss, event.get("val_loss")),
                               (self.metric, (event.get("metrics") or {}).get(self.main_metric))):
@@ -166,7 +168,11 @@ def describe_event(event: dict[str, Any]) -> str:
         prefix = "" if level == "info" else f"{str(level).capitalize()}: "
         return prefix + str(event.get("message", ""))
     if kind == "epoch":
-        metrics = ", ".join(f"{k} {v:.3f}" for k, v in (event.get("metrics") or {}).items()
+        from medviewer.training.segmentation_metrics import headline_metrics
+
+        # a segmentation's per-label scores are the progress view's table, not this line
+        shown = headline_metrics(event.get("metrics") or {})
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in shown.items()
                             if _number(v) and k != "n" and not k.startswith("n_"))
         val = event.get("val_loss")
         val_text = f", validation loss {val:.4f}" if _number(val) else ""
