@@ -60,6 +60,7 @@ class Lesion:
     mean_value: float | None  # HU on CT; None when the voxels do not match the label map
     long_axis: tuple[tuple[float, float], tuple[float, float]]
     short_axis: tuple[tuple[float, float], tuple[float, float]]
+    site: str = ""  # the label around it (e.g. "lung"): its finding site
     tracking_uid: str = ""
     tracking_id: str = ""
 
@@ -78,7 +79,7 @@ class Lesion:
                 "centre_y_mm": round(self.centre_lps[1], 2),
                 "centre_z_mm": round(self.centre_lps[2], 2),
                 "mean_value": None if self.mean_value is None else round(self.mean_value, 1),
-                "tracking_uid": self.tracking_uid}
+                "site": self.site, "tracking_uid": self.tracking_uid}
 
 
 def is_lesion_label(name: str) -> bool:
@@ -107,7 +108,8 @@ def find_lesions(label_map: np.ndarray, volume: Any, labels: Sequence[str],
         components, count = ndimage.label(label_map == value, structure=_FULL)
         if not count:
             continue
-        found = [_measure(components, i + 1, box, affine, values, labels[value], value)
+        found = [replace(_measure(components, i + 1, box, affine, values, labels[value], value),
+                         site=_site(label_map, components, i + 1, box, labels, value))
                  for i, box in enumerate(ndimage.find_objects(components))]
         found.sort(key=lambda lesion: -lesion.voxels)
         out += [replace(lesion, number=n + 1) for n, lesion in enumerate(found)]
@@ -134,6 +136,17 @@ def _measure(components: np.ndarray, index: int, box: tuple[slice, ...], affine:
         centre_lps=tuple(float(v) for v in voxel_to_lps(affine, centre[2], centre[1],
                                                         centre[0])),
         mean_value=mean, long_axis=long_axis, short_axis=short_axis)
+
+
+def _site(label_map: np.ndarray, components: np.ndarray, index: int, box: tuple[slice, ...],
+          labels: Sequence[str], value: int) -> str:
+    """The most common other label touching the lesion ('' when only background does)."""
+    around = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+    inside = components[around] == index
+    shell = ndimage.binary_dilation(inside, structure=_FULL) & ~inside
+    counts = np.bincount(label_map[around][shell], minlength=len(labels))
+    counts[[0, value]] = 0
+    return labels[int(counts.argmax())] if counts.any() else ""
 
 
 def _outline_points(mask: np.ndarray) -> np.ndarray:
@@ -204,7 +217,8 @@ def keep_tracking(lesions: Sequence[Lesion], previous: Sequence[Lesion],
                   new_uid: Any = None) -> list[Lesion]:
     """`lesions` with tracking identifiers: a lesion whose centre lies within a previous
     lesion of the same label (half its long axis, at least 5 mm) keeps that lesion's tracking
-    UID and identifier (nearest first, each used once); the others get new ones."""
+    UID and identifier (nearest first, each used once); the others keep theirs, or get new
+    ones."""
     if new_uid is None:
         from pydicom.uid import generate_uid as new_uid
     free = [p for p in previous if p.tracking_uid]
@@ -217,6 +231,7 @@ def keep_tracking(lesions: Sequence[Lesion], previous: Sequence[Lesion],
             match = free.pop(min(near)[1])
             out.append(replace(lesion, tracking_uid=match.tracking_uid,
                                tracking_id=match.tracking_id or lesion.name))
-        else:
-            out.append(replace(lesion, tracking_uid=str(new_uid()), tracking_id=lesion.name))
+        else:  # a new lesion (keeping identifiers it was given, e.g. in the results table)
+            out.append(replace(lesion, tracking_uid=lesion.tracking_uid or str(new_uid()),
+                               tracking_id=lesion.tracking_id or lesion.name))
     return out

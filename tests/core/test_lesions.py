@@ -99,6 +99,7 @@ def test_each_ball_is_one_lesion_with_its_volume_centre_and_mean_value():
     assert first.slice_index == 12  # the equator: where the ball is widest
     assert first.long_axis_mm == pytest.approx(16.0, abs=0.8 + 1e-6)  # within a pixel
     assert first.key_point == pytest.approx((20.0, 20.0), abs=0.01)
+    assert {les.site for les in lesions} == {"lung"}  # the label around it: its finding site
 
 
 def test_only_lesion_labels_get_a_table_unless_the_manifest_names_them():

@@ -8,7 +8,8 @@ The SR is the standard part that 3D Slicer or OHIF open: a Comprehensive 3D SR h
 Measurement Report whose groups reference the source images; a box is a closed 5-point
 POLYLINE in pixel coordinates, a distance a 2-point POLYLINE with its length (mm, or UCUM
 {pixels} on an image without pixel size), an area ROI its outline with area, mean, SD, min and
-max (see sr_areas), a class label a qualitative evaluation (of one image, or of the series
+max (see sr_areas), a lesion of a segmentation its volume, diameters, centre and tracking
+identifiers (see sr_lesions), a class label a qualitative evaluation (of one image, or of the series
 when it names no image). Every reference to an image of a multi-frame file names its frame.
 Labels are coded as the SEG codes them and the procedure follows the source (see sr_codes).
 Rejected model boxes are no findings, so they stay out of the SR.
@@ -32,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from medviewer.core.annotations import sr_areas, sr_codes
+from medviewer.core.annotations import sr_areas, sr_codes, sr_lesions, sr_ratios
 from medviewer.core.annotations.boxes import (
     ANNOTATOR,
     MM,
@@ -50,6 +51,7 @@ from medviewer.core.annotations.seg import (
     check_unique_images,
     person_name,
 )
+from medviewer.core.annotations.sr_ratios import RatioFinding
 from medviewer.core.annotations.sr_read import (  # reading lives there; these names stay here
     SIDECAR_FORMAT,
     SIDECAR_VERSION,
@@ -62,6 +64,7 @@ from medviewer.core.annotations.sr_read import (  # reading lives there; these n
     sidecar_path_for,
 )
 from medviewer.core.atomic import atomic_file, write_text_atomic
+from medviewer.core.lesions import Lesion
 
 __all__ = ["SIDECAR_FORMAT", "SIDECAR_VERSION", "Annotations", "Provenance",
            "annotations_from_sidecar", "read_provenance", "read_sidecar", "read_sr",
@@ -74,22 +77,32 @@ def write_sr(path: str | Path, volume: Any, boxes: BoxSet | Iterable[AnnotatedBo
              measurements: Iterable[DistanceLine] = (), *, annotator: str,
              model: str | None = None, class_labels: Iterable[ClassLabel] | None = None,
              saved_at: dt.datetime | None = None, series_number: int = 901,
-             areas: Iterable[AreaMeasurement] = ()) -> Path:
+             areas: Iterable[AreaMeasurement] = (), lesions: Iterable[Lesion] = (),
+             ratios: Iterable[RatioFinding] = ()) -> Path:
     """Save as SR + sidecar; class labels default to those of a BoxSet. `measurements` are
-    the distance lines (rulers), `areas` the rectangle / ellipse ROIs."""
+    the distance lines (rulers), `areas` the rectangle / ellipse ROIs, `lesions` a
+    segmentation's lesions (core.lesions; see sr_lesions: their tracking identifiers are
+    written as given), `ratios` ratios such as the cardiothoracic ratio (see sr_ratios)."""
     boxes_in = list(boxes)
     labels = list(boxes.class_labels if class_labels is None and isinstance(boxes, BoxSet)
                   else class_labels or ())
-    measurements, areas = list(measurements), list(areas)
+    measurements, areas, lesions = list(measurements), list(areas), list(lesions)
+    ratios = list(ratios)
     when = (saved_at or dt.datetime.now().astimezone()).replace(microsecond=0)
     check_unique_images(volume, path)
-    refs = _evidence(volume, boxes_in, labels, [*measurements, *areas])
+    refs = _evidence(volume, boxes_in, labels, [*measurements, *areas, *lesions, *ratios])
     modality = str(getattr(volume, "modality", "") or "")
     try:  # highdicom checks each item: what it refuses is a message, not a crash
         groups = ([_box_group(b, refs) for b in boxes_in if b.state != REJECTED]
                   + [_line_group(m, refs) for m in measurements]
                   + [_area_group(a, refs, modality) for a in areas]
-                  + [_label_group(c, refs) for c in labels]) or [_empty_group()]
+                  + [_label_group(c, refs) for c in labels]
+                  + [sr_lesions.lesion_group(les, refs[les.slice_index], modality,
+                                             _algorithm(model) if model else None)
+                     for les in lesions]
+                  + [sr_ratios.ratio_group(r, refs[r.slice_index],
+                                           _algorithm(model) if model else None)
+                     for r in ratios]) or [_empty_group()]
     except (ValueError, TypeError, AttributeError) as exc:
         raise AnnotationError(path, f"The annotations cannot be encoded as DICOM SR ({exc})."
                               ) from exc
@@ -132,7 +145,8 @@ SINGLE_FRAME_CLASSES = frozenset({
 
 
 def _evidence(volume: Any, boxes: list[AnnotatedBox], labels: list[ClassLabel],
-              measured: list[DistanceLine | AreaMeasurement]) -> dict[int, _Ref]:
+              measured: list[DistanceLine | AreaMeasurement | Lesion | RatioFinding]
+              ) -> dict[int, _Ref]:
     """The images of the slices the content references (the first slice when none is)."""
     slices = {b.slice_index for b in boxes if b.state != REJECTED}
     slices |= {m.slice_index for m in measured}

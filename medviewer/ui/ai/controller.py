@@ -2,7 +2,8 @@
 
 `AiController` is the logic behind the AI menu, the "AI results" dock and the status bar's
 provider label, usable from a test or a script without clicking (`run_model(model_id,
-scope="slice" | "series")`, `explain()`, `compare_fusion()`, `clear()`, `export_results(path)`).
+scope="slice" | "series")`, `explain()`, `compare_fusion()`, `compare_segmenters()`,
+`clear()`, `export_results(path)`).
 Opening and running a model happen in a worker (`ai_tasks`), with the window's progress bar
 and Cancel; the opened model is kept for the next run. A `ModelError` reaches the reader as
 its sentence and the viewer stays usable; a result that arrives after another series was
@@ -19,9 +20,10 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel
 
+from medviewer.core.annotations import AnnotationError
 from medviewer.inference import Manifest, ModelError, list_models, provider_status
 from medviewer.inference.results import Result
-from medviewer.ui.ai.export import write_results, write_verdict_csv
+from medviewer.ui.ai.export import write_lesions_sr, write_results, write_verdict_csv
 from medviewer.ui.ai.layers import AiLayerItems
 from medviewer.ui.ai.lesions_table import centre_view_on
 from medviewer.ui.ai.menu import AiMenu
@@ -46,6 +48,12 @@ MODEL_KEY = "ai/model"  # the chosen model, remembered between sessions
 LABEL_FILL_KEY = "ai/labelFill"  # AI labels filled (True) or outlined (the default)
 PROVIDER_IDLE = "AI: idle"
 SCOPES = ("slice", "series")
+# compare(kind): which installed models run side by side, and what the reader calls them
+COMPARE_KINDS = {
+    "fusion": (lambda m: m.task == "fusion", "lab 3 fusion model", "fusion methods"),
+    "segmentation": (lambda m: m.lab == 4 and m.task == "segmentation",
+                     "lab 4 segmentation model", "segmentation models"),
+}
 
 
 class AiController(QObject):
@@ -97,6 +105,7 @@ class AiController(QObject):
         menu.run_series_action.triggered.connect(lambda: self.run_model(scope="series"))
         menu.explain_action.triggered.connect(lambda: self.explain())
         menu.compare_action.triggered.connect(lambda: self.compare_fusion())
+        menu.compare_segmenters_action.triggered.connect(lambda: self.compare_segmenters())
         menu.clear_action.triggered.connect(self.clear)
         menu.export_action.triggered.connect(self.export_results_dialog)
         menu.mask_action.triggered.connect(self.compare_with_mask_dialog)
@@ -226,19 +235,47 @@ class AiController(QObject):
     @guarded
     def compare_fusion(self, model_ids: Sequence[str] | None = None) -> bool:
         """Lab 3: every series-level (fusion) model on this series, verdicts side by side."""
+        return self.compare("fusion", model_ids)
+
+    @guarded
+    def compare_segmenters(self, model_ids: Sequence[str] | None = None) -> bool:
+        """Lab 4: every segmentation model (the U-Net family) on this series, one row each,
+        one overlay at a time; scored against the series' own mask when it has one."""
+        return self.compare("segmentation", model_ids)
+
+    def comparable(self, kind: str) -> list[Manifest]:
+        """The installed models `compare(kind)` runs that can read the open series."""
+        picks = COMPARE_KINDS[kind][0]
+        return [m for m in self.models.values() if picks(m) and not self.why_not(m)]
+
+    def compare(self, kind: str, model_ids: Sequence[str] | None = None) -> bool:
+        """Run the models of one kind (COMPARE_KINDS) on the whole series, side by side."""
+        picks, noun, plural = COMPARE_KINDS[kind]
         if model_ids is None:
             self.refresh_models()
-            model_ids = [m.id for m in self.models.values() if m.task == "fusion"]
+            model_ids = [m.id for m in self.models.values() if picks(m)]
         manifests = [m for i in model_ids if (m := self._runnable(i)) is not None]
         if not manifests:
-            self.host.set_status("No lab 3 fusion model can run on this series "
-                                   "(none installed, or they read another modality).")
+            self.host.set_status(f"No {noun} can run on this series "
+                                 "(none installed, or they read another modality).")
             return False
-        self.host.set_status(f"Comparing {len(manifests)} fusion methods\u2026")
+        mask = self._series_mask() if kind == "segmentation" else None
+        self.host.set_status(f"Comparing {len(manifests)} {plural}\u2026")
         self.host.tasks.start("ai", compare_task, self.cache, manifests,
-                                self.document.volume, on_result=self._on_run,
-                                on_error=lambda exc: self._on_error(None, exc))
+                              self.document.volume, mask, on_result=self._on_run,
+                              on_error=lambda exc: self._on_error(None, exc))
         return True
+
+    def _series_mask(self) -> tuple[Any, list[str]] | None:
+        """(a copy of the series' label map, names by value) when it has labelled voxels."""
+        annotation = self.document.annotation
+        labelmap = annotation.labelmap if annotation is not None else None
+        if labelmap is None or not len(labelmap.table) or not labelmap.array.any():
+            return None
+        names = [""] * (max(label.value for label in labelmap.table) + 1)
+        for label in labelmap.table:
+            names[label.value] = label.name
+        return labelmap.array.copy(), names  # the reader may paint on while it runs
 
     @guarded
     def explain(self, model_id: str | None = None, method: str | None = None) -> bool:
@@ -293,6 +330,9 @@ class AiController(QObject):
         output = run.output
         result = output.results[0]
         name = result.title or result.model_id
+        if output.scope == "compare" and result.label_map is not None:
+            return (f"{len(output.results)} segmentation models compared; showing {name} "
+                    f"({run.seconds:.1f} s)")
         if output.scope == "compare":
             verdicts = ", ".join(r.predicted(0)[0] for r in output.results)
             return f"{len(output.results)} fusion methods: {verdicts} ({run.seconds:.1f} s)"
@@ -326,19 +366,36 @@ class AiController(QObject):
 
     @guarded
     def export_results(self, path: str | Path) -> Path | None:
-        """The shown results as CSV or JSON (by suffix), atomically."""
+        """The shown results as CSV or JSON, or their lesions as DICOM SR (by suffix: .dcm),
+        atomically."""
         output = self.document.ai_output
         if output is None:
             self.host.set_status("No AI results to export: run a model first.")
             return None
         try:
-            target = write_results(output, path, self.document.explanation)
-        except OSError as exc:
-            self.host.show_error(f"Could not export the AI results to {path}: {exc}")
+            if Path(path).suffix.lower() == ".dcm":
+                target = self._export_lesions_sr(output, path)
+            else:
+                target = write_results(output, path, self.document.explanation)
+        except (OSError, AnnotationError) as exc:
+            self.host.show_error(f"Could not export the AI results to {path}: "
+                                 f"{getattr(exc, 'reason', exc)}")
+            return None
+        if target is None:
             return None
         self.host.settings.setValue(EXPORT_FOLDER_KEY, str(target.parent))
         self.host.set_status(f"AI results exported to {target}")
         return target
+
+    def _export_lesions_sr(self, output: Any, path: str | Path) -> Path | None:
+        """Lesions and measured ratios (lab 5's cardiothoracic ratio) as DICOM SR (.dcm); None
+        when the result has neither (the status says so)."""
+        if not output.lesions and not any(r.measurements for r in output.results):
+            self.host.set_status("No lesions or measurements to save as SR: run a segmentation "
+                                 "model whose labels include a lesion (e.g. nodule), or lab 5's "
+                                 "heart detector on a chest film.")
+            return None
+        return write_lesions_sr(output, self.document.volume, path)
 
     @guarded
     def compare_with_mask(self, path: str | Path) -> bool:
@@ -380,10 +437,10 @@ class AiController(QObject):
         start = export_folder(self.host.settings) / f"{result.model_id}_results.csv"
         path, chosen = QFileDialog.getSaveFileName(
             self.host.dialog_parent(), "Export AI results", str(start),
-            "CSV (*.csv);;JSON (*.json)")
+            "CSV (*.csv);;JSON (*.json);;Lesions as DICOM SR (*.dcm)")
         if path:
             if not Path(path).suffix:
-                path += ".json" if "json" in chosen.lower() else ".csv"
+                path += next((f".{f}" for f in ("json", "dcm") if f in chosen.lower()), ".csv")
             self.export_results(path)
 
     @guarded
@@ -423,8 +480,9 @@ class AiController(QObject):
         menu.explain_action.setEnabled(ready and methods != [])  # None: not known here
         menu.show_explain_reason(explain_refusal(chosen) if ready and methods == [] else "")
         menu.set_explain_methods(methods if ready and methods else [])
-        fusion = [m for m in self.models.values() if m.task == "fusion" and not self.why_not(m)]
-        menu.compare_action.setEnabled(doc.volume is not None and bool(fusion))
+        menu.compare_action.setEnabled(doc.volume is not None and bool(self.comparable("fusion")))
+        menu.compare_segmenters_action.setEnabled(doc.volume is not None
+                                                  and bool(self.comparable("segmentation")))
         menu.clear_action.setEnabled(doc.ai_output is not None or doc.explanation is not None)
         menu.export_action.setEnabled(doc.ai_output is not None)
         result = doc.ai_result

@@ -3,10 +3,14 @@
 No Qt: rows come from the `AiOutput` on the document, built by the same functions as
 `medviewer infer`'s files (`inference.outputs`). Classification gives a row per slice (the
 top label, its score, every label's score as `score_<label>`), detection a row per box in
-pixel coordinates of its slice, segmentation a row per label (voxels, mL), fusion a row per
-method. Every row names the series and, where there is one, the SOP instance of its slice,
-so a finding can be traced to its image. Files are written atomically (temporary file in the
-same folder, fsync, rename).
+pixel coordinates of its slice (and a row per measurement: lab 5's cardiothoracic ratio with
+its verdict), segmentation a row per label (voxels, mL) and one per lesion
+(`finding` lesion: diameters, mL, slice, centre in LPS mm, mean value, tracking UID), fusion a
+row per method. Every row names the series and, where there is one, the SOP instance of its
+slice, so a finding can be traced to its image. Files are written atomically (temporary file in
+the same folder, fsync, rename). The lesions also go out as DICOM SR (`write_lesions_sr`: TID
+1500, one group per lesion, tracking identifiers kept when the same file is saved again), and
+with them lab 5's cardiothoracic ratio (one group per film, see core.annotations.sr_ratios).
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from medviewer.core.atomic import write_text_atomic
-from medviewer.inference.outputs import box_rows, csv_text, score_rows
+from medviewer.inference.outputs import box_rows, csv_text, measurement_rows, score_rows
 from medviewer.inference.results import Explanation, Result
 from medviewer.ui.document.ai_state import AiOutput
 
-FORMATS = ("csv", "json")
+FORMATS = ("csv", "json", "dcm")
 
 
 def result_rows(output: AiOutput) -> list[dict[str, Any]]:
@@ -35,10 +39,16 @@ def result_rows(output: AiOutput) -> list[dict[str, Any]]:
         rows.extend({**base, **row} for row in score_rows(result))
         if result.boxes:
             rows.extend({**base, **row} for row in box_rows(result))
+        rows.extend({**base, **row} for row in measurement_rows(result))  # e.g. lab 5's CTR
         for label in output.label_stats if result.label_map is not None else ():
             rows.append({**base, "label": label["name"], "voxels": label["voxels"],
                          "volume_ml": "" if label["volume_ml"] is None else label["volume_ml"],
                          "slices_run": len(result.slice_indices)})
+        if result is output.results[0]:  # the lesions are those of the first result's map
+            uids = dict(zip(result.slice_indices, result.sop_instance_uids, strict=False))
+            rows.extend({**base, "finding": "lesion", **lesion.as_row(),
+                         "sop_instance_uid": uids.get(lesion.slice_index, "")}
+                        for lesion in output.lesions)
     return rows
 
 
@@ -51,9 +61,11 @@ def to_json(output: AiOutput, explanation: Explanation | None = None) -> dict[st
                      "task": r.task, "provider": r.provider, "labels": r.labels,
                      "series_instance_uid": r.series_instance_uid,
                      "slices": r.slice_indices,
-                     "timings_s": {k: round(v, 6) for k, v in r.timings.items()}}
+                     "timings_s": {k: round(v, 6) for k, v in r.timings.items()},
+                     "measurements": measurement_rows(r)}
                     for r in output.results],
         "findings": result_rows(output),
+        "lesions": [lesion.as_row() for lesion in output.lesions],
         "failures": list(output.failures),
         "explanation": None if explanation is None else {
             "method": explanation.method, "model": explanation.model_id,
@@ -80,3 +92,25 @@ def write_verdict_csv(result: Result, path: str | Path) -> Path:
     from medviewer.labs.lab3.plugin import write_verdicts_csv  # numpy only, no model code
 
     return write_verdicts_csv([result], path)
+
+
+def write_lesions_sr(output: AiOutput, volume: Any, path: str | Path) -> Path:
+    """The lesions of `output` as a DICOM SR (+ its JSON sidecar) at `path`; a lesion that
+    the SR already there holds keeps its Tracking Identifier and UID. Measured ratios (lab
+    5's cardiothoracic ratio) go in too, one group each."""
+    import getpass
+
+    from medviewer.core.annotations.sr import write_sr
+    from medviewer.core.annotations.sr_lesions import track_against
+    from medviewer.core.annotations.sr_ratios import RatioFinding
+
+    result = output.results[0]
+    lesions = track_against(path, output.lesions)
+    ratios = [RatioFinding(m.name, m.value, m.slice_index, m.lines)  # lab 5's CTR
+              for r in output.results for m in r.measurements if m.unit == "ratio"]
+    try:
+        annotator = getpass.getuser() or "unknown"
+    except (KeyError, OSError):
+        annotator = "unknown"
+    return write_sr(path, volume, [], annotator=annotator, lesions=lesions, ratios=ratios,
+                    model=f"model:{result.model_id}@{result.model_version}")

@@ -71,9 +71,11 @@ def run_model_task(ctx: Any, cache: ModelCache, manifest: Manifest, volume: Any,
 
 
 def compare_task(ctx: Any, cache: ModelCache, manifests: Sequence[Manifest],
-                 volume: Any) -> AiRun:
-    """Run each series-level model on the whole series: one verdict per method. A method that
-    fails is reported beside the others' verdicts instead of hiding them."""
+                 volume: Any, mask: tuple[Any, Sequence[str]] | None = None) -> AiRun:
+    """Run each model on the whole series: one verdict per fusion method, or one label map
+    per segmenter (with its label volumes, and its scores against `mask` = (label map, label
+    names) when the series has one). A model that fails is reported beside the others'
+    answers instead of hiding them."""
     start = time.perf_counter()
     results: list[Result] = []
     failures: list[str] = []
@@ -89,8 +91,25 @@ def compare_task(ctx: Any, cache: ModelCache, manifests: Sequence[Manifest],
     ctx.progress(len(manifests), len(manifests))
     if not results:
         raise ModelError(None, "No method could run: " + "; ".join(failures))
-    output = AiOutput(tuple(results), "compare", failures=tuple(failures))
+    stats = tuple(_label_stats(r, volume) for r in results if r.label_map is not None)
+    output = AiOutput(tuple(results), "compare", stats[0] if stats else (),
+                      failures=tuple(failures), stats_by_result=stats,
+                      scores_by_result=_mask_scores(results, volume, mask) if stats else ())
     return AiRun(output, volume, provider, time.perf_counter() - start)
+
+
+def _mask_scores(results: Sequence[Result], volume: Any,
+                 mask: tuple[Any, Sequence[str]] | None) -> tuple[dict, ...]:
+    """Each label map against the series' mask (`metrics.against_mask`'s report; {} without
+    a mask, or when it names none of the model's labels)."""
+    if mask is None:
+        return tuple({} for _ in results)
+    from medviewer.inference.metrics import against_mask
+
+    spacing = volume.spacing if getattr(volume, "has_geometry", False) else None
+    reports = (against_mask(r.label_map, r.labels, mask[0], mask[1], None, spacing)
+               for r in results)
+    return tuple(report if report["labels"] else {} for report in reports)
 
 
 def explain_task(ctx: Any, manifest: Manifest, volume: Any, slice_index: int,
@@ -121,10 +140,11 @@ def _lesions(result: Result, volume: Any, manifest: Manifest) -> tuple[Any, ...]
     (`options.lesion_labels`), else their names say it (core.lesions)."""
     if result.label_map is None or not getattr(volume, "has_geometry", False):
         return ()
-    from medviewer.core.lesions import find_lesions
+    from medviewer.core.lesions import find_lesions, keep_tracking
 
-    return tuple(find_lesions(result.label_map, volume, result.labels,
-                              manifest.options.get("lesion_labels")))
+    found = find_lesions(result.label_map, volume, result.labels,
+                         manifest.options.get("lesion_labels"))
+    return tuple(keep_tracking(found, []))  # the UIDs the CSV, JSON and SR all give
 
 
 def agreement_task(ctx: Any, result: Result, volume: Any, path: str) -> dict[str, Any]:

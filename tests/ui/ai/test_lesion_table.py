@@ -53,8 +53,15 @@ def test_clicking_a_lesion_row_goes_to_its_image_and_centres_the_view(segmented_
     assert drawn is not None and drawn.shape[:2] == doc.volume.voxels.shape[1:]
 
 
-def test_a_result_without_lesion_labels_hides_the_table(segmented_window, qtbot):
+def test_the_lesions_export_as_sr_and_clearing_hides_the_table(segmented_window, tmp_path):
+    from medviewer.core.annotations.sr_lesions import read_lesions
+
     window = segmented_window
+    output = window.document.ai_output
+    path = window.ai.export_results(tmp_path / "lesions.dcm")
+    assert path is not None and path.exists()
+    assert {les.tracking_uid for les in read_lesions(path)} == \
+        {les.tracking_uid for les in output.lesions}
     table = window.ai.panel.lesion_table
     window.ai.clear()
     assert not table.isVisibleTo(window.ai.panel)
