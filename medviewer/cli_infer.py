@@ -27,6 +27,11 @@ def add_model_parsers(sub) -> None:
     i.add_argument("--slices", help="slice range a:b (0-based, b excluded) or one index")
     i.add_argument("--provider", choices=("cpu", "cuda"), help="default: the best that works")
     i.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    i.add_argument("--truth", metavar="SEG",
+                   help="a DICOM SEG, or a folder of them, to score each segmentation against "
+                   "(the SEG of the series it references): Dice, IoU, precision, recall, "
+                   "boundary F1 at 2 mm and HD95 in mm per label, printed and written as "
+                   "<series>_vs_truth.json")
     i.set_defaults(func=_cmd_infer)
     add_export_parser(sub)
 
@@ -88,6 +93,14 @@ def _cmd_versions(ns: argparse.Namespace) -> int:
 
 
 def _metric_text(metrics: dict) -> str:
+    """The held-out numbers on one line; a segmentation's per-label scores as one average
+    each ('dice 0.91 (mean of 4 labels)') when the manifest has no overall one."""
+    from medviewer.training.segmentation_metrics import headline_metrics, per_label_table
+
+    keys, table = per_label_table(metrics)
+    means = {f"{k} (mean of {len(table)} labels)": sum(s[k] for s in table.values()) / len(table)
+             for k in keys if k not in metrics and all(s[k] is not None for s in table.values())}
+    metrics = {**headline_metrics(metrics), **means}
     numbers = [f"{k} {v:.3g}" for k, v in metrics.items()
                if isinstance(v, int | float) and not isinstance(v, bool) and k != "n"
                and "train" not in k]  # training-set numbers are no held-out evidence
@@ -117,6 +130,7 @@ def _cmd_infer(ns: argparse.Namespace) -> int:
     try:
         model = open_model(ns.model, _providers(ns.provider), ns.threads)
         found = scan(ns.path)
+        truths = _truth_segs(ns.truth, model.manifest) if ns.truth else None
     except (ModelError, DicomError) as exc:
         return fail("infer", exc)
     for problem in found.problems:
@@ -136,7 +150,7 @@ def _cmd_infer(ns: argparse.Namespace) -> int:
                      "beside or over the source data: pick another folder")
     print(f"{model.manifest.id} {model.manifest.version} on {_short(model.provider)}: "
           f"{len(series)} series -> {out}")
-    failed = sum(not _infer_series(model, s, out, ns.slices) for s in series)
+    failed = sum(not _infer_series(model, s, out, ns.slices, truths) for s in series)
     if failed:
         print(f"{failed} of {len(series)} series failed")
     return 1 if failed else 0
@@ -162,7 +176,8 @@ def _series_stem(s, model_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{raw}_{model_id}")
 
 
-def _infer_series(model, series, out, slices_text: str | None) -> bool:
+def _infer_series(model, series, out, slices_text: str | None,
+                  truths: dict[str, list] | None = None) -> bool:
     """Load, run and write one series; report a failure and return False instead of raising."""
     import time
 
@@ -177,7 +192,12 @@ def _infer_series(model, series, out, slices_text: str | None) -> bool:
         t1 = time.perf_counter()
         result = model.run(volume, _slice_range(slices_text, volume.slice_count))
         t2 = time.perf_counter()
-        files = _write_outputs(model, result, volume, out, _series_stem(series, model.manifest.id))
+        stem = _series_stem(series, model.manifest.id)
+        files = _write_outputs(model, result, volume, out, stem)
+        scored, lines = ([], []) if truths is None else _score_against_truth(
+            result, volume, truths.get(series.series_instance_uid, []),
+            out / f"{stem}_vs_truth.json")
+        files += scored
     except (DicomError, ModelError, AnnotationError, ValueError, OSError) as exc:
         print(f"FAILED {name}: {exc}")
         return False
@@ -188,6 +208,8 @@ def _infer_series(model, series, out, slices_text: str | None) -> bool:
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items() if k != "total")
     print(f"{name}: {_verdict(result)} | load {t1 - t0:.2f} s, run {t2 - t1:.2f} s ({stages}), "
           f"save {t3 - t2:.2f} s on {_short(result.provider)} | {', '.join(f.name for f in files)}")
+    for line in lines:
+        print(line)
     return True
 
 
@@ -206,6 +228,69 @@ def _slice_range(text: str | None, count: int) -> list[int] | None:
     if not chosen or not all(0 <= k < count for k in chosen):
         raise ValueError(f"--slices {text} selects no slice of this series (0..{count - 1})")
     return chosen
+
+
+def _truth_segs(path: str, manifest) -> dict[str, list]:
+    """{referenced series UID: [SEG files]} of a SEG file or a folder of DICOM files."""
+    from pathlib import Path
+
+    import pydicom
+
+    from medviewer.inference import ModelError
+
+    if manifest.task != "segmentation":
+        raise ModelError(path, f"--truth scores segmentations; {manifest.id} is a "
+                         f"{manifest.task} model.")
+    root = Path(path)
+    if not root.exists():
+        raise ModelError(path, "The --truth path does not exist.")
+    found: dict[str, list] = {}
+    for f in sorted(root.rglob("*") if root.is_dir() else [root]):
+        if not f.is_file():
+            continue
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - pydicom raises many types; not a SEG then
+            ds = None
+        if ds is None or ds.get("Modality") != "SEG":
+            if not root.is_dir():
+                raise ModelError(path, "The --truth file is not a DICOM SEG.")
+            continue
+        for item in ds.get("ReferencedSeriesSequence", []):
+            found.setdefault(str(item.SeriesInstanceUID), []).append(f)
+    if not found:
+        raise ModelError(path, "No DICOM SEG in the --truth folder references a series.")
+    return found
+
+
+def _score_against_truth(result, volume, segs: list, target) -> tuple[list, list[str]]:
+    """(files written, lines to print): the per-label table of the result against each
+    truth SEG of the series, the scores as JSON; a SEG that does not fit says why."""
+    from medviewer.core.annotations import AnnotationError, read_seg
+    from medviewer.core.atomic import write_text_atomic
+    from medviewer.inference.metrics import against_mask, text_table
+
+    if not segs:
+        return [], ["  no --truth SEG references this series: not scored"]
+    spacing = volume.spacing if getattr(volume, "has_geometry", False) else None
+    reports, lines = [], []
+    for seg in segs:
+        try:
+            mask, mask_labels = read_seg(seg, volume)
+        except AnnotationError as exc:
+            lines.append(f"  {seg.name} not scored: {exc.reason}")
+            continue
+        report = against_mask(result.label_map, result.labels, mask, mask_labels,
+                              result.slice_indices or None, spacing)
+        if not report["labels"]:
+            lines.append(f"  {seg.name} names none of the model's labels: not scored")
+            continue
+        lines.append(f"  against {seg.name}:\n    " + text_table(report).replace("\n", "\n    "))
+        reports.append({"truth": str(seg), **report})
+    if not reports:
+        return [], lines
+    text = json.dumps({"against_truth": reports}, indent=2) + "\n"
+    return [write_text_atomic(target, text)], lines
 
 
 def _write_outputs(model, result, volume, out, stem: str) -> list:

@@ -194,6 +194,46 @@ def test_infer_refuses_a_bad_model_and_the_source_folder(models, ct_series_dir, 
     assert "selects no slice" in capsys.readouterr().out
 
 
+def test_infer_scores_each_segmentation_against_its_truth_seg(models, study, tmp_path,
+                                                              capsys):
+    from medviewer.core.annotations import write_seg
+
+    volume = load_series(scan(study / "ct").all_series()[0])
+    hu = volume.voxels
+    pred = (hu > SOFT_HU).astype(np.uint8) + (hu > BONE_HU)  # what the model answers
+    truth = pred.copy()
+    half = len(truth) // 2
+    truth[half:][truth[half:] == 2] = 0  # the reader drew bone on the upper half only
+    masks = tmp_path / "masks"
+    write_seg(truth, volume, ["background", "Soft", "bone"], masks / "reader.seg.dcm")
+    (masks / "notes.txt").write_text("not DICOM")  # skipped, like any non-SEG file
+    out = tmp_path / "results"
+    assert main(["infer", "--model", str(models["seg"]), str(study / "ct"), "--out", str(out),
+                 "--truth", str(masks)]) == 0
+    text = capsys.readouterr().out
+    assert "against reader.seg.dcm" in text and "BF1 (2 mm)" in text and "HD95 (mm)" in text
+    assert "pixel accuracy" in text and "mean IoU" in text
+    (scored,) = out.glob("*_vs_truth.json")
+    report = json.loads(scored.read_text())["against_truth"][0]
+    soft, bone = report["labels"]["soft"], report["labels"]["bone"]
+    assert (soft["dice"], soft["hd95"], soft["boundary_f1"]) == (1.0, 0.0, 1.0)
+    assert bone["recall"] == 1.0
+    assert bone["precision"] == pytest.approx((truth == 2).sum() / (pred == 2).sum())
+    assert bone["hd95"] > 0 and report["unit"] == "mm" and report["tolerance"] == 2.0
+    assert report["overall"]["pixel_accuracy"] == pytest.approx(np.mean(pred == truth))
+
+
+def test_infer_truth_is_for_segmentations_and_must_exist(models, ct_series_dir, tmp_path,
+                                                         capsys):
+    assert main(["infer", "--model", str(models["cls"]), str(ct_series_dir), "--out",
+                 str(tmp_path / "r"), "--truth", str(ct_series_dir)]) == 2
+    assert "--truth scores segmentations" in capsys.readouterr().err
+    assert main(["infer", "--model", str(models["seg"]), str(ct_series_dir), "--out",
+                 str(tmp_path / "r"), "--truth", str(ct_series_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "No DICOM SEG" in err and "Traceback" not in err
+
+
 def test_infer_with_cuda_asked_for_where_it_does_not_work(models, ct_series_dir, tmp_path,
                                                          capsys):
     from medviewer.inference import working_providers
@@ -219,6 +259,20 @@ def test_models_lists_models_plugins_and_providers(models, monkeypatch, capsys):
     assert main(["models"]) == 0
     text = capsys.readouterr().out
     assert "test-seg 1.0.0" in text and "providers that work here" in text
+
+
+def test_models_sums_up_per_label_scores_in_one_average_each(capsys):
+    """The shipped lab 4 model stores Dice and IoU per label only: the line gives their
+    mean, not one number per label."""
+    from medviewer.inference import list_models
+
+    lab4 = next(m for m in list_models()[0] if m.id == "lab4-chest-unet")
+    labels = [k[5:] for k in lab4.metrics if k.startswith("dice_")]
+    assert main(["models"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "lab4-chest-unet" in x)
+    mean = np.mean([lab4.metrics[f"dice_{x}"] for x in labels])
+    assert f"dice (mean of {len(labels)} labels) {mean:.3g}" in line
+    assert "dice_lung" not in line
 
 
 def test_listing_models_imports_no_model_code():
