@@ -5,9 +5,10 @@
 classification: `stem.csv` one row per slice (slice, SOP Instance UID, then the class-score
 columns below) + `stem.json`. fusion: the same with one row per series verdict. detection:
 `stem.csv` one row per box (slice, SOP Instance UID, label, score, x0 y0 x1 y1 in the slice's
-pixels, x1/y1 exclusive) + `stem.json`. segmentation: `stem.json` with voxel counts and
-volumes per label (the mask itself goes to DICOM SEG, see medviewer.core.annotations). numpy,
-csv and json only; every file is written atomically.
+pixels, x1/y1 exclusive; then a row per measurement such as lab 5's cardiothoracic ratio:
+measurement, value, unit, verdict, method) + `stem.json`. segmentation: `stem.json` with
+voxel counts and volumes per label (the mask itself goes to DICOM SEG, see
+medviewer.core.annotations). numpy, csv and json only; every file is written atomically.
 
 Class scores have one column convention in every CSV MedViewer writes (these files, lab 3's
 verdicts, the viewer's AI > Export Results): `label` is the top class, `score` its
@@ -42,7 +43,8 @@ def write_result_files(result: Result, out_dir: str | Path, stem: str, *,
     elif result.task == "detection":
         rows = box_rows(result)
         summary["boxes"] = rows
-        written.append(_write_csv(out / f"{stem}.csv", rows))
+        summary["measurements"] = measurement_rows(result)
+        written.append(_write_csv(out / f"{stem}.csv", rows + summary["measurements"]))
     else:
         rows = score_rows(result)
         summary["rows"] = rows
@@ -103,6 +105,14 @@ def box_rows(result: Result) -> list[dict[str, Any]]:
              "x0": round(float(b.x0), 2), "y0": round(float(b.y0), 2),
              "x1": round(float(b.x1), 2), "y1": round(float(b.y1), 2)}
             for b in sorted(result.boxes, key=lambda b: (b.slice_index, -b.score))]
+
+
+def measurement_rows(result: Result) -> list[dict[str, Any]]:
+    """One row per measurement of the result (lab 5's cardiothoracic ratio per film)."""
+    uids = _uid_of(result)
+    return [{"slice": m.slice_index, "sop_instance_uid": uids.get(m.slice_index, ""),
+             "measurement": m.name, "value": round(float(m.value), 4), "unit": m.unit,
+             "verdict": m.verdict, "method": m.method} for m in result.measurements]
 
 
 def label_volumes(result: Result, spacing: tuple[float, float, float] | None

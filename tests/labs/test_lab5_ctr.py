@@ -111,3 +111,20 @@ def test_an_ap_film_is_read_with_its_caveat(films, tmp_path) -> None:
                          sources=[SimpleNamespace(path=str(path), sop_instance_uid="1.2")])
     (ctr,) = open_model(DETECTOR, CPU).run(ap).measurements
     assert ctr.verdict.startswith("AP film") and "overstated" in ctr.verdict
+
+
+@pytest.mark.skipif(not DETECTOR.is_dir(), reason="lab5 demo model not built")
+def test_medviewer_infer_writes_the_ctr_in_its_csv_and_json(films, tmp_path) -> None:
+    import csv
+
+    from medviewer.inference.outputs import write_result_files
+
+    volume, truth = films[0]
+    result = open_model(DETECTOR, CPU).run(volume)
+    json_path, csv_path = write_result_files(result, tmp_path, "film")
+    (measured,) = json.loads(json_path.read_text())["measurements"]
+    assert measured["value"] == pytest.approx(truth["ctr"], abs=0.03)
+    assert measured["sop_instance_uid"] == truth["sop_instance_uid"]
+    rows = list(csv.DictReader(csv_path.open(encoding="utf-8")))
+    assert [r["measurement"] for r in rows] == [""] * len(result.boxes) + [CTR_NAME]
+    assert float(rows[-1]["value"]) == measured["value"] and rows[-1]["verdict"]
