@@ -387,3 +387,21 @@ def boxes_from_model(detections: Iterable[Any], volume: Any = None, *, source: s
                                 None if score is None else float(score), source, PROPOSED,
                                 slice_uid(volume, k)))
     return BoxSet(out)
+
+
+def classes_from_model(result: Any, volume: Any = None) -> list[ClassLabel]:
+    """A classifier's answer as class labels: a series-level verdict (no slice rows) becomes
+    the series class, per-slice scores the classes of the slices it ran on. `result` is any
+    object with scores, slice_indices, predicted(row), model_id and model_version (the
+    inference layer's Result, for one)."""
+    if getattr(result, "scores", None) is None:
+        return []
+    source = model_source(result.model_id, result.model_version)
+    if not result.slice_indices:
+        label, score = result.predicted(0)
+        return [ClassLabel(label, source, SERIES, score=score)]
+    out = []
+    for row, k in enumerate(result.slice_indices):
+        label, score = result.predicted(row)
+        out.append(ClassLabel(label, source, SLICE, int(k), slice_uid(volume, int(k)), score))
+    return out

@@ -11,7 +11,7 @@ boxes, classes and brush strokes in the order they were made (`AnnotateControlle
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from medviewer.core.annotations import (
     AnnotatedBox,
@@ -19,10 +19,9 @@ from medviewer.core.annotations import (
     BoxEdit,
     BoxSet,
     ClassLabel,
-    model_source,
     slice_uid,
 )
-from medviewer.core.annotations.boxes import ANNOTATOR, SERIES, SLICE
+from medviewer.core.annotations.boxes import ANNOTATOR, SERIES, SLICE, classes_from_model
 from medviewer.ui.annotate.box_tool import BoxMouse, clamp_move, clamp_rect, is_big_enough
 from medviewer.ui.common.guard import guarded
 from medviewer.ui.document.annotate_state import Annotation
@@ -42,22 +41,6 @@ def set_classes(boxes: BoxSet, labels: Iterable[ClassLabel], description: str,
     for label in labels:
         boxes.set_class(label)
     return BoxEdit(description, before, (boxes.boxes, boxes.class_labels))
-
-
-def proposed_classes(result: Result, volume: Any) -> list[ClassLabel]:
-    """A classifier's answer as class labels: a series-level verdict (no slice rows) becomes
-    the series class, per-slice scores the classes of the slices it ran on."""
-    if result.scores is None:
-        return []
-    source = model_source(result.model_id, result.model_version)
-    if not result.slice_indices:
-        label, score = result.predicted(0)
-        return [ClassLabel(label, source, SERIES, score=score)]
-    out = []
-    for row, k in enumerate(result.slice_indices):
-        label, score = result.predicted(row)
-        out.append(ClassLabel(label, source, SLICE, int(k), slice_uid(volume, int(k)), score))
-    return out
 
 
 class BoxController:
@@ -237,7 +220,7 @@ class BoxController:
 
     def accept_classes(self, result: Result) -> BoxEdit | None:
         """A classifier's verdicts become the series or slice classes, as ONE undo step."""
-        labels = proposed_classes(result, self.document.volume)
+        labels = classes_from_model(result, self.document.volume)
         if not labels or self._editable() is None:
             return None
         return self.box_edit(lambda boxes: set_classes(boxes, labels, "accept AI classes"))

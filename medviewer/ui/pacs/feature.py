@@ -41,7 +41,8 @@ class PacsFeature(QObject):
         self.send_annotations_action = QAction("Send to &PACS\u2026", parent)
         self.send_annotations_action.setToolTip("Store this series' saved SEG and SR on a PACS")
         self.send_ai_action = QAction("Send Results to &PACS\u2026", parent)
-        self.send_ai_action.setToolTip("Store the AI's segmentation as a DICOM SEG on a PACS")
+        self.send_ai_action.setToolTip("Store the AI's results on a PACS: segmentations as DICOM "
+                                       "SEG, detections and class verdicts as DICOM SR")
         for action, slot in ((self.servers_action, self.open_servers),
                              (self.query_action, self.open_query),
                              (self.send_annotations_action, self.send_annotations),
@@ -132,23 +133,20 @@ class PacsFeature(QObject):
 
     @guarded
     def send_ai_results(self) -> Any:
-        """The AI's segmentation results as DICOM SEG (written in the worker), then sent."""
+        """The AI's results as DICOM SEG / SR (written in the worker), then sent."""
         from medviewer.core.demo import data_dir
-        from medviewer.ui.pacs.send import OUTBOX, SendDialog, write_ai_segs
+        from medviewer.ui.pacs.send import OUTBOX, SendDialog, has_ai_results, write_ai_results
 
         output, volume = self.document.ai_output, self.document.volume
-        results = getattr(output, "results", ()) if output is not None else ()
-        if volume is None or not any(r.task == "segmentation" and r.label_map is not None
-                                     for r in results):
-            self.host.show_error("There is no AI segmentation on this series to send: run a "
-                                 "segmentation model first (detections and scores are not "
-                                 "sent yet).")
+        if volume is None or output is None or not has_ai_results(output):
+            self.host.show_error("There is no AI result on this series to send: run a model "
+                                 "first.")
             return None
         series = getattr(volume.series, "series_instance_uid", "") or "series"
         folder = data_dir() / OUTBOX / series
 
         def prepare(_ctx: Any) -> list:
-            return write_ai_segs(output, volume, folder)
+            return write_ai_results(output, volume, folder)
 
         return self._new("send", lambda: SendDialog(
             self.host, "Send AI Results to PACS", [], prepare=prepare, keep=folder,

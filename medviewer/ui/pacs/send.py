@@ -1,8 +1,9 @@
 """Annotate ▸ Send to PACS… and AI ▸ Send Results to PACS…: store DICOM SEG / SR on a server.
 
 The Annotate command sends the saved SEG and SR of the open series (its workspace's newest,
-as Annotate ▸ Save wrote them); the AI command first writes each segmentation result as a
-DICOM SEG (in a worker, into `<user data folder>/pacs-outbox/`), then sends those. The send
+as Annotate ▸ Save wrote them); the AI command first writes the AI's results as DICOM (in a
+worker, into `<user data folder>/pacs-outbox/`): each segmentation as a SEG, detections and
+class verdicts as an SR; then sends those. The send
 (C-STORE or STOW-RS) runs in a worker; the dialog says what the server accepted, and a
 failure keeps every local file and says why.
 """
@@ -38,21 +39,50 @@ def annotation_files(volume: Any) -> list[Path]:
     return [p for p in (workspace.newest("seg"), workspace.newest("sr")) if p is not None]
 
 
-def write_ai_segs(output: Any, volume: Any, folder: Path) -> list[Path]:
-    """Each segmentation result with voxels as a DICOM SEG in `folder` (no Qt: a worker's)."""
+def has_ai_results(output: Any) -> bool:
+    """Whether the AI output holds anything write_ai_results would write."""
+    return any(_sendable(r) for r in getattr(output, "results", ()) or ())
+
+
+def _sendable(result: Any) -> bool:
+    if result.task == "segmentation":
+        return result.label_map is not None and bool(result.label_map.any())
+    return bool(result.boxes) or result.scores is not None
+
+
+def write_ai_results(output: Any, volume: Any, folder: Path) -> list[Path]:
+    """The AI's results as DICOM in `folder` (no Qt: a worker's): each segmentation with
+    voxels as a SEG; the detections (boxes, as proposed by the model) and the class verdicts
+    of each other model as an SR, like Annotate ▸ Save writes them."""
     from medviewer.core.annotations import write_seg
+    from medviewer.core.annotations.boxes import (
+        boxes_from_model,
+        classes_from_model,
+        model_source,
+    )
+    from medviewer.core.annotations.sr import write_sr
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for k, result in enumerate(output.results):
-        label_map = getattr(result, "label_map", None)
-        if result.task != "segmentation" or label_map is None or not label_map.any():
+        if not _sendable(result):
             continue
         name = f"{k}-{result.model_id}".replace("/", "_")
-        files.append(write_seg(label_map, volume, result.labels, folder / f"{name}.seg.dcm",
-                               series_description=f"AI {result.title or result.model_id}",
-                               algorithm=(result.model_id, result.model_version),
-                               colours=result.colours, slices=result.slice_indices or None))
+        algorithm = (result.model_id, result.model_version)
+        if result.task == "segmentation":
+            files.append(write_seg(
+                result.label_map, volume, result.labels, folder / f"{name}.seg.dcm",
+                series_description=f"AI {result.title or result.model_id}",
+                algorithm=algorithm, colours=result.colours,
+                slices=result.slice_indices or None))
+            continue
+        source = model_source(*algorithm)
+        boxes = boxes_from_model(result.boxes, volume, source=source)
+        files.append(write_sr(folder / f"{name}.sr.dcm", volume, boxes,
+                              annotator="MedViewer AI", model=f"{result.model_id} "
+                              f"{result.model_version}",
+                              class_labels=classes_from_model(result, volume)
+                              if result.scores is not None else ()))
     return files
 
 
@@ -87,7 +117,7 @@ class SendDialog(QDialog):
             self.list.addItem(f"{path.name}  \u2014  {path.parent.name}")
             self.list.item(self.list.count() - 1).setToolTip(str(path))
         if not self.files:
-            self.list.addItem("(written as DICOM SEG when you press Send)")
+            self.list.addItem("(written as DICOM SEG / SR when you press Send)")
         self.send_button = QPushButton("&Send")
         self.send_button.setDefault(True)
         self.send_button.clicked.connect(lambda: self.send())

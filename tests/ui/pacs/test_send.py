@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 
+from medviewer.core.annotations.sr_read import read_sr
 from medviewer.core.annotations.workspace import Workspace
-from medviewer.inference.results import Result
+from medviewer.inference.results import Box, Result
 from medviewer.pacs import servers
 from medviewer.ui.document.ai_state import AiOutput
 from tests.ui.gui import _open
@@ -66,7 +67,7 @@ def test_send_ai_results_writes_the_segmentation_as_dicom_seg(pacs_window, pacs_
                                                               ct_series_dir):
     win = _window(pacs_window, qtbot, ct_series_dir)
     win.pacs.send_ai_action.trigger()
-    assert "no AI segmentation" in win.last_error
+    assert "no AI result" in win.last_error
     volume = win.document.volume
     label_map = np.zeros(volume.voxels.shape, np.uint8)
     label_map[8:12, 20:40, 20:40] = 1
@@ -90,3 +91,38 @@ def test_send_ai_results_writes_the_segmentation_as_dicom_seg(pacs_window, pacs_
     assert seg.SeriesDescription == "AI Test lungs"
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == \
         volume.series.series_instance_uid
+
+
+def test_send_ai_results_writes_detections_and_verdicts_as_dicom_sr(pacs_window, pacs_env,
+                                                                   qtbot, ct_series_dir):
+    import highdicom as hd
+
+    win = _window(pacs_window, qtbot, ct_series_dir)
+    volume = win.document.volume
+    detector = Result("lab5-test", "2.0", "detection", ["heart"], ["#ff0000"],
+                      boxes=[Box(10, 12, 30, 40, "heart", 0.9, 3)], slice_indices=[3])
+    classifier = Result("lab2-test", "1.1", "classification", ["normal", "nodule"],
+                        ["#00ff00", "#ff0000"], slice_indices=[3, 4],
+                        scores=np.array([[0.2, 0.8], [0.7, 0.3]], np.float32))
+    win.document.set_ai_output(AiOutput((detector, classifier), "series"))
+    win.pacs.send_ai_action.trigger()
+    dialog = win.pacs.dialogs["send"]
+    pacs_env.client.fail["send"] = "STOW-RS answered 503 Service Unavailable."
+    text, ok = _send(dialog, qtbot)  # refused: the files stay for us to read
+    assert not ok and "They are in" in text
+    box_sr, class_sr = sorted(dialog.keep.glob("*.sr.dcm"))
+    assert [p.name for p in (box_sr, class_sr)] == ["0-lab5-test.sr.dcm",
+                                                    "1-lab2-test.sr.dcm"]
+    sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(box_sr))
+    [group] = sr.content.get_planar_roi_measurement_groups()
+    assert group.finding_type is not None
+    assert str(volume.series.series_instance_uid) in str(pydicom.dcmread(box_sr))
+    # read back as the viewer reads an SR (the sidecar beside it is not sent: read without)
+    for sidecar in dialog.keep.glob("*.json"):
+        sidecar.unlink()
+    [box] = read_sr(box_sr, volume).boxes
+    assert (box.x0, box.y0, box.x1, box.y1, box.slice_index, box.label) == \
+        (10, 12, 30, 40, 3, "heart")
+    assert box.source == "model:lab5-test@2.0"
+    verdicts = read_sr(class_sr, volume).class_labels
+    assert sorted((c.slice_index, c.label) for c in verdicts) == [(3, "nodule"), (4, "normal")]
