@@ -96,6 +96,10 @@ class AiMenu(QMenu):
         self.compare_action = self._command(owner, "&Compare Fusion Methods (Lab 3)", "",
                                             "Every lab 3 method's verdict on this series, "
                                             "side by side")
+        self.compare_segmenters_action = self._command(
+            owner, "Compare Se&gmentation Models (Lab 4)", "",
+            "Every lab 4 segmentation model on this series: label volumes (and scores against "
+            "the series' mask) side by side, one overlay at a time")
         self.mask_action = self._command(owner, "Compare With &Mask (DICOM SEG)\u2026", "",
                                          "Dice and IoU per label of the shown segmentation "
                                          "against a SEG drawn on this series")
@@ -143,6 +147,7 @@ class AiMenu(QMenu):
         self.addMenu(self.explain_menu)
         self.addSeparator()
         self.addAction(self.compare_action)
+        self.addAction(self.compare_segmenters_action)
         self.addAction(self.mask_action)
         self.addSeparator()
         self.addAction(self.clear_action)

@@ -34,7 +34,9 @@ from PySide6.QtWidgets import (
 
 from medviewer.inference.results import Result
 from medviewer.ui.ai.agreement import agreement_html, agreement_tooltip
+from medviewer.ui.ai.compare_table import ModelComparison, is_segmenter_comparison, short_title
 from medviewer.ui.ai.lesions_table import LesionTable
+from medviewer.ui.ai.measurements import measurements_html, measurements_tooltip
 from medviewer.ui.ai.score_curve import PLOT_EVERY_LABEL, ScoreCurve
 from medviewer.ui.document.ai_state import rgb
 from medviewer.ui.document.reading_aids import STACK
@@ -113,6 +115,9 @@ class AiPanel(QWidget):
         self.sections.addWidget(self.summary)
         self._build_scores()
         self._build_verdicts()
+        self.comparison = ModelComparison()  # lab 4's segmenters side by side
+        self.comparison.sigResultChosen.connect(document.show_ai_result)
+        self.sections.addWidget(self.comparison)
         self._build_labels()
         self.lesion_table = LesionTable()  # a segmentation's lesions, one row each
         self.sections.addWidget(self.lesion_table)
@@ -194,7 +199,10 @@ class AiPanel(QWidget):
         self.boxes_table.horizontalHeaderItem(3).setToolTip("x0,y0\u2013x1,y1 in pixels of the "
                                                             "image")
         self.boxes_table.cellDoubleClicked.connect(self._on_box_chosen)
+        self.measurements_label = QLabel()  # lab 5's cardiothoracic ratio and its verdict
+        self.measurements_label.setWordWrap(True)
         layout.addLayout(row)
+        layout.addWidget(self.measurements_label)
         layout.addWidget(self.boxes_table)
 
     def _build_heatmap(self) -> None:
@@ -223,14 +231,16 @@ class AiPanel(QWidget):
             result is not None and result.scores is not None and not result.slice_indices))
         per_slice = result is not None and result.scores is not None and not compare
         self.scores_group.setVisible(per_slice)
-        self.verdicts_group.setVisible(compare)
+        segmenters = is_segmenter_comparison(output)
+        self.verdicts_group.setVisible(compare and not segmenters)
         self.labels_group.setVisible(result is not None and result.label_map is not None)
         self.boxes_group.setVisible(result is not None and result.task == "detection")
         self.heatmap_group.setVisible(self.document.explanation is not None)
         if per_slice:
             self._fill_series_plot(result)
-        if compare:
+        if compare and not segmenters:
             self._fill_verdicts()
+        self.comparison.show_output(output)
         if not self.labels_group.isHidden():
             self._fill_labels()
         self.lesion_table.show_output(output, self._number, self.document.modality)
@@ -243,7 +253,10 @@ class AiPanel(QWidget):
             return "" if self.document.explanation is not None else EMPTY_TEXT
         if output.scope == "compare":
             seconds = sum(r.timings.get("total", 0.0) for r in output.results)
-            return (f"<b>{len(output.results)} fusion methods</b> on the whole series<br>"
+            shown = short_title(result.title or result.model_id)
+            what = (f"segmentation models</b>, showing {shown}"
+                    if is_segmenter_comparison(output) else "fusion methods</b>")
+            return (f"<b>{len(output.results)} {what} on the whole series<br>"
                     f"{result.provider.replace('ExecutionProvider', '')} · "
                     f"{seconds * 1000:.0f} ms in all")
         if output.scope == "series" or not result.slice_indices:
@@ -401,6 +414,9 @@ class AiPanel(QWidget):
                 table.setItem(row, col, _item(value, col != 1))
         _fit_rows(table, 8)
         self.boxes_group.setTitle(f"Boxes ({len(shown)} of {len(result.boxes)} shown)")
+        self.measurements_label.setText(measurements_html(result, self._number))
+        self.measurements_label.setToolTip(measurements_tooltip(result))
+        self.measurements_label.setVisible(bool(result.measurements))
 
     # ----------------------------------------------------------------- widgets -> document
     def _on_label_toggled(self, item: QTableWidgetItem) -> None:
