@@ -66,6 +66,9 @@ class LesionTable(QGroupBox):
         self.setVisible(bool(lesions))
         if lesions:
             self.set_lesions(lesions, number, "HU" if modality == "CT" else "")
+            if output.scope == "slice":  # a lesion's other slices were not segmented
+                self.note.setText("Measured on the slice(s) run only: run on the whole "
+                                  "series for each lesion's volume and longest diameter.")
 
     def set_lesions(self, lesions: Sequence[Any], number: Callable[[int], int],
                     units: str = "") -> None:

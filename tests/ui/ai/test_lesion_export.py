@@ -1,5 +1,6 @@
 """AI > Export Results with lesions: a CSV row and a JSON entry per lesion, and the lesions as
-DICOM SR whose Tracking UIDs are those of the CSV and stay when the SR is saved again."""
+DICOM SR whose Tracking UIDs are those of the CSV and stay when the SR is saved again; the
+lesion table's rows and its note for a result of a few slices."""
 
 from __future__ import annotations
 
@@ -66,3 +67,20 @@ def test_the_sr_keeps_the_tables_tracking_uids_and_keeps_them_on_a_new_save(volu
     write_lesions_sr(rerun, volume, path)
     assert {les.tracking_uid for les in read_lesions(path)} == \
         {les.tracking_uid for les in first.lesions}
+
+
+def test_a_table_of_one_slice_says_its_volumes_are_partial(qtbot, volume):
+    from dataclasses import replace
+
+    from medviewer.ui.ai.lesions_table import LesionTable
+
+    table = LesionTable()
+    qtbot.add_widget(table)
+    output = _output(volume)
+    table.show_output(output, lambda k: k + 1, "CT")
+    assert table.table.rowCount() == 2 and "whole series" not in table.note.text()
+    assert table.table.item(0, 3).text() == str(output.lesions[0].slice_index + 1)
+    table.show_output(replace(output, scope="slice"), lambda k: k + 1, "CT")
+    assert "whole series" in table.note.text()
+    table.show_output(None, lambda k: k + 1, "CT")
+    assert table.isHidden()
