@@ -31,7 +31,7 @@ def result_rows(output: AiOutput) -> list[dict[str, Any]]:
     """Flat rows for a CSV: one per slice, box, label or method, as the task is. Class
     scores follow `medviewer infer`'s columns: `label`, `score`, `score_<label>`."""
     rows: list[dict[str, Any]] = []
-    for result in output.results:
+    for i, result in enumerate(output.results):
         base = {"model": result.model_id, "version": result.model_version,
                 "task": result.task, "series_instance_uid": result.series_instance_uid}
         if output.scope == "compare" or (result.scores is not None and not result.slice_indices):
@@ -40,7 +40,7 @@ def result_rows(output: AiOutput) -> list[dict[str, Any]]:
         if result.boxes:
             rows.extend({**base, **row} for row in box_rows(result))
         rows.extend({**base, **row} for row in measurement_rows(result))  # e.g. lab 5's CTR
-        for label in output.label_stats if result.label_map is not None else ():
+        for label in _label_stats(output, i) if result.label_map is not None else ():
             rows.append({**base, "label": label["name"], "voxels": label["voxels"],
                          "volume_ml": "" if label["volume_ml"] is None else label["volume_ml"],
                          "slices_run": len(result.slice_indices)})
@@ -50,6 +50,19 @@ def result_rows(output: AiOutput) -> list[dict[str, Any]]:
                          "sop_instance_uid": uids.get(lesion.slice_index, "")}
                         for lesion in output.lesions)
     return rows
+
+
+def _label_stats(output: AiOutput, index: int) -> tuple[dict, ...]:
+    """Label volumes of result `index` (a comparison of segmenters has one set per model)."""
+    if index < len(output.stats_by_result):
+        return output.stats_by_result[index]
+    return output.label_stats
+
+
+def _against_mask(output: AiOutput, index: int) -> dict[str, Any]:
+    """Result `index`'s scores against the series' mask, when a comparison had one."""
+    scores = output.scores_by_result
+    return {"against_mask": scores[index]} if index < len(scores) and scores[index] else {}
 
 
 def to_json(output: AiOutput, explanation: Explanation | None = None) -> dict[str, Any]:
@@ -62,8 +75,8 @@ def to_json(output: AiOutput, explanation: Explanation | None = None) -> dict[st
                      "series_instance_uid": r.series_instance_uid,
                      "slices": r.slice_indices,
                      "timings_s": {k: round(v, 6) for k, v in r.timings.items()},
-                     "measurements": measurement_rows(r)}
-                    for r in output.results],
+                     "measurements": measurement_rows(r), **_against_mask(output, i)}
+                    for i, r in enumerate(output.results)],
         "findings": result_rows(output),
         "lesions": [lesion.as_row() for lesion in output.lesions],
         "failures": list(output.failures),

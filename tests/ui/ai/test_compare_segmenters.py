@@ -9,6 +9,8 @@ Two tiny ONNX segmenters label the phantom CT by windowed intensity x (tests/ui/
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from onnx import helper
@@ -108,7 +110,7 @@ def test_lab4_models_side_by_side_one_overlay_at_a_time(window, qtbot):
     assert "showing Test Seg Narrow" in panel.summary.text()
 
 
-def test_with_a_mask_on_the_series_each_model_is_scored_against_it(window, qtbot):
+def test_with_a_mask_on_the_series_each_model_is_scored_against_it(window, qtbot, tmp_path):
     doc, panel = window.document, window.ai.panel
     truth = expected_labels(doc.volume.voxels, THRESHOLDS["test-seg"])
     labelmap = doc.ensure_annotation().labelmap
@@ -126,6 +128,13 @@ def test_with_a_mask_on_the_series_each_model_is_scored_against_it(window, qtbot
             dice, abs=2e-3)
         assert by_model["test-seg"][col].endswith(" · 1.000")
     assert "HD95" in table.item(0, 1).toolTip() and "pixel accuracy" in table.item(0, 0).toolTip()
+    # AI > Export Results: each model's own volumes and its scores against the mask
+    data = json.loads(window.ai.export_results(tmp_path / "compared.json").read_text())
+    rows = {(f["model"], f["label"]): f["voxels"] for f in data["findings"] if "voxels" in f}
+    assert rows[("test-seg-narrow", "soft tissue")] == int((narrow == 1).sum())
+    assert rows[("test-seg", "soft tissue")] == int((truth == 1).sum())
+    scored = {r["model"]: r["against_mask"]["labels"]["bone"]["dice"] for r in data["results"]}
+    assert scored["test-seg"] == 1.0 and scored["test-seg-narrow"] < 1.0
 
 
 def test_nothing_to_compare_says_so(make_main_window, models_dir, monkeypatch, qtbot, tmp_path):
