@@ -10,8 +10,9 @@ edge, one per 600 pixels of the image's longer side, so a film shown small keeps
 line), and the anatomy inside a lesion stays readable; the reader's "Fill labels" choice
 (`AiDisplay.label_fill`) tints the whole area at the opacity of the slider. Boxes are
 rectangles with "label score" in the label's colour, on planes cut along the acquired
-slices. The heatmap (0..1) goes through a jet-like table, with its colour bar at the view's
-right edge while it is on screen. The stacking order of all of these is `viewing.layer_order`'s.
+slices, and a measured ratio's widths (lab 5's heart and thorax) dashed lines beside them.
+The heatmap (0..1) goes through a jet-like table, with its colour bar at the view's right
+edge while it is on screen. The stacking order of all of these is `viewing.layer_order`'s.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QLineF, QRectF, Qt
 from PySide6.QtGui import QColor, QPen
-from PySide6.QtWidgets import QGraphicsRectItem
+from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsRectItem
 
 from medviewer.ui.ai.colour_bar import HeatmapColourBar
+from medviewer.ui.ai.measurements import lines_on_plane
 from medviewer.ui.document.ai_state import label_lut, rgb
 from medviewer.ui.viewing.layer_order import AI_BOXES_Z, AI_LABELS_Z, HEATMAP_Z, outline
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from medviewer.inference.results import Box
     from medviewer.ui.viewing.slice_view import SliceView
 OUTLINE_PER_PX = 600  # outline width: one pixel per this many of the image's longer side
+MEASURED_COLOUR = "#ffd54f"  # the widths of a measured ratio: amber, apart from label colours
 
 
 def jet_lut(fade: float = 0.4) -> np.ndarray:
@@ -62,6 +65,7 @@ class AiLayerItems:
             view.view_box.addItem(item, ignoreBounds=True)
         self.colour_bar = HeatmapColourBar(view, JET)
         self.box_items: list[tuple[Box, QGraphicsRectItem, pg.TextItem]] = []
+        self.line_items: list[QGraphicsLineItem] = []  # the widths a measurement was taken on
         doc = view.document
         doc.sigAiResultChanged.connect(self.refresh)
         doc.sigAiDisplayChanged.connect(self.refresh)
@@ -76,12 +80,14 @@ class AiLayerItems:
         self._show_labels(k)
         self._show_heatmap(k)
         self._show_boxes(k)
+        self._show_lines(k)
 
     def _hide_all(self) -> None:
         self.labels_item.setVisible(False)
         self.heatmap_item.setVisible(False)
         self.colour_bar.hide()
         self._clear_boxes()
+        self._show_lines(None)
 
     def _show_labels(self, k: int) -> None:
         doc = self.view.document
@@ -139,3 +145,21 @@ class AiLayerItems:
             self.view.view_box.removeItem(rect_item)
             self.view.view_box.removeItem(text)
         self.box_items = []
+
+    def _show_lines(self, k: int | None) -> None:
+        """Dashed segments where the shown measurements were taken (lab 5's heart and
+        thoracic widths), with the boxes; `k` None clears them."""
+        for item in self.line_items:
+            self.view.view_box.removeItem(item)
+        self.line_items = []
+        if k is None:
+            return
+        pen = QPen(QColor(MEASURED_COLOUR), 2, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        for start, end in lines_on_plane(self.view.document, self.view.plane_name, k):
+            item = QGraphicsLineItem(QLineF(self.view.pixel_to_view(*start),
+                                            self.view.pixel_to_view(*end)))
+            item.setPen(pen)
+            item.setZValue(AI_BOXES_Z)
+            self.view.view_box.addItem(item, ignoreBounds=True)
+            self.line_items.append(item)

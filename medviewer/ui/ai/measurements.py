@@ -1,11 +1,14 @@
-"""The AI dock's line for a result's measurements (lab 5's cardiothoracic ratio): value,
-verdict and how it was measured, for the reader to report from. No Qt."""
+"""A result's measurements (lab 5's cardiothoracic ratio) for the reader: the AI dock's line
+(value, verdict, how it was measured) and the segments measured, placed on a view's plane for
+the AI layer to draw. No Qt."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from html import escape
+from typing import Any
 
+from medviewer.core.geometry import PlaneView
 from medviewer.inference.results import Result
 
 
@@ -29,3 +32,25 @@ def measurements_tooltip(result: Result | None) -> str:
     if result is None:
         return ""
     return "\n".join(dict.fromkeys(m.method for m in result.measurements if m.method))
+
+
+Segment = tuple[tuple[float, float], tuple[float, float]]
+
+
+def lines_on_plane(document: Any, name: str, k: int) -> list[Segment]:
+    """The segments the shown result's measurements were taken along, on image k of plane
+    `name`, in that image's pixels (flipped as the plane is); only on planes cut along the
+    acquired slices, as the boxes are."""
+    result, plane = document.ai_result, document.plane(name)
+    if result is None or not result.measurements or not isinstance(plane, PlaneView):
+        return []
+    if tuple(plane.axes) != (0, 1, 2):
+        return []
+    slice_index = plane.to_voxel(k, 0, 0)[2]
+    _, rows, cols = plane.shape
+
+    def flip(x: float, y: float) -> tuple[float, float]:
+        return (cols - x if plane.flips[1] else x, rows - y if plane.flips[0] else y)
+
+    return [(flip(*start), flip(*end)) for m in result.measurements
+            if m.slice_index == slice_index for start, end in m.lines]

@@ -52,6 +52,10 @@ def test_the_dock_shows_the_ctr_with_its_verdict(demo_window, qtbot, truth, pati
     assert label.isVisibleTo(demo_window) and verdict in label.text()
     assert f"Cardiothoracic ratio {ctr.value:.2f}" in label.text()
     assert "thoracic width" in label.toolTip()
+    # the two widths drawn on the film: heart over thorax is the ratio shown
+    heart, thorax = sorted(line.line().length()
+                           for line in demo_window.viewer.single_view.layers["ai"].line_items)
+    assert heart / thorax == pytest.approx(ctr.value, abs=1e-3)
     demo_window.grab().save(f"/tmp/s21/ctr_dock_{patient_id}.png")
 
 
