@@ -11,7 +11,7 @@ phantom of bench_seg_save.py (generated once under benchmarks/data/seg<N>_ct/, g
 
 Then, per repeat and in the same run, the series is retrieved over loopback:
 - by `getscu` (dcmtk, study root, its defaults) into a fresh temporary folder;
-- by medviewer.pacs.dimse.get into a fresh LocalStore (a fresh store needs no IMAGE-level
+- by medviewer.pacs.dimse_retrieve.get into a fresh LocalStore (a fresh store needs no IMAGE-level
   C-FIND listing; each instance is written atomically and fsynced on a writer thread beside
   the network, and the call returns once every file is whole), timing also the first instance
   stored and the first slice decoded from it (SeriesLoader.read_slice, what the viewer's
@@ -140,7 +140,7 @@ def main() -> int:
     import pydicom
     from bench_seg_save import ensure_series
 
-    from medviewer.pacs import dimse, web
+    from medviewer.pacs import dimse, dimse_retrieve, web
     from medviewer.pacs.store import LocalStore
 
     series_folder = ensure_series(args.slices)
@@ -178,7 +178,7 @@ def main() -> int:
                                                  tmp / f"{name}-{k}", nodelay))
                     n = len(list((tmp / f"{name}-{k}").iterdir()))
                     assert n == len(files), f"getscu stored {n} files"
-                rows["get"].append(run_medviewer(dimse.get, dimse_server, study_uid,
+                rows["get"].append(run_medviewer(dimse_retrieve.get, dimse_server, study_uid,
                                                  series_uid, tmp / f"get-{k}"))
                 rows["wado"].append(run_medviewer(web.retrieve, web_server, study_uid,
                                                   series_uid, tmp / f"wado-{k}"))
@@ -205,7 +205,7 @@ def main() -> int:
     print(f"| dcmtk getscu (C-GET), TCP_NODELAY=1 | {base:.2f} s | 1.00x | - | - |")
     print(f"| dcmtk getscu (C-GET), its defaults (Nagle on) | {nagle:.2f} s | "
           f"{nagle / base:.2f}x | - | - |")
-    for label, (total, first, shown, _n) in (("MedViewer C-GET (dimse.get)", get),
+    for label, (total, first, shown, _n) in (("MedViewer C-GET (dimse_retrieve.get)", get),
                                               ("MedViewer WADO-RS (web.retrieve)", wado)):
         print(f"| {label} | {total:.2f} s | {total / base:.2f}x | {first:.3f} s | "
               f"{shown:.3f} s |")

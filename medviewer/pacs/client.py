@@ -1,5 +1,6 @@
 """The one PACS API the viewer and the command line use: it dispatches on `server.kind` to
-DICOM networking (medviewer.pacs.dimse, pynetdicom) or DICOMweb (medviewer.pacs.web).
+DICOM networking (medviewer.pacs.dimse and dimse_retrieve, pynetdicom) or DICOMweb
+(medviewer.pacs.web).
 
 Every function raises PacsError (a sentence) on failure; a cancelled retrieve raises
 PacsCancelled. Retrieved instances go to a LocalStore (default: the user data folder's).
@@ -83,11 +84,13 @@ def retrieve(server: Server, study_uid: str, series_uid: str | None = None, *,
     if method == "wado":
         raise PacsError(f"Server {server.name!r} is a DICOM networking peer; WADO-RS needs a "
                         "DICOMweb server entry. Retrieve with get or move instead.")
+    from medviewer.pacs import dimse_retrieve
+
     if method == "get":
-        return backend.get(server, study_uid, series_uid, **kw)
+        return dimse_retrieve.get(server, study_uid, series_uid, **kw)
     if receiver is not None and receiver.running and receiver.port == int(server.receive_port):
-        return backend.move(server, study_uid, series_uid, receiver=receiver, **kw)
-    return backend.move(server, study_uid, series_uid, **kw)
+        return dimse_retrieve.move(server, study_uid, series_uid, receiver=receiver, **kw)
+    return dimse_retrieve.move(server, study_uid, series_uid, **kw)
 
 
 def send(server: Server, paths: Iterable[str | Path]) -> SendResult:

@@ -22,7 +22,7 @@ class Receiver:
     def __init__(self, store: LocalStore, ae_title: str = "MEDVIEWER", port: int = 11112,
                  host: str = "", on_received: Callable[[Path], None] | None = None) -> None:
         self.store, self.ae_title, self.port, self.host = store, ae_title, int(port), host
-        self.listeners: list = []  # running C-MOVEs (dimse._Retrieval) that want the files
+        self.listeners: list = []  # running C-MOVEs (dimse_retrieve._Retrieval) that want the files
         self.received: list = []  # paths stored while no C-MOVE was listening
         self.on_received = on_received  # called (on pynetdicom's thread) with each such path
         self._server = None

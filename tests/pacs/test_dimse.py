@@ -11,7 +11,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from medviewer.pacs import dimse
+from medviewer.pacs import dimse, dimse_retrieve
+from medviewer.pacs.dimse_retrieve import get as c_get
+from medviewer.pacs.dimse_retrieve import move as c_move
 from medviewer.pacs.errors import PacsCancelled, PacsError
 from medviewer.pacs.receiver import Receiver
 from medviewer.pacs.store import LocalStore
@@ -64,14 +66,14 @@ def test_find_series_of_a_study(orthanc, pacs_ct):
 def test_get_a_series_then_a_retry_fetches_nothing(orthanc, pacs_ct, tmp_path):
     store = LocalStore(tmp_path / "store")
     seen = []
-    result = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
+    result = c_get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
                        store=store, progress=lambda done, total: seen.append((done, total)))
     assert len(result.stored) == 20 and result.skipped == 0 and result.failed == []
     assert seen[-1] == (20, 20)
     assert all(p.parent == store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
                for p in result.stored)
     _same_pixels(result.stored, pacs_ct)
-    again = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, store=store)
+    again = c_get(orthanc.dimse_server(), pacs_ct.study_uid, store=store)
     assert (again.stored, again.skipped) == ([], 20)
 
 
@@ -79,10 +81,10 @@ def test_a_fresh_get_lists_no_instances_and_a_retry_does(orthanc, pacs_ct, tmp_p
                                                         monkeypatch):
     listings = []
     real = dimse._instances
-    monkeypatch.setattr(dimse, "_instances", lambda *a: listings.append(a) or real(*a))
+    monkeypatch.setattr(dimse_retrieve, "_instances", lambda *a: listings.append(a) or real(*a))
     store = LocalStore(tmp_path / "store")
     seen = []
-    for retrieve in (dimse.get, dimse.move):
+    for retrieve in (c_get, c_move):
         folder = store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
         for p in folder.glob("*.dcm"):
             p.unlink()
@@ -94,7 +96,7 @@ def test_a_fresh_get_lists_no_instances_and_a_retry_does(orthanc, pacs_ct, tmp_p
         _same_pixels(got.stored, pacs_ct)
         seen.clear()
     sorted(folder.glob("*.dcm"))[0].unlink()
-    retry = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
+    retry = c_get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
                       store=LocalStore(store.root), progress=lambda *a: seen.append(a))
     assert len(listings) == 1 and (len(retry.stored), retry.skipped) == (1, 19)
     assert seen[-1] == (20, 20)
@@ -119,7 +121,7 @@ class _SlowDisk(LocalStore):
 def test_writes_run_beside_the_network_and_are_done_when_get_returns(
         orthanc, pacs_ct, tmp_path):
     store = _SlowDisk(tmp_path / "store")
-    got = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store)
+    got = c_get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store)
     assert len(got.stored) == 20 and got.failed == []
     assert threading.current_thread().name not in store.threads  # the writer thread wrote
     assert not any(t.name.startswith("medviewer-store") for t in threading.enumerate())
@@ -128,31 +130,31 @@ def test_writes_run_beside_the_network_and_are_done_when_get_returns(
 
 def test_a_disk_failure_mid_get_is_a_sentence_and_a_retry_fetches_the_rest(
         orthanc, pacs_ct, tmp_path, monkeypatch):
-    monkeypatch.setattr(dimse._Retrieval, "WRITE_AHEAD", 1)  # each write before the next
+    monkeypatch.setattr(dimse_retrieve._Retrieval, "WRITE_AHEAD", 1)  # each write before the next
     store = _SlowDisk(tmp_path / "store", full_after=3)
-    got = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store)
+    got = c_get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store)
     assert len(got.stored) == 3 and "No space left" in got.failed[0]
     assert len(store.threads) == 4  # the rest was refused, not written
     folder = got.stored[0].parent
     assert sorted(folder.iterdir()) == sorted(got.stored)
-    retry = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
+    retry = c_get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
                       store=LocalStore(store.root))
     assert (len(retry.stored), retry.skipped, retry.failed) == (17, 3, [])
 
 
 def test_a_server_without_instance_listing_still_retrieves_and_skips_what_is_here(
         orthanc, pacs_ct, tmp_path, monkeypatch):
-    monkeypatch.setattr(dimse, "_instances", lambda *_a: [])  # no IMAGE-level C-FIND
+    monkeypatch.setattr(dimse_retrieve, "_instances", lambda *_a: [])  # no IMAGE-level C-FIND
     store = LocalStore(tmp_path / "store")
-    got = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store)
+    got = c_get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store)
     assert len(got.stored) == 20
     _same_pixels(got.stored, pacs_ct)
-    again = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, store=store)
+    again = c_get(orthanc.dimse_server(), pacs_ct.study_uid, store=store)
     assert (again.stored, again.skipped) == ([], 20)
 
 
 def test_an_unknown_study_is_a_sentence(orthanc, tmp_path):
-    for retrieve in (dimse.get, dimse.move):
+    for retrieve in (c_get, c_move):
         with pytest.raises(PacsError, match="has no images of that study .*search again"):
             retrieve(orthanc.dimse_server(), "1.2.3.4.5.6.7.8.9", store=LocalStore(tmp_path))
 
@@ -167,7 +169,7 @@ def test_cancel_mid_get_leaves_whole_files_and_a_retry_fetches_only_the_rest(
         return len(calls) > 6
 
     with pytest.raises(PacsCancelled) as info:
-        dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store,
+        c_get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid, store=store,
                   cancelled=cancelled)
     assert "cancelled" in str(info.value)
     folder = store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
@@ -176,7 +178,7 @@ def test_cancel_mid_get_leaves_whole_files_and_a_retry_fetches_only_the_rest(
     assert all(p.suffix == ".dcm" for p in kept)  # no temporary left behind
     for p in kept:
         assert pydicom.dcmread(p).pixel_array.shape == (64, 64)  # each kept file is whole
-    retry = dimse.get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
+    retry = c_get(orthanc.dimse_server(), pacs_ct.study_uid, pacs_ct.series_uid,
                       store=LocalStore(store.root))
     assert retry.skipped == len(kept) and len(retry.stored) == 20 - len(kept)
     _same_pixels(sorted(folder.glob("*.dcm")), pacs_ct)
@@ -184,7 +186,7 @@ def test_cancel_mid_get_leaves_whole_files_and_a_retry_fetches_only_the_rest(
 
 def test_move_to_medviewers_own_receiver(orthanc, pacs_ct, tmp_path):
     store = LocalStore(tmp_path / "moved")
-    result = dimse.move(orthanc.dimse_server(), pacs_ct.study_uid, store=store)
+    result = c_move(orthanc.dimse_server(), pacs_ct.study_uid, store=store)
     assert len(result.stored) == 20 and result.failed == []
     _same_pixels(result.stored, pacs_ct)
 
@@ -193,12 +195,12 @@ def test_cancel_mid_move_keeps_whole_files_and_a_retry_completes(orthanc, pacs_c
     store = LocalStore(tmp_path / "moved")
     done = []
     with pytest.raises(PacsCancelled):
-        dimse.move(orthanc.dimse_server(), pacs_ct.study_uid, store=store,
+        c_move(orthanc.dimse_server(), pacs_ct.study_uid, store=store,
                    progress=lambda n, total: done.append(n), cancelled=lambda: len(done) >= 4)
     folder = store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
     kept = sorted(folder.glob("*"))
     assert 0 < len(kept) < 20 and all(p.suffix == ".dcm" for p in kept)
-    retry = dimse.move(orthanc.dimse_server(), pacs_ct.study_uid, store=LocalStore(store.root))
+    retry = c_move(orthanc.dimse_server(), pacs_ct.study_uid, store=LocalStore(store.root))
     assert retry.skipped == len(kept) and len(retry.stored) == 20 - len(kept)
     _same_pixels(sorted(folder.glob("*.dcm")), pacs_ct)
 
@@ -293,14 +295,14 @@ def test_server_killed_mid_get_is_a_sentence_and_a_retry_completes(orthanc_facto
             private.kill()
 
     with pytest.raises(PacsError) as info:
-        dimse.get(private.dimse_server(), pacs_ct.study_uid, store=store, progress=progress)
+        c_get(private.dimse_server(), pacs_ct.study_uid, store=store, progress=progress)
     assert not isinstance(info.value, PacsCancelled)
     assert "stopped answering" in str(info.value) or "could not send" in str(info.value)
     folder = store.series_folder(pacs_ct.study_uid, pacs_ct.series_uid)
     kept = sorted(folder.glob("*"))
     assert all(p.suffix == ".dcm" for p in kept) and len(kept) < 20
     private.start()
-    retry = dimse.get(private.dimse_server(), pacs_ct.study_uid, store=LocalStore(store.root))
+    retry = c_get(private.dimse_server(), pacs_ct.study_uid, store=LocalStore(store.root))
     assert retry.skipped == len(kept) and retry.skipped + len(retry.stored) == 20
     _same_pixels(sorted(folder.glob("*.dcm")), pacs_ct)
 
