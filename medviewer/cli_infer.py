@@ -19,7 +19,8 @@ def add_model_parsers(sub) -> None:
                    help="use this version of a model (roll back or forward)")
     m.set_defaults(func=_cmd_models)
     i = sub.add_parser("infer", help="run a model over a series, a folder or a DICOMDIR",
-                       description="Writes per series: DICOM SEG + JSON (segmentation), CSV + "
+                       description="Writes per series: DICOM SEG + JSON (segmentation; with "
+                       "a lesion label also <series>_lesions.csv, one row per lesion), CSV + "
                        "JSON (classification, fusion, detection). Never beside the source.")
     i.add_argument("path", help="series folder, folder of studies, DICOMDIR or file")
     i.add_argument("--model", required=True, help="model id (see `medviewer models`) or folder")
@@ -306,11 +307,27 @@ def _write_outputs(model, result, volume, out, stem: str) -> list:
                                series_description=f"AI {m.title}", algorithm=(m.id, m.version),
                                colours=result.colours, slices=result.slice_indices or None))
     files += write_result_files(result, out, stem, spacing=volume.spacing)
+    if result.task == "segmentation" and result.label_map is not None and volume.has_geometry:
+        files += _write_lesions(model, result, volume, out / f"{stem}_lesions.csv")
     from medviewer.inference import load_plugin
 
     for suffix, writer in load_plugin(model.manifest.plugin).writers.items():
         files.append(writer(result, out / f"{stem}_{suffix}"))
     return files
+
+
+def _write_lesions(model, result, volume, path) -> list:
+    """One row per lesion of the lesion labels (core.lesions: diameters, mL, centre), if any."""
+    from medviewer.core.atomic import write_text_atomic
+    from medviewer.core.lesions import find_lesions, keep_tracking
+    from medviewer.inference.outputs import csv_text
+
+    lesions = find_lesions(result.label_map, volume, result.labels,
+                           model.manifest.options.get("lesion_labels"))
+    if not lesions:
+        return []
+    rows = [lesion.as_row() for lesion in keep_tracking(lesions, [])]
+    return [write_text_atomic(path, csv_text(rows))]
 
 
 def _verdict(result) -> str:
@@ -324,8 +341,10 @@ def _verdict(result) -> str:
         return ", ".join(f"{n} {counts[v]} vox" for v, n in enumerate(result.labels) if v)
     if result.task == "detection":
         best = max(result.boxes, key=lambda b: b.score, default=None)
+        measured = "".join(f", {m.name.lower()} {m.value:.2f}"  # lab 5's CTR
+                           for m in result.measurements[:1])
         return f"{len(result.boxes)} boxes" + (f" (best {best.label} {best.score:.2f})"
-                                               if best else "")
+                                               if best else "") + measured
     if result.scores is None or not len(result.scores):
         return "no scores"
     if result.task == "fusion" or not result.slice_indices:

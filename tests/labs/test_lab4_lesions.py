@@ -65,3 +65,24 @@ def test_a_lesion_without_contrast_or_too_narrow_is_not_grown_or_touched():
     narrow[20, 14] = 1  # one pixel short of the disc: trimming never adds it back
     refine_lesion_edges(narrow, image, [2])
     assert narrow[20, 14] == 1 and (narrow == 2).sum() == disc.sum() - 1
+
+
+def test_medviewer_infer_writes_one_row_per_lesion(demo_study, tmp_path, capsys):
+    import csv
+
+    from medviewer.cli import main
+
+    out = tmp_path / "out"
+    code = main(["infer", "--model", "lab4-chest-unet", "--slices", "25:45",
+                 str(demo_study / "DEMO-0001" / "CT_CHEST"), "--out", str(out)])
+    assert code == 0, capsys.readouterr().out
+    (path,) = out.glob("*_lesions.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    truth = json.loads((demo_study / "ground_truth.json").read_text())["chest_ct"]["nodules"]
+    inside = sorted(n["diameter_mm"] for n in truth if 27 <= n["center_voxel"][0] <= 42)
+    assert len(inside) == 2  # slices 25..44 hold the 20 mm and the 15 mm nodules whole
+    measured = sorted(float(r["long_axis_mm"]) for r in rows)
+    assert len(measured) == 2 and np.allclose(measured, inside, atol=2.0)
+    assert all(r["label"] == "nodule" and r["site"] == "lung" and r["tracking_uid"]
+               for r in rows)
