@@ -128,3 +128,16 @@ def test_medviewer_infer_writes_the_ctr_in_its_csv_and_json(films, tmp_path) -> 
     rows = list(csv.DictReader(csv_path.open(encoding="utf-8")))
     assert [r["measurement"] for r in rows] == [""] * len(result.boxes) + [CTR_NAME]
     assert float(rows[-1]["value"]) == measured["value"] and rows[-1]["verdict"]
+
+
+@pytest.mark.skipif(not DETECTOR.is_dir(), reason="lab5 demo model not built")
+def test_medviewer_infer_prints_the_ctr(demo_study, films, tmp_path, capsys) -> None:
+    from medviewer.cli import main
+
+    volume, truth = films[0]
+    folder = Path(volume.sources[0].path).parent
+    assert main(["infer", "--model", "lab5-heart-frcnn", str(folder), "--out",
+                 str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    shown = float(printed.split("cardiothoracic ratio ")[1][:4])
+    assert shown == pytest.approx(truth["ctr"], abs=0.03)
