@@ -75,9 +75,13 @@ class LesionTable(QGroupBox):
         """Fill the rows; `number(k)` is the image number the views show for slice k."""
         self.lesions = list(lesions)
         self.table.setRowCount(len(self.lesions))
+        kinds = {lesion.label for lesion in self.lesions}
+        one_kind = len(kinds) == 1  # then the header names it and a row is a number: narrower
+        self.table.horizontalHeaderItem(0).setText(next(iter(kinds)) if one_kind else "Lesion")
         for row, lesion in enumerate(self.lesions):
             mean = "–" if lesion.mean_value is None else f"{lesion.mean_value:.0f}"
-            cells = (lesion.name, f"{lesion.long_axis_mm:.1f}\u00d7{lesion.short_axis_mm:.1f}",
+            cells = (str(lesion.number) if one_kind else lesion.name,
+                     f"{lesion.long_axis_mm:.1f}\u00d7{lesion.short_axis_mm:.1f}",
                      f"{lesion.volume_ml:.2f}", str(number(lesion.slice_index)), mean)
             x, y, z = lesion.centre_lps
             tip = (f"{lesion.name}: centre at image {number(round(lesion.centre_voxel[0]))}, "
