@@ -141,3 +141,24 @@ def test_medviewer_infer_prints_the_ctr(demo_study, films, tmp_path, capsys) -> 
     printed = capsys.readouterr().out
     shown = float(printed.split("cardiothoracic ratio ")[1][:4])
     assert shown == pytest.approx(truth["ctr"], abs=0.03)
+
+
+@pytest.mark.skipif(not DETECTOR.is_dir(), reason="lab5 demo model not built")
+def test_ctr_within_003_on_held_out_films_of_every_size_and_ratio() -> None:
+    """The detector's held-out phantoms (own CTRs 0.35-0.70, shifted hearts, 256-1024 px)."""
+    from medviewer.labs.lab5 import demo
+
+    model = open_model(DETECTOR, CPU)
+    sizes = set()
+    for seed in demo.VALIDATION_SEEDS[:10]:
+        rng = np.random.default_rng([seed, 5])  # as demo.make_films draws each film
+        size = int(rng.choice(demo.SOURCE_SIZES))
+        shift = tuple(rng.uniform(-demo.SHIFT, demo.SHIFT, 2))
+        film, truth = chest_xray_phantom(size, ctr=float(rng.uniform(*demo.CTR_RANGE)),
+                                         heart_shift=shift, seed=seed)
+        volume = SimpleNamespace(voxels=film[None], photometric="MONOCHROME2", modality="DX",
+                                 sources=[], series=None)
+        (ctr,) = model.run(volume).measurements
+        assert ctr.value == pytest.approx(truth["ctr"], abs=0.03), seed
+        sizes.add(size)
+    assert len(sizes) > 1
