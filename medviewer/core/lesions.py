@@ -91,7 +91,8 @@ def lesion_labels(labels: Sequence[str], declared: Iterable[str] | None = None) 
     """Label values that get a lesion table: those `declared` (a manifest's list), else those
     whose name says lesion. Value 0 (background) never does."""
     if declared is not None:
-        wanted = {str(n).strip().lower() for n in declared}
+        names = [declared] if isinstance(declared, str) else declared
+        wanted = {str(n).strip().lower() for n in names}
         return [v for v, n in enumerate(labels) if v and n.strip().lower() in wanted]
     return [v for v, n in enumerate(labels) if v and is_lesion_label(n)]
 
@@ -144,14 +145,16 @@ def _site(label_map: np.ndarray, components: np.ndarray, index: int, box: tuple[
     around = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
     inside = components[around] == index
     shell = ndimage.binary_dilation(inside, structure=_FULL) & ~inside
-    counts = np.bincount(label_map[around][shell], minlength=len(labels))
+    counts = np.bincount(label_map[around][shell], minlength=len(labels))[:len(labels)]
     counts[[0, value]] = 0
     return labels[int(counts.argmax())] if counts.any() else ""
 
 
 def _outline_points(mask: np.ndarray) -> np.ndarray:
-    """(n, 2) (row, col) midpoints of the outer edges of a 2D mask's pixels."""
-    rows, cols = np.nonzero(mask)
+    """(n, 2) (row, col) edge midpoints of a 2D mask's border pixels (the inner ones cannot
+    be an end of a diameter)."""
+    border = mask & ~ndimage.binary_erosion(mask, border_value=0)
+    rows, cols = np.nonzero(border)
     steps = np.array([[-0.5, 0], [0.5, 0], [0, -0.5], [0, 0.5]])
     return (np.stack([rows, cols], 1)[:, None, :] + steps).reshape(-1, 2)
 
@@ -202,13 +205,13 @@ def _perpendicular(flat: np.ndarray, direction: np.ndarray, step: float
     normal = np.array([-along[1], along[0]])
     s, t = flat @ along, flat @ normal
     strip = np.floor((s - s.min()) / step).astype(np.intp)
-    best, ends = 0.0, (0, 0)
-    for k in np.unique(strip):
-        members = np.flatnonzero(strip == k)
-        lo, hi = members[np.argmin(t[members])], members[np.argmax(t[members])]
-        if t[hi] - t[lo] > best:
-            best, ends = float(t[hi] - t[lo]), (int(lo), int(hi))
-    return best, ends
+    order = np.argsort(strip, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(strip[order]) > 0])
+    widths = np.maximum.reduceat(t[order], starts) - np.minimum.reduceat(t[order], starts)
+    k = int(np.argmax(widths))
+    members = order[starts[k]:starts[k + 1] if k + 1 < len(starts) else None]
+    ends = (int(members[np.argmin(t[members])]), int(members[np.argmax(t[members])]))
+    return float(widths[k]), ends
 
 
 # --- tracking across saves -------------------------------------------------------------------

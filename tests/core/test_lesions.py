@@ -107,6 +107,7 @@ def test_only_lesion_labels_get_a_table_unless_the_manifest_names_them():
     assert lesion_labels(["background", "Liver tumour", "liver"]) == [1]
     assert lesion_labels(["background", "body", "heart"], declared=["heart"]) == [2]
     assert lesion_labels(["background", "nodule"], declared=[]) == []
+    assert lesion_labels(["background", "body", "heart"], declared="heart") == [2]  # hand-typed
     label_map = np.ones((3, 8, 8), np.uint8)
     assert find_lesions(label_map, _volume((3, 8, 8), (1, 1, 1)), ["background", "lung"]) == []
 
