@@ -437,7 +437,7 @@ class AiController(QObject):
         start = export_folder(self.host.settings) / f"{result.model_id}_results.csv"
         path, chosen = QFileDialog.getSaveFileName(
             self.host.dialog_parent(), "Export AI results", str(start),
-            "CSV (*.csv);;JSON (*.json);;Lesions as DICOM SR (*.dcm)")
+            "CSV (*.csv);;JSON (*.json);;Lesions / ratios as DICOM SR (*.dcm)")
         if path:
             if not Path(path).suffix:
                 path += next((f".{f}" for f in ("json", "dcm") if f in chosen.lower()), ".csv")
