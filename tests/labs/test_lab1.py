@@ -300,3 +300,25 @@ def test_a_course_cnn_checkpoint_imports_with_its_own_names(digits_volume, tmp_p
     with torch.no_grad():
         expected = net(images).argmax(1).numpy()
     assert result.scores.argmax(axis=1).tolist() == expected.tolist()
+
+
+def test_the_cnn_retrains_from_its_current_weights(tmp_path):
+    """Model > Retrain's job on the shipped CNN: the training package builds its (1, 8, 8)
+    images through the plugin, and the candidate exports and matches ONNX Runtime."""
+    import io
+
+    from medviewer.inference import load_manifest
+    from medviewer.training import run
+
+    job = {"model": CNN_ID, "init": "current", "data": {"demo": 4}, "epochs": 1,
+           "batch_size": 16, "lr": 0.001, "device": "cpu", "out": str(tmp_path / "run")}
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job), encoding="utf-8")
+    out = io.StringIO()
+    assert run.run_job(path, stream=out) == 0
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    (done,) = [e for e in events if e["event"] == "done"]
+    candidate = load_manifest(done["candidate"])
+    assert candidate.arch == "lab1.medical_cnn_light"
+    assert candidate.onnx_inputs["image"] == ["batch", 1, 8, 8]
+    assert candidate.provenance["parity_max_relative_error"] <= 1e-4
