@@ -441,6 +441,8 @@ class AiController(QObject):
         if path:
             if not Path(path).suffix:
                 path += next((f".{f}" for f in ("json", "dcm") if f in chosen.lower()), ".csv")
+            if "dcm" in chosen.lower() and Path(path).name == start.name:  # the CSV's name
+                path = str(Path(path).with_name(f"{result.model_id}_findings.dcm"))
             self.export_results(path)
 
     @guarded

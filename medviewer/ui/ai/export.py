@@ -117,6 +117,7 @@ def write_lesions_sr(output: AiOutput, volume: Any, path: str | Path) -> Path:
     from medviewer.core.annotations.sr_lesions import track_against
     from medviewer.core.annotations.sr_ratios import RatioFinding
 
+    _check_sidecar_is_ours(Path(path))
     result = output.results[0]
     lesions = track_against(path, output.lesions)
     ratios = [RatioFinding(m.name, m.value, m.slice_index, m.lines)  # lab 5's CTR
@@ -127,3 +128,18 @@ def write_lesions_sr(output: AiOutput, volume: Any, path: str | Path) -> Path:
         annotator = "unknown"
     return write_sr(path, volume, [], annotator=annotator, lesions=lesions, ratios=ratios,
                     model=f"model:{result.model_id}@{result.model_version}")
+
+
+def _check_sidecar_is_ours(path: Path) -> None:
+    """The SR's sidecar is `<name>.json`: refuse to replace a JSON there that is no sidecar
+    (e.g. the results exported as JSON under the same name)."""
+    from medviewer.core.annotations import AnnotationError
+    from medviewer.core.annotations.sr import read_sidecar, sidecar_path_for
+
+    sidecar = sidecar_path_for(path)
+    if sidecar.exists():
+        try:
+            read_sidecar(sidecar)
+        except AnnotationError:
+            raise AnnotationError(sidecar, f"Saving the SR would replace {sidecar.name}, which "
+                                  "is not its sidecar; choose another name for the SR.") from None

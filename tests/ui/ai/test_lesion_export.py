@@ -84,3 +84,16 @@ def test_a_table_of_one_slice_says_its_volumes_are_partial(qtbot, volume):
     assert "whole series" in table.note.text()
     table.show_output(None, lambda k: k + 1, "CT")
     assert table.isHidden()
+
+
+def test_the_sr_never_replaces_a_json_that_is_not_its_sidecar(volume, tmp_path):
+    from medviewer.core.annotations import AnnotationError
+
+    output = _output(volume)
+    results = write_results(output, tmp_path / "findings.json")
+    before = results.read_text()
+    with pytest.raises(AnnotationError, match="not its sidecar"):
+        write_lesions_sr(output, volume, tmp_path / "findings.dcm")
+    assert results.read_text() == before and not (tmp_path / "findings.dcm").exists()
+    write_lesions_sr(output, volume, tmp_path / "other.dcm")
+    write_lesions_sr(output, volume, tmp_path / "other.dcm")  # its own sidecar: replaced
