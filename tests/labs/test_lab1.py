@@ -322,3 +322,17 @@ def test_the_cnn_retrains_from_its_current_weights(tmp_path):
     assert candidate.arch == "lab1.medical_cnn_light"
     assert candidate.onnx_inputs["image"] == ["batch", 1, 8, 8]
     assert candidate.provenance["parity_max_relative_error"] <= 1e-4
+
+
+def test_grad_cam_explains_the_cnn_on_the_slice_grid(digits_volume, cnn_run):
+    """The CNN reads a 2D image through convolutions, so Grad-CAM applies (the MLP has none):
+    a heatmap over the whole slice, for the digit the model predicted there."""
+    from medviewer.explain import explain, methods_for
+
+    model, result = cnn_run
+    assert methods_for(model.manifest) == ["Grad-CAM"]
+    assert methods_for(open_model(MODEL_ID).manifest) == []
+    explanation = explain(CNN_ID, digits_volume, 3)
+    assert explanation.heatmap.shape == digits_volume.voxels.shape[1:]
+    assert 0.0 <= explanation.heatmap.min() < explanation.heatmap.max() <= 1.0
+    assert explanation.target == result.predicted(3)[0]
