@@ -15,9 +15,11 @@ CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecu
 
 
 @pytest.fixture(autouse=True)
-def _fresh_probe(monkeypatch: pytest.MonkeyPatch):
-    """The probe is cached per process: clear it around each test, and drop any override."""
+def _fresh_probe(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """The probe is cached per process and on disk: clear the first around each test, give
+    each test its own cache folder, and drop any override."""
     monkeypatch.delenv(providers.FORCE_ENV, raising=False)
+    monkeypatch.setenv("MEDVIEWER_CACHE_DIR", str(tmp_path / "cache"))
     providers.working_providers.cache_clear()
     yield
     providers.working_providers.cache_clear()
@@ -128,5 +130,67 @@ def test_status_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", ort)
     assert providers.provider_status() == "AI: CPU (no usable GPU found)"
     providers.working_providers.cache_clear()
+    providers.cache_path().unlink()  # another machine
     monkeypatch.setitem(sys.modules, "onnxruntime", fake_onnxruntime([CUDA, CPU], {CUDA}))
     assert providers.provider_status() == "AI: CUDA (GPU)"
+
+
+def _new_process() -> None:
+    """What a new `medviewer infer` starts with: no answer in memory (the disk cache stays)."""
+    providers.working_providers.cache_clear()
+
+
+def test_a_later_process_reuses_the_answer_from_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    ort = fake_onnxruntime([TRT, CUDA, CPU], registers={CUDA})
+    monkeypatch.setitem(sys.modules, "onnxruntime", ort)
+    assert providers.working_providers() == (CUDA, CPU)
+    assert ort.opened == [TRT, CUDA] and providers.cache_path().is_file()
+    _new_process()
+    assert providers.working_providers() == (CUDA, CPU)
+    assert ort.opened == [TRT, CUDA], "no second probe: the answer came from the cache"
+
+
+@pytest.mark.parametrize("change", ["onnxruntime version", "visible devices", "library path"])
+def test_the_cached_answer_is_probed_again_when_what_decides_it_changes(
+        monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    ort = fake_onnxruntime([CUDA, CPU], registers=set())
+    ort.__version__ = "1.31.1"
+    monkeypatch.setitem(sys.modules, "onnxruntime", ort)
+    assert providers.working_providers() == (CPU,)
+    if change == "onnxruntime version":  # e.g. onnxruntime-gpu upgraded to one that finds CUDA
+        ort.__version__ = "1.32.0"
+    elif change == "visible devices":
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    else:  # CUDA / cuDNN installed somewhere new
+        monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/cudnn9/lib")
+    registers = fake_onnxruntime([CUDA, CPU], registers={CUDA})
+    registers.__version__ = ort.__version__
+    monkeypatch.setitem(sys.modules, "onnxruntime", registers)
+    _new_process()
+    assert providers.working_providers() == (CUDA, CPU)
+    assert registers.opened == [CUDA]
+
+
+def test_a_damaged_or_unwritable_cache_only_costs_a_probe(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path) -> None:
+    import json
+
+    ort = fake_onnxruntime([CUDA, CPU], registers={CUDA})
+    monkeypatch.setitem(sys.modules, "onnxruntime", ort)
+    path = providers.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text('{"x": ')  # cut short by a crash
+    assert providers.working_providers() == (CUDA, CPU)
+    assert ort.opened == [CUDA]
+    key = providers.fingerprint(ort, [CUDA])
+    assert json.loads(path.read_text()) == {key: [CUDA, CPU]}  # rewritten whole
+    path.write_text(json.dumps({key: ["EvilProvider", CPU]}))  # not an answer of ours
+    _new_process()
+    assert providers.working_providers() == (CUDA, CPU)
+    assert ort.opened == [CUDA, CUDA]
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("MEDVIEWER_CACHE_DIR", str(blocked / "cache"))
+    _new_process()
+    assert providers.working_providers() == (CUDA, CPU)  # probed, not kept, no error
+    assert ort.opened == [CUDA, CUDA, CUDA]
