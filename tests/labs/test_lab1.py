@@ -336,3 +336,14 @@ def test_grad_cam_explains_the_cnn_on_the_slice_grid(digits_volume, cnn_run):
     assert explanation.heatmap.shape == digits_volume.voxels.shape[1:]
     assert 0.0 <= explanation.heatmap.min() < explanation.heatmap.max() <= 1.0
     assert explanation.target == result.predicted(3)[0]
+
+
+def test_medviewer_models_lists_the_cnn_with_its_held_out_metrics(capsys):
+    from medviewer.cli import main
+
+    assert main(["models", "--json"]) == 0
+    listed = {m["id"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    cnn = listed[CNN_ID]
+    assert (cnn["lab"], cnn["task"], cnn["arch"]) == (1, "classification",
+                                                      "lab1.medical_cnn_light")
+    assert cnn["metrics"]["accuracy"] > 0.95 and "held-out" in cnn["metrics"]["split"]
