@@ -25,7 +25,7 @@ from medviewer.inference import Manifest, ModelError, list_models, provider_stat
 from medviewer.inference.results import Result
 from medviewer.ui.ai.export import write_lesions_sr, write_results, write_verdict_csv
 from medviewer.ui.ai.layers import AiLayerItems
-from medviewer.ui.ai.lesions_table import centre_view_on
+from medviewer.ui.ai.lesions_table import LesionAxes, centre_view_on
 from medviewer.ui.ai.menu import AiMenu
 from medviewer.ui.ai.panel import AiPanel
 from medviewer.ui.ai.tasks import (
@@ -74,6 +74,7 @@ class AiController(QObject):
         document.sigAiDisplayChanged.connect(lambda: host.settings.setValue(
             LABEL_FILL_KEY, document.ai_display.label_fill))
         self._build_dock()
+        viewer.add_layer("lesion", lambda view: LesionAxes(view, self.panel.lesion_table))
         self._build_menu()
         self.provider_label = QLabel(PROVIDER_IDLE)
         self.provider_label.setObjectName("aiProvider")

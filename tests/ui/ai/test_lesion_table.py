@@ -52,6 +52,13 @@ def test_clicking_a_lesion_row_goes_to_its_image_and_centres_the_view(segmented_
     assert view.zoom() > 2  # the zoom stays: only the view moved
     drawn = view.layers["ai"].labels_item.image
     assert drawn is not None and drawn.shape[:2] == doc.volume.voxels.shape[1:]
+    # its two diameters are drawn on that image, as long as the table says
+    lesion = table.chosen
+    lengths = sorted(item.line().length() for item in view.layers["lesion"].items)
+    assert lengths == pytest.approx([lesion.short_axis_mm, lesion.long_axis_mm], abs=0.01)
+    assert abs(lengths[1] - smallest["diameter_mm"]) <= 2.0
+    doc.set_slice(0)
+    assert view.layers["lesion"].items == []  # on another image: nothing drawn
 
 
 def test_the_lesions_export_as_sr_and_clearing_hides_the_table(segmented_window, tmp_path):
