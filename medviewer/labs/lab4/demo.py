@@ -19,13 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from medviewer.core.lesions import lesion_labels
 from medviewer.core.synthetic import DEMO_NODULES, ct_chest_labels, ct_chest_phantom
 from medviewer.inference import preprocess as pp
 from medviewer.inference.metrics import compare_label_maps, overall_scores, per_label_scores
 from medviewer.labs.architectures import ARCHITECTURES
 from medviewer.labs.lab4 import data
 from medviewer.labs.lab4 import models as _models  # noqa: F401 - registers the architectures
-from medviewer.labs.lab4.plugin import upsample_labels
+from medviewer.labs.lab4.plugin import refine_lesion_edges, upsample_labels
 from medviewer.training import plan
 from medviewer.training.export import export_model
 from medviewer.training.plan import Plan
@@ -94,6 +95,8 @@ def demo_ct_scores(model: nn.Module) -> dict[str, Any]:
         rows = list(range(k, min(k + 16, shape[0])))
         logits = predict_logits(model, pp.prepare_slices(hu, rows, data.SPEC))
         pred[rows] = upsample_labels(logits, shape[1:])
+        for row in rows:  # the lesion edges on the series' pixels, as the viewer draws them
+            refine_lesion_edges(pred[row], hu[row], lesion_labels(data.LABELS))
     return {"split": "the demo study's chest CT (seed 1, the four demo nodules of 6/10/15/20 mm)"
                      ", 120 x 512 x 512, never seen in training", "n": 1,
             **_rounded(per_label_named(compare_label_maps(pred, truth, data.LABELS, spacing)))}
