@@ -47,13 +47,14 @@ def has_ai_results(output: Any) -> bool:
 def _sendable(result: Any) -> bool:
     if result.task == "segmentation":
         return result.label_map is not None and bool(result.label_map.any())
-    return bool(result.boxes) or result.scores is not None
+    return bool(result.boxes) or result.scores is not None or bool(result.measurements)
 
 
 def write_ai_results(output: Any, volume: Any, folder: Path) -> list[Path]:
     """The AI's results as DICOM in `folder` (no Qt: a worker's): each segmentation with
-    voxels as a SEG; the detections (boxes, as proposed by the model) and the class verdicts
-    of each other model as an SR, like Annotate ▸ Save writes them."""
+    voxels as a SEG, and its lesions (if any) as an SR of TID 1500 groups; the detections
+    (boxes, as proposed by the model), measured ratios (lab 5's cardiothoracic ratio) and the
+    class verdicts of each other model as an SR, like Annotate ▸ Save writes them."""
     from medviewer.core.annotations import write_seg
     from medviewer.core.annotations.boxes import (
         boxes_from_model,
@@ -61,6 +62,7 @@ def write_ai_results(output: Any, volume: Any, folder: Path) -> list[Path]:
         model_source,
     )
     from medviewer.core.annotations.sr import write_sr
+    from medviewer.core.annotations.sr_ratios import RatioFinding
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
@@ -69,18 +71,24 @@ def write_ai_results(output: Any, volume: Any, folder: Path) -> list[Path]:
             continue
         name = f"{k}-{result.model_id}".replace("/", "_")
         algorithm = (result.model_id, result.model_version)
+        model = f"{result.model_id} {result.model_version}"
         if result.task == "segmentation":
             files.append(write_seg(
                 result.label_map, volume, result.labels, folder / f"{name}.seg.dcm",
                 series_description=f"AI {result.title or result.model_id}",
                 algorithm=algorithm, colours=result.colours,
                 slices=result.slice_indices or None))
+            lesions = getattr(output, "lesions", ()) if result is output.results[0] else ()
+            if lesions:  # the lesions are those of the first result's map
+                files.append(write_sr(folder / f"{name}.lesions.sr.dcm", volume, [],
+                                      annotator="MedViewer AI", model=model,
+                                      lesions=lesions))
             continue
-        source = model_source(*algorithm)
-        boxes = boxes_from_model(result.boxes, volume, source=source)
+        boxes = boxes_from_model(result.boxes, volume, source=model_source(*algorithm))
+        ratios = [RatioFinding(m.name, m.value, m.slice_index, m.lines)
+                  for m in result.measurements if m.unit == "ratio"]
         files.append(write_sr(folder / f"{name}.sr.dcm", volume, boxes,
-                              annotator="MedViewer AI", model=f"{result.model_id} "
-                              f"{result.model_version}",
+                              annotator="MedViewer AI", model=model, ratios=ratios,
                               class_labels=classes_from_model(result, volume)
                               if result.scores is not None else ()))
     return files

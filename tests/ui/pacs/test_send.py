@@ -10,7 +10,7 @@ import pydicom
 
 from medviewer.core.annotations.sr_read import read_sr
 from medviewer.core.annotations.workspace import Workspace
-from medviewer.inference.results import Box, Result
+from medviewer.inference.results import Box, Measurement, Result
 from medviewer.pacs import servers
 from medviewer.ui.document.ai_state import AiOutput
 from tests.ui.gui import _open
@@ -99,8 +99,11 @@ def test_send_ai_results_writes_detections_and_verdicts_as_dicom_sr(pacs_window,
 
     win = _window(pacs_window, qtbot, ct_series_dir)
     volume = win.document.volume
+    ctr = Measurement("Cardiothoracic ratio", 0.55, "ratio", 3, "suggests cardiomegaly",
+                      (((10.0, 20.0), (30.0, 20.0)), ((5.0, 22.0), (41.0, 22.0))))
     detector = Result("lab5-test", "2.0", "detection", ["heart"], ["#ff0000"],
-                      boxes=[Box(10, 12, 30, 40, "heart", 0.9, 3)], slice_indices=[3])
+                      boxes=[Box(10, 12, 30, 40, "heart", 0.9, 3)], slice_indices=[3],
+                      measurements=[ctr])
     classifier = Result("lab2-test", "1.1", "classification", ["normal", "nodule"],
                         ["#00ff00", "#ff0000"], slice_indices=[3, 4],
                         scores=np.array([[0.2, 0.8], [0.7, 0.3]], np.float32))
@@ -126,3 +129,32 @@ def test_send_ai_results_writes_detections_and_verdicts_as_dicom_sr(pacs_window,
     assert box.source == "model:lab5-test@2.0"
     verdicts = read_sr(class_sr, volume).class_labels
     assert sorted((c.slice_index, c.label) for c in verdicts) == [(3, "nodule"), (4, "normal")]
+    [ratio] = [item for item in pydicom.dcmread(box_sr).ContentSequence
+               if item.ValueType == "CONTAINER" and "ratio" in str(item).lower()] or [None]
+    assert ratio is not None and "0.55" in str(ratio)  # lab 5's CTR went with the boxes
+
+
+def test_send_ai_results_adds_the_lesions_as_an_sr(pacs_window, pacs_env, qtbot,
+                                                   ct_series_dir):
+    from medviewer.core.annotations.sr_lesions import read_lesions
+    from medviewer.core.lesions import find_lesions, keep_tracking
+
+    win = _window(pacs_window, qtbot, ct_series_dir)
+    volume = win.document.volume
+    label_map = np.zeros(volume.voxels.shape, np.uint8)
+    label_map[8:11, 20:26, 20:26] = 1
+    label_map[12:14, 40:44, 40:44] = 1
+    labels = ["background", "nodule"]
+    lesions = tuple(keep_tracking(find_lesions(label_map, volume, labels), ()))  # as the worker
+    result = Result("lab4-test", "1.0", "segmentation", labels, ["#000000", "#ff0000"],
+                    label_map=label_map)
+    win.document.set_ai_output(AiOutput((result,), "series", lesions=lesions))
+    win.pacs.send_ai_action.trigger()
+    dialog = win.pacs.dialogs["send"]
+    pacs_env.client.fail["send"] = "STOW-RS answered 503 Service Unavailable."
+    _send(dialog, qtbot)
+    names = sorted(p.name for p in dialog.keep.glob("*.dcm"))
+    assert names == ["0-lab4-test.lesions.sr.dcm", "0-lab4-test.seg.dcm"]
+    back = read_lesions(dialog.keep / names[0])
+    assert len(back) == 2 == len(lesions)
+    assert {b.tracking_uid for b in back} == {lesion.tracking_uid for lesion in lesions}
