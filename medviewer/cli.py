@@ -9,6 +9,7 @@
     medviewer export CHECKPOINT --lab N --arch NAME   torch weights -> checked model folder
     medviewer train JOB.json [--nproc-per-node N]    train a new model version (JSON events)
     medviewer pacs echo|find|get|send SERVER ...     query, retrieve from and send to a PACS
+    medviewer dataset export SOURCE... --out DIR     nnU-Net / MONAI / de-identified DICOM
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import asdict
 
 from medviewer import __version__
 
-SUBCOMMANDS = ("scan", "info", "models", "infer", "export", "train", "pacs")
+SUBCOMMANDS = ("scan", "info", "models", "infer", "export", "train", "pacs", "dataset")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +67,9 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     from medviewer.cli_pacs import add_pacs_parser
 
     add_pacs_parser(sub)
+    from medviewer.cli_dataset import add_dataset_parser
+
+    add_dataset_parser(sub)
     from medviewer.training.__main__ import add_arguments  # no torch until a job runs
 
     t = sub.add_parser("train", help="train a model version from a job file (JSON events)")
