@@ -50,6 +50,7 @@ from medviewer.ui.common.workers import (
     load_series_task,
     scan_task,
 )
+from medviewer.ui.dataset.feature import DatasetFeature
 from medviewer.ui.document.reading_aids import IMAGE_ORDERS
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.pacs.feature import PacsFeature
@@ -133,6 +134,10 @@ class MainWindow(QMainWindow):
         self.file_menu.insertActions(self.export_action, [self.pacs.servers_action,
                                                           self.pacs.query_action])
         self.file_menu.insertSeparator(self.export_action)
+        self.dataset = DatasetFeature(self, self.document)  # File ▸ Export Dataset…
+        after_png = self.file_menu.actions()
+        after_png = after_png[after_png.index(self.export_action) + 1]
+        self.file_menu.insertAction(after_png, self.dataset.export_action)
         self.annotate.menu.addAction(self.pacs.send_annotations_action)
         self.ai.menu.addAction(self.pacs.send_ai_action)
         self.ai.menu.aboutToShow.connect(  # again after the AI menu rebuilt its model list
