@@ -22,15 +22,20 @@ series with the same key give the same bytes again.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medviewer.core.atomic import write_text_atomic
-from medviewer.core.dataset.nifti import NiftiError, box_record, contiguous_labels, write_nifti
+from medviewer.core.dataset.layout import (
+    label_names,
+    monai_datalist,
+    nnunet_dataset_json,
+    write_case,
+    write_json,
+)
+from medviewer.core.dataset.nifti import NiftiError
 
 FORMATS = ("nnunet", "monai", "dicom")
 Progress = Callable[[int, int], None]
@@ -83,6 +88,7 @@ class ExportReport:
     labels: dict[str, int] = field(default_factory=dict)
     deidentification: dict[str, Any] | None = None
     pseudonym_table: Path | None = None
+    deid_text: str = ""
     cancelled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +99,7 @@ class ExportReport:
         lines = [f"{len(self.cases)} case(s) exported to {self.out}"
                  + (" (cancelled: only whole files were kept)" if self.cancelled else "")]
         lines += [f"skipped: {s}" for s in self.skipped]
+        lines += [self.deid_text] if self.deid_text else []
         if self.pseudonym_table is not None:
             lines.append(f"pseudonym table (keep it apart from the export): "
                          f"{self.pseudonym_table}")
@@ -124,8 +131,8 @@ def export_dataset(items: Sequence[ExportItem], options: ExportOptions, *,
     """Write the chosen formats of `items` under options.out; see the module doc."""
     _check_options(items, options)
     deid = _deidentifier(options)
-    cases = _cases(items, deid)
     report = ExportReport(Path(options.out))
+    cases = _cases(items, deid, report)
     is_cancelled = cancelled or (lambda: False)
     steps = len(cases) * bool({"nnunet", "monai"} & set(options.formats)) + \
         ("dicom" in options.formats)
@@ -134,16 +141,12 @@ def export_dataset(items: Sequence[ExportItem], options: ExportOptions, *,
         if {"nnunet", "monai"} & set(options.formats):
             _export_nifti(cases, options, report, ticker, is_cancelled)
         if "dicom" in options.formats:
-            _export_dicom(cases, options, report, ticker, is_cancelled)
+            _export_dicom(cases, options, deid, ticker, is_cancelled)
     except ExportCancelled:
         report.cancelled = True
     if deid is not None:
-        report.deidentification = report.deidentification or deid.report.to_dict()
-        report.pseudonym_table = _pseudonym_path(options)
-        from medviewer.core.dataset.deid import write_pseudonym_table
-
-        write_pseudonym_table(report.pseudonym_table, deid)
-    _write_json(Path(options.out) / "export_report.json", report.to_dict())
+        _finish_deid(deid, options, report)
+    write_json(Path(options.out) / "export_report.json", report.to_dict())
     return report
 
 
@@ -203,10 +206,30 @@ def _deid_options(options: ExportOptions, make: Any) -> Any:
                 clean_descriptors=options.clean_descriptors, burned_in=options.burned_in)
 
 
+def _finish_deid(deid: Any, options: ExportOptions, report: ExportReport) -> None:
+    """The de-identification's report (what the DICOM copy removed and changed, what could
+    not be cleaned) and the pseudonym table, written outside the export."""
+    from medviewer.core.dataset.deid import DeidError, write_pseudonym_table
+
+    if "dicom" in options.formats:
+        report.deidentification = deid.report.to_dict()
+        report.deid_text = deid.report.text()
+    else:  # NIfTI carries no header: only the names (pseudonyms) and the pixel check
+        report.deidentification = {"case_names": "pseudonyms", "could_not_clean":
+                                   list(deid.report.problems)}
+    report.pseudonym_table = _pseudonym_path(options)
+    try:
+        write_pseudonym_table(report.pseudonym_table, deid)
+    except DeidError as exc:
+        raise ExportError(str(exc)) from exc
+
+
 # --- cases ---------------------------------------------------------------------------------
 
-def _cases(items: Sequence[ExportItem], deid: Any) -> list[Case]:
-    """Cases in a stable order (patient, study, series), named without identity."""
+def _cases(items: Sequence[ExportItem], deid: Any, report: ExportReport) -> list[Case]:
+    """Cases in a stable order (patient, study, series), named without identity. With
+    de-identification each series' first header goes through it: a series whose pixels may
+    carry burned-in text is refused (or warned about), and its patient enters the table."""
     from medviewer.core.annotations.workspace import Workspace
 
     order = sorted(items, key=lambda i: (i.patient_id, i.series.study_instance_uid,
@@ -217,30 +240,33 @@ def _cases(items: Sequence[ExportItem], deid: Any) -> list[Case]:
         if deid is None:
             name = f"case_{n:03d}"
         else:
+            refused = _deid_refuses(deid, item)
+            if refused:
+                report.skipped.append(f"series {item.series.series_number}: {refused}")
+                continue
             k = per_patient[item.patient_id] = per_patient.get(item.patient_id, -1) + 1
             name = f"{_safe(deid.pseudonym(item.patient_id))}_{k:02d}"
         cases.append(Case(name, item, ws.newest("seg"), ws.newest("sr")))
     return cases
 
 
+def _deid_refuses(deid: Any, item: ExportItem) -> str | None:
+    import pydicom
+
+    from medviewer.core.dataset.deid import DeidError
+
+    try:
+        deid.dataset(pydicom.dcmread(item.series.instances[0].path, stop_before_pixels=True))
+    except DeidError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a broken file
+        return f"its header cannot be read ({exc})"
+    return None
+
+
 def _safe(text: str) -> str:
     """A pseudonym as a file-name part nnU-Net accepts (letters, digits, '-')."""
     return re.sub(r"[^A-Za-z0-9-]+", "-", str(text)).strip("-") or "anon"
-
-
-def label_names(cases: Sequence[Case]) -> dict[str, int]:
-    """Every segment name of the cases' SEGs, numbered 1..K in order of first appearance."""
-    import pydicom
-
-    from medviewer.core.annotations.seg_read import _labels_of
-
-    names: dict[str, int] = {}
-    for case in cases:
-        if case.seg is not None:
-            header = pydicom.dcmread(case.seg, stop_before_pixels=True)
-            for name in _labels_of(header)[1:]:
-                names.setdefault(name, len(names) + 1)
-    return names
 
 
 # --- NIfTI (nnU-Net v2 raw / MONAI) --------------------------------------------------------
@@ -252,115 +278,54 @@ def dataset_folder(options: ExportOptions) -> Path:
 
 def _export_nifti(cases: list[Case], options: ExportOptions, report: ExportReport,
                   ticker: _Ticker, cancelled: Callable[[], bool]) -> None:
+    from medviewer.core.annotations.seg import AnnotationError
     from medviewer.core.dicom import DicomError, LoadCancelled, load_series
 
     root = dataset_folder(options)
-    report.labels = label_names(cases)
+    report.labels = label_names([c.seg for c in cases if c.seg is not None])
     entries: list[dict[str, Any]] = []
     for case in cases:
         if cancelled():
             raise ExportCancelled("cancelled")
         try:
             volume = load_series(case.item.series, cancel=cancelled)
-            entries.append(_write_case(root, case, volume, report.labels))
+            entries.append(write_case(root, case.name, case.seg, case.sr, volume,
+                                      report.labels))
         except LoadCancelled as exc:
             raise ExportCancelled("cancelled") from exc
-        except (DicomError, NiftiError, ExportError) as exc:
-            report.skipped.append(f"{case.name}: {exc}")
+        except (DicomError, NiftiError, AnnotationError) as exc:  # no path: it may name them
+            report.skipped.append(f"{case.name}: {getattr(exc, 'reason', exc)}")
         else:
             report.cases.append(entries[-1])
         ticker.step()
     if cancelled():
         raise ExportCancelled("cancelled")
     if "nnunet" in options.formats:
-        _write_json(root / "dataset.json", nnunet_dataset_json(entries, report.labels, options))
+        write_json(root / "dataset.json", nnunet_dataset_json(entries, report.labels,
+                                                              root.name))
     if "monai" in options.formats:
         patients = {c.name: c.item.patient_id for c in cases}
-        _write_json(root / "datalist.json", monai_datalist(entries, patients, options.split))
-
-
-def _write_case(root: Path, case: Case, volume: Any, labels: dict[str, int]) -> dict[str, Any]:
-    from medviewer.core.annotations.seg_read import read_seg
-    from medviewer.core.annotations.sr_read import read_sr
-
-    if volume.is_4d or volume.is_colour:
-        raise ExportError("a 4D or colour series is not exported as NIfTI (grey-level 3D only)")
-    entry: dict[str, Any] = {"case": case.name, "modality": volume.modality or "image"}
-    folder = "imagesTr" if case.seg is not None else "imagesTs"
-    image = f"{folder}/{case.name}_0000.nii.gz"
-    label_map = None
-    if case.seg is not None:  # read before writing anything: a SEG that does not fit skips
-        label_map, names = read_seg(case.seg, volume)
-        label_map = contiguous_labels(label_map, names, labels)
-    write_nifti(root / image, volume.voxels, volume.affine)
-    entry["image"] = image
-    if label_map is not None:
-        entry["label"] = f"labelsTr/{case.name}.nii.gz"
-        write_nifti(root / entry["label"], label_map, volume.affine)
-    if case.sr is not None:
-        found = read_sr(case.sr, volume)
-        entry["boxes"] = f"boxes/{case.name}.json"
-        _write_json(root / entry["boxes"], {
-            "case": case.name, "image": image, "pixel_origin": "top-left corner of the "
-            "first pixel (a pixel's centre is at +0.5)",
-            "boxes": [box_record(b, volume) for b in found.boxes],
-            "class_labels": [{"label": c.label, "scope": c.scope, "slice": c.slice_index,
-                              "score": c.score, "source": c.source}
-                             for c in found.class_labels]})
-    return entry
-
-
-def nnunet_dataset_json(entries: Sequence[dict[str, Any]], labels: Mapping[str, int],
-                        options: ExportOptions) -> dict[str, Any]:
-    """nnU-Net v2's dataset.json: channel_names, labels (background 0), numTraining,
-    file_ending (the keys nnU-Net's dataset format documentation requires)."""
-    modalities = sorted({str(e.get("modality", "")) for e in entries} - {""})
-    return {"channel_names": {"0": modalities[0] if len(modalities) == 1 else "image"},
-            "labels": {"background": 0, **dict(labels)},
-            "numTraining": sum(1 for e in entries if "label" in e),
-            "file_ending": ".nii.gz",
-            "name": dataset_folder(options).name,
-            "description": "Exported by MedViewer (File > Export Dataset)"}
-
-
-def monai_datalist(entries: Sequence[dict[str, Any]], patients: Mapping[str, str],
-                   split: Mapping[str, Any] | None) -> dict[str, Any]:
-    """MONAI's datalist: training / validation (a training run's patient split when given:
-    a case whose PatientID the run validated on validates here; else everything trains) and
-    test (images without a label). `patients`: case name -> PatientID."""
-    held_out = set(split.get("validation", ())) if split else set()
-    out: dict[str, list[dict[str, str]]] = {"training": [], "validation": [], "test": []}
-    for e in entries:
-        side = "test" if "label" not in e else \
-            "validation" if patients.get(e["case"]) in held_out else "training"
-        out[side].append({k: e[k] for k in ("image", "label") if k in e})
-    return out
+        write_json(root / "datalist.json", monai_datalist(entries, patients, options.split))
 
 
 # --- DICOM ---------------------------------------------------------------------------------
 
-def _export_dicom(cases: list[Case], options: ExportOptions, report: ExportReport,
+def _export_dicom(cases: list[Case], options: ExportOptions, deid: Any,
                   ticker: _Ticker, cancelled: Callable[[], bool]) -> None:
-    from medviewer.core.dataset.deid import DeidError, DeidOptions, deidentify_files
+    from medviewer.core.dataset.deid import DeidError, deidentify_files
 
     paths = [Path(i.path) for c in cases for i in c.item.series.instances]
     paths += [p for c in cases for p in (c.seg, c.sr) if p is not None]
     try:
-        result = deidentify_files(paths, Path(options.out) / "dicom",
-                                  _deid_options(options, DeidOptions), cancelled=cancelled)
+        deidentify_files(paths, Path(options.out) / "dicom", deid, cancelled=cancelled)
     except DeidError as exc:
         raise ExportError(str(exc)) from exc
-    report.deidentification = result.to_dict()
     if cancelled():
         raise ExportCancelled("cancelled")
     ticker.step()
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-def _write_json(path: Path, record: Any) -> None:
-    write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
-
 
 class _Ticker:
     def __init__(self, progress: Progress | None, total: int) -> None:

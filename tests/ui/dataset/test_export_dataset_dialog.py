@@ -60,7 +60,7 @@ def test_the_open_series_alone_and_a_bad_folder_said_in_a_sentence(make_main_win
 
 def test_cancel_stops_the_export_and_keeps_only_whole_files(make_main_window, qtbot, tmp_path,
                                                             monkeypatch):
-    from medviewer.core.dataset import export as export_module
+    from medviewer.core.dataset import layout as export_module
 
     studies = make_studies(tmp_path)
     win = _window(make_main_window, qtbot, studies.data)
