@@ -57,7 +57,7 @@ def nifti_bytes(voxels: np.ndarray, lps_affine: np.ndarray) -> bytes:
 
 def write_nifti(path: str | Path, voxels: np.ndarray, lps_affine: np.ndarray) -> Path:
     """`voxels` on the grid of `lps_affine` as a .nii.gz file, written atomically."""
-    packed = gzip.compress(nifti_bytes(voxels, lps_affine), compresslevel=6, mtime=0)
+    packed = gzip.compress(nifti_bytes(voxels, lps_affine), compresslevel=1, mtime=0)
     with atomic_file(path, "wb") as f:
         f.write(packed)
     return Path(path)
