@@ -81,3 +81,29 @@ def test_cancel_stops_the_export_and_keeps_only_whole_files(make_main_window, qt
     root = studies.out / "Dataset001_MedViewer"
     assert not (root / "dataset.json").exists()
     assert not [p for p in studies.out.rglob("*") if p.name.startswith(".")]
+
+
+def test_de_identified_export_from_the_dialog_needs_a_key_and_names_no_one(
+        make_main_window, qtbot, tmp_path):
+    studies = make_studies(tmp_path)
+    win = _window(make_main_window, qtbot, studies.data)
+    dialog = win.dataset.open_dialog()
+    dialog.all_annotated.setChecked(True)
+    assert dialog.deid.isChecked()  # on unless the reader turns it off
+    dialog.out.setText(str(studies.out))
+    said = _export(qtbot, dialog)
+    assert isinstance(said, str) and "needs a key" in said
+    dialog.key.setText("site secret")
+    dialog.dates.setCurrentIndex(dialog.dates.findData("remove"))
+    report = _export(qtbot, dialog)
+    assert [c["case"][:5] for c in report.cases] == ["ANON-", "ANON-"]
+    assert "PAT-7731" in report.pseudonym_table.read_text()
+    names = " ".join(str(p) for p in studies.out.rglob("*"))
+    assert "PAT-" not in names and "Doe" not in names
+    assert "pseudonym table" in dialog.report.toPlainText()
+
+
+def test_export_dataset_without_an_open_folder_says_what_to_do(make_main_window, qtbot):
+    win = make_main_window()
+    assert win.dataset.open_dialog() is None
+    assert "Open a folder first" in win.last_error
