@@ -96,7 +96,8 @@ class DeidReport:
         self.datasets += 1
         old, new = _with_meta(before), _with_meta(after)
         for path, (vr, value) in old.items():
-            group = tag_group(path[-1], vr)
+            inside_private = any(isinstance(t, BaseTag) and t.is_private for t in path)
+            group = PRIVATE if inside_private else tag_group(path[-1], vr)
             if path not in new:
                 self.removed[group] += 1
             elif new[path][1] != value:
