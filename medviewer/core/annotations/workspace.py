@@ -89,6 +89,17 @@ class Workspace:
         return cls(_user_folder(data) / study / name, data, series.study_instance_uid,
                    series.series_instance_uid)
 
+    @classmethod
+    def for_reading(cls, source: Any) -> Workspace:
+        """The workspace of a series for finding what was saved (list_annotations, newest:
+        both places are searched) without the write probe of `for_series`, which would
+        touch the data folder: for exports and listings that must leave the data as it is."""
+        series, paths = _series_and_paths(source)
+        data = _data_folder(paths)
+        name = _series_folder_name(series)
+        beside = data / HIDDEN_FOLDER / (series.study_instance_uid or "unknown-study") / name
+        return cls(beside, data, series.study_instance_uid, series.series_instance_uid)
+
     # --- file names ------------------------------------------------------------------------
     @property
     def seg_path(self) -> Path:

@@ -119,7 +119,7 @@ def annotated_series(scan_result: Any, only: Sequence[str] | None = None) -> lis
                     if series.series_instance_uid in only:
                         items.append(ExportItem(series, patient.patient_id))
                     continue
-                ws = Workspace.for_series(series)
+                ws = Workspace.for_reading(series)
                 if ws.newest("seg") or ws.newest("sr"):
                     items.append(ExportItem(series, patient.patient_id))
     return items
@@ -236,7 +236,7 @@ def _cases(items: Sequence[ExportItem], deid: Any, report: ExportReport) -> list
                                          i.series.series_instance_uid, i.series.stack_index))
     cases, per_patient = [], {}
     for n, item in enumerate(order):
-        ws = Workspace.for_series(item.series)
+        ws = Workspace.for_reading(item.series)
         if deid is None:
             name = f"case_{n:03d}"
         else:
