@@ -342,15 +342,16 @@ def _clean_text(ds: Dataset, secrets: list[str]) -> None:
     words = "|".join(re.escape(s) for s in secrets)  # longest first: a UID before its prefix
     pattern = re.compile(f"(?<![A-Za-z0-9])(?:{words})(?![A-Za-z0-9])", re.IGNORECASE)
 
+    def clean(text: Any) -> str:
+        return re.sub(r"\s{2,}", " ", pattern.sub("", str(text))).strip()
+
     def visit(_: Dataset, elem: Any) -> None:
         if elem.VR not in _TEXT_VRS or elem.value in (None, "") or elem.keyword in CODED:
             return
         if isinstance(elem.value, MultiValue):
-            elem.value = [pattern.sub("", str(v)).strip() for v in elem.value]
+            elem.value = [clean(v) for v in elem.value]
         elif pattern.search(str(elem.value)):
-            elem.value = pattern.sub("", str(elem.value)).strip()
+            elem.value = clean(elem.value)
 
     ds.walk(visit)
-    for item in (getattr(ds, "file_meta", None),):
-        if item is not None:
-            item.walk(visit)
+    ds.file_meta.walk(visit)
