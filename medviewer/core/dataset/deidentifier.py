@@ -147,6 +147,13 @@ class Deidentifier:
         return [dict(row) for _, row in sorted(self._patients.items())]
 
     # --- one dataset -----------------------------------------------------------------------
+    def check(self, ds: Dataset) -> None:
+        """What `dataset` would refuse or warn about, and the patient into the table, without
+        making a copy or counting it (a NIfTI export checks each series' first header)."""
+        self._burned_in(ds)
+        self._note_patient(str(ds.get("PatientID", "") or ""), str(ds.get("PatientName", "")
+                                                                    or ""))
+
     def dataset(self, ds: Dataset) -> Dataset:
         """A de-identified copy of `ds` (see the module docstring); DeidError for burned-in
         data under burned_in='refuse'."""
@@ -291,7 +298,7 @@ class _DateHandler(ElementAnonymizer):
             return self._shift(dataset, data_element)
         except ValueError:
             data_element.value = None
-            self._report.problem(f"A {data_element.name} that is not a readable date was "
+            self._report.problem(f"The {data_element.name} was not a readable date: it was "
                                  "emptied instead of shifted.")
             return True
 

@@ -66,6 +66,16 @@ def test_burned_in_annotation_yes_is_refused_on_any_modality(demo_study):
         .PatientIdentityRemoved == "NO"
 
 
+def test_check_refuses_like_dataset_and_fills_the_table_without_counting(demo_study):
+    deid = Deidentifier(DeidOptions(key=KEY))
+    with pytest.raises(DeidError, match="burned-in"):
+        deid.check(pydicom.dcmread(_digits_files(demo_study)[0], stop_before_pixels=True))
+    deid.check(pydicom.dcmread(_mr_files(demo_study)[0], stop_before_pixels=True))
+    assert [(r["patient_id"], r["patient_name"]) for r in deid.pseudonym_table()] == [
+        ("DEMO-0003", "DEMO^MR")]
+    assert deid.report.datasets == 0 and not deid.report.changed
+
+
 def test_private_tags_overlays_and_unknown_elements_are_gone(demo_study, tmp_path):
     def add(ds):
         block = ds.private_block(0x0011, "ACME SCANNER", create=True)
