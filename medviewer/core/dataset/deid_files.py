@@ -43,6 +43,9 @@ def _check_out_dir(out_dir: Path, sources: list[Path]) -> None:
 def read_source(path: Path) -> Dataset:
     """The whole dataset, DicomError when it cannot be read or its image is cut short."""
     ds = read_dataset(str(path))
+    if not (ds.get("SOPClassUID") and ds.get("SOPInstanceUID")):
+        raise DicomError(path, "It has no SOP Class or Instance UID (a DICOMDIR or an "
+                               "incomplete object), so it is not an image or document to copy.")
     if "PixelData" in ds:
         instance = read_instance(path)
         if instance is not None:

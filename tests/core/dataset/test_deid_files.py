@@ -139,13 +139,15 @@ def test_a_cut_short_file_is_reported_and_the_rest_written(demo_study, tmp_path)
     cut.write_bytes(bad.read_bytes()[:len(bad.read_bytes()) // 2])
     junk = tmp_path / "src" / "notes.dcm"
     junk.write_text("not a DICOM file")
+    no_uid = _edited(good, tmp_path / "src" / "no_uid.dcm", lambda ds: delattr(ds, "SOPClassUID"))
     seen = []
-    report = deidentify_files([good, cut, junk], tmp_path / "out", DeidOptions(key=KEY),
+    report = deidentify_files([good, cut, junk, no_uid], tmp_path / "out", DeidOptions(key=KEY),
                               progress=lambda done, total: seen.append((done, total)))
     assert report.written == 1 and len(_written(tmp_path / "out")) == 1
     reasons = dict(report.skipped)
     assert "truncated" in reasons[str(cut)] and "DICOM" in reasons[str(junk)]
-    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert "no SOP Class" in reasons[str(no_uid)]
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert str(cut) not in report.text() and str(cut) in report.text(sources=True)
     assert json.dumps(report.to_dict(sources=True))  # serialisable for the export's report
 
