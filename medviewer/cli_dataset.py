@@ -91,8 +91,9 @@ def _export(ns: argparse.Namespace) -> int:
                           f"{', '.join(ns.sources)}.")
     report = export_dataset(items, options, progress=_progress if sys.stderr.isatty() else None)
     print(json.dumps(report.to_dict(), indent=2) if ns.json else report.text())
-    return FAILED if report.cancelled or not report.cases and "dicom" not in options.formats \
-        else 0
+    if not report.cases and "dicom" not in options.formats and not report.cancelled:
+        raise ExportError("No series could be exported; the report above says why.")
+    return FAILED if report.cancelled else 0
 
 
 def _split(path: str | None) -> dict | None:

@@ -38,6 +38,8 @@ from medviewer.core.dataset.layout import (
 from medviewer.core.dataset.nifti import NiftiError
 
 FORMATS = ("nnunet", "monai", "dicom")
+REPORT = "export_report.json"
+CASE_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "boxes")
 Progress = Callable[[int, int], None]
 
 
@@ -89,6 +91,7 @@ class ExportReport:
     deidentification: dict[str, Any] | None = None
     pseudonym_table: Path | None = None
     deid_text: str = ""
+    stale_removed: int = 0  # case files of an earlier export into the same folder
     cancelled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +102,9 @@ class ExportReport:
         lines = [f"{len(self.cases)} case(s) exported to {self.out}"
                  + (" (cancelled: only whole files were kept)" if self.cancelled else "")]
         lines += [f"skipped: {s}" for s in self.skipped]
+        if self.stale_removed:
+            lines.append(f"removed {self.stale_removed} file(s) of an earlier export that this "
+                         "one no longer holds")
         lines += [self.deid_text] if self.deid_text else []
         if self.pseudonym_table is not None:
             lines.append(f"pseudonym table (keep it apart from the export): "
@@ -146,7 +152,7 @@ def export_dataset(items: Sequence[ExportItem], options: ExportOptions, *,
         report.cancelled = True
     if deid is not None:
         _finish_deid(deid, options, report)
-    write_json(Path(options.out) / "export_report.json", report.to_dict())
+    write_json(Path(options.out) / REPORT, report.to_dict())
     return report
 
 
@@ -174,6 +180,9 @@ def _check_options(items: Sequence[ExportItem], options: ExportOptions) -> None:
             raise ExportError(f"The export folder {out} is inside the source folder {folder}; "
                               "choose a folder outside the data, so nothing is written into "
                               "it.")
+    if out.is_dir() and any(out.iterdir()) and not (out / REPORT).is_file():
+        raise ExportError(f"{out} already holds other files; choose an empty folder, or the "
+                          "folder of an earlier export to replace it.")
     table = _pseudonym_path(options).resolve()
     if options.deidentify and (out == table or out in table.parents):
         raise ExportError("The pseudonym table would be inside the export; keep it outside, "
@@ -286,6 +295,8 @@ def _export_nifti(cases: list[Case], options: ExportOptions, report: ExportRepor
     from medviewer.core.dicom import DicomError, LoadCancelled, load_series
 
     root = dataset_folder(options)
+    for name in ("dataset.json", "datalist.json"):  # an earlier export's: written again last
+        (root / name).unlink(missing_ok=True)
     report.labels = label_names([c.seg for c in cases if c.seg is not None])
     entries: list[dict[str, Any]] = []
     for case in cases:
@@ -304,12 +315,24 @@ def _export_nifti(cases: list[Case], options: ExportOptions, report: ExportRepor
         ticker.step()
     if cancelled():
         raise ExportCancelled("cancelled")
+    report.stale_removed = _remove_stale(root, entries)
     if "nnunet" in options.formats:
         write_json(root / "dataset.json", nnunet_dataset_json(entries, report.labels,
                                                               root.name))
     if "monai" in options.formats:
         patients = {c.name: c.item.patient_id for c in cases}
         write_json(root / "datalist.json", monai_datalist(entries, patients, options.split))
+
+
+def _remove_stale(root: Path, entries: Sequence[dict[str, Any]]) -> int:
+    """Remove the case files of an earlier export into this folder that this one did not
+    write (another key, a series no longer chosen): nnU-Net would train on them."""
+    written = {root / e[k] for e in entries for k in ("image", "label", "boxes") if k in e}
+    stale = [p for sub in CASE_FOLDERS if (root / sub).is_dir() for p in (root / sub).iterdir()
+             if p.is_file() and p.name.endswith((".nii.gz", ".json")) and p not in written]
+    for path in stale:
+        path.unlink()
+    return len(stale)
 
 
 # --- DICOM ---------------------------------------------------------------------------------

@@ -3,9 +3,11 @@ tests/ui/dataset: `make_studies`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import nibabel as nib
 import numpy as np
 
 from medviewer.core import synthetic
@@ -55,3 +57,27 @@ def make_studies(tmp_path: Path) -> SimpleNamespace:
                            seed=5, PatientName="Roe^Richard", PatientID="PAT-9182")
     return SimpleNamespace(data=data, folders=folders, masks=masks, out=tmp_path / "export",
                            labels=SAVED_LABELS)
+
+
+NNUNET_KEYS = {"channel_names", "labels", "numTraining", "file_ending"}  # nnU-Net v2 required
+
+
+def check_nnunet_raw(root):
+    """What nnU-Net v2's verify_dataset_integrity checks of a raw dataset, as a test."""
+    meta = json.loads((root / "dataset.json").read_text())
+    assert NNUNET_KEYS <= set(meta)
+    assert meta["labels"]["background"] == 0
+    assert sorted(meta["labels"].values()) == list(range(len(meta["labels"])))
+    labels = sorted(p.name for p in (root / "labelsTr").iterdir())
+    assert meta["numTraining"] == len(labels)
+    images = sorted(p.name for p in (root / "imagesTr").iterdir())
+    channels = [f"_{int(c):04d}{meta['file_ending']}" for c in meta["channel_names"]]
+    assert images == sorted(n.replace(meta["file_ending"], c) for n in labels for c in channels)
+    for name in labels:
+        label = nib.load(root / "labelsTr" / name)
+        image = nib.load(root / "imagesTr" / name.replace(".nii.gz", "_0000.nii.gz"))
+        assert label.shape == image.shape
+        np.testing.assert_allclose(label.affine, image.affine)
+        values = set(np.unique(np.asarray(label.dataobj)).tolist())
+        assert values <= set(meta["labels"].values())
+    return meta

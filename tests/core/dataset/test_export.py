@@ -16,8 +16,7 @@ from medviewer.core.dataset.export import (
     export_dataset,
 )
 from medviewer.core.dicom import load_series, scan
-
-NNUNET_KEYS = {"channel_names", "labels", "numTraining", "file_ending"}  # nnU-Net v2 required
+from tests.core.dataset.studies import check_nnunet_raw
 
 
 def _items(studies):
@@ -27,27 +26,6 @@ def _items(studies):
 def _export(studies, out=None, **options):
     options = {"formats": ("nnunet", "monai"), "deidentify": False} | options
     return export_dataset(_items(studies), ExportOptions(out or studies.out, **options))
-
-
-def check_nnunet_raw(root):
-    """What nnU-Net v2's verify_dataset_integrity checks of a raw dataset, as a test."""
-    meta = json.loads((root / "dataset.json").read_text())
-    assert NNUNET_KEYS <= set(meta)
-    assert meta["labels"]["background"] == 0
-    assert sorted(meta["labels"].values()) == list(range(len(meta["labels"])))
-    labels = sorted(p.name for p in (root / "labelsTr").iterdir())
-    assert meta["numTraining"] == len(labels)
-    images = sorted(p.name for p in (root / "imagesTr").iterdir())
-    channels = [f"_{int(c):04d}{meta['file_ending']}" for c in meta["channel_names"]]
-    assert images == sorted(n.replace(meta["file_ending"], c) for n in labels for c in channels)
-    for name in labels:
-        label = nib.load(root / "labelsTr" / name)
-        image = nib.load(root / "imagesTr" / name.replace(".nii.gz", "_0000.nii.gz"))
-        assert label.shape == image.shape
-        np.testing.assert_allclose(label.affine, image.affine)
-        values = set(np.unique(np.asarray(label.dataobj)).tolist())
-        assert values <= set(meta["labels"].values())
-    return meta
 
 
 def test_only_annotated_series_are_chosen(studies):

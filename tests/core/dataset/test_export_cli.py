@@ -51,3 +51,22 @@ def test_cli_missing_source(tmp_path, capsys):
     assert main(["dataset", "export", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
                  "--no-deidentify"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_cli_says_so_when_no_series_could_be_exported(tmp_path, capsys):
+    import numpy as np
+
+    from medviewer.core.synthetic.variants import write_rgb
+
+    write_rgb(tmp_path / "photo", np.zeros((8, 8, 3), np.uint8), modality="XC")
+    rc = main(["dataset", "export", str(tmp_path / "photo"), "--out", str(tmp_path / "o"),
+               "--no-deidentify", "--series", _uid(tmp_path / "photo")])
+    assert rc == 2
+    out, err = capsys.readouterr()
+    assert "not exported as NIfTI" in out and "No series could be exported" in err
+
+
+def _uid(folder):
+    from medviewer.core.dicom import scan
+
+    return scan(folder, cache=False).all_series()[0].series_instance_uid

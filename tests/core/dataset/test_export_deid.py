@@ -18,6 +18,7 @@ from medviewer.core.dataset.export import (
     export_dataset,
 )
 from medviewer.core.dicom import scan
+from tests.core.dataset.studies import check_nnunet_raw
 
 IDENTITY = ("PAT-7731", "PAT-9182", "Doe", "Jane", "Roe", "Richard", "19600101", "20240311")
 
@@ -116,3 +117,22 @@ def test_a_training_split_still_applies_after_de_identification(studies, tmp_pat
                            / "datalist.json").read_text())
     assert len(datalist["validation"]) == 1 and len(datalist["training"]) == 1
     assert datalist["validation"][0]["image"].endswith(f"{report.cases[1]['case']}_0000.nii.gz")
+
+
+def test_exporting_again_into_the_same_folder_replaces_the_earlier_cases(studies):
+    first = _export(studies, studies.out)
+    second = _export(studies, studies.out, key="another secret")
+    root = dataset_folder(ExportOptions(studies.out))
+    assert second.stale_removed == 5  # the first key's 2 images, 2 label maps, 1 boxes JSON
+    assert {p.name.split("_")[0] for p in (root / "imagesTr").iterdir()} == {
+        c["case"].split("_")[0] for c in second.cases}
+    assert check_nnunet_raw(root)["numTraining"] == 2
+    assert first.cases != second.cases
+
+
+def test_a_folder_holding_other_files_is_refused(studies):
+    studies.out.mkdir()
+    (studies.out / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="already holds other files"):
+        _export(studies, studies.out)
+    assert sorted(p.name for p in studies.out.iterdir()) == ["notes.txt"]
