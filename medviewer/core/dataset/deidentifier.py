@@ -47,6 +47,7 @@ from medviewer.core.dataset.deid_report import (
 WELL_KNOWN_ROOT = "1.2.840.10008."  # DICOM's own UIDs (SOP classes, templates, code schemes)
 SHIFT_DAYS = (62, 730)  # dates move this many days into the past (per patient, from the key)
 PSEUDONYM_PREFIX = "ANON-"
+DUMMY_DATE, DUMMY_TIME = "19000101", "000000"  # where a removed date is type 1
 # Modalities and SOP classes whose pixels often carry burned-in text (screen captures,
 # ultrasound and angiography overlays, photographs, scanned documents): see the docs
 BURNED_IN_MODALITIES = frozenset({"OT", "US", "XA", "RF", "ES", "XC", "GM", "SM", "DOC",
@@ -165,7 +166,10 @@ class Deidentifier:
         secrets = _identifying_values(ds)
         self._remove(out)
         self._anonymizer(patient_id).anonymize(out)
-        out.PatientID = out.PatientName = self._pseudonym(patient_id)
+        out.PatientID = self._pseudonym(patient_id)
+        out.PatientName = person_name(out.PatientID)
+        if self.options.dates == "remove" and _content_date_required(out):
+            out.ContentDate, out.ContentTime = DUMMY_DATE, DUMMY_TIME  # type 1: action D
         # the writer of this copy is pydicom, not the source's software
         out.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         out.file_meta.ImplementationVersionName = f"PYDICOM {pydicom.__version__}"[:16]
@@ -304,6 +308,18 @@ class _DateHandler(ElementAnonymizer):
 
     def describe_actions(self):
         yield "Shift dates by a per-patient number of days, or remove them"
+
+
+def person_name(pseudonym: str) -> str:
+    """The Patient's Name of a pseudonym: ANON-1A2B... -> ANON^1A2B... (family^given: a
+    single word with digits reads as the retired ACR-NEMA name form to validators)."""
+    return pseudonym.replace("-", "^", 1)
+
+
+def _content_date_required(ds: Dataset) -> bool:
+    """Content Date / Time are type 1 in SR documents and multi-frame functional group
+    objects (SEG, enhanced images)."""
+    return str(ds.get("Modality", "")) == "SR" or "PerFrameFunctionalGroupsSequence" in ds
 
 
 def _class_name(uid: str) -> str:
