@@ -344,7 +344,9 @@ def _identifying_values(ds: Dataset) -> list[str]:
         values = elem.value if isinstance(elem.value, MultiValue) else [elem.value]
         for value in (str(v) for v in values if v not in (None, "")):
             if elem.VR == "PN":
-                found.update({value} | {p for p in re.split(r"[\^=]", value) if len(p) >= 3})
+                shown = " ".join(p for p in value.split("^") if p)  # as a viewer shows it
+                found.update({value, shown} | {p for p in re.split(r"[\^=]", value)
+                                               if len(p) >= 3})
             elif elem.VR in ("DA", "DT") and len(value) >= 8:
                 found.update({value[:8], f"{value[:4]}-{value[4:6]}-{value[6:8]}"})
             elif elem.VR == "UI" and not value.startswith(WELL_KNOWN_ROOT) and \
