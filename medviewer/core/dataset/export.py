@@ -141,7 +141,7 @@ def export_dataset(items: Sequence[ExportItem], options: ExportOptions, *,
     cases = _cases(items, deid, report)
     is_cancelled = cancelled or (lambda: False)
     steps = len(cases) * bool({"nnunet", "monai"} & set(options.formats)) + \
-        ("dicom" in options.formats)
+        len(_dicom_paths(cases)) * ("dicom" in options.formats)
     ticker = _Ticker(progress, max(steps, 1))
     try:
         if {"nnunet", "monai"} & set(options.formats):
@@ -341,15 +341,20 @@ def _export_dicom(cases: list[Case], options: ExportOptions, deid: Any,
                   ticker: _Ticker, cancelled: Callable[[], bool]) -> None:
     from medviewer.core.dataset.deid import DeidError, deidentify_files
 
-    paths = [Path(i.path) for c in cases for i in c.item.series.instances]
-    paths += [p for c in cases for p in (c.seg, c.sr) if p is not None]
+    start = ticker.done
     try:
-        deidentify_files(paths, Path(options.out) / "dicom", deid, cancelled=cancelled)
+        deidentify_files(_dicom_paths(cases), Path(options.out) / "dicom", deid,
+                         cancelled=cancelled, progress=lambda done, _: ticker.set(start + done))
     except DeidError as exc:
         raise ExportError(str(exc)) from exc
     if cancelled():
         raise ExportCancelled("cancelled")
-    ticker.step()
+
+
+def _dicom_paths(cases: Sequence[Case]) -> list[Path]:
+    """Every image of the cases, then their SEG and SR files."""
+    paths = [Path(i.path) for c in cases for i in c.item.series.instances]
+    return paths + [p for c in cases for p in (c.seg, c.sr) if p is not None]
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -359,6 +364,9 @@ class _Ticker:
         self.progress, self.total, self.done = progress, total, 0
 
     def step(self) -> None:
-        self.done += 1
+        self.set(self.done + 1)
+
+    def set(self, done: int) -> None:
+        self.done = done
         if self.progress is not None:
             self.progress(min(self.done, self.total), self.total)

@@ -136,3 +136,22 @@ def test_a_folder_holding_other_files_is_refused(studies):
     with pytest.raises(ExportError, match="already holds other files"):
         _export(studies, studies.out)
     assert sorted(p.name for p in studies.out.iterdir()) == ["notes.txt"]
+
+
+def test_progress_counts_every_file_and_cancel_stops_the_dicom_copy_between_files(studies,
+                                                                                   tmp_path):
+    items = annotated_series(scan(studies.data, cache=False))
+    seen = []
+    options = ExportOptions(tmp_path / "full", formats=("nnunet", "dicom"), key="k")
+    export_dataset(items, options, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(n, 2 + 15) for n in range(1, 18)]  # 2 cases, then 15 DICOM files
+
+    seen.clear()
+    options = ExportOptions(tmp_path / "cut", formats=("nnunet", "dicom"), key="k")
+    report = export_dataset(items, options, progress=lambda d, t: seen.append(d),
+                            cancelled=lambda: len(seen) >= 5)
+    assert report.cancelled and report.deidentification["cancelled"]
+    assert len(list((tmp_path / "cut" / "dicom").rglob("*.dcm"))) == 3
+    assert not [p for p in (tmp_path / "cut").rglob("*") if p.name.startswith(".")]
+    for path in (tmp_path / "cut" / "dicom").rglob("*.dcm"):
+        assert pydicom.dcmread(path).pixel_array.shape == (16, 20)  # whole files only
