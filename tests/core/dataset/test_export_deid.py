@@ -155,3 +155,31 @@ def test_progress_counts_every_file_and_cancel_stops_the_dicom_copy_between_file
     assert not [p for p in (tmp_path / "cut").rglob("*") if p.name.startswith(".")]
     for path in (tmp_path / "cut" / "dicom").rglob("*.dcm"):
         assert pydicom.dcmread(path).pixel_array.shape == (16, 20)  # whole files only
+
+
+def test_the_project_reopens_the_copys_segmentations_and_boxes(studies, tmp_path):
+    import numpy as np
+
+    from medviewer.core.annotations import read_seg, read_sr
+    from medviewer.core.dicom import load_series
+
+    out = tmp_path / "copy"
+    _export(studies, out, formats=("dicom",))
+    files = [pydicom.dcmread(p, stop_before_pixels=True) for p in (out / "dicom").rglob("*.dcm")]
+    images = {s.series_instance_uid: s for s in scan(out / "dicom", cache=False).all_series()
+              if s.modality == "CT"}
+    segs = [ds for ds in files if ds.Modality == "SEG"]
+    assert len(segs) == 2
+    reopened = []
+    for ds in segs:
+        series = images[str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)]
+        volume = load_series(series)
+        label_map, names = read_seg(ds.filename, volume)
+        reopened.append((names, label_map))
+        if len(names) == 3:  # the first patient's: its SR box opens on the copy too
+            sr = next(f for f in files if f.Modality == "SR")
+            (box,) = read_sr(sr.filename, volume).boxes
+            assert (box.label, box.slice_index, box.x0, box.y1) == ("nodule", 4, 2, 8)
+    by_names = {tuple(n): m for n, m in reopened}
+    for pid, saved in studies.labels.items():
+        np.testing.assert_array_equal(by_names[tuple(saved)], studies.masks[pid])
