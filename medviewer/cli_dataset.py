@@ -36,8 +36,9 @@ def add_dataset_parser(sub) -> None:
     e.add_argument("--key", default=None, help=f"de-identification key (or {KEY_ENV})")
     e.add_argument("--dates", choices=("shift", "remove"), default="shift",
                    help="dates shifted per patient (default) or removed")
-    e.add_argument("--keep-descriptors", action="store_true",
-                   help="keep descriptions (no Clean Descriptors option)")
+    e.add_argument("--empty-descriptors", action="store_true",
+                   help="empty descriptions and comments (default: kept, cleaned of names, "
+                   "IDs, dates and UIDs: the Clean Descriptors option)")
     e.add_argument("--burned-in", choices=("refuse", "warn"), default="refuse",
                    help="images that may carry burned-in text: refuse (default) or warn")
     e.add_argument("--no-deidentify", action="store_true",
@@ -80,7 +81,7 @@ def _export(ns: argparse.Namespace) -> int:
     options = ExportOptions(
         Path(ns.out), formats=tuple(f.strip() for f in ns.format.split(",") if f.strip()),
         deidentify=not ns.no_deidentify, key=ns.key or os.environ.get(KEY_ENV, ""),
-        dates=ns.dates, clean_descriptors=not ns.keep_descriptors, burned_in=ns.burned_in,
+        dates=ns.dates, clean_descriptors=not ns.empty_descriptors, burned_in=ns.burned_in,
         dataset_id=ns.dataset_id, dataset_name=ns.name, split=_split(ns.split),
         pseudonym_table=Path(ns.pseudonyms) if ns.pseudonyms else None)
     result = scan(ns.sources if len(ns.sources) > 1 else ns.sources[0])

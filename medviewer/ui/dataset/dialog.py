@@ -115,7 +115,9 @@ class ExportDatasetDialog(QDialog):
         self.dates = QComboBox()
         self.dates.addItem("Shift per patient (keep intervals)", "shift")
         self.dates.addItem("Remove", "remove")
-        self.clean = QCheckBox("Clean descriptions (free text may name the patient)")
+        self.clean = QCheckBox("Keep descriptions, cleaned of names, IDs and dates")
+        self.clean.setToolTip("PS3.15 Clean Descriptors option; unchecked, descriptions and "
+                              "comments are emptied")
         self.clean.setChecked(True)
         self.burned_in = QComboBox()
         self.burned_in.addItem("Refuse images that may show burned-in text", "refuse")

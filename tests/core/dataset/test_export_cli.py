@@ -70,3 +70,17 @@ def _uid(folder):
     from medviewer.core.dicom import scan
 
     return scan(folder, cache=False).all_series()[0].series_instance_uid
+
+
+@pytest.mark.parametrize("flag, kept", [([], True), (["--empty-descriptors"], False)])
+def test_cli_descriptors_are_kept_cleaned_or_emptied(studies, capsys, flag, kept):
+    import pydicom
+
+    rc = main(["dataset", "export", str(studies.data), "--out", str(studies.out), "--format",
+               "dicom", "--key", "k", *flag])
+    assert rc == 0, capsys.readouterr().err
+    images = [pydicom.dcmread(p, stop_before_pixels=True)
+              for p in (studies.out / "dicom").rglob("*.dcm")]
+    described = {str(ds.get("SeriesDescription", "") or "") for ds in images
+                 if ds.Modality == "CT"}
+    assert (described != {""}) is kept
