@@ -72,6 +72,7 @@ def _export(ns: argparse.Namespace) -> int:
         ExportOptions,
         annotated_series,
         export_dataset,
+        read_split,
     )
     from medviewer.core.dicom import scan
 
@@ -82,7 +83,8 @@ def _export(ns: argparse.Namespace) -> int:
         Path(ns.out), formats=tuple(f.strip() for f in ns.format.split(",") if f.strip()),
         deidentify=not ns.no_deidentify, key=ns.key or os.environ.get(KEY_ENV, ""),
         dates=ns.dates, clean_descriptors=not ns.empty_descriptors, burned_in=ns.burned_in,
-        dataset_id=ns.dataset_id, dataset_name=ns.name, split=_split(ns.split),
+        dataset_id=ns.dataset_id, dataset_name=ns.name,
+        split=read_split(ns.split) if ns.split else None,
         pseudonym_table=Path(ns.pseudonyms) if ns.pseudonyms else None)
     result = scan(ns.sources if len(ns.sources) > 1 else ns.sources[0])
     items = annotated_series(result, only=ns.series)
@@ -95,20 +97,6 @@ def _export(ns: argparse.Namespace) -> int:
     if not report.cases and "dicom" not in options.formats and not report.cancelled:
         raise ExportError("No series could be exported; the report above says why.")
     return FAILED if report.cancelled else 0
-
-
-def _split(path: str | None) -> dict | None:
-    from medviewer.core.dataset.export import ExportError
-
-    if not path:
-        return None
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"The split file {path} cannot be read ({exc}).") from exc
-    if not isinstance(record, dict) or not isinstance(record.get("validation"), list):
-        raise ExportError(f"{path} is not a training run's split.json (no 'validation' list).")
-    return record
 
 
 def _progress(done: int, total: int) -> None:

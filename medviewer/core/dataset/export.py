@@ -22,6 +22,7 @@ series with the same key give the same bytes again.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,6 +130,17 @@ def annotated_series(scan_result: Any, only: Sequence[str] | None = None) -> lis
                 if ws.newest("seg") or ws.newest("sr"):
                     items.append(ExportItem(series, patient.patient_id))
     return items
+
+
+def read_split(path: str | Path) -> dict[str, Any]:
+    """A training run's split.json (medviewer.training.split), checked enough to use."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"The split file {path} cannot be read ({exc}).") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("validation"), list):
+        raise ExportError(f"{path} is not a training run's split.json (no 'validation' list).")
+    return record
 
 
 def export_dataset(items: Sequence[ExportItem], options: ExportOptions, *,

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medviewer.core.dataset.export import ExportItem, ExportOptions
+from medviewer.core.dataset.export import ExportItem, ExportOptions, read_split
 from medviewer.ui.common.host import Host
 
 FORMAT_TITLES = {"nnunet": "nnU-Net v2 raw (imagesTr, labelsTr, dataset.json)",
@@ -142,15 +142,31 @@ class ExportDatasetDialog(QDialog):
         self.dataset_id = QSpinBox()
         self.dataset_id.setRange(1, 999)
         self.dataset_name = QLineEdit("MedViewer")
+        self.split = QLineEdit()
+        self.split.setPlaceholderText("optional: a training run's split.json (MONAI validation)")
+        split_row = QWidget()
+        lay = QHBoxLayout(split_row)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.split, 1)
+        choose = QPushButton("Choose\u2026")
+        choose.clicked.connect(self._choose_split)
+        lay.addWidget(choose)
         form.addRow("Export to", row)
         form.addRow("nnU-Net dataset number", self.dataset_id)
         form.addRow("Dataset name", self.dataset_name)
+        form.addRow("Keep the split of", split_row)
         return form
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export the dataset to")
         if folder:
             self.out.setText(folder)
+
+    def _choose_split(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "A training run's split", "",
+                                              "split.json (split.json);;JSON (*.json)")
+        if path:
+            self.split.setText(path)
 
     # --- running ---------------------------------------------------------------------------
     def options(self) -> ExportOptions:
@@ -160,15 +176,21 @@ class ExportDatasetDialog(QDialog):
             deidentify=self.deid.isChecked(), key=self.key.text(),
             dates=self.dates.currentData(), clean_descriptors=self.clean.isChecked(),
             burned_in=self.burned_in.currentData(), dataset_id=self.dataset_id.value(),
-            dataset_name=self.dataset_name.text().strip() or "MedViewer")
+            dataset_name=self.dataset_name.text().strip() or "MedViewer",
+            split=read_split(self.split.text().strip()) if self.split.text().strip() else None)
 
     def start(self) -> None:
         if not self.out.text().strip():
             self._say("Choose the folder to export to.")
             return
-        from medviewer.core.dataset.export import export_dataset
+        from medviewer.core.dataset.export import ExportError, export_dataset
 
-        options, current = self.options(), self.this_series.isChecked()
+        try:
+            options = self.options()
+        except ExportError as exc:  # an unreadable split file
+            self._say(str(exc))
+            return
+        current = self.this_series.isChecked()
         items, annotated = self.current, self.annotated
 
         def run(ctx: Any) -> Any:

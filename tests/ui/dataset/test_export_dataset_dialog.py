@@ -107,3 +107,22 @@ def test_export_dataset_without_an_open_folder_says_what_to_do(make_main_window,
     win = make_main_window()
     assert win.dataset.open_dialog() is None
     assert "Open a folder first" in win.last_error
+
+
+def test_the_dialog_keeps_a_training_runs_split(make_main_window, qtbot, tmp_path):
+    studies = make_studies(tmp_path)
+    win = _window(make_main_window, qtbot, studies.data)
+    dialog = win.dataset.open_dialog()
+    dialog.all_annotated.setChecked(True)
+    dialog.deid.setChecked(False)
+    dialog.formats["nnunet"].setChecked(False)
+    dialog.out.setText(str(studies.out))
+    dialog.split.setText(str(tmp_path / "missing-split.json"))
+    dialog.export_button.click()
+    assert "cannot be read" in dialog.status.text() and dialog.export_button.isEnabled()
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["PAT-7731"], "validation": ["PAT-9182"]}))
+    dialog.split.setText(str(split))
+    _export(qtbot, dialog)
+    datalist = json.loads((studies.out / "Dataset001_MedViewer" / "datalist.json").read_text())
+    assert (len(datalist["training"]), len(datalist["validation"])) == (1, 1)
