@@ -276,16 +276,12 @@ def _deid_refuses(deid: Any, item: ExportItem) -> str | None:
 
     from medviewer.core.dataset.deid import DeidError
 
-    report = deid.report  # a check, not a copy: its counts stay those of the files written
-    counts = report.datasets, report.removed.copy(), report.changed.copy()
-    try:
-        deid.dataset(pydicom.dcmread(item.series.instances[0].path, stop_before_pixels=True))
+    try:  # a check only: no copy, not counted among the de-identified files
+        deid.check(pydicom.dcmread(item.series.instances[0].path, stop_before_pixels=True))
     except DeidError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a broken file
         return f"its header cannot be read ({exc})"
-    finally:
-        report.datasets, report.removed, report.changed = counts
     return None
 
 
