@@ -28,7 +28,7 @@ from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsRectItem
 from medviewer.ui.ai.colour_bar import HeatmapColourBar
 from medviewer.ui.ai.measurements import lines_on_plane
 from medviewer.ui.document.ai_state import label_lut, rgb
-from medviewer.ui.viewing.layer_order import AI_BOXES_Z, AI_LABELS_Z, HEATMAP_Z, outline
+from medviewer.ui.viewing.layer_order import AI_BOXES_Z, AI_LABELS_Z, HEATMAP_Z, label_rgba
 
 if TYPE_CHECKING:
     from medviewer.inference.results import Box
@@ -95,10 +95,9 @@ class AiLayerItems:
         if labels is None or not labels.any():
             self.labels_item.setVisible(False)
             return
-        rgba = label_lut(doc.ai_result, doc.ai_display.hidden_labels)[labels]
         fill = doc.ai_display.label_fill
-        if not fill:
-            rgba[~outline(labels, max(1, round(max(labels.shape) / OUTLINE_PER_PX)))] = 0
+        width = 0 if fill else max(1, round(max(labels.shape) / OUTLINE_PER_PX))
+        rgba = label_rgba(labels, label_lut(doc.ai_result, doc.ai_display.hidden_labels), width)
         self.labels_item.setImage(rgba, autoLevels=False, levels=None)
         self.labels_item.setRect(self.view.image_rect())
         self.labels_item.setOpacity(doc.ai_display.opacity if fill else 1.0)

@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 
 from medviewer.ui.document.annotate_state import rgba_lut
-from medviewer.ui.viewing.layer_order import ANNOTATION_MASK_Z, outline
+from medviewer.ui.viewing.layer_order import ANNOTATION_MASK_Z, label_rgba
 
 if TYPE_CHECKING:
     from medviewer.ui.viewing.slice_view import SliceView
@@ -54,10 +54,7 @@ class AnnotationLayer:
         self.item.setVisible(True)
 
     def _colour(self, labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
-        rgba = lut[labels]
-        if self.view.document.labelmap.display == "outline":
-            rgba[~outline(labels)] = 0
-        return rgba
+        return label_rgba(labels, lut, int(self.view.document.labelmap.display == "outline"))
 
     # ----------------------------------------------------------------- partial redraw
     def on_changed(self, box: Any) -> None:
