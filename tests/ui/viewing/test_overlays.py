@@ -144,6 +144,24 @@ def test_overlay_text_is_outlined_so_it_reads_on_white(make_view, hu, inverted):
         assert label.colour.lightness() > 150 and label.outline.lightness() < 40
 
 
+def test_overlay_text_drawn_is_the_text_of_the_image_shown(make_view):
+    """The labels draw from a cached picture (scrolling repaints them on every image): the
+    picture follows the text, as a label drawing that text from scratch draws it."""
+    voxels = np.zeros((12, 64, 64), np.int16)
+    view = make_view(Volume(voxels=voxels, affine=np.eye(4), modality="CT"))
+    label = view.overlays["top_right"]
+    before, text_before = label.grab().toImage(), label.text()
+    view.document.set_slice(9)
+    QApplication.processEvents()
+    assert label.text() != text_before
+    after = label.grab().toImage()
+    fresh = overlays.OutlinedLabel(view, overlays.TEXT_COLOUR, size_px=11)
+    fresh.setAlignment(label.alignment())
+    fresh.setText(label.text())
+    fresh.resize(label.size())
+    assert after != before and after == fresh.grab().toImage()
+
+
 # ------------------------------------------------------------------------- preview
 @pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
 def test_preview_is_inverted_like_its_volume_and_names_the_patient(qtbot, tmp_path,
