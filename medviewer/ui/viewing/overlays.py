@@ -181,30 +181,35 @@ class ImageOverlays:
         return self.lines["series"][0] if self.lines["series"] else ""
 
     def update(self) -> None:
-        """Rewrite every label from the document and the view, then place them."""
+        """Rewrite the labels from the document and the view, then place the ones whose text
+        changed (on a slice change: the image lines, and the series lines under them)."""
         view, doc, o = self.view, self.view.document, self.labels
         header, series = doc.header, doc.series
         description = (doc.volume.description if doc.volume else "") or (
             series.description if series else "")
-        self.lines["top_left"] = patient_lines(header)
-        self.lines["series"] = series_lines(header, doc.modality, description)
-        o["top_right"].setText("\n".join(self.slice_lines()))
+        lines = {"top_left": patient_lines(header),
+                 "series": series_lines(header, doc.modality, description)}
         w = doc.window
         flag = "  Inverted" if doc.display_inverted else ""
-        o["bottom_left"].setText(f"W {w.width:.0f}  L {w.center:.0f}{flag}\n"
-                                 f"Zoom {view.zoom():.2f}x")
         row_mm, col_mm = view.spacing
-        o["bottom_right"].setText(f"{col_mm:.2f} x {row_mm:.2f} mm" if doc.spacing_known
-                                  else "no pixel spacing")
+        texts = {"top_right": "\n".join(self.slice_lines()),
+                 "bottom_left": f"W {w.width:.0f}  L {w.center:.0f}{flag}\n"
+                                f"Zoom {view.zoom():.2f}x",
+                 "bottom_right": f"{col_mm:.2f} x {row_mm:.2f} mm" if doc.spacing_known
+                 else "no pixel spacing"}
         letters = doc.edge_labels(view.plane_name)
-        for edge in ("left", "right", "top", "bottom"):
-            o[edge].setText(letters.get(edge, ""))
+        texts.update({edge: letters.get(edge, "") for edge in ("left", "right", "top", "bottom")})
+        changed = {name for name, text in texts.items() if o[name].text() != text}
+        changed |= {name for name in ELIDED if lines[name] != self.lines[name]}
+        self.lines.update(lines)
+        for name in changed & texts.keys():
+            o[name].setText(texts[name])
         reason = doc.decode_failure(view.plane_name, view.slice_index)
         self.failure_label.setText(f"Image could not be decoded:\n{reason}" if reason else "")
         self.failure_label.setVisible(reason is not None)
         for label in o.values():
             label.setVisible(doc.overlays_visible)
-        self.place()
+        self.place(changed)
 
     def slice_lines(self) -> list[str]:
         """Top right: plane, image, time, position and slab; a projection image (no geometry)
@@ -232,11 +237,15 @@ class ImageOverlays:
         axis = {"axial": 2, "coronal": 1, "sagittal": 0}[view.plane.name]
         return float(lps[axis])
 
-    def place(self) -> None:
-        """Corners and edges at their places; header text elided rather than cover a letter;
-        the series lines just under the image lines."""
+    def place(self, names: set[str] | None = None) -> None:
+        """Corners and edges at their places (`names` only, or all); header text elided
+        rather than cover a letter; the series lines just under the image lines."""
         w, h, m = self.view.width(), self.view.height(), MARGIN
+        if names is not None and "top_right" in names:
+            names = names | {"series"}  # it sits under the image lines
         for name, label in self.labels.items():
+            if names is not None and name not in names:
+                continue
             fx, fy = OVERLAY_PLACES[name]
             if name in ELIDED:
                 width = max(60, w // 2 - 16)

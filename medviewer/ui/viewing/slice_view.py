@@ -30,12 +30,13 @@ from PySide6.QtWidgets import (
 
 from medviewer.core import geometry
 from medviewer.core import slab as slabs
-from medviewer.core.display import Window, full_range_window, to_display
+from medviewer.core.display import Window, full_range_window
 from medviewer.core.reslice import ResliceView
 from medviewer.ui.document.study import STACK, StudyDocument
 from medviewer.ui.viewing.layer_order import CROSSHAIR_Z, IMAGE_Z
 from medviewer.ui.viewing.measure_tools import MeasurementLayer
 from medviewer.ui.viewing.overlays import ImageOverlays
+from medviewer.ui.viewing.screen_pixels import screen_rgba
 from medviewer.ui.viewing.tools import ToolManager
 
 # The keys a view handles itself, by what they do; the Help ▸ Keyboard Shortcuts table
@@ -56,17 +57,6 @@ _ACTION_OF_KEY = {int(key.value): action for key, action in VIEW_KEYS.items()}
 CROSSHAIR_PEN = pg.mkPen((80, 200, 255, 200), width=1, style=Qt.PenStyle.DashLine)
 PAGE = 10  # slices per PgUp/PgDn
 TYPING_WIDGETS = (QLineEdit, QAbstractSpinBox, QTextEdit, QPlainTextEdit)  # keep their focus
-# grey level g -> RGBA (g, g, g, 255) packed in one little-endian uint32
-_GREY_TO_RGBA = (np.arange(256, dtype=np.uint32) * 0x010101 + 0xFF000000).astype("<u4")
-
-
-def display_frame(frame: np.ndarray, window: Window, *, voi_lut: np.ndarray | None = None,
-                  voi_lut_first: int = 0, invert: bool = False) -> np.ndarray:
-    """Modality values -> uint8 for the screen; 8-bit colour is shown as stored (or
-    inverted, when the reader asks)."""
-    if frame.ndim == 3 and frame.dtype == np.uint8:
-        return 255 - frame if invert else frame
-    return to_display(frame, window, voi_lut=voi_lut, voi_lut_first=voi_lut_first, invert=invert)
 
 
 class _ImageViewBox(pg.ViewBox):
@@ -100,6 +90,7 @@ class SliceView(QWidget):
         self.crosshair_enabled = False  # MPR: left click/drag points the crosshair
         self._rendered_key: tuple | None = None
         self._rendered_crosshair: tuple | None = None
+        self._placed: tuple | None = None  # image_item's last rect and image size
         self._wl_speed = 1.0
         self._drag_start_window: Window | None = None
         self._hover: QPointF | None = None  # scene point under the resting mouse, if over us
@@ -227,13 +218,14 @@ class SliceView(QWidget):
             self.image_item.clear()
             return
         volume = doc.volume
-        shown = display_frame(frame, doc.window, invert=doc.invert,
-                              voi_lut=volume.voi_lut if volume else None,
-                              voi_lut_first=volume.voi_lut_first if volume else 0)
-        if shown.ndim == 2:  # Qt draws RGBA8888 without a per-paint conversion (~2x faster)
-            shown = _GREY_TO_RGBA[shown].view(np.uint8).reshape(*shown.shape, 4)
+        shown = screen_rgba(frame, doc.window, invert=doc.invert,
+                            voi_lut=volume.voi_lut if volume else None,
+                            voi_lut_first=volume.voi_lut_first if volume else 0)
         self.image_item.setImage(shown, autoLevels=False, levels=None)
-        self.image_item.setRect(self.image_rect())
+        placed = (self.image_rect(), shown.shape[:2])  # setRect scales by the image's size
+        if placed != self._placed:  # the same rect again still costs a geometry change
+            self.image_item.setRect(placed[0])
+            self._placed = placed
 
     @property
     def displayed(self) -> np.ndarray | None:

@@ -15,7 +15,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 import medviewer.core.synthetic as syn
-from medviewer.ui.viewing.slice_view import display_frame
+from medviewer.ui.viewing.screen_pixels import display_frame
 from tests.ui.gui import _open, _screen, _window
 
 SIZE = 64
