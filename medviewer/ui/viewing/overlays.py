@@ -180,28 +180,23 @@ class ImageOverlays:
         """The series line (modality, number, description), as before the demographics."""
         return self.lines["series"][0] if self.lines["series"] else ""
 
-    def update(self) -> None:
+    def update(self, *, image_only: bool = False) -> None:
         """Rewrite the labels from the document and the view, then place the ones whose text
-        changed (on a slice change: the image lines, and the series lines under them)."""
+        changed. `image_only`: another image of the same series and plane (a scroll, a time
+        point, a window): the patient, series, spacing and letter labels stay as they are."""
         view, doc, o = self.view, self.view.document, self.labels
-        header, series = doc.header, doc.series
-        description = (doc.volume.description if doc.volume else "") or (
-            series.description if series else "")
-        lines = {"top_left": patient_lines(header),
-                 "series": series_lines(header, doc.modality, description)}
         w = doc.window
         flag = "  Inverted" if doc.display_inverted else ""
-        row_mm, col_mm = view.spacing
         texts = {"top_right": "\n".join(self.slice_lines()),
                  "bottom_left": f"W {w.width:.0f}  L {w.center:.0f}{flag}\n"
-                                f"Zoom {view.zoom():.2f}x",
-                 "bottom_right": f"{col_mm:.2f} x {row_mm:.2f} mm" if doc.spacing_known
-                 else "no pixel spacing"}
-        letters = doc.edge_labels(view.plane_name)
-        texts.update({edge: letters.get(edge, "") for edge in ("left", "right", "top", "bottom")})
-        changed = {name for name, text in texts.items() if o[name].text() != text}
-        changed |= {name for name in ELIDED if lines[name] != self.lines[name]}
-        self.lines.update(lines)
+                                f"Zoom {view.zoom():.2f}x"}
+        changed: set[str] = set()
+        if not image_only:
+            texts.update(self._series_texts())
+            lines = self._header_lines()
+            changed = {name for name in ELIDED if lines[name] != self.lines[name]}
+            self.lines.update(lines)
+        changed |= {name for name, text in texts.items() if o[name].text() != text}
         for name in changed & texts.keys():
             o[name].setText(texts[name])
         reason = doc.decode_failure(view.plane_name, view.slice_index)
@@ -210,6 +205,24 @@ class ImageOverlays:
         for label in o.values():
             label.setVisible(doc.overlays_visible)
         self.place(changed)
+
+    def _header_lines(self) -> dict[str, list[str]]:
+        doc = self.view.document
+        header, series = doc.header, doc.series
+        description = (doc.volume.description if doc.volume else "") or (
+            series.description if series else "")
+        return {"top_left": patient_lines(header),
+                "series": series_lines(header, doc.modality, description)}
+
+    def _series_texts(self) -> dict[str, str]:
+        """Pixel size and orientation letters: the same on every image of a plane."""
+        view, doc = self.view, self.view.document
+        row_mm, col_mm = view.spacing
+        letters = doc.edge_labels(view.plane_name)
+        texts = {edge: letters.get(edge, "") for edge in ("left", "right", "top", "bottom")}
+        texts["bottom_right"] = (f"{col_mm:.2f} x {row_mm:.2f} mm" if doc.spacing_known
+                                 else "no pixel spacing")
+        return texts
 
     def slice_lines(self) -> list[str]:
         """Top right: plane, image, time, position and slab; a projection image (no geometry)
@@ -241,9 +254,11 @@ class ImageOverlays:
         """Corners and edges at their places (`names` only, or all); header text elided
         rather than cover a letter; the series lines just under the image lines."""
         w, h, m = self.view.width(), self.view.height(), MARGIN
-        if names is not None and "top_right" in names:
-            names = names | {"series"}  # it sits under the image lines
-        for name, label in self.labels.items():
+        image_lines_height = self.labels["top_right"].height()
+        for name, label in self.labels.items():  # "series" after "top_right": it goes under
+            if name == "series" and names is not None and (
+                    self.labels["top_right"].height() != image_lines_height):
+                names = names | {"series"}
             if names is not None and name not in names:
                 continue
             fx, fy = OVERLAY_PLACES[name]

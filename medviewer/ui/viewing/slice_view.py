@@ -197,6 +197,7 @@ class SliceView(QWidget):
         k = self.slice_index
         key = (id(doc.volume), id(doc.preview), k, doc.time_index, doc.window, doc.invert,
                doc.slab_mode, doc.slab_half_width(self.plane_name))
+        same_series = self._rendered_key is not None and key[:2] == self._rendered_key[:2]
         if key != self._rendered_key:
             self._render(k)
             self._rendered_key = key
@@ -209,7 +210,7 @@ class SliceView(QWidget):
             return  # a second signal for the same change: nothing new to draw
         self._rendered_crosshair = doc.crosshair
         self._update_crosshair()
-        self.overlay_text.update()
+        self.overlay_text.update(image_only=same_series)
 
     def _render(self, k: int) -> None:
         doc = self.document

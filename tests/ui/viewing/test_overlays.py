@@ -162,6 +162,32 @@ def test_overlay_text_drawn_is_the_text_of_the_image_shown(make_view):
     assert after != before and after == fresh.grab().toImage()
 
 
+def test_labels_after_scrolling_are_as_a_full_rewrite_places_them(make_view):
+    """A scroll rewrites and re-places only the labels whose text changed; what is on screen
+    is what rewriting and placing every label from scratch gives, series lines under the image
+    lines included (a thick slab adds an image line, so they move down)."""
+    voxels = np.zeros((30, 64, 64), np.int16)
+    view = make_view(Volume(voxels=voxels, affine=np.eye(4), modality="CT",
+                            header={"PatientName": "DOE^JANE", "SeriesNumber": "4"}))
+    doc = view.document
+
+    def shown() -> dict:
+        return {name: (label.text(), label.geometry().getRect(), label.isVisible())
+                for name, label in view.overlays.items()}
+
+    for change in (lambda: doc.set_slice(7), lambda: doc.set_window(Window(10, 300)),
+                   lambda: doc.set_slab("mip", 5.0), lambda: doc.set_slice(20),
+                   lambda: doc.set_slab("off"), lambda: doc.set_slice(3)):
+        change()
+        QApplication.processEvents()
+        scrolled = shown()
+        view.overlay_text.update()
+        view.overlay_text.place()
+        assert shown() == scrolled
+    series, lines = view.overlays["series"].geometry(), view.overlays["top_right"].geometry()
+    assert series.top() == lines.bottom() + 1
+
+
 # ------------------------------------------------------------------------- preview
 @pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
 def test_preview_is_inverted_like_its_volume_and_names_the_patient(qtbot, tmp_path,
