@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication
 from medviewer.core import synthetic as syn
 from medviewer.core.dicom.model import Instance, Series
 from medviewer.core.dicom.volume import SliceSource, Volume, load_series
-from medviewer.core.display import CT_PRESETS, Window
+from medviewer.core.display import CT_PRESETS, Window, to_display
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.viewing.slice_view import SliceView
 from medviewer.ui.viewing.viewer import ViewerPanel
@@ -110,6 +110,29 @@ def test_keys_scroll_and_only_slice_7_shows_the_square(make_view, qtbot):
     for k in range(SLICES):
         view.document.set_slice(k)
         assert (bright_pixels(view) > 0) == (k == 7)
+
+
+def test_rendered_pixels_are_the_window_grey_drawn_without_conversion(make_view):
+    """The image reaches Qt as RGB32 (its raster engine's own format: no conversion on every
+    paint) and what is drawn is the window's grey: tissue, the bright square, the colour path
+    left as it was."""
+    view = make_view()
+    view.document.set_overlays_visible(False)
+    view.document.set_slice(7)
+    QApplication.processEvents()
+    assert view.image_item.qimage.format() == QImage.Format.Format_RGB32
+    rgb = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    for (col, row), hu in (((12, 15), SQUARE_HU), ((25, 30), TISSUE_HU)):
+        pos = screen_pos(view, col + 0.5, row + 0.5)
+        grey = int(to_display(np.array([hu], np.int16), WINDOW)[0])
+        assert rgb.pixelColor(pos).getRgb()[:3] == (grey, grey, grey)
+    colour = np.zeros((1, ROWS, COLS, 3), np.uint8)
+    colour[..., 0] = 200
+    view = make_view(Volume(voxels=colour, affine=np.eye(4), photometric="RGB",
+                            modality="XC", has_geometry=False))
+    QApplication.processEvents()
+    shot = view.grab().toImage()
+    assert shot.pixelColor(screen_pos(view, 10.5, 10.5)).getRgb()[:3] == (200, 0, 0)
 
 
 def test_wheel_scrolls_and_ctrl_wheel_zooms(make_view):
