@@ -28,6 +28,8 @@ def test_every_network_and_its_light_variant_is_registered():
     for name in FAMILY:
         assert {name, f"{name}_small"} <= set(names)
         assert architectures.get(name).full and not architectures.get(f"{name}_small").full
+        light = architectures.get(f"{name}_small").build(num_classes=2)  # no options: width 8
+        assert next(light.parameters()).shape[0] == 8
 
 
 @pytest.mark.parametrize("name", [f"{n}_small" for n in FAMILY])
@@ -153,7 +155,7 @@ def test_infer_segments_the_demo_nodule(model_id, demo_study, tmp_path):
     k, r, c = (int(round(v)) for v in nodule["center_voxel"])
     assert main(["infer", "--model", model_id, str(series), "--out", str(tmp_path),
                  "--slices", f"{k - 2}:{k + 3}", "--threads", "2"]) == 0
-    seg = next(tmp_path.rglob("*.dcm"))
+    seg = next(tmp_path.rglob("*.seg.dcm"))
     mask, labels = read_seg(seg, load_series(series))
     nodule_value = [n.lower() for n in labels].index("nodule")
     assert mask[k, r, c] == nodule_value

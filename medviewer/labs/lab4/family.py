@@ -24,6 +24,7 @@ a light `*_small` variant (base width 8) that trains on two CPU cores in minutes
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -239,7 +240,7 @@ def _register(name: str, build: Callable[..., nn.Module], base: int, light: bool
               options: Callable[[dict], dict], cam: Callable[[nn.Module], list[nn.Module]],
               description: str) -> None:
     register(Architecture(
-        name=name, lab=4, task="segmentation", build=build,
+        name=name, lab=4, task="segmentation", build=partial(build, base=base),
         example_inputs=lambda: tiny_images(1, 32), input_names=("image",),
         output_names=("logits",), dynamic_axes=DYNAMIC_IMAGE, cam_layers=cam, full=not light,
         default_options={"base": base}, options_from_weights=options, description=description))
