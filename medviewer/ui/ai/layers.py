@@ -28,7 +28,14 @@ from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsRectItem
 from medviewer.ui.ai.colour_bar import HeatmapColourBar
 from medviewer.ui.ai.measurements import lines_on_plane
 from medviewer.ui.document.ai_state import label_lut, rgb
-from medviewer.ui.viewing.layer_order import AI_BOXES_Z, AI_LABELS_Z, HEATMAP_Z, label_rgba
+from medviewer.ui.viewing.image_items import LabelImageItem
+from medviewer.ui.viewing.layer_order import (
+    AI_BOXES_Z,
+    AI_LABELS_Z,
+    HEATMAP_Z,
+    label_rgba,
+    labelled_box,
+)
 
 if TYPE_CHECKING:
     from medviewer.inference.results import Box
@@ -57,7 +64,7 @@ class AiLayerItems:
 
     def __init__(self, view: SliceView) -> None:
         self.view = view
-        self.labels_item = pg.ImageItem(axisOrder="row-major")
+        self.labels_item = LabelImageItem(axisOrder="row-major")
         self.heatmap_item = pg.ImageItem(axisOrder="row-major")
         for item, z in ((self.labels_item, AI_LABELS_Z), (self.heatmap_item, HEATMAP_Z)):
             item.setZValue(z)
@@ -92,13 +99,16 @@ class AiLayerItems:
     def _show_labels(self, k: int) -> None:
         doc = self.view.document
         labels = doc.label_image(self.view.plane_name, k)
-        if labels is None or not labels.any():
+        box = labelled_box(labels) if labels is not None else None
+        if box is None:
             self.labels_item.setVisible(False)
             return
         fill = doc.ai_display.label_fill
         width = 0 if fill else max(1, round(max(labels.shape) / OUTLINE_PER_PX))
-        rgba = label_rgba(labels, label_lut(doc.ai_result, doc.ai_display.hidden_labels), width)
-        self.labels_item.setImage(rgba, autoLevels=False, levels=None)
+        lut = label_lut(doc.ai_result, doc.ai_display.hidden_labels)
+        self.labels_item.setImage(label_rgba(labels, lut, width, box), autoLevels=False,
+                                  levels=None)
+        self.labels_item.set_paint_box(box)  # the rest is clear: Qt need not draw it
         self.labels_item.setRect(self.view.image_rect())
         self.labels_item.setOpacity(doc.ai_display.opacity if fill else 1.0)
         self.labels_item.setVisible(True)

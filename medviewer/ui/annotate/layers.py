@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyqtgraph as pg
 
 from medviewer.ui.document.annotate_state import rgba_lut
-from medviewer.ui.viewing.layer_order import ANNOTATION_MASK_Z, label_rgba
+from medviewer.ui.viewing.image_items import LabelImageItem
+from medviewer.ui.viewing.layer_order import ANNOTATION_MASK_Z, label_rgba, labelled_box
 
 if TYPE_CHECKING:
     from medviewer.ui.viewing.slice_view import SliceView
@@ -28,7 +28,7 @@ class AnnotationLayer:
 
     def __init__(self, view: SliceView) -> None:
         self.view = view
-        self.item = pg.ImageItem(axisOrder="row-major")
+        self.item = LabelImageItem(axisOrder="row-major")
         self.item.setZValue(ANNOTATION_MASK_Z)
         self.item.setVisible(False)
         view.view_box.addItem(self.item, ignoreBounds=True)
@@ -46,15 +46,19 @@ class AnnotationLayer:
             self.item.setVisible(False)
             self.buffer, self._shown_k = None, None
             return
-        self.buffer = self._colour(labels, rgba_lut(doc.labelmap.table))
+        box = labelled_box(labels)
+        self.buffer = self._colour(labels, rgba_lut(doc.labelmap.table), box)
         self._shown_k = k
         self.item.setImage(self.buffer, autoLevels=False, levels=None)
+        self.item.set_paint_box(box)
         self.item.setRect(view.image_rect())
         self.item.setOpacity(doc.labelmap.opacity)
         self.item.setVisible(True)
 
-    def _colour(self, labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
-        return label_rgba(labels, lut, int(self.view.document.labelmap.display == "outline"))
+    def _colour(self, labels: np.ndarray, lut: np.ndarray,
+                box: tuple[slice, slice] | None = None) -> np.ndarray:
+        return label_rgba(labels, lut, int(self.view.document.labelmap.display == "outline"),
+                          box)
 
     # ----------------------------------------------------------------- partial redraw
     def on_changed(self, box: Any) -> None:
@@ -112,6 +116,7 @@ class AnnotationLayer:
             self.buffer[rows, cols] = block[inner]
         else:
             self.buffer[rows, cols] = lut[labels[rows, cols]]
+        self.item.grow_paint_box(rows, cols)
         self.item.updateImage(self.buffer)
         self.item.setOpacity(doc.labelmap.opacity)
         self.item.setVisible(True)

@@ -11,14 +11,13 @@ the cursor goes out through `sigCursorInfo` for the status bar.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QImage, QKeyEvent, QWheelEvent
+from PySide6.QtGui import QKeyEvent, QWheelEvent
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
@@ -34,6 +33,7 @@ from medviewer.core import slab as slabs
 from medviewer.core.display import Window, full_range_window
 from medviewer.core.reslice import ResliceView
 from medviewer.ui.document.study import STACK, StudyDocument
+from medviewer.ui.viewing.image_items import GreyImageItem
 from medviewer.ui.viewing.layer_order import CROSSHAIR_Z, IMAGE_Z
 from medviewer.ui.viewing.measure_tools import MeasurementLayer
 from medviewer.ui.viewing.overlays import ImageOverlays
@@ -57,21 +57,7 @@ KEY_NAMES: dict[Qt.Key, str] = {
 _ACTION_OF_KEY = {int(key.value): action for key, action in VIEW_KEYS.items()}
 CROSSHAIR_PEN = pg.mkPen((80, 200, 255, 200), width=1, style=Qt.PenStyle.DashLine)
 PAGE = 10  # slices per PgUp/PgDn
-LITTLE_ENDIAN = sys.byteorder == "little"  # grey (g, g, g, 255) bytes read as RGB32
 TYPING_WIDGETS = (QLineEdit, QAbstractSpinBox, QTextEdit, QPlainTextEdit)  # keep their focus
-
-
-class _GreyImageItem(pg.ImageItem):
-    """The image: grey packed as opaque RGBA (`screen_rgba`) is handed to Qt as RGB32, the
-    format its raster engine draws without converting; pyqtgraph's choice for four channels,
-    RGBA8888, is converted on every paint (2x the time of the whole draw)."""
-
-    def render(self) -> None:
-        super().render()
-        image, qimage = self.image, self.qimage
-        if (qimage is not None and image is not None and image.ndim == 3 and image.shape[2] == 4
-                and qimage.format() == QImage.Format.Format_RGBA8888 and LITTLE_ENDIAN):
-            qimage.reinterpretAsFormat(QImage.Format.Format_RGB32)  # B, G, R, 255: the same
 
 
 class _ImageViewBox(pg.ViewBox):
@@ -129,7 +115,7 @@ class SliceView(QWidget):
         self.graphics.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.view_box = _ImageViewBox(self)
         self.graphics.setCentralItem(self.view_box)
-        self.image_item = _GreyImageItem(axisOrder="row-major")
+        self.image_item = GreyImageItem(axisOrder="row-major")
         self.image_item.setZValue(IMAGE_Z)  # the layers over it: layer_order
         self.view_box.addItem(self.image_item)
         self.crosshair_lines = (pg.InfiniteLine(angle=90, pen=CROSSHAIR_PEN, movable=False),
