@@ -98,6 +98,7 @@ class BoxOverlay:
         self.handles = pg.ScatterPlotItem(symbol="s", size=HANDLE_SIZE, pxMode=True,
                                           pen=pg.mkPen(SELECTED_COLOUR), brush=(0, 0, 0, 200))
         self.handles.setZValue(ANNOTATION_BOXES_Z + 1)
+        self.handles.setVisible(False)
         view.view_box.addItem(self.handles, ignoreBounds=True)
         doc = view.document
         doc.sigLabelMapChanged.connect(self._on_annotation_changed)
@@ -129,6 +130,9 @@ class BoxOverlay:
         return [box for box, _rect, _thin in self.shapes()]
 
     def refresh(self, *_args: object) -> None:
+        shapes = self.shapes()
+        if not shapes and not self.items and not len(self.handles.data):
+            return  # nothing drawn, nothing to draw: most slice changes of most series
         box_view = self.view.view_box
         for item in (*self.items.values(), *self.texts.values()):
             box_view.removeItem(item)
@@ -137,20 +141,26 @@ class BoxOverlay:
         doc = self.view.document
         selected = doc.selected_box
         editing = doc.annotate_tool == "box" and self.view.tools.active.acts_on(self.view)
-        for box, rect, thin in self.shapes():
+        for box, rect, thin in shapes:
             self.items[box.uid] = self._draw(box, rect, thin, box.uid == selected)
             if thin is None:
                 self.texts[box.uid] = self._label(box, rect)
                 if box.uid == selected and editing:  # only where the Box tool works
                     handles += self._handle_points(rect)
-        self.handles.setData(pos=handles)
+        self._set_handles(handles)
 
     def hide_box(self, uid: str) -> None:
         """Hide a box, its label and handles while the Box tool's preview stands in for it."""
         for item in (self.items.get(uid), self.texts.get(uid)):
             if item is not None:
                 item.setVisible(False)
-        self.handles.setData(pos=[])
+        self._set_handles([])
+
+    def _set_handles(self, points: list[tuple[float, float]]) -> None:
+        """The selected box's handles; hidden when there are none (an empty scatter item
+        still costs a paint on every slice change)."""
+        self.handles.setData(pos=points)
+        self.handles.setVisible(bool(points))
 
     def _draw(self, box: AnnotatedBox, rect: Rect, thin: str | None,
               selected: bool) -> QGraphicsItem:

@@ -58,6 +58,22 @@ def _only_box(doc):
     return boxes[0]
 
 
+def test_handles_show_with_the_selected_box_and_go_with_its_image(window):
+    """The handles item is hidden, not an empty scatter painted on every slice change, where
+    no box is selected on the image; the box and its handles come back with their image."""
+    win, doc, ctl = window, window.document, window.annotate
+    overlay = ctl.box_overlay
+    assert not overlay.handles.isVisible()
+    assert ctl.set_tool("box")
+    k = doc.slice_index
+    _box_drag(win, [(10, 12), (20, 20), (30, 28)])
+    assert overlay.handles.isVisible() and len(overlay.handles.data) == 8
+    doc.set_slice(k + 1)  # no box on this image
+    assert not overlay.items and not overlay.handles.isVisible()
+    doc.set_slice(k)
+    assert len(overlay.items) == 1 and overlay.handles.isVisible()
+
+
 def test_draw_move_resize_relabel_delete_each_one_undo_step_among_strokes(window):
     win, doc, ctl = window, window.document, window.annotate
     view = win.viewer.single_view
