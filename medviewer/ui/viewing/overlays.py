@@ -163,12 +163,16 @@ class ImageOverlays:
         self.lines: dict[str, list[str]] = {name: [] for name in ELIDED}
         self.labels: dict[str, QLabel] = {}
         flag = Qt.AlignmentFlag
+        # on the image's own widget, which has no layout: a label's new text asks its
+        # parent's layout to redo itself, and over the SliceView that relaid the whole main
+        # window (docks, separators) on every scroll
+        over = view.graphics.viewport()
         for name, (fx, _) in OVERLAY_PLACES.items():
-            label = (OutlinedLabel(view, TEXT_COLOUR, size_px=11) if name in TEXT_BLOCKS
-                     else OutlinedLabel(view, LETTER_COLOUR, size_px=14, bold=True))
+            label = (OutlinedLabel(over, TEXT_COLOUR, size_px=11) if name in TEXT_BLOCKS
+                     else OutlinedLabel(over, LETTER_COLOUR, size_px=14, bold=True))
             label.setAlignment((flag.AlignRight if fx == 1 else flag.AlignLeft) | flag.AlignTop)
             self.labels[name] = label
-        self.failure_label = QLabel(view)  # on a dark box of its own
+        self.failure_label = QLabel(over)  # on a dark box of its own
         self.failure_label.setStyleSheet(FAILURE_STYLE)
         self.failure_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.failure_label.setWordWrap(True)

@@ -242,6 +242,8 @@ class ViewerPanel(QWidget):
         self.slice_slider.blockSignals(True)
         self.slice_slider.setRange(0, max(doc.slice_count - 1, 0))
         self.slice_slider.blockSignals(False)
+        self._fit_counter(self.slice_label, doc.slice_count)
+        self._fit_counter(self.time_label, doc.time_count)
         self._sync_slice_slider(doc.slice_index)
         self.time_slider.blockSignals(True)
         self.time_slider.setRange(0, doc.time_count - 1)
@@ -261,6 +263,17 @@ class ViewerPanel(QWidget):
         if rate:
             low, high = self.fps_spin.minimum(), self.fps_spin.maximum()
             self.fps_spin.setValue(int(min(high, max(low, round(rate)))))
+
+    @staticmethod
+    def _fit_counter(label: QLabel, count: int) -> None:
+        """Room for "n / count" at its widest, fixed: a label of fixed size taking new text
+        leaves the layouts alone, where any other asked the whole window (docks included) to
+        lay itself out again on every scroll."""
+        metrics = label.fontMetrics()
+        widest = max("0123456789", key=metrics.horizontalAdvance)
+        text = f"{widest * len(str(count))} / {count}"
+        label.setFixedSize(metrics.horizontalAdvance(text) + 2 * label.margin() + 4,
+                           max(label.sizeHint().height(), metrics.height()))
 
     def _sync_slice_slider(self, k: int) -> None:
         position = self.document.image_position(STACK, k)
