@@ -42,3 +42,39 @@ def test_openvino_fp32_matches_torch(name: str, monkeypatch) -> None:
     assert session.backend_label == "OpenVINO fp32"
     actual = session.run(feed)[m.onnx_outputs[0]]
     assert relative_error(expected.numpy(), actual) <= PARITY_RTOL
+
+
+def test_quantize_command_makes_int8_the_default_with_its_dice(tmp_path, capsys,
+                                                              monkeypatch) -> None:
+    import shutil
+
+    from medviewer.inference.manifest import load_manifest
+    from medviewer.inference.quantize import main
+
+    monkeypatch.delenv("MEDVIEWER_BACKEND", raising=False)
+    shipped = Path(shipped_models_dir()) / "lab4-chest-unet"
+    if not shipped.is_dir():
+        pytest.skip("lab4-chest-unet is not shipped")
+    folder = Path(shutil.copytree(shipped, tmp_path / "unet"))
+    assert main([str(folder)]) == 0
+    assert "default precision now int8" in capsys.readouterr().out
+    m = load_manifest(folder)  # still verifies: checksums rewritten
+    accuracy = m.options["runtime"]["int8"]["accuracy"]
+    assert accuracy["agreement"] >= 0.98 and len(accuracy["dice_per_label"]) == 4
+    int8 = open_model(folder, providers=["CPUExecutionProvider"], threads=2)
+    assert int8.session.backend_label == "ONNX Runtime int8"
+    fp32 = open_model(shipped, providers=["CPUExecutionProvider"], threads=2)
+    from medviewer.inference.quantize import demo_volume, dice_score
+
+    volume = demo_volume(m, 4, seed=5)  # a phantom neither calibration nor the check saw
+    a, b = fp32.run(volume).label_map, int8.run(volume).label_map
+    assert a.shape == b.shape and (a > 0).any()
+    assert dice_score(a > 0, b > 0) >= 0.95
+
+
+def test_quantize_command_refuses_what_it_cannot_read(tmp_path, capsys) -> None:
+    from medviewer.inference.quantize import main
+
+    assert main([str(tmp_path / "nothing here")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medviewer quantize: ") and "Traceback" not in err
