@@ -141,7 +141,8 @@ def demo_volume(manifest: Manifest, slices: int, seed: int) -> SimpleNamespace:
     else:
         raise ModelError(manifest.folder, f"No demo phantom reads {'/'.join(modalities)}; "
                          "quantize this model with calibration inputs of its own.")
-    sources = [SimpleNamespace(sop_instance_uid=f"2.25.{k}") for k in range(voxels.shape[0])]
+    sources = [SimpleNamespace(sop_instance_uid=f"2.25.{k}", path="")
+               for k in range(voxels.shape[0])]
     return SimpleNamespace(voxels=voxels, modality=modality, header=header, sources=sources,
                            series=None, is_colour=False)
 
