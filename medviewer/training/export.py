@@ -170,10 +170,23 @@ def manifest_fields(arch: Architecture, manifest: dict[str, Any],
     """The caller's fields completed with what export knows: lab, task, arch, ONNX signature;
     checked against the manifest schema (ModelError naming the field)."""
     d = {"lab": arch.lab, "task": arch.task, "arch": arch.name, **manifest}
+    d["options"] = without_int8(d.get("options", {}))
     d["onnx_inputs"] = _signature(arch, inputs)
     d["onnx_outputs"] = list(arch.output_names)
     manifest_from_dict(d)
     return d
+
+
+def without_int8(options: dict[str, Any]) -> dict[str, Any]:
+    """The options less an int8 record and choice copied from an earlier model (a retrained
+    version's or a similar model's fields): an int8 file belongs to the weights it was
+    quantized from; the runtime choice (ONNX Runtime / OpenVINO) is kept."""
+    runtime = options.get("runtime")
+    if not isinstance(runtime, dict):
+        return options
+    kept = {k: v for k, v in runtime.items() if k not in ("int8", "precision")}
+    return {**{k: v for k, v in options.items() if k != "runtime"},
+            **({"runtime": kept} if kept else {})}
 
 
 def export_model(model: nn.Module, arch: str | Architecture, folder: str | Path,

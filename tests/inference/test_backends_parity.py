@@ -78,3 +78,28 @@ def test_quantize_command_refuses_what_it_cannot_read(tmp_path, capsys) -> None:
     assert main([str(tmp_path / "nothing here")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("medviewer quantize: ") and "Traceback" not in err
+
+
+def test_a_new_export_does_not_inherit_the_old_int8_file(tmp_path) -> None:
+    """Retraining exports with the old manifest's fields: its int8 record (of the old
+    weights) is dropped, its runtime choice kept, and the new version runs fp32 quietly."""
+    from medviewer.inference.session import ModelSession
+    from medviewer.labs import architectures
+    from medviewer.training.export import export_model
+
+    shipped = Path(shipped_models_dir()) / "lab4-chest-unet"
+    if not shipped.is_dir():
+        pytest.skip("lab4-chest-unet is not shipped")
+    old = open_model(shipped, providers=["CPUExecutionProvider"]).manifest
+    fields = old.to_dict()
+    fields["options"] = {**fields["options"], "runtime": {
+        "backend": "onnxruntime", "precision": "int8",
+        "int8": {"file": "model.int8.onnx", "sha256": "0" * 64, "accuracy": {}}}}
+    arch = architectures.get(old.arch)
+    model = arch.build(num_classes=len(old.labels),
+                       **{**arch.default_options, **old.options.get("build", {})})
+    new = export_model(load_weights(model, old.path("weights.safetensors")), arch,
+                       tmp_path / "v2", fields)
+    assert new.options["runtime"] == {"backend": "onnxruntime"}
+    session = ModelSession(new, ["CPUExecutionProvider"], threads=1)
+    assert (session.backend_label, session.note) == ("ONNX Runtime fp32", "")
