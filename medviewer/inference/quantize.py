@@ -15,6 +15,7 @@ are refused: int8 moves Faster R-CNN's boxes.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -56,13 +57,18 @@ def quantize_file(source: Path, target: Path, calibration: Sequence[Feed]) -> Pa
         def get_next(self) -> Feed | None:
             return next(self._feeds, None)
 
-    with tempfile.TemporaryDirectory(prefix="quantize-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        # ORT's symbolic shape pass fails on these graphs; onnx's own shape inference suffices
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=True)
+    # the quantizer logs a root-logger warning for every 1-D weight it leaves per-tensor
+    logging.disable(logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory(prefix="quantize-") as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            # ORT's symbolic shape pass fails on these graphs; onnx's shape inference suffices
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=True)
+    finally:
+        logging.disable(logging.NOTSET)
     return target
 
 

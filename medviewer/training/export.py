@@ -181,9 +181,9 @@ def without_int8(options: dict[str, Any]) -> dict[str, Any]:
     """The options less an int8 record and choice copied from an earlier model (a retrained
     version's or a similar model's fields): an int8 file belongs to the weights it was
     quantized from; the runtime choice (ONNX Runtime / OpenVINO) is kept."""
-    runtime = options.get("runtime")
+    runtime = options.get("runtime") if isinstance(options, dict) else None
     if not isinstance(runtime, dict):
-        return options
+        return options  # the schema check names what is wrong with them
     kept = {k: v for k, v in runtime.items() if k not in ("int8", "precision")}
     return {**{k: v for k, v in options.items() if k != "runtime"},
             **({"runtime": kept} if kept else {})}
