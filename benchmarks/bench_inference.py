@@ -2,7 +2,7 @@
 
     python3 benchmarks/bench_inference.py [--runs 10] [--threads 2] [--slices 300]
                                           [--unet-size 256] [--skip-full] [--skip-volume]
-                                          [--skip-demo]
+                                          [--skip-demo] [--full ARCH ...]
 
 Rows: every shipped demo model (models/*/manifest.json) at its manifest's input size, and the
 full lab architectures (ResNet50 + age/sex at 224 x 224, U-Net at --unet-size, Faster R-CNN
@@ -12,7 +12,7 @@ export_model (parity-checked), each on its lab pipeline's own preprocessed input
 Torch, same thread count, denormals flushed, OpenMP workers passive (--omp-wait-policy): "torch
 eager" (the old baseline: eval mode under torch.no_grad()), "torch inference_mode" and "torch
 channels_last" (inference_mode with the module and image input in channels_last); "torch
-fastest" is the faster of the last two, and every ratio is against it. Contenders, through the
+fastest" is the fastest of the three, and every ratio is against it. Contenders, through the
 viewer's own ModelSession: ONNX Runtime fp32, OpenVINO fp32 (when installed), and for
 classification / segmentation models the static int8 file of `python -m
 medviewer.inference.quantize` (calibrated on demo phantom seed 0) on ONNX Runtime and OpenVINO.
@@ -203,6 +203,8 @@ def measure(loaded: Any, model: Any, volume: Any, runs: int) -> dict[str, Any]:
                 continue
             fns[session.backend_label] = functools.partial(session.run, feed)
             checks[session.backend_label] = check_text(arch, expected, session, feed, m)
+            if m is int8 and m.options["runtime"]["precision"] != "int8":
+                checks[session.backend_label] += " (below 0.98: not a default)"
         pre_post: list[float] = []
 
         def whole() -> None:
@@ -249,12 +251,15 @@ def demo_rows(runs: int) -> list[dict[str, Any]]:
     return rows
 
 
-def full_rows(runs: int, unet_size: int) -> list[dict[str, Any]]:
+def full_rows(runs: int, unet_size: int, only: list[str] | None = None
+              ) -> list[dict[str, Any]]:
     """The full architectures, exported at their working size beside a borrowed manifest."""
     from medviewer.labs import architectures
 
     rows = []
     for name, size in FULL:
+        if only and name not in only:
+            continue
         size = size or (unet_size, unet_size)
         if name not in architectures.load_all():
             print(f"(architecture {name} is not registered: row skipped)")
@@ -380,14 +385,14 @@ def print_tables(rows: list[dict[str, Any]], volume: list, args: argparse.Namesp
     verdicts = []
     for r in rows:
         times = r["times"]
-        torch_name = min((n for n in times if n in ("torch inference_mode",
-                                                     "torch channels_last")), key=times.get)
+        torch_name = min((n for n in times if n.startswith("torch ")), key=times.get)
         fastest = times[torch_name]
         for name, seconds in times.items():
             mark = " (torch fastest)" if name == torch_name else ""
             print(f"| {r['model']} | {r['input']} | {name}{mark} | {ms(seconds)} | "
                   f"{seconds / fastest:.2f}x | {r['checks'].get(name, '')} |")
-        best = min((n for n in r["checks"]), key=times.get, default=None)
+        eligible = [n for n, text in r["checks"].items() if "not a default" not in text]
+        best = min(eligible, key=times.get, default=None)
         if best:
             target = TARGETS.get(r["task"], 0.6)
             ratio = times[best] / fastest
@@ -416,6 +421,8 @@ def main() -> None:
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--skip-volume", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--full", action="append", choices=[name for name, _ in FULL],
+                        help="only this full architecture (repeatable)")
     parser.add_argument("--omp-wait-policy", default="passive", choices=("passive", "active"),
                         help="torch's OpenMP workers: passive (sleep) or active (spin)")
     args = parser.parse_args()
@@ -434,7 +441,7 @@ def main() -> None:
     torch.set_flush_denormal(True)
     rows = [] if args.skip_demo else demo_rows(args.runs)
     if not args.skip_full:
-        rows += full_rows(args.runs, args.unet_size)
+        rows += full_rows(args.runs, args.unet_size, args.full)
     volume = [] if args.skip_volume else volume_rows(args.slices)
     print_tables(rows, volume, args)
 
