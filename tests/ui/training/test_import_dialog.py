@@ -23,7 +23,10 @@ from medviewer.training.importing import similar_model
 from medviewer.ui.training.import_tasks import describe, thumbnail
 from tests.ui.gui import _open, _run
 
-LIKE = "lab4-chest-unet"  # the installed lab 4 segmenter whose input spec the dialog copies
+# the installed lab 4 segmenter whose input spec the dialog copies: with no architecture of
+# its own to match (TinySeg is none of the shipped ones), the first by id
+LIKE = min(p.parent.name for p in (Path(__file__).resolve().parents[3] / "models")
+           .glob("lab4-chest-*/manifest.json"))
 WINDOW, MEAN, STD = (-300.0, 2000.0), 0.5, 0.25  # LIKE's input spec
 SOFT_HU, BONE_HU = -500.5, 300.5
 NEW_ID = "my-thresholds"
@@ -275,6 +278,10 @@ def test_the_preview_says_what_a_classifier_a_detector_and_a_fusion_model_found(
 def test_the_similar_model_is_of_the_same_lab_and_task_and_architecture_first(store):
     models = list_models()[0]
     assert similar_model(4, "segmentation", None, models).id == LIKE
+    # the same network first: a U-Net borrows the shipped light U-Net's spec, a ResUNet++ its own
+    assert similar_model(4, "segmentation", "lab4.unet", models).id == "lab4-chest-unet"
+    assert similar_model(4, "segmentation", "lab4.resunetplusplus", models).arch == (
+        "lab4.resunetplusplus_small")
     assert similar_model(5, "detection", "lab5.fasterrcnn_resnet50_fpn", models).arch == (
         "lab5.fasterrcnn_light")  # the shipped light variant of the same network
     fusion = similar_model(3, "fusion", "lab3.late_fusion", models)

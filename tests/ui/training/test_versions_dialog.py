@@ -197,8 +197,14 @@ def test_the_dialogs_start_on_a_model_that_reads_the_open_series(make_main_windo
     window.annotate.set_brush(radius_mm=RADIUS)
     _paint(window, [(20, 20), (24, 24)])  # a label map: the segmenter's kind of truth
     retrain.hide()
+    retrain = window.model_menu.open_retrain()
+    segmenter = retrain.model_id
+    assert window.ai.models[segmenter].task == "segmentation"  # lab 4's (first by id)
+    assert "CT" in window.ai.models[segmenter].input.modalities
+    assert window.model_menu.open_versions().model_id == segmenter
+    retrain.hide()
+    window.ai.choose("lab4-chest-unet")  # the AI menu's segmenter wins among segmenters
     assert window.model_menu.open_retrain().model_id == "lab4-chest-unet"
-    assert window.model_menu.open_versions().model_id == "lab4-chest-unet"
     window.model_menu.shutdown()
 
 
