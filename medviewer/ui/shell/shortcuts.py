@@ -109,10 +109,13 @@ CONTROLS: tuple[Control, ...] = (
     Control("AI models",
             "AI menu: choose a model (grouped by lab; its tooltip gives the description and "
             "held-out metrics), then Run on Current Slice (Ctrl+R) or Run on Whole Series "
-            "(Ctrl+Shift+R), Explain (Heatmap), Compare Fusion Methods (Lab 3), Compare With "
-            "Mask (DICOM SEG), Clear AI Results, Export Results (CSV or JSON). The AI results "
-            "dock shows class scores, verdicts, labels (visibility, opacity, volume in mL, Dice "
-            "and IoU against a mask) and boxes (score threshold); "
+            "(Ctrl+Shift+R), Explain (Heatmap), Compare Fusion Methods (Lab 3), Compare "
+            "Segmentation Models (Lab 4), Compare With Mask (DICOM SEG), Clear AI Results, "
+            "Export Results (CSV, JSON or DICOM SR), Send Results to PACS. The AI results dock "
+            "shows class scores (click the curve to go to a slice), verdicts, labels "
+            "(visibility, outline or fill, opacity, volume in mL, Dice, IoU, precision, recall, "
+            "boundary F1 and HD95 against a mask), lesions (diameters, mL; click a row to go "
+            "to it), boxes (score threshold) and lab 5's cardiothoracic ratio; "
             "the status bar says whether ONNX Runtime runs on the GPU or the CPU",
             ("Ctrl+R", "Ctrl+Shift+R")),
     Control("annotate",
