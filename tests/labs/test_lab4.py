@@ -214,3 +214,27 @@ def test_a_binary_nets_validation_counts_its_foreground():
     collector.add_logits(logit, target, ["a", "b"])
     scores = collector.scores()
     assert scores["dice_nodule"] == pytest.approx(1.0) and scores["per_case"]["a"] == 1.0
+
+
+def test_remeasure_rescores_the_shipped_weights_and_rewrites_only_the_metrics(tmp_path):
+    """`python -m medviewer.labs.lab4.demo --remeasure`: the manifest's numbers are those of
+    the weights the viewer runs, with today's metrics; graph, weights and provenance stay."""
+    import shutil
+    from dataclasses import replace
+
+    from medviewer.inference import load_manifest, write_manifest
+    from medviewer.inference.registry import shipped_models_dir
+    from medviewer.labs.lab4 import demo
+
+    folder = tmp_path / "lab4-chest-unet"
+    shutil.copytree(shipped_models_dir() / "lab4-chest-unet", folder)
+    shipped = load_manifest(folder)
+    write_manifest(replace(shipped, metrics={"dice_nodule": 0.1}), folder)  # stale numbers
+    demo.main(["--out", str(tmp_path), "--remeasure", "--model", "lab4-chest-unet"])
+    again = load_manifest(folder)
+    assert again.metrics["dice_nodule"] == shipped.metrics["dice_nodule"]  # same phantoms
+    nodule = again.metrics["demo_ct"]["per_label"]["nodule"]
+    assert nodule["dice"] > 0.95 and nodule["unit"] == "mm" and "hd95" in nodule
+    assert again.files == shipped.files and again.provenance["command"] == \
+        shipped.provenance["command"]
+    assert again.provenance["metrics_command"].endswith("--remeasure --model lab4-chest-unet")

@@ -11,7 +11,7 @@ models/<id> (ONNX + safetensors + manifest, parity-checked). `--model` trains on
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,34 @@ def train(out_dir: Path, *, seed: int = 0, models: list[str] | None = None) -> l
     return folders
 
 
+def remeasure(out_dir: Path, *, seed: int = 0, models: list[str] | None = None) -> list[Path]:
+    """Score each shipped model's own weights again (the same validation phantoms and demo CT
+    as `train`, with today's metrics and post-processing) and rewrite only its manifest's
+    metrics, keeping its weights, graph and provenance: the numbers a manifest shows stay
+    those of what the viewer runs."""
+    from safetensors.torch import load_file
+
+    from medviewer.inference import load_manifest, write_manifest
+
+    r = RECIPE
+    val_images, val_labels = data.make_set("validation", r["validation_volumes"], None, seed)
+    folders = []
+    for model_id in models or list(DEMOS):
+        folder = Path(out_dir) / model_id
+        manifest = load_manifest(folder)
+        arch = ARCHITECTURES[manifest.arch]
+        model = arch.build(num_classes=len(data.LABELS), in_channels=data.SPEC.channels,
+                           **{**arch.default_options, **manifest.options.get("build", {})})
+        model.load_state_dict(load_file(folder / "weights.safetensors"))
+        metrics = {**held_out_metrics(model.eval(), val_images, val_labels),
+                   "final_train_loss": manifest.metrics.get("final_train_loss")}
+        provenance = {**manifest.provenance, "metrics_command":
+                      f"{COMMAND} --remeasure --model {model_id}"}
+        write_manifest(replace(manifest, metrics=metrics, provenance=provenance), folder)
+        folders.append(folder)
+    return folders
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[3] / "models")
@@ -193,9 +221,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", action="append", choices=sorted(DEMOS),
                         help="only this model (repeatable); default: every one")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="no training: score the shipped weights again and rewrite only "
+                        "the manifests' metrics")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    for folder in train(args.out, seed=args.seed, models=args.model):
+    run = remeasure if args.remeasure else train
+    for folder in run(args.out, seed=args.seed, models=args.model):
         print(folder)
 
 
