@@ -33,6 +33,7 @@ from medviewer.core.dataset.layout import (
     label_names,
     monai_datalist,
     nnunet_dataset_json,
+    nnunet_splits,
     write_case,
     write_json,
 )
@@ -303,7 +304,7 @@ def _export_nifti(cases: list[Case], options: ExportOptions, report: ExportRepor
     from medviewer.core.dicom import DicomError, LoadCancelled, load_series
 
     root = dataset_folder(options)
-    for name in ("dataset.json", "datalist.json"):  # an earlier export's: written again last
+    for name in ("dataset.json", "datalist.json", "splits_final.json"):  # written again last
         (root / name).unlink(missing_ok=True)
     report.labels = label_names([c.seg for c in cases if c.seg is not None])
     entries: list[dict[str, Any]] = []
@@ -324,11 +325,14 @@ def _export_nifti(cases: list[Case], options: ExportOptions, report: ExportRepor
     if cancelled():
         raise ExportCancelled("cancelled")
     report.stale_removed = _remove_stale(root, entries)
+    patients = {c.name: c.item.patient_id for c in cases}
     if "nnunet" in options.formats:
         write_json(root / "dataset.json", nnunet_dataset_json(entries, report.labels,
                                                               root.name))
+        if options.split:  # nnU-Net reads it from nnUNet_preprocessed/<dataset>/: see docs
+            write_json(root / "splits_final.json", nnunet_splits(entries, patients,
+                                                                 options.split))
     if "monai" in options.formats:
-        patients = {c.name: c.item.patient_id for c in cases}
         write_json(root / "datalist.json", monai_datalist(entries, patients, options.split))
 
 

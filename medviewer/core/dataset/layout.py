@@ -3,6 +3,7 @@
     write_case(root, name, seg, sr, volume, labels)   imagesTr|imagesTs, labelsTr, boxes/
     nnunet_dataset_json(entries, labels, name)        dataset.json (nnU-Net v2's keys)
     monai_datalist(entries, patients, split)          datalist.json
+    nnunet_splits(entries, patients, split)           splits_final.json (a kept split)
 """
 
 from __future__ import annotations
@@ -81,13 +82,31 @@ def monai_datalist(entries: Sequence[dict[str, Any]], patients: Mapping[str, str
     """MONAI's datalist: training / validation (a training run's patient split when given:
     a case whose PatientID the run validated on validates here; else everything trains) and
     test (images without a label). `patients`: case name -> PatientID."""
-    held_out = set(split.get("validation", ())) if split else set()
     out: dict[str, list[dict[str, str]]] = {"training": [], "validation": [], "test": []}
     for e in entries:
-        side = "test" if "label" not in e else \
-            "validation" if patients.get(e["case"]) in held_out else "training"
-        out[side].append({k: e[k] for k in ("image", "label") if k in e})
+        out[_side(e, patients, split)].append({k: e[k] for k in ("image", "label") if k in e})
     return out
+
+
+def nnunet_splits(entries: Sequence[dict[str, Any]], patients: Mapping[str, str],
+                  split: Mapping[str, Any]) -> list[dict[str, list[str]]]:
+    """nnU-Net v2's splits_final.json for a kept split: one fold, its "train" and "val" case
+    names (the labelled cases; the same sides as the MONAI datalist)."""
+    fold: dict[str, list[str]] = {"train": [], "val": []}
+    for e in entries:
+        side = _side(e, patients, split)
+        if side != "test":
+            fold["val" if side == "validation" else "train"].append(e["case"])
+    return [fold]
+
+
+def _side(entry: Mapping[str, Any], patients: Mapping[str, str],
+          split: Mapping[str, Any] | None) -> str:
+    """training, validation (the run validated on that patient) or test (no label)."""
+    if "label" not in entry:
+        return "test"
+    held_out = set(split.get("validation", ())) if split else set()
+    return "validation" if patients.get(entry["case"]) in held_out else "training"
 
 
 def write_json(path: Path, record: Any) -> None:

@@ -93,6 +93,20 @@ def test_a_training_split_is_kept_in_the_monai_datalist(studies):
         f"imagesTr/{report.cases[1]['case']}_0000.nii.gz"]
     assert len(datalist["training"]) == 1
     assert not (root / "dataset.json").exists()  # monai only
+    assert not (root / "splits_final.json").exists()
+
+
+def test_a_training_split_is_kept_for_nnunet_as_one_fold(studies):
+    split = {"train": ["PAT-7731"], "validation": ["PAT-9182"]}
+    report = _export(studies, split=split, formats=("nnunet",))
+    root = dataset_folder(ExportOptions(studies.out))
+    cases = {c["case"]: c for c in report.cases}
+    [fold] = json.loads((root / "splits_final.json").read_text())
+    assert fold == {"train": [report.cases[0]["case"]], "val": [report.cases[1]["case"]]}
+    for name in fold["train"] + fold["val"]:  # names nnU-Net finds in labelsTr
+        assert (root / "labelsTr" / f"{name}.nii.gz").is_file() and name in cases
+    _export(studies, formats=("nnunet",))  # no split this time: no stale fold left behind
+    assert not (root / "splits_final.json").exists()
 
 
 def test_a_second_export_is_byte_identical(studies, tmp_path):
