@@ -69,7 +69,8 @@ def test_count_scores_agree_with_scikit_learn(seed):
         s = report["labels"][name]
         assert s["precision"] == pytest.approx(
             precision_score(t, p, labels=[value], average=None, zero_division=0)[0])
-        assert s["recall"] == pytest.approx(recall_score(t, p, labels=[value], average=None, zero_division=0)[0])
+        assert s["recall"] == pytest.approx(
+            recall_score(t, p, labels=[value], average=None, zero_division=0)[0])
         assert s["iou"] == pytest.approx(jaccard_score(t, p, labels=[value], average=None)[0])
         assert s["dice"] == pytest.approx(
             f1_score(t, p, labels=[value], average=None, zero_division=0)[0])
