@@ -13,16 +13,14 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QGroupBox,
-    QHeaderView,
     QLabel,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
 
 from medviewer.inference.metrics import overall_text, table_header, table_rows
+from medviewer.ui.ai.tables import results_table
 
 NOTE = "Choose a model to draw its overlay (one at a time)."
 
@@ -66,15 +64,8 @@ class ModelComparison(QGroupBox):
 
     def __init__(self) -> None:
         super().__init__("Segmentation models compared")
-        self.table = QTableWidget(0, 1)
+        self.table = results_table(["Model"], single=True)
         self.table.setObjectName("modelComparison")
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.note = QLabel(NOTE)
         self.note.setWordWrap(True)

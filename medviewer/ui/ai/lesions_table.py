@@ -16,16 +16,14 @@ from typing import Any
 from PySide6.QtCore import QLineF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QGraphicsLineItem,
     QGroupBox,
-    QHeaderView,
     QLabel,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
 
+from medviewer.ui.ai.tables import results_table
 from medviewer.ui.viewing.layer_order import MEASUREMENTS_Z
 
 HEADERS = (("Lesion", ""),
@@ -48,19 +46,11 @@ class LesionTable(QGroupBox):
         super().__init__("Lesions")
         self.lesions: list[Any] = []
         self.chosen: Any = None  # the lesion clicked last, its diameters drawn
-        self.table = QTableWidget(0, len(HEADERS))
+        self.table = results_table([h for h, _ in HEADERS], single=True)
         self.table.setObjectName("lesionTable")
-        self.table.setHorizontalHeaderLabels([h for h, _ in HEADERS])
         for col, (_, tip) in enumerate(HEADERS):
             if tip:
                 self.table.horizontalHeaderItem(col).setToolTip(tip)
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
         self.table.cellClicked.connect(lambda row, _col: self.choose(row))
         self.note = QLabel()
         self.note.setWordWrap(True)

@@ -15,7 +15,6 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QGroupBox,
     QHBoxLayout,
@@ -25,7 +24,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSlider,
     QStyle,
-    QTableWidget,
     QTableWidgetItem,
     QToolButton,
     QVBoxLayout,
@@ -38,35 +36,13 @@ from medviewer.ui.ai.compare_table import ModelComparison, is_segmenter_comparis
 from medviewer.ui.ai.lesions_table import LesionTable
 from medviewer.ui.ai.measurements import measurements_html, measurements_tooltip
 from medviewer.ui.ai.score_curve import PLOT_EVERY_LABEL, ScoreCurve
+from medviewer.ui.ai.tables import fit_rows, results_table
 from medviewer.ui.document.ai_state import rgb
 from medviewer.ui.document.reading_aids import STACK
 from medviewer.ui.document.study import StudyDocument
 
 EMPTY_TEXT = ("No AI result on this series. Choose a model in the AI menu, then Run on "
               "Current Slice (Ctrl+R) or Run on Whole Series (Ctrl+Shift+R).")
-
-
-def _table(headers: list[str]) -> QTableWidget:
-    """Columns as wide as their contents (a dock is narrow: headers and texts are short), the
-    last one taking what is left."""
-    table = QTableWidget(0, len(headers))
-    table.setHorizontalHeaderLabels(headers)
-    table.verticalHeader().hide()
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    header = table.horizontalHeader()
-    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header.setMinimumSectionSize(24)
-    header.setStretchLastSection(True)
-    return table
-
-
-def _fit_rows(table: QTableWidget, most: int = 6) -> None:
-    """As tall as its rows (up to `most`, then it scrolls): no empty grid under two rows."""
-    rows = min(table.rowCount(), most)
-    height = table.horizontalHeader().sizeHint().height() + 2 * table.frameWidth() + sum(
-        table.rowHeight(r) for r in range(rows))
-    table.setFixedHeight(height + table.horizontalScrollBar().sizeHint().height())
 
 
 def _item(text: object, align_right: bool = False) -> QTableWidgetItem:
@@ -146,7 +122,7 @@ class AiPanel(QWidget):
     def _build_scores(self) -> None:
         self.scores_group, layout = self._group("Class scores")
         self.predicted_label = QLabel()
-        self.scores_table = _table(["Label", "Probability"])
+        self.scores_table = results_table(["Label", "Probability"])
         self.series_plot = ScoreCurve()
         self.slice_line = self.series_plot.slice_line
         self.series_plot.sigImageClicked.connect(
@@ -157,7 +133,7 @@ class AiPanel(QWidget):
 
     def _build_verdicts(self) -> None:
         self.verdicts_group, layout = self._group("Series verdicts (one per method)")
-        self.verdicts_table = _table(["Method", "Verdict", "Prob.", ""])
+        self.verdicts_table = results_table(["Method", "Verdict", "Prob.", ""])
         self.verdicts_table.horizontalHeaderItem(2).setToolTip("Probability of the verdict")
         self.verdicts_table.horizontalHeader().setStretchLastSection(False)
         self.failures_label = QLabel()
@@ -167,7 +143,7 @@ class AiPanel(QWidget):
 
     def _build_labels(self) -> None:
         self.labels_group, layout = self._group("Labels")
-        self.labels_table = _table(["Show", "Label", "Voxels", "Volume (mL)"])
+        self.labels_table = results_table(["Show", "Label", "Voxels", "Volume (mL)"])
         self.labels_table.itemChanged.connect(self._on_label_toggled)
         self.labels_note = QLabel()
         self.opacity_slider = _slider(int(self.document.ai_display.opacity * 100))
@@ -195,7 +171,7 @@ class AiPanel(QWidget):
         self.threshold_label = QLabel()
         row = self._row("Score ≥", self.threshold_slider)
         row.addWidget(self.threshold_label)
-        self.boxes_table = _table(["Slice", "Label", "Score", "Box (px)"])
+        self.boxes_table = results_table(["Slice", "Label", "Score", "Box (px)"])
         self.boxes_table.horizontalHeaderItem(3).setToolTip("x0,y0\u2013x1,y1 in pixels of the "
                                                             "image")
         self.boxes_table.cellDoubleClicked.connect(self._on_box_chosen)
@@ -301,7 +277,7 @@ class AiPanel(QWidget):
             bar.setValue(int(round(float(p) * 1000)))
             bar.setFormat(f"{float(p):.3f}")
             self.scores_table.setCellWidget(i, 1, bar)
-        _fit_rows(self.scores_table)
+        fit_rows(self.scores_table)
 
     def _fill_series_plot(self, result: Result) -> None:
         many = len(result.slice_indices) > 1
@@ -327,7 +303,7 @@ class AiPanel(QWidget):
         table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Fixed)
         table.setColumnWidth(3, max((table.cellWidget(r, 3).sizeHint().width()
                                      for r in range(table.rowCount())), default=60) + 6)
-        _fit_rows(table)
+        fit_rows(table)
         self.failures_label.setText("<br>".join(f"Could not run {f}" for f in output.failures))
         self.failures_label.setVisible(bool(output.failures))
 
@@ -368,7 +344,7 @@ class AiPanel(QWidget):
             for col, item in enumerate((show, _item(name), _item(voxels, True), _item(ml, True))):
                 table.setItem(row, col, item)
         self._filling = False
-        _fit_rows(table)
+        fit_rows(table)
         run = len(result.slice_indices)
         self.labels_note.setText(f"Counted over the {run} slice(s) segmented."
                                  if output.scope == "slice" else "Counted over the series.")
@@ -412,7 +388,7 @@ class AiPanel(QWidget):
                       f"{b.x0:.0f},{b.y0:.0f}\u2013{b.x1:.0f},{b.y1:.0f}")
             for col, value in enumerate(values):
                 table.setItem(row, col, _item(value, col != 1))
-        _fit_rows(table, 8)
+        fit_rows(table, 8)
         self.boxes_group.setTitle(f"Boxes ({len(shown)} of {len(result.boxes)} shown)")
         self.measurements_label.setText(measurements_html(result, self._number))
         self.measurements_label.setToolTip(measurements_tooltip(result))
