@@ -47,7 +47,8 @@ def has_ai_results(output: Any) -> bool:
 def _sendable(result: Any) -> bool:
     if result.task == "segmentation":
         return result.label_map is not None and bool(result.label_map.any())
-    return bool(result.boxes) or result.scores is not None or bool(result.measurements)
+    classes = result.task in ("classification", "fusion") and result.scores is not None
+    return bool(result.boxes) or classes or bool(result.measurements)
 
 
 def write_ai_results(output: Any, volume: Any, folder: Path) -> list[Path]:
@@ -71,7 +72,7 @@ def write_ai_results(output: Any, volume: Any, folder: Path) -> list[Path]:
             continue
         name = f"{k}-{result.model_id}".replace("/", "_")
         algorithm = (result.model_id, result.model_version)
-        model = f"{result.model_id} {result.model_version}"
+        model = model_source(*algorithm)  # as AI > Export Results names it
         if result.task == "segmentation":
             files.append(write_seg(
                 result.label_map, volume, result.labels, folder / f"{name}.seg.dcm",
@@ -84,13 +85,13 @@ def write_ai_results(output: Any, volume: Any, folder: Path) -> list[Path]:
                                       annotator="MedViewer AI", model=model,
                                       lesions=lesions))
             continue
-        boxes = boxes_from_model(result.boxes, volume, source=model_source(*algorithm))
+        boxes = boxes_from_model(result.boxes, volume, source=model)
         ratios = [RatioFinding(m.name, m.value, m.slice_index, m.lines)
                   for m in result.measurements if m.unit == "ratio"]
         files.append(write_sr(folder / f"{name}.sr.dcm", volume, boxes,
                               annotator="MedViewer AI", model=model, ratios=ratios,
                               class_labels=classes_from_model(result, volume)
-                              if result.scores is not None else ()))
+                              if result.task in ("classification", "fusion") else ()))
     return files
 
 
