@@ -27,8 +27,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
 
 from medviewer.core.geometry import voxel_to_lps
 
@@ -101,6 +99,7 @@ def find_lesions(label_map: np.ndarray, volume: Any, labels: Sequence[str],
                  declared: Iterable[str] | None = None) -> list[Lesion]:
     """Every lesion of the lesion-like labels of `label_map` (slices, rows, cols), which lies
     on `volume`'s grid (its affine; its voxels give the mean value when shapes match)."""
+    from scipy import ndimage
     affine = np.asarray(volume.affine, float)
     voxels = getattr(volume, "voxels", None)
     values = voxels if voxels is not None and voxels.shape == label_map.shape else None
@@ -119,6 +118,7 @@ def find_lesions(label_map: np.ndarray, volume: Any, labels: Sequence[str],
 
 def _measure(components: np.ndarray, index: int, box: tuple[slice, ...], affine: np.ndarray,
              values: np.ndarray | None, label: str, value: int) -> Lesion:
+    from scipy import ndimage
     mask = components[box] == index
     z0, r0, c0 = (s.start for s in box)
     count = int(mask.sum())
@@ -142,6 +142,7 @@ def _measure(components: np.ndarray, index: int, box: tuple[slice, ...], affine:
 def _site(label_map: np.ndarray, components: np.ndarray, index: int, box: tuple[slice, ...],
           labels: Sequence[str], value: int) -> str:
     """The most common other label touching the lesion ('' when only background does)."""
+    from scipy import ndimage
     around = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
     inside = components[around] == index
     shell = ndimage.binary_dilation(inside, structure=_FULL) & ~inside
@@ -153,6 +154,7 @@ def _site(label_map: np.ndarray, components: np.ndarray, index: int, box: tuple[
 def _outline_points(mask: np.ndarray) -> np.ndarray:
     """(n, 2) (row, col) edge midpoints of a 2D mask's border pixels (the inner ones cannot
     be an end of a diameter)."""
+    from scipy import ndimage
     border = mask & ~ndimage.binary_erosion(mask, border_value=0)
     rows, cols = np.nonzero(border)
     steps = np.array([[-0.5, 0], [0.5, 0], [0, -0.5], [0, 0.5]])
@@ -189,6 +191,7 @@ def axial_diameters(mask: np.ndarray, affine: np.ndarray, offset: tuple[int, int
 
 def _hull(flat: np.ndarray) -> np.ndarray:
     """Indices of the convex hull's vertices (all points when they are too few or in line)."""
+    from scipy.spatial import ConvexHull, QhullError
     if len(flat) > 8:
         try:
             return ConvexHull(flat).vertices

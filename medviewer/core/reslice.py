@@ -17,7 +17,6 @@ constant offset), so a 512 x 512 image costs one `map_coordinates` call.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from medviewer.core import geometry
 from medviewer.core.geometry import PlaneView
@@ -144,6 +143,8 @@ class ResliceView:
 
     @staticmethod
     def _sample(voxels: np.ndarray, coords: np.ndarray, fill: float) -> np.ndarray:
+        from scipy import ndimage  # on first use: scipy costs 0.2 s of the viewer's start
+
         integer = np.issubdtype(voxels.dtype, np.integer)
         out = ndimage.map_coordinates(voxels, coords, output=np.float32, order=1,
                                       mode="constant", cval=fill, prefilter=False)

@@ -19,7 +19,6 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from medviewer.core.annotations.history import Box, History, clip_box, mask_box, union_box
 from medviewer.core.annotations.labelmap import LabelMap
@@ -143,6 +142,7 @@ def flood_fill(labelmap: LabelMap, history: History, seed: Point, value: int, *,
     With a value range: the image voxels within it (e.g. fill the lung by HU -1000..-400).
     Without: the voxels of the seed's current label (fill a hole, or relabel a structure).
     """
+    from scipy import ndimage
     _checked(labelmap, history, value)
     k, r, c = (int(round(x)) for x in seed)
     if clip_box((slice(k, k + 1), slice(r, r + 1), slice(c, c + 1)), labelmap.shape) is None:
@@ -225,6 +225,7 @@ def _label_block(labelmap: LabelMap, value: int, slice_index: int | None,
 
 def _components(mask: np.ndarray, fully_connected: bool) -> tuple[np.ndarray, np.ndarray]:
     """Component index per voxel and voxel count per component (index 0: outside)."""
+    from scipy import ndimage
     structure = ndimage.generate_binary_structure(3, 3 if fully_connected else 1)
     parts, _ = ndimage.label(mask, structure)
     return parts, np.bincount(parts.ravel())
@@ -277,6 +278,7 @@ def smooth(labelmap: LabelMap, history: History, value: int, *, radius_mm: float
     "opening" removes spurs and specks thinner than the ball; "closing" fills gaps and dents
     narrower than it, onto background only (other labels are never overwritten).
     """
+    from scipy import ndimage
     _checked(labelmap, history, value)
     if operation not in ("opening", "closing"):
         raise ValueError(f"operation is 'opening' or 'closing', not {operation!r}")
@@ -298,6 +300,7 @@ def smooth(labelmap: LabelMap, history: History, value: int, *, radius_mm: float
 # -- fill between slices ---------------------------------------------------------------------
 def _signed_distance(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
     """mm to the outline: negative inside the structure, positive outside."""
+    from scipy import ndimage
     outside = ndimage.distance_transform_edt(~mask, sampling=sampling)
     inside = ndimage.distance_transform_edt(mask, sampling=sampling)
     return outside - inside
