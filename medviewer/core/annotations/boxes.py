@@ -18,8 +18,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydicom.uid import generate_uid
-
 from medviewer.core.annotations.seg import AnnotationError
 
 ANNOTATOR = "annotator"
@@ -42,6 +40,13 @@ def _check_source(source: str) -> None:
                               "'model:<id>@<version>'.")
 
 
+
+def _new_uid() -> str:
+    """A fresh DICOM UID; pydicom loads here, not with the viewer's first paint."""
+    from pydicom.uid import generate_uid
+
+    return generate_uid()
+
 @dataclass(frozen=True)
 class AnnotatedBox:
     """A finding's box in pixel coordinates (x1, y1 exclusive edges) on slice `slice_index`."""
@@ -56,7 +61,7 @@ class AnnotatedBox:
     source: str = ANNOTATOR  # 'annotator' or 'model:<id>@<version>'
     state: str = ACCEPTED
     sop_instance_uid: str = ""  # of the slice's image, so a save can reference it
-    uid: str = field(default_factory=generate_uid)  # stable identity; the SR tracking UID
+    uid: str = field(default_factory=_new_uid)  # stable identity; the SR tracking UID
 
     def __post_init__(self) -> None:
         if not (self.x1 > self.x0 and self.y1 > self.y0):
@@ -83,7 +88,7 @@ class ClassLabel:
     slice_index: int | None = None
     sop_instance_uid: str = ""
     score: float | None = None
-    uid: str = field(default_factory=generate_uid)
+    uid: str = field(default_factory=_new_uid)
 
     def __post_init__(self) -> None:
         if self.scope not in (SLICE, SERIES):
@@ -115,7 +120,7 @@ class DistanceLine:
     length_mm: float
     label: str = "distance"
     sop_instance_uid: str = ""
-    uid: str = field(default_factory=generate_uid)
+    uid: str = field(default_factory=_new_uid)
     unit: str = MM
 
     def __post_init__(self) -> None:
@@ -147,7 +152,7 @@ class AreaMeasurement:
     units: str = ""
     label: str = "area"
     sop_instance_uid: str = ""
-    uid: str = field(default_factory=generate_uid)  # stable identity; the SR tracking UID
+    uid: str = field(default_factory=_new_uid)  # stable identity; the SR tracking UID
 
     def __post_init__(self) -> None:
         (xa, xb), (ya, yb) = sorted((self.p0[0], self.p1[0])), sorted((self.p0[1], self.p1[1]))

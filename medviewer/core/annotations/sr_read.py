@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from pydicom.multival import MultiValue
 
 from medviewer.core.annotations import sr_areas, sr_codes
 from medviewer.core.annotations.boxes import (
@@ -209,6 +208,8 @@ def _placed(source_item: Any, slice_of: dict[tuple[str, int | None], int],
     """(slice, SOP Instance UID) of the image (and frame) an SR item references."""
     ref = source_item.ReferencedSOPSequence[0]
     uid = str(ref.ReferencedSOPInstanceUID)
+    from pydicom.multival import MultiValue  # pydicom loads on first use, not at start-up
+
     frames = ref.get("ReferencedFrameNumber")  # IS, VM 1-n: a number or a list of them
     frames = [] if frames is None or frames == "" else \
         list(frames) if isinstance(frames, MultiValue) else [frames]

@@ -22,12 +22,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import Instance
+
+if TYPE_CHECKING:  # pydicom loads on first use, not with the viewer's first paint
+    from pydicom.dataset import Dataset
 
 # Native (uncompressed) syntaxes: the Pixel Data value holds every stored bit. "" is a file
 # without File Meta (ACR-NEMA style), which is native too.

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -27,8 +27,10 @@ from PySide6.QtWidgets import QWidget
 
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import ScanResult, Series
-from medviewer.core.dicom.volume import SliceSource, Volume
 from medviewer.core.display import Window, default_window
+
+if TYPE_CHECKING:  # pydicom loads with the first series, not before the first paint
+    from medviewer.core.dicom.volume import SliceSource, Volume
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydicom.uid import generate_uid
-
 from medviewer.core import geometry
 
 KINDS = ("distance", "rect", "ellipse")
@@ -40,6 +38,8 @@ class Measure:
         if self.kind not in KINDS:
             raise ValueError(f"unknown measurement {self.kind!r}; expected one of {KINDS}")
         if not self.uid:
+            from pydicom.uid import generate_uid  # on first use, not at start-up
+
             object.__setattr__(self, "uid", generate_uid())  # the SR's tracking UID
 
 

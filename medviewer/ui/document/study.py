@@ -16,18 +16,22 @@ copies, true spacing kept), resampled to true planes when the series is oblique
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from medviewer.core import geometry, reslice
+from medviewer.core.dicom.checks import usable_spacing
 from medviewer.core.dicom.model import Series
-from medviewer.core.dicom.plan import usable_spacing
-from medviewer.core.dicom.volume import SliceSource, Volume
 from medviewer.core.display import Window, default_window
 from medviewer.ui.document.ai_state import AiLayers
 from medviewer.ui.document.annotate_state import AnnotationState
 from medviewer.ui.document.measurements import MeasurementState
 from medviewer.ui.document.reading_aids import STACK, ReadingAids
+
+if TYPE_CHECKING:  # pydicom loads with the first series, not before the first paint
+    from medviewer.core.dicom.volume import SliceSource, Volume
 
 LAYOUTS = ("1x1", "mpr")
 _OPPOSITE = str.maketrans("HFAPRL", "FHPALR")

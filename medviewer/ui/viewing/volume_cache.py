@@ -11,8 +11,11 @@ starting a load.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
-from medviewer.core.dicom.volume import Volume
+if TYPE_CHECKING:  # pydicom loads with the first series, not before the first paint
+    from medviewer.core.dicom.volume import Volume
+
 
 # 1.5 GB of voxels: five 300 x 512 x 512 int16 CTs (150 MiB each) with room to spare, yet
 # well inside the 8 GB of a reading-room workstation next to the volume on screen.
