@@ -11,7 +11,6 @@ study.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from medviewer.core import synthetic as syn
+from medviewer.core.userdata import DATA_DIR_ENV, data_dir  # noqa: F401 - the public names
 
 # demo-3: the images validate clean with dciodvfy (attributes added, pixels unchanged)
 DEMO_VERSION = f"demo-3/generator-{syn.GENERATOR_VERSION}"
 VERSION_FILE = "VERSION"
 TRUTH_FILE = "ground_truth.json"
-DATA_DIR_ENV = "MEDVIEWER_DATA_DIR"
 
 CHEST = {"PatientName": "DEMO^CHEST", "PatientID": "DEMO-0001", "PatientBirthDate": "19580417",
          "PatientSex": "M", "PatientAge": "066Y", "ReferringPhysicianName": "HOUSE^GREGORY"}
@@ -43,16 +42,6 @@ CT_SHAPE, CT_SPACING = (120, 512, 512), (2.5, 0.7, 0.7)
 DIGITS_TEST_SIZE, DIGITS_SEED = 0.2, 0
 DIGITS_PER_CLASS = 10  # 100 slices: fewer than the CT's 120, which stays the study's main series
 DIGITS_UPSCALE, DIGITS_GAIN = 8, 255  # 8 x 8 -> 64 x 64 pixels, 0..16 -> 0..4080 (12 bits)
-
-
-def data_dir() -> Path:
-    """MedViewer's per-user data folder; MEDVIEWER_DATA_DIR overrides it (tests use this)."""
-    override = os.environ.get(DATA_DIR_ENV)
-    if override:
-        return Path(override)
-    import platformdirs  # imported here: only the first start needs it
-
-    return Path(platformdirs.user_data_dir("MedViewer", appauthor=False))
 
 
 def demo_dir() -> Path:

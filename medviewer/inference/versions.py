@@ -72,7 +72,7 @@ def version_key(version: str) -> tuple:
 
 def store_dir() -> Path:
     """The user's model store (published versions and the active pointers)."""
-    from medviewer.core.demo import data_dir
+    from medviewer.core.userdata import data_dir
 
     return data_dir() / "models"
 

@@ -1,6 +1,6 @@
 """Issue 17 item 4: the main window module loads only what the first window needs.
 
-The heavy stacks (scipy's ndimage / spatial, highdicom, ONNX Runtime, torch) are imported on
+The heavy stacks (pydicom, scipy's ndimage / spatial, highdicom, ONNX Runtime, torch) are imported on
 first use, so they never delay the first paint; a module-level import of one fails here.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import medviewer
 
-HEAVY = ("scipy.ndimage", "scipy.spatial", "highdicom", "onnxruntime", "torch", "torchvision",
+HEAVY = ("pydicom", "scipy.ndimage", "scipy.spatial", "highdicom", "onnxruntime", "torch", "torchvision",
          "timm", "openvino")
 
 
