@@ -291,7 +291,7 @@ def _labelmap(path: Path, record: dict[str, Any], volume: Any) -> LabelMap | Non
 
 def autosave_roots(data_folders: Iterable[str | Path] = ()) -> list[Path]:
     """Where workspaces live: each data folder's `.medviewer` and the user data dir's."""
-    from medviewer.core.demo import data_dir
+    from medviewer.core.userdata import data_dir
 
     roots = [Path(folder) / HIDDEN_FOLDER for folder in data_folders]
     return list(dict.fromkeys([*roots, data_dir() / "workspaces"]))

@@ -305,7 +305,7 @@ def _can_write(folder: Path) -> bool:
 
 
 def _user_folder(data: Path) -> Path:
-    from medviewer.core.demo import data_dir
+    from medviewer.core.userdata import data_dir
 
     digest = hashlib.sha256(str(data).encode("utf-8")).hexdigest()[:16]
     return data_dir() / "workspaces" / digest
