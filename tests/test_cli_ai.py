@@ -508,3 +508,17 @@ def test_train_all_reports_missing_and_failing_labs_and_trains_the_rest(tmp_path
     out = capsys.readouterr().out
     assert (tmp_path / "fake-7").is_dir()
     assert "lab 2 missing" in out and "lab 3 ok" in out and "out of phantoms" in out
+
+
+def test_the_command_line_parser_does_not_load_the_training_job_runner():
+    """Every `medviewer <command>` builds the whole parser; the `train` sub-command's runner
+    (job files, model versions: 0.12 s of imports) loads only when a job runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, medviewer.cli as c; c._subcommand_parser(); "
+            "print('medviewer.training.run' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

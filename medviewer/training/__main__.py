@@ -10,8 +10,6 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
-from medviewer.training.run import run_job
-
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m medviewer.training JOB.json [--nproc-per-node N] [--distributed]`."""
@@ -42,6 +40,8 @@ def run_from_args(ns: Any) -> int:
         return distributed.relaunch(distributed.torchrun_command(
             ns.job, ns.nproc_per_node or 1, nnodes=ns.nnodes, node_rank=ns.node_rank,
             rdzv_endpoint=ns.rdzv_endpoint, rdzv_id=ns.rdzv_id))
+    from medviewer.training.run import run_job  # not for `medviewer <other command>`
+
     return run_job(ns.job, stream=events_stream(), distributed_run=ns.distributed)
 
 
