@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import math
 import shutil
-import subprocess
 from types import SimpleNamespace
 
 import numpy as np
@@ -50,6 +49,7 @@ from medviewer.core.annotations.sr import (
 from medviewer.core.annotations.sr_codes import PRIVATE_SCHEME
 from medviewer.core.annotations.workspace import Workspace
 from medviewer.core.dicom import load_series, scan
+from tests.core.annotations.reference_tools import dciodvfy
 
 # --- the sources ---------------------------------------------------------------------------------
 
@@ -176,23 +176,14 @@ def _frames(item):
 
 # --- the reference tools ---------------------------------------------------------------------
 
-def _dciodvfy(path) -> list[str]:
-    tool = shutil.which("dciodvfy")
-    if tool is None:
-        pytest.skip("dciodvfy is not on PATH (apt-get install dicom3tools)")
-    run = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
-    return [line.strip() for line in (run.stdout + run.stderr).splitlines()
-            if line.startswith(("Error", "Warning"))]
-
-
 def test_dciodvfy_finds_nothing_the_source_does_not_carry(saved):
     """The SR copies the patient and study attributes of its source (CT_small's zero Patient's
     Weight, MR_small's retired PN form): those are the source's findings, nothing else is,
     also on an MR Image holding several frames against its IOD (no frame number for it)."""
-    said = _dciodvfy(saved.path)
+    said = dciodvfy(saved.path)
     source = set()
     for path in sorted({s.path for s in saved.volume.sources}):
-        source |= set(_dciodvfy(path))
+        source |= set(dciodvfy(path))
     assert [line for line in said if line not in source] == []
     assert not [line for line in said if PRIVATE_SCHEME in line]
 
@@ -308,7 +299,7 @@ def test_the_procedure_is_the_sources_own_code_when_it_has_one(tmp_path):
     assert (reported.CodingSchemeDesignator, reported.CodeValue, reported.CodeMeaning) == \
         ("RADLEX", "RPID16", "CT CHEST")
     if shutil.which("dciodvfy"):
-        assert not [line for line in _dciodvfy(path) if line.startswith("Error")]
+        assert not [line for line in dciodvfy(path) if line.startswith("Error")]
 
 
 def test_a_reference_to_a_whole_multiframe_file_lands_on_its_first_frame(tmp_path):

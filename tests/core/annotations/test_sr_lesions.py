@@ -4,9 +4,6 @@ lesion keeps its Tracking UID when the SR is saved again."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 from pydicom.sr.codedict import codes
@@ -16,6 +13,7 @@ from medviewer.core.annotations.sr import write_sr
 from medviewer.core.annotations.sr_lesions import read_lesions, track_against
 from medviewer.core.dicom import load_series
 from medviewer.core.lesions import find_lesions, keep_tracking
+from tests.core.annotations.reference_tools import dciodvfy
 
 LABELS = ["background", "body", "lung", "nodule"]
 MODEL = "model:lab4-chest-unet@1.0.0"
@@ -47,19 +45,10 @@ def _save(volume, path, extra=False):
     return lesions
 
 
-def _dciodvfy(path) -> list[str]:
-    tool = shutil.which("dciodvfy")
-    if tool is None:
-        pytest.skip("dciodvfy is not on PATH (apt-get install dicom3tools)")
-    run = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
-    return [line.strip() for line in (run.stdout + run.stderr).splitlines()
-            if line.startswith(("Error", "Warning"))]
-
-
 def test_dciodvfy_finds_nothing_new_in_an_sr_with_lesions(volume, tmp_path):
     _save(volume, tmp_path / "lesions.dcm")
     write_sr(tmp_path / "plain.dcm", volume, [], annotator="Jane Doe", model=MODEL)
-    said, plain = _dciodvfy(tmp_path / "lesions.dcm"), set(_dciodvfy(tmp_path / "plain.dcm"))
+    said, plain = dciodvfy(tmp_path / "lesions.dcm"), set(dciodvfy(tmp_path / "plain.dcm"))
     assert [line for line in said if line not in plain] == []
     assert not [line for line in said if line.startswith("Error")]
 

@@ -5,9 +5,6 @@ save of the same film keeps."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 from pydicom.sr.codedict import codes
@@ -17,6 +14,7 @@ from medviewer.core.annotations.sr import write_sr
 from medviewer.core.annotations.sr_codes import PRIVATE_SCHEME
 from medviewer.core.annotations.sr_ratios import RatioFinding
 from medviewer.core.dicom import load_series
+from tests.core.annotations.reference_tools import dciodvfy
 
 MODEL = "model:lab5-heart-frcnn@1.0.0"
 HEART, THORAX = ((90.5, 150.0), (170.25, 150.0)), ((40.0, 130.5), (216.0, 130.5))
@@ -33,21 +31,12 @@ def _ratio(value: float = 0.4545) -> RatioFinding:
     return RatioFinding("Cardiothoracic ratio", value, 0, (HEART, THORAX))
 
 
-def _dciodvfy(path) -> list[str]:
-    tool = shutil.which("dciodvfy")
-    if tool is None:
-        pytest.skip("dciodvfy is not on PATH (apt-get install dicom3tools)")
-    run = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
-    return [line.strip() for line in (run.stdout + run.stderr).splitlines()
-            if line.startswith(("Error", "Warning"))]
-
-
 def test_dciodvfy_finds_no_new_error_in_an_sr_with_the_ratio(film, tmp_path):
     plain = write_sr(tmp_path / "plain.dcm", film, [], annotator="Jane Doe", model=MODEL)
     with_ratio = write_sr(tmp_path / "ctr.dcm", film, [], annotator="Jane Doe", model=MODEL,
                           ratios=[_ratio()])
-    before = set(_dciodvfy(plain))
-    new = [line for line in _dciodvfy(with_ratio) if line not in before]
+    before = set(dciodvfy(plain))
+    new = [line for line in dciodvfy(with_ratio) if line not in before]
     assert not [line for line in new if line.startswith("Error")]
     assert all(PRIVATE_SCHEME in line for line in new)
 
