@@ -23,13 +23,16 @@ def shareable_mode(base: int = 0o666) -> int:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, mode: str = "wb", **open_kw) -> Iterator[IO]:
-    """Open a temporary sibling of `path` for writing; on success fsync and rename it."""
+def atomic_file(path: str | Path, mode: str = "wb", *, private: bool = False,
+                **open_kw) -> Iterator[IO]:
+    """Open a temporary sibling of `path` for writing; on success fsync and rename it.
+    `private`: the file stays readable by its owner only (0600: e.g. the PACS server list)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, shareable_mode())
+        if not private:
+            os.chmod(tmp, shareable_mode())
         with os.fdopen(fd, mode, **open_kw) as f:
             yield f
             f.flush()

@@ -10,11 +10,10 @@ so a crash mid-save leaves the previous list intact.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from medviewer.core.atomic import atomic_file
 from medviewer.pacs.errors import PacsError
 
 SERVERS_FILE = "pacs-servers.json"
@@ -122,17 +121,8 @@ def save_servers(servers: list[Server], path: Path | None = None) -> None:
             raise PacsError(problem)
     text = json.dumps({"version": 1, "servers": [asdict(s) for s in servers]}, indent=2)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pacs-servers-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path, "w", private=True, encoding="utf-8") as fh:
+            fh.write(text + "\n")
     except OSError as exc:
         reason = exc.strerror or exc
         raise PacsError(f"The PACS server list cannot be saved to {path} ({reason}); check "

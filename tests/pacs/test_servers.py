@@ -96,6 +96,12 @@ def test_save_is_atomic(monkeypatch):
     assert [p.name for p in srv.servers_path().parent.iterdir()] == ["pacs-servers.json"]
 
 
+def test_the_server_list_is_readable_by_its_owner_only():
+    """Host names, AE titles and user names of a site's PACS: 0600, whatever the umask."""
+    srv.save_servers(_two())
+    assert srv.servers_path().stat().st_mode & 0o077 == 0
+
+
 def test_secret_goes_to_the_keyring_never_to_the_file():
     ring = DictKeyring()
     keyring.set_keyring(ring)
