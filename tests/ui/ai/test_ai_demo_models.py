@@ -3,39 +3,14 @@ the phantom's ground truth says (ground_truth.json), drawn on the images."""
 
 from __future__ import annotations
 
-import json
+import functools
 
 import numpy as np
 import pytest
 
-from medviewer.core.dicom import scan
+from tests.ui.gui import _run as _gui_run
 
-
-@pytest.fixture(scope="module")
-def truth(demo_study):
-    return json.loads((demo_study / "ground_truth.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture
-def demo_window(make_main_window, demo_study, qtbot):
-    window = make_main_window()
-    window.resize(1300, 850)
-    series = {(s.patient_key, s.modality): s for s in scan(demo_study).all_series()}
-
-    def open_series(patient_id: str, modality: str):
-        chosen = next(s for (p, m), s in series.items() if patient_id in p and m == modality)
-        with qtbot.waitSignal(window.volume_loaded, timeout=60_000):
-            window.open_series(chosen)
-        return window.document
-
-    window.open_demo_series = open_series
-    return window
-
-
-def _run(window, qtbot, trigger, timeout=120_000):
-    with qtbot.waitSignal(window.ai.sigRunFinished, timeout=timeout) as blocker:
-        assert trigger() is not False
-    return blocker.args[0]
+_run = functools.partial(_gui_run, timeout=120_000)  # a whole demo series
 
 
 def test_lab1_reads_the_held_out_digits(demo_window, qtbot, truth):
