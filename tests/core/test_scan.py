@@ -678,3 +678,40 @@ def test_a_scout_beside_a_stack_stays_its_own_stack(tmp_path: Path) -> None:
             SeriesInstanceUID=uid)
     stacks = scan(tmp_path, cache=False, workers=1).all_series()
     assert sorted(s.image_count for s in stacks) == [1, 5]
+
+
+def test_a_cache_busy_in_another_scan_is_left_alone(tmp_path: Path, monkeypatch) -> None:
+    """'database is locked' while another scan (a thread, or the viewer beside a CLI) sets
+    the file up is not corruption: the files stay (deleting the WAL index others have mapped
+    crashed a scan with SIGBUS), this scan goes without the cache, and the next one uses it."""
+    _series(tmp_path / "data" / "s0", seed=0)
+    db = tmp_path / "index.sqlite"
+    scan(tmp_path / "data", cache=db, workers=1)
+    files = sorted(p.name for p in tmp_path.glob("index.sqlite*"))
+    real_open = cache_module.ScanCache._open
+
+    def locked(self):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(cache_module.ScanCache, "_open", locked)
+    busy = cache_module.ScanCache(db)
+    assert busy.db is None
+    assert sorted(p.name for p in tmp_path.glob("index.sqlite*")) == files
+    assert sum(s.image_count for s in scan(tmp_path / "data", cache=db,
+                                            workers=1).all_series()) == 5
+
+    class LockedDb:  # a read that finds the database locked
+        def execute(self, *args):
+            raise sqlite3.OperationalError("database is locked")
+
+        def close(self):
+            pass
+
+    reading = cache_module.ScanCache.__new__(cache_module.ScanCache)
+    reading.location, reading.db = db, LockedDb()
+    assert reading.folders_below(str(tmp_path)) == []
+    assert sorted(p.name for p in tmp_path.glob("index.sqlite*")) == files
+    monkeypatch.setattr(cache_module.ScanCache, "_open", real_open)
+    counter = Counter(monkeypatch)
+    scan(tmp_path / "data", cache=db, workers=1)
+    assert counter.paths == []  # the cache written before is still there and used

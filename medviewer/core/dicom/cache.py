@@ -69,6 +69,8 @@ class ScanCache:
         self.db: sqlite3.Connection | None = None
         try:
             self.db = self._open()
+        except sqlite3.OperationalError:  # busy or locked by another scan opening it too:
+            self.db = None  # no cache this time; never delete files others have mapped
         except sqlite3.DatabaseError:  # corrupt or not a database: start again
             self._delete_files()
             try:
@@ -129,6 +131,8 @@ class ScanCache:
             return []
         try:
             return self.db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:  # busy or locked by another scan: not corruption
+            return []
         except sqlite3.DatabaseError:
             self._recover()
             return []
