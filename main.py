@@ -1,4 +1,4 @@
 """Start MedViewer: the same entry point as the `medviewer` console script."""
-from medviewer.cli import main
+from medviewer.cli import program
 
-raise SystemExit(main())
+program()

@@ -1,3 +1,3 @@
-from medviewer.cli import main
+from medviewer.cli import program
 
-raise SystemExit(main())
+program()

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -36,6 +37,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from medviewer.ui.shell.app import run  # Qt is imported only when the window is wanted
 
     return run(ns.path)
+
+
+def program() -> None:
+    """The `medviewer` program (console script, `python -m medviewer`, main.py): `main`, then
+    exit. A headless command's results are written and closed when `main` returns, so it exits
+    at once instead of tearing the interpreter down: freeing ONNX Runtime, NumPy's buffers and
+    ~1000 modules took 0.4 s of `medviewer infer`'s 3.2 s on the demo CT. Not after the viewer
+    (Qt saves settings as it is destroyed), `train` (minutes long; its job files) or while
+    another thread still runs."""
+    try:
+        rc = main()
+    except BrokenPipeError:  # `medviewer models | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS and sys.argv[1] != "train" \
+            and threading.active_count() == 1:
+        import logging
+
+        logging.shutdown()  # flushes every handler
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    raise SystemExit(rc)
 
 
 def _gui_parser() -> argparse.ArgumentParser:
