@@ -28,6 +28,10 @@ def add_model_parsers(sub) -> None:
     i.add_argument("--slices", help="slice range a:b (0-based, b excluded) or one index")
     i.add_argument("--provider", choices=("cpu", "cuda"), help="default: the best that works")
     i.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    i.add_argument("--backend", metavar="RUNTIME[,PRECISION]",
+                   help="onnxruntime or openvino, fp32 or int8 (e.g. openvino,int8; default: "
+                   "the model's own choice, else $MEDVIEWER_BACKEND); int8 needs the model's "
+                   "int8 file (python -m medviewer.inference.quantize MODEL)")
     i.add_argument("--truth", metavar="SEG",
                    help="a DICOM SEG, or a folder of them, to score each segmentation against "
                    "(the SEG of the series it references): Dice, IoU, precision, recall, "
@@ -42,11 +46,13 @@ def _cmd_models(ns: argparse.Namespace) -> int:
     if ns.versions or ns.publish or ns.use:
         return _cmd_versions(ns)
     from medviewer.inference import list_models, list_plugins, provider_status, working_providers
+    from medviewer.inference.backends import describe
 
     models, problems = list_models()
     out = {"models": [{"id": m.id, "version": m.version, "lab": m.lab, "task": m.task,
                        "title": m.title, "arch": m.arch, "plugin": m.plugin,
-                       "metrics": m.metrics, "folder": str(m.folder)} for m in models],
+                       "metrics": m.metrics, "runtime": describe(m), "folder": str(m.folder)}
+                      for m in models],
            "plugins": [{"name": p.name, "value": p.value, "distribution": p.distribution}
                        for p in list_plugins()],
            "providers": list(working_providers()), "provider_status": provider_status(),
@@ -57,7 +63,7 @@ def _cmd_models(ns: argparse.Namespace) -> int:
     print("Models:" if models else "Models: none installed")
     for m in out["models"]:
         print(f"  {m['id']} {m['version']}  lab {m['lab']} {m['task']}  {m['title']}"
-              f"{_metric_text(m['metrics'])}\n      {m['folder']}")
+              f"{_metric_text(m['metrics'])}\n      runs on {m['runtime']}; {m['folder']}")
     print("Plugins:")
     for p in out["plugins"]:
         print(f"  {p['name']:8} {p['value']}  ({p['distribution']})")
@@ -129,7 +135,7 @@ def _cmd_infer(ns: argparse.Namespace) -> int:
     from medviewer.inference import ModelError, open_model
 
     try:
-        model = open_model(ns.model, _providers(ns.provider), ns.threads)
+        model = open_model(ns.model, _providers(ns.provider), ns.threads, ns.backend)
         found = scan(ns.path)
         truths = _truth_segs(ns.truth, model.manifest) if ns.truth else None
     except (ModelError, DicomError) as exc:
@@ -149,8 +155,11 @@ def _cmd_infer(ns: argparse.Namespace) -> int:
     if out in sources:
         return fail("infer", f"--out {ns.out} holds the source images; results never go "
                      "beside or over the source data: pick another folder")
-    print(f"{model.manifest.id} {model.manifest.version} on {_short(model.provider)}: "
-          f"{len(series)} series -> {out}")
+    session = model.session
+    print(f"{model.manifest.id} {model.manifest.version} on {_short(model.provider)}, "
+          f"{session.backend_label}: {len(series)} series -> {out}")
+    if session.note:
+        print(session.note)
     failed = sum(not _infer_series(model, s, out, ns.slices, truths) for s in series)
     if failed:
         print(f"{failed} of {len(series)} series failed")

@@ -8,6 +8,7 @@ through the CLI itself, so nothing depends on the labs' shipped models.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -245,6 +246,27 @@ def test_infer_with_cuda_asked_for_where_it_does_not_work(models, ct_series_dir,
     assert "--provider cpu" in capsys.readouterr().err
 
 
+def test_infer_runs_the_backend_asked_for_and_says_when_it_cannot(models, ct_series_dir,
+                                                                  tmp_path, capsys,
+                                                                  monkeypatch):
+    monkeypatch.delenv("MEDVIEWER_BACKEND", raising=False)
+    args = ["infer", "--model", str(models["cls"]), str(ct_series_dir), "--slices", "0:3"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert "ONNX Runtime fp32: 1 series" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "b"), "--backend", "int8"]) == 0
+    out = capsys.readouterr().out  # this model has no int8 file: fp32, and the reason
+    assert "ONNX Runtime fp32: 1 series" in out and "has no int8 version" in out
+    assert main([*args, "--out", str(tmp_path / "c"), "--backend", "fast"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown backend 'fast'" in err and "Traceback" not in err
+    if importlib.util.find_spec("openvino") is not None:
+        assert main([*args, "--out", str(tmp_path / "d"), "--backend", "openvino"]) == 0
+        assert "OpenVINO fp32: 1 series" in capsys.readouterr().out
+        labels = [[r["label"] for r in csv.DictReader(next((tmp_path / k).glob("*.csv")).open())]
+                  for k in ("a", "d")]
+        assert len(labels[0]) == 3 and labels[0] == labels[1]  # same verdicts either way
+
+
 # --- models -------------------------------------------------------------------------------------
 
 def test_models_lists_models_plugins_and_providers(models, monkeypatch, capsys):
@@ -253,6 +275,7 @@ def test_models_lists_models_plugins_and_providers(models, monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out)
     by_id = {m["id"]: m for m in out["models"]}
     assert by_id["test-seg"]["task"] == "segmentation"
+    assert by_id["test-seg"]["runtime"] == "ONNX Runtime fp32"  # no int8 file: nothing else
     assert Path(by_id["test-cls"]["folder"]) == models["cls"]
     assert {f"lab{n}" for n in range(1, 6)} <= {p["name"] for p in out["plugins"]}
     assert out["providers"][-1] == "CPUExecutionProvider"

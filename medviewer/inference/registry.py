@@ -181,10 +181,11 @@ class LoadedModel:
 
 
 def open_model(model: str | Path | Manifest, providers: list[str] | None = None,
-               threads: int | None = None) -> LoadedModel:
-    """Verify the files, load the plugin, open the session: a model ready to run."""
+               threads: int | None = None, backend: str | None = None) -> LoadedModel:
+    """Verify the files, load the plugin, open the session: a model ready to run.
+    `backend` ('openvino', 'int8', ...; see inference.backends) overrides the manifest's."""
     manifest = model if isinstance(model, Manifest) else find_model(str(model))
     manifest = load_manifest(manifest.folder, verify=True)
     plugin = load_plugin(manifest.plugin)
-    session = ModelSession(manifest, providers, threads)
+    session = ModelSession(manifest, providers, threads, backend)
     return LoadedModel(manifest, session, plugin.pipeline_for(manifest, session))

@@ -119,3 +119,29 @@ def test_openvino_matches_onnx_runtime_in_fp32(make_model) -> None:
     assert (ov.backend_label, ov.note) == ("OpenVINO fp32", "")
     feed = images(3)
     np.testing.assert_allclose(ov.run(feed)["logits"][:, 1], feed["image"][:, 0], rtol=1e-6)
+
+
+def test_openvino_runs_every_batch_size_it_is_given(make_model) -> None:
+    """A dynamic-size model is compiled per input shape: each size still gives the right
+    answer, and only the last few compiled shapes are kept."""
+    pytest.importorskip("openvino")
+    m = make_model(onnx_bytes=segmenter_onnx(), onnx_outputs=["logits"], **SEGMENTER)
+    ov = ModelSession(m, CPU, threads=1, backend="openvino")
+    assert ov._session.get_inputs()[0].shape[0] == "d0"  # the batch stays open to the caller
+    for n in (4, 2, 4, 1, 3, 5, 2):
+        feed = images(n, n)
+        logits = ov.run(feed)["logits"]
+        assert logits.shape == (n, 2, *SIZE)
+        np.testing.assert_allclose(logits[:, 1], feed["image"][:, 0], rtol=1e-6)
+        assert len(ov._session._compiled) <= backends.OpenVinoSession.SHAPES
+
+
+def test_the_model_list_says_what_runs_and_what_int8_costs(int8_segmenter, make_model) -> None:
+    dice = int8_segmenter.options["runtime"]["int8"]["accuracy"]["agreement"]
+    assert backends.describe(int8_segmenter) == f"ONNX Runtime int8: Dice {dice:.3f} vs fp32"
+    rough = make_model("rough", onnx_bytes=segmenter_onnx(), onnx_outputs=["logits"],
+                       **SEGMENTER)
+    rough = quantize_model(rough, [images(0)], [images(1)], min_agreement=1.01)
+    assert backends.describe(rough).startswith("ONNX Runtime fp32; int8 on request: Dice ")
+    (rough.folder / backends.INT8_FILE).unlink()  # nothing to offer once the file is gone
+    assert backends.describe(rough) == "ONNX Runtime fp32"
