@@ -199,3 +199,33 @@ def test_shipped_manifest_is_honest_and_small() -> None:
     assert m.provenance["pretrained"].startswith("none")
     size = sum(p.stat().st_size for p in DETECTOR.iterdir())
     assert size < 8 * 2 ** 20
+
+
+def test_exported_detector_merges_roi_levels_by_gathering(tmp_path) -> None:
+    """The ONNX graph gathers the FPN levels' pooled RoIs into place (one 1-D scatter for
+    the order) instead of scattering each level through an index the size of the features;
+    export_model's parity check against torch still holds, and eager torch is untouched."""
+    import onnx
+    import torch
+    from torchvision.ops import poolers
+
+    from medviewer.labs import architectures
+    from medviewer.training.export import export_model
+
+    arch = architectures.get("lab5.fasterrcnn_light")
+    torch.manual_seed(0)
+    model = arch.build(**arch.default_options).eval()
+    before = poolers._onnx_merge_levels
+    fields = {"id": "t-det", "title": "t", "plugin": "lab5", "version": "0.0.1",
+              "labels": [{"name": n} for n in ("cardiomegaly", "normal heart")],
+              "input": {"channels": 3, "size": [256, 256], "modalities": ["DX"]}}
+    image = torch.rand((1, 3, 256, 256), generator=torch.Generator().manual_seed(1))
+    manifest = export_model(model, arch, tmp_path / "m", fields, (image,))  # parity-checked
+    graph = onnx.load(str(manifest.path("model.onnx"))).graph
+    scatters = [n for n in graph.node if n.op_type in ("ScatterElements", "Scatter")]
+    assert len(scatters) == 1 and any(n.op_type == "Gather" for n in graph.node)
+    assert poolers._onnx_merge_levels is before  # restored once the export is traced
+    boxes = open_model(manifest.folder, CPU).session.run({"image": image.numpy()})["boxes"]
+    with torch.inference_mode():
+        expected = model(image)[0].numpy()
+    np.testing.assert_allclose(boxes, expected, rtol=1e-4, atol=1e-3)

@@ -17,7 +17,9 @@ manifest's labels[k - 1].
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,7 +30,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign, poolers
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from medviewer.labs.architectures import Architecture, register
@@ -70,7 +72,8 @@ class DetectorExport(nn.Module):
         return self
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        found = self.detector([image[0]])[0]
+        with _gather_merge() if torch.jit.is_tracing() else contextlib.nullcontext():
+            found = self.detector([image[0]])[0]
         return found["boxes"], found["scores"], found["labels"]
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
@@ -78,6 +81,32 @@ class DetectorExport(nn.Module):
         for key in [k for k in state_dict if k.startswith(old)]:
             state_dict[prefix + key[len(old):]] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _merge_levels(levels: torch.Tensor, per_level: list[torch.Tensor]) -> torch.Tensor:
+    """The RoIs' pooled features in RoI order: each FPN level's results concatenated, then
+    gathered through the inverse of the order they came in. The same tensor as torchvision's
+    `_onnx_merge_levels`, which scatters each level into zeros through an index expanded to
+    every value (up to 1000 x 256 x 7 x 7 int64 per level): 4-7 % of Faster R-CNN 512's time
+    in ONNX Runtime and OpenVINO, against a 1-D scatter and one gather here."""
+    order = torch.cat([torch.where(levels == level)[0] for level in range(len(per_level))])
+    rank = torch.arange(order.size(0), dtype=order.dtype, device=order.device)
+    return torch.cat(per_level)[torch.zeros_like(order).scatter(0, order, rank)]
+
+
+@contextlib.contextmanager
+def _gather_merge() -> Iterator[None]:
+    """While the detector is traced for ONNX: torchvision's multi-scale RoIAlign merges its
+    levels with `_merge_levels` (eager runs never take that path)."""
+    original = getattr(poolers, "_onnx_merge_levels", None)
+    if original is None:  # another torchvision: its own export path, unchanged
+        yield
+        return
+    poolers._onnx_merge_levels = _merge_levels
+    try:
+        yield
+    finally:
+        poolers._onnx_merge_levels = original
 
 
 def _keep_input_size(detector: FasterRCNN, mean: list[float], std: list[float]) -> FasterRCNN:
