@@ -1,11 +1,13 @@
 """The reader's label map drawn on one SliceView, redrawing only what an edit changed.
 
-The item keeps an RGBA buffer of the current image. A brush dab announces the (slice, row,
-column) box it changed; if that box crosses the image on screen, only the matching rectangle
-of the buffer is recoloured through the label table's lookup table, then `updateImage()` hands
-the same buffer to Qt: a dab plus refresh costs a few hundred pixels of numpy, not a frame.
-A new image, a new series or a table / display change redraws the whole buffer. Outline mode
-marks the pixels whose right, left, upper or lower neighbour has another value; a dirty
+The item keeps a buffer of the current image (premultiplied ARGB32, `label_images`). A
+brush dab announces the (slice, row, column) box it changed; if that box crosses the image on
+screen, only the matching rectangle of the buffer is recoloured through the label table's
+lookup table, then `updateImage()` hands the same buffer to Qt: a dab plus refresh costs a few
+hundred pixels of numpy, not a frame. A new image, a new series or a table / display change
+redraws the whole buffer, from the images kept coloured (`viewing.label_images`: an edit drops
+the ones its box crosses, so a correction shows when the reader pages back to it). Outline
+mode marks the pixels whose right, left, upper or lower neighbour has another value; a dirty
 rectangle is grown by one pixel so the outline around it follows. Opacity is the item's.
 """
 
@@ -17,7 +19,8 @@ import numpy as np
 
 from medviewer.ui.document.annotate_state import rgba_lut
 from medviewer.ui.viewing.image_items import LabelImageItem
-from medviewer.ui.viewing.layer_order import ANNOTATION_MASK_Z, label_rgba, labelled_box
+from medviewer.ui.viewing.label_images import LABEL_IMAGES, screen_lut
+from medviewer.ui.viewing.layer_order import ANNOTATION_MASK_Z, label_rgba
 
 if TYPE_CHECKING:
     from medviewer.ui.viewing.slice_view import SliceView
@@ -46,23 +49,23 @@ class AnnotationLayer:
             self.item.setVisible(False)
             self.buffer, self._shown_k = None, None
             return
-        box = labelled_box(labels)
-        self.buffer = self._colour(labels, rgba_lut(doc.labelmap.table), box)
-        self._shown_k = k
-        self.item.setImage(self.buffer, autoLevels=False, levels=None)
-        self.item.set_paint_box(box)
-        self.item.setRect(view.image_rect())
+        coloured = LABEL_IMAGES.coloured(doc.labelmap.array, labels, (view.plane.axes[0], k),
+                                         rgba_lut(doc.labelmap.table), self._outline_width())
+        self.item.show_labels(coloured)
+        self.buffer, self._shown_k = self.item.image, k
+        self.item.place(view.image_rect())
         self.item.setOpacity(doc.labelmap.opacity)
         self.item.setVisible(True)
 
-    def _colour(self, labels: np.ndarray, lut: np.ndarray,
-                box: tuple[slice, slice] | None = None) -> np.ndarray:
-        return label_rgba(labels, lut, int(self.view.document.labelmap.display == "outline"),
-                          box)
+    def _outline_width(self) -> int:
+        return int(self.view.document.labelmap.display == "outline")
 
     # ----------------------------------------------------------------- partial redraw
     def on_changed(self, box: Any) -> None:
         """An edit of `box` (slice, row, col slices in voxels); None redraws everything."""
+        labelmap = self.view.document.labelmap
+        if labelmap is not None:  # the images kept coloured of what changed are stale
+            LABEL_IMAGES.forget(labelmap.array, box)
         if box is None or self.buffer is None or self._shown_k != self.view.slice_index:
             self.refresh()
             return
@@ -103,14 +106,14 @@ class AnnotationLayer:
         if labels is None:
             self.refresh()
             return
-        grow = 1 if doc.labelmap.display == "outline" else 0
+        grow = self._outline_width()
         rows = slice(max(0, rows.start - grow), min(labels.shape[0], rows.stop + grow))
         cols = slice(max(0, cols.start - grow), min(labels.shape[1], cols.stop + grow))
-        lut = rgba_lut(doc.labelmap.table)
+        lut = screen_lut(rgba_lut(doc.labelmap.table))  # as the item's buffer holds it
         if grow:  # the outline of the area depends on the pixels just outside it
             outer = (slice(max(0, rows.start - 1), rows.stop + 1),
                      slice(max(0, cols.start - 1), cols.stop + 1))
-            block = self._colour(labels[outer], lut)
+            block = label_rgba(labels[outer], lut, grow)
             inner = (slice(rows.start - outer[0].start, rows.stop - outer[0].start),
                      slice(cols.start - outer[1].start, cols.stop - outer[1].start))
             self.buffer[rows, cols] = block[inner]

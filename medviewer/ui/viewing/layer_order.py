@@ -65,21 +65,33 @@ def labelled_box(labels: np.ndarray) -> tuple[slice, slice] | None:
 def label_rgba(labels: np.ndarray, lut: np.ndarray, outline_width: int = 0,
                box: tuple[slice, slice] | None = None) -> np.ndarray:
     """(rows, cols, 4) uint8: a label image coloured through a (256, 4) RGBA table, only the
-    edges (`outline`, that many pixels wide) when `outline_width` > 0, clear elsewhere.
-
-    Runs once per slice change on every view showing labels, so it works on the labelled
-    pixels' bounding box only (`labelled_box`, or the `box` given) and colours one uint32 per
-    pixel (`np.take`); fancy-indexing the (256, 4) table and clearing the inside with a
-    boolean mask cost 12 ms on a 512 x 512 image, this 0.5."""
-    table = np.ascontiguousarray(lut, np.uint8).view(np.uint32).ravel()
+    edges (`outline`, that many pixels wide) when `outline_width` > 0, clear elsewhere."""
     out = np.zeros(labels.shape, np.uint32)
+    box, part = coloured_box(labels, lut, outline_width, box)
+    if box is not None:
+        out[box] = part
+    return out.view(np.uint8).reshape(*labels.shape, 4)
+
+
+def coloured_box(labels: np.ndarray, lut: np.ndarray, outline_width: int = 0,
+                 box: tuple[slice, slice] | None = None
+                 ) -> tuple[tuple[slice, slice] | None, np.ndarray]:
+    """`label_rgba` of the labelled pixels' bounding box only (`labelled_box`, or the `box`
+    given; all of the image when the table colours the background): (box, its colours as one
+    packed RGBA uint32 per pixel); (None, empty) when nothing is labelled.
+
+    Works on the box and colours one uint32 per pixel (`np.take`): fancy-indexing the
+    (256, 4) table and clearing the inside with a boolean mask cost 12 ms on a 512 x 512
+    image, this 0.5."""
+    table = np.ascontiguousarray(lut, np.uint8).view(np.uint32).ravel()
     if table[0]:  # the table colours the background too
         box = (slice(0, labels.shape[0]), slice(0, labels.shape[1]))
     elif box is None:
         box = labelled_box(labels)
-    if box is not None:
-        part = labels[box]
-        coloured = np.take(table, part)
-        out[box] = np.where(outline(part, outline_width), coloured, 0) if outline_width \
-            else coloured
-    return out.view(np.uint8).reshape(*labels.shape, 4)
+    if box is None:
+        return None, np.zeros((0, 0), np.uint32)
+    part = labels[box]
+    coloured = np.take(table, part)
+    if outline_width:
+        coloured[~outline(part, outline_width)] = 0
+    return box, coloured

@@ -33,13 +33,22 @@ def _rgba_table(window: Window, dtype: str, invert: bool) -> np.ndarray:
 
 
 def screen_rgba(frame: np.ndarray, window: Window, *, voi_lut: np.ndarray | None = None,
-                voi_lut_first: int = 0, invert: bool = False) -> np.ndarray:
+                voi_lut_first: int = 0, invert: bool = False,
+                out: np.ndarray | None = None) -> np.ndarray:
     """`display_frame` as Qt draws it fastest: grey as (rows, cols, 4) RGBA8888 (no
-    conversion per paint), colour as (rows, cols, 3) RGB."""
+    conversion per paint), colour as (rows, cols, 3) RGB. `out`: a C-contiguous (rows, cols,
+    4) uint8 array to write the grey into (a viewer's own buffer: a fresh 1 MB array per
+    slice, freed a slice later, kept the allocator handing back and refaulting pages); the
+    result is `out` when it was used."""
     if frame.ndim == 2 and frame.dtype.kind in "iu" and frame.dtype.itemsize <= 2 and (
             voi_lut is None or not len(voi_lut)):
         table = _rgba_table(window, frame.dtype.str, bool(invert))
-        packed = np.take(table, frame.view(f"u{frame.dtype.itemsize}"))
+        codes = frame.view(f"u{frame.dtype.itemsize}")
+        if out is not None and out.shape == (*frame.shape, 4) and out.flags.c_contiguous:
+            # mode="clip" (codes index the whole table anyway): "raise" buffers the output
+            np.take(table, codes, out=out.view("<u4")[..., 0], mode="clip")
+            return out
+        packed = np.take(table, codes)
     else:
         shown = display_frame(frame, window, voi_lut=voi_lut, voi_lut_first=voi_lut_first,
                               invert=invert)

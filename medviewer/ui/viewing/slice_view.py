@@ -91,7 +91,6 @@ class SliceView(QWidget):
         self.crosshair_enabled = False  # MPR: left click/drag points the crosshair
         self._rendered_key: tuple | None = None
         self._rendered_crosshair: tuple | None = None
-        self._placed: tuple | None = None  # image_item's last rect and image size
         self._wl_speed = 1.0
         self._drag_start_window: Window | None = None
         self._hover: QPointF | None = None  # scene point under the resting mouse, if over us
@@ -222,12 +221,10 @@ class SliceView(QWidget):
         volume = doc.volume
         shown = screen_rgba(frame, doc.window, invert=doc.invert,
                             voi_lut=volume.voi_lut if volume else None,
-                            voi_lut_first=volume.voi_lut_first if volume else 0)
+                            voi_lut_first=volume.voi_lut_first if volume else 0,
+                            out=self.image_item.next_buffer(frame.shape))
         self.image_item.setImage(shown, autoLevels=False, levels=None)
-        placed = (self.image_rect(), shown.shape[:2])  # setRect scales by the image's size
-        if placed != self._placed:  # the same rect again still costs a geometry change
-            self.image_item.setRect(placed[0])
-            self._placed = placed
+        self.image_item.place(self.image_rect())  # setRect scales by the image's size
 
     @property
     def displayed(self) -> np.ndarray | None:

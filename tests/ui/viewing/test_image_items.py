@@ -1,5 +1,7 @@
 """A label map is drawn only inside its labelled box (the rest is clear, and Qt need not
-convert and blend it), and that box grows with every edit, so nothing drawn is ever cut off."""
+convert and blend it), and that box grows with every edit, so nothing drawn is ever cut off;
+its colours are premultiplied as Qt reads them; the grey image renders into buffers of its own
+without touching the one on screen."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import pyqtgraph as pg
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
-from medviewer.ui.viewing.image_items import LabelImageItem
+from medviewer.ui.viewing.image_items import GreyImageItem, LabelImageItem
+from medviewer.ui.viewing.label_images import colour_labels
 from tests.ui.gui import RADIUS, _paint, _screen, _window
 
 RED = (255, 0, 0)
@@ -69,3 +72,39 @@ def test_a_stroke_far_from_the_first_is_drawn_on_screen(make_main_window, qtbot,
         pos = _screen(view, col + 0.5, row + 0.5)
         r, g, b, _ = shot.pixelColor(pos).getRgb()
         assert (r, g, b) != (0, 0, 0) and not r == g == b, (col, row)  # the label's colour
+
+
+def test_the_grey_item_lends_the_buffer_not_on_screen(qtbot):
+    """Rendering the next image never writes over the one on screen; two buffers in turn."""
+    item = GreyImageItem(axisOrder="row-major")
+    seen = []
+    for value in (10, 20, 30):
+        buffer = item.next_buffer((6, 8))
+        shown = item.image
+        assert shown is None or not np.shares_memory(buffer, shown)
+        buffer[...] = value
+        item.setImage(buffer, autoLevels=False, levels=None)
+        seen.append(buffer)
+    assert seen[0] is seen[2] and seen[0] is not seen[1]
+    assert (item.image == 30).all()
+    assert item.next_buffer((3, 4)).shape == (3, 4, 4)  # another size: new buffers
+
+
+def test_labels_are_drawn_premultiplied_once_not_twice(qtbot):
+    """Half-transparent orange over black shows at half its brightness (premultiplied
+    pixels drawn as such), only inside its box, and the next image clears the last one's."""
+    lut = np.zeros((256, 4), np.uint8)
+    lut[1] = (240, 120, 0, 128)
+    labels = np.zeros((50, 60), np.uint8)
+    labels[10:20, 10:30] = 1
+    item = LabelImageItem(axisOrder="row-major")
+    item.show_labels(colour_labels(labels, lut))
+    colour = _shown(qtbot, item)
+    r, g, b = colour(15, 12)
+    assert abs(r - 120) <= 2 and abs(g - 60) <= 2 and b == 0
+    assert colour(40, 30) == (0, 0, 0)
+    moved = np.zeros_like(labels)
+    moved[30:40, 35:50] = 1
+    item.show_labels(colour_labels(moved, lut))
+    assert colour(15, 12) == (0, 0, 0) and colour(40, 35) != (0, 0, 0)
+    assert (item.rgba()[..., 3] > 0).sum() == moved.sum()

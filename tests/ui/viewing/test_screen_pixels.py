@@ -35,3 +35,17 @@ def test_voi_lut_and_colour_frames():
     colour = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
     assert (screen_rgba(colour, Window(1, 2)) == colour).all()
     assert (screen_rgba(colour, Window(1, 2), invert=True) == 255 - colour).all()
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint8"])
+def test_screen_rgba_renders_into_the_buffer_it_is_lent(dtype):
+    """A view's own buffer is filled in place (no new array per slice), with the same pixels;
+    one of the wrong shape is left alone."""
+    frame = np.random.default_rng(2).integers(-200, 200, (23, 17)).astype(dtype)[:, ::-1]
+    out = np.zeros((23, 17, 4), np.uint8)
+    rgba = screen_rgba(frame, Window(40, 400), invert=True, out=out)
+    assert rgba is out
+    assert (out == screen_rgba(frame, Window(40, 400), invert=True)).all()
+    wrong = np.zeros((5, 5, 4), np.uint8)
+    assert screen_rgba(frame, Window(40, 400), out=wrong).shape == (23, 17, 4)
+    assert not wrong.any()
