@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MODEL_KEY = "ai/model"  # the chosen model, remembered between sessions
 LABEL_FILL_KEY = "ai/labelFill"  # AI labels filled (True) or outlined (the default)
+RUNTIME_KEY = "ai/runtime"  # AI ▸ CPU Runtime: inference.backends text, "" = default
 PROVIDER_IDLE = "AI: idle"
 SCOPES = ("slice", "series")
 # compare(kind): which installed models run side by side, and what the reader calls them
@@ -61,7 +62,7 @@ class AiController(AiResultsIO, QObject):
         super().__init__(document)
         self.host, self.document, self.viewer = host, document, viewer
         viewer.add_layer("ai", AiLayerItems)  # label map, boxes, heatmap of the AI's result
-        self.cache = ModelCache()
+        self.cache = ModelCache(str(host.settings.value(RUNTIME_KEY, "") or ""))
         self.models: dict[str, Manifest] = {}
         self.problems: list[ModelError] = []
         self.chosen_id = str(host.settings.value(MODEL_KEY, "") or "")
@@ -105,6 +106,8 @@ class AiController(AiResultsIO, QObject):
         menu.clear_action.triggered.connect(self.clear)
         menu.export_action.triggered.connect(self.export_results_dialog)
         menu.mask_action.triggered.connect(self.compare_with_mask_dialog)
+        menu.runtime_menu.set_chosen(self.cache.backend)
+        menu.runtime_menu.sigChosen.connect(self.choose_runtime)
 
     # ----------------------------------------------------------------- models
     @guarded
@@ -137,6 +140,14 @@ class AiController(AiResultsIO, QObject):
             action.setChecked(True)
         self.host.set_status(f"AI model: {manifest.title} {manifest.version}")
         self._sync_actions()
+
+    @guarded
+    def choose_runtime(self, backend: str) -> None:
+        """AI ▸ CPU Runtime: the runtime and precision the next runs open models with."""
+        self.cache.set_backend(backend)
+        self.host.settings.setValue(RUNTIME_KEY, backend)
+        self.menu.runtime_menu.set_chosen(backend)
+        self.host.set_status(f"AI runtime: {self.menu.runtime_menu.label(backend)}")
 
     def why_not(self, manifest: Manifest) -> str:
         """Why `manifest` cannot run on the open series ('' when it can)."""
@@ -292,9 +303,10 @@ class AiController(AiResultsIO, QObject):
     def _on_run(self, run: AiRun) -> None:
         if run.volume is not self.document.volume:
             return  # computed on a series no longer on screen
-        self.provider_label.setText(provider_status(run.provider))
+        self.provider_label.setText(provider_status(run.provider) + (
+            f" \u00b7 {run.runtime}" if run.runtime else ""))
         self.document.set_ai_output(run.output)
-        self.host.set_status(self._summary(run))
+        self.host.set_status(run.summary)
         self.dock.show()
         self.dock.raise_()
         self.sigRunFinished.emit(run.output)
@@ -320,28 +332,6 @@ class AiController(AiResultsIO, QObject):
             text = f"The AI run failed: {exc}"
         self.host.show_error(text)
         self.sigRunFailed.emit(text)
-
-    @staticmethod
-    def _summary(run: AiRun) -> str:
-        output = run.output
-        result = output.results[0]
-        name = result.title or result.model_id
-        if output.scope == "compare" and result.label_map is not None:
-            return (f"{len(output.results)} segmentation models compared; showing {name} "
-                    f"({run.seconds:.1f} s)")
-        if output.scope == "compare":
-            verdicts = ", ".join(r.predicted(0)[0] for r in output.results)
-            return f"{len(output.results)} fusion methods: {verdicts} ({run.seconds:.1f} s)"
-        if result.boxes or result.task == "detection":
-            found = f"{len(result.boxes)} box(es)"
-        elif result.label_map is not None:
-            found = f"labels on {len(result.slice_indices)} slice(s)"
-        elif result.scores is not None and len(result.scores) == 1:
-            label, p = result.predicted(0)
-            found = f"{label} ({p:.2f})"
-        else:
-            found = f"scores on {len(result.slice_indices)} slices"
-        return f"{name}: {found} in {run.seconds:.2f} s"
 
     @guarded
     def go_to_lesion(self, lesion: Any) -> None:

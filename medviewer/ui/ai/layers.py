@@ -4,10 +4,11 @@ Only the drawing lives here; what to draw comes from the document (`ai_state.AiL
 every view of every plane follows one result. The label map is cut from its volume-grid
 array the way the voxels are (any MPR plane cut along the voxel axes shows it; a resampled
 oblique plane does not: labels are not interpolated) and coloured through a 256-entry RGBA
-lookup table built from the manifest's colours; opacity is the item's, so the slider
-re-renders nothing. By default each label is drawn as its outline, solid (the pixels on its
-edge, one per 600 pixels of the image's longer side, so a film shown small keeps a visible
-line), and the anatomy inside a lesion stays readable; the reader's "Fill labels" choice
+lookup table built from the manifest's colours, once per image (`viewing.label_images`
+keeps it for the next visit); opacity is the item's, so the slider re-renders nothing. By
+default each label is drawn as its outline, solid (the pixels on its edge, one per 600
+pixels of the image's longer side, so a film shown small keeps a visible line), and the
+anatomy inside a lesion stays readable; the reader's "Fill labels" choice
 (`AiDisplay.label_fill`) tints the whole area at the opacity of the slider. Boxes are
 rectangles with "label score" in the label's colour, on planes cut along the acquired
 slices, and a measured ratio's widths (lab 5's heart and thorax) dashed lines beside them.
@@ -29,13 +30,8 @@ from medviewer.ui.ai.colour_bar import HeatmapColourBar
 from medviewer.ui.ai.measurements import lines_on_plane
 from medviewer.ui.document.ai_state import label_lut, rgb
 from medviewer.ui.viewing.image_items import LabelImageItem
-from medviewer.ui.viewing.layer_order import (
-    AI_BOXES_Z,
-    AI_LABELS_Z,
-    HEATMAP_Z,
-    label_rgba,
-    labelled_box,
-)
+from medviewer.ui.viewing.label_images import LABEL_IMAGES
+from medviewer.ui.viewing.layer_order import AI_BOXES_Z, AI_LABELS_Z, HEATMAP_Z
 
 if TYPE_CHECKING:
     from medviewer.inference.results import Box
@@ -99,17 +95,19 @@ class AiLayerItems:
     def _show_labels(self, k: int) -> None:
         doc = self.view.document
         labels = doc.label_image(self.view.plane_name, k)
-        box = labelled_box(labels) if labels is not None else None
-        if box is None:
+        if labels is None:
             self.labels_item.setVisible(False)
             return
         fill = doc.ai_display.label_fill
         width = 0 if fill else max(1, round(max(labels.shape) / OUTLINE_PER_PX))
         lut = label_lut(doc.ai_result, doc.ai_display.hidden_labels)
-        self.labels_item.setImage(label_rgba(labels, lut, width, box), autoLevels=False,
-                                  levels=None)
-        self.labels_item.set_paint_box(box)  # the rest is clear: Qt need not draw it
-        self.labels_item.setRect(self.view.image_rect())
+        coloured = LABEL_IMAGES.coloured(doc.ai_result.label_map, labels,
+                                         (self.view.plane.axes[0], k), lut, width)
+        if coloured.box is None:  # nothing labelled here
+            self.labels_item.setVisible(False)
+            return
+        self.labels_item.show_labels(coloured)
+        self.labels_item.place(self.view.image_rect())
         self.labels_item.setOpacity(doc.ai_display.opacity if fill else 1.0)
         self.labels_item.setVisible(True)
 

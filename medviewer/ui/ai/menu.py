@@ -18,6 +18,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu, QWidget
 
 from medviewer.inference import Manifest, ModelError
+from medviewer.ui.ai.runtime_menu import RuntimeMenu
 
 RUN_SLICE_KEY, RUN_SERIES_KEY = "Ctrl+R", "Ctrl+Shift+R"
 TOOLTIP_COLUMNS = 72  # characters per tooltip line
@@ -93,6 +94,7 @@ class AiMenu(QMenu):
         self.explain_action = self._command(owner, "&Explain (Heatmap)", "", EXPLAIN_TIP)
         self.explain_menu = QMenu("Explain &With", owner)
         self.explain_menu.setToolTipsVisible(True)
+        self.runtime_menu = RuntimeMenu(owner)
         self.compare_action = self._command(owner, "&Compare Fusion Methods (Lab 3)", "",
                                             "Every lab 3 method's verdict on this series, "
                                             "side by side")
@@ -145,6 +147,7 @@ class AiMenu(QMenu):
         for action in (self.run_slice_action, self.run_series_action, self.explain_action):
             self.addAction(action)
         self.addMenu(self.explain_menu)
+        self.addMenu(self.runtime_menu)
         self.addSeparator()
         self.addAction(self.compare_action)
         self.addAction(self.compare_segmenters_action)

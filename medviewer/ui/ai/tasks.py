@@ -24,21 +24,33 @@ from medviewer.ui.document.ai_state import AiOutput
 class ModelCache:
     """Opened models by folder and version; safe to use from several workers at once."""
 
-    def __init__(self) -> None:
-        self._models: dict[tuple[str, str, str], LoadedModel] = {}
+    def __init__(self, backend: str = "") -> None:
+        self._models: dict[tuple[str, str, str, str], LoadedModel] = {}
         self._lock = threading.Lock()
+        self.backend = backend  # inference.backends text; '' = each model's own choice
 
-    @staticmethod
-    def key(manifest: Manifest) -> tuple[str, str, str]:
-        return manifest.id, manifest.version, str(manifest.folder)
+    def set_backend(self, backend: str) -> None:
+        """Another runtime / precision: the models open with it on their next run. Never
+        waits on a worker that is opening a model (this runs on the GUI thread): sessions of
+        other runtimes are dropped now if no open is under way, else on the next change."""
+        self.backend = backend
+        if self._lock.acquire(blocking=False):
+            try:
+                self._models = {k: v for k, v in self._models.items() if k[-1] == backend}
+            finally:
+                self._lock.release()
+
+    def key(self, manifest: Manifest) -> tuple[str, str, str, str]:
+        return manifest.id, manifest.version, str(manifest.folder), self.backend
 
     def get(self, manifest: Manifest) -> LoadedModel:
         """The opened model, opening it now (checksums, session) the first time."""
         with self._lock:  # one open per model even when two runs ask at once
-            loaded = self._models.get(self.key(manifest))
+            key = self.key(manifest)
+            loaded = self._models.get(key)
             if loaded is None:
-                loaded = open_model(manifest)
-                self._models[self.key(manifest)] = loaded
+                loaded = open_model(manifest, backend=key[-1] or None)
+                self._models[key] = loaded
             return loaded
 
     def cached(self, manifest: Manifest) -> LoadedModel | None:
@@ -57,6 +69,35 @@ class AiRun:
     volume: Any
     provider: str
     seconds: float
+    runtime: str = ""  # 'ONNX Runtime fp32' ...
+    note: str = ""  # why the runtime asked for was not the one that ran
+
+    @property
+    def summary(self) -> str:
+        """The status bar's sentence: what was found, in how long (and why the runtime
+        asked for did not run, if it did not)."""
+        return self._found() + (f" {self.note}" if self.note else "")
+
+    def _found(self) -> str:
+        output = self.output
+        result = output.results[0]
+        name = result.title or result.model_id
+        if output.scope == "compare" and result.label_map is not None:
+            return (f"{len(output.results)} segmentation models compared; showing {name} "
+                    f"({self.seconds:.1f} s)")
+        if output.scope == "compare":
+            verdicts = ", ".join(r.predicted(0)[0] for r in output.results)
+            return f"{len(output.results)} fusion methods: {verdicts} ({self.seconds:.1f} s)"
+        if result.boxes or result.task == "detection":
+            found = f"{len(result.boxes)} box(es)"
+        elif result.label_map is not None:
+            found = f"labels on {len(result.slice_indices)} slice(s)"
+        elif result.scores is not None and len(result.scores) == 1:
+            label, p = result.predicted(0)
+            found = f"{label} ({p:.2f})"
+        else:
+            found = f"scores on {len(result.slice_indices)} slices"
+        return f"{name}: {found} in {self.seconds:.2f} s"
 
 
 def run_model_task(ctx: Any, cache: ModelCache, manifest: Manifest, volume: Any,
@@ -67,7 +108,8 @@ def run_model_task(ctx: Any, cache: ModelCache, manifest: Manifest, volume: Any,
     result = loaded.run(volume, slices, progress=ctx.progress, cancelled=ctx.is_cancelled)
     output = AiOutput((result,), scope, _label_stats(result, volume),
                       lesions=_lesions(result, volume, manifest))
-    return AiRun(output, volume, loaded.provider, time.perf_counter() - start)
+    return AiRun(output, volume, loaded.provider, time.perf_counter() - start,
+                 loaded.session.backend_label, loaded.session.note)
 
 
 def compare_task(ctx: Any, cache: ModelCache, manifests: Sequence[Manifest],

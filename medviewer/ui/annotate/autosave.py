@@ -111,8 +111,9 @@ class AnnotationSafety(QObject):
         self.document = controller.document
         self.recoverable: list[Recoverable] = []
         self._written: dict[int, Path] = {}  # id(annotation) -> its autosave
-        self._shown_volume: Any = None
-        self._shown_annotation: Annotation | None = None
+        # the series on screen (a window built after one opened starts with it)
+        self._shown_volume: Any = self.document.volume
+        self._shown_annotation: Annotation | None = self.document.annotation
         self._restoring: Recoverable | None = None
         self._checked = False
         self.timer = QTimer(self)
@@ -125,6 +126,9 @@ class AnnotationSafety(QObject):
         self.host.scan_finished.connect(self._on_scan_finished)
         host_widget = self.host.dialog_parent()
         host_widget.installEventFilter(self)
+        if host_widget.isVisible():  # built after the window was shown (the real start)
+            self._checked = True
+            QTimer.singleShot(0, self.check_recoverable)
 
     # ----------------------------------------------------------------- autosave
     def needs_autosave(self, annotation: Annotation | None) -> bool:

@@ -80,6 +80,8 @@ class AnnotateController(AnnotationStorage, QObject):
         self.document.sigLabelMapChanged.connect(lambda *_: self._sync_actions())
         self.document.sigAnnotateToolChanged.connect(self._sync_actions)
         self.document.sigAiResultChanged.connect(self._sync_actions)  # Accept AI Prediction
+        if document.volume is not None:  # built after a series opened: its saved annotations
+            self._on_volume_changed()
         self._sync_actions()
 
     # ----------------------------------------------------------------- construction

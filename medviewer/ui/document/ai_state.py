@@ -11,12 +11,14 @@ and `sigAiDisplayChanged` (opacity, hidden labels, box threshold: every view fol
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medviewer.core.geometry import PlaneView
-from medviewer.inference.results import Box, Explanation, Result
+
+if TYPE_CHECKING:  # medviewer.inference (the model registry) loads with the AI feature
+    from medviewer.inference.results import Box, Explanation, Result
 
 # colours for labels whose manifest gives none (or a malformed one)
 FALLBACK_COLOURS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4",

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medviewer.core.annotations import BoxSet, History, Label, LabelMap, LabelTable
 from medviewer.core.geometry import PlaneView
+
+if TYPE_CHECKING:  # core.annotations (SEG / SR writers, autosave) loads with the first edit
+    from medviewer.core.annotations import BoxSet, History, Label, LabelMap, LabelTable
 
 TOOLS = ("brush", "eraser", "flood", "polygon", "box")
 TOOL_NAMES = {"brush": "Brush", "eraser": "Eraser", "flood": "Flood fill",
@@ -120,6 +122,8 @@ class AnnotationState:
     def ensure_annotation(self) -> Annotation:
         """The series' annotation, an empty map on its grid if there is none yet."""
         if self.annotation is None:
+            from medviewer.core.annotations import BoxSet, History, LabelMap
+
             labelmap = LabelMap.for_volume(self.volume)
             self.annotation = Annotation(labelmap, History(labelmap), BoxSet())
             self.sigLabelMapChanged.emit(None)

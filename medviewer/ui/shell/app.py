@@ -9,9 +9,13 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
+
+if TYPE_CHECKING:
+    from medviewer.ui.shell.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +63,25 @@ def apply_dark_theme(app: QApplication, resources: Path = RESOURCES) -> None:
 
 def configure_pyqtgraph() -> None:
     """Row-major images everywhere (numpy's (row, column) order), set once at start-up."""
-    import pyqtgraph as pg
-
+    pg = import_pyqtgraph()
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+
+
+def import_pyqtgraph() -> Any:
+    """pyqtgraph, without the CUDA bindings its RawImageWidget imports for CUDA-OpenGL
+    interop (0.05-0.09 s of the start; MedViewer draws with ImageItem, never RawImageWidget).
+    The bindings are hidden only while pyqtgraph loads: anything else may import them later."""
+    if "pyqtgraph" in sys.modules:
+        return sys.modules["pyqtgraph"]
+    hidden = "cuda.bindings" not in sys.modules
+    if hidden:
+        sys.modules["cuda.bindings"] = None  # type: ignore[assignment] - "not installed"
+    try:
+        import pyqtgraph
+    finally:
+        if hidden:
+            del sys.modules["cuda.bindings"]
+    return pyqtgraph
 
 
 def make_application(argv: list[str] | None = None) -> QApplication:
@@ -82,15 +102,23 @@ def _log_unhandled(exc_type: type[BaseException], exc: BaseException, tb: object
     log.error("unhandled exception", exc_info=(exc_type, exc, tb))  # type: ignore[arg-type]
 
 
+def show_main_window() -> MainWindow:
+    """The real start's window: shown with what a reader needs at once; the AI, Model,
+    Annotate, PACS and Export Dataset features are built on the tick after its first paint
+    (`sigFeaturesReady`). A study opened meanwhile is taken up by them when they are."""
+    from medviewer.ui.shell.main_window import MainWindow
+
+    window = MainWindow(defer_features=True)
+    window.show()
+    return window
+
+
 def run(path: str | None = None) -> int:
     """Show the main window with `path` opened, or the built-in demo study; returns exit code."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = make_application()
     sys.excepthook = _log_unhandled
-    from medviewer.ui.shell.main_window import MainWindow
-
-    window = MainWindow()
-    window.show()
+    window = show_main_window()
     if path:
         window.open_path(path, auto_select=True)
     else:

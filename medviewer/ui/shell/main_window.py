@@ -13,22 +13,16 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
     QCloseEvent,
-    QDragEnterEvent,
-    QDropEvent,
-    QShowEvent,
 )
 from PySide6.QtWidgets import (
-    QDockWidget,
-    QFileDialog,
     QLabel,
-    QMainWindow,
     QMenu,
     QMessageBox,
     QProgressBar,
@@ -38,10 +32,7 @@ from PySide6.QtWidgets import (
 
 from medviewer.core.dicom.errors import DicomError
 from medviewer.core.dicom.model import ScanResult, Series
-from medviewer.ui.ai.controller import AiController
-from medviewer.ui.annotate.controller import AnnotateController
 from medviewer.ui.common.guard import guarded
-from medviewer.ui.common.host import DockPlace
 from medviewer.ui.common.workers import (
     Preview,
     TaskRunner,
@@ -50,46 +41,56 @@ from medviewer.ui.common.workers import (
     load_series_task,
     scan_task,
 )
-from medviewer.ui.dataset.feature import DatasetFeature
 from medviewer.ui.document.reading_aids import IMAGE_ORDERS
 from medviewer.ui.document.study import StudyDocument
-from medviewer.ui.pacs.feature import PacsFeature
+from medviewer.ui.shell.features import after_first_paint
+from medviewer.ui.shell.file_actions import LAST_FOLDER_KEY, FileActions, PathLike
+from medviewer.ui.shell.layout import DockLayout
 from medviewer.ui.shell.recent import RecentMenu, describe_paths
-from medviewer.ui.training.menu import ModelMenu
 from medviewer.ui.viewing.browser import StudyBrowser
-from medviewer.ui.viewing.export import (
-    EXPORT_FOLDER_KEY,
-    export_file_name,
-    export_folder,
-    save_png_atomic,
-    with_png_suffix,
-)
 from medviewer.ui.viewing.measurements_panel import MeasurementsPanel
 from medviewer.ui.viewing.tags import TagPanel
 from medviewer.ui.viewing.viewer import ViewerPanel
 from medviewer.ui.viewing.volume_cache import VolumeCache
 
+if TYPE_CHECKING:  # the features load after the first paint on the real start
+    from medviewer.ui.ai.controller import AiController
+    from medviewer.ui.annotate.controller import AnnotateController
+    from medviewer.ui.dataset.feature import DatasetFeature
+    from medviewer.ui.pacs.feature import PacsFeature
+    from medviewer.ui.training.menu import ModelMenu
+
 log = logging.getLogger(__name__)
 
-LAST_FOLDER_KEY = "files/lastFolder"
-GEOMETRY_KEY, STATE_KEY = "window/geometry", "window/state"
 IMAGE_ORDER_KEY = "view/imageOrder"  # head first (the PACS default) or feet first
-PathLike = str | Path
 
 
-class MainWindow(QMainWindow):
-    """MedViewer's window. Tests drive it through `open_path` and wait on its signals."""
+class MainWindow(FileActions, DockLayout):
+    """MedViewer's window. Tests drive it through `open_path` and wait on its signals.
+
+    `defer_features=True` (the real start, `app.show_main_window`): the AI, Model, Annotate,
+    PACS and Export Dataset features are built on the tick after the first paint, then
+    `features_ready` is true and `sigFeaturesReady` is emitted; by default they are built here.
+    """
 
     scan_finished = Signal(object)  # ScanResult
     scan_failed = Signal(str)
     volume_loaded = Signal(object)  # Volume
     load_failed = Signal(str)
+    sigFeaturesReady = Signal()
+
+    ai: AiController
+    model_menu: ModelMenu
+    annotate: AnnotateController
+    pacs: PacsFeature
+    dataset: DatasetFeature
 
     def __init__(
         self,
         settings: QSettings | None = None,
         *,
         scan_cache: bool | str | Path = True,
+        defer_features: bool = False,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -109,10 +110,14 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_status_bar()
         self._build_menus()
-        self._build_features()
         self.resize(1400, 900)
-        self._default_state = self.saveState()
+        self._remember_default_layout()
         self._restore_settings()
+        self.features_ready = False
+        if defer_features:  # the window is on screen first: the features come the next tick
+            after_first_paint(self, self._build_deferred_features)
+        else:
+            self.build_features()
 
     # ----------------------------------------------------------------- construction
     def _build_central(self) -> None:
@@ -121,27 +126,15 @@ class MainWindow(QMainWindow):
         self.viewer.sigStatusMessage.connect(self.set_status)
         self.setCentralWidget(self.viewer)
 
-    def _build_features(self) -> None:
-        """The features, each given the document, its views and this window as its `Host`;
-        what one feature tells another goes through here."""
-        # AI menu, results dock, provider label; Model menu; Annotate menu, dock and tools
-        self.ai = AiController(self, self.document, self.viewer)
-        self.model_menu = ModelMenu(self, document=self.document,
-                                   chosen_model=self.ai.model_for_series)
-        self.model_menu.sigModelsChanged.connect(self.ai.models_changed)
-        self.annotate = AnnotateController(self, self.document, self.viewer)
-        self.pacs = PacsFeature(self, self.document)  # File, Annotate and AI menu items
-        self.file_menu.insertActions(self.export_action, [self.pacs.servers_action,
-                                                          self.pacs.query_action])
-        self.file_menu.insertSeparator(self.export_action)
-        self.dataset = DatasetFeature(self, self.document)  # File ▸ Export Dataset…
-        after_png = self.file_menu.actions()
-        after_png = after_png[after_png.index(self.export_action) + 1]
-        self.file_menu.insertAction(after_png, self.dataset.export_action)
-        self.annotate.menu.addAction(self.pacs.send_annotations_action)
-        self.ai.menu.addAction(self.pacs.send_ai_action)
-        self.ai.menu.aboutToShow.connect(  # again after the AI menu rebuilt its model list
-            lambda: self.ai.menu.addAction(self.pacs.send_ai_action))
+    def build_features(self) -> None:
+        """Build the features (once); see `medviewer.ui.shell.features`."""
+        if self.features_ready:
+            return
+        from medviewer.ui.shell.features import build_features
+
+        build_features(self)
+        self.features_ready = True
+        self.sigFeaturesReady.emit()
 
     def _build_docks(self) -> None:
         self.browser = StudyBrowser(self.pool)
@@ -159,19 +152,6 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.measurements_dock)
         self.tabifyDockWidget(self.tags_dock, self.measurements_dock)  # a tab beside the tags
         self.tags_dock.raise_()
-        self._sized = False  # the docks get their default widths when first shown
-
-    def _default_dock_widths(self) -> None:
-        """Room for the browser's names and the AI and annotation tables: Qt lays docks out
-        only once the window has its size, so this runs on show and on View ▸ Reset Layout."""
-        self.resizeDocks([self.browser_dock, self.tags_dock], [280, 380],
-                         Qt.Orientation.Horizontal)
-
-    def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)  # saveState needs names
-        dock.setWidget(widget)
-        return dock
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -355,74 +335,11 @@ class MainWindow(QMainWindow):
     def busy(self) -> bool:
         return self.tasks.busy
 
-    # ----------------------------------------------------------------- dialogs and menus
-    def _last_folder(self) -> str:
-        return str(self.settings.value(LAST_FOLDER_KEY, str(Path.home())))
-
-    @guarded
-    def open_folder_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open DICOM folder", self._last_folder())
-        if folder:
-            self.open_path(folder)
-
-    @guarded
-    def open_files_dialog(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM files", self._last_folder(),
-                                                "DICOM files (*.dcm *.DCM *.ima *);;All files (*)")
-        if files:
-            self.open_path(files)
-
-    @guarded
-    def open_dicomdir_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open DICOMDIR", self._last_folder(),
-                                              "DICOMDIR (DICOMDIR dicomdir *.dir);;All files (*)")
-        if path:
-            self.open_path(path)
-
-    def recent_items(self) -> list[str]:
-        return self.recent_menu.items()
-
-    def add_recent(self, item: str) -> None:
-        self.recent_menu.add(item)
-
-    def _open_recent(self, paths: list[str]) -> None:
-        self.open_path(paths[0] if len(paths) == 1 else paths)
-
-    @guarded
-    def export_view_dialog(self) -> None:
-        """File > Export View as PNG: the reader picks the file; we never pick the DICOM folder."""
-        if not self.document.has_image:
-            self.show_error("Nothing to export: choose a series first")
-            return
-        start = export_folder(self.settings) / export_file_name(self.document)
-        path, _ = QFileDialog.getSaveFileName(self, "Export view as PNG", str(start),
-                                              "PNG image (*.png)")
-        if path:
-            self.export_view(path)
-
-    @guarded
-    def export_view(self, path: PathLike) -> Path | None:
-        """Save what the active view shows (image and overlays) as a PNG, atomically."""
-        target = with_png_suffix(path)
-        try:
-            save_png_atomic(self.viewer.active_view().grab(), target)
-        except OSError as exc:
-            self.show_error(f"Could not export the view to {target}: {exc}")
-            return None
-        self.settings.setValue(EXPORT_FOLDER_KEY, str(target.parent))
-        self.set_status(f"View exported to {target}")
-        return target
-
+    # ----------------------------------------------------------------- view and help
     @guarded
     def set_layout(self, layout: str) -> None:
         self.viewer.set_layout(layout)
         self.layout_actions[self.document.layout].setChecked(True)  # refused: stays checked
-
-    def reset_layout(self) -> None:
-        self.restoreState(self._default_state)
-        self.browser_dock.show()
-        self.tags_dock.show()
-        QTimer.singleShot(0, self._default_dock_widths)  # after the restored layout has run
 
     def show_shortcuts(self) -> None:
         """Help ▸ Keyboard Shortcuts: one non-modal list of every key and mouse action."""
@@ -441,17 +358,6 @@ class MainWindow(QMainWindow):
                           "model-assisted analysis.<br>Not for primary diagnosis.")
 
     # ----------------------------------------------------------------- Host (common.host)
-    def add_dock(self, dock: QDockWidget, place: DockPlace) -> None:
-        """left: a tab beside the studies (which stay in front); right: under the tags."""
-        if place == "left":
-            self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
-            self.tabifyDockWidget(self.browser_dock, dock)
-            self.browser_dock.raise_()
-        else:
-            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-            self.resizeDocks([self.tags_dock, dock], [480, 400], Qt.Orientation.Vertical)
-        self.view_menu.addAction(dock.toggleViewAction())
-
     def add_menu(self, menu: QMenu) -> None:
         self.menuBar().insertMenu(self.help_menu.menuAction(), menu)
 
@@ -478,65 +384,32 @@ class MainWindow(QMainWindow):
         self._message_box.setText(text)
         self._message_box.show()
 
-    # ----------------------------------------------------------------- drag and drop
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
-        if _local_paths(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
-        self.dragEnterEvent(event)
-
-    @guarded
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
-        paths = _local_paths(event.mimeData())
-        if not paths:
-            event.ignore()
-            return
-        event.acceptProposedAction()
-        self.open_path(paths[0] if len(paths) == 1 else paths)
-
     # ----------------------------------------------------------------- settings and close
     def _restore_settings(self) -> None:
         order = str(self.settings.value(IMAGE_ORDER_KEY, "") or "")
         if order in IMAGE_ORDERS:  # an unknown value keeps the default
             self.document.set_image_order(order)
-        geometry = self.settings.value(GEOMETRY_KEY)
-        if isinstance(geometry, QByteArray | bytes):
-            self.restoreGeometry(geometry)
-        state = self.settings.value(STATE_KEY)
-        if isinstance(state, QByteArray | bytes):
-            self._sized = self.restoreState(state)  # the reader's own widths win
+        self._restore_layout()
 
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
-        super().showEvent(event)
-        if not self._sized:
-            self._sized = True
-            QTimer.singleShot(0, self._default_dock_widths)  # once the layout has run
-
-    def save_settings(self) -> None:
-        self.settings.setValue(GEOMETRY_KEY, self.saveGeometry())
-        self.settings.setValue(STATE_KEY, self.saveState())
-        self.settings.sync()
+    def _build_deferred_features(self) -> None:
+        if self.isVisible():
+            self.build_features()
+        else:  # closed before this tick: built when (if) it is painted again
+            after_first_paint(self, self._build_deferred_features)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         """Ask about unsaved annotations, remember the layout, then cancel and wait for every
         worker."""
-        if not self.annotate.safety.confirm_close():
+        ready = self.features_ready  # closed before they were built: nothing of theirs to stop
+        if ready and not self.annotate.safety.confirm_close():
             event.ignore()  # Cancel: the window stays open
             return
         self.save_settings()
         self.pool.shutdown()
-        self.model_menu.shutdown()  # a training child must not outlive the viewer
-        self.pacs.shutdown()  # MedViewer's C-STORE receiver, when on, stops listening
+        if ready:
+            self.model_menu.shutdown()  # a training child must not outlive the viewer
+            self.pacs.shutdown()  # MedViewer's C-STORE receiver, when on, stops listening
         if self._message_box is not None:
             self._message_box.close()
         super().closeEvent(event)
-
-
-def _local_paths(mime: Any) -> list[str]:
-    if mime is None or not mime.hasUrls():
-        return []
-    return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
 

@@ -102,12 +102,13 @@ def test_segmentation_of_a_slice_colours_the_overlay_where_the_labels_are(ai_win
     assert (expected == 1).any() and (expected == 2).any() and (expected == 0).any()
     item = window.viewer.single_view.layers["ai"].labels_item
     assert item.isVisible() and item.opacity() == pytest.approx(0.5)
-    rgba = item.image
+    rgba = item.rgba()
     labels = result.label_map[k]
     assert (rgba[labels == 1] == (0, 255, 0, 255)).all()
     assert (rgba[labels == 2] == (255, 0, 255, 255)).all()
     assert (rgba[labels == 0][:, 3] == 0).all()
-    assert window.ai.provider_label.text() == provider_status(result.provider)
+    assert window.ai.provider_label.text() == (provider_status(result.provider)
+                                               + " \u00b7 ONNX Runtime fp32")
     assert window.ai.provider_label.text().startswith("AI: ")
     # the dock: voxel counts and volumes in mL (5.5 x 5.5 x 5 mm voxels)
     panel = window.ai.panel
@@ -122,13 +123,44 @@ def test_segmentation_of_a_slice_colours_the_overlay_where_the_labels_are(ai_win
         tissue * 5.5 * 5.5 * 5.0 / 1000, abs=0.01)
     # the reader hides bone and turns the opacity up: every view follows the document
     panel.set_label_checked("bone", False)
-    assert (item.image[labels == 2][:, 3] == 0).all()
-    assert (item.image[labels == 1][:, 3] == 255).all()
+    assert (item.rgba()[labels == 2][:, 3] == 0).all()
+    assert (item.rgba()[labels == 1][:, 3] == 255).all()
     panel.opacity_slider.setValue(80)
     assert item.opacity() == pytest.approx(0.8)
     doc.step(1)  # a slice the model did not see: nothing drawn
     assert not item.isVisible()
     assert "labels on 1 slice" in window.status_label.text()
+
+
+def test_the_cpu_runtime_is_the_readers_choice_and_remembered(ai_window, qtbot,
+                                                              make_main_window, monkeypatch):
+    from medviewer.inference.backends import openvino_installed
+
+    monkeypatch.delenv("MEDVIEWER_BACKEND", raising=False)
+    window, doc = ai_window, ai_window.document
+    runtime = window.ai.menu.runtime_menu
+    assert runtime.menuAction() in window.ai.menu.actions()
+    assert runtime.runtime_actions[""].isChecked()  # each model's default to start with
+    window.ai.menu.model_actions["test-seg"].trigger()
+    _run(window, qtbot, window.ai.menu.run_slice_action.trigger)
+    fp32 = doc.ai_result.label_map.copy()
+    runtime.runtime_actions["onnxruntime,int8"].trigger()  # the test model has no int8 file
+    assert "ONNX Runtime int8" in window.status_label.text()
+    _run(window, qtbot, window.ai.menu.run_slice_action.trigger)
+    assert window.ai.provider_label.text().endswith("ONNX Runtime fp32")
+    assert "has no int8 version" in window.status_label.text()  # why it is not int8
+    if openvino_installed():
+        runtime.runtime_actions["openvino,fp32"].trigger()
+        _run(window, qtbot, window.ai.menu.run_slice_action.trigger)
+        assert window.ai.provider_label.text().endswith("OpenVINO fp32")
+        assert np.array_equal(doc.ai_result.label_map, fp32)  # same labels, other runtime
+    else:
+        assert not runtime.runtime_actions["openvino,fp32"].isEnabled()
+        runtime.runtime_actions["onnxruntime,fp32"].trigger()
+    chosen = next(b for b, a in runtime.runtime_actions.items() if a.isChecked())
+    again = make_main_window(settings=window.settings)  # the next session starts with it
+    assert again.ai.menu.runtime_menu.runtime_actions[chosen].isChecked()
+    assert again.ai.cache.backend == chosen
 
 
 def test_whole_series_segmentation_shows_on_the_mpr_planes_too(ai_window, qtbot):
@@ -144,7 +176,7 @@ def test_whole_series_segmentation_shows_on_the_mpr_planes_too(ai_window, qtbot)
     window.set_layout("mpr")
     for name, view in window.viewer.mpr_view.views.items():
         labels = doc.plane(name).image(result.label_map, view.slice_index)
-        drawn = view.layers["ai"].labels_item.image
+        drawn = view.layers["ai"].labels_item.rgba()
         assert drawn.shape[:2] == labels.shape, name
         assert ((drawn[..., 3] > 0) == (labels > 0)).all(), name
 
@@ -235,6 +267,10 @@ def test_boxes_are_drawn_where_the_model_put_them_and_the_threshold_hides_them(a
     x0, y0, x1, y1 = BOXES[0]
     assert (rect.x(), rect.y(), rect.width(), rect.height()) == pytest.approx(
         (x0 * col_mm, y0 * row_mm, (x1 - x0) * col_mm, (y1 - y0) * row_mm))
+    # a layout change since the last paint (the docks' default widths are set on the tick
+    # after show) leaves Qt's item transforms stale until pyqtgraph updates them, which the
+    # next paint does; do it now, as the screen would have
+    view.view_box.updateMatrix()
     corner = view.scene_to_pixel(rect_item.mapToScene(rect.topLeft()))
     assert corner == pytest.approx((x0, y0), abs=1e-6)
     assert text.toPlainText() == "nodule 0.90"

@@ -51,7 +51,7 @@ def test_lab4_segments_lungs_and_the_nodules_on_the_overlay(demo_window, qtbot, 
         k, row, col = (int(round(v)) for v in nodule["center_voxel"])
         assert labels[result.label_map[k, row, col]] == "nodule", nodule["label"]
         doc.set_slice(k)
-        drawn = demo_window.viewer.single_view.layers["ai"].labels_item.image
+        drawn = demo_window.viewer.single_view.layers["ai"].labels_item.rgba()
         assert drawn is not None and drawn[row, col, 3] > 0  # coloured, not transparent
     lung = result.label_map == labels.index("lung")
     assert lung.sum() > 0.05 * lung.size

@@ -94,8 +94,8 @@ def test_lab4_models_side_by_side_one_overlay_at_a_time(window, qtbot):
 
     def drawn_is(result) -> bool:  # the label colours (tests/ui/ai_models.py) where its labels are
         if result.model_id not in THRESHOLDS:
-            return bool(((item.image[..., 3] > 0) == (result.label_map[k] > 0)).all())
-        return bool((item.image == rgba[result.label_map[k]]).all())
+            return bool(((item.rgba()[..., 3] > 0) == (result.label_map[k] > 0)).all())
+        return bool((item.rgba() == rgba[result.label_map[k]]).all())
 
     assert doc.ai_result is output.results[0] and drawn_is(output.results[0])
     for row in (a, b):  # the reader clicks one model's row, then the other's

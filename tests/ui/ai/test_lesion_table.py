@@ -50,7 +50,7 @@ def test_clicking_a_lesion_row_goes_to_its_image_and_centres_the_view(segmented_
     assert doc.slice_index == round(k)
     assert np.allclose(_view_centre(view), (r + 0.5, c + 0.5), atol=2.0)
     assert view.zoom() > 2  # the zoom stays: only the view moved
-    drawn = view.layers["ai"].labels_item.image
+    drawn = view.layers["ai"].labels_item.rgba()
     assert drawn is not None and drawn.shape[:2] == doc.volume.voxels.shape[1:]
     # its two diameters are drawn on that image, as long as the table says
     lesion = table.chosen

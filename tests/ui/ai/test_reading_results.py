@@ -168,7 +168,7 @@ def test_ai_labels_are_outlined_by_default_and_filled_on_request(ai_window, qtbo
     panel, item = window.ai.panel, view.layers["ai"].labels_item
     assert item.opacity() == 1.0 and not panel.opacity_slider.isEnabled()  # solid lines
     labels = doc.ai_result.label_map[k]
-    drawn = view.layers["ai"].labels_item.image
+    drawn = view.layers["ai"].labels_item.rgba()
     inner, edge = _interior(labels, 1), (labels > 0) & ~_interior(labels, 1)
     assert inner.sum() > 50 and edge.any()
     assert (drawn[inner][:, 3] == 0).all()  # inside a label: the anatomy, untinted
@@ -187,7 +187,7 @@ def test_ai_labels_are_outlined_by_default_and_filled_on_request(ai_window, qtbo
     # the reader asks for fill: the whole area is tinted, and the choice is remembered
     assert not panel.fill_check.isChecked()
     panel.fill_check.click()
-    drawn = item.image
+    drawn = item.rgba()
     assert (drawn[labels > 0][:, 3] == 255).all()
     assert panel.opacity_slider.isEnabled() and item.opacity() == pytest.approx(0.5)
     panel.opacity_slider.setValue(70)

@@ -45,13 +45,13 @@ def test_a_brush_drag_is_one_stroke_undo_restores_byte_for_byte(window):
     assert after[k].sum() > 0 and not np.delete(after, k, axis=0).any()
     assert len(doc.history) == 1 and doc.history.undo_name() == "brush"
     # the overlay shows exactly the painted pixels, in the label's colour
-    rgba = view.layers["annotation"].item.image
+    rgba = view.layers["annotation"].item.rgba()
     assert view.layers["annotation"].item.isVisible()
     assert np.array_equal(rgba[..., 3] > 0, after[k] > 0)
     assert (rgba[after[k] > 0][:, :3] == (0xe6, 0x9f, 0x00)).all()
     QTest.keyClick(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # Ctrl+Z
     assert doc.labelmap.array.tobytes() == before.tobytes()
-    assert not (view.layers["annotation"].item.image[..., 3] > 0).any()
+    assert not (view.layers["annotation"].item.rgba()[..., 3] > 0).any()
     win.annotate.redo_action.trigger()
     assert np.array_equal(doc.labelmap.array, after)
     assert doc.annotation.dirty

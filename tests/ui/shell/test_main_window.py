@@ -10,12 +10,13 @@ import pydicom
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QFileDialog
 
 from medviewer.core.dicom.model import Instance, Series
 from medviewer.core.dicom.volume import Volume
 from medviewer.ui.shell import main_window as main_window_mod
 from medviewer.ui.shell.app import apply_dark_theme
+from medviewer.ui.shell.file_actions import LAST_FOLDER_KEY
 from medviewer.ui.viewing.volume_cache import VOLUME_CACHE_BYTES, VolumeCache
 
 WAIT_MS = 30_000  # generous: costs nothing when the signal comes early (a shared 2-core CI)
@@ -155,7 +156,7 @@ def test_recent_items_updated_and_persisted(make_main_window, qtbot, tmp_path, t
     _open(window, qtbot, folders[3])  # reopening moves it to the top, no duplicate
     expected = [str(folders[3])] + [str(f) for f in reversed(folders) if f != folders[3]][:9]
     assert window.recent_items() == expected
-    assert window.settings.value(main_window_mod.LAST_FOLDER_KEY) == str(folders[3])
+    assert window.settings.value(LAST_FOLDER_KEY) == str(folders[3])
     window.close()
     again = make_main_window(settings=temp_settings())
     assert again.recent_items() == expected
@@ -359,7 +360,7 @@ def test_export_menu_asks_for_a_file_away_from_the_dicom_folder(make_main_window
         asked.append(start)
         return str(tmp_path / "chosen.png"), filters
 
-    monkeypatch.setattr(main_window_mod.QFileDialog, "getSaveFileName", ask)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", ask)
     file_menu = window.menuBar().actions()[0].menu()
     action = next(a for a in file_menu.actions() if a.text().startswith("&Export View"))
     assert action.shortcut().toString() == "Ctrl+E"
@@ -476,7 +477,7 @@ def test_open_menu_entries_scan_what_the_dialogs_return(make_main_window, qtbot,
     """File ▸ Open Folder / Files / DICOMDIR, with the dialogs answered as a user would."""
     dicomdir = pydicom_test_files / "dicomdirtests" / "DICOMDIR"
     files = sorted(str(p) for p in (dicom_folder / "a").iterdir())
-    dialog = main_window_mod.QFileDialog
+    dialog = QFileDialog
     monkeypatch.setattr(dialog, "getExistingDirectory", lambda *a, **k: str(dicom_folder))
     monkeypatch.setattr(dialog, "getOpenFileNames", lambda *a, **k: (files, ""))
     monkeypatch.setattr(dialog, "getOpenFileName", lambda *a, **k: (str(dicomdir), ""))
