@@ -155,12 +155,24 @@ def test_the_cpu_runtime_is_the_readers_choice_and_remembered(ai_window, qtbot,
         assert window.ai.provider_label.text().endswith("OpenVINO fp32")
         assert np.array_equal(doc.ai_result.label_map, fp32)  # same labels, other runtime
     else:
-        assert not runtime.runtime_actions["openvino,fp32"].isEnabled()
         runtime.runtime_actions["onnxruntime,fp32"].trigger()
     chosen = next(b for b, a in runtime.runtime_actions.items() if a.isChecked())
     again = make_main_window(settings=window.settings)  # the next session starts with it
     assert again.ai.menu.runtime_menu.runtime_actions[chosen].isChecked()
     assert again.ai.cache.backend == chosen
+
+
+def test_without_openvino_its_runtimes_are_greyed_out_and_say_why(qtbot, monkeypatch):
+    from medviewer.ui.ai import runtime_menu
+
+    monkeypatch.setattr(runtime_menu, "openvino_installed", lambda: False)
+    menu = runtime_menu.RuntimeMenu(None, chosen="openvino,fp32")
+    for backend, action in menu.runtime_actions.items():
+        assert action.isEnabled() == (not backend.startswith("openvino"))
+        if backend.startswith("openvino"):
+            assert "not installed" in action.toolTip()
+    monkeypatch.setattr(runtime_menu, "openvino_installed", lambda: True)
+    assert runtime_menu.RuntimeMenu(None).runtime_actions["openvino,int8"].isEnabled()
 
 
 def test_whole_series_segmentation_shows_on_the_mpr_planes_too(ai_window, qtbot):
