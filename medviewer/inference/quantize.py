@@ -1,6 +1,7 @@
 """Static int8 quantization of a model folder, calibrated on demo phantoms, accuracy recorded.
 
     python -m medviewer.inference.quantize MODEL [--slices 24] [--min-agreement 0.98]
+                                                 [--keep-fp32]
 
 Writes `model.int8.onnx` (ONNX Runtime's quantize_static: QDQ, int8 weights per channel, uint8
 activations calibrated by min/max) beside model.onnx, then compares it with the fp32 model
@@ -8,7 +9,8 @@ on held-out inputs (another phantom, never seen in calibration): segmentation Di
 argmax masks per foreground label, classification top-1 agreement, and the largest absolute
 difference of the outputs. The manifest's `options.runtime` records the file's sha256, that
 accuracy, and makes int8 the model's default only when the agreement reaches
---min-agreement (the user can still choose: MEDVIEWER_BACKEND=fp32 / int8). Detection models
+--min-agreement, unless --keep-fp32 keeps fp32 the default (the user can still choose:
+AI ▸ CPU Runtime, MEDVIEWER_BACKEND=fp32 / int8). Detection models
 are refused: int8 moves Faster R-CNN's boxes.
 """
 
@@ -106,8 +108,10 @@ def dice_score(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def quantize_model(manifest: Manifest, calibration: Sequence[Feed], held_out: Sequence[Feed],
-                   min_agreement: float = 0.98, note: str = "") -> Manifest:
-    """Write the folder's int8 file and record it, with its accuracy, in the manifest."""
+                   min_agreement: float = 0.98, note: str = "",
+                   keep_fp32: bool = False) -> Manifest:
+    """Write the folder's int8 file and record it, with its accuracy, in the manifest; int8
+    becomes the default when it agrees enough with fp32, unless `keep_fp32`."""
     if manifest.task not in TASKS:
         raise ModelError(manifest.folder, f"{manifest.task} models are not quantized: int8 "
                          "moves detection boxes. Run this model in fp32.")
@@ -116,7 +120,7 @@ def quantize_model(manifest: Manifest, calibration: Sequence[Feed], held_out: Se
     target = quantize_file(manifest.path(ONNX_FILE), manifest.path(INT8_FILE), calibration)
     measured = accuracy(manifest.task, _run(manifest.path(ONNX_FILE), held_out),
                         _run(target, held_out))
-    chosen = "int8" if measured["agreement"] >= min_agreement else "fp32"
+    chosen = "int8" if measured["agreement"] >= min_agreement and not keep_fp32 else "fp32"
     d = manifest.to_dict()
     runtime = dict(d["options"].get("runtime", {}))
     runtime.update(backend=runtime.get("backend", "onnxruntime"), precision=chosen, int8={
@@ -168,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("model", help="a model id or folder")
     parser.add_argument("--slices", type=int, default=24, help="phantom slices per set")
     parser.add_argument("--min-agreement", type=float, default=0.98)
+    parser.add_argument("--keep-fp32", action="store_true",
+                        help="offer int8 on request only; fp32 stays the default")
     args = parser.parse_args(argv)
     try:
         loaded = open_model(args.model, providers=["CPUExecutionProvider"])
@@ -175,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         calibration = demo_feeds(pipe, demo_volume(m, args.slices, seed=0))
         held_out = demo_feeds(pipe, demo_volume(m, args.slices, seed=1))
         done = quantize_model(m, calibration, held_out, args.min_agreement,
-                              f"{args.slices} slices of demo phantom seed 0; held out: seed 1")
+                              f"{args.slices} slices of demo phantom seed 0; held out: seed 1",
+                              args.keep_fp32)
     except ModelError as exc:
         print(f"medviewer quantize: {exc}", file=sys.stderr)
         return 2

@@ -106,6 +106,16 @@ def test_too_inaccurate_int8_stays_optional(make_model) -> None:
     assert ModelSession(done, CPU, backend="int8").backend_label == "ONNX Runtime int8"
 
 
+def test_int8_kept_on_request_only_leaves_fp32_the_default(make_model) -> None:
+    m = make_model(onnx_bytes=segmenter_onnx(), onnx_outputs=["logits"], **SEGMENTER)
+    done = quantize_model(m, [images(1)], [images(2)], keep_fp32=True)
+    runtime = done.options["runtime"]
+    assert runtime["int8"]["accuracy"]["agreement"] >= 0.98  # would have been the default
+    assert runtime["precision"] == "fp32"
+    assert ModelSession(done, CPU).backend_label == "ONNX Runtime fp32"
+    assert ModelSession(done, CPU, backend="int8").backend_label == "ONNX Runtime int8"
+
+
 def test_detection_models_are_not_quantized(make_model) -> None:
     m = make_model(task="detection")
     with pytest.raises(ModelError, match="detection models are not quantized"):

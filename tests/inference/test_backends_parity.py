@@ -104,3 +104,31 @@ def test_a_new_export_does_not_inherit_the_old_int8_file(tmp_path) -> None:
     assert new.options["runtime"] == {"backend": "onnxruntime"}
     session = ModelSession(new, ["CPUExecutionProvider"], threads=1)
     assert (session.backend_label, session.note) == ("ONNX Runtime fp32", "")
+
+
+SHIPPED_INT8 = ("lab2-nodule-slice", "lab3-fusion-early", "lab3-fusion-late",
+                "lab3-fusion-single", "lab4-chest-unet", "lab4-chest-resunet",
+                "lab4-chest-resunetpp")
+
+
+@pytest.mark.parametrize("name", SHIPPED_INT8)
+def test_shipped_models_offer_int8_on_request_and_default_to_fp32(name, monkeypatch) -> None:
+    """The demo models' held-out metrics were measured in fp32, so fp32 stays their default;
+    AI ▸ CPU Runtime ▸ int8 runs their int8 file (checksummed, its agreement recorded)."""
+    from medviewer.inference.session import ModelSession
+
+    folder = Path(shipped_models_dir()) / name
+    if not folder.is_dir():
+        pytest.skip(f"{name} is not shipped")
+    monkeypatch.delenv("MEDVIEWER_BACKEND", raising=False)
+    default = open_model(folder, providers=["CPUExecutionProvider"], threads=2)
+    assert default.session.backend_label == "ONNX Runtime fp32"
+    accuracy = default.manifest.options["runtime"]["int8"]["accuracy"]
+    assert accuracy["agreement"] >= 0.98 and accuracy["versus"] == "fp32 model.onnx"
+    int8 = ModelSession(default.manifest, ["CPUExecutionProvider"], 2, backend="int8")
+    assert int8.backend_label == "ONNX Runtime int8" and not int8.note
+    feed = demo_feeds(default.pipeline, demo_volume(default.manifest, 4, seed=7), batch=4)[0]
+    name_out = default.manifest.onnx_outputs[0]
+    a, b = default.session.run(feed)[name_out], int8.run(feed)[name_out]
+    assert a.shape == b.shape
+    assert np.mean(a.argmax(1) == b.argmax(1)) >= 0.95  # the same calls, near enough
