@@ -201,6 +201,32 @@ def test_shipped_manifest_is_honest_and_small() -> None:
     assert size < 8 * 2 ** 20
 
 
+@needs_detector
+def test_shipped_detector_is_the_gathering_export_of_its_weights() -> None:
+    """The shipped model.onnx is exported by today's lab 5 export (levels gathered, not
+    scattered) from the weights beside it: torch on those weights gives its boxes."""
+    import onnx
+    import torch
+
+    from medviewer.inference.quantize import demo_feeds, demo_volume
+    from medviewer.labs import architectures
+    from medviewer.training.export import load_weights
+
+    loaded = open_model(DETECTOR, CPU)
+    m = loaded.manifest
+    graph = onnx.load(str(m.path("model.onnx"))).graph
+    assert sum(n.op_type in ("ScatterElements", "Scatter") for n in graph.node) == 1
+    arch = architectures.get(m.arch)
+    model = load_weights(arch.build(num_classes=len(m.labels), **arch.default_options),
+                         m.path("weights.safetensors")).eval()
+    image = demo_feeds(loaded.pipeline, demo_volume(m, 1, seed=3), batch=1)[0]["image"]
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(image))[0].numpy()
+    boxes = loaded.session.run({"image": image})["boxes"]
+    assert len(expected) >= 1
+    np.testing.assert_allclose(boxes, expected, rtol=1e-4, atol=1e-3)
+
+
 def test_exported_detector_merges_roi_levels_by_gathering(tmp_path) -> None:
     """The ONNX graph gathers the FPN levels' pooled RoIs into place (one 1-D scatter for
     the order) instead of scattering each level through an index the size of the features;
