@@ -256,6 +256,10 @@ def test_infer_runs_the_backend_asked_for_and_says_when_it_cannot(models, ct_ser
     assert main([*args, "--out", str(tmp_path / "b"), "--backend", "int8"]) == 0
     out = capsys.readouterr().out  # this model has no int8 file: fp32, and the reason
     assert "ONNX Runtime fp32: 1 series" in out and "has no int8 version" in out
+    for run in ("a", "b"):  # the result files say what ran, not what was asked for
+        summary = json.loads(next((tmp_path / run).glob("*.json")).read_text())
+        assert (summary["provider"], summary["runtime"]) == ("CPUExecutionProvider",
+                                                             "ONNX Runtime fp32")
     assert main([*args, "--out", str(tmp_path / "c"), "--backend", "fast"]) == 2
     err = capsys.readouterr().err
     assert "Unknown backend 'fast'" in err and "Traceback" not in err

@@ -54,10 +54,11 @@ def write_result_files(result: Result, out_dir: str | Path, stem: str, *,
 
 
 def result_summary(result: Result) -> dict[str, Any]:
-    """What every result file starts with: which model, which series, how long, where run."""
+    """What every result file starts with: which model, which series, how long, where and
+    on what it ran (the runtime and precision: int8 results are not fp32's)."""
     return {"model_id": result.model_id, "model_version": result.model_version,
             "title": result.title, "task": result.task, "provider": result.provider,
-            "series_instance_uid": result.series_instance_uid,
+            "runtime": result.runtime, "series_instance_uid": result.series_instance_uid,
             "slices": len(result.slice_indices),
             "slice_range": ([min(result.slice_indices), max(result.slice_indices)]
                             if result.slice_indices else None),

@@ -103,6 +103,7 @@ class Pipeline:
         return Result(
             model_id=m.id, model_version=m.version, task=m.task, labels=m.label_names,
             colours=[label.colour for label in m.labels], provider=self.session.provider,
+            runtime=getattr(self.session, "backend_label", ""),
             slice_indices=[] if self.series_level else list(indices), title=m.title,
             series_instance_uid=getattr(series, "series_instance_uid", "") or "",
             sop_instance_uids=[sources[k].sop_instance_uid if k < len(sources) else ""

@@ -58,6 +58,7 @@ class Result:
     labels: list[str]
     colours: list[str]
     provider: str = ""
+    runtime: str = ""  # what ran the model on that provider: 'ONNX Runtime int8', ...
     slice_indices: list[int] = field(default_factory=list)
     scores: np.ndarray | None = None
     label_map: np.ndarray | None = None

@@ -71,7 +71,8 @@ def to_json(output: AiOutput, explanation: Explanation | None = None) -> dict[st
     return {
         "scope": output.scope,
         "results": [{"model": r.model_id, "version": r.model_version, "title": r.title,
-                     "task": r.task, "provider": r.provider, "labels": r.labels,
+                     "task": r.task, "provider": r.provider, "runtime": r.runtime,
+                     "labels": r.labels,
                      "series_instance_uid": r.series_instance_uid,
                      "slices": r.slice_indices,
                      "timings_s": {k: round(v, 6) for k, v in r.timings.items()},

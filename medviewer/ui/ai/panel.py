@@ -65,6 +65,12 @@ def _slider(value: int) -> QSlider:
     return slider
 
 
+def _ran_on(result: Result) -> str:
+    """'CPU, ONNX Runtime int8': the device and, when known, the runtime and precision."""
+    device = result.provider.replace("ExecutionProvider", "")
+    return f"{device}, {result.runtime}" if result.runtime else device
+
+
 def timings_text(result: Result) -> str:
     t = result.timings
     parts = [f"{name} {t[key] * 1000:.0f} ms" for key, name in
@@ -233,15 +239,13 @@ class AiPanel(QWidget):
             what = (f"segmentation models</b>, showing {shown}"
                     if is_segmenter_comparison(output) else "fusion methods</b>")
             return (f"<b>{len(output.results)} {what} on the whole series<br>"
-                    f"{result.provider.replace('ExecutionProvider', '')} · "
-                    f"{seconds * 1000:.0f} ms in all")
+                    f"{_ran_on(result)} · {seconds * 1000:.0f} ms in all")
         if output.scope == "series" or not result.slice_indices:
             where = "the whole series"
         else:
             where = f"slice {self._number(result.slice_indices[0])}"
         return (f"<b>{result.title or result.model_id}</b> {result.model_version} on {where}"
-                f"<br>{result.provider.replace('ExecutionProvider', '')} · "
-                f"{timings_text(result)}")
+                f"<br>{_ran_on(result)} · {timings_text(result)}")
 
     def _number(self, k: int) -> int:
         """The image number the views show for slice index k (the reading order)."""

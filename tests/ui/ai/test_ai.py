@@ -149,10 +149,12 @@ def test_the_cpu_runtime_is_the_readers_choice_and_remembered(ai_window, qtbot,
     _run(window, qtbot, window.ai.menu.run_slice_action.trigger)
     assert window.ai.provider_label.text().endswith("ONNX Runtime fp32")
     assert "has no int8 version" in window.status_label.text()  # why it is not int8
+    assert "CPU, ONNX Runtime fp32 · " in window.ai.panel.summary.text()  # beside its result
     if openvino_installed():
         runtime.runtime_actions["openvino,fp32"].trigger()
         _run(window, qtbot, window.ai.menu.run_slice_action.trigger)
         assert window.ai.provider_label.text().endswith("OpenVINO fp32")
+        assert "CPU, OpenVINO fp32 · " in window.ai.panel.summary.text()
         assert np.array_equal(doc.ai_result.label_map, fp32)  # same labels, other runtime
     else:
         runtime.runtime_actions["onnxruntime,fp32"].trigger()
@@ -320,6 +322,7 @@ def test_fusion_methods_side_by_side_each_exportable(ai_window, qtbot, tmp_path)
     saved = window.ai.export_results(tmp_path / "all.json")
     data = json.loads(saved.read_text())
     assert [f["label"] for f in data["findings"]] == ["nodule", "no nodule"]
+    assert {r["runtime"] for r in data["results"]} == {"ONNX Runtime fp32"}  # what ran them
 
 
 def test_export_results_as_csv_one_row_per_slice(ai_window, qtbot, tmp_path,
