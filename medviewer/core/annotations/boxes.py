@@ -40,12 +40,12 @@ def _check_source(source: str) -> None:
                               "'model:<id>@<version>'.")
 
 
-
 def _new_uid() -> str:
     """A fresh DICOM UID; pydicom loads here, not with the viewer's first paint."""
     from pydicom.uid import generate_uid
 
     return generate_uid()
+
 
 @dataclass(frozen=True)
 class AnnotatedBox:

@@ -69,8 +69,12 @@ class AiRun:
     volume: Any
     provider: str
     seconds: float
-    runtime: str = ""  # 'ONNX Runtime fp32' ...
     note: str = ""  # why the runtime asked for was not the one that ran
+
+    @property
+    def runtime(self) -> str:
+        """What ran it: 'ONNX Runtime fp32', ... (the first result's, as its heading says)."""
+        return self.output.results[0].runtime
 
     @property
     def summary(self) -> str:
@@ -109,7 +113,7 @@ def run_model_task(ctx: Any, cache: ModelCache, manifest: Manifest, volume: Any,
     output = AiOutput((result,), scope, _label_stats(result, volume),
                       lesions=_lesions(result, volume, manifest))
     return AiRun(output, volume, loaded.provider, time.perf_counter() - start,
-                 loaded.session.backend_label, loaded.session.note)
+                 loaded.session.note)
 
 
 def compare_task(ctx: Any, cache: ModelCache, manifests: Sequence[Manifest],

@@ -44,11 +44,15 @@ def has_ai_results(output: Any) -> bool:
     return any(_sendable(r) for r in getattr(output, "results", ()) or ())
 
 
+def _classifies(result: Any) -> bool:
+    """A classifier's or fusion method's result: its verdicts go as SR class labels."""
+    return result.task in ("classification", "fusion") and result.scores is not None
+
+
 def _sendable(result: Any) -> bool:
     if result.task == "segmentation":
         return result.label_map is not None and bool(result.label_map.any())
-    classes = result.task in ("classification", "fusion") and result.scores is not None
-    return bool(result.boxes) or classes or bool(result.measurements)
+    return bool(result.boxes) or _classifies(result) or bool(result.measurements)
 
 
 def write_ai_results(output: Any, volume: Any, folder: Path) -> list[Path]:
@@ -91,7 +95,7 @@ def write_ai_results(output: Any, volume: Any, folder: Path) -> list[Path]:
         files.append(write_sr(folder / f"{name}.sr.dcm", volume, boxes,
                               annotator="MedViewer AI", model=model, ratios=ratios,
                               class_labels=classes_from_model(result, volume)
-                              if result.task in ("classification", "fusion") else ()))
+                              if _classifies(result) else ()))
     return files
 
 

@@ -129,11 +129,6 @@ class LabelImageCache:
         self._drop_gone()
         self._drop(lambda key: key[0] == id(source) and _crosses(box, key[1]))
 
-    def clear(self) -> None:
-        self._entries.clear()
-        self._sources.clear()
-        self._nbytes = 0
-
     def _drop(self, which) -> None:
         for key in [k for k in self._entries if which(k)]:
             self._nbytes -= self._entries.pop(key).nbytes
