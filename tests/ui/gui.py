@@ -12,6 +12,24 @@ from PySide6.QtWidgets import QApplication
 RADIUS = 12.0  # mm: about 2 pixels of the 5.5 mm phantom
 
 
+def _slice_view(qtbot, volume, *, window=None, plane: str = "stack",
+                size: tuple[int, int] = (400, 400), fit: bool = True):
+    """A SliceView of `volume` in its own document, shown at `size` (and fitted)."""
+    from medviewer.ui.document.study import StudyDocument
+    from medviewer.ui.viewing.slice_view import SliceView
+
+    doc = StudyDocument()
+    doc.set_volume(volume, window=window)
+    view = SliceView(doc, plane)
+    qtbot.addWidget(view)
+    view.resize(*size)
+    view.show()
+    qtbot.waitExposed(view)
+    if fit:
+        view.fit()
+    return view
+
+
 def _window(make_main_window, qtbot, folder, **kwargs):
     """A shown main window (the size the drag coordinates assume) with `folder` open."""
     win = make_main_window(**kwargs)

@@ -17,12 +17,11 @@ from medviewer.inference.results import Result
 from medviewer.ui.ai.layers import AiLayerItems
 from medviewer.ui.annotate.layers import AnnotationLayer
 from medviewer.ui.document.ai_state import AiOutput
-from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.viewing import label_images
 from medviewer.ui.viewing.label_images import LabelImageCache, screen_lut, straight_rgba
 from medviewer.ui.viewing.layer_order import outline
 from medviewer.ui.viewing.slice_view import SliceView
-from tests.ui.gui import _screen
+from tests.ui.gui import _screen, _slice_view
 
 SLICES, ROWS, COLS = 10, 40, 48
 COLOURS = {1: (0, 255, 0), 2: (255, 0, 255)}  # as "#00ff00", "#ff00ff" below
@@ -57,17 +56,9 @@ def _expected(labels: np.ndarray, width: int = 0) -> np.ndarray:
 @pytest.fixture
 def make_view(qtbot):
     def make() -> SliceView:
-        doc = StudyDocument()
         voxels = np.full((SLICES, ROWS, COLS), -1000, np.int16)  # black in the window
-        doc.set_volume(Volume(voxels=voxels, affine=np.eye(4), modality="CT"),
-                       window=Window(40, 400))
-        view = SliceView(doc)
-        qtbot.addWidget(view)
-        view.resize(300, 260)
-        view.show()
-        qtbot.waitExposed(view)
-        view.fit()
-        return view
+        return _slice_view(qtbot, Volume(voxels=voxels, affine=np.eye(4), modality="CT"),
+                           window=Window(40, 400), size=(300, 260))
     return make
 
 

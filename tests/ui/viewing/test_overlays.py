@@ -30,6 +30,7 @@ from medviewer.ui.viewing.viewer import (
     ViewerPanel,
 )
 from tests.ui.conftest import write_series
+from tests.ui.gui import _slice_view
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 CHARSETS = Path(pydicom.__file__).parent / "data" / "charset_files"
@@ -58,14 +59,7 @@ def test_age_from_the_header_or_the_birth_date(header, age):
 @pytest.fixture
 def make_view(qtbot):
     def make(volume: Volume) -> SliceView:
-        doc = StudyDocument()
-        doc.set_volume(volume)
-        view = SliceView(doc)
-        qtbot.addWidget(view)
-        view.resize(520, 440)
-        view.show()
-        qtbot.waitExposed(view)
-        return view
+        return _slice_view(qtbot, volume, size=(520, 440), fit=False)
     return make
 
 

@@ -21,7 +21,7 @@ from medviewer.core.display import CT_PRESETS, Window, to_display
 from medviewer.ui.document.study import StudyDocument
 from medviewer.ui.viewing.slice_view import SliceView
 from medviewer.ui.viewing.viewer import ViewerPanel
-from tests.ui.gui import _wheel
+from tests.ui.gui import _slice_view, _wheel
 
 SLICES, ROWS, COLS = 12, 40, 32
 SPACING = (2.5, 0.5, 0.5)  # slice, row, column mm
@@ -42,15 +42,7 @@ def make_volume(**kw) -> Volume:
 @pytest.fixture
 def make_view(qtbot):
     def make(volume: Volume | None = None, plane: str = "stack") -> SliceView:
-        doc = StudyDocument()
-        doc.set_volume(volume or make_volume(), window=WINDOW)
-        view = SliceView(doc, plane)
-        qtbot.addWidget(view)
-        view.resize(400, 400)
-        view.show()
-        qtbot.waitExposed(view)
-        view.fit()
-        return view
+        return _slice_view(qtbot, volume or make_volume(), window=WINDOW, plane=plane)
     return make
 
 
